@@ -1,0 +1,1 @@
+"""The provider-independent engine: flow base, snapshot, transport, errors."""

@@ -1,0 +1,138 @@
+"""Every error mfa_fsm raises, in one tree.
+
+::
+
+    MfaError                      root: catch this to catch everything mfa_fsm raises
+    ├── UsageError                the caller used the library wrongly; fix the call
+    │   ├── EventNotAllowed       the flow's current state does not take this event
+    │   ├── InvalidInput          a field of an event (code, factor, id) is malformed
+    │   ├── SnapshotError         a snapshot does not parse, or names an unknown state/provider
+    │   └── StoreError            persistence refused the operation
+    │       ├── FlowNotFound      no flow with that id (never created, deleted or expired)
+    │       ├── FlowConflict      another request saved this flow first (compare-and-set)
+    │       └── SealedStateError  a sealed client-side token is forged, tampered or expired
+    ├── IdpError                  the IdP answered, but refused or misbehaved
+    │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
+    └── TransportError            the network failed before the IdP could answer
+
+An IdP's *answer* about the user ("wrong code", "push denied") is never an exception: it moves
+the flow (see the provider flows). Whatever is raised, the flow and its snapshot are exactly as
+they were before the event, so the caller may retry the same event once the cause is gone.
+
+No message ever contains a secret: codes, passwords, tokens, session ids and cookies are never
+formatted into an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class MfaError(Exception):
+    """Root of every error raised by mfa_fsm."""
+
+
+class UsageError(MfaError):
+    """The library was called in a way it does not support; the message says what to change."""
+
+
+class EventNotAllowed(UsageError):
+    """The event is not accepted in the flow's current state; nothing was sent to the IdP."""
+
+    def __init__(self, event: str, state: str, allowed: Iterable[str]) -> None:
+        self.event = event
+        self.state = state
+        self.allowed = tuple(sorted(allowed))
+        hint = ", ".join(self.allowed) if self.allowed else "none: the flow has ended"
+        super().__init__(
+            f"event {event!r} is not allowed in state {state!r}; events allowed now: {hint}"
+        )
+
+
+class InvalidInput(UsageError):
+    """A field of an event is missing, of the wrong type or out of range.
+
+    ``field`` names the offending field; the message never repeats its value.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+
+class SnapshotError(UsageError):
+    """A snapshot could not be restored: it does not parse, was tampered with, or is unknown."""
+
+
+class StoreError(UsageError):
+    """A flow store refused an operation."""
+
+
+class FlowNotFound(StoreError):
+    """No flow is stored under this id: it was never created, was deleted, or has expired."""
+
+    def __init__(self, flow_id: str) -> None:
+        self.flow_id = flow_id
+        super().__init__(f"no flow {flow_id!r} in the store (finished, expired or never started)")
+
+
+class FlowConflict(StoreError):
+    """Another request advanced the flow first; reload it and decide again."""
+
+    def __init__(self, flow_id: str, expected: int, actual: int | None) -> None:
+        self.flow_id = flow_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"flow {flow_id!r} is at version {actual}, not {expected}: another request "
+            "advanced it first; reload the flow and render its current state"
+        )
+
+
+class SealedStateError(StoreError):
+    """A sealed client-side state token is forged, tampered with, foreign, stale or expired."""
+
+
+class IdpError(MfaError):
+    """The IdP refused a call or answered something the flow cannot accept.
+
+    ``status`` is the HTTP status (``None`` when the body itself was at fault), ``error_code``
+    the IdP's own error code when it gave one, ``path`` the API path that was called and
+    ``retry_after`` the seconds the IdP asked the client to wait (HTTP 429/503), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        status: int | None = None,
+        error_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.path = path
+        self.status = status
+        self.error_code = error_code
+        self.retry_after = retry_after
+        super().__init__(message)
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying the same event again later may succeed (HTTP 429 or 5xx)."""
+        return self.status is not None and (self.status == 429 or self.status >= 500)
+
+
+class IdpReplyError(IdpError):
+    """The IdP's reply was not what its API documents (HTML, empty, wrong JSON shape)."""
+
+
+class TransportError(MfaError):
+    """The network failed: refused or dropped connection, timeout, TLS failure.
+
+    The original ``requests`` exception is the ``__cause__``. The flow is unchanged; retry the
+    same event when the IdP is reachable again.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)

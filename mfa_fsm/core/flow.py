@@ -1,0 +1,346 @@
+"""The engine: one event in, IdP calls made, one new immutable snapshot out.
+
+Theory of operation
+-------------------
+Each provider declares two things side by side in one module:
+
+* a :class:`FlowMachine` subclass: the six states of the shared vocabulary and every
+  transition, each guarded by what the IdP said (``cond=said("completed")``). This table is
+  the whole flow; the diagrams in ``diagrams/`` are drawn from it.
+* a :class:`Flow` subclass whose ``_on_<event>`` handlers make the IdP calls for an event and
+  return an :class:`Outcome`: what the IdP said (``kind``) and the snapshot fields it changes.
+
+``Flow.send(event, **data)`` then runs one step:
+
+1. refuse an unknown event, or any event once the flow has ended (no IdP call);
+2. if the state's deadline has passed, turn the event into ``expire`` (no IdP call, except a
+   best-effort cancel where the provider has one);
+3. refuse an event the current state does not take (no IdP call);
+4. call the handler, which performs the IdP calls through the transport and returns an
+   ``Outcome`` (or ``None``: nothing to do yet, e.g. a poll before ``next_poll_at``);
+5. send ``event`` with the outcome to a machine restored at the current state; its guards pick
+   the target;
+6. commit ``evolve(snapshot, state=target, version=version + 1, **outcome.changes)`` and log
+   one structlog event.
+
+Steps 1-5 never touch the held snapshot, so any exception (network, IdP refusal, malformed
+reply, a bug) leaves the flow exactly as it was before the event. The machine is strict
+(``StateMachine`` semantics pinned below), and it is rebuilt around the snapshot's state on
+every step, so restoring a flow never runs an entry action.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Self
+
+import attrs
+import structlog
+from statemachine import State, StateMachine
+from statemachine.exceptions import TransitionNotAllowed
+
+from mfa_fsm.core.errors import EventNotAllowed, IdpError, InvalidInput, MfaError, SnapshotError
+from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
+from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+
+Clock = Callable[[], float]
+
+log = structlog.get_logger("mfa_fsm")
+
+
+class FlowMachine(StateMachine):
+    """Base of every provider's machine, with the engine's error semantics set explicitly."""
+
+    # An event the current state does not take raises TransitionNotAllowed; never dropped.
+    allow_event_without_transition = False
+    # An exception in a callback propagates and the state is rolled back; never an event.
+    catch_errors_as_events = False
+
+
+def states() -> tuple[State, ...]:
+    """The shared state vocabulary, fresh ``State`` objects for one machine class.
+
+    Unpack them at class level, in this order::
+
+        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected,
+         OobPending, Completed, Failed) = states()
+    """
+    return (
+        State("Awaiting first factor", initial=True),
+        State("Awaiting second factor"),
+        State("Second factor selected"),
+        State("OOB pending"),
+        State("Completed", final=True),
+        State("Failed", final=True),
+    )
+
+
+def said(kind: str) -> Callable[..., bool]:
+    """A transition guard that holds when the step's outcome is of ``kind``.
+
+    The guard is named ``kind``, so diagrams read ``submit_response [completed]``.
+    """
+
+    def guard(outcome: Outcome) -> bool:
+        return outcome.kind == kind
+
+    guard.__name__ = guard.__qualname__ = kind
+    return guard
+
+
+@attrs.frozen
+class Outcome:
+    """What one IdP exchange said, and the snapshot fields it changes.
+
+    ``kind`` selects the transition (see :func:`said`); ``changes`` are keyword arguments for
+    ``attrs.evolve`` of the snapshot (never ``state`` or ``version``: the engine sets those).
+    """
+
+    kind: str
+    changes: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class CallRecord:
+    """One IdP call made during a step: what the transition log line reports."""
+
+    path: str
+    status: int | None
+    ms: float
+
+
+class _RecordingTransport:
+    """Wraps the caller's transport to note path, status and duration of every call."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.calls: list[CallRecord] = []
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            response = self.inner.send(request)
+            status = response.status
+            return response
+        finally:
+            ms = round((time.perf_counter() - started) * 1000, 2)
+            self.calls.append(CallRecord(request.path, status, ms))
+
+
+class _Model:
+    """The object python-statemachine reads and writes the current state on."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+class Flow:
+    """One MFA flow of one provider, advanced one event at a time.
+
+    Subclasses set ``provider``, ``machine`` and ``context_type``, and define one
+    ``_on_<event>(snapshot, now, **data)`` handler per event the caller may send. Use
+    ``Provider.start(...)`` to begin a flow and :meth:`restore` to continue one.
+    """
+
+    provider: ClassVar[str]
+    machine: ClassVar[type[FlowMachine]]
+    context_type: ClassVar[type]
+    #: events only the engine sends (never accepted from a caller)
+    internal_events: ClassVar[frozenset[str]] = frozenset({"expire"})
+
+    _events_by_state: ClassVar[dict[str, frozenset[str]]]
+    _public_events: ClassVar[frozenset[str]]
+    _handler_params: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Snapshot.contexts[cls.provider] = cls.context_type
+        cls._events_by_state = {
+            state.id: frozenset(event.id for event in state.transitions.unique_events)
+            for state in cls.machine.states
+        }
+        declared: list[Any] = cls.machine.events  # type: ignore[assignment]  # a list on the class
+        cls._public_events = frozenset(e.id for e in declared) - cls.internal_events
+        cls._handler_params = {}
+        for event in cls._public_events:
+            handler = getattr(cls, f"_on_{event}", None)
+            if handler is None:
+                raise TypeError(f"{cls.__name__} has no handler _on_{event} for event {event!r}")
+            params = list(inspect.signature(handler).parameters.values())[3:]
+            required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+            cls._handler_params[event] = (required, frozenset(p.name for p in params))
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        if snapshot.provider != self.provider:
+            raise SnapshotError(
+                f"snapshot belongs to provider {snapshot.provider!r}, not {self.provider!r}; "
+                "restore it with that provider's flow class"
+            )
+        if not isinstance(snapshot.context, self.context_type):
+            raise SnapshotError(f"snapshot context is not a {self.context_type.__name__}")
+        self._snapshot = snapshot
+        self._transport = _RecordingTransport(transport or RequestsTransport())
+        self.clock = clock
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: Snapshot | str | bytes,
+        *,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+        **settings: Any,
+    ) -> Self:
+        """Continue a flow from a snapshot (or its JSON) without re-running any action.
+
+        Raises :class:`SnapshotError` if the snapshot does not parse or belongs to another
+        provider. ``settings`` are the provider's configuration (see the subclass).
+        """
+        if not isinstance(snapshot, Snapshot):
+            snapshot = Snapshot.from_json(snapshot)
+        return cls(snapshot, transport=transport, clock=clock, **settings)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The flow's current immutable snapshot; persist it to continue later."""
+        return self._snapshot
+
+    def view(self) -> FlowView:
+        """What to render for the current state (the snapshot without provider secrets)."""
+        return FlowView.of(self._snapshot)
+
+    @property
+    def flow_id(self) -> str:
+        """The flow's id, stable for its whole life."""
+        return self._snapshot.flow_id
+
+    @property
+    def state(self) -> str:
+        """The current state's name from the shared vocabulary."""
+        return self._snapshot.state
+
+    @property
+    def version(self) -> int:
+        """How many steps the flow has taken."""
+        return self._snapshot.version
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the flow has ended (``Completed`` or ``Failed``)."""
+        return self._snapshot.state in FINAL_STATES
+
+    def allowed_events(self) -> tuple[str, ...]:
+        """The events the current state takes, sorted (empty once the flow has ended)."""
+        allowed = self._events_by_state[self._snapshot.state] - self.internal_events
+        return tuple(sorted(allowed))
+
+    # -- stepping -----------------------------------------------------------------------
+
+    def send(self, event: str, **data: Any) -> FlowView:
+        """Advance the flow by one event and return the view of the new state.
+
+        Raises :class:`EventNotAllowed` for an event the state does not take and
+        :class:`InvalidInput` for malformed data, both before any IdP call; raises
+        :class:`IdpError` or :class:`TransportError` when the IdP call fails. In every error
+        case the flow and its snapshot are unchanged, so the same event can be retried.
+        """
+        started = time.perf_counter()
+        before = self._snapshot
+        if event not in self._public_events or before.state in FINAL_STATES:
+            raise EventNotAllowed(event, before.state, self.allowed_events())
+        now = self.clock()
+        outcome: Outcome | None
+        if now >= before.deadline:
+            event, outcome = "expire", self._expire(before, now)
+        else:
+            if event not in self._events_by_state[before.state]:
+                raise EventNotAllowed(event, before.state, self.allowed_events())
+            self._check_data(event, data)
+            outcome = self._run_handler(event, before, now, data, started)
+        if outcome is None:
+            return self.view()
+        target = self._select_target(before, event, outcome)
+        after = attrs.evolve(before, **outcome.changes, state=target, version=before.version + 1)
+        self._snapshot = after
+        self._log_step("mfa_fsm.transition", before, event, started, target=target)
+        return self.view()
+
+    def _check_data(self, event: str, data: Mapping[str, Any]) -> None:
+        required, accepted = self._handler_params[event]
+        for name in data.keys() - accepted:
+            raise InvalidInput(name, f"is not a field of {event!r}; it takes {sorted(accepted)}")
+        for name in required - data.keys():
+            raise InvalidInput(name, f"is required for {event!r}")
+
+    def _run_handler(
+        self, event: str, before: Snapshot, now: float, data: Mapping[str, Any], started: float
+    ) -> Outcome | None:
+        self._transport.calls.clear()
+        handler = getattr(self, f"_on_{event}")
+        try:
+            outcome: Outcome | None = handler(before, now, **data)
+        except MfaError as exc:
+            self._log_step("mfa_fsm.step_failed", before, event, started, error=exc)
+            raise
+        return outcome
+
+    def _select_target(self, before: Snapshot, event: str, outcome: Outcome) -> str:
+        model = _Model(before.state)
+        try:
+            self.machine(model=model).send(event, outcome=outcome)
+        except TransitionNotAllowed as exc:
+            # The handler returned an outcome the table has no row for: the IdP said
+            # something this flow does not model. Refuse it rather than guess a state.
+            raise IdpError(
+                f"the IdP's answer ({outcome.kind}) is not valid in state {before.state}",
+                path=self._transport.calls[-1].path if self._transport.calls else "",
+            ) from exc
+        return model.state
+
+    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
+        """The outcome of a passed deadline; providers may add a best-effort IdP cancel."""
+        return Outcome("expired", {"failure": "expired", "next_poll_at": None})
+
+    def _log_step(
+        self,
+        name: str,
+        before: Snapshot,
+        event: str,
+        started: float,
+        *,
+        target: str | None = None,
+        error: MfaError | None = None,
+    ) -> None:
+        calls = self._transport.calls
+        last = calls[-1] if calls else None
+        fields: dict[str, Any] = {
+            "flow_id": before.flow_id,
+            "provider": self.provider,
+            "flow_event": event,
+            "source": before.state,
+            "idp_path": last.path if last else None,
+            "idp_status": last.status if last else None,
+            "idp_calls": len(calls),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if error is None:
+            log.info(name, **fields, target=target, version=before.version + 1)
+        else:
+            log.warning(name, **fields, error=type(error).__name__)
+
+    @property
+    def transport(self) -> Transport:
+        """The transport every IdP call of this flow goes through."""
+        return self._transport

@@ -1,0 +1,53 @@
+"""Checks on what a web request may carry into an event, before anything reaches an IdP.
+
+Each check raises :class:`InvalidInput` naming the field and the rule, never echoing the
+value (it may be a password).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from mfa_fsm.core.errors import InvalidInput
+
+#: Long enough for any password manager's output and for KBA answers; short enough that an
+#: oversize body is refused here rather than by the IdP.
+MAX_SECRET = 256
+MAX_CODE = 64
+MAX_ID = 255
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]*")
+
+
+def secret_text(field: str, value: Any, *, max_length: int = MAX_SECRET) -> str:
+    """A password or answer: a non-empty string without control characters."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    if not value.strip():
+        raise InvalidInput(field, "must not be empty")
+    if len(value) > max_length:
+        raise InvalidInput(field, f"must be at most {max_length} characters")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise InvalidInput(field, "must not contain control characters")
+    return value
+
+
+def code(field: str, value: Any, *, max_length: int = MAX_CODE) -> str:
+    """A one-time code or grid response: printable ASCII letters and digits, spaces dropped."""
+    text = secret_text(field, value, max_length=max_length).replace(" ", "").replace("-", "")
+    if not text.isascii() or not text.isalnum():
+        raise InvalidInput(field, "must contain only letters and digits")
+    return text
+
+
+def identifier(field: str, value: Any, *, max_length: int = MAX_ID) -> str:
+    """A user id, flow id or similar: ASCII letters, digits and ``._@+-``."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(field, "must be a non-empty string")
+    if len(value) > max_length:
+        raise InvalidInput(field, f"must be at most {max_length} characters")
+    if not _ID.fullmatch(value):
+        raise InvalidInput(field, "may contain only ASCII letters, digits and . _ @ + -")
+    return value

@@ -1,0 +1,145 @@
+"""The Entrust IDaaS Authentication API calls, over the injected transport.
+
+Four calls drive every flow (Entrust's guide, "Authentication API"): query the user's
+authenticators, select (challenge) an authenticator, complete it, and log out. Every select
+and complete returns a new token that the next call must use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.transport import HttpRequest, Transport
+from mfa_fsm.entrust.replies import (
+    AuthReply,
+    QueryReply,
+    decipher,
+    parse_authenticated,
+    parse_query,
+)
+
+QUERY_PATH = "/api/web/v2/authentication/users"
+SELECT_PATH = "/api/web/v2/authentication/users/authenticate/{authenticator}"
+COMPLETE_PATH = "/api/web/v1/authentication/users/authenticate/{authenticator}/complete"
+LOGOUT_PATH = "/api/web/v1/authentication/logout"
+
+#: Authenticator names are upper-case enum values; anything else never reaches a URL path.
+_AUTHENTICATOR = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
+
+#: Error codes that mean "locked out". Entrust does not document the code; these are the
+#: ones seen in integrations and the emulator's. Override with ``EntrustConfig.lockout_codes``.
+DEFAULT_LOCKOUT_CODES = frozenset(
+    {"authenticator_locked", "user_locked", "account_locked", "ACCOUNT_LOCKED_OUT"}
+)
+
+
+def _strip_slash(url: str) -> str:
+    return str(url).rstrip("/")
+
+
+@attrs.frozen
+class EntrustConfig:
+    """How to reach one Entrust IDaaS Authentication API application.
+
+    ``base_url`` is the tenant (``https://customer.region.trustedauth.com``);
+    ``application_id`` the Authentication API application's id; ``client_ip`` the end
+    user's address, sent on every call when the application takes the client IP "Provided in
+    the API" (risk rules need it). ``bearer`` sends ``Authorization: Bearer <token>`` instead
+    of the bare token (IDaaS accepts both). ``poll_interval`` and ``push_lifetime`` (the
+    tenant's push authentication lifetime, 300 s by default) shape push polling;
+    ``flow_lifetime`` caps a flow whose token carries no expiry.
+    """
+
+    base_url: str = attrs.field(converter=_strip_slash)
+    application_id: str
+    client_ip: str | None = None
+    bearer: bool = False
+    poll_interval: float = 1.0
+    push_lifetime: float = 300.0
+    flow_lifetime: float = 900.0
+    lockout_codes: frozenset[str] = DEFAULT_LOCKOUT_CODES
+
+
+def check_authenticator(name: str) -> str:
+    """``name`` if it is a well-formed authenticator name, else :class:`InvalidInput`."""
+    if not isinstance(name, str) or not _AUTHENTICATOR.fullmatch(name):
+        raise InvalidInput("factor", "must be an authenticator name such as 'OTP' or 'TOKEN'")
+    return name
+
+
+class EntrustClient:
+    """Makes the Authentication API calls; every reply is deciphered by ``replies``.
+
+    Raises :class:`IdpError` (the IdP refused; ``error_code`` is Entrust's ``errorCode``),
+    :class:`IdpReplyError` (unreadable reply) or :class:`TransportError` (network).
+    """
+
+    def __init__(self, config: EntrustConfig, transport: Transport) -> None:
+        self.config = config
+        self.transport = transport
+
+    def query(self, user_id: str) -> QueryReply:
+        """The authenticators ``user_id`` may use with this application."""
+        return parse_query(self._post(QUERY_PATH, {"userId": user_id}))
+
+    def select(
+        self,
+        authenticator: str,
+        *,
+        user_id: str | None = None,
+        auth_token: str | None = None,
+        second_factor: str | None = None,
+        delivery: str | None = None,
+    ) -> AuthReply:
+        """Start a challenge of ``authenticator`` (sends the OTP, the push, the questions)."""
+        body = {
+            "userId": user_id,
+            "authToken": auth_token,
+            "secondFactorAuthenticator": second_factor,
+            "otpDeliveryType": delivery,
+        }
+        path = SELECT_PATH.format(authenticator=check_authenticator(authenticator))
+        return parse_authenticated(self._post(path, body))
+
+    def complete(
+        self,
+        authenticator: str,
+        token: str,
+        *,
+        response: str | None = None,
+        second_factor: str | None = None,
+        kba_challenge: dict[str, Any] | None = None,
+        cancel: bool = False,
+    ) -> AuthReply:
+        """Answer (or, with no ``response``, poll; with ``cancel``, cancel) a challenge."""
+        body = {
+            "response": response,
+            "secondFactorAuthenticator": second_factor,
+            "kbaChallenge": kba_challenge,
+            "cancel": True if cancel else None,
+        }
+        path = COMPLETE_PATH.format(authenticator=check_authenticator(authenticator))
+        return parse_authenticated(self._post(path, body, token=token))
+
+    def logout(self, token: str) -> None:
+        """End the IDaaS session of a final token."""
+        response = self.transport.send(self._request(LOGOUT_PATH, None, token))
+        if response.status >= 300:
+            decipher(response, LOGOUT_PATH)
+
+    def _post(self, path: str, fields: dict[str, Any], token: str | None = None) -> Any:
+        body = {"applicationId": self.config.application_id}
+        if self.config.client_ip:
+            body["clientIp"] = self.config.client_ip
+        body.update((key, value) for key, value in fields.items() if value is not None)
+        return decipher(self.transport.send(self._request(path, body, token)), path)
+
+    def _request(self, path: str, body: dict[str, Any] | None, token: str | None) -> HttpRequest:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}" if self.config.bearer else token
+        return HttpRequest("POST", self.config.base_url + path, path, headers, body)

@@ -1,0 +1,559 @@
+"""The Entrust IDaaS flow: a first factor (EXTERNAL or password), then a second factor.
+
+Theory of operation
+-------------------
+``EntrustFlow.start`` queries the user's authenticators and lands in ``AwaitingFirstFactor``.
+
+* ``submit_first_factor()`` completes EXTERNAL (the first factor was checked outside IDaaS)
+  with the query's token; ``submit_first_factor(password=...)`` runs the
+  PASSWORD_AND_SECONDFACTOR first half (select, then complete with the password). IDaaS
+  either finishes (risk rules need no second factor) or hands back a token for the second.
+* ``select_second_factor(factor=..., delivery=...)`` challenges the chosen authenticator:
+  a code is now due (OTP, TOKEN, TOKENCR, KBA, GRID, TEMP_ACCESS_CODE) or a push runs
+  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). Selecting again re-sends or switches.
+* ``submit_response(response=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
+  (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
+* ``poll()`` asks whether the push was answered, never before ``next_poll_at``: NO_RESPONSE
+  stays, CONFIRM completes, CANCEL / CONCERN / ``no_transaction`` end ``Failed(denied)``.
+* ``cancel()`` ends the flow (telling IDaaS when a challenge is running); after the state's
+  deadline (the token's ``expires``, or the push lifetime) any event ends ``Failed(expired)``.
+
+Every select and complete returns a new token and the next call uses it; a reply without a
+token never replaces the held one. All transitions are in ``EntrustMachine`` below.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import ClassVar
+
+import attrs
+import structlog
+
+from mfa_fsm.core.errors import IdpError, IdpReplyError, InvalidInput, MfaError, UsageError
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
+from mfa_fsm.core.transport import Transport
+from mfa_fsm.entrust.client import EntrustClient, EntrustConfig, check_authenticator
+from mfa_fsm.entrust.replies import AuthReply
+
+log = structlog.get_logger("mfa_fsm")
+
+EXTERNAL = "EXTERNAL"
+PASSWORD_AND_SECONDFACTOR = "PASSWORD_AND_SECONDFACTOR"  # noqa: S105 (a name, not a secret)
+FIRST_FACTORS = (EXTERNAL, PASSWORD_AND_SECONDFACTOR)
+
+#: Second factors mfa_fsm drives: name -> (kind, label). Others are shown as unsupported.
+SECOND_FACTORS = {
+    "OTP": ("otp", "One-time code sent to you"),
+    "TOKEN": ("token", "Code from your token or authenticator app"),
+    "TOKENCR": ("token", "Response from your token to a challenge"),
+    "TOKENPUSH": ("push", "Approve on the Entrust mobile app"),
+    "SMARTCREDENTIALPUSH": ("push", "Approve with your mobile smart credential"),
+    "FACE": ("push", "Face biometric on your phone"),
+    "MAGICLINK": ("push", "Open the link sent to you"),
+    "KBA": ("kba", "Answer your security questions"),
+    "GRID": ("grid", "Cells from your grid card"),
+    "TEMP_ACCESS_CODE": ("code", "Temporary access code"),
+}
+PUSH_FACTORS = frozenset(name for name, (kind, _) in SECOND_FACTORS.items() if kind == "push")
+
+
+class EntrustMachine(FlowMachine):
+    """Every transition of the Entrust flow; guards name what IDaaS said."""
+
+    (
+        AwaitingFirstFactor,
+        AwaitingSecondFactor,
+        SecondFactorSelected,
+        OobPending,
+        Completed,
+        Failed,
+    ) = states()
+
+    submit_first_factor = (
+        AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("second_factor_required"))
+        | AwaitingFirstFactor.to(Completed, cond=said("completed"))
+        | AwaitingFirstFactor.to(AwaitingFirstFactor, cond=said("rejected"))
+        | AwaitingFirstFactor.to(Failed, cond=said("locked"))
+    )
+    select_second_factor = (
+        AwaitingSecondFactor.to(SecondFactorSelected, cond=said("challenge_issued"))
+        | AwaitingSecondFactor.to(OobPending, cond=said("oob_started"))
+        | AwaitingSecondFactor.to(Completed, cond=said("completed"))
+        | AwaitingSecondFactor.to(Failed, cond=said("locked"))
+        | SecondFactorSelected.to(SecondFactorSelected, cond=said("challenge_issued"))
+        | SecondFactorSelected.to(OobPending, cond=said("oob_started"))
+        | SecondFactorSelected.to(Failed, cond=said("locked"))
+        | OobPending.to(SecondFactorSelected, cond=said("challenge_issued"))
+        | OobPending.to(OobPending, cond=said("oob_started"))
+        | OobPending.to(Failed, cond=said("locked"))
+    )
+    submit_response = (
+        SecondFactorSelected.to(Completed, cond=said("completed"))
+        | SecondFactorSelected.to(SecondFactorSelected, cond=said("rejected"))
+        | SecondFactorSelected.to(Failed, cond=said("locked"))
+    )
+    poll = (
+        OobPending.to(OobPending, cond=said("pending"))
+        | OobPending.to(Completed, cond=said("completed"))
+        | OobPending.to(Failed, cond=said("denied"))
+    )
+    cancel = Failed.from_(
+        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    )
+    expire = Failed.from_(
+        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    )
+
+
+@attrs.frozen
+class EntrustContext:
+    """Entrust's private part of a snapshot. Tokens are secrets: never in a repr."""
+
+    first_factor: str
+    #: the token the next call uses (query, then select/complete replies)
+    token: str | None = attrs.field(default=None, repr=False)
+    #: the token after the first factor: second-factor selects send it as ``authToken``
+    first_factor_token: str | None = attrs.field(default=None, repr=False)
+    token_expires_at: float | None = None
+    factor: str | None = None
+    kba_id: str | None = None
+    kba_question_ids: tuple[str, ...] = ()
+    remaining_attempts: dict[str, int] = attrs.field(factory=dict)
+    polls: int = 0
+
+
+class EntrustFlow(Flow):
+    """An Entrust IDaaS login; start with :meth:`start`, continue with :meth:`restore`.
+
+    Configuration (``config=``, an :class:`EntrustConfig`) is the application's, not the
+    flow's, so it is passed on every restore and never stored in the snapshot.
+    """
+
+    provider: ClassVar[str] = "entrust"
+    machine = EntrustMachine
+    context_type = EntrustContext
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        config: EntrustConfig,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(snapshot, transport=transport, clock=clock)
+        self.config = config
+        self.client = EntrustClient(config, self.transport)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        config: EntrustConfig,
+        user_id: str,
+        first_factor: str | None = None,
+        flow_id: str | None = None,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+    ) -> EntrustFlow:
+        """Query ``user_id``'s authenticators and return a flow in ``AwaitingFirstFactor``.
+
+        ``first_factor`` is ``"EXTERNAL"`` or ``"PASSWORD_AND_SECONDFACTOR"``; by default the
+        first of those the IdP offers. Raises :class:`InvalidInput` for a malformed user id,
+        :class:`UsageError` when the IdP offers neither first factor, and the IdP and
+        transport errors of the query; no flow exists until this returns.
+        """
+        identifier("user_id", user_id)
+        if first_factor is not None and first_factor not in FIRST_FACTORS:
+            raise InvalidInput("first_factor", f"must be one of {list(FIRST_FACTORS)}")
+        now = clock()
+        placeholder = Snapshot(
+            provider=cls.provider,
+            flow_id=flow_id or uuid.uuid4().hex,
+            user_id=user_id,
+            state="AwaitingFirstFactor",
+            version=0,
+            created_at=now,
+            deadline=now + config.flow_lifetime,
+            context=EntrustContext(first_factor=first_factor or EXTERNAL),
+        )
+        flow = cls(placeholder, config=config, transport=transport, clock=clock)
+        reply = flow.client.query(user_id)
+        offered = [f for f in FIRST_FACTORS if f in reply.authentication_types]
+        chosen = first_factor or (offered[0] if offered else None)
+        if chosen is None or chosen not in offered:
+            raise UsageError(
+                f"IDaaS offers {list(reply.authentication_types)} as first factors for this "
+                f"user and application, not {chosen or ' or '.join(FIRST_FACTORS)}; change "
+                "the application's resource rule or the first_factor argument"
+            )
+        deliveries = reply.otp_deliveries
+        choices = tuple(
+            _choice(name, deliveries, reply.otp_default_delivery, name in reply.locked)
+            for name in reply.second_factors
+        )
+        attempts = dict(reply.remaining_attempts)
+        flow._snapshot = attrs.evolve(
+            placeholder,
+            deadline=_deadline(now + config.flow_lifetime, reply.expires_at),
+            choices=choices,
+            challenge=_first_factor_challenge(chosen, attempts),
+            context=EntrustContext(
+                first_factor=chosen,
+                token=reply.token,
+                token_expires_at=reply.expires_at,
+                remaining_attempts=attempts,
+            ),
+        )
+        log.info(
+            "mfa_fsm.flow_started",
+            flow_id=placeholder.flow_id,
+            provider=cls.provider,
+            target="AwaitingFirstFactor",
+            first_factor=chosen,
+            version=0,
+        )
+        return flow
+
+    # -- handlers: one per event, each returns what IDaaS said ---------------------------
+
+    def _on_submit_first_factor(
+        self, snapshot: Snapshot, now: float, password: str | None = None
+    ) -> Outcome:
+        ctx: EntrustContext = snapshot.context
+        if ctx.first_factor == EXTERNAL:
+            if password is not None:
+                raise InvalidInput(
+                    "password", "is not taken: with EXTERNAL the first factor was checked outside"
+                )
+            token = ctx.token or self._required_token(self.client.select(EXTERNAL))
+            reply = self.client.complete(EXTERNAL, token)
+        else:
+            password = secret_text("password", password)
+            token = self._required_token(
+                self.client.select(PASSWORD_AND_SECONDFACTOR, user_id=snapshot.user_id)
+            )
+            try:
+                reply = self.client.complete(PASSWORD_AND_SECONDFACTOR, token, response=password)
+            except IdpError as exc:
+                return self._answer_refused(exc, snapshot, "PASSWORD")
+        if reply.completed:
+            return self._completed(snapshot, reply)
+        token = self._required_token(reply)
+        return Outcome(
+            "second_factor_required",
+            {
+                "challenge": None,
+                "deadline": _deadline(snapshot.deadline, reply.expires_at),
+                "context": attrs.evolve(
+                    ctx,
+                    token=token,
+                    first_factor_token=token,
+                    token_expires_at=reply.expires_at or ctx.token_expires_at,
+                ),
+            },
+        )
+
+    def _on_select_second_factor(
+        self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
+    ) -> Outcome:
+        ctx: EntrustContext = snapshot.context
+        choice = _offered(snapshot, check_authenticator(factor))
+        if delivery is not None and delivery not in choice.deliveries:
+            raise InvalidInput("delivery", f"must be one of {list(choice.deliveries)}")
+        if snapshot.state == "OobPending":
+            self._cancel_quietly(snapshot, "switching factor")
+        path, second = self._paths(ctx, factor)
+        try:
+            reply = self.client.select(
+                path,
+                auth_token=ctx.first_factor_token,
+                second_factor=second,
+                delivery=delivery,
+            )
+        except IdpError as exc:
+            if exc.error_code in self.config.lockout_codes:
+                return _locked()
+            raise
+        if reply.completed:
+            return self._completed(snapshot, reply)
+        context = attrs.evolve(
+            ctx,
+            token=self._required_token(reply),
+            token_expires_at=reply.expires_at or ctx.token_expires_at,
+            factor=factor,
+            kba_id=reply.kba_id,
+            kba_question_ids=tuple(qid for qid, _ in reply.kba_questions),
+            polls=0,
+        )
+        if factor in PUSH_FACTORS:
+            return Outcome(
+                "oob_started",
+                {
+                    "context": context,
+                    "challenge": Challenge(
+                        factor=factor,
+                        kind="push",
+                        prompt=choice.label,
+                        number_to_match=reply.mutual_challenge,
+                        accepts_code=False,
+                    ),
+                    "next_poll_at": now + self.config.poll_interval,
+                    "deadline": _deadline(now + self.config.push_lifetime, ctx.token_expires_at),
+                },
+            )
+        return Outcome(
+            "challenge_issued",
+            {
+                "context": context,
+                "challenge": Challenge(
+                    factor=factor,
+                    kind=choice.kind,
+                    prompt=_prompt(choice, reply),
+                    delivery=reply.delivery or delivery,
+                    questions=tuple(question for _, question in reply.kba_questions),
+                    cells=reply.grid_cells,
+                    attempts_left=ctx.remaining_attempts.get(factor),
+                ),
+                "next_poll_at": None,
+                "deadline": _deadline(snapshot.deadline, reply.expires_at),
+            },
+        )
+
+    def _on_submit_response(
+        self,
+        snapshot: Snapshot,
+        now: float,
+        response: str | None = None,
+        answers: list[str] | tuple[str, ...] | None = None,
+    ) -> Outcome:
+        ctx: EntrustContext = snapshot.context
+        factor = ctx.factor or ""
+        kba = None
+        if factor == "KBA":
+            if response is not None or not isinstance(answers, list | tuple):
+                raise InvalidInput("answers", "KBA takes a list of answers, one per question")
+            if len(answers) != len(ctx.kba_question_ids):
+                raise InvalidInput("answers", f"expected {len(ctx.kba_question_ids)} answers")
+            questions = [
+                {"id": qid, "answer": secret_text("answers", answer)}
+                for qid, answer in zip(ctx.kba_question_ids, answers, strict=True)
+            ]
+            kba = {"id": ctx.kba_id, "userQuestions": questions}
+        else:
+            if answers is not None:
+                raise InvalidInput("answers", f"is only for KBA; {factor} takes a response")
+            response = code("response", response)
+        path, second = self._paths(ctx, factor)
+        try:
+            reply = self.client.complete(
+                path,
+                self._held_token(ctx),
+                response=response,
+                second_factor=second,
+                kba_challenge=kba,
+            )
+        except IdpError as exc:
+            return self._answer_refused(exc, snapshot, factor)
+        if not reply.completed:
+            raise IdpReplyError(
+                "IDaaS neither accepted nor refused the answer", path=path, status=200
+            )
+        return self._completed(snapshot, reply)
+
+    def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
+        ctx: EntrustContext = snapshot.context
+        if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
+            return None  # too early: answer from the snapshot, spare the IdP
+        path, second = self._paths(ctx, ctx.factor or "")
+        try:
+            reply = self.client.complete(path, self._held_token(ctx), second_factor=second)
+        except IdpError as exc:
+            if exc.error_code == "no_transaction":
+                return _denied("the request was cancelled on the device")
+            raise
+        if reply.completed:
+            return self._completed(snapshot, reply)
+        if reply.status == "NO_RESPONSE":
+            return Outcome(
+                "pending",
+                {
+                    "next_poll_at": now + self.config.poll_interval,
+                    "context": attrs.evolve(ctx, polls=ctx.polls + 1),
+                },
+            )
+        if reply.status == "CANCEL":
+            return _denied("the request was declined on the device")
+        if reply.status == "CONCERN":
+            return _denied("the request was reported as suspicious on the device")
+        raise IdpReplyError(
+            f"IDaaS answered a push poll with an unknown status {reply.status!r}",
+            path=path,
+            status=200,
+        )
+
+    def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
+        self._cancel_quietly(snapshot, "cancelled by the user")
+        return Outcome(
+            "cancelled",
+            {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
+        )
+
+    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
+        self._cancel_quietly(snapshot, "deadline passed")
+        outcome = super()._expire(snapshot, now)
+        return Outcome(outcome.kind, {**outcome.changes, "context": _forget(snapshot.context)})
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _paths(self, ctx: EntrustContext, factor: str) -> tuple[str, str | None]:
+        # After PASSWORD_AND_SECONDFACTOR the path stays that authenticator and the second
+        # factor travels in the body; after EXTERNAL the second factor has its own path.
+        if ctx.first_factor == PASSWORD_AND_SECONDFACTOR:
+            return PASSWORD_AND_SECONDFACTOR, factor
+        return factor, None
+
+    def _held_token(self, ctx: EntrustContext) -> str:
+        if ctx.token is None:
+            raise UsageError("this flow holds no IDaaS token; start a new flow")
+        return ctx.token
+
+    def _required_token(self, reply: AuthReply) -> str:
+        if not reply.token:
+            raise IdpReplyError("IDaaS sent no token where the flow needs one", path="")
+        return reply.token
+
+    def _completed(self, snapshot: Snapshot, reply: AuthReply) -> Outcome:
+        result = Result(
+            user_id=reply.user_id or snapshot.user_id,
+            display_name=reply.display_name,
+            token=self._required_token(reply),
+            expires_at=reply.expires_at,
+        )
+        return Outcome(
+            "completed",
+            {
+                "result": result,
+                "challenge": None,
+                "next_poll_at": None,
+                "context": _forget(snapshot.context),
+            },
+        )
+
+    def _answer_refused(self, exc: IdpError, snapshot: Snapshot, factor: str) -> Outcome:
+        """A wrong answer stays for another try; a lockout ends the flow; else re-raise."""
+        if exc.error_code in self.config.lockout_codes:
+            return _locked()
+        if exc.error_code != "invalid_user_response":
+            raise exc
+        ctx: EntrustContext = snapshot.context
+        remaining = dict(ctx.remaining_attempts)
+        if factor in remaining:
+            remaining[factor] = max(remaining[factor] - 1, 0)
+        challenge = snapshot.challenge
+        if challenge is not None:
+            challenge = attrs.evolve(challenge, rejected=True, attempts_left=remaining.get(factor))
+        return Outcome(
+            "rejected",
+            {
+                "challenge": challenge,
+                "context": attrs.evolve(ctx, remaining_attempts=remaining),
+            },
+        )
+
+    def _cancel_quietly(self, snapshot: Snapshot, why: str) -> None:
+        """Tell IDaaS to drop a running challenge; the flow ends or moves on regardless."""
+        ctx: EntrustContext = snapshot.context
+        if snapshot.state not in ("SecondFactorSelected", "OobPending") or not ctx.token:
+            return
+        path, second = self._paths(ctx, ctx.factor or "")
+        try:
+            self.client.complete(path, ctx.token, second_factor=second, cancel=True)
+        except MfaError as exc:
+            # The challenge dies with its token anyway; the user must not be kept waiting.
+            log.warning(
+                "mfa_fsm.cancel_failed",
+                flow_id=snapshot.flow_id,
+                provider=self.provider,
+                reason=why,
+                error=type(exc).__name__,
+            )
+
+
+def _choice(name: str, deliveries: tuple[str, ...], default: str | None, locked: bool) -> Choice:
+    kind, label = SECOND_FACTORS.get(name, ("unsupported", name.replace("_", " ").title()))
+    is_otp = name == "OTP"
+    return Choice(
+        id=name,
+        kind=kind,
+        label=label,
+        supported=name in SECOND_FACTORS and not locked,
+        deliveries=deliveries if is_otp else (),
+        default_delivery=default if is_otp else None,
+        detail="locked" if locked else None,
+    )
+
+
+def _first_factor_challenge(first_factor: str, attempts: dict[str, int]) -> Challenge:
+    if first_factor == EXTERNAL:
+        return Challenge(
+            factor=EXTERNAL,
+            kind="external",
+            prompt="Confirm the first factor your application checked",
+            accepts_code=False,
+        )
+    return Challenge(
+        factor="PASSWORD",
+        kind="password",
+        prompt="Password",
+        attempts_left=attempts.get("PASSWORD"),
+    )
+
+
+def _prompt(choice: Choice, reply: AuthReply) -> str:
+    if reply.token_challenge:
+        return f"Enter challenge {reply.token_challenge} into your token and type its response"
+    if reply.grid_cells:
+        return "Type the values of cells " + ", ".join(reply.grid_cells) + " from your grid card"
+    if choice.id == "OTP" and reply.delivery:
+        return f"Type the code sent by {reply.delivery}"
+    return choice.label
+
+
+def _offered(snapshot: Snapshot, factor: str) -> Choice:
+    for choice in snapshot.choices:
+        if choice.id == factor and choice.supported:
+            return choice
+    offered = [c.id for c in snapshot.choices if c.supported]
+    raise InvalidInput("factor", f"is not offered to this user; choose one of {offered}")
+
+
+def _deadline(current: float, token_expires_at: float | None) -> float:
+    return min(current, token_expires_at) if token_expires_at else current
+
+
+def _forget(ctx: EntrustContext) -> EntrustContext:
+    # A finished flow keeps no working token: the result holds the only one that matters.
+    return attrs.evolve(ctx, token=None, first_factor_token=None)
+
+
+def _locked() -> Outcome:
+    return Outcome(
+        "locked",
+        {
+            "failure": "locked",
+            "failure_detail": "too many wrong answers: the authenticator is locked",
+            "next_poll_at": None,
+        },
+    )
+
+
+def _denied(detail: str) -> Outcome:
+    return Outcome("denied", {"failure": "denied", "failure_detail": detail, "next_poll_at": None})
+
+
+__all__ = ["EntrustConfig", "EntrustContext", "EntrustFlow", "EntrustMachine"]
