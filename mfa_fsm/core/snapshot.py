@@ -118,8 +118,8 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as plain JSON-compatible data."""
-        data: dict[str, Any] = _encode(self)
-        return data
+        # The schema is written even though it is a default: readers check it first.
+        return {"schema": self.schema, **_encode(self)}
 
     def to_json(self) -> str:
         """The snapshot as compact JSON text; ``from_json`` gives back an equal snapshot."""
@@ -144,7 +144,10 @@ class Snapshot:
             )
         if data.get("state") not in STATES:
             raise SnapshotError(f"snapshot names unknown state {data.get('state')!r}")
-        snapshot = _decode(cls, data, "snapshot", {"context": context_class})
+        fields = dict(data)
+        context = _decode(context_class, fields.pop("context", None), "snapshot.context")
+        # ``context`` is typed Any on Snapshot, so the decoded object passes through as is.
+        snapshot = _decode(cls, {**fields, "context": context}, "snapshot")
         if snapshot.failure is not None and snapshot.failure not in FAILURE_REASONS:
             raise SnapshotError(f"snapshot names unknown failure reason {snapshot.failure!r}")
         if snapshot.version < 0:
@@ -208,78 +211,151 @@ class FlowView:
 
 # -- a small typed codec for frozen attrs classes ------------------------------------------
 #
-# Snapshots hold only str, int, float, bool, None, tuples, str->str dicts and nested attrs
-# classes, so a checked codec fits in a screen and needs no extra dependency.
+# Snapshots hold only str, int, float, bool, None, tuples, dicts and nested attrs classes, so
+# a checked codec fits in a screen and needs no extra dependency. Each type's encoder and
+# decoder is built once and cached: a stateless handler decodes a snapshot on every request.
+
+Codec = Callable[[Any], Any]
+_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+_DECODERS: dict[Any, Codec] = {}
+
+
+class _Malformed(Exception):
+    """Raised inside the decoders; ``where`` grows as it unwinds, so the path costs nothing
+    until something is actually wrong."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.where: list[str] = []
 
 
 def _encode(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return {f.name: _encode(getattr(value, f.name)) for f in attrs.fields(type(value))}
-    if isinstance(value, tuple):
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return value
+    if kind is tuple:
         return [_encode(item) for item in value]
-    if isinstance(value, dict):
+    if kind is dict:
         return {key: _encode(item) for key, item in value.items()}
-    return value
+    encoder = _ENCODERS.get(kind)
+    if encoder is None:
+        encoder = _ENCODERS[kind] = _attrs_encoder(kind)
+    return encoder(value)
 
 
-_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+def _attrs_encoder(kind: type) -> Callable[[Any], dict[str, Any]]:
+    # Fields still at their default are left out: the decoder restores them from the class,
+    # and a snapshot small enough for a cookie matters more than a self-describing one.
+    defaults = []
+    for field in attrs.fields(kind):
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        defaults.append((field.name, default))
+
+    def encode(obj: Any) -> dict[str, Any]:
+        out = {}
+        for name, default in defaults:
+            value = getattr(obj, name)
+            if value is not default and value != default:
+                out[name] = _encode(value)
+        return out
+
+    return encode
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    known = _FIELD_TYPES.get(cls)
+def _decode(tp: Any, data: Any, where: str) -> Any:
+    try:
+        return _decoder(tp)(data)
+    except _Malformed as exc:
+        path = ".".join([where, *reversed(exc.where)])
+        raise SnapshotError(
+            f"{path} {exc.problem}; the snapshot was altered or is foreign"
+        ) from None
+
+
+def _decoder(tp: Any) -> Codec:
+    known = _DECODERS.get(tp)
     if known is None:
-        hints = typing.get_type_hints(cls)
-        known = _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in attrs.fields(cls)}
+        known = _DECODERS[tp] = _build_decoder(tp)
     return known
 
 
-def _decode(tp: Any, data: Any, where: str, overrides: dict[str, type] | None = None) -> Any:
+def _build_decoder(tp: Any) -> Codec:
     if attrs.has(tp):
-        return _decode_attrs(tp, data, where, overrides or {})
+        return _attrs_decoder(tp)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        arms = typing.get_args(tp)
-        if data is None and type(None) in arms:
-            return None
-        (arm,) = [a for a in arms if a is not type(None)]
-        return _decode(arm, data, where)
+        (arm,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _decoder(arm)
+        return lambda data: None if data is None else inner(data)
     if origin is tuple:
-        if not isinstance(data, list):
-            raise SnapshotError(f"{where} must be a list")
-        item_type = typing.get_args(tp)[0]
-        return tuple(_decode(item_type, item, f"{where}[]") for item in data)
+        item = _decoder(typing.get_args(tp)[0])
+
+        def decode_tuple(data: Any) -> Any:
+            if type(data) is not list:
+                raise _Malformed("must be a list")
+            return tuple([item(value) for value in data])
+
+        return decode_tuple
     if origin is dict:
-        if not isinstance(data, dict):
-            raise SnapshotError(f"{where} must be an object")
-        value_type = typing.get_args(tp)[1]
-        return {key: _decode(value_type, item, f"{where}.{key}") for key, item in data.items()}
-    check = _SCALARS.get(tp)
-    if check is None or not check(data):
-        raise SnapshotError(f"{where} has the wrong type")
-    return float(data) if tp is float else data
+        value_decoder = _decoder(typing.get_args(tp)[1])
+
+        def decode_dict(data: Any) -> Any:
+            if type(data) is not dict:
+                raise _Malformed("must be an object")
+            return {key: value_decoder(value) for key, value in data.items()}
+
+        return decode_dict
+    if tp is Any:
+        return lambda data: data
+    return _scalar_decoder(tp)
 
 
-def _decode_attrs(tp: type, data: Any, where: str, overrides: dict[str, type]) -> Any:
-    if not isinstance(data, dict):
-        raise SnapshotError(f"{where} must be an object")
-    fields = _field_types(tp)
-    unknown = data.keys() - fields.keys()
-    if unknown:
-        raise SnapshotError(f"{where} has unknown fields {sorted(unknown)}")
-    kwargs = {
-        name: _decode(overrides.get(name, field_type), data[name], f"{where}.{name}")
-        for name, field_type in fields.items()
-        if name in data
-    }
-    try:
-        return tp(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise SnapshotError(f"{where} is incomplete or invalid") from exc
+def _attrs_decoder(tp: type) -> Codec:
+    hints = typing.get_type_hints(tp)
+    fields = {f.name: _decoder(hints[f.name]) for f in attrs.fields(tp)}
+
+    def decode_attrs(data: Any) -> Any:
+        if type(data) is not dict:
+            raise _Malformed("must be an object")
+        kwargs = {}
+        for name, value in data.items():
+            decode = fields.get(name)
+            if decode is None:
+                raise _Malformed(f"has an unknown field {name!r}")
+            try:
+                kwargs[name] = decode(value)
+            except _Malformed as exc:
+                exc.where.append(name)
+                raise
+        try:
+            return tp(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise _Malformed("is incomplete or invalid") from exc
+
+    return decode_attrs
 
 
-_SCALARS: dict[Any, Callable[[Any], bool]] = {
-    str: lambda v: isinstance(v, str),
-    bool: lambda v: isinstance(v, bool),
-    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-}
+def _scalar_decoder(tp: Any) -> Codec:
+    accepted = {str: (str,), bool: (bool,), int: (int,), float: (float, int)}.get(tp)
+    if accepted is None:
+        raise TypeError(f"snapshots cannot hold values of type {tp!r}")
+    if tp is float:
+
+        def decode_float(data: Any) -> Any:
+            if type(data) not in accepted:  # type(), not isinstance: True is no number here
+                raise _Malformed("has the wrong type")
+            return float(data)
+
+        return decode_float
+
+    def decode_scalar(data: Any) -> Any:
+        if type(data) not in accepted:
+            raise _Malformed("has the wrong type")
+        return data
+
+    return decode_scalar
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})

@@ -10,7 +10,8 @@ Theory of operation
   either finishes (risk rules need no second factor) or hands back a token for the second.
 * ``select_second_factor(factor=..., delivery=...)`` challenges the chosen authenticator:
   a code is now due (OTP, TOKEN, TOKENCR, KBA, GRID, TEMP_ACCESS_CODE) or a push runs
-  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). Selecting again re-sends or switches.
+  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). IDaaS rotates the token at every step,
+  so a flow cannot go back to the picker: to try another factor, cancel and start again.
 * ``submit_response(response=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
   (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
 * ``poll()`` asks whether the push was answered, never before ``next_poll_at``: NO_RESPONSE
@@ -84,12 +85,6 @@ class EntrustMachine(FlowMachine):
         | AwaitingSecondFactor.to(OobPending, cond=said("oob_started"))
         | AwaitingSecondFactor.to(Completed, cond=said("completed"))
         | AwaitingSecondFactor.to(Failed, cond=said("locked"))
-        | SecondFactorSelected.to(SecondFactorSelected, cond=said("challenge_issued"))
-        | SecondFactorSelected.to(OobPending, cond=said("oob_started"))
-        | SecondFactorSelected.to(Failed, cond=said("locked"))
-        | OobPending.to(SecondFactorSelected, cond=said("challenge_issued"))
-        | OobPending.to(OobPending, cond=said("oob_started"))
-        | OobPending.to(Failed, cond=said("locked"))
     )
     submit_response = (
         SecondFactorSelected.to(Completed, cond=said("completed"))
@@ -265,8 +260,6 @@ class EntrustFlow(Flow):
         choice = _offered(snapshot, check_authenticator(factor))
         if delivery is not None and delivery not in choice.deliveries:
             raise InvalidInput("delivery", f"must be one of {list(choice.deliveries)}")
-        if snapshot.state == "OobPending":
-            self._cancel_quietly(snapshot, "switching factor")
         path, second = self._paths(ctx, factor)
         try:
             reply = self.client.select(

@@ -1,0 +1,246 @@
+"""The flow store interface, and the one implementation of its rules that every backend shares.
+
+Theory of operation
+-------------------
+A stateless web handler keeps a flow's snapshot in a store between two requests::
+
+    snapshot = store.load(flow_id)                       # FlowNotFound: ended, expired, unknown
+    new = ...                                             # restore the flow, send it one event
+    store.save(new, expected_version=snapshot.version)   # FlowConflict: another request won
+
+``save`` is a compare-and-set on ``Snapshot.version``: it writes only while the stored
+version is still the one this request loaded. Of two concurrent requests for one flow exactly
+one wins; the other gets :class:`~mfa_fsm.core.errors.FlowConflict` and should reload the
+flow and render its current state. A stored version never goes down, so an old snapshot
+saved again (a replay, or a request that lost the race) is refused as well.
+
+A record lives until ``snapshot.deadline + margin`` (:func:`expires_at`). The margin (default
+:data:`DEFAULT_MARGIN`, 300 s) keeps a flow that has just ended or timed out loadable, so its
+final page can still be rendered; after that ``load`` reports it missing.
+
+:class:`FlowStore` is the interface the engine takes; any object with these four methods
+will do. :class:`RecordStore` implements it once for the backends shipped here (memory, SQL,
+Redis) on top of four primitive record operations, so that errors and version rules are
+exactly the same whatever the backend. The same primitives back :class:`StoreLedger`, the
+replay ledger of sealed client-side state (``mfa_fsm.stores.sealed``).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Protocol
+
+import attrs
+
+from mfa_fsm.core.errors import FlowConflict, FlowNotFound, StoreError
+from mfa_fsm.core.snapshot import Snapshot
+
+#: Seconds a record outlives its snapshot's deadline, so a finished flow can still be shown.
+DEFAULT_MARGIN = 300.0
+
+#: The ``expected`` version a FlowConflict from ``create`` carries: no flow was expected yet.
+NO_VERSION = -1
+
+#: Where stores read the time (epoch seconds); tests pass a clock they can move.
+Clock = Callable[[], float]
+
+
+def expires_at(snapshot: Snapshot, margin: float = DEFAULT_MARGIN) -> float:
+    """The epoch second after which a stored ``snapshot`` is gone: its deadline plus ``margin``."""
+    return snapshot.deadline + margin
+
+
+def check_advances(flow_id: str, version: int, expected_version: int) -> None:
+    """Refuse to store ``version`` over ``expected_version`` unless it is newer.
+
+    Raises :class:`~mfa_fsm.core.errors.StoreError` before anything is written: saving a
+    snapshot that did not advance would let an old snapshot overwrite the current one.
+    """
+    if version <= expected_version:
+        raise StoreError(
+            f"snapshot of flow {flow_id!r} has version {version}, not above expected_version "
+            f"{expected_version}: save the snapshot the flow produced after the event, with the "
+            "version it was loaded at as expected_version"
+        )
+
+
+class FlowStore(Protocol):
+    """Where snapshots wait between requests, keyed by flow id, with compare-and-set on version.
+
+    Backend failures (a refused connection, a dropped database) propagate as the backend's
+    own exception; when that happens during ``save`` the write may or may not have happened,
+    so reload the flow before deciding again.
+    """
+
+    def create(self, snapshot: Snapshot) -> None:
+        """Store a new flow.
+
+        Raises FlowConflict (``expected`` is :data:`NO_VERSION`, ``actual`` the stored version)
+        when a live flow already has this id; the stored flow is left as it was.
+        """
+
+    def load(self, flow_id: str) -> Snapshot:
+        """The newest snapshot of ``flow_id``.
+
+        Raises FlowNotFound when there is none (never created, deleted, or expired), and
+        SnapshotError when the stored text no longer parses (written by another schema).
+        """
+
+    def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
+        """Replace the stored snapshot, if and only if it is still at ``expected_version``.
+
+        Raises StoreError when ``snapshot.version`` is not above ``expected_version``,
+        FlowConflict (with the stored version) when another request saved first, and
+        FlowNotFound when the flow is gone; in each case nothing is changed.
+        """
+
+    def delete(self, flow_id: str) -> None:
+        """Forget ``flow_id``; deleting a flow that is not there is not an error."""
+
+
+class VersionLedger(Protocol):
+    """The newest version of each flow, for refusing replayed sealed client-side state.
+
+    Sealed state (``mfa_fsm.stores.sealed``) keeps the snapshot in the client; the ledger
+    keeps only a number per flow on the server, so an older token can be told apart from the
+    newest one.
+    """
+
+    def current(self, flow_id: str) -> int | None:
+        """The newest recorded version of ``flow_id``, or None if unknown or expired."""
+
+    def advance(
+        self, flow_id: str, *, expected_version: int | None, version: int, expires_at: float
+    ) -> None:
+        """Record ``version`` as the newest, if the recorded one is still ``expected_version``.
+
+        ``expected_version=None`` records a new flow. Raises FlowConflict when another request
+        advanced the flow first (or, for a new flow, when it is already recorded), FlowNotFound
+        when the flow is no longer recorded, StoreError when ``version`` is not newer; in each
+        case nothing is changed. The record is forgotten after ``expires_at`` (epoch seconds).
+        """
+
+
+@attrs.frozen
+class Record:
+    """What a backend keeps per key: the version to compare on, and an opaque payload."""
+
+    version: int
+    expires_at: float
+    payload: str = attrs.field(repr=False)
+    #: Copied from the snapshot for operators' queries (SQL columns); empty in ledger records.
+    provider: str = ""
+    state: str = ""
+
+
+class RecordStore(ABC):
+    """A :class:`FlowStore` built on four primitive operations that a backend implements.
+
+    The primitives must each be atomic and must treat a record past its ``expires_at`` as
+    absent. Everything else (version rules, error types and messages, expiry arithmetic)
+    lives here once.
+    """
+
+    def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
+        if margin < 0:
+            raise StoreError("margin must not be negative: it is how long a record outlives")
+        self.margin = margin
+        self._clock = clock
+
+    # -- the FlowStore interface ---------------------------------------------------------
+
+    def create(self, snapshot: Snapshot) -> None:
+        """Store a new flow; see :meth:`FlowStore.create` for what is refused."""
+        self._create_record(snapshot.flow_id, self._record_of(snapshot))
+
+    def load(self, flow_id: str) -> Snapshot:
+        """The newest snapshot of ``flow_id``; see :meth:`FlowStore.load` for what is raised."""
+        found = self._fetch(flow_id)
+        if found is None:
+            raise FlowNotFound(flow_id)
+        return Snapshot.from_json(found[1])
+
+    def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
+        """Compare-and-set the stored snapshot; see :meth:`FlowStore.save` for what is refused."""
+        self._replace_record(snapshot.flow_id, expected_version, self._record_of(snapshot))
+
+    def delete(self, flow_id: str) -> None:
+        """Forget ``flow_id``; deleting a flow that is not there is not an error."""
+        self._remove(flow_id)
+
+    # -- the rules, shared with StoreLedger ----------------------------------------------
+
+    def _record_of(self, snapshot: Snapshot) -> Record:
+        return Record(
+            version=snapshot.version,
+            expires_at=expires_at(snapshot, self.margin),
+            payload=snapshot.to_json(),
+            provider=snapshot.provider,
+            state=snapshot.state,
+        )
+
+    def _create_record(self, key: str, record: Record) -> None:
+        if not self._insert(key, record):
+            raise FlowConflict(key, NO_VERSION, self._version_of(key))
+
+    def _replace_record(self, key: str, expected_version: int, record: Record) -> None:
+        check_advances(key, record.version, expected_version)
+        if not self._swap(key, expected_version, record):
+            # Read back only to say why; versions never go down, so what is read here is at
+            # least the version that beat us (or nothing, if the flow has gone meanwhile).
+            actual = self._version_of(key)
+            if actual is None:
+                raise FlowNotFound(key)
+            raise FlowConflict(key, expected_version, actual)
+
+    def _version_of(self, key: str) -> int | None:
+        found = self._fetch(key)
+        return None if found is None else found[0]
+
+    # -- the primitives a backend implements; each one atomic ----------------------------
+
+    @abstractmethod
+    def _insert(self, key: str, record: Record) -> bool:
+        """Store ``record`` unless a live record has ``key``; if one has, change nothing: False."""
+
+    @abstractmethod
+    def _fetch(self, key: str) -> tuple[int, str] | None:
+        """The live record's ``(version, payload)``, or None if missing or expired."""
+
+    @abstractmethod
+    def _swap(self, key: str, expected_version: int, record: Record) -> bool:
+        """Replace the live record iff its version is ``expected_version``; False otherwise."""
+
+    @abstractmethod
+    def _remove(self, key: str) -> None:
+        """Drop the record, if any."""
+
+
+class StoreLedger:
+    """A :class:`VersionLedger` kept in any :class:`RecordStore` (memory, SQL or Redis).
+
+    It writes one small record per flow (a version, no snapshot), so give it a namespace of
+    its own: ``StoreLedger(SqlStore(engine, table="mfa_fsm_ledger"))`` or
+    ``StoreLedger(RedisStore(client, prefix="mfa_fsm:ledger:"))``. Sharing the flows' table
+    or prefix would make a flow id's ledger record and its stored snapshot overwrite each
+    other.
+    """
+
+    def __init__(self, records: RecordStore) -> None:
+        self._records = records
+
+    def current(self, flow_id: str) -> int | None:
+        """The newest recorded version of ``flow_id``, or None if unknown or expired."""
+        return self._records._version_of(flow_id)
+
+    def advance(
+        self, flow_id: str, *, expected_version: int | None, version: int, expires_at: float
+    ) -> None:
+        """Compare-and-set the recorded version; see :meth:`VersionLedger.advance`."""
+        record = Record(version=version, expires_at=expires_at, payload="")
+        if expected_version is None:
+            self._records._create_record(flow_id, record)
+        else:
+            self._records._replace_record(flow_id, expected_version, record)

@@ -1,0 +1,77 @@
+"""A flow store in this process's memory: for tests, the demo, and single-process servers.
+
+Flows are lost when the process exits and are not shared between worker processes; use
+``SqlStore`` or ``RedisStore`` behind more than one process. Safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
+
+#: Seconds (of the store's clock) between two sweeps of expired records.
+SWEEP_INTERVAL = 60.0
+
+
+class MemoryStore(RecordStore):
+    """Snapshots in a dict behind a lock; see :class:`~mfa_fsm.stores.base.FlowStore`.
+
+    Expired records are invisible at once and are dropped by a sweep that ``create`` runs at
+    most once per :data:`SWEEP_INTERVAL`, so abandoned flows do not pile up.
+    """
+
+    def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
+        super().__init__(margin=margin, clock=clock)
+        self._records: dict[str, Record] = {}
+        # One lock for everything: each primitive is a few dict operations, and holding it
+        # across check and write is what makes compare-and-set atomic.
+        self._lock = threading.Lock()
+        self._next_sweep = float("-inf")
+
+    def purge_expired(self) -> int:
+        """Drop every expired record now; returns how many were dropped."""
+        with self._lock:
+            return self._sweep(self._clock())
+
+    def _live(self, key: str, now: float) -> Record | None:
+        record = self._records.get(key)
+        if record is None or now < record.expires_at:
+            return record
+        del self._records[key]
+        return None
+
+    def _sweep(self, now: float) -> int:
+        expired = [key for key, record in self._records.items() if now >= record.expires_at]
+        for key in expired:
+            del self._records[key]
+        self._next_sweep = now + SWEEP_INTERVAL
+        return len(expired)
+
+    def _insert(self, key: str, record: Record) -> bool:
+        with self._lock:
+            now = self._clock()
+            if self._live(key, now) is not None:
+                return False
+            self._records[key] = record
+            if now >= self._next_sweep:
+                self._sweep(now)
+            return True
+
+    def _fetch(self, key: str) -> tuple[int, str] | None:
+        with self._lock:
+            record = self._live(key, self._clock())
+            return None if record is None else (record.version, record.payload)
+
+    def _swap(self, key: str, expected_version: int, record: Record) -> bool:
+        with self._lock:
+            current = self._live(key, self._clock())
+            if current is None or current.version != expected_version:
+                return False
+            self._records[key] = record
+            return True
+
+    def _remove(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)

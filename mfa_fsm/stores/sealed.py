@@ -1,0 +1,277 @@
+"""Sealed client-side state: the snapshot travels with the client, encrypted and authenticated.
+
+Instead of storing the snapshot on the server, the handler gives the client a token (a cookie
+or hidden form field) and gets it back with the next request::
+
+    sealed = SealedState({"2025-06": key})             # keys from the application's secrets
+    token = sealed.seal(snapshot)                        # first step of a new flow
+    ...
+    snapshot = sealed.open(token, flow_id=flow_id)       # SealedStateError if not acceptable
+    new = ...                                            # restore the flow, send one event
+    token = sealed.seal(new, expected_version=snapshot.version)
+
+The token is AES-256-GCM (``cryptography``), so the client can neither read the IdP tokens
+and session ids in the snapshot nor change a single bit without detection. Its layout, before
+URL-safe base64 without padding::
+
+    1 byte    format version (1)
+    1 byte    key id length n (1..64)
+    n bytes   key id (ASCII), naming the key that sealed it
+    4 bytes   issued at, whole epoch seconds, big-endian
+    4 bytes   expires at, whole epoch seconds, big-endian
+    12 bytes  random nonce
+    rest      ciphertext of zlib(snapshot JSON), then the 16-byte GCM tag
+
+The associated data is the header (all bytes before the nonce) followed by the flow id, so the
+header cannot be altered and a token only opens for the flow it was sealed for; the flow id
+itself is not in the token (the caller knows it, e.g. from the URL or the cookie name). A
+token expires at the earlier of ``issued at + max_age`` and ``snapshot.deadline + margin``.
+Snapshots are compressed before encryption so that a typical one fits in a cookie (well
+under 2 KiB).
+
+Keys and rotation: ``keys`` lists ``(key_id, key)`` pairs, newest first. The first key seals;
+every listed key opens. To rotate, put a new key first and keep the old one listed until the
+tokens it sealed have expired (``max_age``), then remove it: its tokens are then refused as
+sealed with an unknown key. Random 96-bit nonces make it unsafe to seal more than about 2**32
+tokens with one key, so rotate well before that (monthly is plenty for most sites).
+
+Replays. Without a ledger, a token is valid until it expires, whatever happened since: a
+client (or anyone who copied the token) can send an *older* token of the same flow again and
+the flow continues from that older state, and two concurrent requests with the same token
+both succeed. Give ``SealedState`` a :class:`~mfa_fsm.stores.base.VersionLedger` (for
+example ``StoreLedger(RedisStore(client, prefix="mfa_fsm:ledger:"))``) to close that hole: it
+keeps only the newest version number of each flow on the server, ``open`` refuses any token
+that is not the newest, and ``seal(..., expected_version=...)`` is a compare-and-set on that
+number, so of two concurrent requests exactly one wins.
+
+Compression before encryption makes the token's length depend on the snapshot's content. That
+would matter if an attacker could place chosen text next to a secret in many tokens and watch
+their lengths; here each flow's secrets are fresh per flow and the client-chosen parts are few,
+so the size saving is worth it.
+
+Requires the ``sealed`` extra (``pip install 'mfa_fsm[sealed]'``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import struct
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from mfa_fsm.core.errors import SealedStateError, UsageError
+from mfa_fsm.core.snapshot import Snapshot
+from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, VersionLedger, check_advances, expires_at
+
+#: The first byte of every token; ``open`` refuses any other.
+FORMAT_VERSION = 1
+
+#: How long a token is accepted after it was sealed, whatever the snapshot's deadline.
+DEFAULT_MAX_AGE = 3600.0
+
+_KEY_BYTES = 32  # AES-256
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_PREFIX = struct.Struct(">BB")  # format version, key id length
+_TIMES = struct.Struct(">II")  # issued at, expires at
+_KEY_ID = re.compile(r"[!-~]{1,64}")  # printable ASCII, no spaces
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# Refuse absurd input before doing any work on it: a cookie holds 4 KiB, a form field a bit
+# more; a snapshot's JSON is a few KiB at most.
+_MAX_TOKEN_CHARS = 65536
+_MAX_JSON_BYTES = 262144
+
+
+class SealedState:
+    """Seals snapshots into tokens for the client and opens them again; see the module docs.
+
+    ``keys`` maps key ids to 32-byte keys, newest first (a mapping keeps its order); the first
+    one seals. ``max_age`` bounds how long one token is accepted; ``margin`` is how long after
+    the snapshot's deadline it is still accepted (so a finished flow can be rendered), as for
+    the server-side stores. ``ledger`` enables replay protection. A malformed key list raises
+    :class:`~mfa_fsm.core.errors.UsageError`.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, bytes] | Sequence[tuple[str, bytes]],
+        *,
+        max_age: float = DEFAULT_MAX_AGE,
+        margin: float = DEFAULT_MARGIN,
+        ledger: VersionLedger | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        pairs = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
+        if not pairs:
+            raise UsageError("SealedState needs at least one key; make one with generate_key()")
+        self._keys: dict[str, AESGCM] = {}
+        for key_id, key in pairs:
+            if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+                raise UsageError("a key id must be 1 to 64 printable ASCII characters, no spaces")
+            if key_id in self._keys:
+                raise UsageError(f"key id {key_id!r} is listed twice; give each key its own id")
+            if not isinstance(key, bytes) or len(key) != _KEY_BYTES:
+                raise UsageError(
+                    f"key {key_id!r} must be {_KEY_BYTES} bytes (AES-256); "
+                    "make one with SealedState.generate_key()"
+                )
+            self._keys[key_id] = AESGCM(key)
+        if max_age <= 0 or margin < 0:
+            raise UsageError("max_age must be positive and margin must not be negative")
+        self._sealing_id = pairs[0][0]
+        self.max_age = max_age
+        self.margin = margin
+        self.ledger = ledger
+        self._clock = clock
+
+    @staticmethod
+    def generate_key() -> bytes:
+        """A new random 32-byte AES-256 key; store it with the application's secrets."""
+        return AESGCM.generate_key(bit_length=_KEY_BYTES * 8)
+
+    def seal(self, snapshot: Snapshot, *, expected_version: int | None = None) -> str:
+        """The token to hand to the client for ``snapshot``.
+
+        Pass ``expected_version`` (the version the flow was opened at) for every step after
+        the first. With a ledger this is a compare-and-set: it raises FlowConflict when
+        another request advanced the flow first (or, with no ``expected_version``, when the
+        flow is already recorded) and FlowNotFound when the ledger forgot the flow; without a
+        ledger only the version rule is checked. StoreError if ``snapshot.version`` is not
+        above ``expected_version``. On any error no token is made and the ledger is unchanged.
+        """
+        now = self._clock()
+        expiry = min(now + self.max_age, expires_at(snapshot, self.margin))
+        if expected_version is not None:
+            check_advances(snapshot.flow_id, snapshot.version, expected_version)
+        if self.ledger is not None:
+            self.ledger.advance(
+                snapshot.flow_id,
+                expected_version=expected_version,
+                version=snapshot.version,
+                expires_at=expiry,
+            )
+        key_id = self._sealing_id.encode("ascii")
+        header = (
+            _PREFIX.pack(FORMAT_VERSION, len(key_id))
+            + key_id
+            # Whole seconds keep the header small; floor() of the expiry errs on the short side.
+            + _TIMES.pack(int(now), _clamp_u32(expiry))
+        )
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        plain = zlib.compress(snapshot.to_json().encode("utf-8"), 9)
+        sealed = self._keys[self._sealing_id].encrypt(nonce, plain, header + _aad(snapshot.flow_id))
+        return base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
+
+    def open(self, token: str, *, flow_id: str) -> Snapshot:
+        """The snapshot sealed in ``token``, if it is authentic, for ``flow_id``, and current.
+
+        Raises SealedStateError when the token is not base64 or is truncated, names a key
+        that is not configured (retired), fails authentication (any altered bit, or a token
+        of another flow), has expired, or, with a ledger, is not the flow's newest token
+        (replayed) or the ledger no longer knows the flow. Raises SnapshotError when an
+        authentic snapshot no longer parses (sealed by another schema of mfa_fsm). Opening
+        changes nothing, neither here nor in the ledger.
+        """
+        data = _decode(token)
+        if len(data) < _PREFIX.size:
+            raise _truncated()
+        fmt, id_length = _PREFIX.unpack_from(data)
+        if fmt != FORMAT_VERSION:
+            raise SealedStateError(
+                f"sealed state has format version {fmt}, this mfa_fsm reads {FORMAT_VERSION}; "
+                "start the flow again"
+            )
+        header_length = _PREFIX.size + id_length + _TIMES.size
+        if id_length == 0 or len(data) < header_length + _NONCE_BYTES + _TAG_BYTES:
+            raise _truncated()
+        # Nothing in the token is authenticated yet, so name the key id only if it is a
+        # well-formed one: the message may be logged, and must not carry arbitrary bytes.
+        key_id = data[_PREFIX.size : _PREFIX.size + id_length].decode("ascii", "replace")
+        aead = self._keys.get(key_id)
+        if aead is None:
+            shown = repr(key_id) if _KEY_ID.fullmatch(key_id) else "a malformed key id"
+            raise SealedStateError(
+                f"sealed state names key {shown}, which is not configured (retired, or from "
+                "another application); start the flow again"
+            )
+        issued_at, expiry = _TIMES.unpack_from(data, _PREFIX.size + id_length)
+        header = data[:header_length]
+        nonce = data[header_length : header_length + _NONCE_BYTES]
+        try:
+            plain = aead.decrypt(
+                nonce, data[header_length + _NONCE_BYTES :], header + _aad(flow_id)
+            )
+        except InvalidTag:
+            raise SealedStateError(
+                f"sealed state for flow {flow_id!r} failed authentication: it was altered or "
+                "truncated, or it belongs to another flow; start the flow again"
+            ) from None
+        now = self._clock()
+        if now >= expiry or now >= issued_at + self.max_age:
+            raise SealedStateError(
+                f"sealed state for flow {flow_id!r} has expired; start the flow again"
+            )
+        snapshot = Snapshot.from_json(_inflate(plain))
+        if snapshot.flow_id != flow_id:  # pragma: no cover - the flow id is authenticated above
+            raise SealedStateError(f"sealed state does not hold flow {flow_id!r}")
+        if self.ledger is not None:
+            _check_newest(self.ledger, snapshot)
+        return snapshot
+
+
+def _check_newest(ledger: VersionLedger, snapshot: Snapshot) -> None:
+    newest = ledger.current(snapshot.flow_id)
+    if newest is None:
+        raise SealedStateError(
+            f"flow {snapshot.flow_id!r} is not in the replay ledger (expired, or sealed "
+            "without this ledger); start the flow again"
+        )
+    if snapshot.version != newest:
+        raise SealedStateError(
+            f"sealed state for flow {snapshot.flow_id!r} is at version {snapshot.version} "
+            f"but the flow is at {newest}: an old token was replayed; reload the page"
+        )
+
+
+def _aad(flow_id: str) -> bytes:
+    return flow_id.encode("utf-8")
+
+
+def _clamp_u32(seconds: float) -> int:
+    return max(0, min(int(seconds), 0xFFFFFFFF))
+
+
+def _truncated() -> SealedStateError:
+    return SealedStateError("sealed state is truncated; start the flow again")
+
+
+def _decode(token: str) -> bytes:
+    # urlsafe_b64decode silently skips characters outside the alphabet, so check them first.
+    if len(token) > _MAX_TOKEN_CHARS or not _BASE64URL.fullmatch(token):
+        raise SealedStateError("sealed state is not URL-safe base64; start the flow again")
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise SealedStateError(
+            "sealed state is not valid base64 (truncated?); start the flow again"
+        ) from None
+
+
+def _inflate(plain: bytes) -> bytes:
+    # Only our own keys sealed this, so it is not hostile; the bound still keeps a bug (or a
+    # leaked key) from turning into a memory blow-up.
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(plain, _MAX_JSON_BYTES)
+    except zlib.error:  # pragma: no cover - authentic tokens always hold valid zlib data
+        raise SealedStateError("sealed state does not decompress; start the flow again") from None
+    if not inflater.eof or inflater.unconsumed_tail:  # pragma: no cover - as above
+        raise SealedStateError("sealed state is too large or incomplete; start the flow again")
+    return text

@@ -1,0 +1,640 @@
+"""Shared base for the loopback identity-provider emulators.
+
+No real identity provider can be reached from tests, so each provider gets an
+emulator: a real HTTP server on 127.0.0.1 that speaks the vendor's wire format.
+Talking real HTTP (instead of mocking ``requests``) means the client's
+timeouts, keep-alive, error mapping and JSON handling are exercised for real.
+
+This module holds everything that is not provider-specific:
+
+* :class:`EmulatorServer` runs a stdlib ``ThreadingHTTPServer`` in a daemon
+  thread and hands each request to :meth:`EmulatorServer.handle`, which
+  subclasses implement.
+* :class:`FaultPlan` queues transport-level faults (5xx, 429, slow answers,
+  dropped or reset connections, junk bodies) that replace the real answer for
+  the next matching request(s).
+* A call log (:attr:`EmulatorServer.calls`) so tests can assert what the client
+  actually sent.
+* A control API under ``/_emulator/`` so a test, or a human in another
+  terminal with ``curl``, can inject faults and read the call log::
+
+      POST   /_emulator/faults   {"kind": "rate_limit", "retry_after": 2}
+      DELETE /_emulator/faults
+      GET    /_emulator/faults
+      GET    /_emulator/calls
+      DELETE /_emulator/calls
+
+Control requests are neither logged nor subject to faults: they are the test
+harness talking, not the client under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+
+__all__ = [
+    "BASE_FAULT_KINDS",
+    "BadRequest",
+    "CallRecord",
+    "EmulatorReply",
+    "EmulatorRequest",
+    "EmulatorServer",
+    "Fault",
+    "FaultPlan",
+]
+
+#: Fault kinds every emulator understands. Providers may add their own (for
+#: example ``"stale_success"``) through :attr:`EmulatorServer.fault_kinds`.
+BASE_FAULT_KINDS: frozenset[str] = frozenset(
+    {
+        "status",
+        "rate_limit",
+        "slow",
+        "drop",
+        "reset",
+        "empty",
+        "html",
+        "wrong_shape",
+        "unknown_enum",
+    }
+)
+
+CONTROL_PREFIX = "/_emulator/"
+
+# Value substituted by the "unknown_enum" fault: something no client can know.
+UNKNOWN_ENUM_VALUE = "EMULATOR_UNKNOWN_VALUE"
+
+
+class BadRequest(Exception):
+    """Raised by handlers (and :meth:`EmulatorRequest.json`) for malformed requests.
+
+    The base server turns it into an HTTP 400 through
+    :meth:`EmulatorServer.bad_request_reply`, which providers override to use
+    their own error body format.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@attrs.frozen
+class EmulatorRequest:
+    """One parsed HTTP request, as handed to :meth:`EmulatorServer.handle`."""
+
+    method: str
+    #: Path without the query string, e.g. ``/api/web/v2/authentication/users``.
+    path: str
+    #: Query parameters; the last value wins when a name repeats.
+    query: Mapping[str, str]
+    #: Headers with lower-cased names; prefer :meth:`header` for lookups.
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """Return the header ``name`` (case-insensitive) or ``default``."""
+        return self.headers.get(name.lower(), default)
+
+    def json(self) -> Any:
+        """Return the parsed JSON body.
+
+        Raises :class:`BadRequest` when the body is empty or not valid JSON,
+        which the server answers with a 400 like a real API would.
+        """
+        if not self.body.strip():
+            raise BadRequest("Request body is required")
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"Malformed JSON body: {exc}") from None
+
+    def json_or_none(self) -> Any:
+        """Return the parsed JSON body, or ``None`` when absent or malformed."""
+        try:
+            return self.json()
+        except BadRequest:
+            return None
+
+
+@attrs.frozen
+class EmulatorReply:
+    """One HTTP answer. ``Content-Length`` is always added by the server."""
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def json(
+        cls, obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> EmulatorReply:
+        """Build a JSON answer (``application/json``)."""
+        merged = {"Content-Type": "application/json", **(headers or {})}
+        return cls(status, json.dumps(obj).encode(), merged)
+
+    @classmethod
+    def html(
+        cls, text: str, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> EmulatorReply:
+        """Build an HTML answer (``text/html``), e.g. a proxy or login page."""
+        merged = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
+        return cls(status, text.encode(), merged)
+
+    @classmethod
+    def text(
+        cls, text: str, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> EmulatorReply:
+        """Build a plain-text answer (``text/plain``)."""
+        merged = {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}
+        return cls(status, text.encode(), merged)
+
+    def parsed_json(self) -> Any:
+        """Return the body parsed as JSON, or ``None`` if it is not JSON."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+
+
+@attrs.frozen
+class CallRecord:
+    """One logged request (see :attr:`EmulatorServer.calls`)."""
+
+    time: float
+    method: str
+    path: str
+    #: HTTP status sent, or ``None`` when the connection was dropped unanswered.
+    status: int | None
+    #: Parsed JSON request body, or ``None`` when absent or not JSON.
+    body: Any
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    #: Fault kind applied to this request, if any.
+    fault: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable view (used by ``GET /_emulator/calls``)."""
+        return {
+            "time": self.time,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "body": self.body,
+            "query": dict(self.query),
+            "headers": dict(self.headers),
+            "fault": self.fault,
+        }
+
+
+@attrs.define
+class Fault:
+    """One pending fault; see :meth:`FaultPlan.inject` for the fields."""
+
+    kind: str
+    path: str | None = None
+    #: Requests still to fault; ``None`` means until :meth:`FaultPlan.clear`.
+    times: int | None = 1
+    status: int | None = None
+    retry_after: int | None = None
+    delay: float | None = None
+    #: Custom JSON body for ``wrong_shape`` (default ``{"unexpected": true}``).
+    body: Any = None
+
+    def matches(self, path: str) -> bool:
+        """Whether this fault applies to a request for ``path``."""
+        return self.path is None or self.path in path
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable view (used by ``GET /_emulator/faults``)."""
+        return attrs.asdict(self)
+
+
+class FaultPlan:
+    """Queue of faults to apply to upcoming requests; thread-safe.
+
+    Faults are matched in injection order; the first pending fault whose
+    ``path`` matches is used and its ``times`` counter decremented.
+    """
+
+    def __init__(self, kinds: Iterable[str] = BASE_FAULT_KINDS) -> None:
+        self.kinds = frozenset(kinds)
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        path: str | None = None,
+        times: int | None = 1,
+        status: int | None = None,
+        retry_after: int | None = None,
+        delay: float | None = None,
+        body: Any = None,
+    ) -> Fault:
+        """Queue a fault.
+
+        Args:
+            kind: one of :attr:`kinds` (``status``, ``rate_limit``, ``slow``,
+                ``drop``, ``reset``, ``empty``, ``html``, ``wrong_shape``,
+                ``unknown_enum`` plus any provider-specific kinds).
+            path: substring of the request path to match; ``None`` = any path.
+            times: how many matching requests get the fault; ``None`` = all of
+                them until :meth:`clear`.
+            status: HTTP status for ``status`` faults (default 503).
+            retry_after: seconds for the ``Retry-After`` header of
+                ``rate_limit`` faults; ``None`` sends no header.
+            delay: seconds to wait before answering, for ``slow`` faults.
+            body: JSON body for ``wrong_shape`` faults.
+        """
+        if kind not in self.kinds:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(self.kinds)}")
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1 or None")
+        if kind == "status" and status is not None and not 500 <= status <= 599:
+            raise ValueError("status faults need a 5xx status")
+        if kind == "slow" and (delay is None or delay < 0):
+            raise ValueError("slow faults need a non-negative delay")
+        fault = Fault(kind, path, times, status, retry_after, delay, body)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        """Remove every pending fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[Fault]:
+        """Return a snapshot of the pending faults."""
+        with self._lock:
+            return [attrs.evolve(f) for f in self._faults]
+
+    def take(self, path: str) -> Fault | None:
+        """Consume one use of the first fault matching ``path``, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if not fault.matches(path):
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+                return attrs.evolve(fault)
+        return None
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` that tracks its connections so stop() can end them."""
+
+    daemon_threads = True
+    # We join handler threads ourselves, with a timeout, after closing their
+    # sockets; the stdlib join would wait forever on idle keep-alive clients.
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
+        self.emulator = emulator
+        self.stopping = threading.Event()
+        self.conn_lock = threading.Lock()
+        self.connections: dict[socket.socket, threading.Thread] = {}
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hang up mid-answer on purpose (timeouts, drop tests); the
+        # default implementation would print a traceback to stderr.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as requests.Session expects
+    server: _HTTPServer
+    # Idle keep-alive connections are closed after this many seconds so a
+    # forgotten client does not pin a thread.
+    timeout = 30
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle's
+        # algorithm plus delayed ACKs adds ~40 ms to every keep-alive reply.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.conn_lock:
+            if self.server.stopping.is_set():
+                self.close_connection = True
+            self.server.connections[self.connection] = threading.current_thread()
+
+    def finish(self) -> None:
+        with self.server.conn_lock:
+            self.server.connections.pop(self.connection, None)
+        with contextlib.suppress(OSError):  # the client may already be gone
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests must stay silent
+
+    def _serve(self) -> None:
+        if self.server.stopping.is_set():
+            self.close_connection = True
+            return
+        self.server.emulator._serve_http(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+
+def _write_reply(handler: _Handler, reply: EmulatorReply) -> None:
+    handler.send_response(reply.status)
+    for name, value in reply.headers.items():
+        if name.lower() != "content-length":
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(reply.body)))
+    handler.end_headers()
+    handler.wfile.write(reply.body)
+    handler.wfile.flush()
+
+
+def _write_truncated(handler: _Handler, reply: EmulatorReply) -> None:
+    """Promise the whole body, send half of it, then hang up: a reset mid-body."""
+    handler.send_response(reply.status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(reply.body)))
+    handler.end_headers()
+    handler.wfile.write(reply.body[: len(reply.body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+def _read_request(handler: _Handler) -> EmulatorRequest:
+    url = urlsplit(handler.path)
+    length = int(handler.headers.get("Content-Length") or 0)
+    body = handler.rfile.read(length) if length > 0 else b""
+    return EmulatorRequest(
+        method=handler.command,
+        path=url.path,
+        query=dict(parse_qsl(url.query, keep_blank_values=True)),
+        headers={k.lower(): v for k, v in handler.headers.items()},
+        body=body,
+    )
+
+
+class EmulatorServer(ABC):
+    """Abstract loopback HTTP server for one identity provider.
+
+    Subclasses implement :meth:`handle`; they may override
+    :meth:`handle_control` (extra ``/_emulator/`` routes),
+    :meth:`bad_request_reply` / :meth:`not_found_reply` (provider error
+    format), :meth:`mangle_enums` (the ``unknown_enum`` fault) and
+    :meth:`apply_provider_fault` (provider-specific fault kinds).
+
+    :meth:`handle` and :meth:`handle_control` run with :attr:`lock` held, so
+    emulator state needs no further locking there; public helpers that tests
+    call from other threads must take :attr:`lock` themselves.
+
+    Use as a context manager::
+
+        with SomeEmulator() as emu:
+            requests.get(emu.base_url + "/...")
+    """
+
+    #: Fault kinds accepted by :attr:`faults`; providers extend this set.
+    fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        #: Re-entrant so helpers may call each other while holding it.
+        self.lock = threading.RLock()
+        self.faults = FaultPlan(self.fault_kinds)
+        self.calls: list[CallRecord] = []
+        #: Wall clock used for call records; subclasses use it for expiry too,
+        #: so tests may replace it instead of sleeping.
+        self.clock: Callable[[], float] = time.time
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind the socket and start serving in a daemon thread."""
+        if self._httpd is not None:
+            raise RuntimeError("emulator already started")
+        httpd = _HTTPServer((self.host, self.port), self)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},  # also the delay of stop()
+            name=f"{type(self).__name__}:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and join all threads."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()  # returns once serve_forever has exited
+        with httpd.conn_lock:
+            httpd.stopping.set()  # also wakes "slow" faults that are sleeping
+            conns = dict(httpd.connections)
+        for sock in conns:
+            # Unblocks handler threads waiting on idle keep-alive reads.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for worker in conns.values():
+            worker.join(timeout=5)
+        httpd.server_close()
+        thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
+        if self._httpd is None:
+            raise RuntimeError("emulator not started")
+        return f"http://{self.host}:{self.port}"
+
+    # -- call log ----------------------------------------------------------
+
+    def calls_to(self, path_fragment: str) -> list[CallRecord]:
+        """Return logged calls whose path contains ``path_fragment``."""
+        with self.lock:
+            return [c for c in self.calls if path_fragment in c.path]
+
+    def clear_calls(self) -> None:
+        """Forget every logged call."""
+        with self.lock:
+            self.calls.clear()
+
+    # -- hooks for subclasses ---------------------------------------------
+
+    @abstractmethod
+    def handle(self, request: EmulatorRequest) -> EmulatorReply:
+        """Answer one (non-control) request. Runs with :attr:`lock` held."""
+
+    def handle_control(self, request: EmulatorRequest, route: str) -> EmulatorReply | None:
+        """Answer a provider-specific control route, or return ``None`` for 404.
+
+        ``route`` is the path after ``/_emulator/`` (e.g. ``push/jsmith/approve``).
+        """
+        return None
+
+    def bad_request_reply(self, message: str) -> EmulatorReply:
+        """Answer for :class:`BadRequest`; providers override for their format."""
+        return EmulatorReply.json({"error": "bad_request", "message": message}, status=400)
+
+    def not_found_reply(self, request: EmulatorRequest) -> EmulatorReply:
+        """Answer for unknown paths; providers override for their format."""
+        return EmulatorReply.json({"error": "not_found", "path": request.path}, status=404)
+
+    def mangle_enums(self, obj: Any) -> Any:
+        """Return ``obj`` with enum-like values replaced (``unknown_enum`` fault).
+
+        The default replaces a top-level ``status`` string; providers override
+        to cover their own enum fields.
+        """
+        if isinstance(obj, dict) and isinstance(obj.get("status"), str):
+            return {**obj, "status": UNKNOWN_ENUM_VALUE}
+        return obj
+
+    def apply_provider_fault(self, fault: Fault, request: EmulatorRequest) -> EmulatorReply:
+        """Answer a request hit by a provider-specific fault kind."""
+        raise NotImplementedError(f"fault kind {fault.kind!r} not implemented")
+
+    # -- dispatch ----------------------------------------------------------
+
+    def _serve_http(self, handler: _Handler) -> None:
+        """Read, dispatch, log and answer one request (called per request)."""
+        request = _read_request(handler)
+        if request.path.startswith(CONTROL_PREFIX):
+            _write_reply(handler, self._control(request))
+            return
+        fault = self.faults.take(request.path)
+        kind = fault.kind if fault is not None else None
+        reply: EmulatorReply | None = None
+        delay = fault.delay if fault is not None and kind == "slow" else None
+        # Event wait, not sleep, so stop() is never held up by a slow fault.
+        if delay is not None and handler.server.stopping.wait(delay):
+            handler.close_connection = True
+            return
+        if kind == "reset":
+            reply = EmulatorReply.json({"status": None, "authenticationCompleted": False})
+        elif kind != "drop":
+            reply = self._reply_for(request, fault)
+        # Log before answering, so a test that has its answer also sees the record.
+        self._log(request, reply.status if reply is not None else None, kind)
+        if reply is None:
+            handler.close_connection = True  # "drop": close without a byte of reply
+            return
+        try:
+            if kind == "reset":
+                _write_truncated(handler, reply)
+            else:
+                _write_reply(handler, reply)
+        except OSError:
+            # The client gave up (e.g. its timeout fired during "slow").
+            handler.close_connection = True
+
+    def _log(self, request: EmulatorRequest, status: int | None, fault: str | None) -> None:
+        record = CallRecord(
+            time=self.clock(),
+            method=request.method,
+            path=request.path,
+            status=status,
+            body=request.json_or_none(),
+            query=request.query,
+            headers=request.headers,
+            fault=fault,
+        )
+        with self.lock:
+            self.calls.append(record)
+
+    def _reply_for(self, request: EmulatorRequest, fault: Fault | None) -> EmulatorReply:
+        kind = fault.kind if fault is not None else None
+        if fault is None or kind in ("slow", "unknown_enum"):
+            reply = self._dispatch(request)
+            if kind == "unknown_enum":
+                parsed = reply.parsed_json()
+                if parsed is not None:
+                    reply = attrs.evolve(reply, body=json.dumps(self.mangle_enums(parsed)).encode())
+            return reply
+        if kind == "status":
+            status = fault.status or 503
+            return EmulatorReply.text(f"{status} Service error (injected)\n", status=status)
+        if kind == "rate_limit":
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return EmulatorReply.text("429 Too Many Requests\n", status=429, headers=headers)
+        if kind == "empty":
+            return EmulatorReply(200, b"", {"Content-Type": "application/json"})
+        if kind == "html":
+            return EmulatorReply.html(
+                "<!DOCTYPE html><html><head><title>Maintenance</title></head>"
+                "<body><h1>We'll be back soon</h1></body></html>"
+            )
+        if kind == "wrong_shape":
+            body = {"unexpected": True} if fault.body is None else fault.body
+            return EmulatorReply.json(body)
+        with self.lock:
+            return self.apply_provider_fault(fault, request)
+
+    def _dispatch(self, request: EmulatorRequest) -> EmulatorReply:
+        try:
+            with self.lock:
+                return self.handle(request)
+        except BadRequest as exc:
+            return self.bad_request_reply(exc.message)
+
+    def _control(self, request: EmulatorRequest) -> EmulatorReply:
+        route = request.path[len(CONTROL_PREFIX) :].strip("/")
+        method = request.method
+        try:
+            if route == "faults" and method == "POST":
+                spec = request.json()
+                if not isinstance(spec, dict) or "kind" not in spec:
+                    raise BadRequest('expected a JSON object with at least "kind"')
+                try:
+                    fault = self.faults.inject(**spec)
+                except (TypeError, ValueError) as exc:
+                    raise BadRequest(str(exc)) from None
+                return EmulatorReply.json(fault.to_dict(), status=201)
+            if route == "faults" and method == "DELETE":
+                self.faults.clear()
+                return EmulatorReply(204)
+            if route == "faults" and method == "GET":
+                return EmulatorReply.json([f.to_dict() for f in self.faults.pending()])
+            if route == "calls" and method == "GET":
+                with self.lock:
+                    return EmulatorReply.json([c.to_dict() for c in self.calls])
+            if route == "calls" and method == "DELETE":
+                self.clear_calls()
+                return EmulatorReply(204)
+            with self.lock:
+                reply = self.handle_control(request, route)
+        except BadRequest as exc:
+            return EmulatorReply.json({"error": "bad_request", "message": exc.message}, status=400)
+        if reply is None:
+            return EmulatorReply.json({"error": "no such control route", "route": route}, 404)
+        return reply

@@ -1,0 +1,82 @@
+"""Helpers that prove secrets stay secret: record every secret a flow handles, then search
+logs, reprs and error messages for them.
+
+Use :class:`SecretRecorder` as the flow's transport (it wraps a real one), run the flow, then
+:func:`find_leaks` over whatever text could reach a person: captured log events, exception
+messages, ``repr`` of views and snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+
+#: JSON keys whose values are secrets in either IdP's API (requests and replies).
+SECRET_KEYS = frozenset(
+    {
+        "response",
+        "authToken",
+        "token",
+        "answer",
+        "Answer",
+        "SessionId",
+        "Token",
+        "Auth",
+        "password",
+        "newPassword",
+    }
+)
+#: Values this short are too common to search for without false alarms ("1", "OK").
+MIN_SECRET_LENGTH = 4
+
+
+class SecretRecorder:
+    """A transport wrapper that remembers every secret it carries, in either direction."""
+
+    def __init__(self, inner: Transport | None = None) -> None:
+        self.inner = inner or RequestsTransport()
+        self.secrets: set[str] = set()
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        """Forward ``request``, noting the secrets in it and in the reply."""
+        authorization = request.headers.get("Authorization")
+        if authorization:
+            self._add(authorization)
+            self._add(authorization.removeprefix("Bearer "))
+        self._collect(request.json)
+        response = self.inner.send(request)
+        for value in response.cookies.values():
+            self._add(value)
+        try:
+            self._collect(json.loads(response.body))
+        except ValueError:
+            pass
+        return response
+
+    def add(self, *values: str) -> None:
+        """Register secrets the test itself knows (passwords, codes it typed)."""
+        for value in values:
+            self._add(value)
+
+    def _add(self, value: Any) -> None:
+        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+            self.secrets.add(value)
+
+    def _collect(self, data: Any) -> None:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in SECRET_KEYS:
+                    self._add(value)
+                self._collect(value)
+        elif isinstance(data, list):
+            for item in data:
+                self._collect(item)
+
+
+def find_leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
+    """The secrets that appear in any of ``texts`` (empty when nothing leaked)."""
+    corpus = "\n".join(texts)
+    return sorted(secret for secret in set(secrets) if secret in corpus)

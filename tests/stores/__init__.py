@@ -1,0 +1,1 @@
+"""Tests of the flow stores, against real Redis and PostgreSQL servers."""

@@ -1,0 +1,205 @@
+"""Snapshots, a movable clock and store builders shared by the store tests and their workers.
+
+This is a plain module (not conftest) because the multiprocessing tests' workers run in
+spawned interpreters, which import it by name.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from typing import Any
+
+import attrs
+
+from mfa_fsm.core.errors import FlowConflict
+from mfa_fsm.core.snapshot import Challenge, Choice, Snapshot
+from mfa_fsm.stores.base import RecordStore
+
+PROVIDER = "teststore"
+
+#: The stores the behavioural suite runs against; each needs what its name says.
+STORE_KINDS = ("memory", "sqlite", "postgresql", "redis")
+
+#: Stores tests give each record this long past its deadline (short, so expiry tests are quick).
+TEST_MARGIN = 1.0
+
+
+@attrs.frozen
+class StoreTestContext:
+    """A provider context shaped like a real one: two IdP tokens and a few plain fields."""
+
+    session: str = attrs.field(repr=False)
+    first_factor_token: str = attrs.field(default="", repr=False)
+    factor: str | None = None
+    polls: int = 0
+
+
+Snapshot.contexts[PROVIDER] = StoreTestContext
+
+
+class FakeClock:
+    """A clock tests move by hand; starts at the real time so real TTLs agree with it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def new_flow_id() -> str:
+    return f"flow-{uuid.uuid4().hex}"
+
+
+def make_snapshot(
+    *,
+    flow_id: str | None = None,
+    now: float | None = None,
+    version: int = 0,
+    lifetime: float = 300.0,
+    session: str = "s3cr3t-session",
+) -> Snapshot:
+    """A small valid snapshot in ``SecondFactorSelected``."""
+    now = time.time() if now is None else now
+    return Snapshot(
+        provider=PROVIDER,
+        flow_id=new_flow_id() if flow_id is None else flow_id,
+        user_id="u",
+        state="SecondFactorSelected",
+        version=version,
+        created_at=now,
+        deadline=now + lifetime,
+        context=StoreTestContext(session=session),
+    )
+
+
+def advanced(snapshot: Snapshot, **changes: Any) -> Snapshot:
+    """The snapshot one step later (version + 1), as a flow would produce it."""
+    return attrs.evolve(snapshot, version=snapshot.version + 1, **changes)
+
+
+def realistic_snapshot(now: float) -> Snapshot:
+    """A snapshot as large as a real Entrust one: five factors offered, an OTP challenge
+    running, and two IdP tokens of the length Entrust's documented replies show (~540
+    random base64 characters, which do not compress)."""
+    return Snapshot(
+        provider=PROVIDER,
+        flow_id=str(uuid.uuid4()),
+        user_id="jane.doe@example.com",
+        state="SecondFactorSelected",
+        version=3,
+        created_at=now,
+        deadline=now + 300,
+        context=StoreTestContext(
+            session=secrets.token_urlsafe(405),
+            first_factor_token=secrets.token_urlsafe(405),
+            factor="OTP",
+        ),
+        choices=(
+            Choice("OTP", "otp", "One-time code", deliveries=("SMS", "EMAIL", "VOICE"),
+                   default_delivery="SMS", detail="+1 ***-***-1234"),
+            Choice("TOKEN", "token", "Soft or hard token"),
+            Choice("TOKENPUSH", "push", "Approve on Entrust Identity app"),
+            Choice("KBA", "kba", "Security questions"),
+            Choice("GRID", "grid", "Grid card", supported=False),
+        ),  # fmt: skip
+        challenge=Challenge(
+            factor="OTP",
+            kind="otp",
+            prompt="Enter the code sent by SMS to +1 ***-***-1234",
+            delivery="SMS",
+            attempts_left=3,
+        ),
+    )
+
+
+def build_store(kind: str, target: str, *, clock: Any = time.time, **options: Any) -> RecordStore:
+    """A store of ``kind``; ``target`` is the SQL URL or the Redis URL (unused for memory)."""
+    if kind == "memory":
+        from mfa_fsm.stores.memory import MemoryStore
+
+        return MemoryStore(clock=clock, **options)
+    if kind in ("sqlite", "postgresql"):
+        from mfa_fsm.stores.sql import SqlStore
+
+        return SqlStore(target, clock=clock, **options)
+    if kind == "redis":
+        import redis
+
+        from mfa_fsm.stores.redis import RedisStore
+
+        return RedisStore(redis.Redis.from_url(target), clock=clock, **options)
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+def close_store(store: RecordStore) -> None:
+    """Release the store's connections (SQL engine, Redis client)."""
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
+    client = getattr(store, "client", None)
+    if client is not None:
+        client.close()
+
+
+def contend(store: RecordStore, flow_id: str, rounds: int, barrier: Any) -> list[tuple[int, bool]]:
+    """Race the other workers for every step of one flow; returns (version tried, won) pairs.
+
+    Each round all workers load the flow (so all hold the same version), wait for each other,
+    then all save the next version at once: compare-and-set must let exactly one through.
+    The second wait keeps anyone from loading before every save of the round is done.
+    """
+    outcomes = []
+    for _ in range(rounds):
+        loaded = store.load(flow_id)
+        barrier.wait(timeout=60)
+        try:
+            store.save(advanced(loaded), expected_version=loaded.version)
+            outcomes.append((loaded.version + 1, True))
+        except FlowConflict:
+            outcomes.append((loaded.version + 1, False))
+        barrier.wait(timeout=60)
+    return outcomes
+
+
+def contend_in_process(
+    kind: str, target: str, flow_id: str, rounds: int, barrier: Any, results: Any
+) -> None:
+    """Entry point of a spawned worker: its own store and connections, outcomes to a queue."""
+    store = build_store(kind, target, margin=TEST_MARGIN)
+    try:
+        results.put(("ok", contend(store, flow_id, rounds, barrier)))
+    except BaseException as exc:  # report anything, or the parent only sees a timeout
+        results.put(("error", repr(exc)))
+        raise
+    finally:
+        close_store(store)
+
+
+def contend_in_threads(store: RecordStore, flow_id: str, workers: int, rounds: int) -> list[Any]:
+    """Run ``contend`` in ``workers`` threads on one shared store; all their outcomes."""
+    barrier = threading.Barrier(workers)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.extend(contend(store, flow_id, rounds, barrier))
+        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

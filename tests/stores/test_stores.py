@@ -1,0 +1,321 @@
+"""The flow store contract, checked the same way against every store on real backends."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+import redis
+import sqlalchemy as sa
+
+from mfa_fsm.core.errors import FlowConflict, FlowNotFound, SnapshotError, StoreError
+from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
+from mfa_fsm.stores.memory import SWEEP_INTERVAL, MemoryStore
+from mfa_fsm.stores.redis import RedisStore
+from mfa_fsm.stores.sql import SqlStore
+from tests.stores.conftest import StoreKit
+from tests.stores.store_helpers import (
+    TEST_MARGIN,
+    FakeClock,
+    advanced,
+    contend_in_process,
+    contend_in_threads,
+    make_snapshot,
+    new_flow_id,
+)
+
+# -- the contract, once per store ------------------------------------------------------------
+
+
+def test_round_trip(kit: StoreKit) -> None:
+    """A created flow loads back equal, secrets included."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    assert kit.store.load(snapshot.flow_id) == snapshot
+
+
+def test_create_refuses_an_existing_id(kit: StoreKit) -> None:
+    """Creating a live flow id again raises FlowConflict and keeps the stored flow."""
+    first = make_snapshot(now=kit.clock(), session="first")
+    kit.store.create(first)
+    with pytest.raises(FlowConflict) as raised:
+        kit.store.create(attrs.evolve(first, context=attrs.evolve(first.context, session="x")))
+    assert (raised.value.expected, raised.value.actual) == (NO_VERSION, 0)
+    assert kit.store.load(first.flow_id) == first
+
+
+def test_save_advances_the_flow(kit: StoreKit) -> None:
+    """Each save at the loaded version stores the next snapshot."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    for _ in range(3):
+        loaded = kit.store.load(snapshot.flow_id)
+        kit.store.save(advanced(loaded), expected_version=loaded.version)
+    assert kit.store.load(snapshot.flow_id) == attrs.evolve(snapshot, version=3)
+
+
+def test_stale_expected_version_conflicts_and_changes_nothing(kit: StoreKit) -> None:
+    """A save at an outdated version raises FlowConflict(actual=stored) and stores nothing."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    winner = advanced(snapshot, state="OobPending")
+    kit.store.save(winner, expected_version=0)
+    with pytest.raises(FlowConflict) as raised:
+        kit.store.save(advanced(snapshot, state="Failed", failure="cancelled"), expected_version=0)
+    assert (raised.value.expected, raised.value.actual) == (0, 1)
+    assert kit.store.load(snapshot.flow_id) == winner
+
+
+@pytest.mark.parametrize(("version", "expected"), [(0, 0), (2, 3)])
+def test_version_must_increase(kit: StoreKit, version: int, expected: int) -> None:
+    """A snapshot whose version is not above expected_version is refused before any write."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    with pytest.raises(StoreError, match="not above expected_version") as raised:
+        kit.store.save(
+            attrs.evolve(snapshot, version=version, state="Completed"), expected_version=expected
+        )
+    assert type(raised.value) is StoreError
+    assert kit.store.load(snapshot.flow_id) == snapshot
+
+
+def test_record_lives_until_deadline_plus_margin(kit: StoreKit) -> None:
+    """A flow stays loadable through the margin after its deadline, then is gone."""
+    snapshot = make_snapshot(now=kit.clock(), lifetime=0.5)
+    kit.store.create(snapshot)
+    kit.let_time_pass(1.0)  # past the deadline, within the margin: the last page can render
+    assert kit.store.load(snapshot.flow_id) == snapshot
+    kit.let_time_pass(1.0)  # past deadline + margin
+    with pytest.raises(FlowNotFound):
+        kit.store.load(snapshot.flow_id)
+    with pytest.raises(FlowNotFound):
+        kit.store.save(advanced(snapshot), expected_version=0)
+
+
+def test_expired_id_can_be_created_again(kit: StoreKit) -> None:
+    """After expiry the id is free: create succeeds and holds the new flow."""
+    old = make_snapshot(now=kit.clock(), lifetime=0.2)
+    kit.store.create(old)
+    kit.let_time_pass(0.2 + TEST_MARGIN + 0.3)
+    new = make_snapshot(flow_id=old.flow_id, now=kit.clock(), session="new")
+    kit.store.create(new)
+    assert kit.store.load(old.flow_id) == new
+
+
+def test_save_moves_expiry_to_the_new_deadline(kit: StoreKit) -> None:
+    """The expiry follows the newest snapshot's deadline, not the first one's."""
+    snapshot = make_snapshot(now=kit.clock(), lifetime=0.2)
+    kit.store.create(snapshot)
+    later = advanced(snapshot, deadline=kit.clock() + 300)
+    kit.store.save(later, expected_version=0)
+    kit.let_time_pass(0.2 + TEST_MARGIN + 0.3)
+    assert kit.store.load(snapshot.flow_id) == later
+
+
+def test_delete_is_idempotent(kit: StoreKit) -> None:
+    """A deleted flow is not found; deleting again (or an unknown id) is no error."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    kit.store.delete(snapshot.flow_id)
+    with pytest.raises(FlowNotFound):
+        kit.store.load(snapshot.flow_id)
+    kit.store.delete(snapshot.flow_id)
+    kit.store.delete(new_flow_id())
+
+
+def test_missing_id(kit: StoreKit) -> None:
+    """Loading or saving a flow that was never created raises FlowNotFound."""
+    snapshot = make_snapshot(now=kit.clock())
+    with pytest.raises(FlowNotFound, match=snapshot.flow_id):
+        kit.store.load(snapshot.flow_id)
+    with pytest.raises(FlowNotFound):
+        kit.store.save(advanced(snapshot), expected_version=0)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis"])
+def test_two_stores_on_one_backend_see_the_same_flows(
+    make_kit: Callable[[str], StoreKit], kind: str
+) -> None:
+    """A second store object (another worker's) sees and respects what the first saved."""
+    kit = make_kit(kind)
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    other = kit.make()
+    other.save(advanced(snapshot), expected_version=0)
+    assert kit.store.load(snapshot.flow_id).version == 1
+    with pytest.raises(FlowConflict):
+        kit.store.save(advanced(snapshot), expected_version=0)
+
+
+# -- concurrency: real threads and processes against real servers ----------------------------
+
+WORKERS = 6
+ROUNDS = 5
+
+
+def _check_one_winner_per_version(outcomes: list[tuple[int, bool]], final: int) -> None:
+    wins = Counter(version for version, won in outcomes if won)
+    tries = Counter(version for version, _ in outcomes)
+    assert wins == Counter(range(1, ROUNDS + 1)), "each version must be won exactly once"
+    assert tries == Counter({v: WORKERS for v in range(1, ROUNDS + 1)})
+    assert final == sum(wins.values()) == ROUNDS
+
+
+def test_concurrent_threads_one_winner_per_version(kit: StoreKit) -> None:
+    """Threads saving the same version at once: one wins per version, the rest get FlowConflict."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    outcomes = contend_in_threads(kit.store, snapshot.flow_id, WORKERS, ROUNDS)
+    _check_one_winner_per_version(outcomes, kit.store.load(snapshot.flow_id).version)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "redis"])
+def test_concurrent_processes_one_winner_per_version(
+    make_kit: Callable[[str], StoreKit], kind: str
+) -> None:
+    """Spawned processes with their own connections: one winner per version, others conflict."""
+    kit = make_kit(kind)
+    snapshot = make_snapshot()
+    kit.store.create(snapshot)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(WORKERS)
+    results: Any = context.Queue()
+    workers = [
+        context.Process(
+            target=contend_in_process,
+            args=(kind, kit.target, snapshot.flow_id, ROUNDS, barrier, results),
+        )
+        for _ in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        reports = [results.get(timeout=120) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+    assert [status for status, _ in reports] == ["ok"] * WORKERS, reports
+    outcomes = [outcome for _, worker_outcomes in reports for outcome in worker_outcomes]
+    _check_one_winner_per_version(outcomes, kit.store.load(snapshot.flow_id).version)
+
+
+# -- what each backend adds ------------------------------------------------------------------
+
+
+def test_expires_at_defaults_to_a_300_second_margin() -> None:
+    """A record outlives its snapshot's deadline by DEFAULT_MARGIN (300 s) unless told."""
+    snapshot = make_snapshot(now=1000.0)
+    assert DEFAULT_MARGIN == 300.0
+    assert expires_at(snapshot) == snapshot.deadline + 300.0
+    assert expires_at(snapshot, 5) == snapshot.deadline + 5
+    assert MemoryStore().margin == DEFAULT_MARGIN
+
+
+def test_negative_margin_is_refused() -> None:
+    """A negative margin is a configuration error."""
+    with pytest.raises(StoreError, match="margin"):
+        MemoryStore(margin=-1)
+
+
+def test_memory_store_sweeps_expired_records() -> None:
+    """Abandoned flows are dropped by the periodic sweep and by purge_expired."""
+    clock = FakeClock()
+    store = MemoryStore(margin=0, clock=clock)
+    stale = [make_snapshot(now=clock(), lifetime=1) for _ in range(3)]
+    for snapshot in stale:
+        store.create(snapshot)
+    clock.advance(SWEEP_INTERVAL + 1)
+    store.create(make_snapshot(now=clock()))  # creating runs the sweep
+    assert len(store._records) == 1
+    store.create(make_snapshot(now=clock(), lifetime=1))
+    store.create(make_snapshot(now=clock(), lifetime=1))
+    clock.advance(2)
+    assert store.purge_expired() == 2
+    assert store.purge_expired() == 0
+    assert len(store._records) == 1
+
+
+def test_sql_store_purges_expired_rows_and_fills_columns(tmp_path: Any) -> None:
+    """Expired rows stay invisible until purge_expired deletes them; provider/state are kept."""
+    clock = FakeClock()
+    store = SqlStore(f"sqlite:///{tmp_path / 'f.db'}", table="flows", margin=0, clock=clock)
+    short, long = make_snapshot(now=clock(), lifetime=1), make_snapshot(now=clock())
+    store.create(short)
+    store.create(long)
+    store.save(advanced(long, state="OobPending"), expected_version=0)
+    clock.advance(2)
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(store.table.c.flow_id, store.table.c.state)).all()
+    assert sorted(rows) == sorted([(short.flow_id, short.state), (long.flow_id, "OobPending")])
+    assert store.purge_expired() == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(store.table.c.provider)).scalars().all() == ["teststore"]
+    store.close()
+
+
+def test_sql_store_leaves_a_given_engine_open(tmp_path: Any) -> None:
+    """close() disposes only an engine the store made itself; the table is made on first use."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    store = SqlStore(engine)
+    assert not sa.inspect(engine).has_table("mfa_fsm_flows")
+    store.create(make_snapshot())
+    assert sa.inspect(engine).has_table("mfa_fsm_flows")
+    store.close()
+    with engine.connect() as conn:  # still usable
+        assert conn.execute(sa.text("select count(*) from mfa_fsm_flows")).scalar() == 1
+    engine.dispose()
+
+
+def test_redis_ttl_follows_deadline_plus_margin(make_kit: Callable[[str], StoreKit]) -> None:
+    """The flow is one key whose TTL ends at deadline + margin, set again by each save."""
+    kit = make_kit("redis")
+    store = kit.make(margin=30)
+    assert isinstance(store, RedisStore)
+    snapshot = make_snapshot(now=kit.clock(), lifetime=60)
+    store.create(snapshot)
+    key = store.prefix + snapshot.flow_id
+    assert 89_000 < store.client.pttl(key) <= 90_000
+    store.save(advanced(snapshot, deadline=kit.clock() + 600), expected_version=0)
+    assert 629_000 < store.client.pttl(key) <= 630_000
+    assert store.client.keys(store.prefix + "*") == [key.encode()]
+
+
+def test_redis_store_refuses_foreign_values(make_kit: Callable[[str], StoreKit]) -> None:
+    """A key under the prefix that another application wrote raises SnapshotError, not junk."""
+    kit = make_kit("redis")
+    store = kit.store
+    assert isinstance(store, RedisStore)
+    flow_id = new_flow_id()
+    store.client.set(store.prefix + flow_id, "not a record", px=60_000)
+    with pytest.raises(SnapshotError, match="another application"):
+        store.load(flow_id)
+
+
+def test_redis_store_works_with_decoded_responses(make_kit: Callable[[str], StoreKit]) -> None:
+    """A client made with decode_responses=True works the same."""
+    kit = make_kit("redis")
+    store = RedisStore(redis.Redis.from_url(kit.target, decode_responses=True))
+    snapshot = make_snapshot()
+    store.create(snapshot)
+    store.save(advanced(snapshot), expected_version=0)
+    assert store.load(snapshot.flow_id) == advanced(snapshot)
+    store.client.close()
+
+
+def test_memory_store_needs_no_optional_dependency() -> None:
+    """Importing mfa_fsm.stores and using MemoryStore works without sqlalchemy, redis, cryptography."""
+    code = (
+        "import sys\n"
+        "for name in ('sqlalchemy', 'redis', 'cryptography', 'psycopg'):\n"
+        "    sys.modules[name] = None\n"
+        "from mfa_fsm.stores import MemoryStore\n"
+        "import mfa_fsm.stores.memory\n"
+        "MemoryStore()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our own interpreter
