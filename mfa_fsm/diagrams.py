@@ -22,7 +22,7 @@ _HIGHLIGHT = "classDef current fill:#ffd54f,stroke:#e65100,stroke-width:3px"
 
 def mermaid(flow: type[Flow], current_state: str | None = None) -> str:
     """The flow's machine as Mermaid ``stateDiagram-v2`` text, ``current_state`` highlighted."""
-    text: str = MermaidGraphMachine(flow.machine).get_mermaid().rstrip("\n")
+    text: str = MermaidGraphMachine(flow.machine).get_mermaid().rstrip("\n")  # type: ignore[no-untyped-call]
     if current_state is not None:
         text += f"\n    {_HIGHLIGHT}\n    class {current_state} current"
     return text + "\n"
@@ -30,7 +30,7 @@ def mermaid(flow: type[Flow], current_state: str | None = None) -> str:
 
 def svg(flow: type[Flow]) -> bytes:
     """The flow's machine as SVG; needs Graphviz's ``dot`` on PATH."""
-    graph = DotGraphMachine(flow.machine).get_graph()
+    graph = DotGraphMachine(flow.machine).get_graph()  # type: ignore[no-untyped-call]
     rendered: bytes = graph.create_svg()
     return rendered
 

@@ -1,1 +1,1 @@
-"""mfa_fsm tests; a package so that helpers import the same way in pytest and in spawned processes."""
+"""mfa_fsm tests; a package, so helpers import alike in pytest and in spawned workers."""

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,9 @@ def redis_server() -> Iterator[RunningServer]:
         "--appendonly", "no",
         "--daemonize", "no",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(  # noqa: S603 - fixed arguments, the redis-server on PATH
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         _wait_until(lambda: _redis_ping(port), process, "redis-server", log)
         yield RunningServer("127.0.0.1", port, f"redis://127.0.0.1:{port}/0")
@@ -175,7 +177,7 @@ def postgres_server(database: str = "mfa_fsm_test") -> Iterator[RunningServer]:
 
 
 def _run(command: list[Any], as_user: dict[str, Any], log: Path | None = None) -> None:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - fixed arguments, PostgreSQL's own binaries
         [str(part) for part in command],
         capture_output=True,
         text=True,
@@ -191,7 +193,7 @@ def _run(command: list[Any], as_user: dict[str, Any], log: Path | None = None) -
 
 
 def _wait_until(
-    ready: Any, process: subprocess.Popen[bytes], name: str, log: Path
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], name: str, log: Path
 ) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while not ready():

@@ -541,7 +541,8 @@ class EmulatorServer(ABC):
             handler.close_connection = True
             return
         if kind == "reset":
-            reply = EmulatorReply.json({"status": None, "authenticationCompleted": False})
+            # Only the first half of this is sent (see _write_truncated).
+            reply = EmulatorReply.json({"result": "cut short by the emulator's reset fault"})
         elif kind != "drop":
             reply = self._reply_for(request, fault)
         # Log before answering, so a test that has its answer also sees the record.

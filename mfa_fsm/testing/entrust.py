@@ -75,6 +75,17 @@ Emulator choices (the vendor documents do not settle these):
 * Logout accepts any live token of a transaction and ends the transaction;
   it answers 200 with an empty body.
 * ``poll_count(user)`` counts the polls of the user's latest push only.
+* Locked authenticators stay listed in ``availableSecondFactor``; only
+  ``authenticatorLockoutStatus`` shows them locked.
+* OTPs are 8 random digits (the tenant default length) valid for the rest of
+  the session; TOKEN answers are compared with the user's current
+  ``token_code``; KBA answers are case-insensitive; GRID answers ignore case
+  and spaces. ``AuthenticatedResponse`` bodies carry the fields of the vendor
+  examples plus the challenge fields (no ``userId``, which the examples omit).
+* Faults: ``unknown_enum`` replaces ``status``/``otpdeliveryType`` and appends
+  an unknown name to ``authenticationTypes``/``availableSecondFactor``;
+  ``stale_success`` (Entrust only) replays an earlier success body instead of
+  handling the request.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ messages, ``repr`` of views and snapshots.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -50,10 +51,8 @@ class SecretRecorder:
         response = self.inner.send(request)
         for value in response.cookies.values():
             self._add(value)
-        try:
+        with contextlib.suppress(ValueError):  # not JSON: nothing to collect
             self._collect(json.loads(response.body))
-        except ValueError:
-            pass
         return response
 
     def add(self, *values: str) -> None:

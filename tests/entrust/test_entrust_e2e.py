@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from mfa_fsm import EntrustConfig, EventNotAllowed, InvalidInput
+from mfa_fsm import EntrustConfig, EntrustFlow, EventNotAllowed, InvalidInput
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TEMP_ACCESS_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.entrust.helpers import StatelessClient
+from tests.helpers import StatelessClient
 
 CLIENT_IP = "198.51.100.7"
 
@@ -29,7 +30,8 @@ def config_for(emulator: EntrustEmulator, **overrides: object) -> EntrustConfig:
 def login(entrust_emulator: EntrustEmulator, recorder: SecretRecorder):
     def start(user_id: str = "jsmith", **overrides: object) -> StatelessClient:
         config = config_for(entrust_emulator, **overrides)
-        return StatelessClient(config, recorder, user_id)
+        flow = EntrustFlow.start(config=config, user_id=user_id, transport=recorder)
+        return StatelessClient(flow, config=config, transport=recorder)
 
     return start
 
@@ -124,8 +126,6 @@ def test_push_approved_from_another_thread_while_polling(
     login, entrust_emulator: EntrustEmulator
 ) -> None:
     """Polling sees an approval made concurrently, as from the user's phone."""
-    import threading
-
     client = login(poll_interval=0.05)
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKENPUSH")
@@ -277,7 +277,9 @@ def test_lockout_after_repeated_wrong_codes(login, entrust_emulator: EntrustEmul
 def test_expired_token_fails_before_any_call(recorder: SecretRecorder) -> None:
     """Once the IdP token's expiry has passed, the next event ends Failed(expired), no call."""
     with EntrustEmulator(session_lifetime=0.5) as emulator:
-        client = StatelessClient(config_for(emulator), recorder, "jsmith")
+        config = config_for(emulator)
+        flow = EntrustFlow.start(config=config, user_id="jsmith", transport=recorder)
+        client = StatelessClient(flow, config=config, transport=recorder)
         through_first_factor(client)
         time.sleep(0.6)
         calls = len(emulator.calls)

@@ -97,9 +97,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
 
 
 @pytest.fixture
-def make_kit(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[str], StoreKit]]:
+def make_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], StoreKit]]:
     """Build a StoreKit of a kind a test chooses (for tests parametrised on a subset)."""
     kits: list[StoreKit] = []
 

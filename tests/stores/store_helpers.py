@@ -13,10 +13,14 @@ import uuid
 from typing import Any
 
 import attrs
+import redis
 
 from mfa_fsm.core.errors import FlowConflict
 from mfa_fsm.core.snapshot import Challenge, Choice, Snapshot
 from mfa_fsm.stores.base import RecordStore
+from mfa_fsm.stores.memory import MemoryStore
+from mfa_fsm.stores.redis import RedisStore
+from mfa_fsm.stores.sql import SqlStore
 
 PROVIDER = "teststore"
 
@@ -102,13 +106,19 @@ def realistic_snapshot(now: float) -> Snapshot:
             factor="OTP",
         ),
         choices=(
-            Choice("OTP", "otp", "One-time code", deliveries=("SMS", "EMAIL", "VOICE"),
-                   default_delivery="SMS", detail="+1 ***-***-1234"),
+            Choice(
+                "OTP",
+                "otp",
+                "One-time code",
+                deliveries=("SMS", "EMAIL", "VOICE"),
+                default_delivery="SMS",
+                detail="+1 ***-***-1234",
+            ),
             Choice("TOKEN", "token", "Soft or hard token"),
             Choice("TOKENPUSH", "push", "Approve on Entrust Identity app"),
             Choice("KBA", "kba", "Security questions"),
             Choice("GRID", "grid", "Grid card", supported=False),
-        ),  # fmt: skip
+        ),
         challenge=Challenge(
             factor="OTP",
             kind="otp",
@@ -122,18 +132,10 @@ def realistic_snapshot(now: float) -> Snapshot:
 def build_store(kind: str, target: str, *, clock: Any = time.time, **options: Any) -> RecordStore:
     """A store of ``kind``; ``target`` is the SQL URL or the Redis URL (unused for memory)."""
     if kind == "memory":
-        from mfa_fsm.stores.memory import MemoryStore
-
         return MemoryStore(clock=clock, **options)
     if kind in ("sqlite", "postgresql"):
-        from mfa_fsm.stores.sql import SqlStore
-
         return SqlStore(target, clock=clock, **options)
     if kind == "redis":
-        import redis
-
-        from mfa_fsm.stores.redis import RedisStore
-
         return RedisStore(redis.Redis.from_url(target), clock=clock, **options)
     raise ValueError(f"unknown store kind {kind!r}")
 
@@ -169,7 +171,7 @@ def contend(store: RecordStore, flow_id: str, rounds: int, barrier: Any) -> list
 
 
 def contend_in_process(
-    kind: str, target: str, flow_id: str, rounds: int, barrier: Any, results: Any
+    *, kind: str, target: str, flow_id: str, rounds: int, barrier: Any, results: Any
 ) -> None:
     """Entry point of a spawned worker: its own store and connections, outcomes to a queue."""
     store = build_store(kind, target, margin=TEST_MARGIN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from mfa_fsm import stores
 from mfa_fsm.core.errors import FlowConflict, FlowNotFound, SnapshotError, StoreError
 from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
 from mfa_fsm.stores.memory import SWEEP_INTERVAL, MemoryStore
@@ -163,7 +165,7 @@ def _check_one_winner_per_version(outcomes: list[tuple[int, bool]], final: int) 
     wins = Counter(version for version, won in outcomes if won)
     tries = Counter(version for version, _ in outcomes)
     assert wins == Counter(range(1, ROUNDS + 1)), "each version must be won exactly once"
-    assert tries == Counter({v: WORKERS for v in range(1, ROUNDS + 1)})
+    assert tries == Counter(dict.fromkeys(range(1, ROUNDS + 1), WORKERS))
     assert final == sum(wins.values()) == ROUNDS
 
 
@@ -189,7 +191,14 @@ def test_concurrent_processes_one_winner_per_version(
     workers = [
         context.Process(
             target=contend_in_process,
-            args=(kind, kit.target, snapshot.flow_id, ROUNDS, barrier, results),
+            kwargs={
+                "kind": kind,
+                "target": kit.target,
+                "flow_id": snapshot.flow_id,
+                "rounds": ROUNDS,
+                "barrier": barrier,
+                "results": results,
+            },
         )
         for _ in range(WORKERS)
     ]
@@ -272,10 +281,43 @@ def test_sql_store_leaves_a_given_engine_open(tmp_path: Any) -> None:
     engine.dispose()
 
 
+def test_sql_schema_creation_tolerates_a_concurrent_creator(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If another process creates the table between our check and our CREATE, all is well."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    store, other = SqlStore(url), SqlStore(url)
+    create_all = store.table.metadata.create_all
+
+    def lose_the_race(bind: sa.Engine, checkfirst: bool = True) -> None:
+        other.create_schema()  # the other process wins...
+        create_all(bind, checkfirst=False)  # ...so our CREATE TABLE fails for real
+
+    monkeypatch.setattr(store.table.metadata, "create_all", lose_the_race)
+    snapshot = make_snapshot()
+    store.create(snapshot)
+    assert other.load(snapshot.flow_id) == snapshot
+    store.close()
+    other.close()
+
+
+def test_sql_errors_propagate_and_change_nothing(tmp_path: Any) -> None:
+    """A database error (here: a read-only file) is raised as SQLAlchemy's own exception."""
+    path = tmp_path / "ro.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table other (x)")
+    conn.close()
+    store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(sa.exc.OperationalError, match="readonly"):
+        store.create(make_snapshot())
+    assert not sa.inspect(store.engine).has_table("mfa_fsm_flows")
+    store.close()
+
+
 def test_redis_ttl_follows_deadline_plus_margin(make_kit: Callable[[str], StoreKit]) -> None:
     """The flow is one key whose TTL ends at deadline + margin, set again by each save."""
     kit = make_kit("redis")
-    store = kit.make(margin=30)
+    store = kit.make(margin=30, prefix=f"ttl-test:{new_flow_id()}:")
     assert isinstance(store, RedisStore)
     snapshot = make_snapshot(now=kit.clock(), lifetime=60)
     store.create(snapshot)
@@ -284,6 +326,18 @@ def test_redis_ttl_follows_deadline_plus_margin(make_kit: Callable[[str], StoreK
     store.save(advanced(snapshot, deadline=kit.clock() + 600), expected_version=0)
     assert 629_000 < store.client.pttl(key) <= 630_000
     assert store.client.keys(store.prefix + "*") == [key.encode()]
+
+
+def test_redis_save_survives_a_script_cache_flush(make_kit: Callable[[str], StoreKit]) -> None:
+    """After SCRIPT FLUSH (a restart, a failover) save falls back from EVALSHA to EVAL."""
+    kit = make_kit("redis")
+    store = kit.store
+    assert isinstance(store, RedisStore)
+    snapshot = make_snapshot(now=kit.clock())
+    store.create(snapshot)
+    store.client.script_flush()
+    store.save(advanced(snapshot), expected_version=0)
+    assert store.load(snapshot.flow_id) == advanced(snapshot)
 
 
 def test_redis_store_refuses_foreign_values(make_kit: Callable[[str], StoreKit]) -> None:
@@ -308,8 +362,17 @@ def test_redis_store_works_with_decoded_responses(make_kit: Callable[[str], Stor
     store.client.close()
 
 
+def test_optional_stores_load_lazily() -> None:
+    """mfa_fsm.stores hands out the optional stores by name and refuses unknown names."""
+    assert stores.SqlStore is SqlStore
+    assert stores.RedisStore is RedisStore
+    assert stores.SealedState.__name__ == "SealedState"
+    with pytest.raises(AttributeError, match="NoSuchStore"):
+        _ = stores.NoSuchStore
+
+
 def test_memory_store_needs_no_optional_dependency() -> None:
-    """Importing mfa_fsm.stores and using MemoryStore works without sqlalchemy, redis, cryptography."""
+    """mfa_fsm.stores and MemoryStore work without sqlalchemy, redis or cryptography installed."""
     code = (
         "import sys\n"
         "for name in ('sqlalchemy', 'redis', 'cryptography', 'psycopg'):\n"

@@ -1,0 +1,276 @@
+"""Sealed client-side state: authentic, bound to its flow, expiring, rotatable, replay-proof."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import attrs
+import pytest
+
+from mfa_fsm.core.errors import (
+    FlowConflict,
+    FlowNotFound,
+    SealedStateError,
+    StoreError,
+    UsageError,
+)
+from mfa_fsm.core.snapshot import Snapshot
+from mfa_fsm.stores.base import StoreLedger
+from mfa_fsm.stores.memory import MemoryStore
+from mfa_fsm.stores.sealed import SealedState
+from tests.stores.conftest import StoreKit
+from tests.stores.store_helpers import (
+    STORE_KINDS,
+    FakeClock,
+    advanced,
+    make_snapshot,
+    realistic_snapshot,
+)
+
+OLD_KEY = bytes(range(32))
+NEW_KEY = bytes(range(32, 64))
+
+
+def _bytes(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _token(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sealed(clock: FakeClock) -> SealedState:
+    return SealedState({"k1": OLD_KEY}, clock=clock, max_age=600, margin=60)
+
+
+@pytest.fixture
+def snapshot(clock: FakeClock) -> Snapshot:
+    return make_snapshot(now=clock(), lifetime=300)
+
+
+def test_round_trip(sealed: SealedState, snapshot: Snapshot) -> None:
+    """open(seal(s)) gives back an equal snapshot, secrets included; the token is URL-safe."""
+    token = sealed.seal(snapshot)
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    assert "s3cr3t" not in token
+
+
+def test_every_single_bit_flip_is_refused(sealed: SealedState, snapshot: Snapshot) -> None:
+    """Flipping any one bit anywhere in the token (header, nonce, ciphertext, tag) is refused."""
+    data = _bytes(sealed.seal(snapshot))
+    for bit in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(SealedStateError):
+            sealed.open(_token(bytes(flipped)), flow_id=snapshot.flow_id)
+
+
+def test_every_truncation_is_refused(sealed: SealedState, snapshot: Snapshot) -> None:
+    """Every prefix of the token, cut as bytes or as text, is refused."""
+    token = sealed.seal(snapshot)
+    data = _bytes(token)
+    for length in range(len(data)):
+        with pytest.raises(SealedStateError):
+            sealed.open(_token(data[:length]), flow_id=snapshot.flow_id)
+    for length in range(len(token)):
+        with pytest.raises(SealedStateError):
+            sealed.open(token[:length], flow_id=snapshot.flow_id)
+
+
+@pytest.mark.parametrize("token", ["", "not base64!", "abcde", "a+b/", "x" * 70000])
+def test_garbage_is_refused(sealed: SealedState, token: str) -> None:
+    """Text that is not URL-safe base64 of a token is refused without a crash."""
+    with pytest.raises(SealedStateError):
+        sealed.open(token, flow_id="f")
+
+
+def test_unknown_format_version_is_refused(sealed: SealedState, snapshot: Snapshot) -> None:
+    """A token of another format version is refused, saying so."""
+    data = bytearray(_bytes(sealed.seal(snapshot)))
+    data[0] = 2
+    with pytest.raises(SealedStateError, match="format version 2"):
+        sealed.open(_token(bytes(data)), flow_id=snapshot.flow_id)
+
+
+def test_token_of_another_flow_is_refused(sealed: SealedState, clock: FakeClock) -> None:
+    """A valid token presented for another flow id fails authentication."""
+    mine, theirs = make_snapshot(now=clock()), make_snapshot(now=clock())
+    with pytest.raises(SealedStateError, match="another flow"):
+        sealed.open(sealed.seal(theirs), flow_id=mine.flow_id)
+
+
+def test_expired_after_max_age(sealed: SealedState, clock: FakeClock) -> None:
+    """A token is refused once max_age has passed since it was sealed, deadline or not."""
+    snapshot = make_snapshot(now=clock(), lifetime=3600)
+    token = sealed.seal(snapshot)
+    clock.advance(599)
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    clock.advance(1)
+    with pytest.raises(SealedStateError, match="expired"):
+        sealed.open(token, flow_id=snapshot.flow_id)
+
+
+def test_expired_after_deadline_plus_margin(sealed: SealedState, clock: FakeClock) -> None:
+    """A token opens through the margin after the snapshot's deadline, then is refused."""
+    snapshot = make_snapshot(now=clock(), lifetime=100)
+    token = sealed.seal(snapshot)
+    clock.advance(100 + 59)
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    clock.advance(1)
+    with pytest.raises(SealedStateError, match="expired"):
+        sealed.open(token, flow_id=snapshot.flow_id)
+
+
+def test_lowering_max_age_applies_to_issued_tokens(clock: FakeClock, snapshot: Snapshot) -> None:
+    """max_age is checked against the issue time when opening, so lowering it takes effect."""
+    token = SealedState({"k1": OLD_KEY}, clock=clock, max_age=600).seal(snapshot)
+    clock.advance(120)
+    with pytest.raises(SealedStateError, match="expired"):
+        SealedState({"k1": OLD_KEY}, clock=clock, max_age=60).open(token, flow_id=snapshot.flow_id)
+
+
+def test_key_rotation(clock: FakeClock, snapshot: Snapshot) -> None:
+    """A new key seals once listed first; the old one still opens until it is removed."""
+    old_token = SealedState({"k1": OLD_KEY}, clock=clock).seal(snapshot)
+    rotated = SealedState([("k2", NEW_KEY), ("k1", OLD_KEY)], clock=clock)
+    assert rotated.open(old_token, flow_id=snapshot.flow_id) == snapshot
+    new_token = rotated.seal(snapshot)
+    assert _bytes(new_token)[2:4] == b"k2"
+    retired = SealedState({"k2": NEW_KEY}, clock=clock)
+    assert retired.open(new_token, flow_id=snapshot.flow_id) == snapshot
+    with pytest.raises(SealedStateError, match="'k1', which is not configured"):
+        retired.open(old_token, flow_id=snapshot.flow_id)
+
+
+def test_same_key_id_with_another_key_is_refused(clock: FakeClock, snapshot: Snapshot) -> None:
+    """A token sealed under a key id that now names a different key fails authentication."""
+    token = SealedState({"k1": OLD_KEY}, clock=clock).seal(snapshot)
+    with pytest.raises(SealedStateError, match="failed authentication"):
+        SealedState({"k1": NEW_KEY}, clock=clock).open(token, flow_id=snapshot.flow_id)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {},
+        {"k1": b"short"},
+        {"": OLD_KEY},
+        {"has space": OLD_KEY},
+        {"x" * 65: OLD_KEY},
+        [("k1", OLD_KEY), ("k1", NEW_KEY)],
+    ],
+)
+def test_bad_keys_are_refused(keys: dict[str, bytes] | list[tuple[str, bytes]]) -> None:
+    """An empty key list, a key that is not 32 bytes, or a bad or repeated key id is refused."""
+    with pytest.raises(UsageError):
+        SealedState(keys)
+
+
+@pytest.mark.parametrize(("max_age", "margin"), [(0, 0), (60, -1)])
+def test_bad_lifetimes_are_refused(max_age: float, margin: float) -> None:
+    """max_age must be positive and margin not negative."""
+    with pytest.raises(UsageError, match="max_age"):
+        SealedState({"k1": OLD_KEY}, max_age=max_age, margin=margin)
+
+
+def test_generate_key() -> None:
+    """generate_key gives fresh 32-byte keys that SealedState accepts."""
+    first, second = SealedState.generate_key(), SealedState.generate_key()
+    assert len(first) == len(second) == 32
+    assert first != second
+    SealedState({"fresh": first})
+
+
+def test_seal_refuses_a_version_that_does_not_advance(
+    sealed: SealedState, snapshot: Snapshot
+) -> None:
+    """Sealing with expected_version at or above the snapshot's version raises StoreError."""
+    with pytest.raises(StoreError, match="not above expected_version"):
+        sealed.seal(snapshot, expected_version=0)
+
+
+def test_replay_is_accepted_without_a_ledger(sealed: SealedState, snapshot: Snapshot) -> None:
+    """Documented: without a ledger an older token of the flow still opens until it expires."""
+    old_token = sealed.seal(snapshot)
+    opened = sealed.open(old_token, flow_id=snapshot.flow_id)
+    sealed.seal(advanced(opened), expected_version=opened.version)
+    assert sealed.open(old_token, flow_id=snapshot.flow_id) == snapshot
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_replay_is_refused_with_a_ledger(
+    make_kit: Callable[[str], StoreKit], kind: str, clock: FakeClock
+) -> None:
+    """With a ledger only the newest token opens; an older one is refused as replayed."""
+    kit = make_kit(kind)
+    namespace = {"prefix": "mfa_fsm:ledger:"} if kind == "redis" else {}
+    if kind in ("sqlite", "postgresql"):
+        namespace = {"table": "mfa_fsm_ledger"}
+    ledger = StoreLedger(kit.make(**namespace))
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, ledger=ledger)
+    snapshot = make_snapshot(now=clock())
+    old_token = sealed.seal(snapshot)
+    opened = sealed.open(old_token, flow_id=snapshot.flow_id)
+    new_token = sealed.seal(advanced(opened), expected_version=opened.version)
+    assert ledger.current(snapshot.flow_id) == 1
+    with pytest.raises(SealedStateError, match="replayed"):
+        sealed.open(old_token, flow_id=snapshot.flow_id)
+    assert sealed.open(new_token, flow_id=snapshot.flow_id) == advanced(snapshot)
+
+
+def test_concurrent_steps_with_a_ledger_have_one_winner(clock: FakeClock) -> None:
+    """Two requests opening the same token: the first seal wins, the second gets FlowConflict."""
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, ledger=StoreLedger(MemoryStore()))
+    snapshot = make_snapshot(now=clock())
+    token = sealed.seal(snapshot)
+    first = sealed.open(token, flow_id=snapshot.flow_id)
+    second = sealed.open(token, flow_id=snapshot.flow_id)
+    sealed.seal(advanced(first, state="OobPending"), expected_version=first.version)
+    with pytest.raises(FlowConflict):
+        sealed.seal(advanced(second, state="Failed", failure="cancelled"), expected_version=0)
+    with pytest.raises(FlowConflict):
+        sealed.seal(snapshot)  # a second "first" seal of the same flow
+
+
+def test_ledger_that_forgot_the_flow_refuses(clock: FakeClock) -> None:
+    """If the ledger no longer knows the flow, its tokens are refused and seals fail."""
+    ledger = StoreLedger(MemoryStore())
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, ledger=ledger)
+    snapshot = make_snapshot(now=clock())
+    token = SealedState({"k1": OLD_KEY}, clock=clock).seal(snapshot)  # sealed without the ledger
+    with pytest.raises(SealedStateError, match="not in the replay ledger"):
+        sealed.open(token, flow_id=snapshot.flow_id)
+    with pytest.raises(FlowNotFound):
+        sealed.seal(advanced(snapshot), expected_version=0)
+
+
+def test_realistic_snapshot_fits_in_a_cookie(
+    sealed: SealedState, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot as large as a real Entrust one seals to under 2,048 characters."""
+    snapshot = realistic_snapshot(clock())
+    token = sealed.seal(snapshot)
+    json_size = len(snapshot.to_json().encode())
+    with capsys.disabled():
+        print(f"\nsealed state: {json_size} bytes of snapshot JSON -> {len(token)}-character token")
+    assert len(token) < 2048
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+
+
+def test_opening_does_not_change_the_ledger(clock: FakeClock) -> None:
+    """open only reads the ledger: opening the same newest token twice works."""
+    ledger = StoreLedger(MemoryStore())
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, ledger=ledger)
+    snapshot = attrs.evolve(make_snapshot(now=clock()), version=4)
+    token = sealed.seal(snapshot)
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    assert ledger.current(snapshot.flow_id) == 4
