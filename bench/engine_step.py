@@ -54,7 +54,9 @@ def selected_snapshot_json() -> str:
                 }
             ),
             json_reply({"authenticationCompleted": False, "token": "E" * 600}),
-            json_reply({"authenticationCompleted": False, "token": "S" * 600, "otpdeliveryType": "SMS"}),
+            json_reply(
+                {"authenticationCompleted": False, "token": "S" * 600, "otpdeliveryType": "SMS"}
+            ),
         ]
     )
     flow = EntrustFlow.start(config=CONFIG, user_id="jsmith", transport=script)
@@ -71,7 +73,12 @@ class BareModel:
         self.factor = factor
 
 
-BARE_SAVED = {"state": "SecondFactorSelected", "attempts_left": 3, "token": "S" * 600, "factor": "OTP"}
+BARE_SAVED = {
+    "state": "SecondFactorSelected",
+    "attempts_left": 3,
+    "token": "S" * 600,
+    "factor": "OTP",
+}
 COMPLETED_OUTCOME = Outcome("completed")
 
 
@@ -127,10 +134,16 @@ def main() -> None:
     medians = {}
     for name, samples in results.items():
         medians[name] = statistics.median(samples)
-        print(f"  {name:34} median {medians[name]:8.1f}  min {min(samples):8.1f}  max {max(samples):8.1f}")
+        print(
+            f"  {name:34} median {medians[name]:8.1f}  min {min(samples):8.1f}  max {max(samples):8.1f}"
+        )
     ratio = medians["mfa_fsm stateless step"] / medians["bare python-statemachine cycle"]
     print(f"ratio mfa_fsm step / bare cycle: {ratio:.2f}x (target <= 1.50x)")
-    print(json.dumps({"ratio": round(ratio, 3), "medians_us": {k: round(v, 1) for k, v in medians.items()}}))
+    print(
+        json.dumps(
+            {"ratio": round(ratio, 3), "medians_us": {k: round(v, 1) for k, v in medians.items()}}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def leak_guard(request: pytest.FixtureRequest) -> Iterator[list[dict[str, object
     recorder: SecretRecorder | None = None
     if "recorder" in request.fixturenames:
         recorder = request.getfixturevalue("recorder")
+    structlog.reset_defaults()  # undo any configuration an earlier test or doctest made
     handler = _Records()
     root = logging.getLogger()
     root.addHandler(handler)

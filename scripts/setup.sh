@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything mfa_fsm's demo and tests need, on a machine that has only Python 3.11+:
+# the servers the tests run for real (Redis, PostgreSQL), Graphviz for SVG diagrams, and a
+# virtual environment in .venv with the package and its dev tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+DEBIAN_PACKAGES=(redis-server postgresql graphviz)
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v dot >/dev/null || missing+=(graphviz)
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    echo "setup: installing ${missing[*]} with apt-get"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The tests start their own servers on random ports; the distribution's services are not needed.
+    $SUDO systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
+  else
+    echo "setup: please install ${DEBIAN_PACKAGES[*]} (missing: ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import mfa_fsm" # fail here, clearly, if the install did not work
