@@ -134,9 +134,8 @@ def main() -> None:
     medians = {}
     for name, samples in results.items():
         medians[name] = statistics.median(samples)
-        print(
-            f"  {name:34} median {medians[name]:8.1f}  min {min(samples):8.1f}  max {max(samples):8.1f}"
-        )
+        low, high = min(samples), max(samples)
+        print(f"  {name:34} median {medians[name]:8.1f}  min {low:8.1f}  max {high:8.1f}")
     ratio = medians["mfa_fsm stateless step"] / medians["bare python-statemachine cycle"]
     print(f"ratio mfa_fsm step / bare cycle: {ratio:.2f}x (target <= 1.50x)")
     print(

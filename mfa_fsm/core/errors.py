@@ -130,9 +130,11 @@ class TransportError(MfaError):
     """The network failed: refused or dropped connection, timeout, TLS failure.
 
     The original ``requests`` exception is the ``__cause__``. The flow is unchanged; retry the
-    same event when the IdP is reachable again.
+    same event when the IdP is reachable again (after ``retry_after`` seconds, when a polling
+    flow set it from its back-off schedule).
     """
 
-    def __init__(self, message: str, *, path: str) -> None:
+    def __init__(self, message: str, *, path: str, retry_after: float | None = None) -> None:
         self.path = path
+        self.retry_after = retry_after
         super().__init__(message)

@@ -8,6 +8,7 @@ else in the package imports ``requests``. Tests may pass any object with a ``sen
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -64,6 +65,12 @@ class RequestsTransport:
     ``False`` in production) and every call has explicit connect and read timeouts. Redirects
     are not followed: an IdP API that redirects is misconfigured, and following would resend
     credentials to another host.
+
+    The session it creates keeps no cookies: one transport serves every flow of an
+    application, so a shared cookie jar would carry one user's IdP cookies into another
+    user's requests. A flow that needs cookies (CyberArk's ``.ASPXAUTH``) keeps them in its
+    own snapshot and sends them as a ``Cookie`` header; ``HttpResponse.cookies`` still
+    reports what each reply set.
     """
 
     def __init__(
@@ -73,7 +80,11 @@ class RequestsTransport:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         verify: bool | str = True,
     ) -> None:
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Refuse every cookie into the shared jar (see the class docstring).
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        self.session = session
         self.timeout = timeout
         self.verify = verify
 

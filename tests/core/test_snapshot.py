@@ -1,0 +1,154 @@
+"""The snapshot value: exact JSON round trips, strict parsing, no secrets in repr."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mfa_fsm import Challenge, Choice, FlowView, Result, Snapshot, SnapshotError
+from mfa_fsm.core.snapshot import SCHEMA_VERSION, STATES
+
+
+@attrs.frozen
+class ToyContext:
+    token: str | None = attrs.field(default=None, repr=False)
+    ids: tuple[str, ...] = ()
+    counts: dict[str, int] = attrs.field(factory=dict)
+    ratio: float = 0.0
+
+
+Snapshot.contexts["toy"] = ToyContext
+
+
+def make(**changes: object) -> Snapshot:
+    base = Snapshot(
+        provider="toy",
+        flow_id="f-1",
+        user_id="u",
+        state="SecondFactorSelected",
+        version=2,
+        created_at=1_700_000_000.25,
+        deadline=1_700_000_900.0,
+        context=ToyContext(token="sekrit-token", ids=("a", "b"), counts={"OTP": 3}, ratio=0.5),
+        choices=(
+            Choice("OTP", "otp", "Code", deliveries=("SMS", "EMAIL"), default_delivery="SMS"),
+        ),
+        challenge=Challenge("OTP", "otp", "Type it", delivery="SMS", attempts_left=4),
+        result=None,
+    )
+    return attrs.evolve(base, **changes)
+
+
+def test_round_trip_is_exact() -> None:
+    """from_json(to_json(s)) == s, and encoding again gives the same text."""
+    snapshot = make(result=Result("u", "U Ser", token="final", cookies={".ASPXAUTH": "c"}))
+    text = snapshot.to_json()
+    again = Snapshot.from_json(text)
+    assert again == snapshot
+    assert again.to_json() == text
+
+
+def test_schema_is_always_written_first() -> None:
+    """The schema version leads every snapshot, even though it is a default."""
+    assert make().to_json().startswith(f'{{"schema":{SCHEMA_VERSION},')
+
+
+def test_defaults_are_left_out() -> None:
+    """Fields at their default are not written, keeping snapshots small for cookies."""
+    data = json.loads(make().to_json())
+    assert "failure" not in data
+    assert "questions" not in data["challenge"]
+
+
+def test_secrets_are_not_in_repr() -> None:
+    """Context tokens and result tokens/cookies never appear in a repr."""
+    snapshot = make(result=Result("u", token="final-token-x", cookies={"c": "cookie-value"}))
+    text = repr(snapshot) + repr(FlowView.of(snapshot)) + repr(snapshot.result)
+    for secret in ("sekrit-token", "final-token-x", "cookie-value"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": 2}, "schema"),
+        ({"schema": None}, "schema"),
+        ({"provider": "nobody"}, "provider"),
+        ({"state": "Limbo"}, "state"),
+        ({"version": True}, "version"),
+        ({"version": 1.5}, "version"),
+        ({"deadline": "soon"}, "deadline"),
+        ({"failure": "bored"}, "failure"),
+        ({"extra": 1}, "extra"),
+        ({"choices": {"id": "x"}}, "choices"),
+        ({"context": {"token": 5}}, "context.token"),
+        ({"context": {"unknown": 5}}, "context"),
+        ({"challenge": {"factor": "OTP"}}, "challenge"),
+    ],
+)
+def test_malformed_fields_are_refused(change: dict[str, object], message: str) -> None:
+    """Any field of the wrong type, unknown name or value raises SnapshotError naming it."""
+    data = {**json.loads(make().to_json()), **change}
+    with pytest.raises(SnapshotError, match=message):
+        Snapshot.from_dict(data)
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1]", "null", '"x"', b"\xff\xfe"])
+def test_non_snapshots_are_refused(text: str | bytes) -> None:
+    """Text that is not a snapshot object raises SnapshotError, never another exception."""
+    with pytest.raises(SnapshotError):
+        Snapshot.from_json(text)
+
+
+def test_negative_version_is_refused() -> None:
+    """A negative step counter cannot come from the engine."""
+    with pytest.raises(SnapshotError):
+        Snapshot.from_dict({**json.loads(make().to_json()), "version": -1})
+
+
+def test_int_where_float_expected_is_read_as_float() -> None:
+    """Epoch seconds written as integers by another JSON producer load as floats."""
+    data = {**json.loads(make().to_json()), "deadline": 1_700_000_900}
+    snapshot = Snapshot.from_dict(data)
+    assert snapshot.deadline == 1_700_000_900.0
+    assert isinstance(snapshot.deadline, float)
+
+
+texts = st.text(max_size=20)
+optional_texts = st.none() | texts
+
+
+@given(
+    state=st.sampled_from(STATES),
+    version=st.integers(min_value=0, max_value=2**40),
+    deadline=st.floats(allow_nan=False, allow_infinity=False),
+    token=optional_texts,
+    ids=st.lists(texts, max_size=3).map(tuple),
+    counts=st.dictionaries(texts, st.integers(), max_size=3),
+    labels=st.lists(texts, max_size=3),
+    detail=optional_texts,
+)
+def test_any_snapshot_round_trips(
+    state: str,
+    version: int,
+    deadline: float,
+    token: str | None,
+    ids: tuple[str, ...],
+    counts: dict[str, int],
+    labels: list[str],
+    detail: str | None,
+) -> None:
+    """Every snapshot the types allow survives to_json/from_json unchanged."""
+    snapshot = make(
+        state=state,
+        version=version,
+        deadline=deadline,
+        context=ToyContext(token=token, ids=ids, counts=counts),
+        choices=tuple(Choice(label, "otp", label, detail=detail) for label in labels),
+        failure_detail=detail,
+    )
+    assert Snapshot.from_json(snapshot.to_json()) == snapshot

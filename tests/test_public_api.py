@@ -1,0 +1,30 @@
+"""The public surface: mfa_fsm.__all__ lists exactly the public names, and they import."""
+
+from __future__ import annotations
+
+import mfa_fsm
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    """Every public attribute of mfa_fsm is in __all__ and every name in __all__ exists."""
+    public = {name for name in vars(mfa_fsm) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(mfa_fsm, name)).__name__ == "module"}
+    assert set(mfa_fsm.__all__) == public - modules
+
+
+def test_all_is_sorted() -> None:
+    """__all__ is kept sorted so additions are easy to review."""
+    assert list(mfa_fsm.__all__) == sorted(mfa_fsm.__all__)
+
+
+def test_error_tree() -> None:
+    """Caller misuse, IdP refusal and network failure are separate branches under MfaError."""
+    assert issubclass(mfa_fsm.EventNotAllowed, mfa_fsm.UsageError)
+    assert issubclass(mfa_fsm.InvalidInput, mfa_fsm.UsageError)
+    assert issubclass(mfa_fsm.SnapshotError, mfa_fsm.UsageError)
+    assert issubclass(mfa_fsm.FlowConflict, mfa_fsm.StoreError)
+    assert issubclass(mfa_fsm.IdpReplyError, mfa_fsm.IdpError)
+    for branch in (mfa_fsm.UsageError, mfa_fsm.IdpError, mfa_fsm.TransportError):
+        assert issubclass(branch, mfa_fsm.MfaError)
+    assert not issubclass(mfa_fsm.IdpError, mfa_fsm.UsageError)
+    assert not issubclass(mfa_fsm.TransportError, mfa_fsm.IdpError)
