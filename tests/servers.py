@@ -81,7 +81,7 @@ def redis_server() -> Iterator[RunningServer]:
         "--appendonly", "no",
         "--daemonize", "no",
     ]  # fmt: skip
-    process = subprocess.Popen(  # noqa: S603 - fixed arguments, the redis-server on PATH
+    process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
     try:
@@ -177,7 +177,7 @@ def postgres_server(database: str = "mfa_fsm_test") -> Iterator[RunningServer]:
 
 
 def _run(command: list[Any], as_user: dict[str, Any], log: Path | None = None) -> None:
-    done = subprocess.run(  # noqa: S603 - fixed arguments, PostgreSQL's own binaries
+    done = subprocess.run(
         [str(part) for part in command],
         capture_output=True,
         text=True,

@@ -18,7 +18,18 @@ def test_codes_accepted(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "  ", "12\t34", "１２３４", "12;34", "<script>", "1" * (MAX_CODE + 1), None, 1234, ["1"]],
+    [
+        "",
+        "  ",
+        "12\t34",
+        "\uff11\uff12\uff13\uff14",
+        "12;34",
+        "<script>",
+        "1" * (MAX_CODE + 1),
+        None,
+        1234,
+        ["1"],
+    ],
 )
 def test_codes_refused(value: object) -> None:
     """Empty, oversize, non-ASCII, punctuation and non-strings are refused."""
@@ -56,8 +67,10 @@ def test_identifiers_refused(value: object) -> None:
 @given(st.text(max_size=300).map(lambda text: "\N{SNOWMAN}" + text))
 def test_messages_never_echo_the_value(value: str) -> None:
     """Whatever is refused, the error message does not contain the input."""
+    messages = []
     for check in (code, secret_text, identifier):
         try:
             check("field", value)
         except InvalidInput as exc:
-            assert value not in str(exc)
+            messages.append(str(exc))
+    assert all(value not in message for message in messages)

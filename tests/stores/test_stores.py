@@ -381,4 +381,4 @@ def test_memory_store_needs_no_optional_dependency() -> None:
         "import mfa_fsm.stores.memory\n"
         "MemoryStore()\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our own interpreter
+    subprocess.run([sys.executable, "-c", code], check=True)
