@@ -81,9 +81,7 @@ def redis_server() -> Iterator[RunningServer]:
         "--appendonly", "no",
         "--daemonize", "no",
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         _wait_until(lambda: _redis_ping(port), process, "redis-server", log)
         yield RunningServer("127.0.0.1", port, f"redis://127.0.0.1:{port}/0")
