@@ -1,0 +1,191 @@
+"""Entrust reply parsing, a pure function: the vendor's own example bodies, and fuzzing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mfa_fsm import HttpResponse, IdpError, IdpReplyError
+from mfa_fsm.entrust.replies import decipher, parse_authenticated, parse_query
+
+PATH = "/api/web/v1/authentication/users/authenticate/OTP/complete"
+
+# Bodies as Entrust's Authentication API guide shows them (tokens shortened).
+GUIDE_QUERY = {
+    "availableSecondFactor": ["TOKENPUSH", "TOKEN", "OTP"],
+    "userMachineSettings": {
+        "machineAuthenticatorEnabled": True,
+        "deviceFingerprintRequired": False,
+        "attributeExclusions": [],
+        "userMachineAuthenticators": [],
+    },
+    "machineAuthenticator": None,
+    "authenticationTypes": ["EXTERNAL"],
+    "time": 1521647783740,
+    "otpDeliveryInfo": {
+        "otpDefaultDelivery": "SMS",
+        "availableOTPDelivery": ["SMS", "EMAIL", "VOICE"],
+    },
+}
+GUIDE_COMPLETED = {
+    "status": None,
+    "firstName": "John",
+    "lastName": "Smith",
+    "authenticationCompleted": True,
+    "machineAuthenticator": None,
+    "userMachineSettings": None,
+    "kbaChallenge": None,
+    "token": "GENw36RGssBDAmU8UgULDBFGp2cG6aWDO0dWUQU24QyAIDo2KFzfr62M",
+    "expires": 1521648936739,
+    "otpdeliveryType": None,
+    "time": 1521648223398,
+}
+GUIDE_PENDING = {
+    "status": "NO_RESPONSE",
+    "authenticationCompleted": False,
+    "token": None,
+    "expires": 0,
+    "time": 1521648184761,
+}
+GUIDE_CONFIRM = {**GUIDE_COMPLETED, "status": "CONFIRM"}
+GUIDE_WRONG = {"errorCode": "invalid_user_response", "errorMessage": "", "parameters": None}
+GUIDE_CANCELLED = {"errorCode": "no_transaction", "errorMessage": "", "parameters": None}
+
+
+def reply(data: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(status, {"Content-Type": "application/json"}, json.dumps(data).encode())
+
+
+def test_query_from_the_guide() -> None:
+    """The guide's query reply gives first and second factors and OTP deliveries."""
+    query = parse_query(decipher(reply(GUIDE_QUERY), PATH))
+    assert query.authentication_types == ("EXTERNAL",)
+    assert query.second_factors == ("TOKENPUSH", "TOKEN", "OTP")
+    assert query.otp_default_delivery == "SMS"
+    assert query.otp_deliveries == ("SMS", "EMAIL", "VOICE")
+    assert query.token is None
+    assert not query.completed
+
+
+def test_query_lockout_status() -> None:
+    """authenticatorLockoutStatus gives attempts left and locked authenticators."""
+    body = {
+        **GUIDE_QUERY,
+        "authenticatorLockoutStatus": [
+            {"type": "OTP", "locked": False, "remainingAuthenticationAttempts": 3},
+            {"type": "TOKEN", "locked": True, "remainingAuthenticationAttempts": 0},
+            {"locked": True},
+        ],
+    }
+    query = parse_query(decipher(reply(body), PATH))
+    assert query.remaining_attempts == {"OTP": 3, "TOKEN": 0}
+    assert query.locked == frozenset({"TOKEN"})
+
+
+def test_completed_from_the_guide() -> None:
+    """The guide's final reply: completed, the new token, the user's name, expiry in seconds."""
+    done = parse_authenticated(decipher(reply(GUIDE_COMPLETED), PATH))
+    assert done.completed
+    assert done.token == GUIDE_COMPLETED["token"]
+    assert done.display_name == "John Smith"
+    assert done.expires_at == 1521648936.739
+
+
+def test_pending_push_from_the_guide() -> None:
+    """A pending push: NO_RESPONSE, no token, no expiry."""
+    pending = parse_authenticated(decipher(reply(GUIDE_PENDING), PATH))
+    assert (pending.status, pending.token, pending.expires_at) == ("NO_RESPONSE", None, None)
+    assert not pending.completed
+    assert parse_authenticated(decipher(reply(GUIDE_CONFIRM), PATH)).status == "CONFIRM"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"), [(GUIDE_WRONG, "invalid_user_response"), (GUIDE_CANCELLED, "no_transaction")]
+)
+def test_error_info_from_the_guide(body: dict[str, Any], code: str) -> None:
+    """ErrorInfo bodies become IdpError carrying the errorCode, not the errorMessage."""
+    with pytest.raises(IdpError) as info:
+        decipher(reply({**body, "errorMessage": "you typed 123456"}, 400), PATH)
+    assert info.value.error_code == code
+    assert info.value.status == 400
+    assert "123456" not in str(info.value)
+
+
+def test_challenges_are_read() -> None:
+    """KBA questions, grid cells (A1-style), mutual challenge and TOKENCR challenge are read."""
+    body = {
+        "authenticationCompleted": False,
+        "token": "T",
+        "kbaChallenge": {"id": "k1", "userQuestions": [{"id": "q1", "question": "Pet?"}]},
+        "gridChallenge": {"challenge": [{"row": 0, "column": 0}, {"row": 4, "column": 2}]},
+        "tokenPushMutualChallenge": "42",
+        "tokenChallenge": {"challenge": "918273"},
+        "otpDeliveryType": "EMAIL",
+        "someFutureField": {"nested": [1, 2]},
+    }
+    parsed = parse_authenticated(decipher(reply(body), PATH))
+    assert parsed.kba_id == "k1"
+    assert parsed.kba_questions == (("q1", "Pet?"),)
+    assert parsed.grid_cells == ("A1", "C5")
+    assert parsed.mutual_challenge == "42"
+    assert parsed.token_challenge == "918273"
+    assert parsed.delivery == "EMAIL"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+REPLY_KEYS = (
+    "authenticationCompleted",
+    "token",
+    "expires",
+    "status",
+    "kbaChallenge",
+    "gridChallenge",
+    "authenticationTypes",
+    "availableSecondFactor",
+    "otpDeliveryInfo",
+    "authenticatorLockoutStatus",
+    "errorCode",
+    "tokenChallenge",
+    "firstName",
+)
+shaped = st.fixed_dictionaries({}, optional=dict.fromkeys(REPLY_KEYS, json_values))
+
+
+@given(
+    body=st.binary(max_size=200), status=st.sampled_from([200, 201, 400, 401, 403, 404, 429, 500])
+)
+def test_arbitrary_bytes_raise_only_typed_errors(body: bytes, status: int) -> None:
+    """Any bytes with any status parse or raise an IdpError, never anything else."""
+    try:
+        fields = decipher(HttpResponse(status, {}, body), PATH)
+        parse_authenticated(fields)
+        parse_query(fields)
+    except IdpError:
+        pass
+
+
+@given(data=json_values | shaped, status=st.sampled_from([200, 400, 403]))
+def test_arbitrary_json_raises_only_typed_errors(data: Any, status: int) -> None:
+    """Any JSON, including the right keys with wrong values, parses or raises IdpError."""
+    try:
+        fields = decipher(reply(data, status), PATH)
+        parse_authenticated(fields)
+        parse_query(fields)
+    except IdpError:
+        pass
+
+
+def test_non_object_json_is_a_reply_error() -> None:
+    """A JSON list where an object belongs is IdpReplyError."""
+    with pytest.raises(IdpReplyError):
+        decipher(reply([1, 2]), PATH)
