@@ -103,6 +103,15 @@ class Fields:
             return float(value)
         raise self._wrong(key)
 
+    def integer(self, key: str, *, low: int = 0, high: int = 2**31) -> int | None:
+        """A whole number within [low, high]; out of range or fractional is an error."""
+        value = self.number(key)
+        if value is None:
+            return None
+        if not value.is_integer() or not low <= value <= high:
+            raise self._wrong(key)
+        return int(value)
+
     def texts(self, key: str) -> tuple[str, ...]:
         value = self.data.get(key)
         if value is None:

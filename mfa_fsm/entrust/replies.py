@@ -97,9 +97,9 @@ def parse_query(reply: Fields) -> QueryReply:
         kind = status.text("type")
         if kind is None:
             continue
-        left = status.number("remainingAuthenticationAttempts")
+        left = status.integer("remainingAuthenticationAttempts")
         if left is not None:
-            remaining[kind] = int(left)
+            remaining[kind] = left
         if status.flag("locked"):
             locked.add(kind)
     return QueryReply(
@@ -127,11 +127,11 @@ def parse_authenticated(reply: Fields) -> AuthReply:
     grid = reply.child("gridChallenge")
     cells = []
     for cell in grid.objects("challenge") if grid else ():
-        row, column = cell.number("row"), cell.number("column")
+        # 0-based row/column, shown A1-style as on the user's grid card (columns A-Z).
+        row, column = cell.integer("row", high=99), cell.integer("column", high=25)
         if row is None or column is None:
             raise IdpReplyError("a grid challenge cell has no row or column", path=reply.path)
-        # 0-based row/column, shown A1-style as on the user's grid card.
-        cells.append(f"{chr(ord('A') + int(column))}{int(row) + 1}")
+        cells.append(f"{chr(ord('A') + column)}{row + 1}")
     token_challenge = reply.child("tokenChallenge")
     # The spec spells it otpdeliveryType here and otpDeliveryType in the query; accept both.
     delivery = reply.text("otpdeliveryType") or reply.text("otpDeliveryType")

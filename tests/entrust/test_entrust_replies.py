@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mfa_fsm import HttpResponse, IdpError, IdpReplyError
@@ -174,6 +174,7 @@ def test_arbitrary_bytes_raise_only_typed_errors(body: bytes, status: int) -> No
         pass
 
 
+@settings(max_examples=500)
 @given(data=json_values | shaped, status=st.sampled_from([200, 400, 403]))
 def test_arbitrary_json_raises_only_typed_errors(data: Any, status: int) -> None:
     """Any JSON, including the right keys with wrong values, parses or raises IdpError."""
@@ -183,6 +184,24 @@ def test_arbitrary_json_raises_only_typed_errors(data: Any, status: int) -> None
         parse_query(fields)
     except IdpError:
         pass
+
+
+@pytest.mark.parametrize(
+    "cell", [{"row": -1, "column": 0}, {"row": 0, "column": 1e20}, {"row": 0.5, "column": 1}]
+)
+def test_grid_cells_out_of_range_are_reply_errors(cell: dict[str, float]) -> None:
+    """Grid cells must be whole, non-negative and on the card."""
+    with pytest.raises(IdpReplyError):
+        parse_authenticated(decipher(reply({"gridChallenge": {"challenge": [cell]}}), PATH))
+
+
+def test_infinite_attempts_are_a_reply_error() -> None:
+    """A remaining-attempts count that is not a whole number is refused."""
+    body = {
+        "authenticatorLockoutStatus": [{"type": "OTP", "remainingAuthenticationAttempts": 1e999}]
+    }
+    with pytest.raises(IdpReplyError):
+        parse_query(decipher(HttpResponse(200, {}, json.dumps(body).encode()), PATH))
 
 
 def test_non_object_json_is_a_reply_error() -> None:
