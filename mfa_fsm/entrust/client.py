@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
 from mfa_fsm.core.transport import HttpRequest, Transport
 from mfa_fsm.entrust.replies import (
     AuthReply,
@@ -51,7 +52,8 @@ class EntrustConfig:
     the API" (risk rules need it). ``bearer`` sends ``Authorization: Bearer <token>`` instead
     of the bare token (IDaaS accepts both). ``poll_interval`` and ``push_lifetime`` (the
     tenant's push authentication lifetime, 300 s by default) shape push polling;
-    ``flow_lifetime`` caps a flow whose token carries no expiry.
+    ``flow_lifetime`` caps a flow whose token carries no expiry. ``retry`` applies to the
+    calls that are safe to repeat (the query and push polls), never to a select or an answer.
     """
 
     base_url: str = attrs.field(converter=_strip_slash)
@@ -62,6 +64,7 @@ class EntrustConfig:
     push_lifetime: float = 300.0
     flow_lifetime: float = 900.0
     lockout_codes: frozenset[str] = DEFAULT_LOCKOUT_CODES
+    retry: RetryPolicy = DEFAULT_RETRY
 
 
 def check_authenticator(name: str) -> str:
@@ -83,8 +86,10 @@ class EntrustClient:
         self.transport = transport
 
     def query(self, user_id: str) -> QueryReply:
-        """The authenticators ``user_id`` may use with this application."""
-        return parse_query(self._post(QUERY_PATH, {"userId": user_id}))
+        """The authenticators ``user_id`` may use with this application (read-only: retried)."""
+        return parse_query(
+            self.config.retry.call(lambda: self._post(QUERY_PATH, {"userId": user_id}))
+        )
 
     def select(
         self,
@@ -124,6 +129,14 @@ class EntrustClient:
         }
         path = COMPLETE_PATH.format(authenticator=check_authenticator(authenticator))
         return parse_authenticated(self._post(path, body, token=token))
+
+    def poll(
+        self, authenticator: str, token: str, *, second_factor: str | None = None
+    ) -> AuthReply:
+        """Ask whether a push was answered: complete with no response (safe: retried)."""
+        return self.config.retry.call(
+            lambda: self.complete(authenticator, token, second_factor=second_factor)
+        )
 
     def logout(self, token: str) -> None:
         """End the IDaaS session of a final token."""

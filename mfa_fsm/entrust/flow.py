@@ -131,6 +131,7 @@ class EntrustFlow(Flow):
     provider: ClassVar[str] = "entrust"
     machine = EntrustMachine
     context_type = EntrustContext
+    config_type = EntrustConfig
 
     def __init__(
         self,
@@ -364,7 +365,7 @@ class EntrustFlow(Flow):
             return None  # too early: answer from the snapshot, spare the IdP
         path, second = self._paths(ctx, ctx.factor or "")
         try:
-            reply = self.client.complete(path, self._held_token(ctx), second_factor=second)
+            reply = self.client.poll(path, self._held_token(ctx), second_factor=second)
         except IdpError as exc:
             if exc.error_code == "no_transaction":
                 return _denied("the request was cancelled on the device")

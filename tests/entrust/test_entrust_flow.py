@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from mfa_fsm import (
@@ -20,11 +21,15 @@ from mfa_fsm import (
     SnapshotError,
     TransportError,
 )
+from mfa_fsm.core.retry import NO_RETRY, RetryPolicy
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
 
 APP = "1111111-111111-111111-11111111"
 IP = "1.2.3.4"
+#: Retries are off by default here so that each scripted reply answers exactly one call;
+#: the retry tests below switch them on.
 CONFIG = EntrustConfig(
+    retry=NO_RETRY,
     base_url="https://customer.region.trustedauth.com",
     application_id=APP,
     client_ip=IP,
@@ -84,11 +89,13 @@ class Clock:
         return self.now
 
 
-def flow_in(state: str, *, clock: Clock | None = None) -> tuple[EntrustFlow, ScriptedTransport]:
+def flow_in(
+    state: str, *, clock: Clock | None = None, config: EntrustConfig = CONFIG
+) -> tuple[EntrustFlow, ScriptedTransport]:
     """An Entrust flow driven to ``state`` with the seed's replies."""
     script = ScriptedTransport([json_reply(QUERY_REPLY)])
     flow = EntrustFlow.start(
-        config=CONFIG, user_id="jsmith", transport=script, clock=clock or Clock()
+        config=config, user_id="jsmith", transport=script, clock=clock or Clock()
     )
     if state != "AwaitingFirstFactor":
         script.add(json_reply(EXTERNAL_REPLY))
@@ -228,6 +235,62 @@ def test_retry_after_a_fault_continues_the_flow() -> None:
     with pytest.raises(TransportError):
         flow.send("submit_response", response="12345678")
     assert flow.send("submit_response", response="12345678").state == "Completed"
+
+
+RETRYING = attrs.evolve(CONFIG, retry=RetryPolicy(attempts=3, first_delay=0.0, max_delay=0.0))
+
+
+@pytest.mark.parametrize("fault", ["refused connection", "HTTP 500", "HTTP 429"])
+def test_poll_is_retried_within_the_step(fault: str) -> None:
+    """A poll is safe to repeat: a transient failure is retried inside the same step."""
+    flow, script = flow_in("OobPending", config=RETRYING)
+    flow.clock.now += 5  # type: ignore[attr-defined]
+    failure = FAULTS[fault]()
+    if isinstance(failure, HttpResponse) and failure.status == 429:
+        failure = HttpResponse(429, {}, b"")  # no Retry-After: the policy's own back-off
+    script.add(failure, json_reply(COMPLETE_REPLY))
+    assert flow.send("poll").state == "Completed"
+    assert [r.path for r in script.requests[-2:]] == [script.requests[-1].path] * 2
+
+
+def test_poll_retries_stop_at_the_attempt_limit() -> None:
+    """After the policy's attempts, the last transient error propagates, flow unchanged."""
+    flow, script = flow_in("OobPending", config=RETRYING)
+    flow.clock.now += 5  # type: ignore[attr-defined]
+    before = flow.snapshot()
+    script.add(network_down(), network_down(), network_down())
+    with pytest.raises(TransportError):
+        flow.send("poll")
+    assert flow.snapshot() == before
+    assert not script.replies
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "data"),
+    [
+        ("AwaitingFirstFactor", "submit_first_factor", {}),
+        ("AwaitingSecondFactor", "select_second_factor", {"factor": "OTP"}),
+        ("SecondFactorSelected", "submit_response", {"response": "12345678"}),
+    ],
+)
+def test_answers_and_challenges_are_never_retried(
+    state: str, event: str, data: dict[str, Any]
+) -> None:
+    """A call that starts a challenge or submits an answer is made once, even if it fails."""
+    flow, script = flow_in(state, config=RETRYING)
+    calls = len(script.requests)
+    script.add(HttpResponse(503, {}, b""), json_reply(COMPLETE_REPLY))
+    with pytest.raises(IdpError):
+        flow.send(event, **data)
+    assert len(script.requests) == calls + 1
+
+
+def test_query_is_retried() -> None:
+    """The authenticator query is read-only, so a transient failure is retried."""
+    script = ScriptedTransport([network_down(), json_reply(QUERY_REPLY)])
+    flow = EntrustFlow.start(config=RETRYING, user_id="jsmith", transport=script, clock=Clock())
+    assert flow.state == "AwaitingFirstFactor"
+    assert len(script.requests) == 2
 
 
 def test_success_for_an_answer_without_completion_is_refused() -> None:

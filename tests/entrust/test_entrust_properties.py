@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from mfa_fsm import EntrustConfig, EntrustFlow, EventNotAllowed, MfaError, Snapshot
+from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import DEMO_KBA, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
 
@@ -61,6 +62,7 @@ class EntrustSession(RuleBasedStateMachine):
             application_id=self.emulator.application_id,
             poll_interval=1.0,
             push_lifetime=60.0,
+            retry=RetryPolicy(first_delay=0.0, max_delay=0.0),  # retry, but never sleep
         )
         self.user = user
         flow = EntrustFlow.start(

@@ -1,0 +1,85 @@
+"""Retries for the calls that are safe to repeat: polls and read-only look-ups.
+
+A call that submits an answer or starts a challenge is never retried: a duplicate could send
+a second SMS, start a second push or burn one of the user's attempts. Which calls are which
+is decided by the provider clients (see their ``safe`` call sites) and listed in the README.
+
+Retries happen inside one step, within a small time budget, with capped exponential back-off
+and full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), and honour the
+IdP's ``Retry-After`` when it fits the budget. Past the budget the last error propagates and
+the flow is unchanged, as after any failed call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import attrs
+
+from mfa_fsm.core.errors import IdpError, MfaError, TransportError
+
+T = TypeVar("T")
+
+
+def is_transient(error: MfaError) -> bool:
+    """Whether ``error`` may clear by itself: a network failure, HTTP 429 or 5xx."""
+    return isinstance(error, TransportError) or (isinstance(error, IdpError) and error.transient)
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how long a safe call is retried within one step.
+
+    ``attempts`` counts the first try; ``budget`` caps the total seconds spent waiting.
+    ``RetryPolicy(attempts=1)`` turns retries off.
+    """
+
+    attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    first_delay: float = attrs.field(default=0.2, validator=attrs.validators.ge(0))
+    max_delay: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    budget: float = attrs.field(default=4.0, validator=attrs.validators.ge(0))
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
+        return rng.uniform(0, ceiling)
+
+    def call(
+        self,
+        operation: Callable[[], T],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> T:
+        """Run ``operation``, retrying transient failures within the budget.
+
+        Raises the last error when the attempts or the budget run out, or at once for an
+        error that is not transient.
+        """
+        rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        waited = 0.0
+        attempt = 1
+        while True:
+            try:
+                return operation()
+            except MfaError as error:
+                if not is_transient(error) or attempt >= self.attempts:
+                    raise
+                retry_after = error.retry_after if isinstance(error, IdpError) else None
+                wait = self.delay(attempt, rng, retry_after)
+                if waited + wait > self.budget:
+                    raise
+                sleep(wait)
+                waited += wait
+                attempt += 1
+
+
+#: The default: three tries within four seconds.
+DEFAULT_RETRY = RetryPolicy()
+#: No retries at all: every call is made once.
+NO_RETRY = RetryPolicy(attempts=1)
