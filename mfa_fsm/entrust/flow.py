@@ -119,6 +119,8 @@ class EntrustContext:
     kba_question_ids: tuple[str, ...] = ()
     remaining_attempts: dict[str, int] = attrs.field(factory=dict)
     polls: int = 0
+    #: the newest ``time`` IDaaS stamped on a reply; an older one is a replay
+    idp_time: float | None = None
 
 
 class EntrustFlow(Flow):
@@ -203,6 +205,7 @@ class EntrustFlow(Flow):
                 token=reply.token,
                 token_expires_at=reply.expires_at,
                 remaining_attempts=attempts,
+                idp_time=reply.time,
             ),
         )
         log.info(
@@ -237,8 +240,9 @@ class EntrustFlow(Flow):
                 reply = self.client.complete(PASSWORD_AND_SECONDFACTOR, token, response=password)
             except IdpError as exc:
                 return self._answer_refused(exc, snapshot, "PASSWORD")
+        ctx = _seen(ctx, reply)
         if reply.completed:
-            return self._completed(snapshot, reply)
+            return self._completed(snapshot, reply, now)
         token = self._required_token(reply)
         return Outcome(
             "second_factor_required",
@@ -273,8 +277,9 @@ class EntrustFlow(Flow):
             if exc.error_code in self.config.lockout_codes:
                 return _locked()
             raise
+        ctx = _seen(ctx, reply)
         if reply.completed:
-            return self._completed(snapshot, reply)
+            return self._completed(snapshot, reply, now)
         context = attrs.evolve(
             ctx,
             token=self._required_token(reply),
@@ -357,7 +362,7 @@ class EntrustFlow(Flow):
             raise IdpReplyError(
                 "IDaaS neither accepted nor refused the answer", path=path, status=200
             )
-        return self._completed(snapshot, reply)
+        return self._completed(snapshot, reply, now)
 
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
         ctx: EntrustContext = snapshot.context
@@ -371,13 +376,13 @@ class EntrustFlow(Flow):
                 return _denied("the request was cancelled on the device")
             raise
         if reply.completed:
-            return self._completed(snapshot, reply)
+            return self._completed(snapshot, reply, now)
         if reply.status == "NO_RESPONSE":
             return Outcome(
                 "pending",
                 {
                     "next_poll_at": now + self.config.poll_interval,
-                    "context": attrs.evolve(ctx, polls=ctx.polls + 1),
+                    "context": attrs.evolve(_seen(ctx, reply), polls=ctx.polls + 1),
                 },
             )
         if reply.status == "CANCEL":
@@ -421,7 +426,15 @@ class EntrustFlow(Flow):
             raise IdpReplyError("IDaaS sent no token where the flow needs one", path="")
         return reply.token
 
-    def _completed(self, snapshot: Snapshot, reply: AuthReply) -> Outcome:
+    def _completed(self, snapshot: Snapshot, reply: AuthReply, now: float) -> Outcome:
+        ctx: EntrustContext = snapshot.context
+        stale = (reply.expires_at is not None and reply.expires_at <= now) or (
+            reply.time is not None and ctx.idp_time is not None and reply.time < ctx.idp_time
+        )
+        if stale:
+            # A success stamped before this flow's last reply, or with a token that has
+            # already expired, answers some other request: never take it as this login.
+            raise IdpReplyError("IDaaS sent a stale success reply; try again", path="")
         result = Result(
             user_id=reply.user_id or snapshot.user_id,
             display_name=reply.display_name,
@@ -528,6 +541,12 @@ def _offered(snapshot: Snapshot, factor: str) -> Choice:
 
 def _deadline(current: float, token_expires_at: float | None) -> float:
     return min(current, token_expires_at) if token_expires_at else current
+
+
+def _seen(ctx: EntrustContext, reply: AuthReply) -> EntrustContext:
+    if reply.time is None or (ctx.idp_time is not None and reply.time < ctx.idp_time):
+        return ctx
+    return attrs.evolve(ctx, idp_time=reply.time)
 
 
 def _forget(ctx: EntrustContext) -> EntrustContext:

@@ -28,6 +28,7 @@ class QueryReply:
     completed: bool
     token: str | None = attrs.field(repr=False)
     expires_at: float | None
+    time: float | None = None
 
 
 @attrs.frozen
@@ -47,6 +48,8 @@ class AuthReply:
     grid_cells: tuple[str, ...]
     mutual_challenge: str | None
     token_challenge: str | None
+    #: the IdP's clock when it answered (epoch seconds), to spot replayed replies
+    time: float | None = None
 
     @property
     def display_name(self) -> str | None:
@@ -112,6 +115,7 @@ def parse_query(reply: Fields) -> QueryReply:
         completed=reply.flag("authenticationCompleted"),
         token=reply.text("token"),
         expires_at=_epoch_ms(reply.number("expires")),
+        time=_epoch_ms(reply.number("time")),
     )
 
 
@@ -150,4 +154,5 @@ def parse_authenticated(reply: Fields) -> AuthReply:
         mutual_challenge=reply.text("tokenPushMutualChallenge")
         or reply.text("pushMutualChallenge"),
         token_challenge=token_challenge.text("challenge") if token_challenge else None,
+        time=_epoch_ms(reply.number("time")),
     )

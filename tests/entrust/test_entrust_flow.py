@@ -303,6 +303,24 @@ def test_success_for_an_answer_without_completion_is_refused() -> None:
     assert flow.snapshot() == before
 
 
+@pytest.mark.parametrize(
+    "stale",
+    [
+        {**COMPLETE_REPLY, "time": EXTERNAL_REPLY["time"] - 1},  # older than the last reply
+        {**COMPLETE_REPLY, "expires": int(NOW * 1000) - 60_000},  # token already expired
+    ],
+    ids=["older time", "expired token"],
+)
+def test_stale_success_is_refused(stale: dict[str, Any]) -> None:
+    """A success that answers some earlier request is an IdpReplyError, never a login."""
+    flow, script = flow_in("SecondFactorSelected")
+    before = flow.snapshot()
+    script.add(json_reply(stale))
+    with pytest.raises(IdpReplyError, match="stale"):
+        flow.send("submit_response", response="12345678")
+    assert flow.snapshot() == before
+
+
 def test_unknown_push_status_is_refused() -> None:
     """A push poll answered with a status the spec does not define is an IdpReplyError."""
     flow, script = flow_in("OobPending")
