@@ -1,21 +1,62 @@
-"""Fixtures shared by the whole suite: emulators, transports, and the secret-leak guard.
+"""Fixtures shared by the whole suite: emulators, transports, and the secret-leak guards.
 
-Every test runs under :func:`leak_guard`: it captures every structlog event and every
-standard-library log record the test produced and, when the test used a ``recorder``
-transport, fails the test if any secret that crossed the wire (tokens, codes, passwords,
-session ids, cookies) appears in them.
+Two guards, one per test and one for the whole run:
+
+* :func:`leak_guard` captures every structlog event and standard-library log record of a
+  test and, when the test used a ``recorder`` transport, fails it if any secret that crossed
+  that transport appears in them.
+* :func:`suite_leak_guard` collects every secret that crossed the wire of any emulator
+  during the whole run (tokens, codes, passwords, session ids, cookies), every log line of
+  every test, and the message of every mfa_fsm error raised, and fails the run at the end if
+  any secret appears in any of them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
+from mfa_fsm.core.errors import MfaError
+from mfa_fsm.testing import EmulatorServer
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
+from tests.servers import RunningServer, ServerUnavailable, postgres_server, redis_server
+from tests.stores.store_helpers import STORE_KINDS, FakeClock, StoreKit
+
+#: every log line and error message of the run, for the suite-wide guard
+SEEN: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_leak_guard() -> Iterator[set[str]]:
+    """Fail the run if any secret any emulator saw reached a log line or an error message."""
+    secrets: set[str] = set()
+    EmulatorServer.secret_sink = secrets
+    original_init = MfaError.__init__
+
+    def recording_init(self: MfaError, *args: Any) -> None:
+        original_init(self, *args)
+        SEEN.append(f"{self!s} {self!r}")
+
+    MfaError.__init__ = recording_init  # type: ignore[method-assign]
+    try:
+        yield secrets
+    finally:
+        MfaError.__init__ = original_init  # type: ignore[method-assign]
+        EmulatorServer.secret_sink = None
+    # Across the whole run, short or plain-word values (tests type "wrong", "1234") also
+    # occur in ordinary text; tokens, codes and passwords are longer and not plain words.
+    distinctive = {s for s in secrets if len(s) >= 6 and not (s.isalpha() and s.islower())}
+    leaks = find_leaks(SEEN, distinctive)
+    places = sorted({text[:120] for text in SEEN for leak in leaks if leak in text})
+    for leak in leaks:
+        places = [place.replace(leak, "***") for place in places]
+    assert not leaks, f"{len(leaks)} secret(s) reached a log line or error message: {places[:5]}"
 
 
 @pytest.fixture
@@ -55,7 +96,70 @@ def leak_guard(request: pytest.FixtureRequest) -> Iterator[list[dict[str, object
             yield events
     finally:
         root.removeHandler(handler)
+    texts = [repr(event) for event in events] + handler.lines
+    SEEN.extend(texts)
     if recorder is not None:
-        texts = [repr(event) for event in events] + handler.lines
         leaks = find_leaks(texts, recorder.secrets)
         assert not leaks, f"{len(leaks)} secret(s) reached a log line"
+
+
+# -- real database servers and stores on them ------------------------------------------------
+#
+# The servers start only when a test asks for them. A missing server binary fails the tests
+# that need it, with the install command, rather than skipping them.
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[RunningServer]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    try:
+        with redis_server() as server:
+            yield server
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_service() -> Iterator[RunningServer]:
+    """A real PostgreSQL cluster on a free loopback port with an empty database."""
+    try:
+        with postgres_server() as server:
+            yield server
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _store_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'flows.db'}"
+    if kind == "postgresql":
+        server: RunningServer = request.getfixturevalue("postgres_service")
+        return server.url
+    if kind == "redis":
+        server = request.getfixturevalue("redis_service")
+        return server.url
+    return ""
+
+
+@pytest.fixture(params=STORE_KINDS)
+def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
+    """One StoreKit per store kind: a test that takes it runs once against each backend."""
+    store_kit = StoreKit(
+        request.param, _store_target(request.param, request, tmp_path), FakeClock()
+    )
+    yield store_kit
+    store_kit.close()
+
+
+@pytest.fixture
+def make_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], StoreKit]]:
+    """Build a StoreKit of a kind a test chooses (for tests parametrised on a subset)."""
+    kits: list[StoreKit] = []
+
+    def make(kind: str) -> StoreKit:
+        kits.append(StoreKit(kind, _store_target(kind, request, tmp_path), FakeClock()))
+        return kits[-1]
+
+    yield make
+    for store_kit in kits:
+        store_kit.close()

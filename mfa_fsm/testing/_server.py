@@ -44,6 +44,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
+from mfa_fsm.testing.leaks import add_secret, collect_secrets
+
 __all__ = [
     "BASE_FAULT_KINDS",
     "BadRequest",
@@ -352,6 +354,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
 
+def _note_secrets(request: EmulatorRequest, reply: EmulatorReply | None, sink: set[str]) -> None:
+    """Add every secret the exchange carried (either way) to ``sink``."""
+    authorization = request.header("authorization")
+    if authorization:
+        add_secret(sink, authorization)
+        add_secret(sink, authorization.removeprefix("Bearer ").strip())
+    collect_secrets(request.json_or_none(), sink)
+    if reply is not None:
+        collect_secrets(reply.parsed_json(), sink)
+        for name, value in reply.headers.items():
+            if name.lower() == "set-cookie":
+                add_secret(sink, value.split(";", 1)[0].partition("=")[2])
+
+
 def _write_reply(handler: _Handler, reply: EmulatorReply) -> None:
     handler.send_response(reply.status)
     for name, value in reply.headers.items():
@@ -408,6 +424,9 @@ class EmulatorServer(ABC):
 
     #: Fault kinds accepted by :attr:`faults`; providers extend this set.
     fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS
+    #: When a set (a test suite's leak guard sets one), every secret that crosses the wire
+    #: of any emulator (tokens, codes, passwords, session ids, cookies) is added to it.
+    secret_sink: ClassVar[set[str] | None] = None
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
@@ -547,6 +566,8 @@ class EmulatorServer(ABC):
             reply = self._reply_for(request, fault)
         # Log before answering, so a test that has its answer also sees the record.
         self._log(request, reply.status if reply is not None else None, kind)
+        if EmulatorServer.secret_sink is not None:
+            _note_secrets(request, reply, EmulatorServer.secret_sink)
         if reply is None:
             handler.close_connection = True  # "drop": close without a byte of reply
             return

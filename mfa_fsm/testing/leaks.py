@@ -61,18 +61,28 @@ class SecretRecorder:
             self._add(value)
 
     def _add(self, value: Any) -> None:
-        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
-            self.secrets.add(value)
+        add_secret(self.secrets, value)
 
     def _collect(self, data: Any) -> None:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if key in SECRET_KEYS:
-                    self._add(value)
-                self._collect(value)
-        elif isinstance(data, list):
-            for item in data:
-                self._collect(item)
+        collect_secrets(data, self.secrets)
+
+
+def add_secret(sink: set[str], value: Any) -> None:
+    """Add ``value`` to ``sink`` if it is a string long enough to search for."""
+    if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+        sink.add(value)
+
+
+def collect_secrets(data: Any, sink: set[str]) -> None:
+    """Add to ``sink`` every value under a :data:`SECRET_KEYS` key, at any depth of ``data``."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in SECRET_KEYS:
+                add_secret(sink, value)
+            collect_secrets(value, sink)
+    elif isinstance(data, list):
+        for item in data:
+            collect_secrets(item, sink)
 
 
 def find_leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
