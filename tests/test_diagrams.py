@@ -46,3 +46,18 @@ def test_svg_renders() -> None:
     assert shutil.which("dot"), "Graphviz's dot is missing: run scripts/setup.sh"
     for flow in diagrams.FLOWS.values():
         assert diagrams.svg(flow).lstrip().startswith(b"<?xml")
+
+
+@pytest.mark.parametrize("provider", sorted(diagrams.FLOWS))
+def test_every_transition_is_drawn(provider: str) -> None:
+    """Each transition of the machine, with its guard, has its own edge in the drawing (the
+    renderer draws one edge per source, target and event, so guards must not share one)."""
+    flow = diagrams.FLOWS[provider]
+    lines = diagrams.mermaid(flow).splitlines()
+    for state in flow.machine.states:
+        for transition in state.transitions:
+            guards = ", ".join(str(cond) for cond in transition.cond)
+            label = transition.event.replace("_", " ").capitalize()
+            label += f" [{guards}]" if guards else ""
+            edge = f"{state.id} --> {transition.target.id} : {label}"
+            assert edge in (line.strip() for line in lines), f"not drawn: {edge}"

@@ -1,0 +1,789 @@
+"""The CyberArk Identity flow: a package of challenges, each answered with one mechanism.
+
+Theory of operation
+-------------------
+``CyberArkFlow.start`` sends StartAuthentication, following ``PodFqdn`` redirects (to
+``{pod_scheme}://{PodFqdn}``, never to a pod already asked, at most ``max_redirects`` times;
+every later call goes to the last pod), and lands in ``AwaitingFirstFactor`` at version 0
+holding the package: a ``SessionId`` and one or more challenges, each a list of alternative
+mechanisms. The state says which challenge is being answered and what it still needs:
+
+======================================  ====================  ====================
+the current challenge                   the first one         a later one
+======================================  ====================  ====================
+offers several mechanisms, none chosen  AwaitingFirstFactor   AwaitingSecondFactor
+                                        (``choices``)         (``choices``)
+a ``Text`` mechanism is chosen          AwaitingFirstFactor   SecondFactorSelected
+(password UP, question SQ, RESET)       (``challenge``)       (``challenge``)
+its only mechanism is out of band       AwaitingFirstFactor   (started at once)
+an out-of-band mechanism is running     OobPending            OobPending
+======================================  ====================  ====================
+
+A challenge with one usable mechanism is chosen automatically (the vendor says so); ``choices``
+list a challenge's mechanisms whenever it has several, so a page can offer "try another way".
+
+Events
+* ``select_second_factor(factor=<MechanismId>)`` picks one of ``choices`` (in any live state,
+  the first challenge included). A ``Text`` mechanism becomes the challenge; an out-of-band one
+  is started (``StartOOB``) in the same step, so a code is never asked for before it was sent.
+* ``submit_first_factor(answer=...)`` answers the first challenge's ``Text`` mechanism
+  (``answers=[...]`` for several security questions, in order);
+  ``submit_first_factor()`` starts its only mechanism when that is out of band (passwordless).
+* ``submit_response(response=...)`` answers a later ``Text`` mechanism, or, in ``OobPending``,
+  types the code of a ``StartTextOob`` mechanism (SMS, EMAIL, OATH, OTP) while it is polled.
+  ``StartOob`` mechanisms (PF phone call, QR) take no code: they are only polled.
+* ``poll()`` asks whether the running mechanism was answered, never before ``next_poll_at``.
+  A transient failure (HTTP 429/5xx, network) changes nothing and raises with ``retry_after``
+  from :class:`~mfa_fsm.core.polling.PollSchedule`.
+* ``cancel()`` ends ``Failed(cancelled)``; the API documents no call to drop a package.
+
+Every AdvanceAuthentication reply is dispatched on ``Result.Summary`` (outcome kind in [ ]):
+
+* ``OobPending`` → ``OobPending`` [oob_pending], showing ``GeneratedAuthValue`` as the number
+  to match; ``next_poll_at`` is one poll interval on.
+* ``StartNextChallenge`` → the next challenge of the held package: several mechanisms
+  [choose] → ``AwaitingSecondFactor``; one ``Text`` mechanism [answer_due] →
+  ``SecondFactorSelected``; one out-of-band mechanism is started at once [oob_pending]. Should
+  that StartOOB fail (network, HTTP 5xx, unreadable reply), the step still lands [choose],
+  offering that one mechanism, because CyberArk has already accepted the answer before it.
+* ``NewPackage`` → the package is replaced and the flow starts over at its first challenge
+  [new_package] → ``AwaitingFirstFactor``, from any live state.
+* ``LoginSuccess`` → ``Completed`` [completed]: ``Result.Token`` (else ``Auth``) and the
+  ``.ASPXAUTH`` cookie, the user id and name; the pod is kept in the context.
+* ``success: false`` → ``Failed`` [failed]: the package is dead. CyberArk sends one generic
+  failure for a wrong answer, a denied or expired out-of-band challenge and a dead session, and
+  a tenant may defer a wrong answer to the last challenge, so the reason is ``rejected`` after
+  an answer or a StartOOB and ``denied`` after a poll, and the detail says what it may mean.
+  With ``Result: null`` (the service refused the request itself) the reason is ``idp_error``.
+* ``NoncommitalSuccess`` (the package ended without a session, as after a password reset) and
+  any unknown ``Summary`` → ``Failed(idp_error)``, never a guess.
+
+Deadlines: the package has ``flow_lifetime`` from the start; a running out-of-band challenge
+has ``oob_lifetime`` from its StartOOB (capped by the package's). Past it, any event ends
+``Failed(expired)`` without calling CyberArk. All transitions are in ``CyberArkMachine``.
+
+Not driven: federated users (``IdpRedirectUrl``: ``start`` refuses them), FIDO2 keys (U2F,
+shown as unsupported), ``ForgotPassword`` / ``RetryOOB``, and ``MultipleOperations`` batches
+(each mechanism gets its own AdvanceAuthentication, as the vendor describes first).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import structlog
+
+from mfa_fsm.core.errors import (
+    IdpError,
+    IdpReplyError,
+    InvalidInput,
+    TransportError,
+    UsageError,
+)
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
+from mfa_fsm.core.transport import Transport
+from mfa_fsm.cyberark.client import (
+    ADVANCE_PATH,
+    START_PATH,
+    CyberArkClient,
+    CyberArkConfig,
+    pod_url,
+    same_base,
+)
+from mfa_fsm.cyberark.replies import (
+    ANSWER_TYPES,
+    AUTH_COOKIE,
+    LOGIN_SUCCESS,
+    NEW_PACKAGE,
+    NONCOMMITAL_SUCCESS,
+    OOB_PENDING,
+    START_NEXT_CHALLENGE,
+    START_OOB,
+    START_TEXT_OOB,
+    TEXT,
+    Mechanism,
+    Reply,
+)
+
+log = structlog.get_logger("mfa_fsm")
+
+#: Mechanism name -> provider-independent kind (see ``Choice.kind``).
+KINDS = {
+    "UP": "password",
+    "SQ": "kba",
+    "RESET": "new_password",
+    "SMS": "otp",
+    "EMAIL": "otp",
+    "OATH": "token",
+    "OTP": "push",
+    "PF": "call",
+    "QR": "qr",
+    "U2F": "security_key",
+}
+#: Mechanisms mfa_fsm cannot drive: a FIDO2 key needs a WebAuthn assertion from the browser.
+UNSUPPORTED = frozenset({"U2F"})
+
+_REJECTED = (
+    "CyberArk refused the sign-in: a wrong answer to this or an earlier challenge, or the "
+    "session ended. Start again."
+)
+_DENIED = (
+    "CyberArk ended the out-of-band challenge: declined on the device, timed out, or an "
+    "earlier answer was wrong. Start again."
+)
+
+
+def _said_either(*kinds: str) -> Callable[..., bool]:
+    """Like :func:`said` for several kinds: one edge per source and target in the diagram."""
+
+    def guard(outcome: Outcome) -> bool:
+        return outcome.kind in kinds
+
+    guard.__name__ = guard.__qualname__ = " or ".join(kinds)
+    return guard
+
+
+class CyberArkMachine(FlowMachine):
+    """Every transition of the CyberArk flow; guards name what CyberArk said."""
+
+    (
+        AwaitingFirstFactor,
+        AwaitingSecondFactor,
+        SecondFactorSelected,
+        OobPending,
+        Completed,
+        Failed,
+    ) = states()
+
+    submit_first_factor = (
+        AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("choose"))
+        | AwaitingFirstFactor.to(SecondFactorSelected, cond=said("answer_due"))
+        | AwaitingFirstFactor.to(OobPending, cond=said("oob_pending"))
+        | AwaitingFirstFactor.to(AwaitingFirstFactor, cond=said("new_package"))
+        | AwaitingFirstFactor.to(Completed, cond=said("completed"))
+        | AwaitingFirstFactor.to(Failed, cond=said("failed"))
+    )
+    select_second_factor = (
+        AwaitingFirstFactor.from_(
+            AwaitingFirstFactor, OobPending, cond=_said_either("first_challenge", "new_package")
+        )
+        | SecondFactorSelected.from_(
+            AwaitingSecondFactor, SecondFactorSelected, OobPending, cond=said("answer_due")
+        )
+        | OobPending.from_(
+            AwaitingFirstFactor,
+            AwaitingSecondFactor,
+            SecondFactorSelected,
+            OobPending,
+            cond=said("oob_pending"),
+        )
+        | AwaitingFirstFactor.from_(
+            AwaitingSecondFactor, SecondFactorSelected, cond=said("new_package")
+        )
+        | Failed.from_(
+            AwaitingFirstFactor,
+            AwaitingSecondFactor,
+            SecondFactorSelected,
+            OobPending,
+            cond=said("failed"),
+        )
+    )
+    submit_response = (
+        AwaitingSecondFactor.from_(SecondFactorSelected, OobPending, cond=said("choose"))
+        | SecondFactorSelected.from_(SecondFactorSelected, OobPending, cond=said("answer_due"))
+        | OobPending.from_(SecondFactorSelected, OobPending, cond=said("oob_pending"))
+        | AwaitingFirstFactor.from_(SecondFactorSelected, OobPending, cond=said("new_package"))
+        | Completed.from_(SecondFactorSelected, OobPending, cond=said("completed"))
+        | Failed.from_(SecondFactorSelected, OobPending, cond=said("failed"))
+    )
+    poll = (
+        OobPending.to(OobPending, cond=said("oob_pending"))
+        | OobPending.to(AwaitingSecondFactor, cond=said("choose"))
+        | OobPending.to(SecondFactorSelected, cond=said("answer_due"))
+        | OobPending.to(AwaitingFirstFactor, cond=said("new_package"))
+        | OobPending.to(Completed, cond=said("completed"))
+        | OobPending.to(Failed, cond=said("failed"))
+    )
+    cancel = Failed.from_(
+        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    )
+    expire = Failed.from_(
+        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    )
+
+
+@attrs.frozen
+class CyberArkContext:
+    """CyberArk's private part of a snapshot: what the next request needs.
+
+    ``base_url`` is the pod every call goes to (after redirects); ``package`` and ``index``
+    the challenges and the one being answered; ``mechanism_id`` / ``answer_type`` the chosen
+    mechanism; ``oob_started_at`` / ``last_answer_at`` time the running out-of-band challenge
+    (the snapshot's ``deadline`` is its hard limit). The session id and the per-flow cookies
+    are secrets: never in a repr, and dropped when the flow ends.
+    """
+
+    base_url: str
+    tenant_id: str | None = None
+    session_id: str | None = attrs.field(default=None, repr=False)
+    package: tuple[tuple[Mechanism, ...], ...] = ()
+    index: int = 0
+    mechanism_id: str | None = None
+    answer_type: str | None = None
+    cookies: dict[str, str] = attrs.field(factory=dict, repr=False)
+    oob_started_at: float | None = None
+    last_answer_at: float | None = None
+    polls: int = 0
+    redirects: int = 0
+    #: the pod LoginSuccess named (``Result.PodFqdn``), for the caller's later API calls
+    pod_fqdn: str | None = None
+
+    @property
+    def current(self) -> tuple[Mechanism, ...]:
+        """The mechanisms of the challenge being answered (empty once the flow has ended)."""
+        return self.package[self.index] if self.index < len(self.package) else ()
+
+    @property
+    def chosen(self) -> Mechanism | None:
+        """The chosen mechanism, if any."""
+        return next((m for m in self.current if m.id == self.mechanism_id), None)
+
+
+class CyberArkFlow(Flow):
+    """A CyberArk Identity login; start with :meth:`start`, continue with :meth:`restore`.
+
+    Configuration (``config=``, a :class:`CyberArkConfig`) is the application's, not the
+    flow's, so it is passed on every restore and never stored in the snapshot.
+    """
+
+    provider: ClassVar[str] = "cyberark"
+    machine = CyberArkMachine
+    context_type = CyberArkContext
+    config_type = CyberArkConfig
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        config: CyberArkConfig,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(snapshot, transport=transport, clock=clock)
+        self.config = config
+        self.client = CyberArkClient(config, self.transport)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        config: CyberArkConfig,
+        user: str,
+        flow_id: str | None = None,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+    ) -> CyberArkFlow:
+        """StartAuthentication for ``user``; return a flow in ``AwaitingFirstFactor``.
+
+        Follows ``PodFqdn`` redirects. Raises :class:`InvalidInput` for a malformed user
+        name; :class:`IdpError` when CyberArk refuses to start (unknown tenant or user,
+        lockout) or redirects in a loop; :class:`UsageError` for a federated user;
+        :class:`IdpReplyError` / :class:`TransportError` as any call. No flow exists until
+        this returns.
+        """
+        identifier("user", user)
+        now = clock()
+        placeholder = Snapshot(
+            provider=cls.provider,
+            flow_id=flow_id or uuid.uuid4().hex,
+            user_id=user,
+            state="AwaitingFirstFactor",
+            version=0,
+            created_at=now,
+            deadline=now + config.flow_lifetime,
+            context=CyberArkContext(base_url=config.base_url, tenant_id=config.tenant_id),
+        )
+        flow = cls(placeholder, config=config, transport=transport, clock=clock)
+        base_url, reply, redirects = flow._start_following_redirects(placeholder.flow_id, user)
+        if not reply.success:
+            raise IdpError(
+                "CyberArk refused to start authentication for this user (unknown tenant or "
+                "user, locked out, or too many attempts); check the user name and tenant",
+                path=START_PATH,
+                status=200,
+                error_code=reply.error_code,
+            )
+        if reply.federated:
+            raise UsageError(
+                "this user signs in at an external identity provider (federation), which "
+                "mfa_fsm does not drive; send the user to CyberArk's own login page"
+            )
+        context = CyberArkContext(
+            base_url=base_url,
+            tenant_id=reply.tenant_id or config.tenant_id,
+            session_id=reply.session_id,
+            cookies=_merge_cookies({}, reply.cookies),
+            redirects=redirects,
+        )
+        if reply.summary == LOGIN_SUCCESS and reply.login is not None:
+            state, changes = "Completed", flow._completed(placeholder, context, reply, now)
+        elif reply.summary == NEW_PACKAGE and reply.challenges and reply.session_id:
+            state, changes = (
+                "AwaitingFirstFactor",
+                flow._first_challenge(placeholder, context, reply),
+            )
+        else:
+            raise IdpReplyError(
+                "CyberArk's StartAuthentication reply holds neither a package nor a login",
+                path=START_PATH,
+                status=200,
+            )
+        flow._snapshot = attrs.evolve(placeholder, state=state, **changes)
+        log.info(
+            "mfa_fsm.flow_started",
+            flow_id=placeholder.flow_id,
+            provider=cls.provider,
+            target=state,
+            redirects=redirects,
+            version=0,
+        )
+        return flow
+
+    def _start_following_redirects(self, flow_id: str, user: str) -> tuple[str, Reply, int]:
+        """StartAuthentication at the tenant, then at each pod named: (base, reply, redirects)."""
+        visited = [self.config.base_url]
+        while True:
+            ask = functools.partial(
+                self.client.start, visited[-1], user, tenant_id=self.config.tenant_id
+            )
+            reply = self.config.retry.call(ask)
+            if not reply.is_redirect or reply.pod_fqdn is None:
+                return visited[-1], reply, len(visited) - 1
+            target = pod_url(reply.pod_fqdn, self.config.pod_scheme)
+            if any(same_base(target, seen) for seen in visited):
+                raise IdpError(
+                    "CyberArk redirected StartAuthentication to a pod already asked (a "
+                    "redirect loop); check the tenant URL",
+                    path=START_PATH,
+                    status=200,
+                )
+            if len(visited) > self.config.max_redirects:
+                raise IdpError(
+                    f"CyberArk redirected StartAuthentication more than "
+                    f"{self.config.max_redirects} times; check the tenant URL",
+                    path=START_PATH,
+                    status=200,
+                )
+            log.info("mfa_fsm.pod_redirect", flow_id=flow_id, provider=self.provider, pod=target)
+            visited.append(target)
+
+    @property
+    def qr_image(self) -> str | None:
+        """The data URL of the QR code to show while a QR mechanism runs, else ``None``."""
+        chosen = self._snapshot.context.chosen
+        if self._snapshot.state != "OobPending" or chosen is None:
+            return None
+        image: str | None = chosen.image
+        return image
+
+    # -- handlers: one per event, each returns what CyberArk said ------------------------
+
+    def _on_select_second_factor(self, snapshot: Snapshot, now: float, factor: str) -> Outcome:
+        ctx: CyberArkContext = snapshot.context
+        offered = {choice.id for choice in snapshot.choices if choice.supported}
+        if not isinstance(factor, str) or factor not in offered:
+            raise InvalidInput(
+                "factor",
+                f"is not one of the {len(offered)} mechanisms offered now; pick the id of "
+                "one of the view's choices",
+            )
+        mechanism = next(m for m in ctx.current if m.id == factor)
+        ctx = _choose(ctx, mechanism)
+        if mechanism.answer_type == TEXT:
+            kind = "first_challenge" if ctx.index == 0 else "answer_due"
+            return Outcome(kind, self._answer_due(snapshot, ctx, mechanism))
+        return self._start_oob(snapshot, now, ctx, mechanism)
+
+    def _on_submit_first_factor(
+        self,
+        snapshot: Snapshot,
+        now: float,
+        answer: str | None = None,
+        answers: Sequence[str] | None = None,
+    ) -> Outcome:
+        ctx: CyberArkContext = snapshot.context
+        mechanism = ctx.chosen
+        if mechanism is None:
+            raise UsageError(
+                "the first challenge offers several mechanisms: pick one with "
+                "select_second_factor(factor=...) first"
+            )
+        if mechanism.answer_type == TEXT:
+            value = _text_answer(mechanism, "answer", answer, answers)
+            return self._advance(snapshot, now, ctx, "Answer", value)
+        if answer is not None or answers is not None:
+            raise InvalidInput(
+                "answer",
+                f"is not taken: {mechanism.name} is out of band; submit_first_factor() with no "
+                "answer starts it, then type any code with submit_response",
+            )
+        return self._start_oob(snapshot, now, ctx, mechanism)
+
+    def _on_submit_response(
+        self,
+        snapshot: Snapshot,
+        now: float,
+        response: str | None = None,
+        answers: Sequence[str] | None = None,
+    ) -> Outcome:
+        ctx: CyberArkContext = snapshot.context
+        mechanism = _held(ctx)
+        value: str | dict[str, str]
+        if mechanism.answer_type == TEXT:
+            value = _text_answer(mechanism, "response", response, answers)
+        elif mechanism.answer_type != START_TEXT_OOB:
+            raise InvalidInput(
+                "response",
+                f"is not taken: {mechanism.name} takes no code; keep polling until it is answered",
+            )
+        elif answers is not None:
+            raise InvalidInput(
+                "answers",
+                f"is only for security questions; {mechanism.name} takes a code as response",
+            )
+        else:
+            value = code("response", response)
+        return self._advance(snapshot, now, ctx, "Answer", value)
+
+    def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
+        if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
+            return None  # too early: answer from the snapshot, spare the IdP
+        ctx: CyberArkContext = snapshot.context
+        mechanism = _held(ctx)
+        outage = now - (ctx.last_answer_at or ctx.oob_started_at or now)
+        schedule = self.config.poll_schedule
+        try:
+            # A poll is safe to repeat, so the configured in-step retries may apply.
+            reply = self.config.retry.call(lambda: self._call(ctx, mechanism.id, "Poll"))
+        except IdpError as exc:
+            if exc.transient:
+                exc.retry_after = schedule.retry_after(outage=outage, retry_after=exc.retry_after)
+            raise
+        except TransportError as exc:
+            exc.retry_after = schedule.retry_after(outage=outage)
+            raise
+        return self._dispatch(snapshot, now, ctx, reply, "Poll")
+
+    def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
+        return Outcome("cancelled", _ended(snapshot.context, "cancelled", "cancelled by the user"))
+
+    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
+        outcome = super()._expire(snapshot, now)
+        return Outcome(outcome.kind, {**_ended(snapshot.context, "expired"), **outcome.changes})
+
+    # -- calls and what their replies mean -----------------------------------------------
+
+    def _call(
+        self,
+        ctx: CyberArkContext,
+        mechanism_id: str,
+        action: str,
+        answer: str | dict[str, str] | None = None,
+    ) -> Reply:
+        if not ctx.session_id:
+            raise UsageError("this flow holds no CyberArk session; start a new flow")
+        return self.client.advance(
+            ctx.base_url,
+            session_id=ctx.session_id,
+            mechanism_id=mechanism_id,
+            action=action,
+            tenant_id=ctx.tenant_id,
+            answer=answer,
+            cookies=ctx.cookies,
+        )
+
+    def _advance(
+        self,
+        snapshot: Snapshot,
+        now: float,
+        ctx: CyberArkContext,
+        action: str,
+        answer: str | dict[str, str] | None = None,
+    ) -> Outcome:
+        mechanism = _held(ctx)
+        return self._dispatch(
+            snapshot, now, ctx, self._call(ctx, mechanism.id, action, answer), action
+        )
+
+    def _start_oob(
+        self, snapshot: Snapshot, now: float, ctx: CyberArkContext, mechanism: Mechanism
+    ) -> Outcome:
+        return self._dispatch(
+            snapshot, now, ctx, self._call(ctx, mechanism.id, "StartOOB"), "StartOOB"
+        )
+
+    def _dispatch(
+        self, snapshot: Snapshot, now: float, ctx: CyberArkContext, reply: Reply, action: str
+    ) -> Outcome:
+        """Map one AdvanceAuthentication reply to an outcome (see the module docstring)."""
+        ctx = attrs.evolve(ctx, cookies=_merge_cookies(ctx.cookies, reply.cookies))
+        summary = reply.summary
+        if not reply.success:
+            if reply.request_refused:
+                detail = "CyberArk refused the request itself; start again"
+                return Outcome("failed", _ended(ctx, "idp_error", detail))
+            if action == "Poll":
+                return Outcome("failed", _ended(ctx, "denied", _DENIED))
+            return Outcome("failed", _ended(ctx, "rejected", _REJECTED))
+        if summary == NEW_PACKAGE:
+            if not reply.challenges:
+                raise IdpReplyError(
+                    "CyberArk sent a NewPackage without challenges", path=ADVANCE_PATH
+                )
+            ctx = attrs.evolve(ctx, session_id=reply.session_id or ctx.session_id)
+            return Outcome("new_package", self._first_challenge(snapshot, ctx, reply))
+        if summary == OOB_PENDING and action == "StartOOB":
+            return Outcome("oob_pending", self._oob_started(snapshot, now, ctx, reply))
+        if action == "StartOOB":
+            # StartOOB is documented to answer OobPending, a failure, or (any time) a new
+            # package; anything else would skip a challenge the user never saw.
+            raise IdpReplyError(
+                f"CyberArk answered StartOOB with an unexpected Summary ({_short(summary)})",
+                path=ADVANCE_PATH,
+                status=200,
+            )
+        if summary == OOB_PENDING:
+            if ctx.oob_started_at is None:
+                raise IdpReplyError(
+                    "CyberArk says an out-of-band challenge is pending, but none was started",
+                    path=ADVANCE_PATH,
+                    status=200,
+                )
+            ctx = attrs.evolve(ctx, last_answer_at=now, polls=ctx.polls + 1)
+            return Outcome(
+                "oob_pending",
+                {"next_poll_at": self.config.poll_schedule.next_poll(now), "context": ctx},
+            )
+        if summary == START_NEXT_CHALLENGE:
+            return self._next_challenge(snapshot, now, ctx)
+        if summary == LOGIN_SUCCESS and reply.login is not None:
+            return Outcome("completed", self._completed(snapshot, ctx, reply, now))
+        if summary == NONCOMMITAL_SUCCESS:
+            detail = reply.client_message or "CyberArk ended the sign-in without a session"
+            return Outcome("failed", _ended(ctx, "idp_error", detail))
+        detail = f"CyberArk answered an unknown Summary ({_short(summary)}); start again"
+        return Outcome("failed", _ended(ctx, "idp_error", detail))
+
+    def _next_challenge(self, snapshot: Snapshot, now: float, ctx: CyberArkContext) -> Outcome:
+        if ctx.index + 1 >= len(ctx.package):
+            raise IdpReplyError(
+                "CyberArk moved past the last challenge of the package", path=ADVANCE_PATH
+            )
+        ctx = _choose(attrs.evolve(ctx, index=ctx.index + 1), None)
+        mechanisms = ctx.current
+        single = mechanisms[0] if len(mechanisms) == 1 and _supported(mechanisms[0]) else None
+        if single is None:
+            return Outcome("choose", self._choosing(snapshot, ctx, _choices(mechanisms)))
+        ctx = _choose(ctx, single)
+        if single.answer_type == TEXT:
+            return Outcome("answer_due", self._answer_due(snapshot, ctx, single))
+        try:
+            return self._start_oob(snapshot, now, ctx, single)
+        except (IdpError, TransportError) as exc:
+            # CyberArk has taken the previous answer, so the step must not be undone: offer
+            # the mechanism as a choice, and selecting it starts it again.
+            log.warning(
+                "mfa_fsm.oob_start_failed",
+                flow_id=snapshot.flow_id,
+                provider=self.provider,
+                error=type(exc).__name__,
+            )
+            unchosen = _choose(ctx, None)
+            return Outcome("choose", self._choosing(snapshot, unchosen, (_choice(single),)))
+
+    # -- snapshot changes ------------------------------------------------------------------
+
+    def _flow_deadline(self, snapshot: Snapshot) -> float:
+        return snapshot.created_at + self.config.flow_lifetime
+
+    def _first_challenge(
+        self, snapshot: Snapshot, ctx: CyberArkContext, reply: Reply
+    ) -> dict[str, Any]:
+        ctx = _choose(attrs.evolve(ctx, package=reply.challenges, index=0), None)
+        mechanisms = ctx.current
+        if len(mechanisms) == 1 and _supported(mechanisms[0]):
+            return self._answer_due(snapshot, _choose(ctx, mechanisms[0]), mechanisms[0])
+        return self._choosing(snapshot, ctx, _choices(mechanisms))
+
+    def _choosing(
+        self, snapshot: Snapshot, ctx: CyberArkContext, choices: tuple[Choice, ...]
+    ) -> dict[str, Any]:
+        return {
+            "choices": choices,
+            "challenge": None,
+            "next_poll_at": None,
+            "deadline": self._flow_deadline(snapshot),
+            "context": ctx,
+        }
+
+    def _answer_due(
+        self, snapshot: Snapshot, ctx: CyberArkContext, mechanism: Mechanism
+    ) -> dict[str, Any]:
+        return {
+            "choices": _choices(ctx.current),
+            "challenge": _challenge(mechanism),
+            "next_poll_at": None,
+            "deadline": self._flow_deadline(snapshot),
+            "context": ctx,
+        }
+
+    def _oob_started(
+        self, snapshot: Snapshot, now: float, ctx: CyberArkContext, reply: Reply
+    ) -> dict[str, Any]:
+        mechanism = _held(ctx)
+        return {
+            "choices": _choices(ctx.current),
+            "challenge": _challenge(mechanism, number=reply.generated_auth_value),
+            "next_poll_at": self.config.poll_schedule.next_poll(now),
+            "deadline": min(self._flow_deadline(snapshot), now + self.config.oob_lifetime),
+            "context": attrs.evolve(ctx, oob_started_at=now, last_answer_at=now, polls=0),
+        }
+
+    def _completed(
+        self, snapshot: Snapshot, ctx: CyberArkContext, reply: Reply, now: float
+    ) -> dict[str, Any]:
+        login = reply.login
+        assert login is not None  # noqa: S101 - callers check; narrows the type for mypy
+        cookie = ctx.cookies.get(AUTH_COOKIE)
+        token = login.token or login.auth or cookie
+        if not token:
+            raise IdpReplyError(
+                "CyberArk reported LoginSuccess without a token or an .ASPXAUTH cookie",
+                path=ADVANCE_PATH,
+                status=200,
+            )
+        result = Result(
+            user_id=login.user_id or snapshot.user_id,
+            display_name=login.display_name,
+            token=token,
+            expires_at=now + login.token_lifetime if login.token_lifetime else None,
+            cookies={AUTH_COOKIE: cookie} if cookie else {},
+        )
+        ended = _ended(ctx, None)
+        ended["context"] = attrs.evolve(ended["context"], pod_fqdn=login.pod_fqdn)
+        return {**ended, "result": result}
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+def _supported(mechanism: Mechanism) -> bool:
+    return (
+        mechanism.answer_type in ANSWER_TYPES
+        and mechanism.name not in UNSUPPORTED
+        and mechanism.enrolled
+    )
+
+
+def _kind(mechanism: Mechanism) -> str:
+    fallback = {TEXT: "text", START_TEXT_OOB: "otp", START_OOB: "push"}
+    return KINDS.get(mechanism.name) or fallback.get(mechanism.answer_type, "unsupported")
+
+
+def _choice(mechanism: Mechanism) -> Choice:
+    return Choice(
+        id=mechanism.id,
+        kind=_kind(mechanism),
+        label=mechanism.label,
+        supported=_supported(mechanism),
+        detail=mechanism.detail,
+    )
+
+
+def _choices(mechanisms: tuple[Mechanism, ...]) -> tuple[Choice, ...]:
+    """A challenge's mechanisms as choices; none when there is nothing to choose between."""
+    return tuple(_choice(m) for m in mechanisms) if len(mechanisms) > 1 else ()
+
+
+def _challenge(mechanism: Mechanism, *, number: str | None = None) -> Challenge:
+    return Challenge(
+        factor=mechanism.id,
+        kind=_kind(mechanism),
+        prompt=mechanism.prompt,
+        delivery=mechanism.name if mechanism.name in ("SMS", "EMAIL") else None,
+        questions=mechanism.questions if mechanism.name == "SQ" else (),
+        number_to_match=number,
+        accepts_code=mechanism.answer_type != START_OOB,
+    )
+
+
+def _choose(ctx: CyberArkContext, mechanism: Mechanism | None) -> CyberArkContext:
+    return attrs.evolve(
+        ctx,
+        mechanism_id=mechanism.id if mechanism else None,
+        answer_type=mechanism.answer_type if mechanism else None,
+        oob_started_at=None,
+        last_answer_at=None,
+        polls=0,
+    )
+
+
+def _held(ctx: CyberArkContext) -> Mechanism:
+    mechanism = ctx.chosen
+    if mechanism is None:
+        raise UsageError("no mechanism is chosen in this flow; pick one of its choices first")
+    return mechanism
+
+
+def _text_answer(
+    mechanism: Mechanism, field: str, answer: str | None, answers: Sequence[str] | None
+) -> str | dict[str, str]:
+    """The ``Answer`` of a Text mechanism: a string, or one answer per security question."""
+    count = len(mechanism.part_ids)
+    if count > 1:
+        if answer is not None or not isinstance(answers, list | tuple):
+            raise InvalidInput("answers", f"{count} security questions take a list of answers")
+        if len(answers) != count:
+            raise InvalidInput("answers", f"expected {count} answers, one per question in order")
+        return {
+            uid: secret_text("answers", value)
+            for uid, value in zip(mechanism.part_ids, answers, strict=True)
+        }
+    if answers is not None:
+        raise InvalidInput("answers", f"is only for several security questions; send {field}")
+    return secret_text(field, answer)
+
+
+def _merge_cookies(held: Mapping[str, str], received: Mapping[str, str]) -> dict[str, str]:
+    # A cookie set to "" (or expired, which the transport leaves out) is removed.
+    merged = {**held, **received}
+    return {name: value for name, value in merged.items() if value}
+
+
+def _ended(ctx: CyberArkContext, reason: str | None, detail: str | None = None) -> dict[str, Any]:
+    """The changes that end a flow: no working secrets are kept past the end."""
+    changes: dict[str, Any] = {
+        "choices": (),
+        "challenge": None,
+        "next_poll_at": None,
+        "context": attrs.evolve(
+            ctx, session_id=None, cookies={}, package=(), mechanism_id=None, answer_type=None
+        ),
+    }
+    if reason is not None:
+        changes |= {"failure": reason, "failure_detail": detail}
+    return changes
+
+
+def _short(summary: str | None) -> str:
+    return repr(summary[:40]) if summary is not None else "none"
+
+
+__all__ = ["CyberArkConfig", "CyberArkContext", "CyberArkFlow", "CyberArkMachine"]

@@ -1,0 +1,315 @@
+"""CyberArk replies deciphered from the vendor documents' own JSON examples (transcribed, ids
+kept), without any network."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mfa_fsm import HttpResponse, IdpError, IdpReplyError
+from mfa_fsm.cyberark.replies import Reply, decipher, parse_reply
+from mfa_fsm.testing.scripted import json_reply
+
+PATH = "/Security/AdvanceAuthentication"
+GENERIC_FAILURE = (
+    "Authentication (login or challenge) has failed. Please try again or contact your system "
+    "administrator."
+)
+
+# The spec's mechanism examples ("Advance authentication", "Supported OOB mechanisms").
+UP = {
+    "Name": "UP",
+    "AnswerType": "Text",
+    "PromptMechChosen": "Enter Password",
+    "PromptSelectMech": "Password",
+    "MechanismId": "64Sn74WQXEaizC7mhZpeucoWNldHkc8z7vWc9XcIJLo1",
+}
+SQ = {
+    "Name": "SQ",
+    "AnswerType": "Text",
+    "MultipartMechanism": {
+        "PromptSelectMech": "Security Question",
+        "MechanismParts": [
+            {
+                "Uuid": "u_a4ed8e81-8e9b-416b-bc00-44ed5bf87744",
+                "QuestionText": "What is your cat's name?",
+                "PromptMechChosen": "Answer security question 'What is your cat's name?':",
+            }
+        ],
+    },
+    "Question": "What is your cat's name?",
+    "PromptMechChosen": "Answer security question 'What is your cat's name?':",
+    "PromptSelectMech": "Security Question",
+    "MechanismId": "UwGNuG9netHTOLrHFF91nO8zFBli_lVDl-0UF4Og4j01",
+}
+PF = {
+    "Name": "PF",
+    "AnswerType": "StartOob",
+    "PartialPhoneNumber": "6789",
+    "PromptMechChosen": "We will now attempt to call your phone (6789). Please follow the "
+    "instructions to proceed with authentication.",
+    "PromptSelectMech": "Phone Call... XXX-6789",
+    "MechanismId": "QqvZbCxYSkyDTEICR-6H6f_mzaxlfotu2wQxnVejsOo1",
+}
+EMAIL = {
+    "Name": "EMAIL",
+    "MaskedEmailAddress": "***@cyberark.com",
+    "AnswerType": "StartTextOob",
+    "PromptMechChosen": "Email sent to xxxx@cyberark.com. Click the link or manually enter the "
+    "code to authenticate.",
+    "PromptSelectMech": "Email... @cyberark.com",
+    "PartialAddress": "cyberark.com",
+    "MechanismId": "RPcez9pD9AooKNT5UkEq7kozzer6e0BGn7GGzjDlQqc1",
+}
+SMS = {
+    "Name": "SMS",
+    "AnswerType": "StartTextOob",
+    "PartialDeviceAddress": "6789",
+    "PromptMechChosen": "Sending a text to mobile phone ending... 6789. Enter the code or click "
+    "the link in the message to proceed with authentication.",
+    "PromptSelectMech": "SMS... XXX-6789",
+    "MechanismId": "1YhBw3Gg4Z2etR8RBQebQdTcpRCD-UVBv27xTVNmSDM1",
+}
+OATH = {
+    "Name": "OATH",
+    "AnswerType": "StartTextOob",
+    "PromptMechChosen": "Enter Verification Code",
+    "UiPrompt": "OATH OTP Client",
+    "PromptSelectMech": "OATH OTP Client",
+    "MechanismId": "DKetaPxIW0yn8e-jBi7fTUz0H8OdsCNCscUijVXUR6s1",
+}
+OTP = {
+    "Name": "OTP",
+    "AnswerType": "StartTextOob",
+    "PromptMechChosen": "Sent Mobile Authenticator request to your device. Please follow the "
+    "instructions to proceed with authentication or enter verification code here.",
+    "PromptSelectMech": "Mobile Authenticator",
+    "MechanismId": "rKgeXzVIKkKR5ERTUKhT7XuyaYS6LcLhpLkSythzHIA1",
+}
+U2F = {
+    "Name": "U2F",
+    "AnswerType": "StartTextOob",
+    "PromptMechChosen": "Insert security key and press its button",
+    "UiPrompt": "FIDO2 Security Key",
+    "PromptSelectMech": "FIDO2 Security Key",
+    "MechanismId": "xmbeXzVI8v15ERTUKh7TXuyaY133cLhpLkSythzHIA1",
+    "Type": "SECURITYKEY",
+}
+QR = {
+    "AnswerType": "StartOob",
+    "Name": "QR",
+    "PromptMechChosen": "Scan QR Code with the CyberArk Identity app on an enrolled device.",
+    "PromptSelectMech": "QR Code",
+    "MechanismId": "VuaMU...",
+    "Image": "data:image/png;base64,iVBORw...",
+}
+
+
+def envelope(result: Any, *, success: bool = True, message: str | None = None) -> dict[str, Any]:
+    """The response envelope of the spec's SecurityStartAuthentication schema."""
+    return {
+        "success": success,
+        "Result": result,
+        "Message": message,
+        "MessageID": None,
+        "Exception": None,
+        "ErrorID": None,
+        "ErrorCode": None,
+        "IsSoftError": False,
+        "InnerExceptions": None,
+    }
+
+
+def read(body: Any, status: int = 200) -> Reply:
+    return parse_reply(decipher(json_reply(body, status), PATH))
+
+
+def test_start_package_with_two_alternatives() -> None:
+    """A NewPackage of one challenge offering UP or PF (the jetstack fixture's shape)."""
+    reply = read(
+        envelope(
+            {
+                "ClientHints": {
+                    "PersistDefault": False,
+                    "AllowPersist": True,
+                    "AllowForgotPassword": False,
+                    "EndpointAuthenticationEnabled": False,
+                },
+                "Version": "1.0",
+                "SessionId": "1db90fe4-3b96-4c3e-a3c1-9a10fa7514c9-27f4e64e86ac08e8",
+                "EventDescription": None,
+                "RetryWaitingTime": 0,
+                "SecurityImageName": None,
+                "AllowLoginMfaCache": False,
+                "Challenges": [{"Mechanisms": [{**UP, "Enrolled": True}, PF]}],
+                "Summary": "NewPackage",
+                "TenantId": "ABC1234",
+            }
+        )
+    )
+    assert reply.success and reply.summary == "NewPackage"
+    assert reply.session_id == "1db90fe4-3b96-4c3e-a3c1-9a10fa7514c9-27f4e64e86ac08e8"
+    assert reply.tenant_id == "ABC1234"
+    assert not reply.is_redirect
+    [[up, pf]] = reply.challenges
+    assert (up.name, up.answer_type, up.label, up.prompt) == (
+        "UP",
+        "Text",
+        "Password",
+        "Enter Password",
+    )
+    assert (pf.name, pf.answer_type, pf.detail) == ("PF", "StartOob", "6789")
+    assert "1db90fe4" not in repr(reply)
+
+
+def test_every_documented_mechanism() -> None:
+    """Each of the spec's mechanism examples reads with its answer type and partial address."""
+    mechanisms = [UP, SQ, PF, EMAIL, SMS, OATH, OTP, U2F, QR]
+    reply = read(envelope({"Challenges": [{"Mechanisms": mechanisms}], "Summary": "NewPackage"}))
+    read_back = {m.name: m for m in reply.challenges[0]}
+    assert {name: m.answer_type for name, m in read_back.items()} == {
+        m["Name"]: m["AnswerType"] for m in mechanisms
+    }
+    assert read_back["EMAIL"].detail == "***@cyberark.com"
+    assert read_back["SMS"].detail == "6789"
+    assert read_back["SQ"].questions == ("What is your cat's name?",)
+    assert read_back["SQ"].part_ids == ("u_a4ed8e81-8e9b-416b-bc00-44ed5bf87744",)
+    assert read_back["QR"].image == "data:image/png;base64,iVBORw..."
+    assert read_back["OATH"].detail is None
+    assert all(m.enrolled for m in read_back.values())
+
+
+def test_old_style_question_without_parts() -> None:
+    """A security question given only as ``Question`` (no MechanismParts) is still shown."""
+    mechanism = {key: value for key, value in SQ.items() if key != "MultipartMechanism"}
+    reply = read(envelope({"Challenges": [{"Mechanisms": [mechanism]}], "Summary": "NewPackage"}))
+    assert reply.challenges[0][0].questions == ("What is your cat's name?",)
+    assert reply.challenges[0][0].part_ids == ()
+
+
+def test_oob_pending_from_the_seed_document() -> None:
+    """StartOOB's answer, as the Centrify guide shows it, with and without number matching."""
+    assert read(envelope({"Summary": "OobPending"})).summary == "OobPending"
+    reply = read(envelope({"Summary": "OobPending", "GeneratedAuthValue": 42}))
+    assert reply.generated_auth_value == "42"
+
+
+def test_login_success() -> None:
+    """LoginSuccess carries the SecurityAdvanceAuthentication fields; tokens stay out of repr."""
+    reply = read(
+        envelope(
+            {
+                "AuthLevel": "Normal",
+                "DisplayName": "Test User",
+                "Token": "eyJhbGciOiJSUzI1NiJ9.platform.token",
+                "Auth": "11BA426199A9092FBF36746C5DB361934A9B0E3E6",
+                "UserId": "c2c7bcc6-9560-44e0-8dff-5be221cd37ee",
+                "EmailAddress": "test@example.com",
+                "UserDirectory": "CDS",
+                "PodFqdn": "xxx0000.id.integration-cyberark.cloud",
+                "User": "test@example.com",
+                "CustomerID": "XXX0000",
+                "SystemID": "XXX0000",
+                "SourceDsType": "CDS",
+                "Summary": "LoginSuccess",
+            }
+        )
+    )
+    assert reply.login is not None
+    assert reply.login.user_id == "c2c7bcc6-9560-44e0-8dff-5be221cd37ee"
+    assert reply.login.display_name == "Test User"
+    assert reply.login.token == "eyJhbGciOiJSUzI1NiJ9.platform.token"
+    assert reply.login.pod_fqdn == "xxx0000.id.integration-cyberark.cloud"
+    assert not reply.is_redirect  # a login names its pod too
+    assert "11BA4261" not in repr(reply) and "platform.token" not in repr(reply)
+
+
+def test_generic_failure() -> None:
+    """The spec's failure example: success false, Summary Failure; not a refused request."""
+    reply = read(envelope({"Summary": "Failure"}, success=False, message=GENERIC_FAILURE))
+    assert not reply.success and reply.summary == "Failure"
+    assert not reply.request_refused
+
+
+def test_refused_request_has_no_result() -> None:
+    """success false with Result null is the service refusing the request itself."""
+    body = envelope(None, success=False, message="Missing required parameter: SessionId.")
+    body["ErrorID"] = "8f7ab3a2-27b1-4b1b-8f4e-3c1cf2a9e0b1:4a0c0f6e2d3b9a11"
+    reply = read(body)
+    assert reply.request_refused and reply.error_id is not None
+
+
+def test_pod_redirect() -> None:
+    """A StartAuthentication that only names a pod is a redirect."""
+    reply = read(envelope({"PodFqdn": "aaa0001.my.idaptive.app"}))
+    assert reply.is_redirect and reply.pod_fqdn == "aaa0001.my.idaptive.app"
+
+
+def test_federated_user() -> None:
+    """A reply with IdpRedirectUrl marks a federated user."""
+    assert read(envelope({"IdpRedirectUrl": "https://idp.example/sso"})).federated
+
+
+def test_cookies_are_not_parsed_from_the_body() -> None:
+    """Cookies come from the HTTP reply (the client adds them), never from the JSON."""
+    assert read(envelope({"Summary": "OobPending"})).cookies == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!DOCTYPE html><html><body>Unexpected</body></html>",
+        b"",
+        b"{not json",
+        json.dumps([1, 2]).encode(),
+        json.dumps({"Result": {"Summary": "OobPending"}}).encode(),
+        json.dumps({"success": "true"}).encode(),
+        json.dumps({"success": True, "Result": "LoginSuccess"}).encode(),
+        json.dumps({"success": True, "Result": {"Summary": 3}}).encode(),
+        json.dumps({"success": True, "Result": {"Challenges": [{"Mechanisms": []}]}}).encode(),
+        json.dumps(
+            {"success": True, "Result": {"Challenges": [{"Mechanisms": [{"Name": "UP"}]}]}}
+        ).encode(),
+    ],
+    ids=[
+        "html",
+        "empty",
+        "not-json",
+        "array",
+        "no-success",
+        "success-string",
+        "result-string",
+        "summary-number",
+        "empty-challenge",
+        "mechanism-without-id",
+    ],
+)
+def test_unreadable_replies(body: bytes) -> None:
+    """Anything but the documented envelope is an IdpReplyError."""
+    with pytest.raises(IdpReplyError):
+        read_raw(HttpResponse(200, {"Content-Type": "application/json"}, body))
+
+
+def read_raw(response: HttpResponse) -> Reply:
+    return parse_reply(decipher(response, PATH))
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, "5"), (503, None), (500, None)])
+def test_throttled_or_unavailable(status: int, retry_after: str | None) -> None:
+    """HTTP 429 and 5xx are transient IdpErrors, with the IdP's Retry-After when given."""
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    response = HttpResponse(status, headers, b"Service Unavailable")
+    with pytest.raises(IdpError) as caught:
+        read_raw(response)
+    assert caught.value.transient and caught.value.status == status
+    assert caught.value.retry_after == (float(retry_after) if retry_after else None)
+
+
+def test_other_http_errors() -> None:
+    """Another non-2xx status with a JSON body is an IdpError carrying status and code."""
+    with pytest.raises(IdpError) as caught:
+        read(envelope(None, success=False) | {"ErrorCode": "E42"}, status=404)
+    assert (caught.value.status, caught.value.error_code) == (404, "E42")
+    assert not caught.value.transient
