@@ -6,16 +6,22 @@ too where Graphviz's ``dot`` is installed. :func:`mermaid` can highlight a live 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 from statemachine.contrib.diagram import DotGraphMachine, MermaidGraphMachine
 
 from mfa_fsm.core.flow import Flow
+from mfa_fsm.cyberark import CyberArkFlow
 from mfa_fsm.entrust import EntrustFlow
 
 #: Every provider flow, by provider name.
-FLOWS: dict[str, type[Flow]] = {EntrustFlow.provider: EntrustFlow}
+FLOWS: dict[str, type[Flow]] = {
+    CyberArkFlow.provider: CyberArkFlow,
+    EntrustFlow.provider: EntrustFlow,
+}
 
 _HIGHLIGHT = "classDef current fill:#ffd54f,stroke:#e65100,stroke-width:3px"
 
@@ -28,11 +34,17 @@ def mermaid(flow: type[Flow], current_state: str | None = None) -> str:
     return text + "\n"
 
 
-def svg(flow: type[Flow]) -> bytes:
-    """The flow's machine as SVG; needs Graphviz's ``dot`` on PATH."""
-    graph = DotGraphMachine(flow.machine).get_graph()  # type: ignore[no-untyped-call]
+def svg(flow: type[Flow], current_state: str | None = None) -> bytes:
+    """The flow's machine as SVG, ``current_state`` filled; needs Graphviz's ``dot`` on PATH."""
+    machine: object = flow.machine
+    if current_state is not None:
+        # The renderer fills the state a machine *instance* is in; the model only carries it.
+        machine = flow.machine(model=SimpleNamespace(state=current_state))
+    graph = DotGraphMachine(machine).get_graph()  # type: ignore[no-untyped-call]
     rendered: bytes = graph.create_svg()
-    return rendered
+    # The renderer names two helper nodes after id() of objects, which changes every run;
+    # a fixed name keeps committed SVGs from changing when the machine did not.
+    return re.sub(rb"__(initial|atomic)_\d+", rb"__\1", rendered)
 
 
 def write_all(directory: Path) -> list[Path]:
