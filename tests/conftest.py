@@ -25,6 +25,7 @@ from mfa_fsm.core.errors import MfaError
 from mfa_fsm.testing import EmulatorServer
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
+from tests import fault_matrix
 from tests.servers import RunningServer, ServerUnavailable, postgres_server, redis_server
 from tests.stores.store_helpers import STORE_KINDS, FakeClock, StoreKit
 
@@ -57,6 +58,12 @@ def suite_leak_guard() -> Iterator[set[str]]:
     for leak in leaks:
         places = [place.replace(leak, "***") for place in places]
     assert not leaks, f"{len(leaks)} secret(s) reached a log line or error message: {places[:5]}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report the size of each provider's fault matrix that ran."""
+    for line in fault_matrix.summary_lines():
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import mfa_fsm
 
 
 def test_all_lists_exactly_the_public_names() -> None:
     """Every public attribute of mfa_fsm is in __all__ and every name in __all__ exists."""
-    public = {name for name in vars(mfa_fsm) if not name.startswith("_")}
+    public = {name for name in dir(mfa_fsm) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(mfa_fsm, name)).__name__ == "module"}
     assert set(mfa_fsm.__all__) == public - modules
+
+
+def test_import_needs_no_optional_dependency() -> None:
+    """import mfa_fsm works without sqlalchemy, redis or cryptography; those stores load lazily."""
+    code = (
+        "import sys\n"
+        "for name in ('sqlalchemy', 'redis', 'cryptography', 'psycopg'):\n"
+        "    sys.modules[name] = None\n"
+        "import mfa_fsm\n"
+        "mfa_fsm.Engine(mfa_fsm.MemoryStore(), [])\n"
+        "try:\n"
+        "    mfa_fsm.SqlStore\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('SqlStore imported without sqlalchemy')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert mfa_fsm.SqlStore.__module__ == "mfa_fsm.stores.sql"
 
 
 def test_all_is_sorted() -> None:

@@ -10,6 +10,7 @@
     │   └── StoreError            persistence refused the operation
     │       ├── FlowNotFound      no flow with that id (never created, deleted or expired)
     │       ├── FlowConflict      another request saved this flow first (compare-and-set)
+    │       │   └── FlowBusy      another request is advancing this flow right now (claim)
     │       └── SealedStateError  a sealed client-side token is forged, tampered or expired
     ├── IdpError                  the IdP answered, but refused or misbehaved
     │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
@@ -86,6 +87,24 @@ class FlowConflict(StoreError):
         super().__init__(
             f"flow {flow_id!r} is at version {actual}, not {expected}: another request "
             "advanced it first; reload the flow and render its current state"
+        )
+
+
+class FlowBusy(FlowConflict):
+    """Another request holds the flow's claim: it is advancing the flow right now.
+
+    Raised before any IdP call, so the step was not sent; ``expected == actual`` is the version
+    both requests loaded. Like any conflict: reload the flow and render its current state.
+    """
+
+    def __init__(self, flow_id: str, version: int) -> None:
+        self.flow_id = flow_id
+        self.expected = self.actual = version
+        StoreError.__init__(
+            self,
+            f"flow {flow_id!r} (version {version}) is being advanced by another request right "
+            "now, so this request sent nothing to the IdP; reload the flow in a moment and "
+            "render its current state",
         )
 
 

@@ -41,7 +41,14 @@ import structlog
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
-from mfa_fsm.core.errors import EventNotAllowed, IdpError, InvalidInput, MfaError, SnapshotError
+from mfa_fsm.core.errors import (
+    EventNotAllowed,
+    IdpError,
+    InvalidInput,
+    MfaError,
+    SnapshotError,
+    StoreError,
+)
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 
@@ -121,13 +128,18 @@ class _RecordingTransport:
     def send(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         status: int | None = None
+        sent = True
         try:
             response = self.inner.send(request)
             status = response.status
             return response
+        except StoreError:
+            sent = False  # refused before it left (mfa_fsm.engine's claim): no IdP call
+            raise
         finally:
-            ms = round((time.perf_counter() - started) * 1000, 2)
-            self.calls.append(CallRecord(request.path, status, ms))
+            if sent:
+                ms = round((time.perf_counter() - started) * 1000, 2)
+                self.calls.append(CallRecord(request.path, status, ms))
 
 
 class _Model:
@@ -142,14 +154,19 @@ class _Model:
 class Flow:
     """One MFA flow of one provider, advanced one event at a time.
 
-    Subclasses set ``provider``, ``machine`` and ``context_type``, and define one
-    ``_on_<event>(snapshot, now, **data)`` handler per event the caller may send. Use
-    ``Provider.start(...)`` to begin a flow and :meth:`restore` to continue one.
+    Subclasses set ``provider``, ``machine``, ``context_type`` and ``config_type``, define one
+    ``_on_<event>(snapshot, now, **data)`` handler per event the caller may send, and a
+    :meth:`start` classmethod. Use ``Provider.start(...)`` to begin a flow and :meth:`restore`
+    to continue one; both take the provider's configuration as ``config=``.
     """
 
     provider: ClassVar[str]
     machine: ClassVar[type[FlowMachine]]
     context_type: ClassVar[type]
+    #: the class of the configuration that ``start`` and ``restore`` take as ``config=``
+    config_type: ClassVar[type]
+    #: provider name -> its flow class (the last one defined); how an ``Engine`` finds a class
+    providers: ClassVar[dict[str, type[Flow]]] = {}
     #: events only the engine sends (never accepted from a caller)
     internal_events: ClassVar[frozenset[str]] = frozenset({"expire"})
 
@@ -160,6 +177,7 @@ class Flow:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Snapshot.contexts[cls.provider] = cls.context_type
+        Flow.providers[cls.provider] = cls
         cls._events_by_state = {
             state.id: frozenset(event.id for event in state.transitions.unique_events)
             for state in cls.machine.states
@@ -192,6 +210,16 @@ class Flow:
         self._snapshot = snapshot
         self._transport = _RecordingTransport(transport or RequestsTransport())
         self.clock = clock
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> Self:
+        """Begin a new flow; each provider defines this with its own keyword options.
+
+        Every provider's ``start`` takes ``config=``, ``transport=`` and ``clock=`` besides
+        what it needs to know about the user, makes the IdP calls that open the flow, and
+        returns the flow in its first state (version 0).
+        """
+        raise NotImplementedError(f"{cls.__name__} does not define start()")
 
     @classmethod
     def restore(

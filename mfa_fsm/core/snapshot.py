@@ -3,9 +3,10 @@
 A snapshot round-trips exactly through JSON (``Snapshot.from_json(s.to_json()) == s``). The
 public part (state, choices, challenge, result) is what a page renders; the provider's private
 part (``context``: tokens, session ids, cookies) is never shown in a repr. ``from_json``
-checks every field's type, so a snapshot that was edited by hand, truncated or written by
-another schema is refused with :class:`~mfa_fsm.core.errors.SnapshotError` instead of
-producing a half-valid flow.
+checks every field's type, so a snapshot that was edited by hand or truncated is refused with
+:class:`~mfa_fsm.core.errors.SnapshotError` instead of producing a half-valid flow. Every
+snapshot carries its ``schema`` number: one written by an older mfa_fsm is upgraded through
+:data:`MIGRATIONS` before it is checked, one written by a newer mfa_fsm is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ import attrs
 
 from mfa_fsm.core.errors import SnapshotError
 
-#: Written into every snapshot; ``from_json`` refuses any other value (see ``migrate``).
+#: Written into every snapshot; older ones are upgraded by :func:`migrate`, newer ones refused.
 SCHEMA_VERSION = 1
+
+#: How to read snapshots written by an older mfa_fsm: ``MIGRATIONS[n]`` turns the ``to_dict``
+#: data of schema ``n`` into that of schema ``n + 1`` (it need not set ``schema``). Empty while
+#: there has only been one schema. When a release changes the snapshot's fields, it raises
+#: SCHEMA_VERSION and adds the step from the previous one here, so flows that are running
+#: during an upgrade carry on; a schema with no path to the current one is refused.
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+MIGRATIONS: dict[int, Migration] = {}
 
 #: The shared state vocabulary (DESIGN.md); every provider's machine uses these names.
 STATES = (
@@ -130,12 +139,8 @@ class Snapshot:
         """Rebuild a snapshot from ``to_dict`` data; refuses anything else with SnapshotError."""
         if not isinstance(data, dict):
             raise SnapshotError("a snapshot must be a JSON object; pass what to_json() returned")
-        schema = data.get("schema")
-        if schema != SCHEMA_VERSION:
-            raise SnapshotError(
-                f"snapshot schema {schema!r} is not {SCHEMA_VERSION}; it was written by another "
-                "version of mfa_fsm, so start the flow again"
-            )
+        if data.get("schema") != SCHEMA_VERSION:
+            data = migrate(data)
         provider = data.get("provider")
         context_class = cls.contexts.get(provider) if isinstance(provider, str) else None
         if context_class is None:
@@ -164,6 +169,37 @@ class Snapshot:
                 "snapshot is not valid JSON (truncated or altered?); start the flow again"
             ) from exc
         return cls.from_dict(data)
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot data of an older schema, upgraded step by step to :data:`SCHEMA_VERSION`.
+
+    Raises SnapshotError for a schema written by a newer mfa_fsm (never guessed at: a
+    downgrade cannot know what the new fields mean), for one too old to have a migration
+    path, and for a missing or malformed schema number. ``data`` itself is not changed.
+    """
+    schema = data.get("schema")
+    if type(schema) is not int:
+        raise SnapshotError(
+            f"snapshot schema {schema!r} is not a schema number; the snapshot is not one "
+            "mfa_fsm wrote, so start the flow again"
+        )
+    if schema > SCHEMA_VERSION:
+        raise SnapshotError(
+            f"snapshot schema {schema} was written by a newer mfa_fsm (this one reads schema "
+            f"{SCHEMA_VERSION}); run the same mfa_fsm version on every server, or start the "
+            "flow again"
+        )
+    while schema < SCHEMA_VERSION:
+        step = MIGRATIONS.get(schema)
+        if step is None:
+            raise SnapshotError(
+                f"snapshot schema {schema} is too old for this mfa_fsm (schema "
+                f"{SCHEMA_VERSION}), which has no migration from it; start the flow again"
+            )
+        schema += 1
+        data = {**step(dict(data)), "schema": schema}
+    return data
 
 
 @attrs.frozen

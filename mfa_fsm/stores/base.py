@@ -14,19 +14,28 @@ one wins; the other gets :class:`~mfa_fsm.core.errors.FlowConflict` and should r
 flow and render its current state. A stored version never goes down, so an old snapshot
 saved again (a replay, or a request that lost the race) is refused as well.
 
+Compare-and-set alone would let both requests make their IdP calls, the loser only finding
+out when it saves. So a request *claims* the flow at the version it loaded before its first
+IdP call (``claim``, atomic in every backend): of the requests that loaded one version, one
+gets the claim and the others :class:`~mfa_fsm.core.errors.FlowBusy` (or FlowConflict, if the
+winner has already saved), so they never reach the IdP. Saving at that version ends the claim;
+a step that fails releases it (``release``), and a claim whose request died expires after its
+``ttl``. ``mfa_fsm.engine`` does all of this for the caller, one line per request.
+
 A record lives until ``snapshot.deadline + margin`` (:func:`expires_at`). The margin (default
 :data:`DEFAULT_MARGIN`, 300 s) keeps a flow that has just ended or timed out loadable, so its
 final page can still be rendered; after that ``load`` reports it missing.
 
-:class:`FlowStore` is the interface the engine takes; any object with these four methods
+:class:`FlowStore` is the interface the engine takes; any object with these six methods
 will do. :class:`RecordStore` implements it once for the backends shipped here (memory, SQL,
-Redis) on top of four primitive record operations, so that errors and version rules are
+Redis) on top of six primitive record operations, so that errors and version rules are
 exactly the same whatever the backend. The same primitives back :class:`StoreLedger`, the
 replay ledger of sealed client-side state (``mfa_fsm.stores.sealed``).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,7 +43,7 @@ from typing import Protocol
 
 import attrs
 
-from mfa_fsm.core.errors import FlowConflict, FlowNotFound, StoreError
+from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, StoreError
 from mfa_fsm.core.snapshot import Snapshot
 
 #: Seconds a record outlives its snapshot's deadline, so a finished flow can still be shown.
@@ -99,6 +108,17 @@ class FlowStore(Protocol):
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id``; deleting a flow that is not there is not an error."""
 
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
+        """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds, before a step's IdP calls.
+
+        Returns the claim's id, for :meth:`release`. Raises FlowBusy when another live claim
+        holds the flow, FlowConflict when it is no longer at ``version``, FlowNotFound when it
+        is gone; in each case nothing is changed. A ``save`` at ``version`` ends the claim.
+        """
+
+    def release(self, flow_id: str, claim: str) -> None:
+        """End the claim ``claim`` early (its step failed); a no-op if it has already ended."""
+
 
 class VersionLedger(Protocol):
     """The newest version of each flow, for refusing replayed sealed client-side state.
@@ -120,12 +140,22 @@ class VersionLedger(Protocol):
         advanced the flow first (or, for a new flow, when it is already recorded), FlowNotFound
         when the flow is no longer recorded, StoreError when ``version`` is not newer; in each
         case nothing is changed. The record is forgotten after ``expires_at`` (epoch seconds).
+        Advancing ends any claim on the flow.
         """
+
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
+        """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`."""
+
+    def release(self, flow_id: str, claim: str) -> None:
+        """End the claim ``claim`` early; a no-op if it has already ended."""
 
 
 @attrs.frozen
 class Record:
-    """What a backend keeps per key: the version to compare on, and an opaque payload."""
+    """What a backend keeps per key: the version to compare on, and an opaque payload.
+
+    A new record is never claimed: replacing a record is what ends its claim.
+    """
 
     version: int
     expires_at: float
@@ -136,7 +166,7 @@ class Record:
 
 
 class RecordStore(ABC):
-    """A :class:`FlowStore` built on four primitive operations that a backend implements.
+    """A :class:`FlowStore` built on six primitive operations that a backend implements.
 
     The primitives must each be atomic and must treat a record past its ``expires_at`` as
     absent. Everything else (version rules, error types and messages, expiry arithmetic)
@@ -169,6 +199,29 @@ class RecordStore(ABC):
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id``; deleting a flow that is not there is not an error."""
         self._remove(flow_id)
+
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
+        """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`.
+
+        Works on any key of the store, so :class:`StoreLedger` claims with it too.
+        """
+        if not ttl > 0:
+            raise StoreError("a claim's ttl must be positive: it is how long the claim lasts")
+        claim = secrets.token_hex(8)
+        if not self._claim(flow_id, version, claim, self._clock() + ttl):
+            # Read back only to say why (as for save); a claim that ended meanwhile makes
+            # this say "busy" where a retry would succeed, which is the advice given anyway.
+            actual = self._version_of(flow_id)
+            if actual is None:
+                raise FlowNotFound(flow_id)
+            if actual != version:
+                raise FlowConflict(flow_id, version, actual)
+            raise FlowBusy(flow_id, version)
+        return claim
+
+    def release(self, flow_id: str, claim: str) -> None:
+        """End the claim ``claim`` early; a no-op if it has already ended."""
+        self._release(flow_id, claim)
 
     # -- the rules, shared with StoreLedger ----------------------------------------------
 
@@ -217,6 +270,15 @@ class RecordStore(ABC):
     def _remove(self, key: str) -> None:
         """Drop the record, if any."""
 
+    @abstractmethod
+    def _claim(self, key: str, version: int, claim: str, until: float) -> bool:
+        """Mark the live record claimed by ``claim`` until ``until`` (epoch seconds), iff it
+        is at ``version`` and holds no claim that is still live; False otherwise."""
+
+    @abstractmethod
+    def _release(self, key: str, claim: str) -> None:
+        """Clear the record's claim iff it is ``claim``; otherwise change nothing."""
+
 
 class StoreLedger:
     """A :class:`VersionLedger` kept in any :class:`RecordStore` (memory, SQL or Redis).
@@ -244,3 +306,11 @@ class StoreLedger:
             self._records._create_record(flow_id, record)
         else:
             self._records._replace_record(flow_id, expected_version, record)
+
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
+        """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`."""
+        return self._records.claim(flow_id, version, ttl=ttl)
+
+    def release(self, flow_id: str, claim: str) -> None:
+        """End the claim ``claim`` early; a no-op if it has already ended."""
+        self._records.release(flow_id, claim)

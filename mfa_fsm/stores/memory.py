@@ -25,6 +25,8 @@ class MemoryStore(RecordStore):
     def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
         super().__init__(margin=margin, clock=clock)
         self._records: dict[str, Record] = {}
+        #: key -> (claim id, claimed until); every write of a record drops its entry.
+        self._claims: dict[str, tuple[str, float]] = {}
         # One lock for everything: each primitive is a few dict operations, and holding it
         # across check and write is what makes compare-and-set atomic.
         self._lock = threading.Lock()
@@ -40,12 +42,18 @@ class MemoryStore(RecordStore):
         if record is None or now < record.expires_at:
             return record
         del self._records[key]
+        self._claims.pop(key, None)
         return None
+
+    def _put(self, key: str, record: Record) -> None:
+        self._records[key] = record
+        self._claims.pop(key, None)
 
     def _sweep(self, now: float) -> int:
         expired = [key for key, record in self._records.items() if now >= record.expires_at]
         for key in expired:
             del self._records[key]
+            self._claims.pop(key, None)
         self._next_sweep = now + SWEEP_INTERVAL
         return len(expired)
 
@@ -54,7 +62,7 @@ class MemoryStore(RecordStore):
             now = self._clock()
             if self._live(key, now) is not None:
                 return False
-            self._records[key] = record
+            self._put(key, record)
             if now >= self._next_sweep:
                 self._sweep(now)
             return True
@@ -69,9 +77,28 @@ class MemoryStore(RecordStore):
             current = self._live(key, self._clock())
             if current is None or current.version != expected_version:
                 return False
-            self._records[key] = record
+            self._put(key, record)
             return True
 
     def _remove(self, key: str) -> None:
         with self._lock:
             self._records.pop(key, None)
+            self._claims.pop(key, None)
+
+    def _claim(self, key: str, version: int, claim: str, until: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            current = self._live(key, now)
+            if current is None or current.version != version:
+                return False
+            held = self._claims.get(key)
+            if held is not None and now < held[1]:
+                return False
+            self._claims[key] = (claim, until)
+            return True
+
+    def _release(self, key: str, claim: str) -> None:
+        with self._lock:
+            held = self._claims.get(key)
+            if held is not None and held[0] == claim:
+                del self._claims[key]

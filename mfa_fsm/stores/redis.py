@@ -2,15 +2,28 @@
 
 Each flow is one string key, ``prefix + flow_id``, holding ``"<version>\\n<snapshot JSON>"``
 with a TTL that ends at the snapshot's deadline plus the margin, so Redis itself forgets
-finished and abandoned flows. Every operation touches exactly one key, so the store works
-unchanged on Redis Cluster:
+finished and abandoned flows. While a request claims the flow, the first line also names the
+claim: ``"<version> <claimed until, epoch ms> <claim id>\\n<snapshot JSON>"``. Every operation
+touches exactly one key, so the store works unchanged on Redis Cluster:
 
 - ``create`` is ``SET key value NX PX ttl``: it writes only if the key is absent.
 - ``save`` runs a small Lua script (:data:`SWAP_SCRIPT`, sent as EVALSHA with an EVAL
   fallback) that reads the stored version and, only if it is the expected one, sets the new
   value and TTL. Redis runs a script without interleaving any other command, so no other
-  client can write between the check and the set.
+  client can write between the check and the set. The new value names no claim, so the same
+  write ends the claim.
+- ``claim`` and ``release`` are scripts too (:data:`CLAIM_SCRIPT`, :data:`RELEASE_SCRIPT`):
+  they rewrite the first line, keeping the payload and the TTL (``KEEPTTL``, Redis 6+).
 - ``load`` is ``GET``; ``delete`` is ``DEL``.
+
+The claim lives inside the flow's key rather than in a second key: a second key would have to
+share the flow key's Cluster slot (a ``{hash tag}``, which changes every flow's key name), would
+need its own expiry, and every script would touch two keys. Inside the key, the claim dies
+with the flow, and the swap that saves the next version cannot leave one behind. The price is
+that a claim or release rewrites the value (a few KiB, inside Redis, without a round trip for
+it), and that a claimed value is unreadable to an mfa_fsm from before claims: upgrade every
+worker together. Claim expiry is judged by the store's ``clock``
+(passed to the script), like the SQL store's; the TTL of the key is Redis's.
 
 Requires the ``redis`` extra (``pip install 'mfa_fsm[redis]'``). Connection errors propagate
 as ``redis`` exceptions; a ``save`` cut off that way may or may not have been applied.
@@ -33,8 +46,37 @@ from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 SWAP_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
-if string.match(current, '^(%d+)\\n') ~= ARGV[1] then return 0 end
+if string.match(current, '^(%d+)[ \\n]') ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+#: Claim one flow's key. ARGV: version, claim id, now and claimed-until in epoch ms. Returns 1
+#: when it claimed, 0 when the key is missing, at another version, or claimed until after now.
+CLAIM_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local cut = string.find(current, '\\n', 1, true)
+if not cut then return 0 end
+local head = string.sub(current, 1, cut - 1)
+local version, held_until = string.match(head, '^(%d+) (%d+) ')
+if not version then version = head end
+if version ~= ARGV[1] then return 0 end
+if held_until and tonumber(held_until) > tonumber(ARGV[3]) then return 0 end
+local claimed = version .. ' ' .. ARGV[4] .. ' ' .. ARGV[2] .. string.sub(current, cut)
+redis.call('SET', KEYS[1], claimed, 'KEEPTTL')
+return 1
+"""
+
+#: End a claim early. ARGV: the claim id. Changes nothing unless that claim is the one held.
+RELEASE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local cut = string.find(current, '\\n', 1, true)
+if not cut then return 0 end
+local version, claim = string.match(string.sub(current, 1, cut - 1), '^(%d+) %d+ (%x+)$')
+if claim ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], version .. string.sub(current, cut), 'KEEPTTL')
 return 1
 """
 
@@ -58,6 +100,8 @@ class RedisStore(RecordStore):
         self.client = client
         self.prefix = prefix
         self._swap_script = client.register_script(SWAP_SCRIPT)
+        self._claim_script = client.register_script(CLAIM_SCRIPT)
+        self._release_script = client.register_script(RELEASE_SCRIPT)
 
     def _ttl_ms(self, record: Record) -> int:
         # Redis refuses a TTL of 0; a record already past its expiry is stored for 1 ms,
@@ -80,12 +124,13 @@ class RedisStore(RecordStore):
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         head, newline, payload = text.partition("\n")
-        if not newline or not head.isdigit():
+        version = head.partition(" ")[0]  # the rest of the line names a claim, if any
+        if not newline or not version.isdigit():
             raise SnapshotError(
                 f"Redis key {self.prefix + key!r} does not hold an mfa_fsm record; is another "
                 "application using the same key prefix?"
             )
-        return int(head), payload
+        return int(version), payload
 
     def _swap(self, key: str, expected_version: int, record: Record) -> bool:
         written = self._swap_script(
@@ -96,3 +141,13 @@ class RedisStore(RecordStore):
 
     def _remove(self, key: str) -> None:
         self.client.delete(self.prefix + key)
+
+    def _claim(self, key: str, version: int, claim: str, until: float) -> bool:
+        claimed = self._claim_script(
+            keys=[self.prefix + key],
+            args=[str(version), claim, math.floor(self._clock() * 1000), math.ceil(until * 1000)],
+        )
+        return int(claimed) == 1
+
+    def _release(self, key: str, claim: str) -> None:
+        self._release_script(keys=[self.prefix + key], args=[claim])

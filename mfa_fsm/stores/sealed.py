@@ -42,7 +42,9 @@ both succeed. Give ``SealedState`` a :class:`~mfa_fsm.stores.base.VersionLedger`
 example ``StoreLedger(RedisStore(client, prefix="mfa_fsm:ledger:"))``) to close that hole: it
 keeps only the newest version number of each flow on the server, ``open`` refuses any token
 that is not the newest, and ``seal(..., expected_version=...)`` is a compare-and-set on that
-number, so of two concurrent requests exactly one wins.
+number, so of two concurrent requests exactly one wins. ``mfa_fsm.engine.SealedEngine`` also
+claims the flow on the ledger before a step's first IdP call, so the loser never reaches the
+IdP; without a ledger there is nothing to claim, and both requests make their IdP calls.
 
 Compression before encryption makes the token's length depend on the snapshot's content. That
 would matter if an attacker could place chosen text next to a secret in many tokens and watch

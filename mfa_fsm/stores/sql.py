@@ -2,22 +2,31 @@
 
 One table, one row per flow::
 
-    flow_id     primary key
-    version     the snapshot's step counter; compare-and-set compares on it
-    provider    copied from the snapshot, for operators' queries
-    state       copied from the snapshot, for operators' queries
-    expires_at  epoch seconds (deadline + margin); a row past it is invisible
-    payload     the snapshot's JSON
+    flow_id        primary key
+    version        the snapshot's step counter; compare-and-set compares on it
+    provider       copied from the snapshot, for operators' queries
+    state          copied from the snapshot, for operators' queries
+    expires_at     epoch seconds (deadline + margin); a row past it is invisible
+    payload        the snapshot's JSON
+    claim          the id of the request claiming the flow, or NULL
+    claimed_until  epoch seconds when that claim ends, or NULL
 
 Compare-and-set is one statement, ``UPDATE ... WHERE flow_id = :id AND version = :expected``,
-and succeeds iff it changed a row. That is atomic on SQLite (writers are serialised by the
-database lock) and on PostgreSQL at READ COMMITTED (a concurrent UPDATE of the same row waits
-for the first to commit, then re-checks the WHERE clause against the new row, finds the
-version moved, and changes nothing). Expired rows stay in the table, invisible, until
+and succeeds iff it changed a row; it also sets ``claim`` and ``claimed_until`` to NULL, which
+ends the claim. A claim is one statement too: ``UPDATE ... SET claim = :claim, claimed_until =
+:until WHERE flow_id = :id AND version = :v AND (claimed_until IS NULL OR claimed_until <=
+:now)``. Both are atomic on SQLite (writers are serialised by the database lock) and on
+PostgreSQL at READ COMMITTED (a concurrent UPDATE of the same row waits for the first to
+commit, then re-checks the WHERE clause against the new row, finds the version moved or the
+claim taken, and changes nothing). Expired rows stay in the table, invisible, until
 :meth:`SqlStore.purge_expired` deletes them; run it from a periodic job.
 
-The time used for expiry is the store's ``clock`` (this process's), not the database's, so
-that every backend expires records the same way and tests can move time.
+The time used for expiry and claims is the store's ``clock`` (this process's), not the
+database's, so that every backend expires records the same way and tests can move time; the
+servers' clocks must agree to well within a claim's ttl (NTP does).
+
+A table made by an mfa_fsm from before claims gains the two claim columns on first use
+(``ALTER TABLE ... ADD COLUMN``, both nullable, so existing rows stay valid and unclaimed).
 
 Requires the ``sql`` extra (``pip install 'mfa_fsm[sql]'``: SQLAlchemy 2 and psycopg 3);
 PostgreSQL URLs look like ``postgresql+psycopg://user:password@host/dbname``.
@@ -32,6 +41,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
+
+#: Columns that tables made before claims existed lack; ``create_schema`` adds them.
+_CLAIM_COLUMNS = ("claim", "claimed_until")
 
 
 class SqlStore(RecordStore):
@@ -63,7 +75,12 @@ class SqlStore(RecordStore):
             sa.Column("state", sa.String(64), nullable=False),
             sa.Column("expires_at", sa.Float, nullable=False, index=True),
             sa.Column("payload", sa.Text, nullable=False),
+            sa.Column("claim", sa.String(32), nullable=True),
+            sa.Column("claimed_until", sa.Float, nullable=True),
         )
+        # Every operation but create is one statement, atomic on its own, so it runs in
+        # autocommit mode: that spares a BEGIN and a COMMIT round trip each on PostgreSQL.
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -73,7 +90,8 @@ class SqlStore(RecordStore):
             self.engine.dispose()
 
     def create_schema(self) -> None:
-        """Create the table and its index if they do not exist; done on first use anyway."""
+        """Create the table and its index if they do not exist, and add the claim columns to
+        a table made before claims existed; done on first use anyway."""
         with self._schema_lock:
             if self._schema_ready:
                 return
@@ -84,15 +102,40 @@ class SqlStore(RecordStore):
                 # CREATE (PostgreSQL then reports a duplicate); only that case is fine.
                 if not sa.inspect(self.engine).has_table(self.table.name):
                     raise
+            for name in _CLAIM_COLUMNS:
+                self._add_column(name)
             self._schema_ready = True
+
+    def _columns(self) -> set[str]:
+        return {column["name"] for column in sa.inspect(self.engine).get_columns(self.table.name)}
+
+    def _add_column(self, name: str) -> None:
+        if name in self._columns():
+            return
+        column = self.table.c[name]
+        quote = self.engine.dialect.identifier_preparer
+        ddl = (
+            f"ALTER TABLE {quote.format_table(self.table)} ADD COLUMN "
+            f"{quote.format_column(column)} {column.type.compile(self.engine.dialect)}"
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(ddl))
+        except DBAPIError:
+            # As for the table: another process may have added it first.
+            if name not in self._columns():
+                raise
 
     def purge_expired(self) -> int:
         """Delete every expired row now; returns how many were deleted."""
-        self.create_schema()
         t = self.table
-        with self.engine.begin() as conn:
-            result = conn.execute(sa.delete(t).where(t.c.expires_at <= self._clock()))
-            return result.rowcount
+        return self._rowcount(sa.delete(t).where(t.c.expires_at <= self._clock()))
+
+    def _rowcount(self, statement: sa.Executable) -> int:
+        """Run one data-changing statement on its own; how many rows it changed."""
+        self.create_schema()
+        with self._autocommit.connect() as conn:
+            return conn.execute(statement).rowcount
 
     def _values(self, key: str, record: Record) -> dict[str, object]:
         return {
@@ -102,6 +145,8 @@ class SqlStore(RecordStore):
             "state": record.state,
             "expires_at": record.expires_at,
             "payload": record.payload,
+            "claim": None,
+            "claimed_until": None,
         }
 
     def _insert(self, key: str, record: Record) -> bool:
@@ -125,12 +170,11 @@ class SqlStore(RecordStore):
         query = sa.select(t.c.version, t.c.payload).where(
             t.c.flow_id == key, t.c.expires_at > self._clock()
         )
-        with self.engine.connect() as conn:
+        with self._autocommit.connect() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else (row.version, row.payload)
 
     def _swap(self, key: str, expected_version: int, record: Record) -> bool:
-        self.create_schema()
         t = self.table
         statement = (
             sa.update(t)
@@ -141,11 +185,31 @@ class SqlStore(RecordStore):
             )
             .values(self._values(key, record))
         )
-        with self.engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+        return self._rowcount(statement) == 1
 
     def _remove(self, key: str) -> None:
-        self.create_schema()
         t = self.table
-        with self.engine.begin() as conn:
-            conn.execute(sa.delete(t).where(t.c.flow_id == key))
+        self._rowcount(sa.delete(t).where(t.c.flow_id == key))
+
+    def _claim(self, key: str, version: int, claim: str, until: float) -> bool:
+        t = self.table
+        now = self._clock()
+        statement = (
+            sa.update(t)
+            .where(
+                t.c.flow_id == key,
+                t.c.version == version,
+                t.c.expires_at > now,
+                sa.or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now),
+            )
+            .values(claim=claim, claimed_until=until)
+        )
+        return self._rowcount(statement) == 1
+
+    def _release(self, key: str, claim: str) -> None:
+        t = self.table
+        self._rowcount(
+            sa.update(t)
+            .where(t.c.flow_id == key, t.c.claim == claim)
+            .values(claim=None, claimed_until=None)
+        )

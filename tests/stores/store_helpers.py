@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import redis
 
-from mfa_fsm.core.errors import FlowConflict
+from mfa_fsm.core.errors import FlowBusy, FlowConflict
 from mfa_fsm.core.snapshot import Challenge, Choice, Snapshot
 from mfa_fsm.stores.base import RecordStore
 from mfa_fsm.stores.memory import MemoryStore
@@ -129,6 +129,41 @@ def realistic_snapshot(now: float) -> Snapshot:
     )
 
 
+@attrs.define
+class StoreKit:
+    """A store under test, with the clock it reads and the means to let time pass."""
+
+    kind: str
+    target: str
+    clock: FakeClock
+    stores: list[RecordStore] = attrs.field(factory=list)
+
+    def make(self, **options: Any) -> RecordStore:
+        """Another store on the same backend and clock (closed when the test ends)."""
+        options.setdefault("margin", TEST_MARGIN)
+        store = build_store(self.kind, self.target, clock=self.clock, **options)
+        self.stores.append(store)
+        return store
+
+    @property
+    def store(self) -> RecordStore:
+        """The test's main store (made on first use)."""
+        if not self.stores:
+            self.make()
+        return self.stores[0]
+
+    def let_time_pass(self, seconds: float) -> None:
+        """Move the clock; Redis counts TTLs on its own clock, so for it really wait."""
+        self.clock.advance(seconds)
+        if self.kind == "redis":
+            time.sleep(seconds)
+
+    def close(self) -> None:
+        """Close every store made (SQL engines, Redis clients)."""
+        for store in self.stores:
+            close_store(store)
+
+
 def build_store(kind: str, target: str, *, clock: Any = time.time, **options: Any) -> RecordStore:
     """A store of ``kind``; ``target`` is the SQL URL or the Redis URL (unused for memory)."""
     if kind == "memory":
@@ -205,3 +240,24 @@ def contend_in_threads(store: RecordStore, flow_id: str, workers: int, rounds: i
     if errors:
         raise errors[0]
     return results
+
+
+def claim_in_threads(store: RecordStore, flow_id: str, workers: int) -> list[str]:
+    """``workers`` threads claim version 0 of one flow at once; "claimed" or "busy" each."""
+    barrier = threading.Barrier(workers)
+    outcomes: list[str] = []
+
+    def work() -> None:
+        barrier.wait(timeout=60)
+        try:
+            store.claim(flow_id, 0, ttl=30)
+            outcomes.append("claimed")
+        except FlowBusy:
+            outcomes.append("busy")
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes

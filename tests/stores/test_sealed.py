@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from mfa_fsm.core.errors import (
+    FlowBusy,
     FlowConflict,
     FlowNotFound,
     SealedStateError,
@@ -19,10 +20,10 @@ from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.sealed import SealedState
-from tests.stores.conftest import StoreKit
 from tests.stores.store_helpers import (
     STORE_KINDS,
     FakeClock,
+    StoreKit,
     advanced,
     make_snapshot,
     realistic_snapshot,
@@ -224,6 +225,30 @@ def test_replay_is_refused_with_a_ledger(
     with pytest.raises(SealedStateError, match="replayed"):
         sealed.open(old_token, flow_id=snapshot.flow_id)
     assert sealed.open(new_token, flow_id=snapshot.flow_id) == advanced(snapshot)
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_ledger_claims_a_flow_until_the_next_seal(
+    make_kit: Callable[[str], StoreKit], kind: str, clock: FakeClock
+) -> None:
+    """A ledger claim holds off a second claim at that version; sealing the next one ends it."""
+    kit = make_kit(kind)
+    namespace = {"prefix": "mfa_fsm:ledger:"} if kind == "redis" else {}
+    if kind in ("sqlite", "postgresql"):
+        namespace = {"table": "mfa_fsm_ledger"}
+    ledger = StoreLedger(kit.make(**namespace))
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, ledger=ledger)
+    snapshot = make_snapshot(now=clock())
+    sealed.seal(snapshot)
+    claim = ledger.claim(snapshot.flow_id, 0, ttl=30)
+    with pytest.raises(FlowBusy):
+        ledger.claim(snapshot.flow_id, 0, ttl=30)
+    ledger.release(snapshot.flow_id, claim)
+    ledger.claim(snapshot.flow_id, 0, ttl=30)
+    sealed.seal(advanced(snapshot), expected_version=0)
+    ledger.claim(snapshot.flow_id, 1, ttl=30)
+    with pytest.raises(FlowConflict):
+        ledger.claim(snapshot.flow_id, 0, ttl=30)
 
 
 def test_concurrent_steps_with_a_ledger_have_one_winner(clock: FakeClock) -> None:

@@ -16,16 +16,17 @@ import redis
 import sqlalchemy as sa
 
 from mfa_fsm import stores
-from mfa_fsm.core.errors import FlowConflict, FlowNotFound, SnapshotError, StoreError
+from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, SnapshotError, StoreError
 from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
 from mfa_fsm.stores.memory import SWEEP_INTERVAL, MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
-from tests.stores.conftest import StoreKit
 from tests.stores.store_helpers import (
     TEST_MARGIN,
     FakeClock,
+    StoreKit,
     advanced,
+    claim_in_threads,
     contend_in_process,
     contend_in_threads,
     make_snapshot,
@@ -153,6 +154,95 @@ def test_two_stores_on_one_backend_see_the_same_flows(
     assert kit.store.load(snapshot.flow_id).version == 1
     with pytest.raises(FlowConflict):
         kit.store.save(advanced(snapshot), expected_version=0)
+
+
+# -- claims: one request at a time reaches the IdP ---------------------------------------------
+
+
+def test_claim_holds_off_a_second_claim_until_released(kit: StoreKit) -> None:
+    """While a claim is live a second claim at that version is FlowBusy; release ends it."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    claim = kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    with pytest.raises(FlowBusy) as raised:
+        kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    assert (raised.value.expected, raised.value.actual) == (0, 0)
+    assert isinstance(raised.value, FlowConflict)
+    kit.store.release(snapshot.flow_id, claim)
+    kit.store.claim(snapshot.flow_id, 0, ttl=30)
+
+
+def test_claimed_flow_still_loads_and_saving_ends_the_claim(kit: StoreKit) -> None:
+    """A claim hides nothing from load; the save at its version ends it."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    assert kit.store.load(snapshot.flow_id) == snapshot
+    kit.store.save(advanced(snapshot), expected_version=0)
+    assert kit.store.load(snapshot.flow_id) == advanced(snapshot)
+    kit.store.claim(snapshot.flow_id, 1, ttl=30)
+
+
+def test_claim_at_a_stale_version_conflicts(kit: StoreKit) -> None:
+    """Claiming a version the flow has left is FlowConflict with the stored version."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    kit.store.save(advanced(snapshot), expected_version=0)
+    with pytest.raises(FlowConflict) as raised:
+        kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    assert type(raised.value) is FlowConflict
+    assert (raised.value.expected, raised.value.actual) == (0, 1)
+
+
+def test_claim_of_a_missing_flow(kit: StoreKit) -> None:
+    """Claiming a flow that is not stored is FlowNotFound; releasing it is no error."""
+    flow_id = new_flow_id()
+    with pytest.raises(FlowNotFound):
+        kit.store.claim(flow_id, 0, ttl=30)
+    kit.store.release(flow_id, "0123456789abcdef")
+
+
+def test_claim_expires_and_a_stale_release_spares_the_next_claim(kit: StoreKit) -> None:
+    """A claim ends after its ttl; its late release leaves the claim taken since untouched."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    stale = kit.store.claim(snapshot.flow_id, 0, ttl=0.5)
+    kit.let_time_pass(0.6)
+    current = kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    kit.store.release(snapshot.flow_id, stale)
+    with pytest.raises(FlowBusy):
+        kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    kit.store.release(snapshot.flow_id, current)
+    kit.store.claim(snapshot.flow_id, 0, ttl=30)
+
+
+def test_claims_change_neither_payload_nor_expiry(kit: StoreKit) -> None:
+    """Claiming and releasing keep the snapshot and its expiry as they were."""
+    snapshot = make_snapshot(now=kit.clock(), lifetime=0.5)
+    kit.store.create(snapshot)
+    kit.store.release(snapshot.flow_id, kit.store.claim(snapshot.flow_id, 0, ttl=30))
+    kit.store.claim(snapshot.flow_id, 0, ttl=30)
+    assert kit.store.load(snapshot.flow_id) == snapshot
+    kit.let_time_pass(0.5 + TEST_MARGIN + 0.3)
+    with pytest.raises(FlowNotFound):
+        kit.store.load(snapshot.flow_id)
+
+
+@pytest.mark.parametrize("ttl", [0, -1.0])
+def test_claim_ttl_must_be_positive(kit: StoreKit, ttl: float) -> None:
+    """A claim that would end at once is a usage error."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    with pytest.raises(StoreError, match="ttl"):
+        kit.store.claim(snapshot.flow_id, 0, ttl=ttl)
+
+
+def test_concurrent_claims_have_one_winner(kit: StoreKit) -> None:
+    """Threads claiming one version at the same instant: exactly one gets the claim."""
+    snapshot = make_snapshot(now=kit.clock())
+    kit.store.create(snapshot)
+    outcomes = claim_in_threads(kit.store, snapshot.flow_id, WORKERS)
+    assert sorted(outcomes) == ["busy"] * (WORKERS - 1) + ["claimed"]
 
 
 # -- concurrency: real threads and processes against real servers ----------------------------
@@ -314,6 +404,67 @@ def test_sql_errors_propagate_and_change_nothing(tmp_path: Any) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_sql_table_of_the_first_release_gains_the_claim_columns(
+    make_kit: Callable[[str], StoreKit], kind: str
+) -> None:
+    """A table made before claims existed gets the claim columns; its rows load and claim."""
+    kit = make_kit(kind)
+    table = f"flows_{new_flow_id().replace('-', '_')}"
+    old = sa.Table(
+        table,
+        sa.MetaData(),
+        sa.Column("flow_id", sa.String(255), primary_key=True),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(64), nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False, index=True),
+        sa.Column("payload", sa.Text, nullable=False),
+    )
+    snapshot = make_snapshot(now=kit.clock())
+    engine = sa.create_engine(kit.target)
+    old.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(old).values(
+                flow_id=snapshot.flow_id,
+                version=0,
+                provider=snapshot.provider,
+                state=snapshot.state,
+                expires_at=kit.clock() + 60,
+                payload=snapshot.to_json(),
+            )
+        )
+    first, second = kit.make(table=table), kit.make(table=table)
+    assert first.load(snapshot.flow_id) == snapshot
+    columns = {column["name"] for column in sa.inspect(engine).get_columns(table)}
+    assert {"claim", "claimed_until"} <= columns
+    assert isinstance(second, SqlStore)
+    second.create_schema()  # a second process finds the columns already there
+    first.claim(snapshot.flow_id, 0, ttl=30)
+    with pytest.raises(FlowBusy):
+        second.claim(snapshot.flow_id, 0, ttl=30)
+    second.save(advanced(snapshot), expected_version=0)
+    assert first.load(snapshot.flow_id) == advanced(snapshot)
+    engine.dispose()
+
+
+def test_sql_column_race_is_tolerated(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If another process adds a claim column between our look and our ALTER, all is well."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    store, other = SqlStore(url), SqlStore(url)
+    other.create_schema()
+    present = store._columns()
+    # Our first look misses the column, so our ALTER runs and fails for real (duplicate
+    # column); the second look, after the failure, finds it.
+    looks = iter([present - {"claim"}, present])
+    monkeypatch.setattr(store, "_columns", lambda: next(looks))
+    store._add_column("claim")
+    assert next(looks, None) is None
+    store.close()
+    other.close()
+
+
 def test_redis_ttl_follows_deadline_plus_margin(make_kit: Callable[[str], StoreKit]) -> None:
     """The flow is one key whose TTL ends at deadline + margin, set again by each save."""
     kit = make_kit("redis")
@@ -325,6 +476,8 @@ def test_redis_ttl_follows_deadline_plus_margin(make_kit: Callable[[str], StoreK
     assert 89_000 < store.client.pttl(key) <= 90_000
     store.save(advanced(snapshot, deadline=kit.clock() + 600), expected_version=0)
     assert 629_000 < store.client.pttl(key) <= 630_000
+    store.claim(snapshot.flow_id, 1, ttl=30)
+    assert 628_000 < store.client.pttl(key) <= 630_000
     assert store.client.keys(store.prefix + "*") == [key.encode()]
 
 

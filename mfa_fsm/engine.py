@@ -1,0 +1,321 @@
+"""The facade a stateless web handler calls once per request: load, step, save, render.
+
+::
+
+    engine = Engine(RedisStore(redis.Redis()), [EntrustConfig(...)])
+    view = engine.start("entrust", user_id="jsmith")                 # the first request
+    view = engine.send(view.flow_id, "submit_first_factor")          # every later one
+    view = engine.send(flow_id, "submit_response", response=code)
+
+Theory of operation
+-------------------
+``Engine.send(flow_id, event, **data)`` is one request:
+
+1. load the flow's snapshot from the store (FlowNotFound: unknown or expired; no IdP call);
+2. restore it with its provider's flow class and configuration, and send it the event;
+3. the first time the step is about to call the IdP, claim the flow at the loaded version for
+   ``claim_ttl`` seconds: a request that lost the race gets FlowBusy (another request holds
+   the claim) or FlowConflict (the flow has already moved on) *instead of* making that call;
+4. if the step advanced the flow, save it with compare-and-set on the loaded version, which
+   also ends the claim; if anything raised, release the claim and re-raise, with the stored
+   flow exactly as it was;
+5. return the view of the new state.
+
+A step that calls no IdP (a poll before ``next_poll_at``, an event the state does not take,
+malformed input) claims nothing, and a step that leaves the version as it was saves nothing:
+neither writes to the store.
+
+The claim keeps a losing request away from the IdP; compare-and-set keeps the store right even
+when a claim expired under a step slower than ``claim_ttl``: then both requests reached the
+IdP, the first to save wins, the other gets FlowConflict and a ``mfa_fsm.step_lost`` warning
+is logged. So set ``claim_ttl`` above the longest step (see :data:`DEFAULT_CLAIM_TTL`).
+
+:class:`SealedEngine` runs the same steps on sealed client-side state: the snapshot travels in
+a token, and the claim is taken on the :class:`~mfa_fsm.stores.sealed.SealedState`'s replay
+ledger. Without a ledger there is nothing on the server to claim, so two requests carrying the
+same token both reach the IdP (see ``mfa_fsm.stores.sealed``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import structlog
+
+from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
+from mfa_fsm.core.flow import Clock, Flow
+from mfa_fsm.core.snapshot import FlowView, Snapshot
+from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+from mfa_fsm.stores.base import FlowStore
+
+if TYPE_CHECKING:
+    from mfa_fsm.stores.sealed import SealedState
+
+#: Seconds a step may hold its flow's claim. A step's longest IdP exchange is a retried poll:
+#: three tries at the default transport's 3 s connect + 10 s read timeouts, plus the retry
+#: budget's 4 s of waiting (``mfa_fsm.core.retry``), about 43 s. A request that dies holding
+#: the claim keeps its flow busy this long.
+DEFAULT_CLAIM_TTL = 60.0
+
+log = structlog.get_logger("mfa_fsm")
+
+Saved = TypeVar("Saved")
+
+
+class _Claims(Protocol):
+    """Where a step claims its flow: a FlowStore, or the replay ledger of sealed state."""
+
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> str: ...
+
+    def release(self, flow_id: str, claim: str) -> None: ...
+
+
+class _ClaimFirst:
+    """The transport one step runs with: it claims the flow just before the first IdP call."""
+
+    def __init__(self, inner: Transport, take: Callable[[], str] | None) -> None:
+        self._inner = inner
+        self._take = take
+        self.claim: str | None = None
+        self.refused: StoreError | None = None
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        if self.claim is None and self._take is not None:
+            try:
+                self.claim = self._take()
+            except StoreError as exc:
+                # Kept as well as raised: a handler may swallow the errors of a best-effort
+                # call (an IdP cancel), and the engine must not save that step's outcome.
+                self.refused = exc
+                raise
+        return self._inner.send(request)
+
+
+class _Facade:
+    """What both engines share: the provider table, and one step from loaded to saved."""
+
+    def __init__(
+        self,
+        configs: Iterable[object],
+        *,
+        transport: Transport | None,
+        clock: Clock,
+        claim_ttl: float,
+    ) -> None:
+        if not claim_ttl > 0:
+            raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
+        self._flows = _flows_for(configs)
+        self.transport: Transport = transport or RequestsTransport()
+        self.clock = clock
+        self.claim_ttl = claim_ttl
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers this engine runs flows of, sorted."""
+        return tuple(sorted(self._flows))
+
+    def _flow_class(self, provider: str) -> tuple[type[Flow], object]:
+        found = self._flows.get(provider)
+        if found is None:
+            raise UsageError(
+                f"this engine has no configuration for provider {provider!r}; it runs "
+                f"{list(self.providers)}: pass that provider's config to the engine"
+            )
+        return found
+
+    def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
+        flow_class, config = self._flow_class(provider)
+        return flow_class.start(
+            config=config, transport=self.transport, clock=self.clock, **options
+        )
+
+    def _step(
+        self,
+        snapshot: Snapshot,
+        event: str,
+        data: Mapping[str, Any],
+        *,
+        claims: _Claims | None,
+        save: Callable[[Snapshot], Saved],
+    ) -> tuple[FlowView, Saved | None]:
+        """Send ``event`` to the flow in ``snapshot`` and save what it became (see the module
+        docs); returns the view and what ``save`` returned (None if nothing was saved)."""
+        flow_class, config = self._flow_class(snapshot.provider)
+        take = None
+        if claims is not None:
+            take = partial(claims.claim, snapshot.flow_id, snapshot.version, ttl=self.claim_ttl)
+        gate = _ClaimFirst(self.transport, take)
+        flow = flow_class.restore(snapshot, config=config, transport=gate, clock=self.clock)
+        saved: Saved | None = None
+        claim_ended = False  # by the save
+        try:
+            view = flow.send(event, **data)
+            if gate.refused is not None:
+                raise gate.refused
+            if flow.version != snapshot.version:
+                try:
+                    saved = save(flow.snapshot())
+                except FlowConflict:
+                    if gate.claim is not None:
+                        log.warning(
+                            "mfa_fsm.step_lost",
+                            flow_id=snapshot.flow_id,
+                            provider=snapshot.provider,
+                            flow_event=event,
+                            version=snapshot.version,
+                            hint="a step outlasted its claim; raise claim_ttl",
+                        )
+                    raise
+                claim_ended = True
+        finally:
+            if gate.claim is not None and claims is not None and not claim_ended:
+                _release_quietly(claims, snapshot.flow_id, gate.claim)
+        return view, saved
+
+
+class Engine(_Facade):
+    """Runs flows kept in a server-side :class:`~mfa_fsm.stores.base.FlowStore`, one call per
+    web request (see the module docs for what each call does).
+
+    ``configs`` holds one configuration per provider the application uses (an
+    ``EntrustConfig``, ...); each is matched to the flow class whose ``config_type`` it is, so
+    a provider's flow module must be imported first. ``transport`` carries every flow's IdP
+    calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
+    ``claim_ttl`` bounds how long one step may hold its flow. The engine keeps no state of its
+    own between calls: share one between threads, or make one per process.
+    """
+
+    def __init__(
+        self,
+        store: FlowStore,
+        configs: Iterable[object],
+        *,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
+    ) -> None:
+        super().__init__(configs, transport=transport, clock=clock, claim_ttl=claim_ttl)
+        self.store = store
+
+    def start(self, provider: str, /, **options: Any) -> FlowView:
+        """Begin a flow of ``provider``, store it, and return its first view.
+
+        ``options`` go to the provider's ``start`` (Entrust: ``user_id``, ``first_factor``,
+        ``flow_id``). Raises what that ``start`` raises, with nothing stored, and FlowConflict
+        when a ``flow_id`` given is already taken (the IdP was asked, nothing is stored).
+        """
+        flow = self._begin(provider, options)
+        self.store.create(flow.snapshot())
+        return flow.view()
+
+    def send(self, flow_id: str, event: str, /, **data: Any) -> FlowView:
+        """Advance ``flow_id`` by one event and return the view of its new state.
+
+        Raises FlowNotFound (unknown or expired id), FlowBusy or FlowConflict (another request
+        is advancing the flow, or already has), each before any IdP call, and whatever
+        ``Flow.send`` raises: EventNotAllowed, InvalidInput, IdpError, TransportError. After
+        any error the stored flow is unchanged and unclaimed, so the event may be sent again.
+        """
+        snapshot = self.store.load(flow_id)
+        save = partial(self.store.save, expected_version=snapshot.version)
+        view, _ = self._step(snapshot, event, data, claims=self.store, save=save)
+        return view
+
+    def view(self, flow_id: str) -> FlowView:
+        """The view of ``flow_id``'s current state, from the store alone: no IdP call, no write.
+
+        Raises FlowNotFound for an unknown or expired id.
+        """
+        return FlowView.of(self.store.load(flow_id))
+
+    def delete(self, flow_id: str) -> None:
+        """Forget ``flow_id`` now, e.g. once a completed flow's result is in the session; a
+        missing flow is no error. Otherwise flows are forgotten at deadline + margin."""
+        self.store.delete(flow_id)
+
+
+class SealedEngine(_Facade):
+    """Runs flows whose snapshots travel with the client as sealed tokens, one call per request.
+
+    Like :class:`Engine`, with a :class:`~mfa_fsm.stores.sealed.SealedState` instead of a
+    store: every call takes the client's token and returns the token to give back. Give the
+    ``SealedState`` a replay ledger to refuse old tokens and to keep concurrent requests with
+    one token from both reaching the IdP; without one, both happen (see the module docs).
+    """
+
+    def __init__(
+        self,
+        sealed: SealedState,
+        configs: Iterable[object],
+        *,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
+    ) -> None:
+        super().__init__(configs, transport=transport, clock=clock, claim_ttl=claim_ttl)
+        self.sealed = sealed
+
+    def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:
+        """Begin a flow of ``provider``; returns its first view and the token for the client.
+
+        Raises what the provider's ``start`` raises; with a ledger, FlowConflict when a
+        ``flow_id`` given is already recorded. No token is made on error.
+        """
+        flow = self._begin(provider, options)
+        return flow.view(), self.sealed.seal(flow.snapshot())
+
+    def send(self, token: str, flow_id: str, event: str, /, **data: Any) -> tuple[FlowView, str]:
+        """Advance the flow sealed in ``token`` by one event; returns the view and the new token.
+
+        Raises SealedStateError for a token that does not open (forged, expired, another
+        flow's, or, with a ledger, replayed), FlowBusy or FlowConflict (with a ledger: another
+        request is advancing the flow) before any IdP call, and whatever ``Flow.send`` raises.
+        After any error ``token`` is still the flow's current token. A step that did not
+        advance the flow returns ``token`` itself.
+        """
+        snapshot = self.sealed.open(token, flow_id=flow_id)
+        save = partial(self.sealed.seal, expected_version=snapshot.version)
+        view, new_token = self._step(snapshot, event, data, claims=self.sealed.ledger, save=save)
+        return view, token if new_token is None else new_token
+
+    def view(self, token: str, flow_id: str) -> FlowView:
+        """The view of the flow sealed in ``token``: no IdP call, no write.
+
+        Raises SealedStateError when the token does not open (see :meth:`send`).
+        """
+        return FlowView.of(self.sealed.open(token, flow_id=flow_id))
+
+
+def _flows_for(configs: Iterable[object]) -> dict[str, tuple[type[Flow], object]]:
+    """Provider name -> (flow class, configuration), for each configuration given."""
+    given: dict[type, object] = {}
+    for config in configs:
+        if type(config) in given:
+            raise UsageError(
+                f"two {type(config).__name__} were given; an engine takes one configuration "
+                "per provider, so make one engine per tenant"
+            )
+        given[type(config)] = config
+    flows = {}
+    for provider, flow_class in Flow.providers.items():
+        config_type = getattr(flow_class, "config_type", None)
+        if config_type in given:
+            flows[provider] = (flow_class, given[config_type])
+    matched = {type(config) for _, config in flows.values()}
+    for config_type in given.keys() - matched:
+        raise UsageError(
+            f"no flow class takes a {config_type.__name__}; import the provider's flow module "
+            "before making the engine (a flow class names its configuration in config_type)"
+        )
+    return flows
+
+
+def _release_quietly(claims: _Claims, flow_id: str, claim: str) -> None:
+    try:
+        claims.release(flow_id, claim)
+    except Exception as exc:
+        # The step's own error (or result) matters more; the claim ends after claim_ttl anyway.
+        log.warning("mfa_fsm.release_failed", flow_id=flow_id, error=type(exc).__name__)
