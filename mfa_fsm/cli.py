@@ -1,11 +1,14 @@
-"""The ``mfa-fsm`` command: a terminal login, the emulators on their own, and the diagrams.
+"""The ``mfa-fsm`` command: the web demo, a terminal login, the emulators, and the diagrams.
 
 ::
 
+    mfa-fsm demo [--port 8700]               the login pages and both emulators, on loopback
     mfa-fsm login --emulator                 walk through an Entrust login against the emulator
+    mfa-fsm login --provider cyberark --emulator                ... a CyberArk one
     mfa-fsm login --base-url URL --application-id ID --user jsmith   ... against a real tenant
     mfa-fsm emulate                          run the IdP emulators until Ctrl-C
     mfa-fsm diagrams [--check]               write (or check) diagrams/ from the machines
+    mfa-fsm diagrams --flow ID --store URL   print a live flow's diagram, its state marked
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import ipaddress
 import logging
 import os
+import signal
 import sys
 import threading
 import time
+import urllib.error
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+import attrs
 import structlog
 
 from mfa_fsm import diagrams
@@ -29,10 +36,17 @@ from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import MfaError, UsageError
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.core.snapshot import FlowView
-from mfa_fsm.entrust import EntrustConfig, EntrustFlow
+from mfa_fsm.cyberark import CyberArkConfig
+from mfa_fsm.entrust import EntrustConfig
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator, control
+from mfa_fsm.web import events
+
+if TYPE_CHECKING:
+    from mfa_fsm.stores.base import FlowStore
 
 SPINNER = "|/-\\"
+#: Challenge kinds whose code a person may type while the flow is also polled (an SMS link).
+CODE_KINDS = frozenset({"otp", "token"})
 
 
 class Terminal:
@@ -67,7 +81,11 @@ class Terminal:
 
 
 def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = None) -> FlowView:
-    """Drive ``flow`` to its end, asking the person at ``term`` for each input."""
+    """Drive ``flow`` to its end, asking the person at ``term`` for each input.
+
+    Works for every provider: what to ask is read from the view (see
+    :mod:`mfa_fsm.web.events`, which the web pages use too).
+    """
     steps = {
         "AwaitingFirstFactor": _first_factor,
         "AwaitingSecondFactor": _pick_second_factor,
@@ -82,14 +100,32 @@ def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = N
     return view
 
 
+def _form(values: dict[str, str]) -> events.Form:
+    return lambda name: values.get(name, "")
+
+
 def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
-    if view.challenge is not None and view.challenge.kind == "password":
-        prefix = "Wrong password. " if view.challenge.rejected else ""
-        return flow.send(
-            "submit_first_factor", password=term.ask(f"{prefix}Password: ", secret=True)
-        )
-    term.say("First factor checked by the application; asking the IdP what next.")
+    challenge = view.challenge
+    if challenge is None:
+        return _pick_second_factor(flow, view, term)
+    if events.typed_first_factor(view):
+        prefix = "Wrong password. " if challenge.rejected else ""
+        values = {"answer": term.ask(f"{prefix}{challenge.prompt or 'Password'}: ", secret=True)}
+        if len(challenge.questions) > 1:
+            values = _ask_questions(challenge.questions, term)
+        return flow.send("submit_first_factor", **events.first_factor_data(view, _form(values)))
+    if challenge.kind == "external":
+        term.say("First factor checked by the application; asking the IdP what next.")
+    else:
+        term.say(challenge.prompt)
     return flow.send("submit_first_factor")
+
+
+def _ask_questions(questions: Sequence[str], term: Terminal) -> dict[str, str]:
+    return {
+        f"answer-{number}": term.ask(f"{question} ", secret=True)
+        for number, question in enumerate(questions)
+    }
 
 
 def _pick_second_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -97,10 +133,10 @@ def _pick_second_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if not usable:
         raise UsageError("the IdP offers no second factor mfa_fsm can drive")
     choice = usable[term.choose("Second factor", [c.label for c in usable])]
-    delivery = None
+    values = {"factor": choice.id}
     if len(choice.deliveries) > 1:
-        delivery = choice.deliveries[term.choose("Send the code by", choice.deliveries)]
-    return flow.send("select_second_factor", factor=choice.id, delivery=delivery)
+        values["delivery"] = choice.deliveries[term.choose("Send the code by", choice.deliveries)]
+    return flow.send("select_second_factor", **events.select_data(view, _form(values)))
 
 
 def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -110,15 +146,23 @@ def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if challenge.rejected:
         left = challenge.attempts_left
         term.say("That was not right." + (f" {left} attempt(s) left." if left else ""))
-    if challenge.questions:
-        answers = [term.ask(f"{question} ", secret=True) for question in challenge.questions]
-        return flow.send("submit_response", answers=answers)
-    return flow.send("submit_response", response=term.ask(f"{challenge.prompt}: "))
+    if events.answers_as_list(view.provider, challenge):
+        values = _ask_questions(challenge.questions, term)
+    elif challenge.questions:
+        values = {"response": term.ask(f"{challenge.questions[0]} ", secret=True)}
+    else:
+        values = {"response": term.ask(f"{challenge.prompt}: ")}
+    return flow.send("submit_response", **events.response_data(view, _form(values)))
 
 
 def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
-    if view.challenge is not None and view.challenge.number_to_match:
-        term.say(f"Select {view.challenge.number_to_match} on your device.")
+    challenge = view.challenge
+    if challenge is not None and challenge.number_to_match:
+        term.say(f"Select {challenge.number_to_match} on your device.")
+    if challenge is not None and challenge.kind in CODE_KINDS and events.takes_code(view):
+        code = term.ask(f"{challenge.prompt}\nType the code (or press Enter to wait): ").strip()
+        if code:
+            return flow.send("submit_response", response=code)
     view = wait_while_pending(flow, on_tick=_spinner(term, flow))
     term.stdout.write("\r" + " " * 78 + "\r")
     return view
@@ -141,8 +185,25 @@ def _spinner(term: Terminal, flow: Flow) -> Callable[[FlowView], None]:
     return tick
 
 
+@attrs.frozen
+class _Target:
+    """Where a terminal login goes: the provider's configuration, and, for an emulator,
+    the control routes that play the user's phone."""
+
+    provider: str
+    config: object
+    #: GET route of the last code sent to a user, and POST route approving a push
+    code_route: str | None = None
+    answer_route: str | None = None
+    approve_route: str | None = None
+
+
 @contextlib.contextmanager
-def _entrust_target(args: argparse.Namespace, term: Terminal) -> Iterator[EntrustConfig]:
+def _target(args: argparse.Namespace, term: Terminal) -> Iterator[_Target]:
+    if args.provider == "cyberark":
+        with _cyberark_target(args, term) as target:
+            yield target
+        return
     if not args.emulator:
         base_url = args.base_url or os.environ.get("MFA_FSM_ENTRUST_URL")
         application_id = args.application_id or os.environ.get("MFA_FSM_ENTRUST_APP_ID")
@@ -151,8 +212,11 @@ def _entrust_target(args: argparse.Namespace, term: Terminal) -> Iterator[Entrus
                 "give --emulator, or --base-url and --application-id (or MFA_FSM_ENTRUST_URL "
                 "and MFA_FSM_ENTRUST_APP_ID) for a real tenant"
             )
-        yield EntrustConfig(
-            base_url=base_url, application_id=application_id, client_ip=args.client_ip
+        yield _Target(
+            "entrust",
+            EntrustConfig(
+                base_url=base_url, application_id=application_id, client_ip=args.client_ip
+            ),
         )
         return
     with EntrustEmulator() as emulator:
@@ -161,46 +225,92 @@ def _entrust_target(args: argparse.Namespace, term: Terminal) -> Iterator[Entrus
             + ", ".join(sorted(emulator.users))
             + ")"
         )
-        yield EntrustConfig(
+        config = EntrustConfig(
             base_url=emulator.base_url,
             application_id=emulator.application_id,
             client_ip=args.client_ip,
         )
+        yield _Target(
+            "entrust",
+            config,
+            code_route=f"{emulator.base_url}/_emulator/otp/{{user}}",
+            answer_route=f"{emulator.base_url}/_emulator/answer/{{user}}",
+            approve_route=f"{emulator.base_url}/_emulator/push/{{user}}/approve",
+        )
+
+
+@contextlib.contextmanager
+def _cyberark_target(args: argparse.Namespace, term: Terminal) -> Iterator[_Target]:
+    if not args.emulator:
+        base_url = args.base_url or os.environ.get("MFA_FSM_CYBERARK_URL")
+        tenant_id = args.tenant_id or os.environ.get("MFA_FSM_CYBERARK_TENANT")
+        if not base_url:
+            raise UsageError(
+                "give --emulator, or --base-url (or MFA_FSM_CYBERARK_URL) for a real tenant, "
+                "e.g. https://abc1234.id.cyberark.cloud"
+            )
+        yield _Target("cyberark", CyberArkConfig(base_url=base_url, tenant_id=tenant_id))
+        return
+    with CyberArkEmulator(pod_fqdn_as_url=True) as emulator:
+        term.say(
+            f"CyberArk Identity emulator at {emulator.base_url} (demo users: alice, bob, "
+            "carol, dave, erin, frank, grace; passwords are <user>-password)"
+        )
+        yield _Target(
+            "cyberark",
+            CyberArkConfig(base_url=emulator.base_url, pod_scheme="http"),
+            code_route=f"{emulator.base_url}/_emulator/code/{{user}}",
+            approve_route=f"{emulator.base_url}/_emulator/oob/{{user}}/approve",
+        )
 
 
 def _emulator_hint(
-    args: argparse.Namespace, config: EntrustConfig, term: Terminal, user: str
+    args: argparse.Namespace, target: _Target, term: Terminal, user: str
 ) -> Callable[[FlowView], None] | None:
     if not args.emulator:
         return None
+    timers: list[threading.Timer] = []
+
+    def code(route: str | None, field: str) -> str | None:
+        if route is None:
+            return None
+        try:
+            reply = control.get(route.format(user=user))
+        except urllib.error.HTTPError:
+            return None  # nothing sent yet
+        value = reply.get(field) if isinstance(reply, dict) else None
+        return None if value is None else str(value)
 
     def hint(view: FlowView) -> None:
-        if view.state == "SecondFactorSelected" and view.challenge and view.challenge.kind == "otp":
-            term.say(f"[emulator] the code sent is {control.entrust_otp(config.base_url, user)}")
-        elif (
-            view.state == "SecondFactorSelected"
-            and view.challenge
-            and view.challenge.kind == "token"
-        ):
-            term.say(f"[emulator] the token shows {control.entrust_answer(config.base_url, user)}")
-        elif view.state == "OobPending":
-            url = f"{config.base_url}/_emulator/push/{user}/approve"
-            if args.approve_after is not None:
+        challenge = view.challenge
+        kind = challenge.kind if challenge is not None else None
+        field = "otp" if target.provider == "entrust" else "code"
+        if kind == "otp" and view.state in ("SecondFactorSelected", "OobPending"):
+            sent = code(target.code_route, field)
+            if sent is not None:
+                term.say(f"[emulator] the code sent is {sent}")
+        elif kind == "token" and view.state == "SecondFactorSelected" and target.answer_route:
+            term.say(f"[emulator] the token shows {code(target.answer_route, 'response')}")
+        if view.state == "OobPending" and target.approve_route is not None:
+            url = target.approve_route.format(user=user)
+            if args.approve_after is not None and not timers:
                 term.say(f"[emulator] approving the push in {args.approve_after:g}s")
                 timer = threading.Timer(args.approve_after, control.post, args=(url,))
                 timer.daemon = True
+                timers.append(timer)
                 timer.start()
-            else:
+            elif args.approve_after is None:
                 term.say(f"[emulator] approve from another terminal: curl -X POST {url}")
 
     return hint
 
 
 def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
-    with _entrust_target(args, term) as config:
+    with _target(args, term) as target:
         user = args.user or term.ask("User id: ").strip()
-        flow = EntrustFlow.start(config=config, user_id=user)
-        view = walk(flow, term, _emulator_hint(args, config, term, user))
+        flow_class = Flow.providers[target.provider]
+        flow = flow_class.start(config=target.config, **events.start_options(target.provider, user))
+        view = walk(flow, term, _emulator_hint(args, target, term, user))
     if view.state == "Completed" and view.result is not None:
         name = view.result.display_name or view.result.user_id
         term.say(f"Authenticated as {name} (IdP token of {len(view.result.token)} characters).")
@@ -208,6 +318,61 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
     detail = f": {view.failure_detail}" if view.failure_detail else ""
     term.say(f"Login failed ({view.failure}){detail}.")
     return 1
+
+
+def cmd_demo(args: argparse.Namespace, term: Terminal) -> int:
+    from mfa_fsm.web.demo import (  # noqa: PLC0415 - needs the web extra
+        CYBERARK_ANSWERS,
+        DEMO_USERS,
+        ENTRUST_ANSWERS,
+        Demo,
+    )
+
+    if not is_loopback(args.host):
+        term.say(
+            f"warning: serving on {args.host}: anyone who can reach it can approve pushes on "
+            "the emulator control page; the demo is meant for loopback"
+        )
+    store = open_store(args.store) if args.store else None
+    with Demo(args.host, args.port, store=store, sealed=args.sealed) as demo:
+        term.say(f"mfa_fsm demo: open {demo.url} in a browser")
+        term.say(f"  emulator control page (your phone): {demo.url}emulator")
+        term.say(f"  Entrust IDaaS emulator:     {demo.entrust.base_url}")
+        term.say(f"  CyberArk Identity emulator: {demo.cyberark.base_url}")
+        term.say(f"  flows are kept in {demo.store_description}")
+        term.say("Demo users:")
+        for user in DEMO_USERS:
+            term.say(f"  {user.provider:<9} {user.user:<8} {user.how}")
+        term.say(f"Entrust answers: {ENTRUST_ANSWERS}.")
+        term.say(f"CyberArk answers: {CYBERARK_ANSWERS}.")
+        term.say("Ctrl-C stops.")
+        _serve(args.seconds)
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(seconds: float | None) -> None:
+    """Block until Ctrl-C or SIGTERM (or for ``seconds``), so the caller's ``with`` blocks
+    stop the servers and remove what they made either way."""
+    if seconds is not None:
+        time.sleep(seconds)
+        return
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: stop.set())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_emulate(args: argparse.Namespace, term: Terminal) -> int:
@@ -224,15 +389,13 @@ def cmd_emulate(args: argparse.Namespace, term: Terminal) -> int:
             "Demo users and control routes: see `pydoc mfa_fsm.testing.entrust` and "
             "`pydoc mfa_fsm.testing.cyberark`. Ctrl-C stops."
         )
-        if args.seconds is not None:
-            time.sleep(args.seconds)
-            return 0
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        _serve(args.seconds)
     return 0
 
 
 def cmd_diagrams(args: argparse.Namespace, term: Terminal) -> int:
+    if args.flow or args.state:
+        return _live_diagram(args, term)
     out = Path(args.out)
     if args.check:
         stale = diagrams.stale(out)
@@ -246,15 +409,69 @@ def cmd_diagrams(args: argparse.Namespace, term: Terminal) -> int:
     return 0
 
 
+def _live_diagram(args: argparse.Namespace, term: Terminal) -> int:
+    """One flow's diagram with a state marked: a stored flow's, or any provider and state."""
+    if args.flow:
+        if not args.store:
+            raise UsageError("--flow needs --store, the URL of the store that holds the flow")
+        store = open_store(args.store)
+        snapshot = store.load(args.flow)
+        provider, state = snapshot.provider, snapshot.state
+    else:
+        provider, state = args.provider, args.state
+    flow = diagrams.FLOWS.get(provider)
+    if flow is None:
+        known = sorted(diagrams.FLOWS)
+        raise UsageError(f"no flow of provider {provider!r}; choose one of {known}")
+    if args.svg:
+        term.stdout.write(diagrams.svg(flow, current_state=state).decode("utf-8"))
+        term.stdout.flush()
+    else:
+        term.stdout.write(diagrams.mermaid(flow, current_state=state))
+        term.stdout.flush()
+    return 0
+
+
+def open_store(url: str) -> FlowStore:
+    """The store a URL names: ``memory``, ``sqlite:///...``, ``postgresql+psycopg://...`` or
+    ``redis://...``. Raises UsageError for anything else."""
+    if url == "memory":
+        from mfa_fsm.stores.memory import MemoryStore  # noqa: PLC0415
+
+        return MemoryStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        import redis  # noqa: PLC0415 - the redis extra, only when asked for
+
+        from mfa_fsm.stores.redis import RedisStore  # noqa: PLC0415
+
+        return RedisStore(redis.Redis.from_url(url))
+    if url.startswith(("sqlite:", "postgresql")):
+        from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the sql extra
+
+        return SqlStore(url)
+    raise UsageError(
+        "a store URL is memory, sqlite:///PATH, postgresql+psycopg://... or redis://..."
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mfa-fsm", description=__doc__.splitlines()[0])
     top.add_argument("-v", "--verbose", action="store_true", help="log every transition")
     commands = top.add_subparsers(dest="command", required=True)
-    login = commands.add_parser("login", help="log in from the terminal (Entrust IDaaS)")
-    login.add_argument("--emulator", action="store_true", help="use a local Entrust emulator")
+    demo = commands.add_parser("demo", help="the web login demo, with both IdP emulators")
+    demo.add_argument("--host", default="127.0.0.1", help="loopback only: see the docs")
+    demo.add_argument("--port", type=int, default=8700)
+    demo.add_argument("--store", help="store URL (default: SQLite in a temporary directory)")
+    demo.add_argument("--sealed", action="store_true", help="keep flows in the cookie instead")
+    demo.add_argument("--seconds", type=float, help="stop after SECONDS (for scripts)")
+    demo.set_defaults(run=cmd_demo)
+    login = commands.add_parser("login", help="log in from the terminal")
+    login.add_argument("--provider", choices=sorted(events.FIELDS), default="entrust")
+    login.add_argument("--emulator", action="store_true", help="use a local IdP emulator")
     login.add_argument("--base-url", help="tenant URL, e.g. https://acme.us.trustedauth.com")
-    login.add_argument("--application-id", help="Authentication API application id")
-    login.add_argument("--client-ip", help="the user's IP, for risk rules")
+    login.add_argument("--application-id", help="Entrust: Authentication API application id")
+    login.add_argument("--tenant-id", help="CyberArk: tenant id, e.g. ABC1234")
+    login.add_argument("--client-ip", help="Entrust: the user's IP, for risk rules")
     login.add_argument("--user", help="user id (asked for when missing)")
     login.add_argument(
         "--approve-after",
@@ -272,6 +489,11 @@ def parser() -> argparse.ArgumentParser:
     draw = commands.add_parser("diagrams", help="write every flow's diagram to a folder")
     draw.add_argument("--out", default="diagrams")
     draw.add_argument("--check", action="store_true", help="fail if a diagram is stale")
+    draw.add_argument("--flow", help="print this stored flow's diagram, its state marked")
+    draw.add_argument("--store", help="with --flow: the store URL (see `demo --store`)")
+    draw.add_argument("--provider", choices=sorted(diagrams.FLOWS), default="entrust")
+    draw.add_argument("--state", help="print the provider's diagram with this state marked")
+    draw.add_argument("--svg", action="store_true", help="print SVG (needs Graphviz) instead")
     draw.set_defaults(run=cmd_diagrams)
     return top
 
@@ -283,13 +505,14 @@ def main(
     args = parser().parse_args(argv)
     term = Terminal(stdin or sys.stdin, stdout or sys.stdout)
     # The CLI is an application, so it (not the library) decides where log lines go:
-    # warnings to stderr by default, every transition with --verbose.
+    # warnings to stderr by default, every transition (and every demo request) with --verbose.
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.INFO if args.verbose else logging.WARNING
         ),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         status: int = args.run(args, term)
     except MfaError as exc:

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Set up everything mfa_fsm's demo and tests need, on a machine that has only Python 3.11+:
-# the servers the tests run for real (Redis, PostgreSQL), Graphviz for SVG diagrams, and a
-# virtual environment in .venv with the package and its dev tools. Safe to run again.
+# the servers the tests run for real (Redis, PostgreSQL), Graphviz for SVG diagrams, Debian's
+# Chromium for the browser tests (Playwright drives it by its path; Playwright's own browser
+# downloads are never used), and a virtual environment in .venv with the package and its dev
+# tools. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-DEBIAN_PACKAGES=(redis-server postgresql graphviz)
+DEBIAN_PACKAGES=(redis-server postgresql graphviz chromium fonts-dejavu-core)
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v dot >/dev/null || missing+=(graphviz)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# Pages need one font to render text in screenshots; chromium only recommends its fonts.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if ((${#missing[@]})); then
   if command -v apt-get >/dev/null; then
     SUDO=""

@@ -1,4 +1,4 @@
-"""The mfa-fsm command, driven as a person would: through a pseudo-terminal."""
+"""The mfa-fsm command, driven as a person would: through a pseudo-terminal (or stdin)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
-from mfa_fsm.cli import main
+from mfa_fsm import EntrustConfig, MemoryStore, UsageError
+from mfa_fsm.cli import is_loopback, main, open_store
+from mfa_fsm.engine import Engine
+from mfa_fsm.stores.redis import RedisStore
+from mfa_fsm.stores.sql import SqlStore
+from mfa_fsm.testing import EntrustEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,3 +164,157 @@ def test_emulate_serves_both_emulators() -> None:
     assert status == 0
     assert re.search(r"Entrust IDaaS emulator: +http://127\.0\.0\.1:\d+", out.getvalue())
     assert re.search(r"CyberArk Identity emulator: +http://127\.0\.0\.1:\d+", out.getvalue())
+
+
+def test_cyberark_login_with_password_and_sms_code() -> None:
+    """CyberArk: a hidden password, then an SMS whose code is typed while it is pending."""
+    term = Terminal("login", "--provider", "cyberark", "--emulator", "--user", "alice")
+    term.expect("Enter Password: ")
+    term.type("alice-password")
+    term.expect(r"Second factor \[1-4\]: ")
+    term.type("2")
+    code = term.expect(r"the code sent is (\d+)").group(1)
+    term.expect(r"Type the code \(or press Enter to wait\): ")
+    term.type(code)
+    term.expect("Authenticated as Alice")
+    assert "alice-password" not in term.transcript
+    assert term.close() == 0
+
+
+def test_cyberark_login_with_push_shows_the_wait() -> None:
+    """CyberArk: a push shows the live wait with elapsed time and deadline until approved."""
+    term = Terminal(
+        "login", "--provider", "cyberark", "--emulator", "--user", "alice", "--approve-after", "1"
+    )
+    term.expect("Enter Password: ")
+    term.type("alice-password")
+    term.expect(r"Second factor \[1-4\]: ")
+    term.type("1")
+    term.expect(r"waiting for approval on your device: +\d+s elapsed, expires in +\d+s")
+    term.expect("Authenticated as Alice")
+    assert term.close() == 0
+
+
+def test_cyberark_sms_can_be_waited_for_instead() -> None:
+    """Pressing Enter at the code prompt waits for the SMS link to be clicked instead."""
+    term = Terminal(
+        "login", "--provider", "cyberark", "--emulator", "--user", "dave", "--approve-after", "1"
+    )
+    term.expect("Enter Password: ")
+    term.type("dave-password")
+    term.expect(r"Second factor \[1-2\]: ")
+    term.type("1")
+    term.expect(r"Type the code \(or press Enter to wait\): ")
+    term.type("")
+    term.expect("Authenticated as")
+    assert term.close() == 0
+
+
+def test_cyberark_security_questions_from_stdin() -> None:
+    """Several security questions are asked one by one (here from plain stdin)."""
+    out = io.StringIO()
+    answers = io.StringIO("carol-password\nBeetle\nTeal\n")
+    argv = ["login", "--provider", "cyberark", "--emulator", "--user", "carol"]
+    assert main(argv, stdin=answers, stdout=out) == 0
+    assert "First car?" in out.getvalue()
+    assert "Authenticated as" in out.getvalue()
+
+
+def test_cyberark_real_tenant_needs_a_url() -> None:
+    """Without --emulator, CyberArk needs --base-url (or MFA_FSM_CYBERARK_URL)."""
+    out = io.StringIO()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFA_FSM_")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", env)
+        status = main(["login", "--provider", "cyberark", "--user", "alice"], stdout=out)
+    assert status == 2
+    assert "MFA_FSM_CYBERARK_URL" in out.getvalue()
+
+
+def test_demo_prints_the_url_and_the_demo_users() -> None:
+    """`demo` starts both emulators and the web app and prints where, and who can log in."""
+    out = io.StringIO()
+    assert main(["demo", "--port", "0", "--seconds", "0.2"], stdout=out) == 0
+    text = out.getvalue()
+    assert re.search(r"open http://127\.0\.0\.1:\d+/ in a browser", text)
+    assert re.search(
+        r"emulator control page \(your phone\): http://127\.0\.0\.1:\d+/emulator", text
+    )
+    assert "SQLite in" in text
+    for user in ("jsmith", "pwuser", "alice", "bob"):
+        assert re.search(rf"^  \w+ +{user} ", text, re.M), user
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_demo_serves_the_login_page_until_stopped(stop: signal.Signals) -> None:
+    """The demo's URL serves the start page; Ctrl-C or `kill` stops it cleanly."""
+    term = Terminal("demo", "--port", "0")
+    url = term.expect(r"open (http://127\.0\.0\.1:\d+/) in a browser").group(1)
+    term.expect("Ctrl-C stops.")
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200
+    assert 'id="user"' in page.text
+    term.process.send_signal(stop)
+    assert term.close() == 0
+
+
+def test_demo_with_a_store_url(tmp_path: Path) -> None:
+    """`demo --store URL` keeps flows in that store."""
+    out = io.StringIO()
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert main(["demo", "--port", "0", "--store", url, "--seconds", "0.1"], stdout=out) == 0
+    assert "flows are kept in SqlStore" in out.getvalue()
+
+
+def test_live_diagram_of_a_state() -> None:
+    """`diagrams --provider P --state S` prints the flow with S marked, as Mermaid or SVG."""
+    out = io.StringIO()
+    argv = ["diagrams", "--provider", "cyberark", "--state", "OobPending"]
+    assert main(argv, stdout=out) == 0
+    assert out.getvalue().rstrip().endswith("class OobPending current")
+    svg = io.StringIO()
+    assert main([*argv, "--svg"], stdout=svg) == 0
+    assert svg.getvalue().startswith("<?xml")
+
+
+def test_live_diagram_of_a_stored_flow(tmp_path: Path, entrust_emulator: EntrustEmulator) -> None:
+    """`diagrams --flow ID --store URL` marks the state that flow is in now."""
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+    )
+    engine = Engine(open_store(url), [config])
+    view = engine.start("entrust", user_id="jsmith")
+    engine.send(view.flow_id, "submit_first_factor")
+    out = io.StringIO()
+    assert main(["diagrams", "--flow", view.flow_id, "--store", url], stdout=out) == 0
+    assert out.getvalue().rstrip().endswith("class AwaitingSecondFactor current")
+    assert main(["diagrams", "--flow", view.flow_id], stdout=out) == 2
+    assert "--flow needs --store" in out.getvalue()
+    assert main(["diagrams", "--flow", "unknown", "--store", url], stdout=out) == 2
+
+
+def test_open_store_knows_the_store_urls(tmp_path: Path) -> None:
+    """Store URLs name the memory, SQL and Redis stores; anything else is a usage error."""
+    assert isinstance(open_store("memory"), MemoryStore)
+    assert isinstance(open_store(f"sqlite:///{tmp_path / 'x.db'}"), SqlStore)
+    assert isinstance(open_store("redis://127.0.0.1:1/0"), RedisStore)
+    with pytest.raises(UsageError, match="store URL"):
+        open_store("mongodb://localhost")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),  # noqa: S104 - a string under test, never bound
+        ("192.0.2.1", False),
+        ("demo.example", False),
+    ],
+)
+def test_demo_warns_off_loopback(host: str, loopback: bool) -> None:
+    """The demo warns when served beyond loopback (its control page approves pushes)."""
+    assert is_loopback(host) is loopback

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,8 @@ SECRET_KEYS = frozenset(
 )
 #: Values this short are too common to search for without false alarms ("1", "OK").
 MIN_SECRET_LENGTH = 4
+#: Secrets up to this length (and all-digit ones) must stand alone to count as a leak.
+SHORT_SECRET = 8
 
 
 class SecretRecorder:
@@ -86,6 +89,18 @@ def collect_secrets(data: Any, sink: set[str]) -> None:
 
 
 def find_leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
-    """The secrets that appear in any of ``texts`` (empty when nothing leaked)."""
+    """The secrets that appear in any of ``texts`` (empty when nothing leaked).
+
+    A short or all-digit secret (an OTP) counts only where it stands alone, not inside a
+    longer run of letters and digits: ``"482913"`` inside a hex flow id is chance, not a leak.
+    """
     corpus = "\n".join(texts)
-    return sorted(secret for secret in set(secrets) if secret in corpus)
+    leaks = []
+    for secret in set(secrets):
+        if secret.isdigit() or len(secret) <= SHORT_SECRET:
+            pattern = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
+            if re.search(pattern, corpus):
+                leaks.append(secret)
+        elif secret in corpus:
+            leaks.append(secret)
+    return sorted(leaks)

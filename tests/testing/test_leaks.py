@@ -33,3 +33,10 @@ def test_find_leaks() -> None:
     texts = ["user jsmith logged in", "token=abcdef123"]
     assert find_leaks(texts, {"abcdef123", "zzz999", "jsmith"}) == ["abcdef123", "jsmith"]
     assert find_leaks([], {"x"}) == []
+
+
+def test_short_codes_count_only_standing_alone() -> None:
+    """An OTP inside a hex flow id is chance; the same OTP on its own is a leak."""
+    assert find_leaks(["flow_id=7bb87ec759c34dcba71611234c788e40"], {"1123"}) == []
+    assert find_leaks(["code 482913 accepted"], {"482913"}) == ["482913"]
+    assert find_leaks(["id=ab482913cd"], {"482913"}) == []

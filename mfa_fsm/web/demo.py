@@ -1,0 +1,338 @@
+"""The demo: both IdP emulators and the login pages on loopback, behind ``mfa-fsm demo``.
+
+::
+
+    with Demo(port=8700) as demo:       # emulators, engine, Flask app, HTTP server
+        print(demo.url)                 # http://127.0.0.1:8700/ : the start page
+
+The demo runs the real library end to end: the blueprint of :mod:`mfa_fsm.web.blueprint`
+over an :class:`~mfa_fsm.engine.Engine` whose store is SQLite in a temporary directory (the
+embedded default; any store URL, or sealed client-side state, on request), talking HTTP to
+an :class:`~mfa_fsm.testing.EntrustEmulator` and a :class:`~mfa_fsm.testing.CyberArkEmulator`.
+Beside every page it shows the flow's diagram with the current state filled in. The emulator
+control page (``/emulator``) plays the user's phone: approve or deny a push, read the last
+code sent. The demo is for loopback only: its control page would let anyone approve a push.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import importlib.util
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import attrs
+from flask import Flask, Response, abort, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Response as BaseResponse
+
+from mfa_fsm import diagrams
+from mfa_fsm.core.snapshot import FlowView
+from mfa_fsm.cyberark import CyberArkConfig
+from mfa_fsm.engine import Engine, SealedEngine
+from mfa_fsm.entrust import EntrustConfig
+from mfa_fsm.stores.base import FlowStore
+from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
+from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TEMP_ACCESS_CODE, DEMO_TOKEN_CODE
+from mfa_fsm.web.blueprint import mfa_blueprint
+
+
+@attrs.frozen
+class DemoUser:
+    """A demo user of one emulator, and what to type or do to sign in."""
+
+    provider: str
+    user: str
+    how: str
+
+
+#: The emulators' demo users worth clicking through (their module docs list them all).
+DEMO_USERS = (
+    DemoUser(
+        "entrust",
+        "jsmith",
+        "push, token, OTP by SMS/e-mail/voice, security questions, grid, temporary code",
+    ),
+    DemoUser("entrust", "pwuser", "password Passw0rd!, then push, token or OTP"),
+    DemoUser("entrust", "pushmc", "push with a number to match"),
+    DemoUser("entrust", "lowrisk", "no second factor needed"),
+    DemoUser("entrust", "blocked", "refused by the risk rules"),
+    DemoUser("cyberark", "alice", "password alice-password, then push, SMS, e-mail or question"),
+    DemoUser("cyberark", "bob", "push only, with a number to match"),
+    DemoUser("cyberark", "carol", "password carol-password, then two security questions"),
+    DemoUser("cyberark", "dave", "password dave-password, then e-mail or SMS"),
+    DemoUser("cyberark", "erin", "password erin-password, then a new package: e-mail or SMS"),
+    DemoUser("cyberark", "frank", "on another pod: password frank-password, then push"),
+)
+
+#: What a demo user types for the Entrust challenges that need no phone.
+ENTRUST_ANSWERS = (
+    f"token code {DEMO_TOKEN_CODE}, temporary access code {DEMO_TEMP_ACCESS_CODE}, "
+    "security answers " + ", ".join(f"{q!r} → {a}" for q, a in DEMO_KBA.items())
+)
+CYBERARK_ANSWERS = "alice's pet: Smokey; carol: First car? Beetle, Favourite colour? Teal"
+
+
+def create_app(
+    entrust: EntrustEmulator,
+    cyberark: CyberArkEmulator,
+    *,
+    store: FlowStore | None = None,
+    sealed: bool = False,
+    entrust_options: Mapping[str, Any] | None = None,
+    cyberark_options: Mapping[str, Any] | None = None,
+) -> Flask:
+    """The demo's Flask application, over running emulators.
+
+    ``store`` keeps the flows (required unless ``sealed``, which seals them into the cookie
+    with a key made for this run); ``entrust_options`` / ``cyberark_options`` are extra
+    ``EntrustConfig`` / ``CyberArkConfig`` settings (tests shorten the push lifetime).
+    """
+    configs = [
+        EntrustConfig(
+            base_url=entrust.base_url,
+            application_id=entrust.application_id,
+            **dict(entrust_options or {}),
+        ),
+        CyberArkConfig(
+            base_url=cyberark.base_url, pod_scheme="http", **dict(cyberark_options or {})
+        ),
+    ]
+    engine: Engine | SealedEngine
+    if sealed:
+        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
+
+        engine = SealedEngine(SealedState({"demo": SealedState.generate_key()}), configs)
+    else:
+        if store is None:
+            raise ValueError("give the demo a store, or sealed=True")
+        engine = Engine(store, configs)
+
+    app = Flask(__name__)
+    # A new key per run: cookies of an earlier run are refused, and nothing needs keeping.
+    app.secret_key = secrets.token_bytes(32)
+    app.register_blueprint(
+        mfa_blueprint(engine, secure_cookies=False, aside=_aside, title="mfa_fsm demo"),
+        url_prefix="/login",
+    )
+    control = _Control(entrust, cyberark, app.secret_key)
+    app.add_url_rule("/", "home", lambda: redirect(url_for("mfa_fsm.start_page")))
+    app.add_url_rule("/emulator", "emulator", control.page, methods=["GET"])
+    app.add_url_rule(
+        "/emulator/<provider>/<user>/<action>", "emulator_act", control.act, methods=["POST"]
+    )
+    app.after_request(_headers)
+    return app
+
+
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault(
+        "Content-Security-Policy", "default-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return response
+
+
+class _Control:
+    """The emulator control page: the demo user's phone and inbox."""
+
+    def __init__(self, entrust: EntrustEmulator, cyberark: CyberArkEmulator, key: bytes) -> None:
+        self.entrust = entrust
+        self.cyberark = cyberark
+        # One token per run, in the page's forms: a cross-site page cannot read it.
+        self.token = hmac.new(key, b"mfa_fsm.demo.control", "sha256").hexdigest()
+
+    def page(self) -> str:
+        rows = []
+        for demo in DEMO_USERS:
+            if demo.provider == "entrust":
+                code = self.entrust.last_otp(demo.user)
+            else:
+                code = self.cyberark.last_code(demo.user)
+            rows.append((demo, code))
+        return render_template(
+            "mfa_fsm/demo/emulator.html",
+            rows=rows,
+            token=self.token,
+            done=request.args.get("done", ""),
+            entrust_answers=ENTRUST_ANSWERS,
+            cyberark_answers=CYBERARK_ANSWERS,
+            number=self._numbers(),
+        )
+
+    def _numbers(self) -> dict[str, str]:
+        numbers = {}
+        for demo in DEMO_USERS:
+            if demo.provider == "entrust":
+                number = self.entrust.push_mutual_challenge(demo.user)
+                if number:
+                    numbers[demo.user] = number
+        return numbers
+
+    def act(self, provider: str, user: str, action: str) -> BaseResponse:
+        sent = request.form.get("token", "")
+        if not hmac.compare_digest(sent.encode(), self.token.encode()):
+            abort(400)
+        if user not in {d.user for d in DEMO_USERS if d.provider == provider}:
+            abort(404)
+        try:
+            if (provider, action) == ("entrust", "approve"):
+                self.entrust.approve_push(user)
+            elif (provider, action) == ("entrust", "deny"):
+                self.entrust.deny_push(user)
+            elif (provider, action) == ("cyberark", "approve"):
+                self.cyberark.approve(user)
+            elif (provider, action) == ("cyberark", "deny"):
+                self.cyberark.deny(user)
+            else:
+                abort(404)
+            done = f"{action}d the request for {user}"
+        except LookupError:
+            done = f"no request is waiting for {user}"
+        return redirect(url_for("emulator", done=done), code=303)
+
+
+@functools.lru_cache(maxsize=64)
+def _diagram(provider: str, state: str) -> Markup:
+    """A flow's diagram with ``state`` filled: inline SVG with Graphviz, else Mermaid text."""
+    flow = diagrams.FLOWS.get(provider)
+    if flow is None:
+        return Markup("")
+    source = escape(diagrams.mermaid(flow, current_state=state))
+    # SVG needs Graphviz's dot and pydot (the diagrams extra); Mermaid text needs neither.
+    if shutil.which("dot") and importlib.util.find_spec("pydot") is not None:
+        svg = diagrams.svg(flow, current_state=state).decode("utf-8")
+        drawing = Markup(svg[svg.index("<svg") :])  # noqa: S704 - Graphviz's output of our machine
+        return Markup(
+            '<div role="img" aria-label="Diagram of the {p} flow; the current state, {s}, is '
+            'filled">{d}</div><details><summary>Mermaid source</summary><pre>{m}</pre></details>'
+        ).format(p=provider, s=state, d=drawing, m=source)
+    return Markup("<pre>{m}</pre>").format(m=source)
+
+
+def _aside(view: FlowView | None) -> str:
+    control = Markup(
+        '<p><a href="/emulator" target="_blank" rel="noopener">Open the emulator control '
+        "page</a> (your phone: approve or deny a push, read the code sent).</p>"
+    )
+    if view is None:
+        rows = Markup("").join(
+            Markup("<tr><td>{p}</td><td><code>{u}</code></td><td>{h}</td></tr>").format(
+                p=d.provider, u=d.user, h=d.how
+            )
+            for d in DEMO_USERS
+        )
+        return Markup(
+            "<h2>Demo users</h2><table><thead><tr><th>provider</th><th>user id</th>"
+            "<th>how to sign in</th></tr></thead><tbody>{rows}</tbody></table>"
+            "<p>Entrust: {e}.</p><p>CyberArk: {c}.</p>{control}"
+        ).format(rows=rows, e=ENTRUST_ANSWERS, c=CYBERARK_ANSWERS, control=control)
+    return Markup(
+        "<h2>The flow, live</h2><p>Current state: <strong>{s}</strong> (step {v})</p>{d}{control}"
+    ).format(s=view.state, v=view.version, d=_diagram(view.provider, view.state), control=control)
+
+
+class Demo:
+    """The demo running: both emulators, the app and its HTTP server, on loopback.
+
+    ``store`` keeps the flows; by default SQLite in a temporary directory, removed on
+    :meth:`stop`. ``sealed=True`` keeps them in the flow's cookie instead. Use as a context
+    manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        store: FlowStore | None = None,
+        sealed: bool = False,
+        entrust_port: int = 0,
+        cyberark_port: int = 0,
+        entrust_options: Mapping[str, Any] | None = None,
+        cyberark_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.store = store
+        self.sealed = sealed
+        self.entrust = EntrustEmulator(port=entrust_port)
+        self.cyberark = CyberArkEmulator(port=cyberark_port, pod_fqdn_as_url=True)
+        self.entrust_options = entrust_options
+        self.cyberark_options = cyberark_options
+        self._tmp: Path | None = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The start page's URL."""
+        if self._server is None:
+            raise RuntimeError("the demo is not running; call start()")
+        return f"http://{self.host}:{self._server.server_port}/"
+
+    @property
+    def store_description(self) -> str:
+        """Where flows are kept, for people."""
+        if self.sealed:
+            return "sealed client-side state, in the flow's cookie"
+        if self._tmp is not None:
+            return f"SQLite in {self._tmp}"
+        return type(self.store).__name__
+
+    def start(self) -> Self:
+        """Start the emulators, build the app, and serve it on a background thread."""
+        if not self.sealed and self.store is None:
+            from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the sql extra
+
+            self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
+            self.store = SqlStore(f"sqlite:///{self._tmp / 'flows.db'}")
+        self.entrust.start()
+        self.cyberark.start()
+        app = create_app(
+            self.entrust,
+            self.cyberark,
+            store=self.store,
+            sealed=self.sealed,
+            entrust_options=self.entrust_options,
+            cyberark_options=self.cyberark_options,
+        )
+        self._server = make_server(self.host, self.port, app, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="mfa_fsm-demo", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, stop the emulators, and remove the temporary store."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.entrust.stop()
+        self.cyberark.stop()
+        if self._tmp is not None:
+            # The demo made this store, so it closes it; a store given to it is the caller's.
+            close = getattr(self.store, "close", None)
+            if callable(close):
+                close()
+            self.store = None
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,89 @@
+// Polls a pending out-of-band challenge (a push, a call, a link) from the "approve on your
+// device" page. It waits until the server's next_poll_at, POSTs the page's poll route, and
+// follows the flow to its next page once the request was answered. What it is doing is said in
+// the page's aria-live region, once per change, so a screen reader is not flooded.
+// Without scripts the page still works: its "Check now" button sends the same poll.
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-mfa-poll-url]");
+  if (!box) {
+    return;
+  }
+  var url = box.getAttribute("data-mfa-poll-url");
+  var csrf = box.getAttribute("data-mfa-csrf");
+  var status = document.getElementById("mfa-poll-status");
+  var countdown = document.getElementById("mfa-countdown");
+  var deadline = parseFloat(box.getAttribute("data-mfa-deadline"));
+  // Server clock minus this browser's: next_poll_at and the deadline are the server's times.
+  var skew = parseFloat(box.getAttribute("data-mfa-now")) - Date.now() / 1000;
+  var note = document.getElementById("mfa-no-script");
+  if (note) {
+    note.hidden = true;
+  }
+  var said = "";
+  var lastMinute = null;
+
+  function now() {
+    return Date.now() / 1000 + skew;
+  }
+
+  function announce(text) {
+    if (text && text !== said) {
+      said = text;
+      status.textContent = text;
+    }
+  }
+
+  function schedule(at) {
+    var wait = Math.min(Math.max(at - now(), 0.25), 30);
+    window.setTimeout(poll, wait * 1000);
+  }
+
+  function poll() {
+    fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
+    })
+      .then(function (reply) {
+        return reply.json();
+      })
+      .then(function (data) {
+        if (typeof data.now === "number") {
+          skew = data.now - Date.now() / 1000;
+        }
+        announce(data.message);
+        if (data.location) {
+          window.location.assign(data.location);
+          return;
+        }
+        if (typeof data.deadline === "number") {
+          deadline = data.deadline;
+        }
+        var next = typeof data.next_poll_at === "number" ? data.next_poll_at : now() + (data.retry_after || 5);
+        schedule(next);
+      })
+      .catch(function () {
+        announce("Cannot reach the server; trying again in 5 seconds.");
+        schedule(now() + 5);
+      });
+  }
+
+  function tick() {
+    var left = Math.max(0, Math.round(deadline - now()));
+    if (countdown) {
+      countdown.textContent = " (in " + left + " s)";
+    }
+    // Once a minute is often enough for a screen reader to hear how long is left.
+    var minute = Math.ceil(left / 60);
+    if (lastMinute !== null && minute !== lastMinute && left > 0) {
+      announce("Still waiting for your approval; about " + minute + " minute" + (minute === 1 ? "" : "s") + " left.");
+    }
+    lastMinute = minute;
+  }
+
+  announce("Waiting for your approval. This page checks automatically.");
+  tick();
+  window.setInterval(tick, 1000);
+  schedule(parseFloat(box.getAttribute("data-mfa-next-poll-at")));
+})();

@@ -1,0 +1,87 @@
+"""Fixtures of the web tests: the demo on loopback, and one Debian Chromium per session.
+
+The browser is Debian's ``chromium`` (``scripts/setup.sh`` installs it with apt-get), driven
+by Playwright through its executable path: Playwright's own browser downloads are never used.
+A missing chromium fails the browser tests; it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from mfa_fsm.web.demo import Demo
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("MFA_FSM_CHROMIUM", "/usr/bin/chromium")
+#: Headless on a machine with no network but loopback: without the background-networking
+#: flags Chromium keeps trying to reach Google's services.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# A push is polled once a second; give a page a few polls to follow it.
+expect.set_options(timeout=10_000)
+
+Shot = Callable[[Page, str], None]
+
+
+@pytest.fixture(scope="session")
+def demo() -> Iterator[Demo]:
+    """The demo (both emulators, the app, SQLite in a temporary directory) on loopback."""
+    with Demo() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for the whole session."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: run `bash scripts/setup.sh` (it runs "
+            "`apt-get install chromium`), or set MFA_FSM_CHROMIUM to its path",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile (no cookies) for one test."""
+    made = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    """One tab of the test's browser profile."""
+    return context.new_page()
+
+
+@pytest.fixture
+def shot(request: pytest.FixtureRequest) -> Shot:
+    """Save a full-page screenshot to artifacts/screenshots/<test>-<n>-<label>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    test = re.sub(r"^test_", "", request.node.name)
+    taken = [0]
+
+    def take(page: Page, label: str) -> None:
+        taken[0] += 1
+        page.screenshot(path=SCREENSHOTS / f"{test}-{taken[0]:02d}-{label}.png", full_page=True)
+
+    return take

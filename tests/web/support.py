@@ -1,0 +1,88 @@
+"""A person at a browser, played with Flask's test client: reads each page's form, posts it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from mfa_fsm.engine import Engine, SealedEngine
+from mfa_fsm.web import mfa_blueprint
+
+PREFIX = "/login"
+
+
+def make_app(engine: Engine | SealedEngine, **options: Any) -> Flask:
+    """A Flask app with the login blueprint under /login."""
+    app = Flask(__name__)
+    app.secret_key = "test-secret-key-of-enough-length-0123456789"
+    app.config["TESTING"] = True
+    app.register_blueprint(mfa_blueprint(engine, **options), url_prefix=PREFIX)
+    return app
+
+
+class Visitor:
+    """One browser profile: cookies kept by the test client, the CSRF token read from pages."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+        self.csrf = ""
+        self.flow_url = ""
+        self.bodies: list[str] = []
+
+    def _seen(self, response: TestResponse) -> TestResponse:
+        body = response.get_data(as_text=True)
+        self.bodies.append(body)
+        found = re.search(r'name="csrf_token" value="([^"]+)"', body)
+        if found:
+            self.csrf = found.group(1)
+        return response
+
+    def get(self, url: str) -> TestResponse:
+        return self._seen(self.client.get(url))
+
+    def post(self, url: str, **form: Any) -> TestResponse:
+        form.setdefault("csrf_token", self.csrf)
+        return self._seen(self.client.post(url, data=form))
+
+    def start(self, provider: str, user: str) -> TestResponse:
+        self.get(f"{PREFIX}/")
+        response = self.post(f"{PREFIX}/", provider=provider, user=user)
+        if response.status_code == 303:
+            self.flow_url = response.headers["Location"]
+        return response
+
+    def page(self) -> TestResponse:
+        return self.get(self.flow_url)
+
+    def step(self, step: str, **form: Any) -> TestResponse:
+        return self.post(f"{self.flow_url}/{step}", **form)
+
+    def poll_json(self, csrf: str | None = None) -> TestResponse:
+        headers = {
+            "Accept": "application/json",
+            "X-CSRF-Token": self.csrf if csrf is None else csrf,
+        }
+        return self._seen(self.client.post(f"{self.flow_url}/poll", headers=headers))
+
+
+def heading(response: TestResponse) -> str:
+    """The text of the page's <h1>."""
+    found = re.search(r"<h1[^>]*>(.*?)</h1>", response.get_data(as_text=True), re.S)
+    assert found, response.get_data(as_text=True)[:500]
+    return re.sub(r"\s+", " ", found.group(1)).strip()
+
+
+def state(response: TestResponse) -> str:
+    """The state the page renders (the main element's data-state)."""
+    found = re.search(r'data-state="([A-Za-z]+)"', response.get_data(as_text=True))
+    assert found
+    return found.group(1)
+
+
+def set_cookies(response: TestResponse, name: str) -> list[str]:
+    """The Set-Cookie headers of ``response`` for cookie ``name``."""
+    return [h for h in response.headers.getlist("Set-Cookie") if h.startswith(f"{name}=")]

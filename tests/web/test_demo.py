@@ -1,0 +1,102 @@
+"""The demo application: its control page (the user's phone) and the live diagram."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from mfa_fsm.web import demo as demo_module
+from mfa_fsm.web.demo import Demo
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Demo]:
+    with Demo() as running:
+        yield running
+
+
+def control_token(session: requests.Session, demo: Demo) -> str:
+    page = session.get(demo.url + "emulator", timeout=5).text
+    found = re.search(r'name="token" value="([^"]+)"', page)
+    assert found
+    return found.group(1)
+
+
+def test_home_redirects_to_the_start_page(demo: Demo) -> None:
+    """The demo's root opens the login start page, which lists the demo users."""
+    reply = requests.get(demo.url, timeout=5)
+    assert reply.url.endswith("/login/")
+    assert "Demo users" in reply.text
+    assert "alice-password" in reply.text
+
+
+def test_control_page_approves_and_reports_nothing_pending(demo: Demo) -> None:
+    """Approve/deny buttons drive the emulators; with no push waiting it says so."""
+    session = requests.Session()
+    token = control_token(session, demo)
+    reply = session.post(
+        demo.url + "emulator/entrust/jsmith/approve", data={"token": token}, timeout=5
+    )
+    assert reply.status_code == 200
+    assert "no request is waiting for jsmith" in reply.text
+    reply = session.post(
+        demo.url + "emulator/cyberark/alice/deny", data={"token": token}, timeout=5
+    )
+    assert "no request is waiting for alice" in reply.text
+
+
+def test_control_page_needs_its_token_and_known_users(demo: Demo) -> None:
+    """A control POST without the page's token is refused; unknown users and actions are 404."""
+    session = requests.Session()
+    url = demo.url + "emulator/entrust/jsmith/approve"
+    assert session.post(url, data={"token": "forged"}, timeout=5).status_code == 400
+    token = control_token(session, demo)
+    nobody = demo.url + "emulator/entrust/nobody/approve"
+    assert session.post(nobody, data={"token": token}, timeout=5).status_code == 404
+    flag = demo.url + "emulator/entrust/jsmith/flag"
+    assert session.post(flag, data={"token": token}, timeout=5).status_code == 404
+
+
+def test_live_diagram_is_drawn_with_graphviz_or_mermaid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside a flow the demo draws its diagram with the state filled: SVG, else Mermaid."""
+    assert shutil.which("dot"), "Graphviz's dot is missing: run scripts/setup.sh"
+    drawn = demo_module._diagram("entrust", "OobPending")
+    assert drawn.startswith('<div role="img"')
+    assert "<svg" in drawn
+    assert "class OobPending current" in drawn
+    demo_module._diagram.cache_clear()
+    monkeypatch.setattr(demo_module.shutil, "which", lambda name: None)
+    try:
+        text = demo_module._diagram("cyberark", "Failed")
+        assert text.startswith("<pre>")
+        assert "class Failed current" in text
+        assert demo_module._diagram("okta", "Failed") == ""
+    finally:
+        demo_module._diagram.cache_clear()
+
+
+def test_sealed_demo_runs_without_a_store() -> None:
+    """`demo --sealed` keeps flows in the cookie: nothing is stored on the server."""
+    with Demo(sealed=True) as running:
+        assert running.store is None
+        assert "sealed" in running.store_description
+        session = requests.Session()
+        page = session.get(running.url, timeout=5).text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf
+        reply = session.post(
+            running.url + "login/",
+            data={"csrf_token": csrf.group(1), "provider": "entrust", "user": "jsmith"},
+            timeout=5,
+        )
+        assert "Continue to your second factor" in reply.text
+
+
+def test_demo_needs_a_store_or_sealed_state() -> None:
+    """create_app refuses to run with neither a store nor sealed state."""
+    with Demo() as running, pytest.raises(ValueError, match="store"):
+        demo_module.create_app(running.entrust, running.cyberark, store=None)
