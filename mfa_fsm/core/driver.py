@@ -37,7 +37,8 @@ def wait_while_pending(
     resume_at = 0.0
     while view.state == "OobPending":
         now = flow.clock()
-        due = max(view.next_poll_at or now, resume_at)
+        # Never wait past the deadline: the next send then ends the flow as expired.
+        due = min(max(view.next_poll_at or now, resume_at), view.deadline)
         if now < due:
             if on_tick is not None:
                 on_tick(view)
@@ -49,7 +50,7 @@ def wait_while_pending(
         except (TransportError, IdpError) as exc:
             if isinstance(exc, IdpError) and not exc.transient:
                 raise
-            wait = exc.retry_after if isinstance(exc, IdpError) and exc.retry_after else backoff
+            wait = exc.retry_after or backoff
             resume_at = flow.clock() + wait
             backoff = min(backoff * 2, MAX_BACKOFF)
     return view

@@ -286,7 +286,10 @@ class Flow:
         """
         started = time.perf_counter()
         before = self._snapshot
-        if event not in self._public_events or before.state in FINAL_STATES:
+        if not (isinstance(event, str) and event in self._public_events):
+            # The name came from a request: never repeat it, nor hash what is not a string.
+            raise EventNotAllowed("<unknown event>", before.state, self.allowed_events())
+        if before.state in FINAL_STATES:
             raise EventNotAllowed(event, before.state, self.allowed_events())
         now = self.clock()
         outcome: Outcome | None
@@ -308,7 +311,9 @@ class Flow:
     def _check_data(self, event: str, data: Mapping[str, Any]) -> None:
         required, accepted = self._handler_params[event]
         for name in data.keys() - accepted:
-            raise InvalidInput(name, f"is not a field of {event!r}; it takes {sorted(accepted)}")
+            # The name came from a request: repeat it only when it looks like a field name.
+            shown = name if name.isidentifier() and len(name) <= 40 else "<unknown field>"
+            raise InvalidInput(shown, f"is not a field of {event!r}; it takes {sorted(accepted)}")
         for name in required - data.keys():
             raise InvalidInput(name, f"is required for {event!r}")
 

@@ -30,8 +30,8 @@ def secret_text(field: str, value: Any, *, max_length: int = MAX_SECRET) -> str:
         raise InvalidInput(field, "must not be empty")
     if len(value) > max_length:
         raise InvalidInput(field, f"must be at most {max_length} characters")
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise InvalidInput(field, "must not contain control characters")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise InvalidInput(field, "must not contain control characters or broken Unicode")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ def retry_after(response: HttpResponse, *, now: float | None = None) -> float | 
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -42,7 +43,7 @@ def json_body(response: HttpResponse, path: str) -> Any:
         )
     try:
         return json.loads(response.body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         kind = "an HTML page" if response.body.lstrip()[:1] == b"<" else "a body that is not JSON"
         raise IdpReplyError(
             f"the IdP sent {kind} instead of JSON to {path} (HTTP {response.status}); "
@@ -85,7 +86,13 @@ class Fields:
 
     def text(self, key: str) -> str | None:
         value = self.data.get(key)
-        if value is None or isinstance(value, str):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")  # a lone surrogate: no store could write it
+            except UnicodeEncodeError:
+                raise self._wrong(key) from None
             return value
         raise self._wrong(key)
 
@@ -100,7 +107,12 @@ class Fields:
         if value is None:
             return None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise self._wrong(key) from None
+            if math.isfinite(number):
+                return number
         raise self._wrong(key)
 
     def integer(self, key: str, *, low: int = 0, high: int = 2**31) -> int | None:

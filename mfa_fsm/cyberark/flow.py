@@ -49,7 +49,9 @@ Every AdvanceAuthentication reply is dispatched on ``Result.Summary`` (outcome k
 * ``NewPackage`` → the package is replaced and the flow starts over at its first challenge
   [new_package] → ``AwaitingFirstFactor``, from any live state.
 * ``LoginSuccess`` → ``Completed`` [completed]: ``Result.Token`` (else ``Auth``) and the
-  ``.ASPXAUTH`` cookie, the user id and name; the pod is kept in the context.
+  ``.ASPXAUTH`` cookie, the user id and name; the pod is kept in the context. One whose
+  ``User`` is not the user this flow started with (by login, login without its suffix, or
+  e-mail) belongs to another session, replayed: an :class:`IdpReplyError`, nothing changes.
 * ``success: false`` → ``Failed`` [failed]: the package is dead. CyberArk sends one generic
   failure for a wrong answer, a denied or expired out-of-band challenge and a dead session, and
   a tenant may defer a wrong answer to the last challenge, so the reason is ``rejected`` after
@@ -108,6 +110,7 @@ from mfa_fsm.cyberark.replies import (
     START_OOB,
     START_TEXT_OOB,
     TEXT,
+    Login,
     Mechanism,
     Reply,
 )
@@ -293,12 +296,14 @@ class CyberArkFlow(Flow):
         """StartAuthentication for ``user``; return a flow in ``AwaitingFirstFactor``.
 
         Follows ``PodFqdn`` redirects. Raises :class:`InvalidInput` for a malformed user
-        name; :class:`IdpError` when CyberArk refuses to start (unknown tenant or user,
-        lockout) or redirects in a loop; :class:`UsageError` for a federated user;
+        name or ``flow_id``; :class:`IdpError` when CyberArk refuses to start (unknown tenant
+        or user, lockout) or redirects in a loop; :class:`UsageError` for a federated user;
         :class:`IdpReplyError` / :class:`TransportError` as any call. No flow exists until
         this returns.
         """
         identifier("user", user)
+        if flow_id is not None:
+            identifier("flow_id", flow_id)  # it is logged and stored: no control characters
         now = clock()
         placeholder = Snapshot(
             provider=cls.provider,
@@ -333,7 +338,8 @@ class CyberArkFlow(Flow):
             redirects=redirects,
         )
         if reply.summary == LOGIN_SUCCESS and reply.login is not None:
-            state, changes = "Completed", flow._completed(placeholder, context, reply, now)
+            changes = flow._completed(placeholder, context, reply, now, path=START_PATH)
+            state = "Completed"
         elif reply.summary == NEW_PACKAGE and reply.challenges and reply.session_id:
             state, changes = (
                 "AwaitingFirstFactor",
@@ -657,16 +663,31 @@ class CyberArkFlow(Flow):
         }
 
     def _completed(
-        self, snapshot: Snapshot, ctx: CyberArkContext, reply: Reply, now: float
+        self,
+        snapshot: Snapshot,
+        ctx: CyberArkContext,
+        reply: Reply,
+        now: float,
+        *,
+        path: str = ADVANCE_PATH,
     ) -> dict[str, Any]:
         login = reply.login
         assert login is not None  # noqa: S101 - callers check; narrows the type for mypy
+        if not _for_user(login, snapshot.user_id):
+            # A valid LoginSuccess of another user's session (a proxy or cache replaying an
+            # old reply) must never become this user's login.
+            raise IdpReplyError(
+                "CyberArk's LoginSuccess names another user than this flow's, so it answers "
+                "some other request and is not taken as this login; try again",
+                path=path,
+                status=200,
+            )
         cookie = ctx.cookies.get(AUTH_COOKIE)
         token = login.token or login.auth or cookie
         if not token:
             raise IdpReplyError(
                 "CyberArk reported LoginSuccess without a token or an .ASPXAUTH cookie",
-                path=ADVANCE_PATH,
+                path=path,
                 status=200,
             )
         result = Result(
@@ -759,6 +780,23 @@ def _text_answer(
     if answers is not None:
         raise InvalidInput("answers", f"is only for several security questions; send {field}")
     return secret_text(field, answer)
+
+
+def _for_user(login: Login, user: str) -> bool:
+    """Whether a LoginSuccess is for ``user``, the name this flow started with.
+
+    CyberArk names the login (``User``) and the e-mail address; the user may have typed
+    either, and either name may leave out the tenant's default login suffix. A reply that
+    names no user passes: there is nothing to compare.
+    """
+    if not login.user:
+        return True
+    typed, named = user.casefold(), login.user.casefold()
+    if typed in (named, (login.email or "").casefold()):
+        return True
+    if "@" in typed and "@" in named:
+        return False  # two full login names, and they differ
+    return typed.partition("@")[0] == named.partition("@")[0]
 
 
 def _merge_cookies(held: Mapping[str, str], received: Mapping[str, str]) -> dict[str, str]:

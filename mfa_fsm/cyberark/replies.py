@@ -11,6 +11,7 @@ flow to refuse; a value of the wrong JSON type is an :class:`IdpReplyError`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Final
 
@@ -81,6 +82,7 @@ class Login:
     token: str | None = attrs.field(repr=False)
     auth: str | None = attrs.field(repr=False)
     token_lifetime: float | None = None
+    email: str | None = None
 
 
 @attrs.frozen
@@ -234,6 +236,15 @@ def _mechanism(fields: Fields) -> Mechanism:
     )
 
 
+def _lifetime(result: Fields) -> float | None:
+    # json.loads reads NaN and Infinity; neither is a lifetime, and NaN would make the
+    # completed snapshot unequal to itself.
+    seconds = result.number("TokenLifetime")
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        raise IdpReplyError("the IdP's TokenLifetime is not a number of seconds", path=result.path)
+    return seconds
+
+
 def _login(result: Fields) -> Login:
     return Login(
         user_id=result.text("UserId"),
@@ -242,5 +253,6 @@ def _login(result: Fields) -> Login:
         pod_fqdn=result.text("PodFqdn"),
         token=result.text("Token") or None,
         auth=result.text("Auth") or None,
-        token_lifetime=result.number("TokenLifetime"),
+        token_lifetime=_lifetime(result),
+        email=result.text("EmailAddress"),
     )

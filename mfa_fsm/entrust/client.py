@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
 from mfa_fsm.core.transport import HttpRequest, Transport
 from mfa_fsm.entrust.replies import (
@@ -27,6 +28,9 @@ QUERY_PATH = "/api/web/v2/authentication/users"
 SELECT_PATH = "/api/web/v2/authentication/users/authenticate/{authenticator}"
 COMPLETE_PATH = "/api/web/v1/authentication/users/authenticate/{authenticator}/complete"
 LOGOUT_PATH = "/api/web/v1/authentication/logout"
+
+#: The shortest interval a poll schedule takes; tests configure 0 to poll at once.
+MIN_INTERVAL = 0.001
 
 #: Authenticator names are upper-case enum values; anything else never reaches a URL path.
 _AUTHENTICATOR = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
@@ -51,9 +55,10 @@ class EntrustConfig:
     user's address, sent on every call when the application takes the client IP "Provided in
     the API" (risk rules need it). ``bearer`` sends ``Authorization: Bearer <token>`` instead
     of the bare token (IDaaS accepts both). ``poll_interval`` and ``push_lifetime`` (the
-    tenant's push authentication lifetime, 300 s by default) shape push polling;
-    ``flow_lifetime`` caps a flow whose token carries no expiry. ``retry`` applies to the
-    calls that are safe to repeat (the query and push polls), never to a select or an answer.
+    tenant's push authentication lifetime, 300 s by default) shape push polling, and
+    ``max_poll_backoff`` caps the wait after failed polls. ``flow_lifetime`` caps a flow whose
+    token carries no expiry. ``retry`` applies to the calls that are safe to repeat (the query
+    and push polls), never to a select or an answer.
     """
 
     base_url: str = attrs.field(converter=_strip_slash)
@@ -65,6 +70,14 @@ class EntrustConfig:
     flow_lifetime: float = 900.0
     lockout_codes: frozenset[str] = DEFAULT_LOCKOUT_CODES
     retry: RetryPolicy = DEFAULT_RETRY
+    max_poll_backoff: float = 60.0
+
+    @property
+    def poll_schedule(self) -> PollSchedule:
+        """The poll schedule these settings describe (an interval of 0 polls at once)."""
+        return PollSchedule(
+            interval=max(self.poll_interval, MIN_INTERVAL), max_backoff=self.max_poll_backoff
+        )
 
 
 def check_authenticator(name: str) -> str:

@@ -32,7 +32,14 @@ from typing import ClassVar
 import attrs
 import structlog
 
-from mfa_fsm.core.errors import IdpError, IdpReplyError, InvalidInput, MfaError, UsageError
+from mfa_fsm.core.errors import (
+    IdpError,
+    IdpReplyError,
+    InvalidInput,
+    MfaError,
+    TransportError,
+    UsageError,
+)
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
@@ -166,6 +173,8 @@ class EntrustFlow(Flow):
         transport errors of the query; no flow exists until this returns.
         """
         identifier("user_id", user_id)
+        if flow_id is not None:
+            identifier("flow_id", flow_id)
         if first_factor is not None and first_factor not in FIRST_FACTORS:
             raise InvalidInput("first_factor", f"must be one of {list(FIRST_FACTORS)}")
         now = clock()
@@ -369,11 +378,19 @@ class EntrustFlow(Flow):
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None  # too early: answer from the snapshot, spare the IdP
         path, second = self._paths(ctx, ctx.factor or "")
+        # Seconds since IDaaS last answered a poll: how long an outage has lasted.
+        outage = now - ((snapshot.next_poll_at or now) - self.config.poll_interval)
+        schedule = self.config.poll_schedule
         try:
             reply = self.client.poll(path, self._held_token(ctx), second_factor=second)
         except IdpError as exc:
             if exc.error_code == "no_transaction":
                 return _denied("the request was cancelled on the device")
+            if exc.transient:
+                exc.retry_after = schedule.retry_after(outage=outage, retry_after=exc.retry_after)
+            raise
+        except TransportError as exc:
+            exc.retry_after = schedule.retry_after(outage=outage)
             raise
         if reply.completed:
             return self._completed(snapshot, reply, now)

@@ -56,6 +56,12 @@ Extra control routes (besides the base ones): ``GET /_emulator/code/{user}``,
 ``POST /_emulator/oob/{user}/approve`` (optional body ``{"number": "42"}``),
 ``POST /_emulator/oob/{user}/deny``, ``GET /_emulator/polls/{user}``.
 
+Faults: besides the base kinds (``unknown_enum`` replaces ``Result.Summary``),
+``replay_success`` (CyberArk only) answers the next request with the last
+``LoginSuccess`` this emulator sent, body and ``.ASPXAUTH`` cookie, as a broken
+proxy or cache would: a valid reply that belongs to another, long-finished
+session. The request itself is not processed.
+
 Where the vendor documents are silent the emulator makes a documented choice;
 see :class:`CyberArkEmulator`.
 """
@@ -70,17 +76,19 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 from urllib.parse import unquote
 
 import attrs
 
 from mfa_fsm.testing._server import (
+    BASE_FAULT_KINDS,
     UNKNOWN_ENUM_VALUE,
     BadRequest,
     EmulatorReply,
     EmulatorRequest,
     EmulatorServer,
+    Fault,
 )
 
 __all__ = ["GENERIC_FAILURE", "CyberArkEmulator", "Mechanism"]
@@ -316,7 +324,11 @@ class CyberArkEmulator(EmulatorServer):
       mechanism.
     * The ``.ASPXAUTH`` cookie is sent without ``Secure`` (the emulator speaks
       plain HTTP); with ``PersistentLogin`` (default true) it gets a Max-Age.
+    * ``replay_success`` with no ``LoginSuccess`` sent yet replays a made-up
+      one for a user no flow signs in (``replayed@<login suffix>``).
     """
+
+    fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS | {"replay_success"}
 
     def __init__(
         self,
@@ -357,6 +369,8 @@ class CyberArkEmulator(EmulatorServer):
         self._failures: dict[str, str] = {}
         self._demo_users = demo_users
         self._signing_key = secrets.token_bytes(32)
+        #: the last LoginSuccess sent (envelope, headers), for the ``replay_success`` fault
+        self._last_success: tuple[dict[str, Any], dict[str, str]] | None = None
         if demo_users:
             self._add_demo_users()
 
@@ -547,9 +561,11 @@ class CyberArkEmulator(EmulatorServer):
         self, obj: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
     ) -> EmulatorReply:
         # The service echoes the native-client header (browser trace).
-        return EmulatorReply.json(
-            obj, status=status, headers={"X-Centrify-Native-Client": "true", **(headers or {})}
-        )
+        merged = {"X-Centrify-Native-Client": "true", **(headers or {})}
+        result = obj.get("Result") if isinstance(obj, dict) else None
+        if isinstance(result, dict) and result.get("Summary") == "LoginSuccess":
+            self._last_success = (obj, merged)
+        return EmulatorReply.json(obj, status=status, headers=merged)
 
     def bad_request_reply(self, message: str) -> EmulatorReply:
         """Malformed requests: HTTP 200, ``success: false``, ``Result: null``."""
@@ -569,6 +585,23 @@ class CyberArkEmulator(EmulatorServer):
         if isinstance(result, dict) and "Summary" in result:
             return {**obj, "Result": {**result, "Summary": UNKNOWN_ENUM_VALUE}}
         return super().mangle_enums(obj)
+
+    def apply_provider_fault(self, fault: Fault, request: EmulatorRequest) -> EmulatorReply:
+        """``replay_success``: answer with the last ``LoginSuccess`` sent, as it was sent.
+
+        A valid reply of another, finished session (a broken proxy or cache replaying it);
+        with none sent yet, a made-up one for ``replayed@<login suffix>``. The request
+        itself is not processed.
+        """
+        if fault.kind != "replay_success":
+            return super().apply_provider_fault(fault, request)
+        if self._last_success is None:
+            user = _User("replayed", None, (), email="", phone="", display_name="Replayed")
+            login = self._issue_login(user)
+            result = self._success_result(login, f"{self.host}:{self.port}", platform_token=False)
+            return self._reply(_envelope(result), headers=self._set_cookie(login, persistent=True))
+        body, headers = self._last_success
+        return EmulatorReply.json(body, headers=headers)
 
     def handle_control(self, request: EmulatorRequest, route: str) -> EmulatorReply | None:
         """``code/{user}``, ``polls/{user}``, ``oob/{user}/approve|deny``."""

@@ -61,3 +61,31 @@ def test_wait_is_bounded(
     """Every wait is at least the interval and at most the larger of the caps."""
     wait = PollSchedule(interval, cap).retry_after(outage=outage, retry_after=retry_after)
     assert interval <= wait <= max(interval, cap, MAX_RETRY_AFTER)
+
+
+@given(interval=st.floats(0.1, 30), now=st.floats(0, 2e9))
+def test_next_poll_is_one_interval_on(interval: float, now: float) -> None:
+    """After a "still pending" the next poll is exactly the configured interval away."""
+    assert PollSchedule(interval=interval).next_poll(now) == pytest.approx(now + interval)
+
+
+@given(
+    interval=st.floats(0.1, 10),
+    cap=st.floats(0, 600),
+    asked=st.lists(st.none() | st.floats(0, 1000), min_size=1, max_size=12),
+)
+def test_an_outage_never_speeds_polling_up(
+    interval: float, cap: float, asked: list[float | None]
+) -> None:
+    """A caller that follows the waits through an outage polls at most once per interval,
+    and, where the IdP names no Retry-After, each wait is at least the one before (up to
+    the cap)."""
+    schedule = PollSchedule(interval, cap)
+    outage, previous = 0.0, 0.0
+    for retry_after in asked:
+        wait = schedule.retry_after(outage=outage, retry_after=retry_after)
+        assert wait >= interval
+        if retry_after is None:
+            assert wait >= min(previous, max(cap, interval))
+        outage += wait
+        previous = wait

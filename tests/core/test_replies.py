@@ -100,3 +100,43 @@ def test_fields_refuse_non_objects() -> None:
     """A reply that is not a JSON object is refused."""
     with pytest.raises(IdpReplyError):
         Fields(["x"], "/p")
+
+
+# -- gaps found by fuzzing the providers' parsers; each test flips when core/replies.py is
+# -- fixed (the fixes are in the hardening report)
+
+
+def test_deeply_nested_json_is_a_reply_error() -> None:
+    """A body nested deeper than the parser's recursion limit is IdpReplyError."""
+    with pytest.raises(IdpReplyError):
+        json_body(response(body=b"[" * 100_000), "/p")
+
+
+@pytest.mark.parametrize("value", ["\xb2", "7\xb3"])
+def test_retry_after_non_ascii_digits_are_ignored(value: str) -> None:
+    """A Retry-After of non-ASCII digits (a header is ISO-8859-1) is no wait, not a crash."""
+    with pytest.raises(IdpError) as caught:
+        refuse_transient(HttpResponse(503, {"Retry-After": value}), "/p")
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize("body", [b'{"n": NaN}', b'{"n": Infinity}', b'{"n": -Infinity}'])
+def test_non_finite_numbers_are_reply_errors(body: bytes) -> None:
+    """NaN and infinities are no numbers an IdP sends (NaN would even make Entrust's
+    snapshot unequal to itself once it holds an expiry of NaN)."""
+    with pytest.raises(IdpReplyError):
+        Fields(json_body(response(body=body), "/p"), "/p").number("n")
+
+
+def test_integers_beyond_any_float_are_reply_errors() -> None:
+    """An integer too large for a float (JSON allows any length) is IdpReplyError."""
+    body = b'{"n": 1' + b"0" * 400 + b"}"
+    with pytest.raises(IdpReplyError):
+        Fields(json_body(response(body=body), "/p"), "/p").number("n")
+
+
+def test_text_that_is_no_unicode_is_a_reply_error() -> None:
+    r"""A string holding a lone surrogate (JSON "\ud800") is IdpReplyError: it would reach a
+    snapshot that no store can write as UTF-8."""
+    with pytest.raises(IdpReplyError):
+        Fields(json_body(response(body=b'{"t": "a\\ud800"}'), "/p"), "/p").text("t")

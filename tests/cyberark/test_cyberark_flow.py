@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mfa_fsm import (
     CyberArkConfig,
     CyberArkFlow,
     HttpResponse,
     IdpReplyError,
+    MfaError,
+    Snapshot,
     UsageError,
 )
+from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
+from tests.cyberark.strategies import responses
 from tests.helpers import StatelessClient
 
 CONFIG = CyberArkConfig(
@@ -200,3 +207,141 @@ def test_start_without_package_or_login() -> None:
     """A StartAuthentication success with neither package nor login is IdpReplyError."""
     with pytest.raises(IdpReplyError):
         started(first=ok({"Summary": "StartNextChallenge"}))
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        {},
+        {"User": "tuser@example.com"},
+        {"User": "TUser@Example.com"},
+        {"User": "t.user@example.com", "EmailAddress": "tuser"},
+        {"User": "tuser"},
+    ],
+    ids=["no-user-named", "login-with-suffix", "any-case", "e-mail-typed", "no-suffix"],
+)
+def test_login_success_for_this_user_completes(named: dict[str, str]) -> None:
+    """A LoginSuccess naming the flow's user (its login, with or without suffix, or e-mail),
+    or naming none, completes the flow."""
+    client, _ = started(ok(login_success(Token="t", **named)), first=ok(package([UP])))
+    assert client.send("submit_first_factor", answer="pw").state == "Completed"
+
+
+@pytest.mark.parametrize("first", [None, package([UP])], ids=["at-start", "after-answer"])
+def test_login_success_for_another_user_is_refused(first: dict[str, Any] | None) -> None:
+    """A LoginSuccess naming another user (a replayed reply of another session) is never this
+    user's login: IdpReplyError, nothing changes, and the same event can be sent again."""
+    replayed = ok(login_success(Token="t", User="mallory@example.com", EmailAddress="m@x.y"))
+    if first is None:
+        with pytest.raises(IdpReplyError, match="another user"):
+            started(first=replayed)
+        return
+    client, transport = started(replayed, first=ok(first))
+    before = client.saved
+    with pytest.raises(IdpReplyError, match="another user"):
+        client.send("submit_first_factor", answer="pw")
+    assert client.saved == before
+    transport.add(ok(login_success(Token="t", User="tuser@example.com")))
+    assert client.send("submit_first_factor", answer="pw").state == "Completed"
+
+
+# -- any reply at any step -----------------------------------------------------------------
+
+SQ = {**mechanism("SQ", "Text"), "Question": "Pet?"}
+PF = mechanism("PF", "StartOob")
+PACKAGES = [package([UP], [OTP]), package([UP, SQ]), package([OTP, PF]), package([UP], [SQ, PF])]
+#: the answers a step may get, well-formed, so that sessions get deep between fuzzed ones
+PLAUSIBLE = [
+    ok({"Summary": "StartNextChallenge"}),
+    ok({"Summary": "OobPending"}),
+    ok({"Summary": "OobPending", "GeneratedAuthValue": 42}),
+    ok(login_success(Token="t")),
+    ok(login_success(Token="t", TokenLifetime=3600, User="tuser@example.com")),
+    ok(package([OTP, PF], [SQ])),
+    json_reply({"success": False, "Result": {"Summary": "Failure"}}),
+]
+step_replies = st.sampled_from(PLAUSIBLE) | responses
+
+
+def data_for(flow: CyberArkFlow, event: str) -> dict[str, Any]:
+    """Well-formed input for ``event`` in the flow's state (the replies are what is fuzzed)."""
+    view = flow.view()
+    if event == "select_second_factor":
+        offered = [choice.id for choice in view.choices if choice.supported]
+        return {"factor": offered[0] if offered else "none"}
+    challenge = view.challenge
+    if event == "submit_first_factor" and challenge is not None and challenge.accepts_code:
+        return {"answer": "pw"} if challenge.kind in ("password", "kba", "text") else {}
+    if event == "submit_response":
+        return {"response": "123456"}
+    return {}
+
+
+def assert_sound(snapshot: Snapshot) -> None:
+    """A snapshot a store can write (UTF-8 JSON) and read back as the same value."""
+    text = snapshot.to_json()
+    assert Snapshot.from_json(text.encode("utf-8")) == snapshot
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.sampled_from(PACKAGES).map(ok) | responses,
+    data=st.data(),
+    picks=st.lists(st.integers(0, 4), min_size=4, max_size=4),
+)
+def test_any_reply_moves_the_flow_or_changes_nothing(
+    first: HttpResponse, data: st.DataObject, picks: list[int]
+) -> None:
+    """Whatever CyberArk answers, only MfaErrors escape; a failed step changes nothing, and
+    a successful one adds one to version and leaves a snapshot that round-trips exactly."""
+
+    def any_reply(request: Any) -> HttpResponse:
+        return data.draw(step_replies)
+
+    transport = ScriptedTransport([first] + [any_reply] * 20)  # redirects take some too
+    config = attrs.evolve(CONFIG, retry=NO_RETRY)  # retries would sleep; one call each
+    try:
+        flow = CyberArkFlow.start(
+            config=config, user="tuser", transport=transport, clock=lambda: NOW
+        )
+    except MfaError:
+        return
+    assert_sound(flow.snapshot())
+    for pick in picks:
+        # cancel calls nothing, and a select needs something to select.
+        allowed = [e for e in flow.allowed_events() if e != "cancel"]
+        if not flow.view().choices and "select_second_factor" in allowed:
+            allowed.remove("select_second_factor")
+        if not allowed:
+            return
+        event = allowed[pick % len(allowed)]
+        before = flow.snapshot()
+        try:
+            flow.send(event, **data_for(flow, event))
+        except MfaError:
+            assert flow.snapshot() == before
+            continue
+        after = flow.snapshot()
+        assert after.version in (before.version, before.version + 1)
+        assert after.version == before.version + 1 or after == before
+        assert_sound(after)
+
+
+def test_reply_text_that_is_no_unicode_is_refused() -> None:
+    r"""A label holding a lone surrogate (JSON "\ud800") is IdpReplyError, rather than a
+    snapshot that no store can write as UTF-8."""
+    body = json.dumps({"success": True, "Result": package([{**UP, "PromptSelectMech": "\ud800"}])})
+    with pytest.raises(IdpReplyError):
+        started(first=HttpResponse(200, {}, body.encode()))
+
+
+def test_two_different_full_login_names_are_two_users() -> None:
+    """A flow started as tuser@example.com takes no LoginSuccess for tuser@other.example."""
+    other = ok(login_success(Token="t", User="tuser@other.example"))
+    with pytest.raises(IdpReplyError, match="another user"):
+        CyberArkFlow.start(
+            config=CONFIG,
+            user="tuser@example.com",
+            transport=ScriptedTransport([other]),
+            clock=lambda: NOW,
+        )

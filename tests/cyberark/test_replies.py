@@ -4,13 +4,17 @@ kept), without any network."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mfa_fsm import HttpResponse, IdpError, IdpReplyError
 from mfa_fsm.cyberark.replies import Reply, decipher, parse_reply
 from mfa_fsm.testing.scripted import json_reply
+from tests.cyberark.strategies import envelopes, mostly, retry_after_values, statuses
 
 PATH = "/Security/AdvanceAuthentication"
 GENERIC_FAILURE = (
@@ -313,3 +317,48 @@ def test_other_http_errors() -> None:
         read(envelope(None, success=False) | {"ErrorCode": "E42"}, status=404)
     assert (caught.value.status, caught.value.error_code) == (404, "E42")
     assert not caught.value.transient
+
+
+def test_token_lifetime_must_be_seconds() -> None:
+    """A TokenLifetime that is NaN, infinite or negative is IdpReplyError, never a lifetime."""
+    for bad in (b"NaN", b"Infinity", b"-1"):
+        body = b'{"success": true, "Result": {"Summary": "LoginSuccess", "Token": "t", '
+        body += b'"TokenLifetime": ' + bad + b"}}"
+        with pytest.raises(IdpReplyError, match="TokenLifetime"):
+            read_raw(HttpResponse(200, {}, body))
+    login = read(envelope({"Summary": "LoginSuccess", "TokenLifetime": 3600})).login
+    assert login is not None and login.token_lifetime == 3600.0
+
+
+# -- fuzzing: any reply is a Reply or an IdpError, nothing else --------------------------
+
+
+def check(response: HttpResponse) -> None:
+    """The reply parses into a Reply whose numbers are numbers, or raises an IdpError."""
+    try:
+        reply = parse_reply(decipher(response, PATH))
+    except IdpError:
+        return
+    assert isinstance(reply.success, bool)
+    for challenge in reply.challenges:
+        assert challenge and all(m.id and m.name and m.answer_type for m in challenge)
+    if reply.login is not None and reply.login.token_lifetime is not None:
+        assert math.isfinite(reply.login.token_lifetime) and reply.login.token_lifetime >= 0
+
+
+@settings(max_examples=300)
+@given(body=st.binary(max_size=300), status=statuses, retry_after=retry_after_values)
+def test_arbitrary_bytes_raise_only_idp_errors(
+    body: bytes, status: int, retry_after: str | None
+) -> None:
+    """Any bytes, with any status and Retry-After, parse or raise an IdpError."""
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    check(HttpResponse(status, headers, body))
+
+
+@settings(max_examples=500)
+@given(data=mostly(envelopes), status=statuses)
+def test_arbitrary_json_raises_only_idp_errors(data: Any, status: int) -> None:
+    """Any JSON, including the documented keys with values of any type, parses into a
+    well-formed Reply or raises an IdpError."""
+    check(HttpResponse(status, {}, json.dumps(data).encode()))

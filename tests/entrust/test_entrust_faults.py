@@ -16,23 +16,21 @@ import pytest
 from mfa_fsm import EntrustConfig, EntrustFlow, IdpError, MfaError, RequestsTransport
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import EntrustEmulator
-from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
+from mfa_fsm.testing.leaks import SecretRecorder
+from tests.fault_matrix import (
+    BASE_FAULTS,
+    COVERED,
+    HONEST,
+    SIZES,
+    TIMEOUT,
+    ArmedTransport,
+    assert_no_secret,
+    wait_for_slow_call,
+)
 
 #: fault name -> inject() keyword arguments
 FAULTS: dict[str, dict[str, Any]] = {
-    "HTTP 500": {"kind": "status", "status": 500},
-    "HTTP 502": {"kind": "status", "status": 502},
-    "HTTP 503": {"kind": "status", "status": 503},
-    "HTTP 504": {"kind": "status", "status": 504},
-    "429 with Retry-After": {"kind": "rate_limit", "retry_after": 1},
-    "429 without Retry-After": {"kind": "rate_limit"},
-    "slow past the timeout": {"kind": "slow", "delay": 0.5},
-    "dropped connection": {"kind": "drop"},
-    "reset mid-body": {"kind": "reset"},
-    "empty body": {"kind": "empty"},
-    "HTML instead of JSON": {"kind": "html"},
-    "JSON of the wrong shape": {"kind": "wrong_shape"},
-    "unknown enum values": {"kind": "unknown_enum"},
+    **BASE_FAULTS,
     "stale success": {"kind": "stale_success"},
 }
 
@@ -81,17 +79,12 @@ TRANSITIONS: dict[str, tuple[str, Setup, str, Callable[[EntrustEmulator], dict[s
     "poll approved": ("jsmith", push_approved, "poll", lambda e: {}),
 }
 
-covered: set[tuple[str, str]] = set()
-
 
 @pytest.fixture(scope="module")
 def emulator() -> Any:
     with EntrustEmulator() as emulator:
+        SIZES["entrust"] = (len(FAULTS), len(TRANSITIONS))
         yield emulator
-    print(
-        f"\nEntrust fault matrix: {len(FAULTS)} faults x {len(TRANSITIONS)} transitions = "
-        f"{len(covered)} cases covered"
-    )
 
 
 @pytest.mark.parametrize("transition", TRANSITIONS)
@@ -102,7 +95,8 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
     user, reach, event, data_for = TRANSITIONS[transition]
     emulator.faults.clear()
     emulator.unlock(user)
-    recorder = SecretRecorder(RequestsTransport(timeout=(2.0, 0.25)))
+    armed = ArmedTransport(RequestsTransport(timeout=TIMEOUT), emulator)
+    recorder = SecretRecorder(armed)
     recorder.add("Passw0rd!")
     config = EntrustConfig(
         base_url=emulator.base_url,
@@ -116,12 +110,14 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
     if "response" in data:
         recorder.add(data["response"])
     before = flow.snapshot()
-    emulator.faults.inject(**FAULTS[fault])
+    armed.arm(FAULTS[fault])
     try:
         view = flow.send(event, **data)
     except MfaError as error:
         assert flow.snapshot() == before, "a failed step changed the flow"
-        assert not find_leaks([str(error), repr(error)], recorder.secrets)
+        assert_no_secret(error, recorder.secrets)
+        if armed.faulted is not None and FAULTS[fault]["kind"] == "slow":
+            wait_for_slow_call(emulator, armed.faulted.json)
         emulator.faults.clear()
         try:
             view = flow.send(event, **data_for(emulator))
@@ -132,8 +128,11 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
             assert fault.startswith("slow"), f"{fault}: retry failed with {again!r}"
             assert again.error_code == "invalid_token"
             assert flow.snapshot() == before
-            covered.add((fault, transition))
+            HONEST["entrust"]["refused on retry: the token rotated with the lost reply"] += 1
+            COVERED["entrust"].add((fault, transition))
             return
+    if armed.faulted is not None and FAULTS[fault]["kind"] == "slow":
+        wait_for_slow_call(emulator, armed.faulted.json)
     assert flow.version == before.version + 1
     assert view.state in {
         "AwaitingSecondFactor",
@@ -142,4 +141,4 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
         "Completed",
         "Failed",
     }
-    covered.add((fault, transition))
+    COVERED["entrust"].add((fault, transition))

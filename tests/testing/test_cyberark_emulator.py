@@ -1017,3 +1017,27 @@ def test_batch_running_past_the_package_end_fails(emu: CyberArkEmulator) -> None
     answer = {"MechanismId": up, "Answer": "hank-pw", "Action": "Answer"}
     body = {"SessionId": result["SessionId"], "MultipleOperations": [answer, answer]}
     assert_failure(post(emu.base_url, "AdvanceAuthentication", body))
+
+
+def test_replay_success_fault(emu: CyberArkEmulator) -> None:
+    """replay_success answers with the last LoginSuccess sent, body and cookie, and does not
+    process the request; before any login it replays a made-up user's."""
+    emu.faults.inject("replay_success")
+    made_up = post(emu.base_url, "StartAuthentication", {"User": "alice", "Version": "1.0"})
+    assert made_up.json()["Result"]["User"] == "replayed@example.com"
+    alice = package(emu, "alice")
+    done = advance(emu, alice["SessionId"], mech(alice, 0, "UP"), "Answer", "alice-password")
+    assert summary(done) == "StartNextChallenge"
+    bob = package(emu, "bob")
+    started = advance(emu, bob["SessionId"], mech(bob, 0, "OTP"), "StartOOB")
+    emu.approve("bob", number=started.json()["Result"]["GeneratedAuthValue"])
+    success = advance(emu, bob["SessionId"], mech(bob, 0, "OTP"), "Poll")
+    assert summary(success) == "LoginSuccess"
+    emu.faults.inject("replay_success", path="AdvanceAuthentication")
+    sq = mech(alice, 1, "SQ")
+    replayed = advance(emu, alice["SessionId"], sq, "Answer", "wrong answer")
+    assert replayed.json() == success.json()
+    assert replayed.cookies[".ASPXAUTH"] == success.cookies[".ASPXAUTH"]
+    assert emu.calls[-1].fault == "replay_success"
+    # The wrong answer was never processed: alice's package is still alive.
+    assert summary(advance(emu, alice["SessionId"], sq, "Answer", "Smokey")) == "LoginSuccess"
