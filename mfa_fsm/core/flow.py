@@ -48,6 +48,7 @@ from mfa_fsm.core.errors import (
     MfaError,
     SnapshotError,
     StoreError,
+    UsageError,
 )
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
@@ -165,6 +166,12 @@ class Flow:
     context_type: ClassVar[type]
     #: the class of the configuration that ``start`` and ``restore`` take as ``config=``
     config_type: ClassVar[type]
+    #: builds the provider's API client from the configuration and the step's transport
+    client_type: ClassVar[type[Any]]
+    #: the application's configuration for this provider (never stored in the snapshot)
+    config: Any
+    #: the provider's API client; every IdP call of a handler goes through it
+    client: Any
     #: provider name -> its flow class (the last one defined); how an ``Engine`` finds a class
     providers: ClassVar[dict[str, type[Flow]]] = {}
     #: events only the engine sends (never accepted from a caller)
@@ -197,9 +204,15 @@ class Flow:
         self,
         snapshot: Snapshot,
         *,
+        config: Any,
         transport: Transport | None = None,
         clock: Clock = time.time,
     ) -> None:
+        if not isinstance(config, self.config_type):
+            raise UsageError(
+                f"{type(self).__name__} takes a {self.config_type.__name__} as config=, "
+                f"not a {type(config).__name__}"
+            )
         if snapshot.provider != self.provider:
             raise SnapshotError(
                 f"snapshot belongs to provider {snapshot.provider!r}, not {self.provider!r}; "
@@ -210,6 +223,8 @@ class Flow:
         self._snapshot = snapshot
         self._transport = _RecordingTransport(transport or RequestsTransport())
         self.clock = clock
+        self.config = config
+        self.client = self.client_type(config, self._transport)
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> Self:
@@ -226,18 +241,19 @@ class Flow:
         cls,
         snapshot: Snapshot | str | bytes,
         *,
+        config: Any,
         transport: Transport | None = None,
         clock: Clock = time.time,
-        **settings: Any,
     ) -> Self:
         """Continue a flow from a snapshot (or its JSON) without re-running any action.
 
-        Raises :class:`SnapshotError` if the snapshot does not parse or belongs to another
-        provider. ``settings`` are the provider's configuration (see the subclass).
+        ``config`` is the provider's configuration (an instance of ``config_type``). Raises
+        :class:`SnapshotError` if the snapshot does not parse or belongs to another provider,
+        :class:`UsageError` for a configuration of the wrong type.
         """
         if not isinstance(snapshot, Snapshot):
             snapshot = Snapshot.from_json(snapshot)
-        return cls(snapshot, transport=transport, clock=clock, **settings)
+        return cls(snapshot, config=config, transport=transport, clock=clock)
 
     # -- reading ------------------------------------------------------------------------
 

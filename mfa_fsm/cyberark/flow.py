@@ -270,18 +270,9 @@ class CyberArkFlow(Flow):
     machine = CyberArkMachine
     context_type = CyberArkContext
     config_type = CyberArkConfig
-
-    def __init__(
-        self,
-        snapshot: Snapshot,
-        *,
-        config: CyberArkConfig,
-        transport: Transport | None = None,
-        clock: Clock = time.time,
-    ) -> None:
-        super().__init__(snapshot, transport=transport, clock=clock)
-        self.config = config
-        self.client = CyberArkClient(config, self.transport)
+    client_type = CyberArkClient
+    config: CyberArkConfig
+    client: CyberArkClient
 
     @classmethod
     def start(

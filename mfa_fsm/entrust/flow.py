@@ -141,18 +141,9 @@ class EntrustFlow(Flow):
     machine = EntrustMachine
     context_type = EntrustContext
     config_type = EntrustConfig
-
-    def __init__(
-        self,
-        snapshot: Snapshot,
-        *,
-        config: EntrustConfig,
-        transport: Transport | None = None,
-        clock: Clock = time.time,
-    ) -> None:
-        super().__init__(snapshot, transport=transport, clock=clock)
-        self.config = config
-        self.client = EntrustClient(config, self.transport)
+    client_type = EntrustClient
+    config: EntrustConfig
+    client: EntrustClient
 
     @classmethod
     def start(
