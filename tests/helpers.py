@@ -3,9 +3,10 @@ request that keeps nothing in memory would."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from mfa_fsm import Flow, FlowView
+from mfa_fsm import EventNotAllowed, Flow, FlowView, MfaError, Snapshot
 
 
 class StatelessClient:
@@ -29,3 +30,35 @@ class StatelessClient:
 
     def restore(self) -> Flow:
         return self.flow_class.restore(self.saved, **self.settings)
+
+
+def checked_step(flow: Flow, calls: Callable[[], int], event: str, **data: Any) -> Snapshot | None:
+    """Send one event and check the engine's invariants; the new snapshot, or None if refused.
+
+    An error leaves the snapshot as it was, and a refused event calls nothing; a successful
+    step adds one to ``version``, except a poll before ``next_poll_at``, which changes nothing
+    and calls nothing; once the deadline has passed, the step ends ``Failed(expired)``.
+    ``calls`` counts the IdP calls made so far (the emulator's call log).
+    """
+    before = flow.snapshot()
+    made = calls()
+    try:
+        view = flow.send(event, **data)
+    except EventNotAllowed:
+        assert flow.snapshot() == before
+        assert calls() == made, "a refused event called the IdP"
+        return None
+    except MfaError:
+        assert flow.snapshot() == before, "an error changed the flow"
+        return None
+    after = flow.snapshot()
+    if after.version == before.version:
+        assert event == "poll" and after == before, "only an early poll is a no-op"
+        assert calls() == made, "an early poll called the IdP"
+        assert before.next_poll_at is not None and flow.clock() < before.next_poll_at
+        return after
+    assert after.version == before.version + 1
+    assert view.state == after.state
+    if flow.clock() >= before.deadline and not before.is_final:
+        assert (after.state, after.failure) == ("Failed", "expired")
+    return after
