@@ -7,7 +7,6 @@ interpreters, which import it by name.
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ from mfa_fsm import (
     SealedEngine,
 )
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
-from tests.stores.store_helpers import build_store, close_store
+from tests.stores.store_helpers import build_store, close_store, in_threads
 
 #: Where a test client says the user is; sent as clientIp on every call.
 CLIENT_IP = "198.51.100.7"
@@ -105,25 +104,7 @@ def race_in_threads(
     make_step: Callable[[Any], Callable[[], int]], workers: int, rounds: int
 ) -> list[Attempt]:
     """``race`` in ``workers`` threads; ``make_step(barrier)`` builds each thread's request."""
-    barrier = threading.Barrier(workers)
-    outcomes: list[Attempt] = []
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            outcomes.extend(race(make_step(barrier), rounds, barrier))
-        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return outcomes
+    return in_threads(workers, lambda barrier: race(make_step(barrier), rounds, barrier))
 
 
 def engine_step(engine: Engine, flow_id: str, event: str, **data: Any) -> Callable[[], int]:

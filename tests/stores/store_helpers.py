@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -219,16 +220,20 @@ def contend_in_process(
         close_store(store)
 
 
-def contend_in_threads(store: RecordStore, flow_id: str, workers: int, rounds: int) -> list[Any]:
-    """Run ``contend`` in ``workers`` threads on one shared store; all their outcomes."""
+def in_threads(workers: int, job: Callable[[threading.Barrier], list[Any]]) -> list[Any]:
+    """Run ``job(barrier)`` in ``workers`` threads sharing one barrier; all their results.
+
+    The first exception of any thread is raised here (and aborts the barrier, so the other
+    threads stop waiting), since a thread's exception is otherwise lost.
+    """
     barrier = threading.Barrier(workers)
     results: list[Any] = []
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
-            results.extend(contend(store, flow_id, rounds, barrier))
-        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
+            results.extend(job(barrier))
+        except BaseException as exc:
             errors.append(exc)
             barrier.abort()
 
@@ -242,22 +247,20 @@ def contend_in_threads(store: RecordStore, flow_id: str, workers: int, rounds: i
     return results
 
 
+def contend_in_threads(store: RecordStore, flow_id: str, workers: int, rounds: int) -> list[Any]:
+    """Run ``contend`` in ``workers`` threads on one shared store; all their outcomes."""
+    return in_threads(workers, lambda barrier: contend(store, flow_id, rounds, barrier))
+
+
 def claim_in_threads(store: RecordStore, flow_id: str, workers: int) -> list[str]:
     """``workers`` threads claim version 0 of one flow at once; "claimed" or "busy" each."""
-    barrier = threading.Barrier(workers)
-    outcomes: list[str] = []
 
-    def work() -> None:
+    def claim(barrier: threading.Barrier) -> list[str]:
         barrier.wait(timeout=60)
         try:
             store.claim(flow_id, 0, ttl=30)
-            outcomes.append("claimed")
         except FlowBusy:
-            outcomes.append("busy")
+            return ["busy"]
+        return ["claimed"]
 
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+    return in_threads(workers, claim)
