@@ -4,11 +4,12 @@ A stateless web handler sends one event per request through an engine, which loa
 makes the IdP calls, saves the new snapshot and returns the view to render::
 
     engine = Engine(SqlStore("sqlite:///flows.db"), [EntrustConfig(...)])
-    view = engine.start("entrust", user_id="jsmith")
-    view = engine.send(view.flow_id, "submit_first_factor")
+    view = engine.start("entrust", verified_user=VerifiedUser("jsmith", checked_by="my app"))
+    view = engine.send(view.flow_id, "submit_first_factor", client_ip="203.0.113.9")
 
-The stores that need an optional library (``SqlStore``, ``RedisStore``, ``SealedState``) are
-imported on first use, so ``import mfa_fsm`` needs none of those libraries.
+The names that need an optional library (``SqlStore``, ``RedisStore``, ``SealedState``,
+``Throttle``) are imported on first use, so ``import mfa_fsm`` needs none of those
+libraries.
 """
 
 # Private aliases: every public name of this module is in __all__ (a test checks).
@@ -27,10 +28,13 @@ from mfa_fsm.core.errors import (
     SealedStateError,
     SnapshotError,
     StoreError,
+    Throttled,
     TransportError,
     UsageError,
+    VerifiedUserRequired,
 )
 from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
@@ -40,6 +44,7 @@ from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 
 if _typing.TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.stores.redis import RedisStore
     from mfa_fsm.stores.sealed import SealedState
     from mfa_fsm.stores.sql import SqlStore
@@ -79,9 +84,13 @@ __all__ = [
     "SqlStore",
     "StoreError",
     "StoreLedger",
+    "Throttle",
+    "Throttled",
     "Transport",
     "TransportError",
     "UsageError",
+    "VerifiedUser",
+    "VerifiedUserRequired",
 ]
 
 # Names whose modules import an optional dependency: loaded when first asked for.
@@ -89,6 +98,7 @@ _LAZY = {
     "RedisStore": "mfa_fsm.stores.redis",
     "SealedState": "mfa_fsm.stores.sealed",
     "SqlStore": "mfa_fsm.stores.sql",
+    "Throttle": "mfa_fsm.core.throttle",
 }
 
 

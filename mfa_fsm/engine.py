@@ -2,10 +2,11 @@
 
 ::
 
-    engine = Engine(RedisStore(redis.Redis()), [EntrustConfig(...)])
-    view = engine.start("entrust", user_id="jsmith")                 # the first request
-    view = engine.send(view.flow_id, "submit_first_factor")          # every later one
-    view = engine.send(flow_id, "submit_response", response=code)
+    engine = Engine(RedisStore(redis.Redis()), [EntrustConfig(...)], throttle=Throttle())
+    user = VerifiedUser(session["user"], checked_by="example.com password")  # your own check
+    view = engine.start("entrust", verified_user=user, client_ip=request.remote_addr)
+    view = engine.send(view.flow_id, "submit_first_factor", client_ip=request.remote_addr)
+    view = engine.send(flow_id, "submit_response", response=code, client_ip=...)
 
 Theory of operation
 -------------------
@@ -38,10 +39,11 @@ same token both reach the IdP (see ``mfa_fsm.stores.sealed``).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import structlog
 
@@ -52,6 +54,7 @@ from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport,
 from mfa_fsm.stores.base import FlowStore
 
 if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.stores.sealed import SealedState
 
 #: Seconds a step may hold its flow's claim. A step's longest IdP exchange is a retried poll:
@@ -104,6 +107,7 @@ class _Facade:
         transport: Transport | None,
         clock: Clock,
         claim_ttl: float,
+        throttle: Throttle | None,
     ) -> None:
         if not claim_ttl > 0:
             raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
@@ -111,6 +115,19 @@ class _Facade:
         self.transport: Transport = transport or RequestsTransport()
         self.clock = clock
         self.claim_ttl = claim_ttl
+        self.throttle = throttle
+
+    def throttled(self, throttle: Throttle | None) -> Self:
+        """This engine (same store, transport and providers) counting steps with ``throttle``."""
+        other = copy.copy(self)
+        other.throttle = throttle
+        return other
+
+    def first_factor_outside(self, provider: str) -> bool:
+        """Whether ``provider`` can run a first factor it does not check itself (Entrust
+        ``EXTERNAL``): such flows start only for a ``VerifiedUser``."""
+        flow_class, _ = self._flow_class(provider)
+        return flow_class.first_factor_outside
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -129,7 +146,11 @@ class _Facade:
     def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
         flow_class, config = self._flow_class(provider)
         return flow_class.start(
-            config=config, transport=self.transport, clock=self.clock, **options
+            config=config,
+            transport=self.transport,
+            clock=self.clock,
+            throttle=self.throttle,
+            **options,
         )
 
     def _step(
@@ -140,6 +161,7 @@ class _Facade:
         *,
         claims: _Claims | None,
         save: Callable[[Snapshot], Saved],
+        client_ip: str | None,
     ) -> tuple[FlowView, Saved | None]:
         """Send ``event`` to the flow in ``snapshot`` and save what it became (see the module
         docs); returns the view and what ``save`` returned (None if nothing was saved)."""
@@ -148,11 +170,13 @@ class _Facade:
         if claims is not None:
             take = partial(claims.claim, snapshot.flow_id, snapshot.version, ttl=self.claim_ttl)
         gate = _ClaimFirst(self.transport, take)
-        flow = flow_class.restore(snapshot, config=config, transport=gate, clock=self.clock)
+        flow = flow_class.restore(
+            snapshot, config=config, transport=gate, clock=self.clock, throttle=self.throttle
+        )
         saved: Saved | None = None
         claim_ended = False  # by the save
         try:
-            view = flow.send(event, **data)
+            view = flow.send(event, client_ip=client_ip, **data)
             if gate.refused is not None:
                 raise gate.refused
             if flow.version != snapshot.version:
@@ -184,8 +208,11 @@ class Engine(_Facade):
     ``EntrustConfig``, ...); each is matched to the flow class whose ``config_type`` it is, so
     a provider's flow module must be imported first. ``transport`` carries every flow's IdP
     calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
-    ``claim_ttl`` bounds how long one step may hold its flow. The engine keeps no state of its
-    own between calls: share one between threads, or make one per process.
+    ``claim_ttl`` bounds how long one step may hold its flow; ``throttle`` (a
+    :class:`~mfa_fsm.core.throttle.Throttle`) counts starts, sends and answers per user and
+    per client address and refuses a step over its rate with ``Throttled`` before any IdP
+    call (default: none). The engine keeps no state of its own between calls: share one
+    between threads, or make one per process.
     """
 
     def __init__(
@@ -196,32 +223,45 @@ class Engine(_Facade):
         transport: Transport | None = None,
         clock: Clock = time.time,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
+        throttle: Throttle | None = None,
     ) -> None:
-        super().__init__(configs, transport=transport, clock=clock, claim_ttl=claim_ttl)
+        super().__init__(
+            configs, transport=transport, clock=clock, claim_ttl=claim_ttl, throttle=throttle
+        )
         self.store = store
 
     def start(self, provider: str, /, **options: Any) -> FlowView:
         """Begin a flow of ``provider``, store it, and return its first view.
 
-        ``options`` go to the provider's ``start`` (Entrust: ``user_id``, ``first_factor``,
-        ``flow_id``). Raises what that ``start`` raises, with nothing stored, and FlowConflict
-        when a ``flow_id`` given is already taken (the IdP was asked, nothing is stored).
+        ``options`` go to the provider's ``start``: the user as ``verified_user=`` (a
+        :class:`~mfa_fsm.core.identity.VerifiedUser` your application checked) or as a typed
+        id (Entrust ``user_id=``, CyberArk ``user=``), the end user's ``client_ip=``, and
+        Entrust's ``first_factor``, ``flow_id``. Raises what that ``start`` raises
+        (``VerifiedUserRequired`` for Entrust EXTERNAL without a VerifiedUser, ``Throttled``),
+        with nothing stored, and FlowConflict when a ``flow_id`` given is already taken (the
+        IdP was asked, nothing is stored).
         """
         flow = self._begin(provider, options)
         self.store.create(flow.snapshot())
         return flow.view()
 
-    def send(self, flow_id: str, event: str, /, **data: Any) -> FlowView:
+    def send(
+        self, flow_id: str, event: str, /, *, client_ip: str | None = None, **data: Any
+    ) -> FlowView:
         """Advance ``flow_id`` by one event and return the view of its new state.
 
-        Raises FlowNotFound (unknown or expired id), FlowBusy or FlowConflict (another request
-        is advancing the flow, or already has), each before any IdP call, and whatever
-        ``Flow.send`` raises: EventNotAllowed, InvalidInput, IdpError, TransportError. After
+        ``client_ip`` is the end user's address for this step (Entrust ``clientIp``; not
+        stored, not logged). Raises FlowNotFound (unknown or expired id), FlowBusy or
+        FlowConflict (another request is advancing the flow, or already has), each before any
+        IdP call, and whatever ``Flow.send`` raises: EventNotAllowed, InvalidInput, Throttled,
+        IdpError, TransportError. After
         any error the stored flow is unchanged and unclaimed, so the event may be sent again.
         """
         snapshot = self.store.load(flow_id)
         save = partial(self.store.save, expected_version=snapshot.version)
-        view, _ = self._step(snapshot, event, data, claims=self.store, save=save)
+        view, _ = self._step(
+            snapshot, event, data, claims=self.store, save=save, client_ip=client_ip
+        )
         return view
 
     def view(self, flow_id: str) -> FlowView:
@@ -254,8 +294,11 @@ class SealedEngine(_Facade):
         transport: Transport | None = None,
         clock: Clock = time.time,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
+        throttle: Throttle | None = None,
     ) -> None:
-        super().__init__(configs, transport=transport, clock=clock, claim_ttl=claim_ttl)
+        super().__init__(
+            configs, transport=transport, clock=clock, claim_ttl=claim_ttl, throttle=throttle
+        )
         self.sealed = sealed
 
     def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:
@@ -267,8 +310,19 @@ class SealedEngine(_Facade):
         flow = self._begin(provider, options)
         return flow.view(), self.sealed.seal(flow.snapshot())
 
-    def send(self, token: str, flow_id: str, event: str, /, **data: Any) -> tuple[FlowView, str]:
+    def send(
+        self,
+        token: str,
+        flow_id: str,
+        event: str,
+        /,
+        *,
+        client_ip: str | None = None,
+        **data: Any,
+    ) -> tuple[FlowView, str]:
         """Advance the flow sealed in ``token`` by one event; returns the view and the new token.
+
+        ``client_ip`` is the end user's address for this step, as for :meth:`Engine.send`.
 
         Raises SealedStateError for a token that does not open (forged, expired, another
         flow's, or, with a ledger, replayed), FlowBusy or FlowConflict (with a ledger: another
@@ -278,7 +332,14 @@ class SealedEngine(_Facade):
         """
         snapshot = self.sealed.open(token, flow_id=flow_id)
         save = partial(self.sealed.seal, expected_version=snapshot.version)
-        view, new_token = self._step(snapshot, event, data, claims=self.sealed.ledger, save=save)
+        view, new_token = self._step(
+            snapshot,
+            event,
+            data,
+            claims=self.sealed.ledger,
+            save=save,
+            client_ip=client_ip,
+        )
         return view, token if new_token is None else new_token
 
     def view(self, token: str, flow_id: str) -> FlowView:

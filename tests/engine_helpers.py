@@ -20,6 +20,7 @@ from mfa_fsm import (
     RequestsTransport,
     SealedEngine,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
 from tests.stores.store_helpers import build_store, close_store, in_threads
 
@@ -184,7 +185,9 @@ def entrust_in_second_factor_selected(token_chars: int = 600) -> EntrustFlow:
         ]
     )
     config = EntrustConfig(base_url="https://idp.invalid", application_id="app")
-    flow = EntrustFlow.start(config=config, user_id="jane.doe@example.com", transport=script)
+    flow = EntrustFlow.start(
+        config=config, verified_user=VerifiedUser("jane.doe@example.com"), transport=script
+    )
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="OTP", delivery="SMS")
     return flow

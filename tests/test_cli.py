@@ -18,6 +18,7 @@ import requests
 
 from mfa_fsm import EntrustConfig, MemoryStore, UsageError
 from mfa_fsm.cli import is_loopback, main, open_store
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.engine import Engine
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
@@ -284,7 +285,7 @@ def test_live_diagram_of_a_stored_flow(tmp_path: Path, entrust_emulator: Entrust
         base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
     )
     engine = Engine(open_store(url), [config])
-    view = engine.start("entrust", user_id="jsmith")
+    view = engine.start("entrust", verified_user=VerifiedUser("jsmith"))
     engine.send(view.flow_id, "submit_first_factor")
     out = io.StringIO()
     assert main(["diagrams", "--flow", view.flow_id, "--store", url], stdout=out) == 0

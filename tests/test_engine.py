@@ -30,6 +30,7 @@ from mfa_fsm import (
     TransportError,
     UsageError,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import EntrustEmulator
@@ -67,7 +68,7 @@ def engine(kit: StoreKit, config: EntrustConfig, recorder: SecretRecorder) -> En
 
 def to_push(engine: Engine) -> str:
     """Start jsmith's login and get it to a running push; returns the flow id."""
-    flow_id = engine.start("entrust", user_id="jsmith").flow_id
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     engine.send(flow_id, "submit_first_factor")
     assert engine.send(flow_id, "select_second_factor", factor="TOKENPUSH").state == "OobPending"
     return flow_id
@@ -75,7 +76,7 @@ def to_push(engine: Engine) -> str:
 
 def to_code(engine: Engine, factor: str = "OTP") -> str:
     """Start jsmith's login and get it to a code form for ``factor``; returns the flow id."""
-    flow_id = engine.start("entrust", user_id="jsmith").flow_id
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     engine.send(flow_id, "submit_first_factor")
     view = engine.send(flow_id, "select_second_factor", factor=factor)
     assert view.state == "SecondFactorSelected"
@@ -96,7 +97,7 @@ def test_login_one_line_per_request(
     kit: StoreKit, engine: Engine, entrust_emulator: EntrustEmulator
 ) -> None:
     """start, then one send per request, completes a login; the store holds each new state."""
-    view = engine.start("entrust", user_id="jsmith")
+    view = engine.start("entrust", verified_user=VerifiedUser("jsmith"))
     assert (view.state, view.version) == ("AwaitingFirstFactor", 0)
     assert "OTP" in {choice.id for choice in view.choices}
     flow_id = view.flow_id
@@ -151,7 +152,7 @@ def test_expired_flow_is_not_found_and_calls_no_idp(
         entrust_emulator.base_url, entrust_emulator.application_id, flow_lifetime=0.3
     )
     engine = Engine(kit.store, [config], transport=recorder)
-    flow_id = engine.start("entrust", user_id="jsmith").flow_id
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     kit.let_time_pass(0.3 + TEST_MARGIN + 0.5)
     calls = len(entrust_emulator.calls)
     with pytest.raises(FlowNotFound):
@@ -414,7 +415,7 @@ def test_sealed_login_round_trip(
     """The sealed engine completes a login carrying only a token between requests."""
     ledger = _ledger(make_kit("memory")) if with_ledger else None
     engine = SealedEngine(SealedState({"k": KEY}, ledger=ledger), [config], transport=recorder)
-    view, token = engine.start("entrust", user_id="jsmith")
+    view, token = engine.start("entrust", verified_user=VerifiedUser("jsmith"))
     flow_id = view.flow_id
     view, token = engine.send(token, flow_id, "submit_first_factor")
     view, token = engine.send(token, flow_id, "select_second_factor", factor="TOKEN")
@@ -492,7 +493,7 @@ def test_sealed_entrust_flow_fits_in_a_cookie(capsys: pytest.CaptureFixture[str]
 
 
 def _push_token(engine: SealedEngine) -> tuple[str, str]:
-    view, token = engine.start("entrust", user_id="jsmith")
+    view, token = engine.start("entrust", verified_user=VerifiedUser("jsmith"))
     _, token = engine.send(token, view.flow_id, "submit_first_factor")
     view, token = engine.send(token, view.flow_id, "select_second_factor", factor="TOKENPUSH")
     assert view.state == "OobPending"
@@ -520,8 +521,10 @@ def test_engine_refuses_providers_it_has_no_config_for(
     engine = Engine(store, [], transport=recorder)
     assert engine.providers == ()
     with pytest.raises(UsageError, match="no configuration for provider 'entrust'"):
-        engine.start("entrust", user_id="jsmith")
-    view = Engine(store, [config], transport=recorder).start("entrust", user_id="jsmith")
+        engine.start("entrust", verified_user=VerifiedUser("jsmith"))
+    view = Engine(store, [config], transport=recorder).start(
+        "entrust", verified_user=VerifiedUser("jsmith")
+    )
     with pytest.raises(UsageError, match="no configuration for provider 'entrust'"):
         engine.send(view.flow_id, "submit_first_factor")
 

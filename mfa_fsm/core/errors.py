@@ -7,11 +7,13 @@
     │   ├── EventNotAllowed       the flow's current state does not take this event
     │   ├── InvalidInput          a field of an event (code, factor, id) is malformed
     │   ├── SnapshotError         a snapshot does not parse, or names an unknown state/provider
+    │   ├── VerifiedUserRequired  a first factor the IdP does not check needs a VerifiedUser
     │   └── StoreError            persistence refused the operation
     │       ├── FlowNotFound      no flow with that id (never created, deleted or expired)
     │       ├── FlowConflict      another request saved this flow first (compare-and-set)
     │       │   └── FlowBusy      another request is advancing this flow right now (claim)
     │       └── SealedStateError  a sealed client-side token is forged, tampered or expired
+    ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
     ├── IdpError                  the IdP answered, but refused or misbehaved
     │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
     └── TransportError            the network failed before the IdP could answer
@@ -65,6 +67,18 @@ class SnapshotError(UsageError):
     """A snapshot could not be restored: it does not parse, was tampered with, or is unknown."""
 
 
+class VerifiedUserRequired(UsageError):
+    """A flow whose first factor the IdP does not check (Entrust ``EXTERNAL``) was asked for a
+    user the application has not vouched for.
+
+    Such a flow is a login with the second factor alone, so it may only start for a user
+    whose first factor the application itself has checked: pass
+    ``verified_user=VerifiedUser(user_id, checked_by=...)`` (``mfa_fsm.VerifiedUser``) from
+    the application's own verified session, never ``user_id=`` from a form. Raised before
+    the flow exists; nothing is stored.
+    """
+
+
 class StoreError(UsageError):
     """A flow store refused an operation."""
 
@@ -110,6 +124,25 @@ class FlowBusy(FlowConflict):
 
 class SealedStateError(StoreError):
     """A sealed client-side state token is forged, tampered with, foreign, stale or expired."""
+
+
+class Throttled(MfaError):
+    """A start, an out-of-band send or an answer was refused by an anti-automation throttle.
+
+    Raised before any IdP call; the flow is unchanged. ``retry_after`` is how many seconds to
+    wait before the same step can succeed, ``action`` is ``"start"``, ``"send"`` or
+    ``"answer"`` and ``scope`` is ``"user"`` or ``"client"`` (the end user's address). The
+    message names neither the user nor the address.
+    """
+
+    def __init__(self, action: str, scope: str, retry_after: float) -> None:
+        self.action = action
+        self.scope = scope
+        self.retry_after = retry_after
+        super().__init__(
+            f"too many {action} steps for this {scope} in a short time; nothing was sent to "
+            f"the IdP: try again in {retry_after:.0f} s"
+        )
 
 
 class IdpError(MfaError):

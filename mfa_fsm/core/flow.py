@@ -34,7 +34,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 import structlog
@@ -50,10 +50,18 @@ from mfa_fsm.core.errors import (
     StoreError,
     UsageError,
 )
+from mfa_fsm.core.identity import client_address
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 
+if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
+
 Clock = Callable[[], float]
+
+#: Challenge and choice kinds whose start makes the IdP reach the user's device (a push, an
+#: SMS/e-mail/voice code, a phone call): counted as ``send`` by a throttle.
+SEND_KINDS = frozenset({"otp", "push", "call"})
 
 log = structlog.get_logger("mfa_fsm")
 
@@ -174,6 +182,10 @@ class Flow:
     client: Any
     #: provider name -> its flow class (the last one defined); how an ``Engine`` finds a class
     providers: ClassVar[dict[str, type[Flow]]] = {}
+    #: whether the flow can run a first factor the IdP does not check (Entrust EXTERNAL):
+    #: such a flow starts only for a ``VerifiedUser``, and the web integration refuses to
+    #: mount for it without the application's ``current_user``
+    first_factor_outside: ClassVar[bool] = False
     #: events only the engine sends (never accepted from a caller)
     internal_events: ClassVar[frozenset[str]] = frozenset({"expire"})
 
@@ -207,6 +219,7 @@ class Flow:
         config: Any,
         transport: Transport | None = None,
         clock: Clock = time.time,
+        throttle: Throttle | None = None,
     ) -> None:
         if not isinstance(config, self.config_type):
             raise UsageError(
@@ -224,17 +237,35 @@ class Flow:
         self._transport = _RecordingTransport(transport or RequestsTransport())
         self.clock = clock
         self.config = config
+        self.throttle = throttle
+        #: the end user's address for the step being run (never stored nor logged)
+        self.client_ip: str | None = None
         self.client = self.client_type(config, self._transport)
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> Self:
         """Begin a new flow; each provider defines this with its own keyword options.
 
-        Every provider's ``start`` takes ``config=``, ``transport=`` and ``clock=`` besides
-        what it needs to know about the user, makes the IdP calls that open the flow, and
-        returns the flow in its first state (version 0).
+        Every provider's ``start`` takes ``config=``, ``transport=``, ``clock=``,
+        ``throttle=`` and ``client_ip=`` besides what it needs to know about the user (a
+        ``user_id=`` typed by someone, or a ``verified_user=`` the application vouches for),
+        makes the IdP calls that open the flow, and returns the flow in its first state
+        (version 0).
         """
         raise NotImplementedError(f"{cls.__name__} does not define start()")
+
+    def _use_client_ip(self, client_ip: str | None) -> None:
+        """Take the end user's address for the step about to run (validated; not kept)."""
+        self.client_ip = client_address(client_ip)
+        if hasattr(self.client, "client_ip"):
+            # A provider client that sends the address declares the attribute.
+            self.client.client_ip = self.client_ip
+
+    @staticmethod
+    def _check_start(throttle: Throttle | None, user: str, client_ip: str | None) -> None:
+        """Count a start for ``throttle`` (raises Throttled before any IdP call)."""
+        if throttle is not None:
+            throttle.check("start", user=user, client_ip=client_ip)
 
     @classmethod
     def restore(
@@ -244,16 +275,18 @@ class Flow:
         config: Any,
         transport: Transport | None = None,
         clock: Clock = time.time,
+        throttle: Throttle | None = None,
     ) -> Self:
         """Continue a flow from a snapshot (or its JSON) without re-running any action.
 
-        ``config`` is the provider's configuration (an instance of ``config_type``). Raises
+        ``config`` is the provider's configuration (an instance of ``config_type``);
+        ``throttle`` counts the answers and sends of later steps. Raises
         :class:`SnapshotError` if the snapshot does not parse or belongs to another provider,
         :class:`UsageError` for a configuration of the wrong type.
         """
         if not isinstance(snapshot, Snapshot):
             snapshot = Snapshot.from_json(snapshot)
-        return cls(snapshot, config=config, transport=transport, clock=clock)
+        return cls(snapshot, config=config, transport=transport, clock=clock, throttle=throttle)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -292,16 +325,22 @@ class Flow:
 
     # -- stepping -----------------------------------------------------------------------
 
-    def send(self, event: str, **data: Any) -> FlowView:
+    def send(self, event: str, /, *, client_ip: str | None = None, **data: Any) -> FlowView:
         """Advance the flow by one event and return the view of the new state.
 
-        Raises :class:`EventNotAllowed` for an event the state does not take and
-        :class:`InvalidInput` for malformed data, both before any IdP call; raises
+        ``client_ip`` is the end user's IP address for this step: the IdP's risk rules get
+        it on every call of the step (Entrust ``clientIp``); ``None`` falls back to the
+        provider configuration's fixed address, if any. It is neither stored nor logged.
+
+        Raises :class:`EventNotAllowed` for an event the state does not take,
+        :class:`InvalidInput` for malformed data (or ``client_ip``) and :class:`Throttled`
+        when the flow's throttle refuses the step, all before any IdP call; raises
         :class:`IdpError` or :class:`TransportError` when the IdP call fails. In every error
         case the flow and its snapshot are unchanged, so the same event can be retried.
         """
         started = time.perf_counter()
         before = self._snapshot
+        self._use_client_ip(client_ip)
         if not (isinstance(event, str) and event in self._public_events):
             # The name came from a request: never repeat it, nor hash what is not a string.
             raise EventNotAllowed("<unknown event>", before.state, self.allowed_events())
@@ -315,6 +354,9 @@ class Flow:
             if event not in self._events_by_state[before.state]:
                 raise EventNotAllowed(event, before.state, self.allowed_events())
             self._check_data(event, data)
+            action = self.throttle_action(before, event, data)
+            if self.throttle is not None and action is not None:
+                self.throttle.check(action, user=before.user_id, client_ip=self.client_ip)
             outcome = self._run_handler(event, before, now, data, started)
         if outcome is None:
             return self.view()
@@ -323,6 +365,29 @@ class Flow:
         self._snapshot = after
         self._log_step("mfa_fsm.transition", before, event, started, target=target)
         return self.view()
+
+    def throttle_action(
+        self, snapshot: Snapshot, event: str, data: Mapping[str, Any]
+    ) -> str | None:
+        """What a throttle counts this step as: ``"send"`` (the IdP will reach the user's
+        device), ``"answer"`` (a typed secret is checked) or ``None`` (not counted).
+
+        Read from the shared vocabulary (``SEND_KINDS``); a provider whose events mean
+        something else overrides it.
+        """
+        if event == "submit_response":
+            return "answer"
+        if event == "submit_first_factor":
+            if data:
+                return "answer"
+            challenge = snapshot.challenge
+            return "send" if challenge is not None and challenge.kind in SEND_KINDS else None
+        if event == "select_second_factor":
+            factor = data.get("factor")
+            for choice in snapshot.choices:
+                if choice.id == factor:
+                    return "send" if choice.kind in SEND_KINDS else None
+        return None
 
     def _check_data(self, event: str, data: Mapping[str, Any]) -> None:
         required, accepted = self._handler_params[event]

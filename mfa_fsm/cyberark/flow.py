@@ -35,7 +35,10 @@ Events
 * ``poll()`` asks whether the running mechanism was answered, never before ``next_poll_at``.
   A transient failure (HTTP 429/5xx, network) changes nothing and raises with ``retry_after``
   from :class:`~mfa_fsm.core.polling.PollSchedule`.
-* ``cancel()`` ends ``Failed(cancelled)``; the API documents no call to drop a package.
+* ``cancel()`` ends ``Failed(cancelled)``. CyberArk's API documents no call that drops an
+  unfinished package (``/Security/Logout`` ends a signed-in session only), so the package
+  stays alive at CyberArk until it times out: a token or cookie saved before the cancel is
+  refused by the store's compare-and-set or the sealed state's ledger, not by CyberArk.
 
 Every AdvanceAuthentication reply is dispatched on ``Result.Summary`` (outcome kind in [ ]):
 
@@ -75,7 +78,7 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import structlog
@@ -88,6 +91,7 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
@@ -114,6 +118,9 @@ from mfa_fsm.cyberark.replies import (
     Mechanism,
     Reply,
 )
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
 
 log = structlog.get_logger("mfa_fsm")
 
@@ -279,22 +286,40 @@ class CyberArkFlow(Flow):
         cls,
         *,
         config: CyberArkConfig,
-        user: str,
+        user: str | None = None,
+        verified_user: VerifiedUser | None = None,
         flow_id: str | None = None,
         transport: Transport | None = None,
         clock: Clock = time.time,
+        throttle: Throttle | None = None,
+        client_ip: str | None = None,
     ) -> CyberArkFlow:
         """StartAuthentication for ``user``; return a flow in ``AwaitingFirstFactor``.
 
+        CyberArk checks every challenge of the package itself, the first (a password, or a
+        passwordless push where the tenant allows it) included, so a typed ``user`` is
+        safe here; ``verified_user=`` (a :class:`~mfa_fsm.core.identity.VerifiedUser`)
+        names the user the same way for an application that has one. ``client_ip`` is
+        validated and counted by ``throttle`` but not sent: CyberArk's Security API
+        documents no client-address field (its risk engine sees the caller's connection).
+
         Follows ``PodFqdn`` redirects. Raises :class:`InvalidInput` for a malformed user
-        name or ``flow_id``; :class:`IdpError` when CyberArk refuses to start (unknown tenant
-        or user, lockout) or redirects in a loop; :class:`UsageError` for a federated user;
-        :class:`IdpReplyError` / :class:`TransportError` as any call. No flow exists until
-        this returns.
+        name, address or ``flow_id``; :class:`Throttled`; :class:`IdpError` when CyberArk
+        refuses to start (unknown tenant or user, lockout) or redirects in a loop;
+        :class:`UsageError` for a federated user; :class:`IdpReplyError` /
+        :class:`TransportError` as any call. No flow exists until this returns.
         """
+        if verified_user is not None:
+            if user is not None or not isinstance(verified_user, VerifiedUser):
+                raise UsageError("pass either user= or verified_user=VerifiedUser(...), not both")
+            user = verified_user.user_id
+        if user is None:
+            raise InvalidInput("user", "is required (or verified_user=VerifiedUser(...))")
         identifier("user", user)
         if flow_id is not None:
             identifier("flow_id", flow_id)  # it is logged and stored: no control characters
+        client_ip = client_address(client_ip)
+        cls._check_start(throttle, user, client_ip)
         now = clock()
         placeholder = Snapshot(
             provider=cls.provider,
@@ -306,7 +331,8 @@ class CyberArkFlow(Flow):
             deadline=now + config.flow_lifetime,
             context=CyberArkContext(base_url=config.base_url, tenant_id=config.tenant_id),
         )
-        flow = cls(placeholder, config=config, transport=transport, clock=clock)
+        flow = cls(placeholder, config=config, transport=transport, clock=clock, throttle=throttle)
+        flow._use_client_ip(client_ip)
         base_url, reply, redirects = flow._start_following_redirects(placeholder.flow_id, user)
         if not reply.success:
             raise IdpError(

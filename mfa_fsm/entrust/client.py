@@ -51,14 +51,16 @@ class EntrustConfig:
     """How to reach one Entrust IDaaS Authentication API application.
 
     ``base_url`` is the tenant (``https://customer.region.trustedauth.com``);
-    ``application_id`` the Authentication API application's id; ``client_ip`` the end
-    user's address, sent on every call when the application takes the client IP "Provided in
-    the API" (risk rules need it). ``bearer`` sends ``Authorization: Bearer <token>`` instead
-    of the bare token (IDaaS accepts both). ``poll_interval`` and ``push_lifetime`` (the
-    tenant's push authentication lifetime, 300 s by default) shape push polling, and
-    ``max_poll_backoff`` caps the wait after failed polls. ``flow_lifetime`` caps a flow whose
-    token carries no expiry. ``retry`` applies to the calls that are safe to repeat (the query
-    and push polls), never to a select or an answer.
+    ``application_id`` the Authentication API application's id; ``client_ip`` a fixed
+    address sent as ``clientIp`` when a step gives none of its own (a CLI on one machine):
+    an application serving many users passes each user's address with every step instead
+    (``client_ip=`` of ``start`` and ``send``). ``bearer`` sends ``Authorization: Bearer
+    <token>`` instead of the bare token (IDaaS accepts both). ``poll_interval`` and
+    ``push_lifetime`` (the tenant's push authentication lifetime, 300 s by default) shape
+    push polling, and ``max_poll_backoff`` caps the wait after failed polls.
+    ``flow_lifetime`` caps a flow whose token carries no expiry. ``retry`` applies to the
+    calls that are safe to repeat (the query and push polls), never to a select or an
+    answer.
     """
 
     base_url: str = attrs.field(converter=_strip_slash)
@@ -93,6 +95,12 @@ class EntrustClient:
     Raises :class:`IdpError` (the IdP refused; ``error_code`` is Entrust's ``errorCode``),
     :class:`IdpReplyError` (unreadable reply) or :class:`TransportError` (network).
     """
+
+    #: The end user's address for the current step, sent as ``clientIp`` in the body of the
+    #: query, select and complete (Authentication API v5.46: ``UserAuthenticateQueryParameters``,
+    #: ``UserChallengeParameters``, ``UserAuthenticateParameters``; logout has no body). Set
+    #: by the flow before each step; ``None`` falls back to ``config.client_ip``.
+    client_ip: str | None = None
 
     def __init__(self, config: EntrustConfig, transport: Transport) -> None:
         self.config = config
@@ -159,8 +167,9 @@ class EntrustClient:
 
     def _post(self, path: str, fields: dict[str, Any], token: str | None = None) -> Any:
         body = {"applicationId": self.config.application_id}
-        if self.config.client_ip:
-            body["clientIp"] = self.config.client_ip
+        client_ip = self.client_ip or self.config.client_ip
+        if client_ip:
+            body["clientIp"] = client_ip
         body.update((key, value) for key, value in fields.items() if value is not None)
         return decipher(self.transport.send(self._request(path, body, token)), path)
 

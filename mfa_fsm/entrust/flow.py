@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 ``EntrustFlow.start`` queries the user's authenticators and lands in ``AwaitingFirstFactor``.
 
-* ``submit_first_factor()`` completes EXTERNAL (the first factor was checked outside IDaaS)
-  with the query's token; ``submit_first_factor(password=...)`` runs the
+* ``submit_first_factor()`` completes EXTERNAL (the first factor was checked outside IDaaS,
+  by the application that started the flow with a ``VerifiedUser``) with the query's
+  token; ``submit_first_factor(password=...)`` runs the
   PASSWORD_AND_SECONDFACTOR first half (select, then complete with the password). IDaaS
   either finishes (risk rules need no second factor) or hands back a token for the second.
 * ``select_second_factor(factor=..., delivery=...)`` challenges the chosen authenticator:
@@ -16,7 +17,8 @@ Theory of operation
   (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
 * ``poll()`` asks whether the push was answered, never before ``next_poll_at``: NO_RESPONSE
   stays, CONFIRM completes, CANCEL / CONCERN / ``no_transaction`` end ``Failed(denied)``.
-* ``cancel()`` ends the flow (telling IDaaS when a challenge is running); after the state's
+* ``cancel()`` ends the flow and the IDaaS transaction in every state (complete with
+  ``cancel: true`` for a running challenge, logout between challenges); after the state's
   deadline (the token's ``expires``, or the push lifetime) any event ends ``Failed(expired)``.
 
 Every select and complete returns a new token and the next call uses it; a reply without a
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 import structlog
@@ -39,13 +41,18 @@ from mfa_fsm.core.errors import (
     MfaError,
     TransportError,
     UsageError,
+    VerifiedUserRequired,
 )
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
 from mfa_fsm.entrust.client import EntrustClient, EntrustConfig, check_authenticator
 from mfa_fsm.entrust.replies import AuthReply
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
 
 log = structlog.get_logger("mfa_fsm")
 
@@ -138,6 +145,7 @@ class EntrustFlow(Flow):
     """
 
     provider: ClassVar[str] = "entrust"
+    first_factor_outside: ClassVar[bool] = True  # EXTERNAL
     machine = EntrustMachine
     context_type = EntrustContext
     config_type = EntrustConfig
@@ -150,24 +158,42 @@ class EntrustFlow(Flow):
         cls,
         *,
         config: EntrustConfig,
-        user_id: str,
+        user_id: str | None = None,
+        verified_user: VerifiedUser | None = None,
         first_factor: str | None = None,
         flow_id: str | None = None,
         transport: Transport | None = None,
         clock: Clock = time.time,
+        throttle: Throttle | None = None,
+        client_ip: str | None = None,
     ) -> EntrustFlow:
-        """Query ``user_id``'s authenticators and return a flow in ``AwaitingFirstFactor``.
+        """Query the user's authenticators and return a flow in ``AwaitingFirstFactor``.
 
-        ``first_factor`` is ``"EXTERNAL"`` or ``"PASSWORD_AND_SECONDFACTOR"``; by default the
-        first of those the IdP offers. Raises :class:`InvalidInput` for a malformed user id,
-        :class:`UsageError` when the IdP offers neither first factor, and the IdP and
-        transport errors of the query; no flow exists until this returns.
+        Name the user in one of two ways:
+
+        * ``verified_user=VerifiedUser(id, checked_by=...)``: a user whose first factor the
+          application has checked itself. Only this may run ``EXTERNAL`` (IDaaS then asks
+          for the second factor alone), and ``EXTERNAL`` is the default when offered.
+        * ``user_id=``: an id someone typed. The flow runs ``PASSWORD_AND_SECONDFACTOR``, so
+          IDaaS checks the password; ``first_factor="EXTERNAL"``, or a user IDaaS offers
+          only ``EXTERNAL``, raises :class:`VerifiedUserRequired`.
+
+        ``first_factor`` is ``"EXTERNAL"`` or ``"PASSWORD_AND_SECONDFACTOR"``.
+        ``client_ip`` is the end user's address, sent as ``clientIp``; ``throttle`` counts
+        the start per user and address. Raises :class:`InvalidInput` for a malformed user
+        id, address or first factor, :class:`VerifiedUserRequired` (see above),
+        :class:`Throttled`, :class:`UsageError` when the IdP offers neither first factor,
+        and the IdP and transport errors of the query; no flow exists until this returns.
         """
-        identifier("user_id", user_id)
+        user_id, vouched = _named_user(user_id, verified_user)
         if flow_id is not None:
             identifier("flow_id", flow_id)
         if first_factor is not None and first_factor not in FIRST_FACTORS:
             raise InvalidInput("first_factor", f"must be one of {list(FIRST_FACTORS)}")
+        if first_factor == EXTERNAL and vouched is None:
+            raise _external_needs_verified_user()
+        client_ip = client_address(client_ip)
+        cls._check_start(throttle, user_id, client_ip)
         now = clock()
         placeholder = Snapshot(
             provider=cls.provider,
@@ -179,9 +205,14 @@ class EntrustFlow(Flow):
             deadline=now + config.flow_lifetime,
             context=EntrustContext(first_factor=first_factor or EXTERNAL),
         )
-        flow = cls(placeholder, config=config, transport=transport, clock=clock)
+        flow = cls(placeholder, config=config, transport=transport, clock=clock, throttle=throttle)
+        flow._use_client_ip(client_ip)
         reply = flow.client.query(user_id)
         offered = [f for f in FIRST_FACTORS if f in reply.authentication_types]
+        if vouched is None:
+            if offered == [EXTERNAL]:
+                raise _external_needs_verified_user()
+            offered = [f for f in offered if f != EXTERNAL]
         chosen = first_factor or (offered[0] if offered else None)
         if chosen is None or chosen not in offered:
             raise UsageError(
@@ -199,7 +230,7 @@ class EntrustFlow(Flow):
             placeholder,
             deadline=_deadline(now + config.flow_lifetime, reply.expires_at),
             choices=choices,
-            challenge=_first_factor_challenge(chosen, attempts),
+            challenge=_first_factor_challenge(chosen, attempts, vouched),
             context=EntrustContext(
                 first_factor=chosen,
                 token=reply.token,
@@ -404,14 +435,14 @@ class EntrustFlow(Flow):
         )
 
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
-        self._cancel_quietly(snapshot, "cancelled by the user")
+        self._cancel_quietly(snapshot, "cancelled by the user", every_state=True)
         return Outcome(
             "cancelled",
             {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
         )
 
     def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
-        self._cancel_quietly(snapshot, "deadline passed")
+        self._cancel_quietly(snapshot, "deadline passed", every_state=False)
         outcome = super()._expire(snapshot, now)
         return Outcome(outcome.kind, {**outcome.changes, "context": _forget(snapshot.context)})
 
@@ -480,16 +511,35 @@ class EntrustFlow(Flow):
             },
         )
 
-    def _cancel_quietly(self, snapshot: Snapshot, why: str) -> None:
-        """Tell IDaaS to drop a running challenge; the flow ends or moves on regardless."""
+    def _cancel_quietly(self, snapshot: Snapshot, why: str, *, every_state: bool) -> None:
+        """End the IDaaS transaction; the flow ends regardless.
+
+        With ``every_state`` (a user's cancel) in any state; without (a passed deadline)
+        only a running code or push challenge, since the deadline is mostly the token's own
+        expiry and a call with a dead token would only delay the page.
+
+        A running challenge (EXTERNAL before its complete, a code or a push) is cancelled
+        the documented way: complete with ``cancel: true`` and the current token (spec
+        ``UserAuthenticateParameters.cancel``, "Cancel Identity as a Service authentication";
+        Entrust's JS SDK ``cancelAuthChallenge``). Between challenges (the factor picker) no
+        challenge is open to cancel, so the held token's session is removed with logout
+        (``logoutUsingPOST``, "Remove User Session"). Either way a token saved before the
+        cancel can no longer complete the login at IDaaS.
+        """
         ctx: EntrustContext = snapshot.context
-        if snapshot.state not in ("SecondFactorSelected", "OobPending") or not ctx.token:
-            return
-        path, second = self._paths(ctx, ctx.factor or "")
+        running = snapshot.state in ("SecondFactorSelected", "OobPending")
+        if not ctx.token or not (running or every_state):
+            return  # no token: IDaaS holds no transaction for this flow
         try:
-            self.client.complete(path, ctx.token, second_factor=second, cancel=True)
+            if running:
+                path, second = self._paths(ctx, ctx.factor or "")
+                self.client.complete(path, ctx.token, second_factor=second, cancel=True)
+            elif snapshot.state == "AwaitingFirstFactor" and ctx.first_factor == EXTERNAL:
+                self.client.complete(EXTERNAL, ctx.token, cancel=True)
+            else:
+                self.client.logout(ctx.token)
         except MfaError as exc:
-            # The challenge dies with its token anyway; the user must not be kept waiting.
+            # The transaction dies with its token anyway; the user must not be kept waiting.
             log.warning(
                 "mfa_fsm.cancel_failed",
                 flow_id=snapshot.flow_id,
@@ -513,12 +563,49 @@ def _choice(name: str, deliveries: tuple[str, ...], default: str | None, locked:
     )
 
 
-def _first_factor_challenge(first_factor: str, attempts: dict[str, int]) -> Challenge:
+def _named_user(
+    user_id: str | None, verified_user: VerifiedUser | None
+) -> tuple[str, VerifiedUser | None]:
+    """The user id to query, and the VerifiedUser if the application vouched for it."""
+    if verified_user is not None:
+        if user_id is not None:
+            raise UsageError(
+                "pass either verified_user= (checked by your application) or user_id= "
+                "(typed; IDaaS checks the password), not both"
+            )
+        if not isinstance(verified_user, VerifiedUser):
+            raise UsageError(
+                "verified_user must be a mfa_fsm.VerifiedUser built by your application "
+                "after its own first-factor check, not a plain string"
+            )
+        return verified_user.user_id, verified_user
+    if user_id is None:
+        raise InvalidInput(
+            "user_id",
+            "is required: name the user with verified_user=VerifiedUser(id, checked_by=...) "
+            "for a user your application has checked, or user_id= for a typed id",
+        )
+    return identifier("user_id", user_id), None
+
+
+def _external_needs_verified_user() -> VerifiedUserRequired:
+    return VerifiedUserRequired(
+        "EXTERNAL means the first factor was checked outside IDaaS, so it may only start for "
+        "a user your application has checked: pass verified_user=VerifiedUser(user_id, "
+        "checked_by=...) from your own verified session instead of user_id=, or use an "
+        "IDaaS application whose resource rule offers PASSWORD_AND_SECONDFACTOR"
+    )
+
+
+def _first_factor_challenge(
+    first_factor: str, attempts: dict[str, int], vouched: VerifiedUser | None
+) -> Challenge:
     if first_factor == EXTERNAL:
+        checked_by = vouched.checked_by if vouched is not None else "the application"
         return Challenge(
             factor=EXTERNAL,
             kind="external",
-            prompt="Confirm the first factor your application checked",
+            prompt=f"First factor checked by {checked_by}",
             accepts_code=False,
         )
     return Challenge(

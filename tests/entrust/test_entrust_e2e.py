@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mfa_fsm import EntrustConfig, EntrustFlow, EventNotAllowed, InvalidInput
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TEMP_ACCESS_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
 from tests.helpers import StatelessClient
@@ -30,7 +31,9 @@ def config_for(emulator: EntrustEmulator, **overrides: object) -> EntrustConfig:
 def login(entrust_emulator: EntrustEmulator, recorder: SecretRecorder):
     def start(user_id: str = "jsmith", **overrides: object) -> StatelessClient:
         config = config_for(entrust_emulator, **overrides)
-        flow = EntrustFlow.start(config=config, user_id=user_id, transport=recorder)
+        flow = EntrustFlow.start(
+            config=config, verified_user=VerifiedUser(user_id), transport=recorder
+        )
         return StatelessClient(flow, config=config, transport=recorder)
 
     return start
@@ -278,7 +281,9 @@ def test_expired_token_fails_before_any_call(recorder: SecretRecorder) -> None:
     """Once the IdP token's expiry has passed, the next event ends Failed(expired), no call."""
     with EntrustEmulator(session_lifetime=0.5) as emulator:
         config = config_for(emulator)
-        flow = EntrustFlow.start(config=config, user_id="jsmith", transport=recorder)
+        flow = EntrustFlow.start(
+            config=config, verified_user=VerifiedUser("jsmith"), transport=recorder
+        )
         client = StatelessClient(flow, config=config, transport=recorder)
         through_first_factor(client)
         time.sleep(0.6)

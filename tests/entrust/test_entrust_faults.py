@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mfa_fsm import EntrustConfig, EntrustFlow, IdpError, MfaError, RequestsTransport
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
@@ -104,7 +105,7 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
         poll_interval=0.0,
         retry=RetryPolicy(attempts=2, first_delay=0.0, max_delay=0.0, budget=2.0),
     )
-    flow = EntrustFlow.start(config=config, user_id=user, transport=recorder)
+    flow = EntrustFlow.start(config=config, verified_user=VerifiedUser(user), transport=recorder)
     reach(flow, emulator)
     data = data_for(emulator)
     if "response" in data:

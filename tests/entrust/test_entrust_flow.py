@@ -21,6 +21,7 @@ from mfa_fsm import (
     SnapshotError,
     TransportError,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import NO_RETRY, RetryPolicy
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
 
@@ -95,7 +96,10 @@ def flow_in(
     """An Entrust flow driven to ``state`` with the seed's replies."""
     script = ScriptedTransport([json_reply(QUERY_REPLY)])
     flow = EntrustFlow.start(
-        config=config, user_id="jsmith", transport=script, clock=clock or Clock()
+        config=config,
+        verified_user=VerifiedUser("jsmith"),
+        transport=script,
+        clock=clock or Clock(),
     )
     if state != "AwaitingFirstFactor":
         script.add(json_reply(EXTERNAL_REPLY))
@@ -142,7 +146,9 @@ def test_seed_exchanges_are_sent_exactly() -> None:
 def test_query_without_token_selects_external_first() -> None:
     """When the query returns no token, EXTERNAL is selected to obtain one (the guide's gap)."""
     script = ScriptedTransport([json_reply({**QUERY_REPLY, "token": None})])
-    flow = EntrustFlow.start(config=CONFIG, user_id="jsmith", transport=script, clock=Clock())
+    flow = EntrustFlow.start(
+        config=CONFIG, verified_user=VerifiedUser("jsmith"), transport=script, clock=Clock()
+    )
     script.add(json_reply({**EXTERNAL_REPLY, "token": "GSELECTEXT"}), json_reply(EXTERNAL_REPLY))
     flow.send("submit_first_factor")
     select, complete = script.requests[1:]
@@ -166,7 +172,9 @@ def test_unknown_authenticators_are_shown_as_unsupported() -> None:
     script = ScriptedTransport(
         [json_reply({**QUERY_REPLY, "availableSecondFactor": ["OTP", "HOLOGRAM", "PASSKEY"]})]
     )
-    flow = EntrustFlow.start(config=CONFIG, user_id="jsmith", transport=script, clock=Clock())
+    flow = EntrustFlow.start(
+        config=CONFIG, verified_user=VerifiedUser("jsmith"), transport=script, clock=Clock()
+    )
     supported = {c.id: c.supported for c in flow.view().choices}
     assert supported == {"OTP": True, "HOLOGRAM": False, "PASSKEY": False}
 
@@ -288,7 +296,9 @@ def test_answers_and_challenges_are_never_retried(
 def test_query_is_retried() -> None:
     """The authenticator query is read-only, so a transient failure is retried."""
     script = ScriptedTransport([network_down(), json_reply(QUERY_REPLY)])
-    flow = EntrustFlow.start(config=RETRYING, user_id="jsmith", transport=script, clock=Clock())
+    flow = EntrustFlow.start(
+        config=RETRYING, verified_user=VerifiedUser("jsmith"), transport=script, clock=Clock()
+    )
     assert flow.state == "AwaitingFirstFactor"
     assert len(script.requests) == 2
 
@@ -362,11 +372,12 @@ def test_event_not_allowed_calls_nothing(state: str, event: str) -> None:
 def test_final_state_takes_no_event() -> None:
     """Completed and Failed absorb nothing: every event is refused without a call."""
     flow, script = flow_in("AwaitingFirstFactor")
-    flow.send("cancel")
+    script.add(json_reply({"authenticationCompleted": False, "status": "CANCEL"}))
+    flow.send("cancel")  # ends the IDaaS transaction too: one call
     for event in ("poll", "cancel", "submit_first_factor"):
         with pytest.raises(EventNotAllowed, match="flow has ended"):
             flow.send(event)
-    assert len(script.requests) == 1
+    assert len(script.requests) == 2
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from mfa_fsm import EntrustConfig, EntrustFlow, EventNotAllowed, Snapshot
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import DEMO_KBA, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
@@ -67,7 +68,10 @@ class EntrustSession(RuleBasedStateMachine):
         )
         self.user = user
         flow = EntrustFlow.start(
-            config=self.config, user_id=user, transport=self.transport, clock=self.clock
+            config=self.config,
+            verified_user=VerifiedUser(user),
+            transport=self.transport,
+            clock=self.clock,
         )
         self.saved = flow.snapshot().to_json()
 

@@ -30,6 +30,7 @@ from mfa_fsm import (
     MfaError,
     UsageError,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing import CyberArkEmulator, EmulatorServer, EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_KBA
 from tests.cyberark.support import config_for, pick
@@ -301,7 +302,9 @@ def begin(provider: str, emulator: EmulatorServer, who: str, **options: Any) -> 
     if provider == "entrust":
         assert isinstance(emulator, EntrustEmulator)
         config = EntrustConfig(base_url=emulator.base_url, application_id=emulator.application_id)
-        return EntrustFlow.start(**{"config": config, "user_id": who, **options})
+        # A hostile id arrives as a typed user_id; the others are users the app vouches for.
+        user = {} if "user_id" in options else {"verified_user": VerifiedUser(who)}
+        return EntrustFlow.start(**{"config": config, **user, **options})
     assert isinstance(emulator, CyberArkEmulator)
     return CyberArkFlow.start(**{"config": config_for(emulator), "user": who, **options})
 

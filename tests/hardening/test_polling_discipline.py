@@ -26,6 +26,7 @@ from mfa_fsm import (
     RequestsTransport,
 )
 from mfa_fsm.core.driver import wait_while_pending
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.core.transport import HttpRequest, HttpResponse
 from mfa_fsm.testing import CyberArkEmulator, EmulatorServer, EntrustEmulator
@@ -91,7 +92,9 @@ def entrust_push(stack: contextlib.ExitStack, clock: Clock, interval: float) -> 
         push_lifetime=LIFETIME,
         retry=NO_RETRY,
     )
-    flow = EntrustFlow.start(config=config, user_id="jsmith", transport=watch, clock=clock)
+    flow = EntrustFlow.start(
+        config=config, verified_user=VerifiedUser("jsmith"), transport=watch, clock=clock
+    )
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="TOKENPUSH")
     return Push(flow, watch, emulator, lambda: emulator.approve_push("jsmith"), _entrust_poll)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mfa_fsm import EntrustConfig, EntrustFlow
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing import EntrustEmulator, SecretRecorder, find_leaks
 
 
@@ -14,7 +15,9 @@ def test_recorder_and_emulator_sink_see_every_token(
     config = EntrustConfig(
         base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
     )
-    flow = EntrustFlow.start(config=config, user_id="jsmith", transport=recorder)
+    flow = EntrustFlow.start(
+        config=config, verified_user=VerifiedUser("jsmith"), transport=recorder
+    )
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="OTP")
     otp = entrust_emulator.last_otp("jsmith")

@@ -1,0 +1,140 @@
+"""Anti-automation throttles: how many starts, out-of-band sends and answers a user and a
+client address may make in a window, counted with the ``limits`` library.
+
+::
+
+    throttle = Throttle()                                   # in this process (memory://)
+    throttle = Throttle("redis://cache.internal:6379/0")    # shared by every worker
+    engine = Engine(store, [entrust], throttle=throttle)
+
+A step is one of three *actions* (``Flow.throttle_action`` decides which, before any IdP
+call):
+
+* ``start``: a new flow (a query or StartAuthentication at the IdP);
+* ``send``: a step that makes the IdP reach the user's device (a push, an SMS, e-mail or
+  voice code, a phone call): a *cooldown* per user (``send_cooldown``) and a cap per window;
+* ``answer``: a typed password, code or answer: guesses per window.
+
+Each action has a rate per user and one per client address (the ``client_ip`` of the step,
+when the caller gives one). A refused step raises :class:`~mfa_fsm.core.errors.Throttled`
+with ``retry_after`` (seconds) *before* the IdP is called, so the flow is unchanged and the
+IdP sees nothing (OWASP ASVS 4.0.3 2.2.1 "anti-automation controls"; 2.7.x for out-of-band
+sends). Rates are ``limits`` strings (``"5/15 minutes"``); counts use the moving-window
+strategy, in the memory or Redis storage. Keys are SHA-256 digests of the user id and the
+address, so the storage never holds either in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+
+from limits import RateLimitItem, parse
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from mfa_fsm.core.errors import Throttled, UsageError
+
+#: The actions a step may count as.
+ACTIONS = ("start", "send", "answer")
+
+#: Defaults: generous for a person, slow for a script. Five wrong answers lock most IdP
+#: authenticators, so ten guesses per user in fifteen minutes still lets a person retry
+#: after a typo while a script gets nowhere fast.
+DEFAULT_RATES: dict[str, str] = {
+    "starts_per_user": "10/10 minutes",
+    "starts_per_client": "30/10 minutes",
+    "send_cooldown": "1/10 seconds",
+    "sends_per_user": "5/15 minutes",
+    "sends_per_client": "20/15 minutes",
+    "answers_per_user": "10/15 minutes",
+    "answers_per_client": "30/15 minutes",
+}
+
+
+def _rate(name: str, value: str) -> RateLimitItem:
+    try:
+        return parse(value)
+    except ValueError:
+        raise UsageError(
+            f"{name}={value!r} is not a rate: write it as limits does, e.g. '5/15 minutes'"
+        ) from None
+
+
+class Throttle:
+    """Counts starts, sends and answers per user and per client address (see module docs).
+
+    ``storage`` is a ``limits`` storage URI (``"memory://"``, ``"redis://host:port/db"``,
+    ``"rediss://..."``) or a ``limits.storage.Storage``; every other argument is a rate
+    (``"N/period"``) overriding :data:`DEFAULT_RATES`. ``prefix`` keeps this application's
+    counters apart from others in a shared Redis. ``clock`` gives epoch seconds (for
+    ``retry_after``). Raises :class:`UsageError` for a malformed rate. Thread-safe; share one
+    per process.
+    """
+
+    def __init__(
+        self,
+        storage: str | Storage = "memory://",
+        *,
+        starts_per_user: str = DEFAULT_RATES["starts_per_user"],
+        starts_per_client: str = DEFAULT_RATES["starts_per_client"],
+        send_cooldown: str = DEFAULT_RATES["send_cooldown"],
+        sends_per_user: str = DEFAULT_RATES["sends_per_user"],
+        sends_per_client: str = DEFAULT_RATES["sends_per_client"],
+        answers_per_user: str = DEFAULT_RATES["answers_per_user"],
+        answers_per_client: str = DEFAULT_RATES["answers_per_client"],
+        prefix: str = "mfa_fsm",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage_from_string(storage) if isinstance(storage, str) else storage
+        self._limiter = MovingWindowRateLimiter(self.storage)
+        self._prefix = prefix
+        self._clock = clock
+        per_user = {
+            "start": [("starts_per_user", starts_per_user)],
+            "send": [("send_cooldown", send_cooldown), ("sends_per_user", sends_per_user)],
+            "answer": [("answers_per_user", answers_per_user)],
+        }
+        per_client = {
+            "start": [("starts_per_client", starts_per_client)],
+            "send": [("sends_per_client", sends_per_client)],
+            "answer": [("answers_per_client", answers_per_client)],
+        }
+        self._rules: dict[str, list[tuple[str, str, RateLimitItem]]] = {
+            action: [("user", name, _rate(name, value)) for name, value in per_user[action]]
+            + [("client", name, _rate(name, value)) for name, value in per_client[action]]
+            for action in ACTIONS
+        }
+
+    def check(self, action: str, *, user: str, client_ip: str | None) -> None:
+        """Count one ``action`` by ``user`` from ``client_ip`` (``None``: no per-address
+        count), or raise :class:`Throttled` without counting anything if any rate is spent.
+
+        Raises :class:`UsageError` for an unknown action.
+        """
+        rules = self._rules.get(action)
+        if rules is None:
+            raise UsageError(f"unknown throttle action {action!r}; one of {list(ACTIONS)}")
+        keys = {"user": _digest(user), "client": _digest(client_ip) if client_ip else None}
+        applicable = [
+            (scope, name, item, key)
+            for scope, name, item in rules
+            if (key := keys[scope]) is not None
+        ]
+        for scope, name, item, key in applicable:
+            if not self._limiter.test(item, self._prefix, name, key):
+                reset = self._limiter.get_window_stats(item, self._prefix, name, key).reset_time
+                raise Throttled(action, scope, float(max(1, math.ceil(reset - self._clock()))))
+        for _, name, item, key in applicable:
+            self._limiter.hit(item, self._prefix, name, key)
+
+    def reset(self) -> None:
+        """Forget every count (tests, or after a configuration change)."""
+        self.storage.reset()
+
+
+def _digest(value: str) -> str:
+    # Counters outlive requests in a shared storage: keep user ids and addresses out of it.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
