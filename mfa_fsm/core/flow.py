@@ -355,9 +355,12 @@ class Flow:
                 raise EventNotAllowed(event, before.state, self.allowed_events())
             self._check_data(event, data)
             action = self.throttle_action(before, event, data)
+            count = None
             if self.throttle is not None and action is not None:
-                self.throttle.check(action, user=before.user_id, client_ip=self.client_ip)
+                count = self.throttle.admit(action, user=before.user_id, client_ip=self.client_ip)
             outcome = self._run_handler(event, before, now, data, started)
+            if count is not None:
+                count()  # the IdP answered: the step counts
         if outcome is None:
             return self.view()
         target = self._select_target(before, event, outcome)

@@ -15,6 +15,10 @@ call):
   voice code, a phone call): a *cooldown* per user (``send_cooldown``) and a cap per window;
 * ``answer``: a typed password, code or answer: guesses per window.
 
+A start counts before the IdP is asked (so probing unknown user ids counts too); a send or an
+answer counts once the IdP has answered it, wrong answers included, so that a step refused
+by an IdP outage can be retried at once.
+
 Each action has a rate per user and one per client address (the ``client_ip`` of the step,
 when the caller gives one). A refused step raises :class:`~mfa_fsm.core.errors.Throttled`
 with ``retry_after`` (seconds) *before* the IdP is called, so the flow is unchanged and the
@@ -114,6 +118,12 @@ class Throttle:
 
         Raises :class:`UsageError` for an unknown action.
         """
+        self.admit(action, user=user, client_ip=client_ip)()
+
+    def admit(self, action: str, *, user: str, client_ip: str | None) -> Callable[[], None]:
+        """Like :meth:`check`, but only test the rates now: the returned callable counts the
+        step. A flow counts a send or an answer once the IdP has answered it, so a step
+        refused by an IdP outage does not use up the user's allowance."""
         rules = self._rules.get(action)
         if rules is None:
             raise UsageError(f"unknown throttle action {action!r}; one of {list(ACTIONS)}")
@@ -127,8 +137,12 @@ class Throttle:
             if not self._limiter.test(item, self._prefix, name, key):
                 reset = self._limiter.get_window_stats(item, self._prefix, name, key).reset_time
                 raise Throttled(action, scope, float(max(1, math.ceil(reset - self._clock()))))
-        for _, name, item, key in applicable:
-            self._limiter.hit(item, self._prefix, name, key)
+
+        def count() -> None:
+            for _, name, item, key in applicable:
+                self._limiter.hit(item, self._prefix, name, key)
+
+        return count
 
     def reset(self) -> None:
         """Forget every count (tests, or after a configuration change)."""

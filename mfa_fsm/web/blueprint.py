@@ -3,14 +3,34 @@
 ::
 
     app = Flask(__name__)
-    app.secret_key = ...                                   # signs the two cookies below
-    engine = Engine(SqlStore("sqlite:///flows.db"), [EntrustConfig(...), CyberArkConfig(...)])
-    app.register_blueprint(mfa_blueprint(engine, on_complete=sign_in), url_prefix="/login")
+    app.secret_key = ...                                   # signs the cookies below
+    engine = Engine(SqlStore("sqlite:///flows.db"), [EntrustConfig(...)])
+    mfa = mfa_blueprint(engine, current_user=lambda: session.get("user"), on_complete=...)
+    app.register_blueprint(mfa, url_prefix="/login")
+
+    @app.post("/signin")                                    # the application's own password check
+    def signin():
+        ...                                                 # check the password, then:
+        session.clear(); session["user"] = user_id          # a new session (no fixation)
+        return mfa.begin("entrust")                         # 303 into the second factor
+
+The application owns the first factor
+-------------------------------------
+A flow whose first factor the IdP does not check (Entrust ``EXTERNAL``) is a login with the
+second factor alone, so it starts only for the user the application vouches for:
+``current_user()`` (the application's own verified session) read on the server by
+:meth:`MfaBlueprint.begin` or the start page's "Continue as ..." button, never a user id from
+a form. Mounting for such a provider without ``current_user`` raises
+:class:`~mfa_fsm.core.errors.VerifiedUserRequired`. The start page's typed form takes a user
+id *and* password and starts only flows in which the IdP checks that password itself
+(Entrust ``PASSWORD_AND_SECONDFACTOR``, CyberArk's first challenge); an unknown user id, a
+wrong password, a locked or an EXTERNAL-only account all answer with the same page.
 
 Routes, under the blueprint's prefix::
 
-    GET  /                     start page: provider and user id
-    POST /                     start a flow (Engine.start); 303 to its page
+    GET  /                     start page: "Continue as <user>", and user id + password
+    POST /                     start a flow with the typed user id and password; 303 to it
+    POST /begin                start a flow for current_user(); 303 to it
     GET  /f/<handle>           the page of the flow's current state (a reload resumes here)
     POST /f/<handle>/first-factor   submit_first_factor   each: one event, then 303 back to
     POST /f/<handle>/factor         select_second_factor  the flow's page (or, for a poll
@@ -18,31 +38,40 @@ Routes, under the blueprint's prefix::
     POST /f/<handle>/poll           poll                  JSON answer)
     POST /f/<handle>/cancel         cancel
 
+Every step carries the end user's address, ``request.remote_addr`` (so the application's
+proxy configuration, e.g. werkzeug's ``ProxyFix``, decides what it is), to the IdP's risk
+rules; it is not logged. Steps are throttled (:class:`~mfa_fsm.core.throttle.Throttle`, on
+by default): a refused step answers 429 with ``Retry-After`` and calls no IdP.
+
 How state travels. Each flow started in a browser gets a random *handle* (in its URLs) and a
-cookie of its own, ``mfa_fsm_flow``, whose ``Path`` is that flow's URL: the browser sends
-each flow's cookie only with that flow's requests, so two tabs run two flows side by side.
-The cookie holds, signed with ``app.secret_key``, the flow id (an :class:`Engine`: the
-snapshot stays in its store) or the flow id and the sealed token (a :class:`SealedEngine`:
-the snapshot is the token). The handle is not a secret; the flow id never appears in a URL or
-a page. A second cookie, ``mfa_fsm_csrf``, holds a signed random token that every form
-carries back (and the polling script sends as ``X-CSRF-Token``); a POST without it is refused
-with 400. Both cookies are HttpOnly and SameSite=Lax, and Secure unless ``secure_cookies``
-is false (plain-HTTP loopback demos only).
+cookie of its own, ``__Host-mfa_fsm_flow_<handle>`` (``Path=/``, as the ``__Host-`` prefix
+requires, RFC 6265bis 4.1.3.2), so two tabs run two flows side by side; the newest three are
+kept. It holds, signed with ``app.secret_key``, the flow id (an :class:`Engine`: the snapshot
+stays in its store) or the flow id and the sealed token (a :class:`SealedEngine` with a
+replay ledger: the snapshot is the token). The handle is not a secret; the flow id never
+appears in a URL or a page. A second cookie, ``__Host-mfa_fsm_csrf``, holds a signed random
+value; every form carries a CSRF token derived from it, bound to the flow's handle and valid
+for ``csrf_max_age`` seconds (the polling script sends it as ``X-CSRF-Token``); a POST
+without a valid one is refused with 400. Cookies are HttpOnly and SameSite=Lax, and Secure
+with the ``__Host-`` prefix unless ``secure_cookies`` is false (plain-HTTP loopback only).
 
 Errors become pages, and never change the flow: an event the state does not take, or a
 request that lost a race, re-renders the current state; malformed input shows the same form
 with the message; an unknown, expired or tampered flow shows "start again"; an IdP or network
-failure shows "the identity provider is unavailable" with a button that tries again. No page,
-log line or error shows a password, code, token, flow id or cookie.
+failure shows "the identity provider is unavailable" with a button that tries again; a body
+or field over its size limit is refused (413) without repeating it; 404, 405 and 500 pages
+carry the same no-store and security headers as every other page. No page, log line or
+error shows a password, code, token, flow id or cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 import structlog
@@ -61,6 +90,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from mfa_fsm.core.errors import (
@@ -69,14 +99,21 @@ from mfa_fsm.core.errors import (
     FlowNotFound,
     IdpError,
     InvalidInput,
+    MfaError,
     SealedStateError,
     SnapshotError,
+    Throttled,
     TransportError,
     UsageError,
+    VerifiedUserRequired,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.engine import Engine, SealedEngine
 from mfa_fsm.web import events
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
 
 log = structlog.get_logger("mfa_fsm")
 
@@ -101,11 +138,32 @@ FAILURES = {
     "idp_error": "The identity provider ended the sign-in.",
 }
 
+#: What a throttled step is, for people.
+THROTTLED = {
+    "start": "Too many sign-ins were started",
+    "send": "Too many requests were sent to your device",
+    "answer": "Too many answers were tried",
+}
+
+#: The one answer of the typed start form to every refusal (unknown user id, wrong password,
+#: locked or EXTERNAL-only account), so that it tells nobody which accounts exist.
+NOT_ACCEPTED = "The user id or password was not accepted."
+
+#: Defaults of the request-size limits (``mfa_blueprint(max_form_bytes=, max_field_chars=)``).
+DEFAULT_MAX_FORM_BYTES = 16 * 1024
+DEFAULT_MAX_FIELD_CHARS = 1024
+#: Seconds a page's CSRF token stays valid: above the longest push wait (300 s by default).
+DEFAULT_CSRF_MAX_AGE = 1800
+#: How many flow cookies a browser keeps (the newest); each tab runs one flow.
+MAX_FLOW_COOKIES = 3
+
 #: Steps whose data is built from the current view (the challenge's kind and questions).
 _NEEDS_VIEW = frozenset({"first-factor", "factor", "response"})
 #: Steps whose form carries a secret: their retry button goes back to the form instead of
 #: re-sending (a page never holds a typed secret).
 _SECRET_STEPS = frozenset({"first-factor", "response"})
+#: Methods the blueprint answers with its own 405 page on a route that does not take them.
+_ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -114,26 +172,37 @@ _CSP = (
 
 OnComplete = Callable[[FlowView], "ResponseReturnValue | None"]
 Aside = Callable[[FlowView | None], "str | None"]
+#: Returns the signed-in user the application vouches for: a ``VerifiedUser``, a user id
+#: (then ``checked_by`` is "the application"), or ``None`` when nobody is signed in.
+CurrentUser = Callable[[], "VerifiedUser | str | None"]
 
 
 @attrs.frozen
 class _Carry:
-    """What the flow cookie carries: the flow id, and the sealed token for a SealedEngine."""
+    """What a flow cookie carries: the flow id, the sealed token for a SealedEngine, and who
+    checked the first factor (shown on the pages)."""
 
     flow_id: str = attrs.field(repr=False)
     token: str | None = attrs.field(default=None, repr=False)
+    who: str | None = None
 
 
 class _Flows(Protocol):
     providers: tuple[str, ...]
 
-    def start(self, provider: str, options: Mapping[str, Any]) -> tuple[FlowView, _Carry]: ...
+    def start(
+        self, provider: str, options: Mapping[str, Any], client_ip: str | None
+    ) -> tuple[FlowView, _Carry]: ...
 
     def send(
-        self, carry: _Carry, event: str, data: Mapping[str, Any]
+        self, carry: _Carry, event: str, data: Mapping[str, Any], client_ip: str | None
     ) -> tuple[FlowView, _Carry]: ...
 
     def view(self, carry: _Carry) -> FlowView: ...
+
+    def discard(self, carry: _Carry) -> None: ...
+
+    def first_factor_outside(self, provider: str) -> bool: ...
 
 
 class _StoredFlows:
@@ -143,15 +212,25 @@ class _StoredFlows:
         self.engine = engine
         self.providers = engine.providers
 
-    def start(self, provider: str, options: Mapping[str, Any]) -> tuple[FlowView, _Carry]:
-        view = self.engine.start(provider, **options)
+    def start(
+        self, provider: str, options: Mapping[str, Any], client_ip: str | None
+    ) -> tuple[FlowView, _Carry]:
+        view = self.engine.start(provider, client_ip=client_ip, **options)
         return view, _Carry(view.flow_id)
 
-    def send(self, carry: _Carry, event: str, data: Mapping[str, Any]) -> tuple[FlowView, _Carry]:
-        return self.engine.send(carry.flow_id, event, **data), carry
+    def send(
+        self, carry: _Carry, event: str, data: Mapping[str, Any], client_ip: str | None
+    ) -> tuple[FlowView, _Carry]:
+        return self.engine.send(carry.flow_id, event, client_ip=client_ip, **data), carry
 
     def view(self, carry: _Carry) -> FlowView:
         return self.engine.view(carry.flow_id)
+
+    def discard(self, carry: _Carry) -> None:
+        self.engine.delete(carry.flow_id)
+
+    def first_factor_outside(self, provider: str) -> bool:
+        return self.engine.first_factor_outside(provider)
 
 
 class _SealedFlows:
@@ -161,16 +240,28 @@ class _SealedFlows:
         self.engine = engine
         self.providers = engine.providers
 
-    def start(self, provider: str, options: Mapping[str, Any]) -> tuple[FlowView, _Carry]:
-        view, token = self.engine.start(provider, **options)
+    def start(
+        self, provider: str, options: Mapping[str, Any], client_ip: str | None
+    ) -> tuple[FlowView, _Carry]:
+        view, token = self.engine.start(provider, client_ip=client_ip, **options)
         return view, _Carry(view.flow_id, token)
 
-    def send(self, carry: _Carry, event: str, data: Mapping[str, Any]) -> tuple[FlowView, _Carry]:
-        view, token = self.engine.send(_token(carry), carry.flow_id, event, **data)
-        return view, _Carry(carry.flow_id, token)
+    def send(
+        self, carry: _Carry, event: str, data: Mapping[str, Any], client_ip: str | None
+    ) -> tuple[FlowView, _Carry]:
+        view, token = self.engine.send(
+            _token(carry), carry.flow_id, event, client_ip=client_ip, **data
+        )
+        return view, attrs.evolve(carry, token=token)
 
     def view(self, carry: _Carry) -> FlowView:
         return self.engine.view(_token(carry), carry.flow_id)
+
+    def discard(self, carry: _Carry) -> None:
+        """Nothing to delete: the token is never handed out, and the ledger record expires."""
+
+    def first_factor_outside(self, provider: str) -> bool:
+        return self.engine.first_factor_outside(provider)
 
 
 def _token(carry: _Carry) -> str:
@@ -180,15 +271,37 @@ def _token(carry: _Carry) -> str:
 
 
 class _Refused(Exception):
-    """A request the blueprint answers with a problem page (CSRF, lost flow)."""
+    """A request the blueprint answers with a problem page (CSRF, lost flow, size)."""
 
     def __init__(self, response: BaseResponse) -> None:
         self.response = response
 
 
+class MfaBlueprint(Blueprint):
+    """The blueprint :func:`mfa_blueprint` returns: a Flask ``Blueprint`` with :meth:`begin`."""
+
+    _web: _Web
+
+    def begin(self, provider: str | None = None, **options: Any) -> BaseResponse:
+        """Start a flow for ``current_user()`` and answer with a 303 into it.
+
+        Call it from the application's own view, in the request that finished its own
+        first-factor check (after a new session was made for the user). ``provider`` defaults
+        to the first provider whose first factor the IdP does not check (Entrust), else the
+        first; ``options`` go to the provider's ``start`` (e.g. ``first_factor=``). An
+        EXTERNAL first factor is confirmed in the same request, so the user lands on the
+        second factor. Raises :class:`VerifiedUserRequired` when ``current_user()`` names
+        nobody; IdP, network and throttle failures become the blueprint's pages.
+        """
+        response = self._web.begin(provider, options)
+        _security_headers(response)  # answered from the application's view, not ours
+        return response
+
+
 def mfa_blueprint(
     engine: Engine | SealedEngine,
     *,
+    current_user: CurrentUser | None = None,
     name: str = "mfa_fsm",
     secure_cookies: bool = True,
     on_complete: OnComplete | None = None,
@@ -196,10 +309,19 @@ def mfa_blueprint(
     cookie_prefix: str = "mfa_fsm",
     cookie_max_age: int = 3600,
     title: str = "Sign in",
-) -> Blueprint:
+    throttle: Throttle | Literal["default"] | None = "default",
+    max_form_bytes: int = DEFAULT_MAX_FORM_BYTES,
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    csrf_max_age: int = DEFAULT_CSRF_MAX_AGE,
+    unsafe_sealed_without_ledger: bool = False,
+) -> MfaBlueprint:
     """A blueprint with the login pages for every provider ``engine`` runs; mount it with
     ``app.register_blueprint(bp, url_prefix=...)``. The app must set ``secret_key``.
 
+    ``current_user()`` returns the user the application has signed in with its own first
+    factor (a :class:`VerifiedUser`, or a user id), or ``None``; it is required when the
+    engine runs a provider whose first factor the IdP may not check (Entrust EXTERNAL),
+    else :class:`VerifiedUserRequired` is raised here, at start-up.
     ``on_complete(view)`` is called once, in the request whose step completed the flow;
     ``view.result`` holds the IdP's token for the application's session. It may return a
     response (a redirect into the application); by default the success page is shown.
@@ -207,57 +329,151 @@ def mfa_blueprint(
     page); the demo puts the live diagram there. ``secure_cookies=False`` is for plain-HTTP
     loopback only. ``cookie_max_age`` bounds how long a browser keeps a flow's cookie; the
     store (or the sealed token) decides how long the flow itself lives.
+
+    ``throttle``: the engine's own throttle if it has one; else ``"default"`` counts in this
+    process with :data:`mfa_fsm.core.throttle.DEFAULT_RATES` (give a ``Throttle`` on Redis
+    when several processes serve the pages), ``None`` turns throttling off.
+    ``max_form_bytes`` bounds a request body and ``max_field_chars`` each form field (413,
+    never echoed); ``csrf_max_age`` is how long (seconds) a page's forms stay valid.
+
+    A :class:`SealedEngine` whose ``SealedState`` has no replay ledger is refused
+    (:class:`UsageError`): without one an old flow cookie replays an earlier step, and two
+    requests with one cookie both reach the IdP. ``unsafe_sealed_without_ledger=True``
+    accepts that knowingly.
     """
-    flows: _Flows = (
-        _SealedFlows(engine) if isinstance(engine, SealedEngine) else (_StoredFlows(engine))
-    )
+    if throttle == "default":
+        if engine.throttle is None:
+            from mfa_fsm.core.throttle import Throttle  # noqa: PLC0415 - needs limits
+
+            engine = engine.throttled(Throttle())
+    elif throttle is not None or engine.throttle is not None:
+        engine = engine.throttled(throttle)
+    flows: _Flows
+    if isinstance(engine, SealedEngine):
+        if engine.sealed.ledger is None and not unsafe_sealed_without_ledger:
+            raise UsageError(
+                "this SealedEngine's SealedState has no replay ledger: an old flow cookie "
+                "would replay an earlier step (even after a cancel) and two requests with "
+                "one cookie would both reach the IdP. Give it one, SealedState(keys, "
+                "ledger=StoreLedger(RedisStore(...))), or pass "
+                "unsafe_sealed_without_ledger=True to accept that"
+            )
+        flows = _SealedFlows(engine)
+    else:
+        flows = _StoredFlows(engine)
+    outside = [p for p in flows.providers if flows.first_factor_outside(p)]
+    if outside and current_user is None:
+        raise VerifiedUserRequired(
+            f"the engine runs {outside}, whose EXTERNAL first factor is checked by your "
+            "application, not the IdP: pass current_user=, a callable returning the user "
+            "your application has signed in (e.g. lambda: session.get('user')), and start "
+            "their flows with blueprint.begin(); a typed user id never starts them"
+        )
+    if max_form_bytes < 1024 or max_field_chars < 64 or csrf_max_age < 60:
+        raise UsageError(
+            "max_form_bytes must be at least 1024, max_field_chars at least 64 and "
+            "csrf_max_age at least 60 seconds"
+        )
     web = _Web(
         flows,
+        name=name,
+        current_user=current_user,
         secure=secure_cookies,
         on_complete=on_complete,
         aside=aside,
         prefix=cookie_prefix,
         max_age=cookie_max_age,
         title=title,
+        max_form_bytes=max_form_bytes,
+        max_field_chars=max_field_chars,
+        csrf_max_age=csrf_max_age,
     )
-    bp = Blueprint(
+    bp = MfaBlueprint(
         name,
         __name__,
         template_folder="templates",
         static_folder="static",
         static_url_path="/_mfa_fsm_static",
     )
-    bp.add_url_rule("/", "start_page", web.start_page, methods=["GET"])
-    bp.add_url_rule("/", "start", web.start, methods=["POST"])
-    bp.add_url_rule("/f/<handle>", "flow", web.flow_page, methods=["GET"])
-    bp.add_url_rule("/f/<handle>/<step>", "step", web.step, methods=["POST"])
-    bp.before_request(web.check_setup)
+    bp._web = web
+    routes: dict[str, dict[str, tuple[str, Callable[..., ResponseReturnValue]]]] = {
+        "/": {"GET": ("start_page", web.start_page), "POST": ("start", web.start)},
+        "/begin": {"POST": ("begin", web.begin_here)},
+        "/f/<handle>": {"GET": ("flow", web.flow_page)},
+        "/f/<handle>/<step>": {"POST": ("step", web.step)},
+    }
+    for number, (rule, methods) in enumerate(routes.items()):
+        for method, (endpoint, view_func) in methods.items():
+            bp.add_url_rule(rule, endpoint, view_func, methods=[method])
+        others = [m for m in _ALL_METHODS if m not in methods]
+        bp.add_url_rule(
+            rule,
+            f"not_allowed_{number}",
+            web.method_not_allowed(sorted(methods)),
+            methods=others,
+        )
+    # Anything else under the prefix gets the blueprint's own 404 page, with its headers.
+    bp.add_url_rule("/<path:rest>", "not_found", web.not_found, methods=list(_ALL_METHODS))
+    bp.before_request(web.check_request)
     bp.after_request(web.finish)
+    bp.register_error_handler(HTTPException, web.http_error)
+    bp.register_error_handler(Exception, web.server_error)
     return bp
 
 
 class _Web:
-    """The view functions; everything they know between requests is in the two cookies."""
+    """The view functions; everything they know between requests is in the cookies."""
 
     def __init__(
         self,
         flows: _Flows,
         *,
+        name: str,
+        current_user: CurrentUser | None,
         secure: bool,
         on_complete: OnComplete | None,
         aside: Aside | None,
         prefix: str,
         max_age: int,
         title: str,
+        max_form_bytes: int,
+        max_field_chars: int,
+        csrf_max_age: int,
     ) -> None:
         self.flows = flows
+        self.name = name
+        self.current_user = current_user
         self.secure = secure
         self.on_complete = on_complete
         self.aside = aside
-        self.flow_cookie = f"{prefix}_flow"
-        self.csrf_cookie = f"{prefix}_csrf"
+        host = "__Host-" if secure else ""
+        self.flow_cookie_prefix = f"{host}{prefix}_flow_"
+        self.csrf_cookie = f"{host}{prefix}_csrf"
         self.max_age = max_age
         self.title = title
+        self.max_form_bytes = max_form_bytes
+        self.max_field_chars = max_field_chars
+        self.csrf_max_age = csrf_max_age
+
+    def _url(self, endpoint: str, **values: Any) -> str:
+        # Absolute endpoint names: begin() runs inside the application's own views.
+        return url_for(f"{self.name}.{endpoint}", **values)
+
+    # -- who is signing in ----------------------------------------------------------------
+
+    def _vouched(self) -> VerifiedUser | None:
+        """The application's signed-in user, from its own ``current_user`` callable."""
+        if self.current_user is None:
+            return None
+        user = self.current_user()
+        if user is None or isinstance(user, VerifiedUser):
+            return user
+        if isinstance(user, str) and user:
+            return VerifiedUser(user)
+        raise UsageError(
+            "current_user() must return a VerifiedUser, a user id string or None, "
+            f"not a {type(user).__name__}"
+        )
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -265,34 +481,112 @@ class _Web:
         return self._start_page()
 
     def start(self) -> ResponseReturnValue:
+        """The typed form: a user id and the password the IdP checks; one alike refusal."""
         try:
-            self._check_csrf()
+            self._check_csrf("")
+            self._check_fields()
         except _Refused as refused:
             return refused.response
         provider = request.form.get("provider", "")
         user = request.form.get("user", "").strip()
+        password = request.form.get("password", "")
         if provider not in self.flows.providers:
             return self._start_page(error="Choose one of the identity providers.", status=422)
+        if not user or not password:
+            return self._start_page(error="Type your user id and password.", status=422)
+        ip = request.remote_addr
+        options = events.start_options(provider, user)
+        carry: _Carry | None = None
         try:
-            view, carry = self.flows.start(provider, events.start_options(provider, user))
-        except InvalidInput as exc:
-            return self._start_page(error=f"User id: {_problem(exc)}.", status=422, user=user)
-        except IdpError as exc:
-            if not exc.transient:
+            view, carry = self.flows.start(provider, options, ip)
+            if view.state == "AwaitingFirstFactor" and events.typed_first_factor(view):
+                data = events.first_factor_data(
+                    view, lambda name: password if name == "answer" else ""
+                )
+                view, carry = self.flows.send(carry, "submit_first_factor", data, ip)
+        except Throttled as exc:
+            self._discard(carry)
+            return self._throttled(exc)
+        except (IdpError, TransportError) as exc:
+            if isinstance(exc, TransportError) or exc.transient:
+                self._discard(carry)
+                return self._unavailable(exc, None, "start", {})
+            return self._not_accepted(provider, exc, carry)
+        except UsageError as exc:  # unknown user, EXTERNAL-only account, malformed id
+            return self._not_accepted(provider, exc, carry)
+        if view.state == "Failed" or (
+            view.state == "AwaitingFirstFactor"
+            and view.challenge is not None
+            and view.challenge.rejected
+        ):
+            return self._not_accepted(provider, None, carry)
+        if view.state != "AwaitingFirstFactor":
+            label = events.provider_label(provider)
+            carry = attrs.evolve(carry, who=f"{user}'s password, checked by {label}")
+        return self._started(view, carry)
+
+    def begin_here(self) -> ResponseReturnValue:
+        """The start page's "Continue as ..." button: begin() after a CSRF check."""
+        try:
+            self._check_csrf("")
+            self._check_fields()
+        except _Refused as refused:
+            return refused.response
+        provider = request.form.get("provider") or None
+        if provider is not None and provider not in self.flows.providers:
+            return self._start_page(error="Choose one of the identity providers.", status=422)
+        if self._vouched() is None:
+            return self._problem(
+                "Sign in first",
+                "Nobody is signed in to the application, so there is no one to continue as.",
+                status=403,
+                restart=True,
+            )
+        return self.begin(provider, {})
+
+    def begin(self, provider: str | None, options: Mapping[str, Any]) -> BaseResponse:
+        user = self._vouched()
+        if user is None:
+            raise VerifiedUserRequired(
+                "begin() starts a flow for current_user(), and it returned None: call it "
+                "after your application has signed the user in"
+            )
+        if provider is None:
+            outside = [p for p in self.flows.providers if self.flows.first_factor_outside(p)]
+            provider = (outside or list(self.flows.providers))[0]
+        ip = request.remote_addr
+        carry: _Carry | None = None
+        try:
+            view, carry = self.flows.start(provider, {"verified_user": user, **options}, ip)
+            carry = attrs.evolve(
+                carry, who=f"{user.user_id}'s password, checked by {user.checked_by}"
+            )
+            if view.challenge is not None and view.challenge.kind == "external":
+                # The application vouched: confirming EXTERNAL needs nobody's click.
+                view, carry = self.flows.send(carry, "submit_first_factor", {}, ip)
+        except Throttled as exc:
+            return self._throttled(exc)
+        except (IdpError, TransportError) as exc:
+            if carry is not None:  # started: the flow's page offers "Continue" again
+                return self._started(self.flows.view(carry), carry)
+            if isinstance(exc, IdpError) and not exc.transient:
                 log.info("mfa_fsm.web.start_refused", provider=provider, error=type(exc).__name__)
-                message = "The identity provider did not accept this user id."
-                return self._start_page(error=message, status=422, user=user)
-            return self._unavailable(exc, None, "start", {"provider": provider, "user": user})
-        except TransportError as exc:
-            return self._unavailable(exc, None, "start", {"provider": provider, "user": user})
+                return self._problem(
+                    "This account cannot sign in here",
+                    "The identity provider did not accept this account for this application.",
+                    status=403,
+                    restart=True,
+                )
+            return self._unavailable(exc, None, "begin", {"provider": provider})
         except UsageError as exc:
             log.info("mfa_fsm.web.start_refused", provider=provider, error=type(exc).__name__)
-            message = "This user cannot sign in here with this identity provider."
-            return self._start_page(error=message, status=422, user=user)
-        handle = secrets.token_urlsafe(9)
-        response = self._after_step(handle, view, wants_json=False)
-        self._set_flow_cookie(response, handle, carry)
-        return response
+            return self._problem(
+                "This account cannot sign in here",
+                "The identity provider offers no sign-in method this application can use.",
+                status=403,
+                restart=True,
+            )
+        return self._started(view, carry)
 
     def flow_page(self, handle: str) -> ResponseReturnValue:
         try:
@@ -302,7 +596,7 @@ class _Web:
             return refused.response
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(handle, exc)
-        return self._page(handle, view)
+        return self._page(handle, view, who=carry.who)
 
     def step(self, handle: str, step: str) -> ResponseReturnValue:
         built = events.EVENTS.get(step)
@@ -312,6 +606,7 @@ class _Web:
         wants_json = step == "poll" and request.accept_mimetypes.best == "application/json"
         try:
             self._check_csrf(handle, wants_json=wants_json)
+            self._check_fields()
             carry = self._carry(handle, wants_json=wants_json)
         except _Refused as refused:
             return refused.response
@@ -321,14 +616,17 @@ class _Web:
             if step in _NEEDS_VIEW:
                 current = self.flows.view(carry)
             data = build(current, form) if current is not None else {}
-            view, new_carry = self.flows.send(carry, event, data)
+            view, new_carry = self.flows.send(carry, event, data, request.remote_addr)
         except (EventNotAllowed, FlowConflict):
             # Another request moved the flow, or this page was stale: show where it is now.
             return self._current(handle, carry, wants_json)
         except InvalidInput as exc:
-            return self._page(handle, current or self.flows.view(carry), error=exc, status=422)
+            view_now = current or self.flows.view(carry)
+            return self._page(handle, view_now, error=exc, status=422, who=carry.who)
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(handle, exc, wants_json=wants_json)
+        except Throttled as exc:
+            return self._throttled(exc, handle=handle, wants_json=wants_json)
         except (IdpError, TransportError) as exc:
             keep = {} if step in _SECRET_STEPS else {k: form(k) for k in ("factor", "delivery")}
             return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
@@ -340,35 +638,83 @@ class _Web:
             self._set_flow_cookie(response, handle, new_carry)
         return response
 
-    def check_setup(self) -> None:
-        """Refuse to serve without a key to sign the cookies with, saying what to set."""
+    def method_not_allowed(self, allowed: list[str]) -> Callable[..., ResponseReturnValue]:
+        def answer(**_: Any) -> ResponseReturnValue:
+            response = self._problem(
+                "Method not allowed", "This page does not take that kind of request.", status=405
+            )
+            response.headers["Allow"] = ", ".join(
+                [*allowed, "HEAD"] if "GET" in allowed else allowed
+            )
+            return response
+
+        return answer
+
+    def not_found(self, rest: str) -> ResponseReturnValue:
+        return self._problem("Page not found", "There is no such page.", status=404, restart=True)
+
+    def http_error(self, exc: HTTPException) -> ResponseReturnValue:
+        """Flask's own errors under the prefix (413, 400, ...) as the blueprint's pages."""
+        status = exc.code or 500
+        if status == 413:
+            return self._problem(
+                "Too much data",
+                "The form sent more data than a sign-in needs, so nothing was done with it.",
+                status=413,
+            )
+        return self._problem(exc.name, "The request could not be handled.", status=status)
+
+    def server_error(self, exc: Exception) -> ResponseReturnValue:
+        """Any other error: a 500 page; the log line names its type only (never its text,
+        which may hold a secret)."""
+        if not current_app.secret_key:
+            raise exc  # a setup error: loud, with the message saying what to set
+        log.error("mfa_fsm.web.server_error", error=type(exc).__name__)
+        return self._problem(
+            "Something went wrong",
+            "The sign-in could not continue because of an error on this site. Nothing was "
+            "sent. Please try again in a moment.",
+            status=500,
+            restart=True,
+        )
+
+    def check_request(self) -> None:
+        """Refuse to serve without a key to sign the cookies with, and bound the body size."""
         if not current_app.secret_key:
             raise RuntimeError(
                 "mfa_fsm's blueprint signs its cookies with app.secret_key: set it to a long "
                 "random value from the application's secrets"
             )
+        # Werkzeug stops reading past these (413); the form parser never sees a large body.
+        request.max_content_length = self.max_form_bytes
+        request.max_form_memory_size = self.max_form_bytes
+        request.max_form_parts = 64
 
     def finish(self, response: Response) -> Response:
         """Security headers on every response of the blueprint, and the CSRF cookie if new."""
-        token = g.get("mfa_fsm_new_csrf")
-        if token is not None:
+        value = g.get("mfa_fsm_new_csrf")
+        if value is not None:
             response.set_cookie(
                 self.csrf_cookie,
-                self._signer("csrf").dumps(token),
-                path=url_for(".start_page"),
+                self._signer("csrf").dumps(value),
+                path="/",
                 secure=self.secure,
                 httponly=True,
                 samesite="Lax",
             )
-        if request.endpoint != f"{request.blueprint}.static":
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("Content-Security-Policy", _CSP)
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.endpoint != f"{self.name}.static":
+            _security_headers(response)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
     # -- after a step -------------------------------------------------------------------
+
+    def _started(self, view: FlowView, carry: _Carry) -> BaseResponse:
+        handle = secrets.token_urlsafe(9)
+        response = self._after_step(handle, view, wants_json=False)
+        self._set_flow_cookie(response, handle, carry)
+        self._drop_old_flow_cookies(response)
+        return response
 
     def _after_step(self, handle: str, view: FlowView, *, wants_json: bool) -> BaseResponse:
         if view.state == "Completed" and self.on_complete is not None:
@@ -377,7 +723,7 @@ class _Web:
                 return make_response(custom)
         if wants_json:
             return self._poll_json(handle, view)
-        return redirect(url_for(".flow", handle=handle), code=303)
+        return redirect(self._url("flow", handle=handle), code=303)
 
     def _poll_json(self, handle: str, view: FlowView) -> Response:
         now = time.time()
@@ -387,7 +733,7 @@ class _Web:
                 "Failed": "The request has ended.",
             }.get(view.state, "Continuing.")
             return jsonify(
-                state=view.state, location=url_for(".flow", handle=handle), message=message
+                state=view.state, location=self._url("flow", handle=handle), message=message
             )
         return jsonify(
             state=view.state,
@@ -399,11 +745,30 @@ class _Web:
 
     def _current(self, handle: str, carry: _Carry, wants_json: bool) -> BaseResponse:
         if not wants_json:
-            return redirect(url_for(".flow", handle=handle), code=303)
+            return redirect(self._url("flow", handle=handle), code=303)
         try:
             return self._poll_json(handle, self.flows.view(carry))
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(handle, exc, wants_json=True)
+
+    def _discard(self, carry: _Carry | None) -> None:
+        if carry is None:
+            return
+        try:
+            self.flows.discard(carry)
+        except MfaError as exc:
+            # The flow expires on its own; the refusal page matters more.
+            log.warning("mfa_fsm.web.discard_failed", error=type(exc).__name__)
+
+    def _not_accepted(self, provider: str, exc: Exception | None, carry: _Carry | None) -> Response:
+        """The typed form's one refusal: the same page whatever was wrong."""
+        self._discard(carry)
+        log.info(
+            "mfa_fsm.web.start_refused",
+            provider=provider,
+            error=type(exc).__name__ if exc is not None else "rejected",
+        )
+        return self._start_page(error=NOT_ACCEPTED, status=401, provider=provider)
 
     # -- pages ----------------------------------------------------------------------------
 
@@ -414,13 +779,15 @@ class _Web:
         *,
         error: InvalidInput | None = None,
         status: int = 200,
+        who: str | None = None,
     ) -> Response:
         challenge = view.challenge
         context = {
             "view": view,
             "challenge": challenge,
             "handle": handle,
-            "action": lambda step: url_for(".step", handle=handle, step=step),
+            "who": who,
+            "action": lambda step: self._url("step", handle=handle, step=step),
             "allowed": events.allowed_events(view),
             "typed_first_factor": events.typed_first_factor(view),
             "can_choose": events.can_choose(view),
@@ -436,11 +803,22 @@ class _Web:
         return make_response(html, status)
 
     def _start_page(
-        self, *, error: str | None = None, status: int = 200, user: str = ""
+        self,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        provider: str | None = None,
     ) -> Response:
         providers = [(p, events.provider_label(p)) for p in self.flows.providers]
         html = self._render(
-            "mfa_fsm/start.html", aside_for=None, providers=providers, error=error, user=user
+            "mfa_fsm/start.html",
+            aside_for=None,
+            providers=providers,
+            chosen=provider,
+            vouched=self._vouched(),
+            outside=[p for p, _ in providers if self.flows.first_factor_outside(p)],
+            error=error,
+            begin_url=self._url("begin"),
         )
         return make_response(html, status)
 
@@ -454,17 +832,47 @@ class _Web:
             "Please start again."
         )
         if wants_json:
-            response = jsonify(location=url_for(".start_page"), message=message)
+            response = jsonify(location=self._url("start_page"), message=message)
             response.status_code = 410
         else:
             response = self._problem("Please start again", message, status=410, restart=True)
         response.delete_cookie(
-            self.flow_cookie,
-            path=url_for(".flow", handle=handle),
+            self.flow_cookie_prefix + handle,
+            path="/",
             secure=self.secure,
             httponly=True,
             samesite="Lax",
         )
+        return response
+
+    def _throttled(
+        self, exc: Throttled, *, handle: str | None = None, wants_json: bool = False
+    ) -> Response:
+        log.warning(
+            "mfa_fsm.web.throttled", action=exc.action, scope=exc.scope, retry_after=exc.retry_after
+        )
+        wait = max(1, round(exc.retry_after))
+        when = _clock(time.time() + wait)
+        message = (
+            f"{THROTTLED.get(exc.action, 'Too many attempts')} in a short time. Nothing was "
+            f"sent. Please try again in {wait} seconds (at {when})."
+        )
+        if wants_json:
+            response = jsonify(now=time.time(), retry_after=wait, message=message)
+            response.status_code = 429
+        else:
+            html = self._render(
+                "mfa_fsm/problem.html",
+                aside_for=None,
+                heading="Please wait before trying again",
+                message=message,
+                retry_url=None,
+                retry_fields={},
+                back_url=self._url("flow", handle=handle) if handle else None,
+                restart=handle is None,
+            )
+            response = make_response(html, 429)
+        response.headers["Retry-After"] = str(wait)
         return response
 
     def _unavailable(
@@ -494,11 +902,14 @@ class _Web:
             response.status_code = 503
         else:
             if step == "start":
-                retry_url, back_url = url_for(".start"), url_for(".start_page")
+                # The typed form held a password: back to the form, never a re-send.
+                retry_url, back_url = None, self._url("start_page")
+            elif step == "begin":
+                retry_url, back_url = self._url("begin"), self._url("start_page")
             else:
                 assert handle is not None  # noqa: S101 - only a start has no flow yet
-                retry_url = url_for(".step", handle=handle, step=step)
-                back_url = url_for(".flow", handle=handle)
+                retry_url = self._url("step", handle=handle, step=step)
+                back_url = self._url("flow", handle=handle)
             html = self._render(
                 "mfa_fsm/problem.html",
                 aside_for=None,
@@ -508,6 +919,7 @@ class _Web:
                 retry_fields=dict(keep),
                 back_url=back_url,
                 restart=False,
+                handle=handle,  # the retry form's CSRF token is bound to the flow
             )
             response = make_response(html, 503)
         if retry_after:
@@ -531,48 +943,86 @@ class _Web:
 
     def _render(self, template: str, *, aside_for: FlowView | None, **context: Any) -> str:
         aside = self.aside(aside_for) if self.aside is not None else None
+        handle = context.get("handle") or ""
         return render_template(
             template,
             title=self.title,
-            csrf=self._csrf_token(),
-            start_url=url_for(".start_page"),
-            static=lambda name: url_for(".static", filename=name),
+            csrf=self._form_token(handle),
+            start_url=self._url("start_page"),
+            static=lambda name: self._url("static", filename=name),
             provider_label=events.provider_label,
             aside=Markup(aside) if aside else None,  # noqa: S704 - the app's own trusted HTML
             **context,
         )
 
+    # -- requests -------------------------------------------------------------------------
+
+    def _check_fields(self) -> None:
+        """Refuse a form field over ``max_field_chars`` (413), without repeating it."""
+        for name, value in request.form.items(multi=True):
+            if len(value) > self.max_field_chars or len(name) > 64:
+                log.warning("mfa_fsm.web.field_too_long", endpoint=request.endpoint)
+                raise _Refused(
+                    self._problem(
+                        "Too much data",
+                        f"A field of the form is longer than {self.max_field_chars} "
+                        "characters, so nothing was done with it. Go back and try again.",
+                        status=413,
+                        restart=True,
+                    )
+                )
+
     # -- cookies --------------------------------------------------------------------------
 
     def _signer(self, purpose: str) -> URLSafeTimedSerializer:
         key = current_app.secret_key
-        assert key  # noqa: S101 - check_setup refused the request otherwise; narrows for mypy
+        assert key  # noqa: S101 - check_request refused the request otherwise; for mypy
         return URLSafeTimedSerializer(key, salt=f"mfa_fsm.web.{purpose}")
 
-    def _csrf_token(self) -> str:
-        token: str | None = g.get("mfa_fsm_csrf")
-        if token is None:
-            token = self._csrf_from_cookie()
-            if token is None:
-                token = secrets.token_urlsafe(32)
-                g.mfa_fsm_new_csrf = token
-            g.mfa_fsm_csrf = token
-        return token
+    def _csrf_secret(self) -> str:
+        """The browser's random CSRF value (from its cookie, or new for this response)."""
+        value: str | None = g.get("mfa_fsm_csrf")
+        if value is None:
+            value = self._csrf_from_cookie()
+            if value is None:
+                value = secrets.token_urlsafe(32)
+                g.mfa_fsm_new_csrf = value
+            g.mfa_fsm_csrf = value
+        return value
+
+    def _form_token(self, handle: str) -> str:
+        """A page's CSRF token: bound to this browser's cookie and to the flow's handle
+        (``""`` on the start page), and valid for ``csrf_max_age`` seconds (OWASP CSRF
+        Prevention Cheat Sheet, "signed double-submit cookie")."""
+        return self._signer("csrf-form").dumps([_digest(self._csrf_secret()), handle])
 
     def _csrf_from_cookie(self) -> str | None:
         raw = request.cookies.get(self.csrf_cookie)
         if not raw:
             return None
         try:
-            token = self._signer("csrf").loads(raw)
+            value = self._signer("csrf").loads(raw)
         except BadData:
             return None
-        return token if isinstance(token, str) else None
+        return value if isinstance(value, str) else None
 
-    def _check_csrf(self, handle: str | None = None, *, wants_json: bool = False) -> None:
-        expected = self._csrf_from_cookie()
+    def _check_csrf(self, handle: str, *, wants_json: bool = False) -> None:
+        secret = self._csrf_from_cookie()
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-        if expected and hmac.compare_digest(sent.encode(), expected.encode()):
+        bound: Any = None
+        if secret and sent:
+            try:
+                bound = self._signer("csrf-form").loads(sent, max_age=self.csrf_max_age)
+            except BadData:
+                bound = None
+        if (
+            secret is not None
+            and isinstance(bound, list)
+            and len(bound) == 2
+            and isinstance(bound[0], str)
+            and hmac.compare_digest(bound[0].encode(), _digest(secret).encode())
+            and bound[1] == handle
+        ):
             return
         log.warning("mfa_fsm.web.csrf_refused", endpoint=request.endpoint)
         message = (
@@ -580,14 +1030,14 @@ class _Web:
             "site. Nothing was changed. Go back, reload the page and try again."
         )
         if wants_json:
-            response = jsonify(message=message, location=url_for(".flow", handle=handle))
+            response = jsonify(message=message, location=self._url("flow", handle=handle))
             response.status_code = 400
         else:
             response = self._problem("The form has expired", message, status=400, restart=True)
         raise _Refused(response)
 
     def _carry(self, handle: str, *, wants_json: bool = False) -> _Carry:
-        raw = request.cookies.get(self.flow_cookie)
+        raw = request.cookies.get(self.flow_cookie_prefix + handle)
         data: Any = None
         if raw:
             try:
@@ -599,23 +1049,52 @@ class _Web:
             and data.get("h") == handle
             and isinstance(data.get("f"), str)
             and isinstance(data.get("t"), str | None)
+            and isinstance(data.get("w"), str | None)
         ):
-            return _Carry(data["f"], data.get("t"))
+            return _Carry(data["f"], data.get("t"), data.get("w"))
         raise _Refused(self._start_again(handle, None, wants_json=wants_json))
 
     def _set_flow_cookie(self, response: BaseResponse, handle: str, carry: _Carry) -> None:
         payload: dict[str, str] = {"h": handle, "f": carry.flow_id}
         if carry.token is not None:
             payload["t"] = carry.token
+        if carry.who is not None:
+            payload["w"] = carry.who
         response.set_cookie(
-            self.flow_cookie,
+            self.flow_cookie_prefix + handle,
             self._signer("flow").dumps(payload),
             max_age=self.max_age,
-            path=url_for(".flow", handle=handle),
+            path="/",
             secure=self.secure,
             httponly=True,
             samesite="Lax",
         )
+
+    def _drop_old_flow_cookies(self, response: BaseResponse) -> None:
+        """Keep the newest flow cookies only: every one travels with every request."""
+        aged = []
+        for name, raw in request.cookies.items():
+            if name.startswith(self.flow_cookie_prefix):
+                try:
+                    _, signed_at = self._signer("flow").loads(raw, return_timestamp=True)
+                except BadData:
+                    signed_at = None
+                aged.append((signed_at.timestamp() if signed_at else 0.0, name))
+        for _, name in sorted(aged, reverse=True)[MAX_FLOW_COOKIES - 1 :]:
+            response.delete_cookie(
+                name, path="/", secure=self.secure, httponly=True, samesite="Lax"
+            )
+
+
+def _security_headers(response: BaseResponse) -> None:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Content-Security-Policy", _CSP)
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 def _problem(exc: InvalidInput) -> str:

@@ -5,22 +5,38 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request, session
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+from werkzeug.wrappers import Response
 
 from mfa_fsm.engine import Engine, SealedEngine
 from mfa_fsm.web import mfa_blueprint
 
 PREFIX = "/login"
+#: The test application's own sign-in: any user id, this password (the app's first factor).
+APP_PASSWORD = "app-password"  # noqa: S105 - a test fixture's password
 
 
 def make_app(engine: Engine | SealedEngine, **options: Any) -> Flask:
-    """A Flask app with the login blueprint under /login."""
+    """A Flask app with the login blueprint under /login, and a sign-in page of its own
+    (``POST /app/signin``) that checks :data:`APP_PASSWORD`, makes a new session for the
+    user and begins their second factor, as the README tells an application to."""
     app = Flask(__name__)
     app.secret_key = "test-secret-key-of-enough-length-0123456789"
     app.config["TESTING"] = True
-    app.register_blueprint(mfa_blueprint(engine, **options), url_prefix=PREFIX)
+    options.setdefault("current_user", lambda: session.get("user"))
+    bp = mfa_blueprint(engine, **options)
+    app.register_blueprint(bp, url_prefix=PREFIX)
+
+    @app.post("/app/signin")
+    def signin() -> Response | tuple[str, int]:
+        if request.form.get("password") != APP_PASSWORD:
+            return "wrong password", 401
+        session.clear()
+        session["user"] = request.form["user"]
+        return bp.begin(request.form.get("provider") or None)
+
     return app
 
 
@@ -48,11 +64,24 @@ class Visitor:
         form.setdefault("csrf_token", self.csrf)
         return self._seen(self.client.post(url, data=form))
 
-    def start(self, provider: str, user: str) -> TestResponse:
+    def start(self, provider: str, user: str, password: str = "any-password") -> TestResponse:
+        """The start page's typed form: a user id and the password the IdP checks."""
         self.get(f"{PREFIX}/")
-        response = self.post(f"{PREFIX}/", provider=provider, user=user)
+        response = self.post(f"{PREFIX}/", provider=provider, user=user, password=password)
         if response.status_code == 303:
             self.flow_url = response.headers["Location"]
+            self.page()  # the flow's forms carry a CSRF token bound to it
+        return response
+
+    def begin(self, provider: str, user: str) -> TestResponse:
+        """Sign in to the application itself, which then begins the user's second factor."""
+        response = self.client.post(
+            "/app/signin", data={"user": user, "password": APP_PASSWORD, "provider": provider}
+        )
+        self._seen(response)
+        if response.status_code == 303:
+            self.flow_url = response.headers["Location"]
+            self.page()
         return response
 
     def page(self) -> TestResponse:
@@ -67,6 +96,15 @@ class Visitor:
             "X-CSRF-Token": self.csrf if csrf is None else csrf,
         }
         return self._seen(self.client.post(f"{self.flow_url}/poll", headers=headers))
+
+
+FLOW_COOKIE = "__Host-mfa_fsm_flow_"
+CSRF_COOKIE = "__Host-mfa_fsm_csrf"
+
+
+def flow_cookie(visitor: Visitor, prefix: str = FLOW_COOKIE) -> str:
+    """The name of the cookie of the visitor's current flow (one per flow handle)."""
+    return prefix + visitor.flow_url.rsplit("/", 1)[1]
 
 
 def heading(response: TestResponse) -> str:

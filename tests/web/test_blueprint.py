@@ -21,14 +21,25 @@ from mfa_fsm import (
     MemoryStore,
     SealedEngine,
     SnapshotError,
+    StoreLedger,
     TransportError,
+    UsageError,
 )
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator, SecretRecorder
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TOKEN_CODE
 from mfa_fsm.web import mfa_blueprint
-from tests.web.support import PREFIX, Visitor, heading, make_app, set_cookies, state
+from tests.web.support import (
+    CSRF_COOKIE,
+    PREFIX,
+    Visitor,
+    flow_cookie,
+    heading,
+    make_app,
+    set_cookies,
+    state,
+)
 
 
 @pytest.fixture
@@ -76,7 +87,9 @@ def test_start_without_csrf_token_is_refused(
     """A POST without the form's token, or with a wrong one, gets 400 and calls no IdP."""
     visitor.get(f"{PREFIX}/")
     for token in ("", "forged"):
-        response = visitor.post(f"{PREFIX}/", provider="entrust", user="jsmith", csrf_token=token)
+        response = visitor.post(
+            f"{PREFIX}/", provider="entrust", user="pwuser", password="x", csrf_token=token
+        )
         assert response.status_code == 400
         assert heading(response) == "The form has expired"
         assert "sent from another site" in response.get_data(as_text=True)
@@ -85,12 +98,36 @@ def test_start_without_csrf_token_is_refused(
 
 def test_step_without_csrf_token_changes_nothing(visitor: Visitor, engine: Engine) -> None:
     """A step POST with a wrong token is refused with 400; the flow is as it was."""
-    visitor.start("entrust", "jsmith")
+    visitor.begin("entrust", "jsmith")
     flow_id = flow_id_of(engine, visitor)
-    response = visitor.step("first-factor", csrf_token="forged")
+    response = visitor.step("factor", factor="TOKEN", csrf_token="forged")
     assert response.status_code == 400
-    assert engine.view(flow_id).state == "AwaitingFirstFactor"
-    assert engine.view(flow_id).version == 0
+    assert engine.view(flow_id).state == "AwaitingSecondFactor"
+    assert engine.view(flow_id).version == 1
+
+
+def test_csrf_token_is_bound_to_its_flow_and_expires(
+    engine: Engine, entrust_emulator: EntrustEmulator
+) -> None:
+    """A page's CSRF token works for its own flow only, and not after csrf_max_age."""
+    visitor = Visitor(make_app(engine, csrf_max_age=60).test_client())
+    visitor.begin("entrust", "jsmith")
+    first_url, first_token = visitor.flow_url, visitor.csrf
+    visitor.begin("entrust", "jsmith")
+    assert visitor.flow_url != first_url
+    calls = len(entrust_emulator.calls)
+    refused = visitor.step("factor", factor="TOKEN", csrf_token=first_token)
+    assert refused.status_code == 400
+    assert len(entrust_emulator.calls) == calls
+    original = time.time
+    try:
+        time.time = lambda: original() + 61  # itsdangerous reads time.time
+        expired = visitor.step("factor", factor="TOKEN")
+    finally:
+        time.time = original
+    assert expired.status_code == 400
+    assert heading(expired) == "The form has expired"
+    assert visitor.step("factor", factor="TOKEN").status_code == 303
 
 
 def test_csrf_cookie_from_another_app_is_refused(engine: Engine) -> None:
@@ -100,19 +137,18 @@ def test_csrf_cookie_from_another_app_is_refused(engine: Engine) -> None:
     visitor = Visitor(first.test_client())
     visitor.get(f"{PREFIX}/")
     stranger = Visitor(second.test_client())
-    stranger.client.set_cookie(
-        "mfa_fsm_csrf", visitor.client.get_cookie("mfa_fsm_csrf", path="/login/").value
-    )
+    cookie = visitor.client.get_cookie(CSRF_COOKIE, path="/")
+    assert cookie is not None
+    stranger.client.set_cookie(CSRF_COOKIE, cookie.value)
     response = stranger.post(
-        f"{PREFIX}/", provider="entrust", user="jsmith", csrf_token=visitor.csrf
+        f"{PREFIX}/", provider="entrust", user="pwuser", password="x", csrf_token=visitor.csrf
     )
     assert response.status_code == 400
 
 
 def test_poll_json_without_csrf_header_is_refused(visitor: Visitor) -> None:
     """The polling script's POST needs the X-CSRF-Token header too (JSON 400 otherwise)."""
-    visitor.start("entrust", "pushmc")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "pushmc")
     visitor.step("factor", factor="TOKENPUSH")
     response = visitor.poll_json(csrf="forged")
     assert response.status_code == 400
@@ -124,27 +160,44 @@ def test_poll_json_without_csrf_header_is_refused(visitor: Visitor) -> None:
 
 
 def test_cookie_attributes(visitor: Visitor) -> None:
-    """Both cookies are HttpOnly, SameSite=Lax and Secure; the flow cookie is scoped to its
-    flow's URL, so two tabs keep two flows."""
-    csrf = set_cookies(visitor.get(f"{PREFIX}/"), "mfa_fsm_csrf")
-    flow = set_cookies(visitor.start("entrust", "jsmith"), "mfa_fsm_flow")
+    """Both cookies carry the __Host- prefix (Secure, Path=/, no Domain), HttpOnly and
+    SameSite=Lax; each flow has a cookie of its own, so two tabs keep two flows."""
+    csrf = set_cookies(visitor.get(f"{PREFIX}/"), CSRF_COOKIE)
+    visitor.begin("entrust", "jsmith")
+    first = visitor.flow_url
+    began = visitor.begin("entrust", "jsmith")
+    flow = set_cookies(began, flow_cookie(visitor))
     assert len(csrf) == 1
     assert len(flow) == 1
     for header in (csrf[0], flow[0]):
         assert "HttpOnly" in header
         assert "SameSite=Lax" in header
         assert "Secure" in header
-    assert "Path=/login/;" in csrf[0] or csrf[0].endswith("Path=/login/")
-    assert f"Path={visitor.flow_url};" in flow[0]
+        assert "Path=/;" in header or header.endswith("Path=/")
+        assert "Domain" not in header
+    assert visitor.flow_url != first
+    assert state(visitor.get(first)) == "AwaitingSecondFactor"  # the first tab's flow
+    assert state(visitor.page()) == "AwaitingSecondFactor"
+
+
+def test_old_flow_cookies_are_dropped(visitor: Visitor) -> None:
+    """Only the newest three flow cookies are kept: each travels with every request."""
+    handles = []
+    for _ in range(4):
+        visitor.begin("entrust", "jsmith")
+        handles.append(visitor.flow_url)
+        time.sleep(1.05)  # itsdangerous stamps whole seconds
+    kept = [url for url in handles if visitor.get(url).status_code == 200]
+    assert kept == handles[1:]
 
 
 def test_secure_can_be_turned_off_for_loopback(engine: Engine) -> None:
     """secure_cookies=False (the plain-HTTP demo) drops only the Secure attribute."""
     visitor = Visitor(make_app(engine, secure_cookies=False).test_client())
-    headers = set_cookies(visitor.get(f"{PREFIX}/"), "mfa_fsm_csrf") + set_cookies(
-        visitor.start("entrust", "jsmith"), "mfa_fsm_flow"
-    )
-    assert headers
+    headers = set_cookies(visitor.get(f"{PREFIX}/"), "mfa_fsm_csrf")
+    began = visitor.begin("entrust", "jsmith")
+    headers += set_cookies(began, flow_cookie(visitor, "mfa_fsm_flow_"))
+    assert len(headers) == 2
     assert all("Secure" not in h and "HttpOnly" in h for h in headers)
 
 
@@ -161,7 +214,7 @@ def test_missing_secret_key_is_a_clear_error(engine: Engine) -> None:
     """Without app.secret_key the blueprint refuses to run, saying what to set."""
     app = Flask(__name__)
     app.config["TESTING"] = True
-    app.register_blueprint(mfa_blueprint(engine), url_prefix=PREFIX)
+    app.register_blueprint(mfa_blueprint(engine, current_user=lambda: None), url_prefix=PREFIX)
     with pytest.raises(RuntimeError, match="secret_key"):
         app.test_client().get(f"{PREFIX}/")
 
@@ -170,13 +223,13 @@ def test_missing_secret_key_is_a_clear_error(engine: Engine) -> None:
 
 
 def test_entrust_login_page_by_page(visitor: Visitor, entrust_emulator: EntrustEmulator) -> None:
-    """Each state has its page; each step redirects (303) to the flow's page."""
-    assert visitor.start("entrust", "jsmith").status_code == 303
-    assert state(visitor.page()) == "AwaitingFirstFactor"
-    assert visitor.step("first-factor").status_code == 303
+    """Each state has its page; each step redirects (303) to the flow's page. The app's own
+    sign-in begins the flow, which confirms EXTERNAL at once and says who checked what."""
+    assert visitor.begin("entrust", "jsmith").status_code == 303
     picker = visitor.page()
     assert state(picker) == "AwaitingSecondFactor"
     body = picker.get_data(as_text=True)
+    assert "First factor: jsmith&#39;s password, checked by the application." in body
     assert 'value="SMS">Send a code by text message (SMS)</button>' in body
     assert "Send a code by voice call" in body
     visitor.step("factor", factor="OTP", delivery="VOICE")
@@ -193,8 +246,7 @@ def test_entrust_login_page_by_page(visitor: Visitor, entrust_emulator: EntrustE
 
 def test_invalid_input_shows_the_same_form_with_the_message(visitor: Visitor) -> None:
     """Malformed input re-renders the form (422) with the problem, marked for screen readers."""
-    visitor.start("entrust", "jsmith")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
     visitor.step("factor", factor="TOKEN")
     response = visitor.step("response", response="12;34")
     assert response.status_code == 422
@@ -208,8 +260,7 @@ def test_invalid_input_shows_the_same_form_with_the_message(visitor: Visitor) ->
 
 def test_unknown_factor_is_invalid_input(visitor: Visitor) -> None:
     """A factor the IdP did not offer shows the picker again with the problem."""
-    visitor.start("entrust", "jsmith")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
     response = visitor.step("factor", factor="NOT_OFFERED")
     assert response.status_code == 422
     assert heading(response) == "Choose a second factor"
@@ -218,11 +269,11 @@ def test_unknown_factor_is_invalid_input(visitor: Visitor) -> None:
 
 def test_event_the_state_does_not_take_shows_the_current_page(visitor: Visitor) -> None:
     """A stale form (an event the state does not take) redirects to the current state."""
-    visitor.start("entrust", "jsmith")
+    visitor.begin("entrust", "jsmith")
     response = visitor.step("poll")
     assert response.status_code == 303
     assert response.headers["Location"] == visitor.flow_url
-    assert state(visitor.page()) == "AwaitingFirstFactor"
+    assert state(visitor.page()) == "AwaitingSecondFactor"
 
 
 class StubEngine:
@@ -232,29 +283,43 @@ class StubEngine:
         self.engine = engine
         self.error = error
         self.providers = engine.providers
+        self.throttle = None
+        self.first_factor_outside = engine.first_factor_outside
+
+    def throttled(self, throttle: object) -> StubEngine:
+        return self
 
     def start(self, provider: str, /, **options: Any) -> FlowView:
         return self.engine.start(provider, **options)
 
     def send(self, flow_id: str, event: str, /, **data: Any) -> FlowView:
+        if event == "submit_first_factor":  # begin() confirms EXTERNAL: let it through
+            return self.engine.send(flow_id, event, **data)
         raise self.error
 
     def view(self, flow_id: str) -> FlowView:
         return self.engine.view(flow_id)
 
+    def delete(self, flow_id: str) -> None:
+        self.engine.delete(flow_id)
+
 
 @pytest.mark.parametrize(
     "error",
-    [FlowConflict("f", 0, 1), FlowBusy("f", 0), EventNotAllowed("poll", "AwaitingFirstFactor", ())],
+    [
+        FlowConflict("f", 1, 2),
+        FlowBusy("f", 1),
+        EventNotAllowed("poll", "AwaitingSecondFactor", ()),
+    ],
     ids=["conflict", "busy", "not-allowed"],
 )
 def test_lost_race_shows_the_current_page(engine: Engine, error: Exception) -> None:
     """A request that lost a race to another one re-renders the flow's current state."""
     visitor = Visitor(make_app(StubEngine(engine, error)).test_client())  # type: ignore[arg-type]
-    visitor.start("entrust", "jsmith")
-    response = visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
+    response = visitor.step("factor", factor="TOKEN")
     assert response.status_code == 303
-    assert state(visitor.page()) == "AwaitingFirstFactor"
+    assert state(visitor.page()) == "AwaitingSecondFactor"
     pending = visitor.poll_json()
     assert pending.status_code == 200
     assert pending.get_json()["location"] == visitor.flow_url
@@ -263,45 +328,45 @@ def test_lost_race_shows_the_current_page(engine: Engine, error: Exception) -> N
 def test_unreadable_snapshot_says_start_again(engine: Engine) -> None:
     """A snapshot that no longer parses ends on the start-again page (410)."""
     visitor = Visitor(make_app(StubEngine(engine, SnapshotError("bad"))).test_client())  # type: ignore[arg-type]
-    visitor.start("entrust", "jsmith")
-    response = visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
+    response = visitor.step("factor", factor="TOKEN")
     assert response.status_code == 410
     assert heading(response) == "Please start again"
 
 
 def test_no_cookie_or_tampered_cookie_says_start_again(visitor: Visitor, app: Flask) -> None:
     """A flow page without this browser's cookie, or with an altered one, says start again."""
-    visitor.start("entrust", "jsmith")
+    visitor.begin("entrust", "jsmith")
     stranger = Visitor(app.test_client())
     response = stranger.get(visitor.flow_url)
     assert response.status_code == 410
     assert heading(response) == "Please start again"
     assert 'href="/login/"' in response.get_data(as_text=True)
-    cookie = visitor.client.get_cookie("mfa_fsm_flow", path=visitor.flow_url)
+    name = flow_cookie(visitor)
+    cookie = visitor.client.get_cookie(name, path="/")
     assert cookie is not None
-    visitor.client.set_cookie("mfa_fsm_flow", cookie.value[:-3] + "xyz", path=visitor.flow_url)
+    visitor.client.set_cookie(name, cookie.value[:-3] + "xyz", path="/")
     assert visitor.page().status_code == 410
 
 
 def test_cookie_of_another_flow_does_not_open_this_one(visitor: Visitor, app: Flask) -> None:
-    """A flow cookie is bound to its handle: copied under another flow's URL it is refused."""
-    visitor.start("entrust", "jsmith")
-    cookie = visitor.client.get_cookie("mfa_fsm_flow", path=visitor.flow_url)
+    """A flow cookie is bound to its handle: copied under another flow's name it is refused."""
+    visitor.begin("entrust", "jsmith")
+    cookie = visitor.client.get_cookie(flow_cookie(visitor), path="/")
     assert cookie is not None
-    other = f"{PREFIX}/f/someoneelse"
-    visitor.client.set_cookie("mfa_fsm_flow", cookie.value, path=other)
-    assert visitor.get(other).status_code == 410
+    visitor.client.set_cookie("__Host-mfa_fsm_flow_someoneelse", cookie.value, path="/")
+    assert visitor.get(f"{PREFIX}/f/someoneelse").status_code == 410
 
 
 def test_forgotten_flow_says_start_again_and_drops_the_cookie(
     visitor: Visitor, engine: Engine
 ) -> None:
     """A flow the store forgot (expired, deleted) shows start again and clears its cookie."""
-    visitor.start("entrust", "jsmith")
+    visitor.begin("entrust", "jsmith")
     engine.delete(flow_id_of(engine, visitor))
-    response = visitor.step("first-factor")
+    response = visitor.step("factor", factor="TOKEN")
     assert response.status_code == 410
-    (cleared,) = set_cookies(response, "mfa_fsm_flow")
+    (cleared,) = set_cookies(response, flow_cookie(visitor))
     assert "Max-Age=0" in cleared or "Expires=Thu, 01 Jan 1970" in cleared
 
 
@@ -310,8 +375,7 @@ def test_idp_unavailable_offers_a_retry_and_keeps_the_flow(
 ) -> None:
     """An IdP failure shows "unavailable" (503) with a retry button; the flow is unchanged
     and the retry goes through."""
-    visitor.start("entrust", "jsmith")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
     entrust_emulator.faults.inject("status", status=503, path="authenticate/OTP")
     response = visitor.step("factor", factor="OTP", delivery="SMS")
     assert response.status_code == 503
@@ -331,8 +395,7 @@ def test_idp_unavailable_after_a_secret_goes_back_to_the_form(
     visitor: Visitor, entrust_emulator: EntrustEmulator
 ) -> None:
     """When the failed step carried a secret, the page offers the form again, not a resend."""
-    visitor.start("entrust", "jsmith")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
     visitor.step("factor", factor="TOKEN")
     entrust_emulator.faults.inject("drop", path="complete")
     response = visitor.step("response", response=DEMO_TOKEN_CODE)
@@ -343,15 +406,27 @@ def test_idp_unavailable_after_a_secret_goes_back_to_the_form(
     assert DEMO_TOKEN_CODE not in body
 
 
-def test_network_failure_at_start_offers_a_retry(engine: Engine) -> None:
-    """A network failure at the start keeps the provider and user id for the retry."""
+def test_network_failure_at_start_goes_back_to_the_form(engine: Engine) -> None:
+    """A network failure at the typed start (it carried a password) links back to the form
+    and holds neither the password nor a re-send button."""
     visitor = Visitor(make_app(StubStart(engine)).test_client())  # type: ignore[arg-type]
-    visitor.get(f"{PREFIX}/")
-    response = visitor.post(f"{PREFIX}/", provider="entrust", user="jsmith")
+    response = visitor.start("entrust", "pwuser", "Passw0rd!")
     assert response.status_code == 503
     body = response.get_data(as_text=True)
-    assert 'name="user" value="jsmith"' in body
-    assert f'action="{PREFIX}/"' in body
+    assert "Passw0rd!" not in body
+    assert "Try again</button>" not in body
+    assert f'href="{PREFIX}/"' in body
+
+
+def test_network_failure_at_begin_offers_a_retry(engine: Engine) -> None:
+    """A network failure when the app begins a flow offers "Try again", which begins it for
+    the same signed-in user."""
+    visitor = Visitor(make_app(StubStart(engine)).test_client())  # type: ignore[arg-type]
+    response = visitor.begin("entrust", "jsmith")
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert f'action="{PREFIX}/begin"' in body
+    assert '<input type="hidden" name="provider" value="entrust">' in body
 
 
 class StubStart(StubEngine):
@@ -363,27 +438,36 @@ class StubStart(StubEngine):
 
 
 @pytest.mark.parametrize(
-    ("provider", "user", "message"),
+    ("provider", "user", "status", "message"),
     [
-        ("entrust", "blocked", "did not accept this user id"),
-        ("entrust", "bad user!", "User id: may contain only"),
-        ("entrust", "otpuser", "cannot sign in here"),
-        ("okta", "jsmith", "Choose one of the identity providers"),
+        ("entrust", "blocked", 401, "The user id or password was not accepted."),
+        ("entrust", "bad user!", 401, "The user id or password was not accepted."),
+        ("entrust", "otpuser", 401, "The user id or password was not accepted."),
+        ("entrust", "jsmith", 401, "The user id or password was not accepted."),
+        ("okta", "jsmith", 422, "Choose one of the identity providers"),
     ],
 )
 def test_start_refusals_show_the_start_page(
-    visitor: Visitor, provider: str, user: str, message: str
+    visitor: Visitor, provider: str, user: str, status: int, message: str
 ) -> None:
-    """An IdP refusal, a malformed user id or an unknown provider re-show the start form."""
+    """An IdP refusal, a malformed id, an EXTERNAL-only account or an unknown provider
+    re-show the start form, the accounts all with one message."""
     response = visitor.start(provider, user)
-    assert response.status_code == 422
+    assert response.status_code == status
     assert message in response.get_data(as_text=True)
     assert 'id="user"' in response.get_data(as_text=True)
 
 
+def test_begin_for_a_refused_account_says_so(visitor: Visitor) -> None:
+    """An account the IdP refuses (RBA deny) cannot begin: a page says so (403)."""
+    response = visitor.begin("entrust", "blocked")
+    assert response.status_code == 403
+    assert heading(response) == "This account cannot sign in here"
+
+
 def test_unknown_step_is_404(visitor: Visitor) -> None:
     """Only the five step routes exist."""
-    visitor.start("entrust", "jsmith")
+    visitor.begin("entrust", "jsmith")
     assert visitor.step("teleport").status_code == 404
 
 
@@ -407,8 +491,7 @@ def test_poll_json_follows_a_push(
         retry=RetryPolicy(attempts=1),
     )
     visitor = Visitor(make_app(Engine(MemoryStore(), [no_retry])).test_client())
-    visitor.start("entrust", "pushmc")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "pushmc")
     visitor.step("factor", factor="TOKENPUSH")
     page = visitor.page().get_data(as_text=True)
     assert "data-mfa-next-poll-at=" in page
@@ -432,8 +515,7 @@ def test_poll_json_follows_a_push(
 
 def test_no_script_poll_button_redirects(visitor: Visitor) -> None:
     """Without scripts, the page's "Check now" form POSTs the poll and lands on the page."""
-    visitor.start("entrust", "pushmc")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "pushmc")
     visitor.step("factor", factor="TOKENPUSH")
     response = visitor.step("poll")
     assert response.status_code == 303
@@ -446,7 +528,8 @@ def test_no_script_poll_button_redirects(visitor: Visitor) -> None:
 def test_cyberark_push_only_user_starts_the_push(
     visitor: Visitor, cyberark_emulator: CyberArkEmulator
 ) -> None:
-    """A passwordless first challenge offers "Send the request", then the number to match."""
+    """A passwordless first challenge offers "Send the request", then the number to match
+    (the typed password is not used: the tenant's policy is passwordless for bob)."""
     visitor.start("cyberark", "bob")
     first = visitor.page()
     assert heading(first) == "Sign in with your device"
@@ -461,9 +544,9 @@ def test_cyberark_push_only_user_starts_the_push(
 
 
 def test_cyberark_try_another_way(visitor: Visitor, cyberark_emulator: CyberArkEmulator) -> None:
-    """While an SMS is pending, "Try another way" picks the e-mail instead."""
-    visitor.start("cyberark", "alice")
-    visitor.step("first-factor", answer="alice-password")
+    """While an SMS is pending, "Try another way" picks the e-mail instead (after the send
+    cooldown: a second device send within it is throttled, 429)."""
+    visitor.start("cyberark", "alice", "alice-password")
     choices = re.findall(
         r'name="factor" value="([^"]+)">\s*<button type="submit">([^<]+)</button>',
         visitor.page().get_data(as_text=True),
@@ -473,6 +556,9 @@ def test_cyberark_try_another_way(visitor: Visitor, cyberark_emulator: CyberArkE
     pending = visitor.page().get_data(as_text=True)
     assert "Try another way" in pending
     assert "Or type the code you received" in pending
+    throttled = visitor.step("factor", factor=by_label["Email... @example.com"])
+    assert throttled.status_code == 429
+    time.sleep(float(throttled.headers["Retry-After"]))
     visitor.step("factor", factor=by_label["Email... @example.com"])
     code = cyberark_emulator.last_code("alice")
     assert code
@@ -482,8 +568,7 @@ def test_cyberark_try_another_way(visitor: Visitor, cyberark_emulator: CyberArkE
 
 def test_security_questions_are_one_field_each(visitor: Visitor) -> None:
     """Several security questions get one labelled field each, sent as answers=[...]."""
-    visitor.start("entrust", "jsmith")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
     visitor.step("factor", factor="KBA")
     body = visitor.page().get_data(as_text=True)
     questions = re.findall(r'<label for="answer-(\d)">([^<]+)</label>', body)
@@ -507,8 +592,7 @@ def test_on_complete_runs_once_and_may_redirect(
         return redirect("/home")
 
     visitor = Visitor(make_app(engine, on_complete=sign_in).test_client())
-    visitor.start("entrust", "jsmith")
-    visitor.step("first-factor")
+    visitor.begin("entrust", "jsmith")
     visitor.step("factor", factor="TOKEN")
     response = visitor.step("response", response=DEMO_TOKEN_CODE)
     assert response.headers["Location"] == "/home"
@@ -522,22 +606,47 @@ def test_on_complete_runs_once_and_may_redirect(
 def test_sealed_engine_keeps_the_flow_in_the_cookie(
     entrust_emulator: EntrustEmulator, cyberark_emulator: CyberArkEmulator
 ) -> None:
-    """With a SealedEngine the flow's cookie carries the sealed token; a whole login works."""
+    """With a SealedEngine (and its replay ledger) the flow's cookie carries the sealed
+    token; a whole login works, and an older cookie is refused."""
+    sealed = SealedEngine(
+        SealedState({"k1": SealedState.generate_key()}, ledger=StoreLedger(MemoryStore())),
+        configs(entrust_emulator, cyberark_emulator),
+    )
+    visitor = Visitor(make_app(sealed).test_client())
+    visitor.start("cyberark", "alice", "alice-password")
+    assert state(visitor.page()) == "AwaitingSecondFactor"
+    name = flow_cookie(visitor)
+    cookie = visitor.client.get_cookie(name, path="/")
+    assert cookie is not None
+    assert len(cookie.value) > 1000  # the sealed snapshot itself
+    assert len(cookie.value) < 4000  # still fits a browser's cookie
+    visitor.step(
+        "factor", factor=re.findall(r'name="factor" value="([^"]+)"', visitor.bodies[-1])[0]
+    )
+    visitor.client.set_cookie(name, cookie.value, path="/")
+    # With the ledger an older token no longer opens.
+    assert visitor.page().status_code == 410
+
+
+def test_sealed_engine_without_ledger_is_refused_unless_asked(
+    entrust_emulator: EntrustEmulator, cyberark_emulator: CyberArkEmulator
+) -> None:
+    """Mounting a SealedEngine with no replay ledger is refused, saying what to pass; with
+    unsafe_sealed_without_ledger=True an older cookie replays the older state."""
     sealed = SealedEngine(
         SealedState({"k1": SealedState.generate_key()}),
         configs(entrust_emulator, cyberark_emulator),
     )
-    visitor = Visitor(make_app(sealed).test_client())
-    first = visitor.start("cyberark", "alice")
-    (cookie,) = set_cookies(first, "mfa_fsm_flow")
-    assert len(cookie) > 1000  # the sealed snapshot itself
-    assert len(cookie) < 4000  # still fits a browser's cookie
+    with pytest.raises(UsageError, match="unsafe_sealed_without_ledger=True"):
+        make_app(sealed)
+    visitor = Visitor(make_app(sealed, unsafe_sealed_without_ledger=True).test_client())
+    visitor.begin("cyberark", "alice")
+    name = flow_cookie(visitor)
+    cookie = visitor.client.get_cookie(name, path="/")
+    assert cookie is not None
     visitor.step("first-factor", answer="alice-password")
     assert state(visitor.page()) == "AwaitingSecondFactor"
-    visitor.client.set_cookie(
-        "mfa_fsm_flow", cookie.split(";")[0].split("=", 1)[1], path=visitor.flow_url
-    )
-    # Without a replay ledger an older token still opens: the flow is where that token was.
+    visitor.client.set_cookie(name, cookie.value, path="/")
     assert state(visitor.page()) == "AwaitingFirstFactor"
 
 
@@ -550,9 +659,8 @@ def test_no_secret_reaches_a_page_or_a_log(
     (the leak guard checks the log lines of this test)."""
     engine = Engine(MemoryStore(), configs(entrust_emulator, cyberark_emulator), transport=recorder)
     visitor = Visitor(make_app(engine).test_client())
-    visitor.start("entrust", "pwuser")
-    visitor.step("first-factor", answer="wrong-password")
-    visitor.step("first-factor", answer="Passw0rd!")
+    visitor.start("entrust", "pwuser", "wrong-password")
+    visitor.start("entrust", "pwuser", "Passw0rd!")
     visitor.step("factor", factor="OTP", delivery="SMS")
     visitor.page()
     otp = entrust_emulator.last_otp("pwuser")
@@ -561,8 +669,7 @@ def test_no_secret_reaches_a_page_or_a_log(
     visitor.page()
     visitor.step("response", response=otp)
     assert heading(visitor.page()) == "You are signed in"
-    visitor.start("cyberark", "alice")
-    visitor.step("first-factor", answer="alice-password")
+    visitor.start("cyberark", "alice", "alice-password")
     picker = visitor.page().get_data(as_text=True)
     sms = re.search(r'name="factor" value="([^"]+)">\s*<button type="submit">SMS', picker)
     assert sms
@@ -576,7 +683,7 @@ def test_no_secret_reaches_a_page_or_a_log(
     store = engine.store
     assert isinstance(store, MemoryStore)
     flow_ids = list(store._records)
-    assert len(flow_ids) == 2
+    assert len(flow_ids) == 2  # the refused start's flow was discarded
     secrets = recorder.secrets | set(flow_ids)
     pages = "\n".join(visitor.bodies)
     assert [s for s in secrets if s in pages] == []
