@@ -5,7 +5,7 @@
     mfa-fsm demo [--port 8700]               the login pages and both emulators, on loopback
     mfa-fsm login --emulator                 walk through an Entrust login against the emulator
     mfa-fsm login --provider cyberark --emulator                ... a CyberArk one
-    mfa-fsm login --base-url URL --application-id ID --user jsmith   ... against a real tenant
+    mfa-fsm login --base-url URL --application-id ID --user pat   ... against a real tenant
     mfa-fsm emulate                          run the IdP emulators until Ctrl-C
     mfa-fsm diagrams [--check]               write (or check) diagrams/ from the machines
     mfa-fsm diagrams --flow ID --store URL   print a live flow's diagram, its state marked
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import hmac
 import ipaddress
 import logging
 import os
@@ -35,10 +36,12 @@ from mfa_fsm import diagrams
 from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import MfaError, UsageError
 from mfa_fsm.core.flow import Flow
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.cyberark import CyberArkConfig
 from mfa_fsm.entrust import EntrustConfig
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator, control
+from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS
 from mfa_fsm.web import events
 
 if TYPE_CHECKING:
@@ -305,11 +308,42 @@ def _emulator_hint(
     return hint
 
 
+#: Who checked the first factor when ``login --emulator`` plays the demo application.
+CLI_CHECKED_BY = "mfa-fsm login, as the demo application (not the IdP)"
+
+
+def _who(args: argparse.Namespace, target: _Target, term: Terminal, user: str) -> dict[str, object]:
+    """The start options naming ``user``: a VerifiedUser only when someone checked their
+    first factor outside the IdP (EXTERNAL), else the typed id (the IdP checks a password)."""
+    flow_class = Flow.providers[target.provider]
+    if not flow_class.first_factor_outside:
+        return events.start_options(target.provider, user)
+    if args.first_factor_checked_by:
+        # The operator vouches, on the command line, that this user's first factor was
+        # checked elsewhere: the tool's equivalent of an application's verified session.
+        checked_by = args.first_factor_checked_by
+    elif args.emulator and user in DEMO_APP_PASSWORDS:
+        term.say(
+            f"{user} signs in with EXTERNAL: the application checks the first factor, here "
+            "the demo application's own password (the IdP never sees it)."
+        )
+        password = term.ask("Demo application password: ", secret=True)
+        if not hmac.compare_digest(password.encode(), DEMO_APP_PASSWORDS[user].encode()):
+            raise UsageError(
+                "the demo application password is not right (`mfa-fsm demo` prints them)"
+            )
+        checked_by = CLI_CHECKED_BY
+    else:
+        return events.start_options(target.provider, user)
+    term.say(f"First factor: {user}'s password, checked by {checked_by}.")
+    return {"verified_user": VerifiedUser(user, checked_by=checked_by)}
+
+
 def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
     with _target(args, term) as target:
         user = args.user or term.ask("User id: ").strip()
         flow_class = Flow.providers[target.provider]
-        flow = flow_class.start(config=target.config, **events.start_options(target.provider, user))
+        flow = flow_class.start(config=target.config, **_who(args, target, term, user))
         view = walk(flow, term, _emulator_hint(args, target, term, user))
     if view.state == "Completed" and view.result is not None:
         name = view.result.display_name or view.result.user_id
@@ -340,6 +374,11 @@ def cmd_demo(args: argparse.Namespace, term: Terminal) -> int:
         term.say(f"  Entrust IDaaS emulator:     {demo.entrust.base_url}")
         term.say(f"  CyberArk Identity emulator: {demo.cyberark.base_url}")
         term.say(f"  flows are kept in {demo.store_description}")
+        term.say(
+            f"  the demo application's own sign-in (EXTERNAL users): {demo.url}signin, "
+            "passwords: "
+            + ", ".join(f"{user} {password}" for user, password in DEMO_APP_PASSWORDS.items())
+        )
         term.say("Demo users:")
         for user in DEMO_USERS:
             term.say(f"  {user.provider:<9} {user.user:<8} {user.how}")
@@ -473,6 +512,12 @@ def parser() -> argparse.ArgumentParser:
     login.add_argument("--tenant-id", help="CyberArk: tenant id, e.g. ABC1234")
     login.add_argument("--client-ip", help="Entrust: the user's IP, for risk rules")
     login.add_argument("--user", help="user id (asked for when missing)")
+    login.add_argument(
+        "--first-factor-checked-by",
+        metavar="WHO",
+        help="Entrust EXTERNAL: you vouch that WHO (e.g. 'ACME VPN password') has checked "
+        "this user's first factor; without it the IdP must check a password",
+    )
     login.add_argument(
         "--approve-after",
         type=float,

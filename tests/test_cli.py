@@ -74,6 +74,9 @@ class Terminal:
 def test_login_with_otp_by_sms() -> None:
     """The walk-through lists factors, asks the delivery and the code, and logs in."""
     term = Terminal("login", "--emulator", "--user", "jsmith")
+    term.expect("Demo application password: ")
+    term.type("jsmith-app-password")
+    term.expect("First factor: jsmith's password, checked by mfa-fsm login")
     term.expect(r"Second factor \[1-6\]: ")
     term.type("3")
     term.expect(r"Send the code by \[1-3\]: ")
@@ -87,7 +90,17 @@ def test_login_with_otp_by_sms() -> None:
 
 def test_login_with_push_approved_by_flag() -> None:
     """A push shows a live wait with the deadline until the emulator approves it."""
-    term = Terminal("login", "--emulator", "--user", "jsmith", "--approve-after", "1")
+    term = Terminal(
+        "login",
+        "--emulator",
+        "--user",
+        "jsmith",
+        "--approve-after",
+        "1",
+        "--first-factor-checked-by",
+        "a test's own check",
+    )
+    term.expect("First factor: jsmith's password, checked by a test's own check.")
     term.expect(r"Second factor \[1-6\]: ")
     term.type("1")
     term.expect(r"waiting for approval on your device: +\d+s elapsed, expires in +\d+s")
@@ -118,6 +131,8 @@ def test_login_with_password_hides_it_and_retries() -> None:
 def test_login_failure_exits_1() -> None:
     """A login that ends Failed says why and exits 1."""
     term = Terminal("login", "--emulator", "--user", "jsmith")
+    term.expect("Demo application password: ")
+    term.type("jsmith-app-password")
     term.expect(r"Second factor \[1-6\]: ")
     term.type("2")
     for _ in range(5):
@@ -133,6 +148,18 @@ def test_unknown_user_is_an_error_exit_2() -> None:
     status = main(["login", "--emulator", "--user", "nobody"], stdin=io.StringIO(""), stdout=out)
     assert status == 2
     assert "error: the IdP refused" in out.getvalue()
+
+
+def test_external_user_needs_the_application_password() -> None:
+    """An EXTERNAL user is vouched for only after the demo application's own password: a
+    wrong one is an error (exit 2), before any flow starts."""
+    out = io.StringIO()
+    status = main(
+        ["login", "--emulator", "--user", "jsmith"], stdin=io.StringIO("guess\n"), stdout=out
+    )
+    assert status == 2
+    assert "demo application password is not right" in out.getvalue()
+    assert "guess" not in out.getvalue()
 
 
 def test_real_tenant_needs_url_and_application() -> None:

@@ -166,6 +166,15 @@ FirstFactor = Literal["EXTERNAL", "PASSWORD_AND_SECONDFACTOR"]
 
 DEMO_TOKEN_CODE = "24681357"  # noqa: S105 - demo fixture
 DEMO_TEMP_ACCESS_CODE = "TAC-4242"
+#: The demo *application's* own passwords for the EXTERNAL users: IDaaS never sees them.
+#: ``mfa-fsm demo`` and ``mfa-fsm login --emulator`` check one before they vouch for the
+#: user (the application owns the first factor of an EXTERNAL login).
+DEMO_APP_PASSWORDS: Mapping[str, str] = {
+    "jsmith": "jsmith-app-password",
+    "pushmc": "pushmc-app-password",
+    "lowrisk": "lowrisk-app-password",
+    "blocked": "blocked-app-password",
+}
 DEMO_KBA: Mapping[str, str] = {
     "What was the name of your first pet?": "Rex",
     "In what city were you born?": "Ottawa",

@@ -12,6 +12,13 @@ an :class:`~mfa_fsm.testing.EntrustEmulator` and a :class:`~mfa_fsm.testing.Cybe
 Beside every page it shows the flow's diagram with the current state filled in. The emulator
 control page (``/emulator``) plays the user's phone: approve or deny a push, read the last
 code sent. The demo is for loopback only: its control page would let anyone approve a push.
+
+The demo shows the pattern an application follows for Entrust's EXTERNAL first factor: its own
+sign-in page (``/signin``) checks the user's *application* password
+(:data:`~mfa_fsm.testing.entrust.DEMO_APP_PASSWORDS`, printed at start), makes a new session
+for the user and calls ``blueprint.begin()``, so the second factor starts only for a user the
+demo vouches for; the pages say whose password was checked and by whom. Users whose password
+the IdP checks (Entrust ``pwuser``, the CyberArk users) type it on the login start page.
 """
 
 from __future__ import annotations
@@ -28,20 +35,30 @@ from pathlib import Path
 from typing import Any, Self
 
 import attrs
-from flask import Flask, Response, abort, redirect, render_template, request, url_for
+from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
 from markupsafe import Markup, escape
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response as BaseResponse
 
 from mfa_fsm import diagrams
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.cyberark import CyberArkConfig
 from mfa_fsm.engine import Engine, SealedEngine
 from mfa_fsm.entrust import EntrustConfig
-from mfa_fsm.stores.base import FlowStore
+from mfa_fsm.stores.base import FlowStore, StoreLedger
+from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
-from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TEMP_ACCESS_CODE, DEMO_TOKEN_CODE
-from mfa_fsm.web.blueprint import mfa_blueprint
+from mfa_fsm.testing.entrust import (
+    DEMO_APP_PASSWORDS,
+    DEMO_KBA,
+    DEMO_TEMP_ACCESS_CODE,
+    DEMO_TOKEN_CODE,
+)
+from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
+
+#: Who checked an EXTERNAL user's first factor, as the pages say it.
+DEMO_CHECKED_BY = "the mfa_fsm demo application (not Entrust)"
 
 
 @attrs.frozen
@@ -58,12 +75,25 @@ DEMO_USERS = (
     DemoUser(
         "entrust",
         "jsmith",
-        "push, token, OTP by SMS/e-mail/voice, security questions, grid, temporary code",
+        "demo sign-in password jsmith-app-password, then push, token, OTP by "
+        "SMS/e-mail/voice, security questions, grid, temporary code",
     ),
-    DemoUser("entrust", "pwuser", "password Passw0rd!, then push, token or OTP"),
-    DemoUser("entrust", "pushmc", "push with a number to match"),
-    DemoUser("entrust", "lowrisk", "no second factor needed"),
-    DemoUser("entrust", "blocked", "refused by the risk rules"),
+    DemoUser(
+        "entrust", "pwuser", "password Passw0rd! (checked by Entrust), then push, token or OTP"
+    ),
+    DemoUser(
+        "entrust",
+        "pushmc",
+        "demo sign-in password pushmc-app-password, then a push with a number to match",
+    ),
+    DemoUser(
+        "entrust", "lowrisk", "demo sign-in password lowrisk-app-password; no second factor needed"
+    ),
+    DemoUser(
+        "entrust",
+        "blocked",
+        "demo sign-in password blocked-app-password; refused by the risk rules",
+    ),
     DemoUser("cyberark", "alice", "password alice-password, then push, SMS, e-mail or question"),
     DemoUser("cyberark", "bob", "push only, with a number to match"),
     DemoUser("cyberark", "carol", "password carol-password, then two security questions"),
@@ -109,7 +139,10 @@ def create_app(
     if sealed:
         from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
 
-        engine = SealedEngine(SealedState({"demo": SealedState.generate_key()}), configs)
+        # The replay ledger (one version number per flow) refuses old cookies.
+        ledger = StoreLedger(MemoryStore())
+        keys = {"demo": SealedState.generate_key()}
+        engine = SealedEngine(SealedState(keys, ledger=ledger), configs)
     else:
         if store is None:
             raise ValueError("give the demo a store, or sealed=True")
@@ -118,12 +151,19 @@ def create_app(
     app = Flask(__name__)
     # A new key per run: cookies of an earlier run are refused, and nothing needs keeping.
     app.secret_key = secrets.token_bytes(32)
-    app.register_blueprint(
-        mfa_blueprint(engine, secure_cookies=False, aside=_aside, title="mfa_fsm demo"),
-        url_prefix="/login",
+    login = mfa_blueprint(
+        engine,
+        current_user=_current_user,
+        secure_cookies=False,
+        aside=_aside,
+        title="mfa_fsm demo",
     )
+    app.register_blueprint(login, url_prefix="/login")
     control = _Control(entrust, cyberark, app.secret_key)
-    app.add_url_rule("/", "home", lambda: redirect(url_for("mfa_fsm.start_page")))
+    signin = _SignIn(login)
+    app.add_url_rule("/", "home", lambda: redirect(url_for("signin")))
+    app.add_url_rule("/signin", "signin", signin.page, methods=["GET"])
+    app.add_url_rule("/signin", "signin_post", signin.check, methods=["POST"])
     app.add_url_rule("/emulator", "emulator", control.page, methods=["GET"])
     app.add_url_rule(
         "/emulator/<provider>/<user>/<action>", "emulator_act", control.act, methods=["POST"]
@@ -134,10 +174,47 @@ def create_app(
 
 def _headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault(
         "Content-Security-Policy", "default-src 'self'; form-action 'self'; frame-ancestors 'none'"
     )
     return response
+
+
+def _current_user() -> VerifiedUser | None:
+    """The user the demo's own sign-in page checked, from the demo's session."""
+    user = session.get("demo_user")
+    return VerifiedUser(user, checked_by=DEMO_CHECKED_BY) if isinstance(user, str) else None
+
+
+class _SignIn:
+    """The demo application's own sign-in page: it checks an EXTERNAL user's *application*
+    password, then begins the second factor at Entrust for that user."""
+
+    def __init__(self, login: MfaBlueprint) -> None:
+        self.login = login
+
+    def page(self, error: str | None = None, status: int = 200) -> tuple[str, int]:
+        users = [(user, DEMO_APP_PASSWORDS[user]) for user in sorted(DEMO_APP_PASSWORDS)]
+        html = render_template(
+            "mfa_fsm/demo/signin.html",
+            users=users,
+            error=error,
+            checked_by=DEMO_CHECKED_BY,
+            login_url=url_for("mfa_fsm.start_page"),
+        )
+        return html, status
+
+    def check(self) -> BaseResponse | tuple[str, int]:
+        user = request.form.get("user", "")
+        password = request.form.get("password", "")
+        expected = DEMO_APP_PASSWORDS.get(user)
+        # Compared in constant time, as any application's password check should be.
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+            return self.page("The user id or password was not accepted.", 401)
+        session.clear()  # a new session for the signed-in user (no session fixation)
+        session["demo_user"] = user
+        return self.login.begin("entrust")
 
 
 class _Control:
@@ -230,7 +307,10 @@ def _aside(view: FlowView | None) -> str:
             for d in DEMO_USERS
         )
         return Markup(
-            "<h2>Demo users</h2><table><thead><tr><th>provider</th><th>user id</th>"
+            "<h2>Demo users</h2><p>Entrust's EXTERNAL users (those with a demo sign-in "
+            'password) sign in on the <a href="/signin">demo application\'s sign-in page</a> '
+            "first; the others type the password their identity provider checks here.</p>"
+            "<table><thead><tr><th>provider</th><th>user id</th>"
             "<th>how to sign in</th></tr></thead><tbody>{rows}</tbody></table>"
             "<p>Entrust: {e}.</p><p>CyberArk: {c}.</p>{control}"
         ).format(rows=rows, e=ENTRUST_ANSWERS, c=CYBERARK_ANSWERS, control=control)

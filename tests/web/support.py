@@ -15,7 +15,7 @@ from mfa_fsm.web import mfa_blueprint
 
 PREFIX = "/login"
 #: The test application's own sign-in: any user id, this password (the app's first factor).
-APP_PASSWORD = "app-password"  # noqa: S105 - a test fixture's password
+APP_PASSWORD = "app-password"
 
 
 def make_app(engine: Engine | SealedEngine, **options: Any) -> Flask:
@@ -64,7 +64,12 @@ class Visitor:
         form.setdefault("csrf_token", self.csrf)
         return self._seen(self.client.post(url, data=form))
 
-    def start(self, provider: str, user: str, password: str = "any-password") -> TestResponse:
+    def start(
+        self,
+        provider: str,
+        user: str,
+        password: str = "any-password",  # noqa: S107 - a fixture
+    ) -> TestResponse:
         """The start page's typed form: a user id and the password the IdP checks."""
         self.get(f"{PREFIX}/")
         response = self.post(f"{PREFIX}/", provider=provider, user=user, password=password)
