@@ -32,7 +32,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
@@ -56,6 +56,9 @@ from mfa_fsm.testing.entrust import (
     DEMO_TOKEN_CODE,
 )
 from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
 
 #: Who checked an EXTERNAL user's first factor, as the pages say it.
 DEMO_CHECKED_BY = "the mfa_fsm demo application (not Entrust)"
@@ -118,8 +121,11 @@ def create_app(
     sealed: bool = False,
     entrust_options: Mapping[str, Any] | None = None,
     cyberark_options: Mapping[str, Any] | None = None,
+    throttle: Throttle | Literal["default"] | None = "default",
 ) -> Flask:
     """The demo's Flask application, over running emulators.
+
+    ``throttle`` is the blueprint's (by default its default rates, in this process).
 
     ``store`` keeps the flows (required unless ``sealed``, which seals them into the cookie
     with a key made for this run); ``entrust_options`` / ``cyberark_options`` are extra
@@ -154,6 +160,7 @@ def create_app(
     login = mfa_blueprint(
         engine,
         current_user=_current_user,
+        throttle=throttle,
         secure_cookies=False,
         aside=_aside,
         title="mfa_fsm demo",
@@ -338,8 +345,10 @@ class Demo:
         cyberark_port: int = 0,
         entrust_options: Mapping[str, Any] | None = None,
         cyberark_options: Mapping[str, Any] | None = None,
+        throttle: Throttle | Literal["default"] | None = "default",
     ) -> None:
         self.host = host
+        self.throttle = throttle
         self.port = port
         self.store = store
         self.sealed = sealed
@@ -383,6 +392,7 @@ class Demo:
             sealed=self.sealed,
             entrust_options=self.entrust_options,
             cyberark_options=self.cyberark_options,
+            throttle=self.throttle,
         )
         self._server = make_server(self.host, self.port, app, threaded=True)
         self._thread = threading.Thread(

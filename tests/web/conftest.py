@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.web.demo import Demo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -39,8 +40,11 @@ Shot = Callable[[Page, str], None]
 
 @pytest.fixture(scope="session")
 def demo() -> Iterator[Demo]:
-    """The demo (both emulators, the app, SQLite in a temporary directory) on loopback."""
-    with Demo() as running:
+    """The demo (both emulators, the app, SQLite in a temporary directory) on loopback.
+
+    Its throttles keep the default rates but for the send cooldown: the tests click from one
+    push to the next faster than people (tests/web/test_attacks.py checks the defaults)."""
+    with Demo(throttle=Throttle(send_cooldown="10/second")) as running:
         yield running
 
 

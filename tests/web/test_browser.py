@@ -8,18 +8,28 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
+from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS, DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
 from tests.web.conftest import Shot
 
 PROVIDERS = {"entrust": "Entrust Identity as a Service", "cyberark": "CyberArk Identity"}
 
 
-def start(page: Page, demo: Demo, provider: str, user: str) -> None:
-    page.goto(demo.url)
+def start(page: Page, demo: Demo, provider: str, user: str, password: str) -> None:
+    """The login start page's typed form: the password the IdP checks."""
+    page.goto(demo.url + "login/")
     page.get_by_label(PROVIDERS[provider]).check()
     page.get_by_label("User id").fill(user)
-    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Continue", exact=True).click()
+
+
+def sign_in(page: Page, demo: Demo, user: str) -> None:
+    """The demo application's own sign-in page (an EXTERNAL user's first factor)."""
+    page.goto(demo.url)
+    page.get_by_label("User id").fill(user)
+    page.get_by_label("Password", exact=True).fill(DEMO_APP_PASSWORDS[user])
+    page.get_by_role("button", name="Sign in").click()
 
 
 def heading(page: Page) -> object:
@@ -46,14 +56,37 @@ def last_code(context: BrowserContext, demo: Demo, user: str) -> str:
     return code
 
 
-def test_entrust_otp_by_sms(page: Page, context: BrowserContext, demo: Demo, shot: Shot) -> None:
-    """Entrust: EXTERNAL first factor, an OTP sent by SMS, read on the control page, logs in."""
+def test_external_user_only_after_the_demo_password(page: Page, demo: Demo, shot: Shot) -> None:
+    """An EXTERNAL user typed on the login page is refused like any unknown id; a wrong demo
+    password is refused; only the demo's own password page leads to the second factor."""
+    start(page, demo, "entrust", "jsmith", "any-password")
+    expect(page.get_by_role("alert")).to_have_text("The user id or password was not accepted.")
+    shot(page, "typed-external-refused")
     page.goto(demo.url)
-    shot(page, "start")
-    start(page, demo, "entrust", "jsmith")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Continue to your second factor")
-    shot(page, "first-factor-external")
-    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the demo application")
+    calls = len(demo.entrust.calls)
+    page.get_by_label("User id").fill("jsmith")
+    page.get_by_label("Password", exact=True).fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("The user id or password was not accepted.")
+    assert len(demo.entrust.calls) == calls  # Entrust was not asked
+    shot(page, "demo-signin-refused")
+    sign_in(page, demo, "jsmith")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
+    expect(page.locator("p.mfa-who")).to_have_text(
+        "First factor: jsmith's password, checked by the mfa_fsm demo application (not Entrust)."
+    )
+    page.goto(demo.url + "login/")
+    expect(page.get_by_role("heading", level=2, name="Continue as jsmith")).to_be_visible()
+    shot(page, "start-signed-in")
+
+
+def test_entrust_otp_by_sms(page: Page, context: BrowserContext, demo: Demo, shot: Shot) -> None:
+    """Entrust: the demo's own sign-in (EXTERNAL first factor), an OTP sent by SMS, read on
+    the control page, logs in."""
+    page.goto(demo.url)
+    shot(page, "demo-signin")
+    sign_in(page, demo, "jsmith")
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     shot(page, "choose-factor")
     page.get_by_role("button", name="Send a code by text message (SMS)").click()
@@ -72,14 +105,14 @@ def test_entrust_otp_by_sms(page: Page, context: BrowserContext, demo: Demo, sho
 
 
 def test_entrust_password_then_token(page: Page, demo: Demo, shot: Shot) -> None:
-    """Entrust: a password first factor (hidden input), then a TOKEN code, logs in."""
-    start(page, demo, "entrust", "pwuser")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Enter your password")
-    password = page.get_by_label("Password")
-    expect(password).to_have_attribute("type", "password")
-    shot(page, "password")
-    password.fill("Passw0rd!")
-    page.get_by_role("button", name="Continue").click()
+    """Entrust: a password first factor (hidden input) checked by Entrust, then a TOKEN code."""
+    page.goto(demo.url + "login/")
+    expect(page.get_by_label("Password", exact=True)).to_have_attribute("type", "password")
+    shot(page, "start")
+    start(page, demo, "entrust", "pwuser", "Passw0rd!")
+    expect(page.locator("p.mfa-who")).to_have_text(
+        "First factor: pwuser's password, checked by Entrust Identity as a Service."
+    )
     page.get_by_role("button", name="Code from your token or authenticator app").click()
     page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     shot(page, "token")
@@ -92,8 +125,7 @@ def test_entrust_push_approved_with_number(
     page: Page, context: BrowserContext, demo: Demo, shot: Shot
 ) -> None:
     """Entrust: a push shows the number to match, polls by itself, and follows the approval."""
-    start(page, demo, "entrust", "pushmc")
-    page.get_by_role("button", name="Continue").click()
+    sign_in(page, demo, "pushmc")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     number = demo.entrust.push_mutual_challenge("pushmc")
@@ -112,11 +144,7 @@ def test_cyberark_password_then_push(
     page: Page, context: BrowserContext, demo: Demo, shot: Shot
 ) -> None:
     """CyberArk: password, then a push picked among the mechanisms, approved on the phone."""
-    start(page, demo, "cyberark", "alice")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Enter your password")
-    shot(page, "password")
-    page.get_by_label("Enter Password").fill("alice-password")
-    page.get_by_role("button", name="Continue").click()
+    start(page, demo, "cyberark", "alice", "alice-password")
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     shot(page, "choose-mechanism")
     page.get_by_role("button", name="Mobile Authenticator").click()
@@ -132,9 +160,7 @@ def test_cyberark_password_then_sms_code(
     page: Page, context: BrowserContext, demo: Demo, shot: Shot
 ) -> None:
     """CyberArk: password, then SMS: the page polls and also takes the code, which logs in."""
-    start(page, demo, "cyberark", "alice")
-    page.get_by_label("Enter Password").fill("alice-password")
-    page.get_by_role("button", name="Continue").click()
+    start(page, demo, "cyberark", "alice", "alice-password")
     page.get_by_role("button", name="SMS... XXX-6789").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     code_field = page.get_by_label("Or type the code you received")
@@ -147,8 +173,7 @@ def test_cyberark_password_then_sms_code(
 
 def test_wrong_code_is_asked_again(page: Page, demo: Demo, shot: Shot) -> None:
     """Entrust: a wrong code stays on the code page, says so, and counts the attempts."""
-    start(page, demo, "entrust", "jsmith")
-    page.get_by_role("button", name="Continue").click()
+    sign_in(page, demo, "jsmith")
     page.get_by_role("button", name="Code from your token or authenticator app").click()
     page.get_by_label("Code from your token or authenticator app").fill("00000000")
     page.get_by_role("button", name="Verify").click()
@@ -165,9 +190,7 @@ def test_wrong_code_fails_cyberark(
     page: Page, context: BrowserContext, demo: Demo, shot: Shot
 ) -> None:
     """CyberArk: a wrong SMS code ends the flow on the failure page, with a restart link."""
-    start(page, demo, "cyberark", "alice")
-    page.get_by_label("Enter Password").fill("alice-password")
-    page.get_by_role("button", name="Continue").click()
+    start(page, demo, "cyberark", "alice", "alice-password")
     page.get_by_role("button", name="SMS... XXX-6789").click()
     wrong = "000000" if last_code(context, demo, "alice") != "000000" else "111111"
     page.get_by_label("Or type the code you received").fill(wrong)
@@ -181,8 +204,7 @@ def test_wrong_code_fails_cyberark(
 
 def test_denied_push(page: Page, context: BrowserContext, demo: Demo, shot: Shot) -> None:
     """Entrust: a push denied on the phone ends on the failure page: declined on the device."""
-    start(page, demo, "entrust", "jsmith")
-    page.get_by_role("button", name="Continue").click()
+    sign_in(page, demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     phone(context, demo, "entrust", "jsmith", "deny")
@@ -201,8 +223,7 @@ def impatient_demo() -> Iterator[Demo]:
 
 def test_expired_push(page: Page, impatient_demo: Demo, shot: Shot) -> None:
     """A push nobody answers ends, by the page's own polling, on the failure page: expired."""
-    start(page, impatient_demo, "entrust", "jsmith")
-    page.get_by_role("button", name="Continue").click()
+    sign_in(page, impatient_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
@@ -213,8 +234,7 @@ def test_expired_push(page: Page, impatient_demo: Demo, shot: Shot) -> None:
 
 def test_reload_resumes_the_flow(page: Page, context: BrowserContext, demo: Demo) -> None:
     """Reloading any page of a flow shows the same step again; the flow carries on from it."""
-    start(page, demo, "entrust", "jsmith")
-    page.get_by_role("button", name="Continue").click()
+    sign_in(page, demo, "jsmith")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     page.get_by_role("button", name="Send a code by e-mail").click()
@@ -229,12 +249,8 @@ def test_reload_resumes_the_flow(page: Page, context: BrowserContext, demo: Demo
 def test_two_tabs_run_two_flows(context: BrowserContext, demo: Demo, shot: Shot) -> None:
     """Two flows in two tabs of one browser do not disturb each other."""
     entrust, cyberark = context.new_page(), context.new_page()
-    start(entrust, demo, "entrust", "pwuser")
-    start(cyberark, demo, "cyberark", "carol")
-    entrust.get_by_label("Password").fill("Passw0rd!")
-    entrust.get_by_role("button", name="Continue").click()
-    cyberark.get_by_label("Enter Password").fill("carol-password")
-    cyberark.get_by_role("button", name="Continue").click()
+    start(entrust, demo, "entrust", "pwuser", "Passw0rd!")
+    start(cyberark, demo, "cyberark", "carol", "carol-password")
     expect(cyberark.get_by_role("heading", level=1)).to_have_text("Answer your security questions")
     shot(cyberark, "security-questions")
     entrust.reload()
@@ -258,8 +274,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
     )
     try:
         page = context.new_page()
-        start(page, demo, "entrust", "pushmc")
-        page.get_by_role("button", name="Continue").click()
+        sign_in(page, demo, "pushmc")
         page.get_by_role("button", name="Approve on the Entrust mobile app").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(
             "Approve the sign-in on your device"
@@ -290,8 +305,7 @@ def test_lost_flow_says_start_again(page: Page, demo: Demo, shot: Shot) -> None:
 
 def test_idp_unavailable_then_try_again(page: Page, demo: Demo, shot: Shot) -> None:
     """An IdP outage shows "unavailable" with a Try again button that carries on the flow."""
-    start(page, demo, "entrust", "jsmith")
-    page.get_by_role("button", name="Continue").click()
+    sign_in(page, demo, "jsmith")
     demo.entrust.faults.inject("status", status=503, path="authenticate/TOKEN")
     page.get_by_role("button", name="Code from your token or authenticator app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(
@@ -305,7 +319,7 @@ def test_idp_unavailable_then_try_again(page: Page, demo: Demo, shot: Shot) -> N
 
 def test_cancel_ends_the_flow(page: Page, demo: Demo, shot: Shot) -> None:
     """The cancel button ends the flow on the failure page, which links to a new start."""
-    start(page, demo, "cyberark", "bob")
+    start(page, demo, "cyberark", "bob", "unused: bob's tenant is passwordless")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in with your device")
     shot(page, "passwordless-first-factor")
     page.get_by_role("button", name="Cancel sign-in").click()

@@ -26,12 +26,37 @@ def control_token(session: requests.Session, demo: Demo) -> str:
     return found.group(1)
 
 
-def test_home_redirects_to_the_start_page(demo: Demo) -> None:
-    """The demo's root opens the login start page, which lists the demo users."""
+def test_home_is_the_demo_sign_in_page(demo: Demo) -> None:
+    """The demo's root opens its own sign-in page, which prints the demo application's
+    passwords; the login start page lists the demo users."""
     reply = requests.get(demo.url, timeout=5)
-    assert reply.url.endswith("/login/")
-    assert "Demo users" in reply.text
-    assert "alice-password" in reply.text
+    assert reply.url.endswith("/signin")
+    assert "jsmith-app-password" in reply.text
+    start = requests.get(demo.url + "login/", timeout=5)
+    assert "Demo users" in start.text
+    assert "alice-password" in start.text
+
+
+def test_demo_sign_in_vouches_only_after_its_password(demo: Demo) -> None:
+    """A wrong demo password is refused (401) and nothing reaches Entrust; the right one
+    begins the second factor, and the page says who checked which password."""
+    session = requests.Session()
+    calls = len(demo.entrust.calls)
+    wrong = session.post(
+        demo.url + "signin", data={"user": "jsmith", "password": "guess"}, timeout=5
+    )
+    assert wrong.status_code == 401
+    assert "guess" not in wrong.text
+    assert len(demo.entrust.calls) == calls
+    right = session.post(
+        demo.url + "signin", data={"user": "jsmith", "password": "jsmith-app-password"}, timeout=5
+    )
+    assert right.status_code == 200
+    assert 'data-state="AwaitingSecondFactor"' in right.text
+    assert (
+        "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application "
+        "(not Entrust)." in right.text
+    )
 
 
 def test_control_page_approves_and_reports_nothing_pending(demo: Demo) -> None:
@@ -85,15 +110,14 @@ def test_sealed_demo_runs_without_a_store() -> None:
         assert running.store is None
         assert "sealed" in running.store_description
         session = requests.Session()
-        page = session.get(running.url, timeout=5).text
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-        assert csrf
         reply = session.post(
-            running.url + "login/",
-            data={"csrf_token": csrf.group(1), "provider": "entrust", "user": "jsmith"},
+            running.url + "signin",
+            data={"user": "jsmith", "password": "jsmith-app-password"},
             timeout=5,
         )
-        assert "Continue to your second factor" in reply.text
+        assert 'data-state="AwaitingSecondFactor"' in reply.text
+        cookie = next(c for c in session.cookies if c.name.startswith("mfa_fsm_flow_"))
+        assert len(cookie.value or "") > 1000  # the sealed snapshot travels in it
 
 
 def test_demo_needs_a_store_or_sealed_state() -> None:
