@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE, EntrustEmulator  # noqa: E402
 from tests.servers import redis_server  # noqa: E402
 
+APP_PASSWORD = "load-app-password"  # noqa: S105 - bench/load_app.py's own first factor
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 STATE = re.compile(r'data-state="([A-Za-z]+)"')
 PUSH_APPROVED_AFTER = 0.3
@@ -80,21 +81,16 @@ class Client:
 
     def login(self, push: bool) -> None:
         with requests.Session() as session:
-            html = self.page(session, "GET", f"{self.base}/login/")
-            self.csrf = CSRF.search(html).group(1)  # type: ignore[union-attr]
+            # The application's own sign-in checks its password, then begins the flow,
+            # which confirms EXTERNAL in the same request.
             html = self.page(
-                session,
-                "POST",
-                f"{self.base}/login/",
-                csrf_token=self.csrf,
-                provider="entrust",
-                user=self.user,
+                session, "POST", f"{self.base}/signin", user=self.user, password=APP_PASSWORD
             )
             self.steps["query"] += 1
-            handle_url = self.last_url
-            self.csrf = CSRF.search(html).group(1)  # type: ignore[union-attr]
-            expect(self.step(session, handle_url, "first-factor"), "AwaitingSecondFactor")
             self.steps["external"] += 1
+            handle_url = self.last_url
+            expect(STATE.search(html).group(1), "AwaitingSecondFactor")  # type: ignore[union-attr]
+            self.csrf = CSRF.search(html).group(1)  # type: ignore[union-attr]
             if not push:
                 state = self.step(session, handle_url, "factor", factor="TOKEN")
                 expect(state, "SecondFactorSelected")
