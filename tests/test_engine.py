@@ -27,13 +27,15 @@ from mfa_fsm import (
     Snapshot,
     SnapshotError,
     StoreLedger,
+    Throttled,
     TransportError,
     UsageError,
 )
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport
 from mfa_fsm.testing import CyberArkEmulator
-from mfa_fsm.testing.entrust import EntrustEmulator
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
 from tests.engine_helpers import (
     Attempt,
@@ -605,3 +607,35 @@ class _Before:
 @attrs.frozen
 class _OtherConfig:
     """The configuration of a provider no flow class is defined for."""
+
+
+# -- throttles ----------------------------------------------------------------------------
+
+
+def test_throttled_step_calls_no_idp_and_changes_nothing(
+    entrust_emulator: EntrustEmulator,
+) -> None:
+    """An engine's throttle refuses the step over its rate with Throttled (retry_after), before
+    any IdP call; the stored flow keeps its version, and other users are not affected."""
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+    )
+    throttle = Throttle(answers_per_user="2/minute", starts_per_client="3/minute")
+    engine = Engine(MemoryStore(), [config], throttle=throttle)
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
+    engine.send(flow_id, "submit_first_factor")
+    engine.send(flow_id, "select_second_factor", factor="TOKEN")
+    for _ in range(2):
+        engine.send(flow_id, "submit_response", response="00000000")
+    before, calls = engine.view(flow_id), len(entrust_emulator.calls)
+    with pytest.raises(Throttled) as refused:
+        engine.send(flow_id, "submit_response", response=DEMO_TOKEN_CODE)
+    assert (refused.value.action, refused.value.scope) == ("answer", "user")
+    assert refused.value.retry_after > 0
+    assert len(entrust_emulator.calls) == calls
+    assert engine.view(flow_id) == before
+    for _ in range(3):
+        engine.start("entrust", verified_user=VerifiedUser("jsmith"), client_ip="192.0.2.7")
+    with pytest.raises(Throttled) as starts:
+        engine.start("entrust", verified_user=VerifiedUser("pushmc"), client_ip="192.0.2.7")
+    assert starts.value.scope == "client"

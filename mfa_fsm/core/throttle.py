@@ -73,9 +73,8 @@ class Throttle:
     ``storage`` is a ``limits`` storage URI (``"memory://"``, ``"redis://host:port/db"``,
     ``"rediss://..."``) or a ``limits.storage.Storage``; every other argument is a rate
     (``"N/period"``) overriding :data:`DEFAULT_RATES`. ``prefix`` keeps this application's
-    counters apart from others in a shared Redis. ``clock`` gives epoch seconds (for
-    ``retry_after``). Raises :class:`UsageError` for a malformed rate. Thread-safe; share one
-    per process.
+    counters apart from others in a shared Redis. Raises :class:`UsageError` for a
+    malformed rate. Thread-safe; share one per process.
     """
 
     def __init__(
@@ -90,12 +89,10 @@ class Throttle:
         answers_per_user: str = DEFAULT_RATES["answers_per_user"],
         answers_per_client: str = DEFAULT_RATES["answers_per_client"],
         prefix: str = "mfa_fsm",
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage_from_string(storage) if isinstance(storage, str) else storage
         self._limiter = MovingWindowRateLimiter(self.storage)
         self._prefix = prefix
-        self._clock = clock
         per_user = {
             "start": [("starts_per_user", starts_per_user)],
             "send": [("send_cooldown", send_cooldown), ("sends_per_user", sends_per_user)],
@@ -136,7 +133,7 @@ class Throttle:
         for scope, name, item, key in applicable:
             if not self._limiter.test(item, self._prefix, name, key):
                 reset = self._limiter.get_window_stats(item, self._prefix, name, key).reset_time
-                raise Throttled(action, scope, float(max(1, math.ceil(reset - self._clock()))))
+                raise Throttled(action, scope, float(max(1, math.ceil(reset - time.time()))))
 
         def count() -> None:
             for _, name, item, key in applicable:

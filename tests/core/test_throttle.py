@@ -1,0 +1,107 @@
+"""Throttle: the limits library's moving windows, per user and per client, memory and Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from mfa_fsm import Throttled, UsageError
+from mfa_fsm.core.throttle import DEFAULT_RATES, Throttle
+from tests.servers import RunningServer
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> str:
+    """Both storages the README names: this process, or a real Redis shared by workers."""
+    if request.param == "memory":
+        return "memory://"
+    server: RunningServer = request.getfixturevalue("redis_service")
+    redis.Redis.from_url(server.url).flushdb()
+    return server.url
+
+
+def test_answers_per_user_then_throttled(storage: str) -> None:
+    """N answers pass; the next raises Throttled with retry_after, whatever the address."""
+    throttle = Throttle(storage, answers_per_user="3/minute")
+    for number in range(3):
+        throttle.check("answer", user="jsmith", client_ip=f"203.0.113.{number}")
+    with pytest.raises(Throttled) as refused:
+        throttle.check("answer", user="jsmith", client_ip="203.0.113.99")
+    assert (refused.value.action, refused.value.scope) == ("answer", "user")
+    assert 1 <= refused.value.retry_after <= 60
+    assert "jsmith" not in str(refused.value)
+    throttle.check("answer", user="someone-else", client_ip="203.0.113.99")
+
+
+def test_per_client_address_across_users(storage: str) -> None:
+    """One address trying many user ids is throttled by the per-client rate."""
+    throttle = Throttle(storage, starts_per_client="4/minute")
+    for number in range(4):
+        throttle.check("start", user=f"user{number}", client_ip="198.51.100.7")
+    with pytest.raises(Throttled) as refused:
+        throttle.check("start", user="user9", client_ip="198.51.100.7")
+    assert refused.value.scope == "client"
+    assert "198.51.100.7" not in str(refused.value)
+    throttle.check("start", user="user9", client_ip="198.51.100.8")
+
+
+def test_send_cooldown_and_cap() -> None:
+    """A second device send within the cooldown is refused; after it, sends run up to the cap."""
+    throttle = Throttle(send_cooldown="1/2 seconds", sends_per_user="2/minute")
+    throttle.check("send", user="u", client_ip=None)
+    with pytest.raises(Throttled) as cooling:
+        throttle.check("send", user="u", client_ip=None)
+    assert cooling.value.retry_after <= 2
+    time.sleep(cooling.value.retry_after + 0.1)
+    throttle.check("send", user="u", client_ip=None)
+    time.sleep(2.1)
+    with pytest.raises(Throttled) as capped:
+        throttle.check("send", user="u", client_ip=None)
+    assert 2 < capped.value.retry_after <= 60
+
+
+def test_refused_step_counts_nothing() -> None:
+    """admit() tests only; a refused check and an uncounted admit leave the counts as they were."""
+    throttle = Throttle(answers_per_user="1/minute")
+    throttle.admit("answer", user="u", client_ip=None)  # never counted: an IdP outage
+    count = throttle.admit("answer", user="u", client_ip=None)
+    count()
+    with pytest.raises(Throttled):
+        throttle.admit("answer", user="u", client_ip=None)
+
+
+def test_keys_hold_no_user_id_or_address(redis_service: RunningServer) -> None:
+    """The Redis storage holds digests, never the user id or the address in clear."""
+    client = redis.Redis.from_url(redis_service.url)
+    client.flushdb()
+    Throttle(redis_service.url).check("start", user="jsmith", client_ip="203.0.113.5")
+    keys = [key.decode() for key in client.keys("*")]
+    assert keys
+    assert not [key for key in keys if "jsmith" in key or "203.0.113.5" in key]
+
+
+def test_bad_rates_and_actions_are_usage_errors() -> None:
+    """A rate limits cannot read, or an unknown action, is a UsageError saying what to write."""
+    with pytest.raises(UsageError, match="5/15 minutes"):
+        Throttle(sends_per_user="five a day")
+    with pytest.raises(UsageError, match="unknown throttle action"):
+        Throttle().check("teleport", user="u", client_ip=None)
+    assert set(DEFAULT_RATES) == {
+        "starts_per_user",
+        "starts_per_client",
+        "send_cooldown",
+        "sends_per_user",
+        "sends_per_client",
+        "answers_per_user",
+        "answers_per_client",
+    }
+
+
+def test_reset_forgets_every_count() -> None:
+    """reset() clears the storage (tests, configuration changes)."""
+    throttle = Throttle(answers_per_user="1/minute")
+    throttle.check("answer", user="u", client_ip=None)
+    throttle.reset()
+    throttle.check("answer", user="u", client_ip=None)
