@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import requests
 from flask import Flask, request, session
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Response
 
@@ -129,3 +134,72 @@ def state(response: TestResponse) -> str:
 def set_cookies(response: TestResponse, name: str) -> list[str]:
     """The Set-Cookie headers of ``response`` for cookie ``name``."""
     return [h for h in response.headers.getlist("Set-Cookie") if h.startswith(f"{name}=")]
+
+
+@contextlib.contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """Serve ``app`` over real HTTP on a free loopback port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-app", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class Client:
+    """A browser over real HTTP (requests): cookies kept, each page's CSRF token read back.
+
+    Every request has a timeout, so an attack test is bounded in time as well as in count.
+    """
+
+    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+        self.csrf = ""
+        self.flow_url = ""
+
+    def request(self, method: str, path: str, **form: Any) -> requests.Response:
+        data = form or None
+        reply = self.session.request(
+            method, self.base + path, data=data, timeout=10, allow_redirects=False
+        )
+        found = re.search(r'name="csrf_token" value="([^"]+)"', reply.text)
+        if found:
+            self.csrf = found.group(1)
+        return reply
+
+    def get(self, path: str) -> requests.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, **form: Any) -> requests.Response:
+        form.setdefault("csrf_token", self.csrf)
+        return self.request("POST", path, **form)
+
+    def start(self, provider: str, user: str, password: str) -> requests.Response:
+        self.get(f"{PREFIX}/")
+        reply = self.post(f"{PREFIX}/", provider=provider, user=user, password=password)
+        self._follow(reply)
+        return reply
+
+    def begin(self, provider: str, user: str) -> requests.Response:
+        reply = self.request(
+            "POST", "/app/signin", user=user, password=APP_PASSWORD, provider=provider
+        )
+        self._follow(reply)
+        return reply
+
+    def step(self, step: str, **form: Any) -> requests.Response:
+        reply = self.post(f"{self.flow_url}/{step}", **form)
+        if reply.status_code == 303:
+            self.get(self.flow_url)
+        return reply
+
+    def _follow(self, reply: requests.Response) -> None:
+        if reply.status_code == 303:
+            self.flow_url = reply.headers["Location"].removeprefix(self.base)
+            self.get(self.flow_url)
