@@ -24,12 +24,14 @@ from mfa_fsm import (
     StoreLedger,
     TransportError,
     UsageError,
+    VerifiedUserRequired,
 )
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator, SecretRecorder
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TOKEN_CODE
 from mfa_fsm.web import mfa_blueprint
+from mfa_fsm.web.blueprint import MfaBlueprint
 from tests.web.support import (
     CSRF_COOKIE,
     PREFIX,
@@ -687,3 +689,60 @@ def test_no_secret_reaches_a_page_or_a_log(
     secrets = recorder.secrets | set(flow_ids)
     pages = "\n".join(visitor.bodies)
     assert [s for s in secrets if s in pages] == []
+
+
+# -- the application's signed-in user ------------------------------------------------------
+
+
+def test_start_page_continues_as_the_signed_in_user(visitor: Visitor, engine: Engine) -> None:
+    """With current_user() naming someone, the start page offers "Continue as ..."; its
+    button begins a flow for that user (the default provider: the one with EXTERNAL)."""
+    assert "Continue as" not in visitor.get(f"{PREFIX}/").get_data(as_text=True)
+    visitor.begin("entrust", "jsmith")
+    page = visitor.get(f"{PREFIX}/").get_data(as_text=True)
+    assert "Continue as jsmith" in page
+    assert "jsmith's password was checked by the application" in page
+    response = visitor.post(f"{PREFIX}/begin")
+    assert response.status_code == 303
+    visitor.flow_url = response.headers["Location"]
+    assert state(visitor.page()) == "AwaitingSecondFactor"
+    visitor.get(f"{PREFIX}/")  # the start page's own CSRF token
+    unknown = visitor.post(f"{PREFIX}/begin", provider="okta")
+    assert unknown.status_code == 422
+
+
+def test_begin_without_a_signed_in_user_is_refused(engine: Engine) -> None:
+    """begin() for nobody raises VerifiedUserRequired in the application's view."""
+    app = make_app(engine)
+    bp = app.blueprints["mfa_fsm"]
+    assert isinstance(bp, MfaBlueprint)
+    with (
+        app.test_request_context("/app/signin", method="POST"),
+        pytest.raises(VerifiedUserRequired, match=r"current_user\(\), and it returned None"),
+    ):
+        bp.begin("entrust")
+
+
+def test_begin_when_the_idp_fails_to_confirm_external_shows_continue(
+    visitor: Visitor, entrust_emulator: EntrustEmulator
+) -> None:
+    """If EXTERNAL cannot be confirmed in begin() (IdP down), the flow's page offers
+    "Continue", which confirms it once the IdP is back."""
+    entrust_emulator.faults.inject("status", status=503, path="EXTERNAL/complete")
+    assert visitor.begin("entrust", "jsmith").status_code == 303
+    page = visitor.page()
+    assert heading(page) == "Continue to your second factor"
+    assert "First factor checked by the application" in page.get_data(as_text=True)
+    visitor.step("first-factor")
+    assert state(visitor.page()) == "AwaitingSecondFactor"
+
+
+def test_mount_options_are_checked(engine: Engine) -> None:
+    """Limits too small to serve a sign-in are a UsageError at mount; a current_user() of the
+    wrong type is a server error page (500), never taken as a user."""
+    with pytest.raises(UsageError, match="max_form_bytes"):
+        mfa_blueprint(engine, current_user=lambda: None, max_form_bytes=10)
+    app = make_app(engine, current_user=lambda: 42)
+    response = app.test_client().get(f"{PREFIX}/")
+    assert response.status_code == 500
+    assert "Continue as" not in response.get_data(as_text=True)
