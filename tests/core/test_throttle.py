@@ -7,8 +7,9 @@ import time
 import pytest
 import redis
 
-from mfa_fsm import Throttled, UsageError
+from mfa_fsm import CyberArkConfig, CyberArkFlow, Throttled, UsageError
 from mfa_fsm.core.throttle import DEFAULT_RATES, Throttle
+from mfa_fsm.testing import CyberArkEmulator
 from tests.servers import RunningServer
 
 
@@ -105,3 +106,23 @@ def test_reset_forgets_every_count() -> None:
     throttle.check("answer", user="u", client_ip=None)
     throttle.reset()
     throttle.check("answer", user="u", client_ip=None)
+
+
+def test_flow_api_counts_starts_and_device_sends() -> None:
+    """Through the Flow API: starts count per user, and a passwordless push (CyberArk bob's
+    first challenge) counts as a device send, refused within the cooldown before any call."""
+    throttle = Throttle(starts_per_user="2/minute", send_cooldown="1/minute")
+    with CyberArkEmulator() as emulator:
+        config = CyberArkConfig(base_url=emulator.base_url)
+        first = CyberArkFlow.start(config=config, user="bob", throttle=throttle)
+        second = CyberArkFlow.start(config=config, user="bob", throttle=throttle)
+        with pytest.raises(Throttled) as starts:
+            CyberArkFlow.start(config=config, user="bob", throttle=throttle)
+        assert starts.value.action == "start"
+        assert first.send("submit_first_factor").state == "OobPending"
+        calls = len(emulator.calls)
+        with pytest.raises(Throttled) as sends:
+            second.send("submit_first_factor")
+        assert sends.value.action == "send"
+        assert len(emulator.calls) == calls
+        assert second.version == 0

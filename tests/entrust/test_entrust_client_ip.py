@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import structlog
 
 from mfa_fsm import (
     Engine,
@@ -114,3 +115,18 @@ def test_sealed_engine_steps_carry_their_own_users_address(
     login_two_users(engine, entrust_emulator, sealed=True)
     view, token = engine.start("entrust", verified_user=VerifiedUser("jsmith"), client_ip=ALICE_IP)
     assert ALICE_IP not in repr(sealed.open(token, flow_id=view.flow_id))
+
+
+def test_address_reaches_no_log_line(entrust_emulator: EntrustEmulator) -> None:
+    """The end user's address is personal data: no log event of a whole login carries it."""
+    with structlog.testing.capture_logs() as events:
+        flow = EntrustFlow.start(
+            config=config_for(entrust_emulator),
+            verified_user=VerifiedUser("jsmith"),
+            client_ip=ALICE_IP,
+        )
+        flow.send("submit_first_factor", client_ip=ALICE_IP)
+        flow.send("select_second_factor", factor="TOKEN", client_ip=ALICE_IP)
+        flow.send("submit_response", response=DEMO_TOKEN_CODE, client_ip=ALICE_IP)
+    assert len(events) >= 4
+    assert not [event for event in events if ALICE_IP in repr(event)]
