@@ -31,6 +31,7 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
+from mfa_fsm.core.logref import flow_ref, set_log_key
 from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
@@ -82,6 +83,8 @@ __all__ = [
     "Transport",
     "TransportError",
     "UsageError",
+    "flow_ref",
+    "set_log_key",
 ]
 
 # Names whose modules import an optional dependency: loaded when first asked for.

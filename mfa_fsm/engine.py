@@ -47,6 +47,7 @@ import structlog
 
 from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
 from mfa_fsm.core.flow import Clock, Flow
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import FlowView, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 from mfa_fsm.stores.base import FlowStore
@@ -162,7 +163,7 @@ class _Facade:
                     if gate.claim is not None:
                         log.warning(
                             "mfa_fsm.step_lost",
-                            flow_id=snapshot.flow_id,
+                            flow_ref=flow_ref(snapshot.flow_id),
                             provider=snapshot.provider,
                             flow_event=event,
                             version=snapshot.version,
@@ -318,4 +319,4 @@ def _release_quietly(claims: _Claims, flow_id: str, claim: str) -> None:
         claims.release(flow_id, claim)
     except Exception as exc:
         # The step's own error (or result) matters more; the claim ends after claim_ttl anyway.
-        log.warning("mfa_fsm.release_failed", flow_id=flow_id, error=type(exc).__name__)
+        log.warning("mfa_fsm.release_failed", flow_ref=flow_ref(flow_id), error=type(exc).__name__)

@@ -21,12 +21,21 @@ the flow (see the provider flows). Whatever is raised, the flow and its snapshot
 they were before the event, so the caller may retry the same event once the cause is gone.
 
 No message ever contains a secret: codes, passwords, tokens, session ids and cookies are never
-formatted into an error.
+formatted into an error. Nor is a flow id, which is a bearer handle for ``Engine.send``: a
+message names a flow by its log reference (``mfa_fsm.core.logref.flow_ref``), and the error's
+``flow_id`` attribute holds the id for the caller's own use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+
+def _ref(flow_id: str) -> str:
+    """How a message names a flow: ``ref <flow_ref>``, never the id itself."""
+    from mfa_fsm.core.logref import flow_ref  # noqa: PLC0415 - logref imports this module
+
+    return f"ref {flow_ref(flow_id)}"
 
 
 class MfaError(Exception):
@@ -74,7 +83,9 @@ class FlowNotFound(StoreError):
 
     def __init__(self, flow_id: str) -> None:
         self.flow_id = flow_id
-        super().__init__(f"no flow {flow_id!r} in the store (finished, expired or never started)")
+        super().__init__(
+            f"no flow {_ref(flow_id)} in the store (finished, expired or never started)"
+        )
 
 
 class FlowConflict(StoreError):
@@ -85,7 +96,7 @@ class FlowConflict(StoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"flow {flow_id!r} is at version {actual}, not {expected}: another request "
+            f"flow {_ref(flow_id)} is at version {actual}, not {expected}: another request "
             "advanced it first; reload the flow and render its current state"
         )
 
@@ -102,7 +113,7 @@ class FlowBusy(FlowConflict):
         self.expected = self.actual = version
         StoreError.__init__(
             self,
-            f"flow {flow_id!r} (version {version}) is being advanced by another request right "
+            f"flow {_ref(flow_id)} (version {version}) is being advanced by another request right "
             "now, so this request sent nothing to the IdP; reload the flow in a moment and "
             "render its current state",
         )

@@ -50,6 +50,7 @@ from mfa_fsm.core.errors import (
     StoreError,
     UsageError,
 )
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 
@@ -375,7 +376,7 @@ class Flow:
         calls = self._transport.calls
         last = calls[-1] if calls else None
         fields: dict[str, Any] = {
-            "flow_id": before.flow_id,
+            "flow_ref": flow_ref(before.flow_id),
             "provider": self.provider,
             "flow_event": event,
             "source": before.state,

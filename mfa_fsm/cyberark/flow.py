@@ -89,6 +89,7 @@ from mfa_fsm.core.errors import (
 )
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
 from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
 from mfa_fsm.cyberark.client import (
@@ -345,7 +346,7 @@ class CyberArkFlow(Flow):
         flow._snapshot = attrs.evolve(placeholder, state=state, **changes)
         log.info(
             "mfa_fsm.flow_started",
-            flow_id=placeholder.flow_id,
+            flow_ref=flow_ref(placeholder.flow_id),
             provider=cls.provider,
             target=state,
             redirects=redirects,
@@ -378,7 +379,12 @@ class CyberArkFlow(Flow):
                     path=START_PATH,
                     status=200,
                 )
-            log.info("mfa_fsm.pod_redirect", flow_id=flow_id, provider=self.provider, pod=target)
+            log.info(
+                "mfa_fsm.pod_redirect",
+                flow_ref=flow_ref(flow_id),
+                provider=self.provider,
+                pod=target,
+            )
             visited.append(target)
 
     @property
@@ -598,7 +604,7 @@ class CyberArkFlow(Flow):
             # the mechanism as a choice, and selecting it starts it again.
             log.warning(
                 "mfa_fsm.oob_start_failed",
-                flow_id=snapshot.flow_id,
+                flow_ref=flow_ref(snapshot.flow_id),
                 provider=self.provider,
                 error=type(exc).__name__,
             )

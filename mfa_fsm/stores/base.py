@@ -44,6 +44,7 @@ from typing import Protocol
 import attrs
 
 from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, StoreError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 
 #: Seconds a record outlives its snapshot's deadline, so a finished flow can still be shown.
@@ -69,9 +70,9 @@ def check_advances(flow_id: str, version: int, expected_version: int) -> None:
     """
     if version <= expected_version:
         raise StoreError(
-            f"snapshot of flow {flow_id!r} has version {version}, not above expected_version "
-            f"{expected_version}: save the snapshot the flow produced after the event, with the "
-            "version it was loaded at as expected_version"
+            f"snapshot of flow ref {flow_ref(flow_id)} has version {version}, not above "
+            f"expected_version {expected_version}: save the snapshot the flow produced after "
+            "the event, with the version it was loaded at as expected_version"
         )
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import redis
 
 from mfa_fsm.core.errors import SnapshotError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
 #: Compare-and-set of one flow's key. KEYS[1] the key; ARGV: expected version, new value, TTL
@@ -127,8 +128,8 @@ class RedisStore(RecordStore):
         version = head.partition(" ")[0]  # the rest of the line names a claim, if any
         if not newline or not version.isdigit():
             raise SnapshotError(
-                f"Redis key {self.prefix + key!r} does not hold an mfa_fsm record; is another "
-                "application using the same key prefix?"
+                f"a Redis key under prefix {self.prefix!r} (flow ref {flow_ref(key)}) does not "
+                "hold an mfa_fsm record; is another application using the same key prefix?"
             )
         return int(version), payload
 
