@@ -6,6 +6,7 @@
     view = engine.start("entrust", user_id="jsmith")                 # the first request
     view = engine.send(view.flow_id, "submit_first_factor")          # every later one
     view = engine.send(flow_id, "submit_response", response=code)
+    view = engine.hand_off(flow_id)   # Completed: the result, once; the store erases the token
 
 Theory of operation
 -------------------
@@ -48,7 +49,7 @@ import structlog
 from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.logref import flow_ref
-from mfa_fsm.core.snapshot import FlowView, Snapshot
+from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 from mfa_fsm.stores.base import FlowStore
 
@@ -225,6 +226,23 @@ class Engine(_Facade):
         view, _ = self._step(snapshot, event, data, claims=self.store, save=save)
         return view
 
+    def hand_off(self, flow_id: str) -> FlowView:
+        """Give the application the result of the completed flow ``flow_id``, once, and erase
+        the IdP's token from the store.
+
+        Returns the ``Completed`` view with the full ``result`` (token, cookies): put it in
+        the application's session. The store then keeps only a scrubbed ``Completed``
+        snapshot (no token, no cookies, no session ids; ``result.handed_off`` true) for one
+        store margin, so the same browser can still load its final page; ``view`` shows that.
+        Raises FlowNotFound (unknown or expired), ResultUnavailable (not completed, or already
+        handed off) and FlowConflict (another request handed it off or changed it first);
+        on any error the stored flow is unchanged. No IdP call.
+        """
+        snapshot = self.store.load(flow_id)
+        scrubbed = handed_off(snapshot, now=self.clock())
+        self.store.save(scrubbed, expected_version=snapshot.version)
+        return FlowView.of(snapshot)
+
     def view(self, flow_id: str) -> FlowView:
         """The view of ``flow_id``'s current state, from the store alone: no IdP call, no write.
 
@@ -233,8 +251,8 @@ class Engine(_Facade):
         return FlowView.of(self.store.load(flow_id))
 
     def delete(self, flow_id: str) -> None:
-        """Forget ``flow_id`` now, e.g. once a completed flow's result is in the session; a
-        missing flow is no error. Otherwise flows are forgotten at deadline + margin."""
+        """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
+        end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
         self.store.delete(flow_id)
 
 
@@ -281,6 +299,20 @@ class SealedEngine(_Facade):
         save = partial(self.sealed.seal, expected_version=snapshot.version)
         view, new_token = self._step(snapshot, event, data, claims=self.sealed.ledger, save=save)
         return view, token if new_token is None else new_token
+
+    def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
+        """Give the application the result of the completed flow sealed in ``token``; returns
+        the ``Completed`` view with the full ``result`` and the token to give the client
+        instead, which seals a scrubbed snapshot (see :meth:`Engine.hand_off`).
+
+        With a ledger the old token (which holds the IdP's token) is refused from then on, so
+        the result is handed off once; without one, a copy of the old token can be handed off
+        again until it expires. Raises SealedStateError (the token does not open),
+        ResultUnavailable and FlowConflict as :meth:`Engine.hand_off`; no IdP call.
+        """
+        snapshot = self.sealed.open(token, flow_id=flow_id)
+        scrubbed = handed_off(snapshot, now=self.clock())
+        return FlowView.of(snapshot), self.sealed.seal(scrubbed, expected_version=snapshot.version)
 
     def view(self, token: str, flow_id: str) -> FlowView:
         """The view of the flow sealed in ``token``: no IdP call, no write.

@@ -11,6 +11,7 @@
     │       ├── FlowNotFound      no flow with that id (never created, deleted or expired)
     │       ├── FlowConflict      another request saved this flow first (compare-and-set)
     │       │   └── FlowBusy      another request is advancing this flow right now (claim)
+    │       ├── ResultUnavailable  no result to hand off: not completed, or already handed off
     │       └── SealedStateError  a sealed client-side token is forged, tampered or expired
     ├── IdpError                  the IdP answered, but refused or misbehaved
     │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
@@ -117,6 +118,24 @@ class FlowBusy(FlowConflict):
             "now, so this request sent nothing to the IdP; reload the flow in a moment and "
             "render its current state",
         )
+
+
+class ResultUnavailable(StoreError):
+    """``hand_off`` found no result to hand over: the flow has not completed, or its result
+    was already handed to the application (and erased from the store).
+
+    ``state`` is the flow's state; ``handed_off`` says which case it is. Nothing was changed.
+    """
+
+    def __init__(self, flow_id: str, state: str, *, handed_off: bool) -> None:
+        self.flow_id = flow_id
+        self.state = state
+        self.handed_off = handed_off
+        if handed_off:
+            why = "its result was already handed to the application and erased"
+        else:
+            why = f"it is in state {state!r}, not Completed; hand off after the final step"
+        super().__init__(f"flow {_ref(flow_id)} has no result to hand off: {why}")
 
 
 class SealedStateError(StoreError):

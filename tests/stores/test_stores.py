@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from mfa_fsm import stores
 from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, SnapshotError, StoreError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
 from mfa_fsm.stores.memory import SWEEP_INTERVAL, MemoryStore
 from mfa_fsm.stores.redis import RedisStore
@@ -133,10 +134,13 @@ def test_delete_is_idempotent(kit: StoreKit) -> None:
 
 
 def test_missing_id(kit: StoreKit) -> None:
-    """Loading or saving a flow that was never created raises FlowNotFound."""
+    """Loading or saving a flow that was never created raises FlowNotFound, which names the
+    flow by its log reference, never by its id (a bearer handle)."""
     snapshot = make_snapshot(now=kit.clock())
-    with pytest.raises(FlowNotFound, match=snapshot.flow_id):
+    with pytest.raises(FlowNotFound, match=flow_ref(snapshot.flow_id)) as info:
         kit.store.load(snapshot.flow_id)
+    assert snapshot.flow_id not in str(info.value)
+    assert info.value.flow_id == snapshot.flow_id
     with pytest.raises(FlowNotFound):
         kit.store.save(advanced(snapshot), expected_version=0)
 
