@@ -86,8 +86,11 @@ class RedisStore(RecordStore):
     """Snapshots in Redis, one key per flow; see :class:`~mfa_fsm.stores.base.FlowStore`.
 
     ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way). The
-    ``clock`` only turns the absolute expiry into a TTL; Redis enforces it.
+    ``clock`` only turns the absolute expiry into a TTL; Redis enforces it, so there is
+    nothing to purge: every key is set with its TTL, and Redis deletes it when that ends.
     """
+
+    needs_purging = False
 
     def __init__(
         self,
@@ -152,3 +155,6 @@ class RedisStore(RecordStore):
 
     def _release(self, key: str, claim: str) -> None:
         self._release_script(keys=[self.prefix + key], args=[claim])
+
+    def _purge(self, now: float, limit: int | None) -> int:
+        return 0  # Redis expires every key itself (each is written with its TTL)
