@@ -50,16 +50,23 @@ from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+from mfa_fsm.core.transport import (
+    DEFAULT_STEP_TIMEOUT,
+    HttpRequest,
+    HttpResponse,
+    RequestsTransport,
+    Transport,
+    step_deadline,
+)
 from mfa_fsm.stores.base import FlowStore
 
 if TYPE_CHECKING:
     from mfa_fsm.stores.sealed import SealedState
 
-#: Seconds a step may hold its flow's claim. A step's longest IdP exchange is a retried poll:
-#: three tries at the default transport's 3 s connect + 10 s read timeouts, plus the retry
-#: budget's 4 s of waiting (``mfa_fsm.core.retry``), about 43 s. A request that dies holding
-#: the claim keeps its flow busy this long.
+#: Seconds a step may hold its flow's claim: above the step's own wall-clock bound
+#: (``step_timeout``, default 30 s: every IdP call, retry and wait of the step, whatever the
+#: IdP's pace; see ``mfa_fsm.core.transport``), so a step ends before its claim does. A
+#: request that dies holding the claim keeps its flow busy this long.
 DEFAULT_CLAIM_TTL = 60.0
 
 log = structlog.get_logger("mfa_fsm")
@@ -106,13 +113,17 @@ class _Facade:
         transport: Transport | None,
         clock: Clock,
         claim_ttl: float,
+        step_timeout: float,
     ) -> None:
         if not claim_ttl > 0:
             raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
+        if not step_timeout > 0:
+            raise UsageError("step_timeout must be positive: it is how long a step may take")
         self._flows = _flows_for(configs)
         self.transport: Transport = transport or RequestsTransport()
         self.clock = clock
         self.claim_ttl = claim_ttl
+        self.step_timeout = step_timeout
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -130,9 +141,10 @@ class _Facade:
 
     def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
         flow_class, config = self._flow_class(provider)
-        return flow_class.start(
-            config=config, transport=self.transport, clock=self.clock, **options
-        )
+        with step_deadline(self.step_timeout):
+            return flow_class.start(
+                config=config, transport=self.transport, clock=self.clock, **options
+            )
 
     def _step(
         self,
@@ -154,7 +166,8 @@ class _Facade:
         saved: Saved | None = None
         claim_ended = False  # by the save
         try:
-            view = flow.send(event, **data)
+            with step_deadline(self.step_timeout):
+                view = flow.send(event, **data)
             if gate.refused is not None:
                 raise gate.refused
             if flow.version != snapshot.version:
@@ -186,7 +199,9 @@ class Engine(_Facade):
     ``EntrustConfig``, ...); each is matched to the flow class whose ``config_type`` it is, so
     a provider's flow module must be imported first. ``transport`` carries every flow's IdP
     calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
-    ``claim_ttl`` bounds how long one step may hold its flow. The engine keeps no state of its
+    ``claim_ttl`` bounds how long one step may hold its flow; ``step_timeout`` is the
+    wall-clock seconds each ``start`` or ``send`` may spend on IdP calls (TransportError
+    after it, the flow unchanged): keep it below ``claim_ttl``. The engine keeps no state of its
     own between calls: share one between threads, or make one per process.
     """
 
@@ -198,8 +213,15 @@ class Engine(_Facade):
         transport: Transport | None = None,
         clock: Clock = time.time,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
     ) -> None:
-        super().__init__(configs, transport=transport, clock=clock, claim_ttl=claim_ttl)
+        super().__init__(
+            configs,
+            transport=transport,
+            clock=clock,
+            claim_ttl=claim_ttl,
+            step_timeout=step_timeout,
+        )
         self.store = store
 
     def start(self, provider: str, /, **options: Any) -> FlowView:
@@ -273,8 +295,15 @@ class SealedEngine(_Facade):
         transport: Transport | None = None,
         clock: Clock = time.time,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
     ) -> None:
-        super().__init__(configs, transport=transport, clock=clock, claim_ttl=claim_ttl)
+        super().__init__(
+            configs,
+            transport=transport,
+            clock=clock,
+            claim_ttl=claim_ttl,
+            step_timeout=step_timeout,
+        )
         self.sealed = sealed
 
     def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:

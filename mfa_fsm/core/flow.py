@@ -31,6 +31,7 @@ every step, so restoring a flow never runs an entry action.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Callable, Mapping
@@ -52,7 +53,15 @@ from mfa_fsm.core.errors import (
 )
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+from mfa_fsm.core.transport import (
+    DEFAULT_STEP_TIMEOUT,
+    HttpRequest,
+    HttpResponse,
+    RequestsTransport,
+    Transport,
+    step_deadline,
+    step_time_left,
+)
 
 Clock = Callable[[], float]
 
@@ -177,6 +186,9 @@ class Flow:
     providers: ClassVar[dict[str, type[Flow]]] = {}
     #: events only the engine sends (never accepted from a caller)
     internal_events: ClassVar[frozenset[str]] = frozenset({"expire"})
+    #: wall-clock seconds one ``send`` may spend on IdP calls, retries included, unless the
+    #: caller opened a ``step_deadline`` already (the engines do, with their own setting)
+    step_timeout: ClassVar[float] = DEFAULT_STEP_TIMEOUT
 
     _events_by_state: ClassVar[dict[str, frozenset[str]]]
     _public_events: ClassVar[frozenset[str]]
@@ -298,8 +310,10 @@ class Flow:
 
         Raises :class:`EventNotAllowed` for an event the state does not take and
         :class:`InvalidInput` for malformed data, both before any IdP call; raises
-        :class:`IdpError` or :class:`TransportError` when the IdP call fails. In every error
-        case the flow and its snapshot are unchanged, so the same event can be retried.
+        :class:`IdpError` or :class:`TransportError` when the IdP call fails, and
+        TransportError when the step's IdP calls outlast ``step_timeout`` seconds (or the
+        caller's ``step_deadline``). In every error case the flow and its snapshot are
+        unchanged, so the same event can be retried.
         """
         started = time.perf_counter()
         before = self._snapshot
@@ -310,13 +324,19 @@ class Flow:
             raise EventNotAllowed(event, before.state, self.allowed_events())
         now = self.clock()
         outcome: Outcome | None
-        if now >= before.deadline:
-            event, outcome = "expire", self._expire(before, now)
-        else:
-            if event not in self._events_by_state[before.state]:
-                raise EventNotAllowed(event, before.state, self.allowed_events())
-            self._check_data(event, data)
-            outcome = self._run_handler(event, before, now, data, started)
+        bounded = (
+            step_deadline(self.step_timeout)
+            if step_time_left() is None
+            else contextlib.nullcontext()
+        )
+        with bounded:
+            if now >= before.deadline:
+                event, outcome = "expire", self._expire(before, now)
+            else:
+                if event not in self._events_by_state[before.state]:
+                    raise EventNotAllowed(event, before.state, self.allowed_events())
+                self._check_data(event, data)
+                outcome = self._run_handler(event, before, now, data, started)
         if outcome is None:
             return self.view()
         target = self._select_target(before, event, outcome)
