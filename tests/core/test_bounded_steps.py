@@ -149,6 +149,15 @@ class _Fixed:
         return high
 
 
+def test_deadline_adapter_covers_http_proxies() -> None:
+    """Connections through an HTTP(S) proxy report themselves too; nothing else changes."""
+    adapter = DeadlineAdapter()
+    manager = adapter.proxy_manager_for("http://127.0.0.1:3128")
+    assert manager.pool_classes_by_scheme == adapter.poolmanager.pool_classes_by_scheme
+    assert manager.pool_classes_by_scheme["https"].ConnectionCls.__name__ == "_HTTPSConnection"
+    adapter.close()
+
+
 def test_limits_are_checked() -> None:
     """A deadline or size limit that could never be met is refused."""
     with pytest.raises(ValueError, match="deadline"):
