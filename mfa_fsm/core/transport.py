@@ -21,9 +21,10 @@ public ``ConnectionCls`` hook: :class:`DeadlineAdapter` mounts pools whose conne
 themselves to the exchange in progress. What this cannot reach: the DNS lookup and the TCP
 connect (bounded by the connect timeout per address), and SOCKS proxies (their own pools).
 
-A reply body is read streaming and counted; a ``Content-Length`` above ``max_reply_bytes`` is
-refused before a byte of the body is read, and a body without one is cut off as soon as it
-passes the limit, so a 200 MB reply never sits in memory.
+A reply body is read with a bound: a ``Content-Length`` above ``max_reply_bytes`` is refused
+before a byte of the body is read, and a body without one is cut off once it passes the
+limit, so a 200 MB reply never sits in memory. Requests ask for ``Accept-Encoding:
+identity``; a reply compressed anyway is inflated under the same bound.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
@@ -64,8 +66,6 @@ DEFAULT_STEP_TIMEOUT = 30.0
 #: Bytes of reply body accepted. The largest documented replies (an Entrust user with every
 #: authenticator, a CyberArk package of many mechanisms) are a few KiB; 1 MiB is generous.
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
-
-_CHUNK = 65536
 
 #: The deadline (``time.monotonic()`` seconds) of the step in progress in this context.
 _STEP_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -149,9 +149,8 @@ class RequestsTransport:
     Each exchange ends within ``deadline`` seconds (and within the step's deadline, see the
     module docs), or raises TransportError; a reply body over ``max_reply_bytes`` raises
     IdpReplyError without being read whole. A ``session`` passed in keeps its own adapters:
-    mount a :class:`DeadlineAdapter` on it for the deadline to cut a dripping exchange off;
-    otherwise the deadline is only checked between body chunks. The size limit holds either
-    way.
+    mount a :class:`DeadlineAdapter` on it for the deadline to cut a dripping exchange off
+    (otherwise only the per-socket timeouts apply). The size limit holds either way.
 
     The session it creates keeps no cookies: one transport serves every flow of an
     application, so a shared cookie jar would carry one user's IdP cookies into another
@@ -195,6 +194,8 @@ class RequestsTransport:
         headers = dict(request.headers)
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
+        # Compressed replies could expand far past max_reply_bytes; ask for none.
+        headers.setdefault("Accept-Encoding", "identity")
         now = time.monotonic()
         ends = now + self.deadline
         step_ends = _STEP_DEADLINE.get()
@@ -222,7 +223,7 @@ class RequestsTransport:
                 stream=True,
             )
             with reply:
-                content = self._read_body(reply, request.path, ends)
+                content = self._read_body(reply, request.path)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if watch.fired or time.monotonic() >= ends:
                 raise TransportError(
@@ -250,21 +251,45 @@ class RequestsTransport:
             cookies={cookie.name: cookie.value or "" for cookie in reply.cookies},
         )
 
-    def _read_body(self, reply: requests.Response, path: str, ends: float) -> bytes:
-        """The whole body, counted as it streams in; refused once over the limit."""
-        declared = reply.headers.get("Content-Length", "")
-        if declared.strip().isdigit() and int(declared) > self.max_reply_bytes:
+    def _read_body(self, reply: requests.Response, path: str) -> bytes:
+        """The whole body, refused once over the limit (announced, read, or decompressed)."""
+        limit = self.max_reply_bytes
+        declared = reply.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
             raise self._too_large(reply, path, f"announces {int(declared)} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in reply.iter_content(chunk_size=_CHUNK):
-            size += len(chunk)
-            if size > self.max_reply_bytes:
+        # Bounded reads of the raw bytes: at most limit + 1 of them ever reach memory. Read
+        # until urllib3 returns nothing: that last read is where it reports a body cut short
+        # of its Content-Length (IncompleteRead), and it returns the connection to the pool.
+        received = bytearray()
+        while piece := reply.raw.read(limit + 1 - len(received), decode_content=False):
+            received += piece
+            if len(received) > limit:
                 raise self._too_large(reply, path, "is longer")
-            if time.monotonic() >= ends:  # a session without DeadlineAdapter ends up here
-                raise requests.Timeout("the exchange's deadline passed while reading the body")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        raw = bytes(received)
+        encoding = (reply.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding == "identity":
+            return raw
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise IdpReplyError(
+                f"the IdP's reply to {path} is encoded as {encoding!r}, which was not asked "
+                "for (the request said Accept-Encoding: identity)",
+                path=path,
+                status=reply.status_code,
+            )
+        # Compressed although identity was asked for: inflate with the same bound, so a
+        # small compressed body cannot expand into a large one (a "zip bomb").
+        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or a gzip header
+        try:
+            body = inflater.decompress(raw, limit + 1)
+        except zlib.error as exc:
+            raise IdpReplyError(
+                f"the IdP's compressed reply to {path} does not decompress",
+                path=path,
+                status=reply.status_code,
+            ) from exc
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise self._too_large(reply, path, "decompresses to more")
+        return body
 
     def _too_large(self, reply: requests.Response, path: str, what: str) -> IdpReplyError:
         return IdpReplyError(
@@ -340,6 +365,7 @@ class _Watchdog:
 
     def add(self, watch: _Watch) -> None:
         with self._changed:
+            earliest = not self._heap or watch.deadline < self._heap[0][0]
             heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
             # is_alive() also restarts the thread in a child process after fork().
             if self._thread is None or not self._thread.is_alive():
@@ -347,7 +373,10 @@ class _Watchdog:
                     target=self._run, name="mfa_fsm-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._changed.notify()
+            elif earliest:
+                # Only a new earliest deadline changes when the thread must wake; waking it
+                # for every exchange would cost a thread switch each.
+                self._changed.notify()
 
     def _run(self) -> None:
         while True:

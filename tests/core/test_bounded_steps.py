@@ -5,8 +5,12 @@ reply is refused without being read whole. Every error is typed and leaves the f
 
 from __future__ import annotations
 
+import gzip
+import threading
 import time
+import zlib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -104,6 +108,76 @@ def test_oversized_reply_is_refused_unread(
     wait_for(lambda: entrust_emulator.oversized_sent)
     assert entrust_emulator.oversized_sent[0] < 50_000_000  # socket buffers, not 200 MB
     assert transport.send(query(entrust_emulator)).status == 200
+
+
+class _Compressed(BaseHTTPRequestHandler):
+    """Answers every POST with the body and Content-Encoding the test put on the server."""
+
+    protocol_version = "HTTP/1.1"
+    server: _CompressedServer
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.asked.append(self.headers.get("Accept-Encoding", ""))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", self.server.encoding)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _CompressedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    encoding = "gzip"
+    body = b""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Compressed)
+        self.asked: list[str] = []
+
+
+@pytest.fixture
+def compressing() -> Iterator[_CompressedServer]:
+    server = _CompressedServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "error"),
+    [
+        ("gzip", gzip.compress(b" " * 50_000_000), "decompresses to more"),
+        ("deflate", zlib.compress(b"[" + b" " * 9_999_999 + b"]"), "decompresses to more"),
+        ("gzip", b"not gzip at all", "does not decompress"),
+        ("br", b"whatever", "encoded as 'br'"),
+    ],
+)
+def test_compressed_replies_are_bounded_once_inflated(
+    compressing: _CompressedServer, encoding: str, body: bytes, error: str
+) -> None:
+    """Identity is asked for; a reply compressed anyway may not inflate past the limit (a
+    50 MB gzip bomb of 50 KB is refused), nor use an encoding nobody asked for."""
+    compressing.encoding, compressing.body = encoding, body
+    url = f"http://127.0.0.1:{compressing.server_address[1]}/x"
+    with pytest.raises(IdpReplyError, match=error):
+        RequestsTransport().send(HttpRequest("POST", url, "/x", {}, {"a": 1}))
+    assert compressing.asked == ["identity"]
+
+
+def test_a_small_compressed_reply_is_inflated(compressing: _CompressedServer) -> None:
+    """An IdP that compresses anyway still works when the reply fits."""
+    compressing.body = gzip.compress(b'{"ok": true}')
+    url = f"http://127.0.0.1:{compressing.server_address[1]}/x"
+    reply = RequestsTransport().send(HttpRequest("POST", url, "/x", {}, {"a": 1}))
+    assert reply.body == b'{"ok": true}'
 
 
 def test_a_reply_at_the_limit_is_accepted(entrust_emulator: EntrustEmulator) -> None:
