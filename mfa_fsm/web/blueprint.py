@@ -390,8 +390,9 @@ class _Web:
             # IdP's token leaves the store (or the client's sealed token) whatever happens.
             try:
                 view, carry = self.flows.hand_off(carry)
-            except (FlowConflict, ResultUnavailable):
-                return self._current(handle, carry, wants_json), carry  # another request did
+            except (FlowConflict, ResultUnavailable, FlowNotFound, SealedStateError):
+                # Another request handed it off first (or it has gone): show where it is.
+                return self._current(handle, carry, wants_json), carry
             if self.on_complete is not None:
                 custom = self.on_complete(view)
                 if custom is not None:
