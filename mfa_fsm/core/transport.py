@@ -48,7 +48,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from mfa_fsm.core.errors import IdpReplyError, TransportError
+from mfa_fsm.core.errors import IdpReplyError, TransportError, UsageError
 
 #: (connect, read) seconds. Connect is short: an IdP that does not accept a connection in
 #: a few seconds is down; the read budget allows for a slow risk engine.
@@ -84,7 +84,7 @@ def step_deadline(seconds: float) -> Iterator[float]:
     and the engines one of their ``step_timeout`` around every call.
     """
     if not seconds > 0:
-        raise ValueError("a step deadline must be a positive number of seconds")
+        raise UsageError("a step deadline must be a positive number of seconds")
     deadline = time.monotonic() + seconds
     outer = _STEP_DEADLINE.get()
     if outer is not None:
@@ -169,7 +169,7 @@ class RequestsTransport:
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         if not deadline > 0 or max_reply_bytes < 1:
-            raise ValueError("deadline must be positive seconds and max_reply_bytes at least 1")
+            raise UsageError("deadline must be positive seconds and max_reply_bytes at least 1")
         if session is None:
             session = requests.Session()
             # Refuse every cookie into the shared jar (see the class docstring).

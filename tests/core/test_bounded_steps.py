@@ -33,6 +33,7 @@ from mfa_fsm import (
     RequestsTransport,
     SealedEngine,
     TransportError,
+    UsageError,
 )
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.transport import DeadlineAdapter, step_deadline, step_time_left
@@ -242,12 +243,14 @@ def test_deadline_adapter_covers_http_proxies() -> None:
 
 def test_limits_are_checked() -> None:
     """A deadline or size limit that could never be met is refused."""
-    with pytest.raises(ValueError, match="deadline"):
+    with pytest.raises(UsageError, match="deadline"):
         RequestsTransport(deadline=0)
-    with pytest.raises(ValueError, match="max_reply_bytes"):
+    with pytest.raises(UsageError, match="max_reply_bytes"):
         RequestsTransport(max_reply_bytes=0)
-    with pytest.raises(ValueError, match="positive"), step_deadline(0):
+    with pytest.raises(UsageError, match="positive"), step_deadline(0):
         pass
+    with pytest.raises(UsageError, match="step_timeout"):
+        Engine(MemoryStore(), [], step_timeout=0)
 
 
 # -- whole steps, both providers, every entry point ----------------------------------------------
