@@ -213,7 +213,8 @@ def mfa_blueprint(
     ``on_complete(view)`` is called once, in the request whose step completed the flow;
     ``view.result`` holds the IdP's token for the application's session. Before it is called
     the result is handed off (``Engine.hand_off``): the store keeps no token afterwards, only
-    what the final page shows, for one store margin. It may return a
+    what the final page shows, for one store margin. Without ``on_complete`` the result is
+    erased all the same, unseen. It may return a
     response (a redirect into the application); by default the success page is shown.
     ``aside(view)`` may return trusted HTML shown beside every page (``None`` on the start
     page); the demo puts the live diagram there. ``secure_cookies=False`` is for plain-HTTP
