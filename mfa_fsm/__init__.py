@@ -25,6 +25,7 @@ from mfa_fsm.core.errors import (
     IdpReplyError,
     InvalidInput,
     MfaError,
+    ResultUnavailable,
     SealedStateError,
     SnapshotError,
     StoreError,
@@ -35,6 +36,7 @@ from mfa_fsm.core.errors import (
 )
 from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.logref import flow_ref, set_log_key
 from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
@@ -76,6 +78,7 @@ __all__ = [
     "RedisStore",
     "RequestsTransport",
     "Result",
+    "ResultUnavailable",
     "SealedEngine",
     "SealedState",
     "SealedStateError",
@@ -91,6 +94,8 @@ __all__ = [
     "UsageError",
     "VerifiedUser",
     "VerifiedUserRequired",
+    "flow_ref",
+    "set_log_key",
 ]
 
 # Names whose modules import an optional dependency: loaded when first asked for.

@@ -9,6 +9,7 @@
     mfa-fsm emulate                          run the IdP emulators until Ctrl-C
     mfa-fsm diagrams [--check]               write (or check) diagrams/ from the machines
     mfa-fsm diagrams --flow ID --store URL   print a live flow's diagram, its state marked
+    mfa-fsm purge URL [--table T]            delete the expired flows of a store (for cron)
 """
 
 from __future__ import annotations
@@ -471,6 +472,29 @@ def _live_diagram(args: argparse.Namespace, term: Terminal) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace, term: Terminal) -> int:
+    """Delete every expired record of the store at ``args.url`` (flows, or a ledger's)."""
+    url: str = args.url
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        # Every key is written with its TTL (deadline + margin): Redis deletes it itself.
+        term.say("nothing to purge: Redis deletes each flow's key when its TTL ends")
+        return 0
+    if not url.startswith(("sqlite:", "postgresql")):
+        raise UsageError(
+            "purge takes a store URL: sqlite:///PATH, postgresql+psycopg://... or redis://... "
+            "(a memory store lives inside its own process, which purges it)"
+        )
+    from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the sql extra
+
+    store = SqlStore(url, table=args.table)
+    try:
+        purged = store.purge_expired()
+    finally:
+        store.close()
+    term.say(f"deleted {purged} expired record{'' if purged == 1 else 's'} from {args.table}")
+    return 0
+
+
 def open_store(url: str) -> FlowStore:
     """The store a URL names: ``memory``, ``sqlite:///...``, ``postgresql+psycopg://...`` or
     ``redis://...``. Raises UsageError for anything else."""
@@ -540,6 +564,14 @@ def parser() -> argparse.ArgumentParser:
     draw.add_argument("--state", help="print the provider's diagram with this state marked")
     draw.add_argument("--svg", action="store_true", help="print SVG (needs Graphviz) instead")
     draw.set_defaults(run=cmd_diagrams)
+    purge = commands.add_parser(
+        "purge", help="delete a store's expired flows now (run it from cron)"
+    )
+    purge.add_argument("url", help="sqlite:///PATH, postgresql+psycopg://... or redis://...")
+    purge.add_argument(
+        "--table", default="mfa_fsm_flows", help="SQL table (a ledger's, e.g. mfa_fsm_ledger)"
+    )
+    purge.set_defaults(run=cmd_purge)
     return top
 
 

@@ -7,6 +7,7 @@
     view = engine.start("entrust", verified_user=user, client_ip=request.remote_addr)
     view = engine.send(view.flow_id, "submit_first_factor", client_ip=request.remote_addr)
     view = engine.send(flow_id, "submit_response", response=code, client_ip=...)
+    view = engine.hand_off(flow_id)   # Completed: the result, once; the store erases the token
 
 Theory of operation
 -------------------
@@ -49,18 +50,26 @@ import structlog
 
 from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
 from mfa_fsm.core.flow import Clock, Flow
-from mfa_fsm.core.snapshot import FlowView, Snapshot
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
+from mfa_fsm.core.transport import (
+    DEFAULT_STEP_TIMEOUT,
+    HttpRequest,
+    HttpResponse,
+    RequestsTransport,
+    Transport,
+    step_deadline,
+)
 from mfa_fsm.stores.base import FlowStore
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.stores.sealed import SealedState
 
-#: Seconds a step may hold its flow's claim. A step's longest IdP exchange is a retried poll:
-#: three tries at the default transport's 3 s connect + 10 s read timeouts, plus the retry
-#: budget's 4 s of waiting (``mfa_fsm.core.retry``), about 43 s. A request that dies holding
-#: the claim keeps its flow busy this long.
+#: Seconds a step may hold its flow's claim: above the step's own wall-clock bound
+#: (``step_timeout``, default 30 s: every IdP call, retry and wait of the step, whatever the
+#: IdP's pace; see ``mfa_fsm.core.transport``), so a step ends before its claim does. A
+#: request that dies holding the claim keeps its flow busy this long.
 DEFAULT_CLAIM_TTL = 60.0
 
 log = structlog.get_logger("mfa_fsm")
@@ -108,14 +117,18 @@ class _Facade:
         clock: Clock,
         claim_ttl: float,
         throttle: Throttle | None,
+        step_timeout: float,
     ) -> None:
         if not claim_ttl > 0:
             raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
+        if not step_timeout > 0:
+            raise UsageError("step_timeout must be positive: it is how long a step may take")
         self._flows = _flows_for(configs)
         self.transport: Transport = transport or RequestsTransport()
         self.clock = clock
         self.claim_ttl = claim_ttl
         self.throttle = throttle
+        self.step_timeout = step_timeout
 
     def throttled(self, throttle: Throttle | None) -> Self:
         """This engine (same store, transport and providers) counting steps with ``throttle``."""
@@ -145,13 +158,14 @@ class _Facade:
 
     def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
         flow_class, config = self._flow_class(provider)
-        return flow_class.start(
-            config=config,
-            transport=self.transport,
-            clock=self.clock,
-            throttle=self.throttle,
-            **options,
-        )
+        with step_deadline(self.step_timeout):
+            return flow_class.start(
+                config=config,
+                transport=self.transport,
+                clock=self.clock,
+                throttle=self.throttle,
+                **options,
+            )
 
     def _step(
         self,
@@ -176,7 +190,8 @@ class _Facade:
         saved: Saved | None = None
         claim_ended = False  # by the save
         try:
-            view = flow.send(event, client_ip=client_ip, **data)
+            with step_deadline(self.step_timeout):
+                view = flow.send(event, client_ip=client_ip, **data)
             if gate.refused is not None:
                 raise gate.refused
             if flow.version != snapshot.version:
@@ -186,7 +201,7 @@ class _Facade:
                     if gate.claim is not None:
                         log.warning(
                             "mfa_fsm.step_lost",
-                            flow_id=snapshot.flow_id,
+                            flow_ref=flow_ref(snapshot.flow_id),
                             provider=snapshot.provider,
                             flow_event=event,
                             version=snapshot.version,
@@ -208,7 +223,9 @@ class Engine(_Facade):
     ``EntrustConfig``, ...); each is matched to the flow class whose ``config_type`` it is, so
     a provider's flow module must be imported first. ``transport`` carries every flow's IdP
     calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
-    ``claim_ttl`` bounds how long one step may hold its flow; ``throttle`` (a
+    ``claim_ttl`` bounds how long one step may hold its flow; ``step_timeout`` is the
+    wall-clock seconds each ``start`` or ``send`` may spend on IdP calls (TransportError
+    after it, the flow unchanged): keep it below ``claim_ttl``; ``throttle`` (a
     :class:`~mfa_fsm.core.throttle.Throttle`) counts starts, sends and answers per user and
     per client address and refuses a step over its rate with ``Throttled`` before any IdP
     call (default: none). The engine keeps no state of its own between calls: share one
@@ -224,9 +241,15 @@ class Engine(_Facade):
         clock: Clock = time.time,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
         throttle: Throttle | None = None,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
     ) -> None:
         super().__init__(
-            configs, transport=transport, clock=clock, claim_ttl=claim_ttl, throttle=throttle
+            configs,
+            transport=transport,
+            clock=clock,
+            claim_ttl=claim_ttl,
+            throttle=throttle,
+            step_timeout=step_timeout,
         )
         self.store = store
 
@@ -264,6 +287,23 @@ class Engine(_Facade):
         )
         return view
 
+    def hand_off(self, flow_id: str) -> FlowView:
+        """Give the application the result of the completed flow ``flow_id``, once, and erase
+        the IdP's token from the store.
+
+        Returns the ``Completed`` view with the full ``result`` (token, cookies): put it in
+        the application's session. The store then keeps only a scrubbed ``Completed``
+        snapshot (no token, no cookies, no session ids; ``result.handed_off`` true) for one
+        store margin, so the same browser can still load its final page; ``view`` shows that.
+        Raises FlowNotFound (unknown or expired), ResultUnavailable (not completed, or already
+        handed off) and FlowConflict (another request handed it off or changed it first);
+        on any error the stored flow is unchanged. No IdP call.
+        """
+        snapshot = self.store.load(flow_id)
+        scrubbed = handed_off(snapshot, now=self.clock())
+        self.store.save(scrubbed, expected_version=snapshot.version)
+        return FlowView.of(snapshot)
+
     def view(self, flow_id: str) -> FlowView:
         """The view of ``flow_id``'s current state, from the store alone: no IdP call, no write.
 
@@ -272,8 +312,8 @@ class Engine(_Facade):
         return FlowView.of(self.store.load(flow_id))
 
     def delete(self, flow_id: str) -> None:
-        """Forget ``flow_id`` now, e.g. once a completed flow's result is in the session; a
-        missing flow is no error. Otherwise flows are forgotten at deadline + margin."""
+        """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
+        end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
         self.store.delete(flow_id)
 
 
@@ -295,9 +335,15 @@ class SealedEngine(_Facade):
         clock: Clock = time.time,
         claim_ttl: float = DEFAULT_CLAIM_TTL,
         throttle: Throttle | None = None,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
     ) -> None:
         super().__init__(
-            configs, transport=transport, clock=clock, claim_ttl=claim_ttl, throttle=throttle
+            configs,
+            transport=transport,
+            clock=clock,
+            claim_ttl=claim_ttl,
+            throttle=throttle,
+            step_timeout=step_timeout,
         )
         self.sealed = sealed
 
@@ -342,6 +388,20 @@ class SealedEngine(_Facade):
         )
         return view, token if new_token is None else new_token
 
+    def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
+        """Give the application the result of the completed flow sealed in ``token``; returns
+        the ``Completed`` view with the full ``result`` and the token to give the client
+        instead, which seals a scrubbed snapshot (see :meth:`Engine.hand_off`).
+
+        With a ledger the old token (which holds the IdP's token) is refused from then on, so
+        the result is handed off once; without one, a copy of the old token can be handed off
+        again until it expires. Raises SealedStateError (the token does not open),
+        ResultUnavailable and FlowConflict as :meth:`Engine.hand_off`; no IdP call.
+        """
+        snapshot = self.sealed.open(token, flow_id=flow_id)
+        scrubbed = handed_off(snapshot, now=self.clock())
+        return FlowView.of(snapshot), self.sealed.seal(scrubbed, expected_version=snapshot.version)
+
     def view(self, token: str, flow_id: str) -> FlowView:
         """The view of the flow sealed in ``token``: no IdP call, no write.
 
@@ -379,4 +439,4 @@ def _release_quietly(claims: _Claims, flow_id: str, claim: str) -> None:
         claims.release(flow_id, claim)
     except Exception as exc:
         # The step's own error (or result) matters more; the claim ends after claim_ttl anyway.
-        log.warning("mfa_fsm.release_failed", flow_id=flow_id, error=type(exc).__name__)
+        log.warning("mfa_fsm.release_failed", flow_ref=flow_ref(flow_id), error=type(exc).__name__)

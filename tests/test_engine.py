@@ -32,6 +32,7 @@ from mfa_fsm import (
     UsageError,
 )
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.snapshot import SCHEMA_VERSION
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport
 from mfa_fsm.testing import CyberArkEmulator
@@ -552,7 +553,7 @@ def test_newer_snapshot_in_the_store_is_refused_before_any_idp_call(
     """A flow saved by a newer mfa_fsm raises SnapshotError and calls nothing."""
     flow_id = to_push(engine)
     stored = kit.store.load(flow_id)
-    newer = attrs.evolve(stored, schema=2, version=stored.version + 1)
+    newer = attrs.evolve(stored, schema=SCHEMA_VERSION + 1, version=stored.version + 1)
     kit.store.save(newer, expected_version=stored.version)
     calls = len(entrust_emulator.calls)
     with pytest.raises(SnapshotError, match="newer mfa_fsm"):

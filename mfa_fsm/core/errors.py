@@ -12,6 +12,7 @@
     │       ├── FlowNotFound      no flow with that id (never created, deleted or expired)
     │       ├── FlowConflict      another request saved this flow first (compare-and-set)
     │       │   └── FlowBusy      another request is advancing this flow right now (claim)
+    │       ├── ResultUnavailable  no result to hand off: not completed, or already handed off
     │       └── SealedStateError  a sealed client-side token is forged, tampered or expired
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
     ├── IdpError                  the IdP answered, but refused or misbehaved
@@ -23,12 +24,21 @@ the flow (see the provider flows). Whatever is raised, the flow and its snapshot
 they were before the event, so the caller may retry the same event once the cause is gone.
 
 No message ever contains a secret: codes, passwords, tokens, session ids and cookies are never
-formatted into an error.
+formatted into an error. Nor is a flow id, which is a bearer handle for ``Engine.send``: a
+message names a flow by its log reference (``mfa_fsm.core.logref.flow_ref``), and the error's
+``flow_id`` attribute holds the id for the caller's own use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+
+def _ref(flow_id: str) -> str:
+    """How a message names a flow: ``ref <flow_ref>``, never the id itself."""
+    from mfa_fsm.core.logref import flow_ref  # noqa: PLC0415 - logref imports this module
+
+    return f"ref {flow_ref(flow_id)}"
 
 
 class MfaError(Exception):
@@ -88,7 +98,9 @@ class FlowNotFound(StoreError):
 
     def __init__(self, flow_id: str) -> None:
         self.flow_id = flow_id
-        super().__init__(f"no flow {flow_id!r} in the store (finished, expired or never started)")
+        super().__init__(
+            f"no flow {_ref(flow_id)} in the store (finished, expired or never started)"
+        )
 
 
 class FlowConflict(StoreError):
@@ -99,7 +111,7 @@ class FlowConflict(StoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"flow {flow_id!r} is at version {actual}, not {expected}: another request "
+            f"flow {_ref(flow_id)} is at version {actual}, not {expected}: another request "
             "advanced it first; reload the flow and render its current state"
         )
 
@@ -116,10 +128,28 @@ class FlowBusy(FlowConflict):
         self.expected = self.actual = version
         StoreError.__init__(
             self,
-            f"flow {flow_id!r} (version {version}) is being advanced by another request right "
+            f"flow {_ref(flow_id)} (version {version}) is being advanced by another request right "
             "now, so this request sent nothing to the IdP; reload the flow in a moment and "
             "render its current state",
         )
+
+
+class ResultUnavailable(StoreError):
+    """``hand_off`` found no result to hand over: the flow has not completed, or its result
+    was already handed to the application (and erased from the store).
+
+    ``state`` is the flow's state; ``handed_off`` says which case it is. Nothing was changed.
+    """
+
+    def __init__(self, flow_id: str, state: str, *, handed_off: bool) -> None:
+        self.flow_id = flow_id
+        self.state = state
+        self.handed_off = handed_off
+        if handed_off:
+            why = "its result was already handed to the application and erased"
+        else:
+            why = f"it is in state {state!r}, not Completed; hand off after the final step"
+        super().__init__(f"flow {_ref(flow_id)} has no result to hand off: {why}")
 
 
 class SealedStateError(StoreError):

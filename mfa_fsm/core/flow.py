@@ -31,6 +31,7 @@ every step, so restoring a flow never runs an entry action.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Callable, Mapping
@@ -51,8 +52,17 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.identity import client_address
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+from mfa_fsm.core.transport import (
+    DEFAULT_STEP_TIMEOUT,
+    HttpRequest,
+    HttpResponse,
+    RequestsTransport,
+    Transport,
+    step_deadline,
+    step_time_left,
+)
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -188,6 +198,9 @@ class Flow:
     first_factor_outside: ClassVar[bool] = False
     #: events only the engine sends (never accepted from a caller)
     internal_events: ClassVar[frozenset[str]] = frozenset({"expire"})
+    #: wall-clock seconds one ``send`` may spend on IdP calls, retries included, unless the
+    #: caller opened a ``step_deadline`` already (the engines do, with their own setting)
+    step_timeout: ClassVar[float] = DEFAULT_STEP_TIMEOUT
 
     _events_by_state: ClassVar[dict[str, frozenset[str]]]
     _public_events: ClassVar[frozenset[str]]
@@ -335,8 +348,10 @@ class Flow:
         Raises :class:`EventNotAllowed` for an event the state does not take,
         :class:`InvalidInput` for malformed data (or ``client_ip``) and :class:`Throttled`
         when the flow's throttle refuses the step, all before any IdP call; raises
-        :class:`IdpError` or :class:`TransportError` when the IdP call fails. In every error
-        case the flow and its snapshot are unchanged, so the same event can be retried.
+        :class:`IdpError` or :class:`TransportError` when the IdP call fails, and
+        TransportError when the step's IdP calls outlast ``step_timeout`` seconds (or the
+        caller's ``step_deadline``). In every error case the flow and its snapshot are
+        unchanged, so the same event can be retried.
         """
         started = time.perf_counter()
         before = self._snapshot
@@ -348,19 +363,27 @@ class Flow:
             raise EventNotAllowed(event, before.state, self.allowed_events())
         now = self.clock()
         outcome: Outcome | None
-        if now >= before.deadline:
-            event, outcome = "expire", self._expire(before, now)
-        else:
-            if event not in self._events_by_state[before.state]:
-                raise EventNotAllowed(event, before.state, self.allowed_events())
-            self._check_data(event, data)
-            action = self.throttle_action(before, event, data)
-            count = None
-            if self.throttle is not None and action is not None:
-                count = self.throttle.admit(action, user=before.user_id, client_ip=self.client_ip)
-            outcome = self._run_handler(event, before, now, data, started)
-            if count is not None:
-                count()  # the IdP answered: the step counts
+        bounded = (
+            step_deadline(self.step_timeout)
+            if step_time_left() is None
+            else contextlib.nullcontext()
+        )
+        with bounded:
+            if now >= before.deadline:
+                event, outcome = "expire", self._expire(before, now)
+            else:
+                if event not in self._events_by_state[before.state]:
+                    raise EventNotAllowed(event, before.state, self.allowed_events())
+                self._check_data(event, data)
+                action = self.throttle_action(before, event, data)
+                count = None
+                if self.throttle is not None and action is not None:
+                    count = self.throttle.admit(
+                        action, user=before.user_id, client_ip=self.client_ip
+                    )
+                outcome = self._run_handler(event, before, now, data, started)
+                if count is not None:
+                    count()  # the IdP answered: the step counts
         if outcome is None:
             return self.view()
         target = self._select_target(before, event, outcome)
@@ -443,7 +466,7 @@ class Flow:
         calls = self._transport.calls
         last = calls[-1] if calls else None
         fields: dict[str, Any] = {
-            "flow_id": before.flow_id,
+            "flow_ref": flow_ref(before.flow_id),
             "provider": self.provider,
             "flow_event": event,
             "source": before.state,

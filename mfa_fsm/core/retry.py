@@ -20,6 +20,7 @@ from typing import TypeVar
 import attrs
 
 from mfa_fsm.core.errors import IdpError, MfaError, TransportError
+from mfa_fsm.core.transport import step_time_left
 
 T = TypeVar("T")
 
@@ -58,8 +59,9 @@ class RetryPolicy:
     ) -> T:
         """Run ``operation``, retrying transient failures within the budget.
 
-        Raises the last error when the attempts or the budget run out, or at once for an
-        error that is not transient.
+        Raises the last error when the attempts or the budget run out, when the wait would
+        pass the step's deadline (``mfa_fsm.core.transport.step_deadline``), or at once for
+        an error that is not transient.
         """
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         waited = 0.0
@@ -72,7 +74,8 @@ class RetryPolicy:
                     raise
                 retry_after = error.retry_after if isinstance(error, IdpError) else None
                 wait = self.delay(attempt, rng, retry_after)
-                if waited + wait > self.budget:
+                left = step_time_left()
+                if waited + wait > self.budget or (left is not None and wait >= left):
                     raise
                 sleep(wait)
                 waited += wait

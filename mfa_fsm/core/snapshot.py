@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Union
 
 import attrs
 
-from mfa_fsm.core.errors import SnapshotError
+from mfa_fsm.core.errors import ResultUnavailable, SnapshotError
 
 #: Written into every snapshot; older ones are upgraded by :func:`migrate`, newer ones refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: How to read snapshots written by an older mfa_fsm: ``MIGRATIONS[n]`` turns the ``to_dict``
 #: data of schema ``n`` into that of schema ``n + 1`` (it need not set ``schema``). Empty while
@@ -30,7 +30,10 @@ SCHEMA_VERSION = 1
 #: SCHEMA_VERSION and adds the step from the previous one here, so flows that are running
 #: during an upgrade carry on; a schema with no path to the current one is refused.
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {
+    # Schema 2 added Result.handed_off (default false): schema 1 data reads unchanged.
+    1: lambda data: data,
+}
 
 #: The shared state vocabulary (DESIGN.md); every provider's machine uses these names.
 STATES = (
@@ -90,6 +93,9 @@ class Result:
     token: str = attrs.field(default="", repr=False)
     expires_at: float | None = None
     cookies: dict[str, str] = attrs.field(factory=dict, repr=False)
+    #: True once the result was handed to the application (``Engine.hand_off``): ``token``
+    #: and ``cookies`` are then erased, and only what a page shows is left.
+    handed_off: bool = False
 
 
 @attrs.frozen
@@ -243,6 +249,44 @@ class FlowView:
     def is_final(self) -> bool:
         """Whether the flow has ended (``Completed`` or ``Failed``)."""
         return self.state in FINAL_STATES
+
+
+def handed_off(snapshot: Snapshot, *, now: float) -> Snapshot:
+    """What a store keeps of a ``Completed`` flow once its result is in the application's hands.
+
+    The result keeps what a page shows (user id, display name, token expiry) and loses the
+    IdP's token and cookies; the provider's private context loses every secret field (those
+    kept out of its repr), which go back to their defaults. The deadline becomes ``now``, so
+    a store forgets the flow one margin later (the short window in which the same browser may
+    still load its final page). The version goes up by one: a store saves this with
+    compare-and-set, so of two requests handing off one flow exactly one gets the result.
+
+    Raises ResultUnavailable, and changes nothing, for a flow that has not completed or whose
+    result was already handed off.
+    """
+    result = snapshot.result
+    if snapshot.state != "Completed" or result is None or result.handed_off:
+        handed = result is not None and result.handed_off
+        raise ResultUnavailable(snapshot.flow_id, snapshot.state, handed_off=handed)
+    context = snapshot.context
+    if attrs.has(type(context)):
+        secret = {}
+        for field in attrs.fields(type(context)):
+            if field.repr or field.default is attrs.NOTHING:
+                continue
+            default = field.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()
+            secret[field.name] = default
+        context = attrs.evolve(context, **secret)
+    result = attrs.evolve(result, token="", cookies={}, handed_off=True)
+    return attrs.evolve(
+        snapshot,
+        result=result,
+        context=context,
+        deadline=min(snapshot.deadline, now),
+        version=snapshot.version + 1,
+    )
 
 
 # -- a small typed codec for frozen attrs classes ------------------------------------------

@@ -93,6 +93,7 @@ from mfa_fsm.core.errors import (
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
 from mfa_fsm.cyberark.client import (
@@ -371,7 +372,7 @@ class CyberArkFlow(Flow):
         flow._snapshot = attrs.evolve(placeholder, state=state, **changes)
         log.info(
             "mfa_fsm.flow_started",
-            flow_id=placeholder.flow_id,
+            flow_ref=flow_ref(placeholder.flow_id),
             provider=cls.provider,
             target=state,
             redirects=redirects,
@@ -404,7 +405,12 @@ class CyberArkFlow(Flow):
                     path=START_PATH,
                     status=200,
                 )
-            log.info("mfa_fsm.pod_redirect", flow_id=flow_id, provider=self.provider, pod=target)
+            log.info(
+                "mfa_fsm.pod_redirect",
+                flow_ref=flow_ref(flow_id),
+                provider=self.provider,
+                pod=target,
+            )
             visited.append(target)
 
     @property
@@ -624,7 +630,7 @@ class CyberArkFlow(Flow):
             # the mechanism as a choice, and selecting it starts it again.
             log.warning(
                 "mfa_fsm.oob_start_failed",
-                flow_id=snapshot.flow_id,
+                flow_ref=flow_ref(snapshot.flow_id),
                 provider=self.provider,
                 error=type(exc).__name__,
             )

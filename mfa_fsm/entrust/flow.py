@@ -46,6 +46,7 @@ from mfa_fsm.core.errors import (
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
 from mfa_fsm.entrust.client import EntrustClient, EntrustConfig, check_authenticator
@@ -241,7 +242,7 @@ class EntrustFlow(Flow):
         )
         log.info(
             "mfa_fsm.flow_started",
-            flow_id=placeholder.flow_id,
+            flow_ref=flow_ref(placeholder.flow_id),
             provider=cls.provider,
             target="AwaitingFirstFactor",
             first_factor=chosen,
@@ -542,7 +543,7 @@ class EntrustFlow(Flow):
             # The transaction dies with its token anyway; the user must not be kept waiting.
             log.warning(
                 "mfa_fsm.cancel_failed",
-                flow_id=snapshot.flow_id,
+                flow_ref=flow_ref(snapshot.flow_id),
                 provider=self.provider,
                 reason=why,
                 error=type(exc).__name__,

@@ -24,7 +24,12 @@ a step that fails releases it (``release``), and a claim whose request died expi
 
 A record lives until ``snapshot.deadline + margin`` (:func:`expires_at`). The margin (default
 :data:`DEFAULT_MARGIN`, 300 s) keeps a flow that has just ended or timed out loadable, so its
-final page can still be rendered; after that ``load`` reports it missing.
+final page can still be rendered; after that ``load`` reports it missing, and the record is
+deleted without anyone having to remember to: Redis drops the key itself (its TTL), and the
+memory and SQL stores purge at most :attr:`RecordStore.purge_limit` expired records after
+every :attr:`RecordStore.purge_every` writes, a bounded cost piggy-backed on normal traffic.
+A store that sees no writes purges nothing, so for a bound that holds without traffic run
+``mfa-fsm purge STORE_URL`` (or :meth:`RecordStore.purge_expired`) from a periodic job.
 
 :class:`FlowStore` is the interface the engine takes; any object with these six methods
 will do. :class:`RecordStore` implements it once for the backends shipped here (memory, SQL,
@@ -36,18 +41,28 @@ replay ledger of sealed client-side state (``mfa_fsm.stores.sealed``).
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import attrs
+import structlog
 
 from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, StoreError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 
 #: Seconds a record outlives its snapshot's deadline, so a finished flow can still be shown.
 DEFAULT_MARGIN = 300.0
+
+#: Writes between two automatic purges of a store (see :attr:`RecordStore.purge_every`).
+DEFAULT_PURGE_EVERY = 64
+#: The most expired records one automatic purge deletes (see :attr:`RecordStore.purge_limit`).
+DEFAULT_PURGE_LIMIT = 256
+
+log = structlog.get_logger("mfa_fsm")
 
 #: The ``expected`` version a FlowConflict from ``create`` carries: no flow was expected yet.
 NO_VERSION = -1
@@ -69,9 +84,9 @@ def check_advances(flow_id: str, version: int, expected_version: int) -> None:
     """
     if version <= expected_version:
         raise StoreError(
-            f"snapshot of flow {flow_id!r} has version {version}, not above expected_version "
-            f"{expected_version}: save the snapshot the flow produced after the event, with the "
-            "version it was loaded at as expected_version"
+            f"snapshot of flow ref {flow_ref(flow_id)} has version {version}, not above "
+            f"expected_version {expected_version}: save the snapshot the flow produced after "
+            "the event, with the version it was loaded at as expected_version"
         )
 
 
@@ -169,15 +184,35 @@ class RecordStore(ABC):
     """A :class:`FlowStore` built on six primitive operations that a backend implements.
 
     The primitives must each be atomic and must treat a record past its ``expires_at`` as
-    absent. Everything else (version rules, error types and messages, expiry arithmetic)
-    lives here once.
+    absent. Everything else (version rules, error types and messages, expiry arithmetic,
+    automatic purging) lives here once.
     """
+
+    #: After this many writes (creates and saves, flows' or a ledger's) the store deletes up
+    #: to :attr:`purge_limit` expired records. Each flow writes at least once, so a purge of
+    #: 256 per 64 writes keeps up with any traffic while bounding the extra work of one
+    #: request. 0 turns automatic purging off (then run ``mfa-fsm purge`` from cron). Set
+    #: either on the instance to change it.
+    purge_every: int = DEFAULT_PURGE_EVERY
+    #: The most expired records one automatic purge deletes.
+    purge_limit: int = DEFAULT_PURGE_LIMIT
+    #: Whether expired records linger until purged (False where the backend expires them).
+    needs_purging: ClassVar[bool] = True
 
     def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
         if margin < 0:
             raise StoreError("margin must not be negative: it is how long a record outlives")
         self.margin = margin
         self._clock = clock
+        self._writes = 0
+        self._writes_lock = threading.Lock()
+
+    def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired records now, at most ``limit`` of them (all when None); returns how
+        many were deleted. Live records are never touched. For a periodic job, or tests."""
+        if limit is not None and limit < 1:
+            raise StoreError("limit must be at least 1 (or None: every expired record)")
+        return self._purge(self._clock(), limit)
 
     # -- the FlowStore interface ---------------------------------------------------------
 
@@ -237,6 +272,7 @@ class RecordStore(ABC):
     def _create_record(self, key: str, record: Record) -> None:
         if not self._insert(key, record):
             raise FlowConflict(key, NO_VERSION, self._version_of(key))
+        self._wrote()
 
     def _replace_record(self, key: str, expected_version: int, record: Record) -> None:
         check_advances(key, record.version, expected_version)
@@ -247,6 +283,26 @@ class RecordStore(ABC):
             if actual is None:
                 raise FlowNotFound(key)
             raise FlowConflict(key, expected_version, actual)
+        self._wrote()
+
+    def _wrote(self) -> None:
+        """Count one write; every ``purge_every`` writes, purge a bounded batch."""
+        if not self.needs_purging or self.purge_every <= 0:
+            return
+        with self._writes_lock:
+            self._writes += 1
+            if self._writes < self.purge_every:
+                return
+            self._writes = 0
+        try:
+            purged = self._purge(self._clock(), self.purge_limit)
+        except Exception as exc:
+            # The caller's write has succeeded; failing it now would make the caller think
+            # otherwise. The next purge (or the periodic job) deletes what this one did not.
+            log.warning("mfa_fsm.purge_failed", error=type(exc).__name__)
+            return
+        if purged:
+            log.info("mfa_fsm.purged", records=purged)
 
     def _version_of(self, key: str) -> int | None:
         found = self._fetch(key)
@@ -278,6 +334,11 @@ class RecordStore(ABC):
     @abstractmethod
     def _release(self, key: str, claim: str) -> None:
         """Clear the record's claim iff it is ``claim``; otherwise change nothing."""
+
+    @abstractmethod
+    def _purge(self, now: float, limit: int | None) -> int:
+        """Delete up to ``limit`` (None: all) records expired at ``now``; how many it deleted.
+        Must never delete a live record, even one written concurrently under the same key."""
 
 
 class StoreLedger:

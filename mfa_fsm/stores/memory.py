@@ -6,20 +6,19 @@ Flows are lost when the process exits and are not shared between worker processe
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
-#: Seconds (of the store's clock) between two sweeps of expired records.
-SWEEP_INTERVAL = 60.0
-
 
 class MemoryStore(RecordStore):
     """Snapshots in a dict behind a lock; see :class:`~mfa_fsm.stores.base.FlowStore`.
 
-    Expired records are invisible at once and are dropped by a sweep that ``create`` runs at
-    most once per :data:`SWEEP_INTERVAL`, so abandoned flows do not pile up.
+    Expired records are invisible at once, dropped when next touched, and purged in bounded
+    batches every ``purge_every`` writes (see :class:`~mfa_fsm.stores.base.RecordStore`), so
+    abandoned flows do not pile up.
     """
 
     def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
@@ -30,12 +29,6 @@ class MemoryStore(RecordStore):
         # One lock for everything: each primitive is a few dict operations, and holding it
         # across check and write is what makes compare-and-set atomic.
         self._lock = threading.Lock()
-        self._next_sweep = float("-inf")
-
-    def purge_expired(self) -> int:
-        """Drop every expired record now; returns how many were dropped."""
-        with self._lock:
-            return self._sweep(self._clock())
 
     def _live(self, key: str, now: float) -> Record | None:
         record = self._records.get(key)
@@ -49,13 +42,16 @@ class MemoryStore(RecordStore):
         self._records[key] = record
         self._claims.pop(key, None)
 
-    def _sweep(self, now: float) -> int:
-        expired = [key for key, record in self._records.items() if now >= record.expires_at]
-        for key in expired:
-            del self._records[key]
-            self._claims.pop(key, None)
-        self._next_sweep = now + SWEEP_INTERVAL
-        return len(expired)
+    def _purge(self, now: float, limit: int | None) -> int:
+        with self._lock:
+            # A scan, not an index by expiry: it runs once per purge_every writes, stops at
+            # ``limit``, and a dict of the flows of one process is small enough to scan.
+            expired = (key for key, record in self._records.items() if now >= record.expires_at)
+            batch = list(itertools.islice(expired, limit))
+            for key in batch:
+                del self._records[key]
+                self._claims.pop(key, None)
+            return len(batch)
 
     def _insert(self, key: str, record: Record) -> bool:
         with self._lock:
@@ -63,8 +59,6 @@ class MemoryStore(RecordStore):
             if self._live(key, now) is not None:
                 return False
             self._put(key, record)
-            if now >= self._next_sweep:
-                self._sweep(now)
             return True
 
     def _fetch(self, key: str) -> tuple[int, str] | None:

@@ -38,6 +38,7 @@ from typing import Any
 import redis
 
 from mfa_fsm.core.errors import SnapshotError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
 #: Compare-and-set of one flow's key. KEYS[1] the key; ARGV: expected version, new value, TTL
@@ -85,8 +86,11 @@ class RedisStore(RecordStore):
     """Snapshots in Redis, one key per flow; see :class:`~mfa_fsm.stores.base.FlowStore`.
 
     ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way). The
-    ``clock`` only turns the absolute expiry into a TTL; Redis enforces it.
+    ``clock`` only turns the absolute expiry into a TTL; Redis enforces it, so there is
+    nothing to purge: every key is set with its TTL, and Redis deletes it when that ends.
     """
+
+    needs_purging = False
 
     def __init__(
         self,
@@ -127,8 +131,8 @@ class RedisStore(RecordStore):
         version = head.partition(" ")[0]  # the rest of the line names a claim, if any
         if not newline or not version.isdigit():
             raise SnapshotError(
-                f"Redis key {self.prefix + key!r} does not hold an mfa_fsm record; is another "
-                "application using the same key prefix?"
+                f"a Redis key under prefix {self.prefix!r} (flow ref {flow_ref(key)}) does not "
+                "hold an mfa_fsm record; is another application using the same key prefix?"
             )
         return int(version), payload
 
@@ -151,3 +155,6 @@ class RedisStore(RecordStore):
 
     def _release(self, key: str, claim: str) -> None:
         self._release_script(keys=[self.prefix + key], args=[claim])
+
+    def _purge(self, now: float, limit: int | None) -> int:
+        return 0  # Redis expires every key itself (each is written with its TTL)

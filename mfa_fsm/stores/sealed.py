@@ -69,6 +69,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mfa_fsm.core.errors import SealedStateError, UsageError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, VersionLedger, check_advances, expires_at
 
@@ -212,17 +213,17 @@ class SealedState:
             )
         except InvalidTag:
             raise SealedStateError(
-                f"sealed state for flow {flow_id!r} failed authentication: it was altered or "
-                "truncated, or it belongs to another flow; start the flow again"
+                f"sealed state for flow ref {flow_ref(flow_id)} failed authentication: it was "
+                "altered or truncated, or it belongs to another flow; start the flow again"
             ) from None
         now = self._clock()
         if now >= expiry or now >= issued_at + self.max_age:
             raise SealedStateError(
-                f"sealed state for flow {flow_id!r} has expired; start the flow again"
+                f"sealed state for flow ref {flow_ref(flow_id)} has expired; start the flow again"
             )
         snapshot = Snapshot.from_json(_inflate(plain))
         if snapshot.flow_id != flow_id:  # pragma: no cover - the flow id is authenticated above
-            raise SealedStateError(f"sealed state does not hold flow {flow_id!r}")
+            raise SealedStateError(f"sealed state does not hold flow ref {flow_ref(flow_id)}")
         if self.ledger is not None:
             _check_newest(self.ledger, snapshot)
         return snapshot
@@ -232,13 +233,14 @@ def _check_newest(ledger: VersionLedger, snapshot: Snapshot) -> None:
     newest = ledger.current(snapshot.flow_id)
     if newest is None:
         raise SealedStateError(
-            f"flow {snapshot.flow_id!r} is not in the replay ledger (expired, or sealed "
-            "without this ledger); start the flow again"
+            f"flow ref {flow_ref(snapshot.flow_id)} is not in the replay ledger (expired, or "
+            "sealed without this ledger); start the flow again"
         )
     if snapshot.version != newest:
         raise SealedStateError(
-            f"sealed state for flow {snapshot.flow_id!r} is at version {snapshot.version} "
-            f"but the flow is at {newest}: an old token was replayed; reload the page"
+            f"sealed state for flow ref {flow_ref(snapshot.flow_id)} is at version "
+            f"{snapshot.version} but the flow is at {newest}: an old token was replayed; "
+            "reload the page"
         )
 
 

@@ -18,8 +18,13 @@ ends the claim. A claim is one statement too: ``UPDATE ... SET claim = :claim, c
 :now)``. Both are atomic on SQLite (writers are serialised by the database lock) and on
 PostgreSQL at READ COMMITTED (a concurrent UPDATE of the same row waits for the first to
 commit, then re-checks the WHERE clause against the new row, finds the version moved or the
-claim taken, and changes nothing). Expired rows stay in the table, invisible, until
-:meth:`SqlStore.purge_expired` deletes them; run it from a periodic job.
+claim taken, and changes nothing). Expired rows stay in the table, invisible, until a purge
+deletes them: every ``purge_every`` writes the store deletes at most ``purge_limit`` of them
+(``DELETE ... WHERE flow_id IN (SELECT flow_id ... WHERE expires_at <= :now LIMIT :n)``; on
+PostgreSQL the inner select takes ``FOR UPDATE SKIP LOCKED``, so two workers purging at once
+neither wait for each other nor deadlock), and ``mfa-fsm purge URL`` deletes them all from a
+periodic job. The outer ``expires_at <= :now`` is checked again on each row, so a row that a
+concurrent request has just re-created under the same id is never deleted.
 
 The time used for expiry and claims is the store's ``clock`` (this process's), not the
 database's, so that every backend expires records the same way and tests can move time; the
@@ -126,10 +131,15 @@ class SqlStore(RecordStore):
             if name not in self._columns():
                 raise
 
-    def purge_expired(self) -> int:
-        """Delete every expired row now; returns how many were deleted."""
+    def _purge(self, now: float, limit: int | None) -> int:
         t = self.table
-        return self._rowcount(sa.delete(t).where(t.c.expires_at <= self._clock()))
+        expired = t.c.expires_at <= now
+        if limit is None:
+            return self._rowcount(sa.delete(t).where(expired))
+        batch = sa.select(t.c.flow_id).where(expired).limit(limit)
+        if self.engine.dialect.name == "postgresql":
+            batch = batch.with_for_update(skip_locked=True)
+        return self._rowcount(sa.delete(t).where(expired, t.c.flow_id.in_(batch)))
 
     def _rowcount(self, statement: sa.Executable) -> int:
         """Run one data-changing statement on its own; how many rows it changed."""

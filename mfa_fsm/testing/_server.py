@@ -37,6 +37,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -70,6 +71,8 @@ BASE_FAULT_KINDS: frozenset[str] = frozenset(
         "html",
         "wrong_shape",
         "unknown_enum",
+        "drip",
+        "oversized",
     }
 )
 
@@ -213,6 +216,10 @@ class Fault:
     delay: float | None = None
     #: Custom JSON body for ``wrong_shape`` (default ``{"unexpected": true}``).
     body: Any = None
+    #: Bytes of body an ``oversized`` reply sends (default 200 MB).
+    size: int | None = None
+    #: Whether an ``oversized`` reply announces its size in ``Content-Length``.
+    announce: bool = True
 
     def matches(self, path: str) -> bool:
         """Whether this fault applies to a request for ``path``."""
@@ -245,6 +252,8 @@ class FaultPlan:
         retry_after: int | None = None,
         delay: float | None = None,
         body: Any = None,
+        size: int | None = None,
+        announce: bool = True,
     ) -> Fault:
         """Queue a fault.
 
@@ -258,8 +267,14 @@ class FaultPlan:
             status: HTTP status for ``status`` faults (default 503).
             retry_after: seconds for the ``Retry-After`` header of
                 ``rate_limit`` faults; ``None`` sends no header.
-            delay: seconds to wait before answering, for ``slow`` faults.
+            delay: seconds to wait before answering, for ``slow`` faults; for
+                ``drip`` faults, seconds between two bytes of the reply (default 1),
+                which is sent whole, status line and headers included, one byte at a time.
             body: JSON body for ``wrong_shape`` faults.
+            size: body bytes of an ``oversized`` reply (default 200 MB), a JSON object
+                padded to that size, generated as it is sent.
+            announce: whether the ``oversized`` reply says its size in ``Content-Length``
+                (otherwise it ends by closing the connection).
         """
         if kind not in self.kinds:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(self.kinds)}")
@@ -269,7 +284,11 @@ class FaultPlan:
             raise ValueError("status faults need a 5xx status")
         if kind == "slow" and (delay is None or delay < 0):
             raise ValueError("slow faults need a non-negative delay")
-        fault = Fault(kind, path, times, status, retry_after, delay, body)
+        if kind == "drip" and delay is not None and delay <= 0:
+            raise ValueError("drip faults need a positive delay between bytes")
+        if size is not None and size < 16:
+            raise ValueError("oversized faults need a size of at least 16 bytes")
+        fault = Fault(kind, path, times, status, retry_after, delay, body, size, announce)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -390,6 +409,46 @@ def _write_truncated(handler: _Handler, reply: EmulatorReply) -> None:
     handler.close_connection = True
 
 
+def _write_dripping(handler: _Handler, reply: EmulatorReply, every: float) -> None:
+    """The whole reply, status line and headers included, one byte per ``every`` seconds."""
+    head = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}"]
+    head += [f"{k}: {v}" for k, v in reply.headers.items() if k.lower() != "content-length"]
+    head += [f"Content-Length: {len(reply.body)}", "Connection: close", "", ""]
+    data = "\r\n".join(head).encode("latin-1") + reply.body
+    handler.close_connection = True
+    for index in range(len(data)):
+        handler.wfile.write(data[index : index + 1])
+        if handler.server.stopping.wait(every):
+            return
+
+
+def _write_oversized(handler: _Handler, size: int, announce: bool) -> int:
+    """A 200 reply whose JSON body is ``size`` bytes, generated as it goes; returns how many
+    body bytes went out before the client hung up (or all of them)."""
+    handler.close_connection = True
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    if announce:
+        handler.send_header("Content-Length", str(size))
+    else:
+        handler.send_header("Connection", "close")
+    handler.end_headers()
+    sent = 0
+    padding = b"x" * 65536
+    try:
+        handler.wfile.write(b'{"padding":"')
+        sent = 12
+        while sent < size - 2 and not handler.server.stopping.is_set():
+            piece = padding[: size - 2 - sent]
+            handler.wfile.write(piece)
+            sent += len(piece)
+        handler.wfile.write(b'"}')
+        sent += 2
+    except OSError:
+        pass  # the client refused the rest: that is the point
+    return sent
+
+
 def _read_request(handler: _Handler) -> EmulatorRequest:
     url = urlsplit(handler.path)
     length = int(handler.headers.get("Content-Length") or 0)
@@ -435,6 +494,8 @@ class EmulatorServer(ABC):
         self.lock = threading.RLock()
         self.faults = FaultPlan(self.fault_kinds)
         self.calls: list[CallRecord] = []
+        #: Body bytes each ``oversized`` reply sent before its client hung up, in order.
+        self.oversized_sent: list[int] = []
         #: Wall clock used for call records; subclasses use it for expiry too,
         #: so tests may replace it instead of sleeping.
         self.clock: Callable[[], float] = time.time
@@ -574,6 +635,12 @@ class EmulatorServer(ABC):
         try:
             if kind == "reset":
                 _write_truncated(handler, reply)
+            elif kind == "drip" and fault is not None:
+                _write_dripping(handler, reply, fault.delay or 1.0)
+            elif kind == "oversized" and fault is not None:
+                sent = _write_oversized(handler, fault.size or 200_000_000, fault.announce)
+                with self.lock:
+                    self.oversized_sent.append(sent)
             else:
                 _write_reply(handler, reply)
         except OSError:
@@ -596,7 +663,7 @@ class EmulatorServer(ABC):
 
     def _reply_for(self, request: EmulatorRequest, fault: Fault | None) -> EmulatorReply:
         kind = fault.kind if fault is not None else None
-        if fault is None or kind in ("slow", "unknown_enum"):
+        if fault is None or kind in ("slow", "unknown_enum", "drip"):
             reply = self._dispatch(request)
             if kind == "unknown_enum":
                 parsed = reply.parsed_json()
@@ -610,6 +677,8 @@ class EmulatorServer(ABC):
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             return EmulatorReply.text("429 Too Many Requests\n", status=429, headers=headers)
         if kind == "empty":
+            return EmulatorReply(200, b"", {"Content-Type": "application/json"})
+        if kind == "oversized":  # the body itself is generated as it is written
             return EmulatorReply(200, b"", {"Content-Type": "application/json"})
         if kind == "html":
             return EmulatorReply.html(

@@ -100,6 +100,7 @@ from mfa_fsm.core.errors import (
     IdpError,
     InvalidInput,
     MfaError,
+    ResultUnavailable,
     SealedStateError,
     SnapshotError,
     Throttled,
@@ -204,6 +205,8 @@ class _Flows(Protocol):
 
     def first_factor_outside(self, provider: str) -> bool: ...
 
+    def hand_off(self, carry: _Carry) -> tuple[FlowView, _Carry]: ...
+
 
 class _StoredFlows:
     """Flows in a server-side store: the cookie carries the flow id only."""
@@ -231,6 +234,9 @@ class _StoredFlows:
 
     def first_factor_outside(self, provider: str) -> bool:
         return self.engine.first_factor_outside(provider)
+
+    def hand_off(self, carry: _Carry) -> tuple[FlowView, _Carry]:
+        return self.engine.hand_off(carry.flow_id), carry
 
 
 class _SealedFlows:
@@ -262,6 +268,10 @@ class _SealedFlows:
 
     def first_factor_outside(self, provider: str) -> bool:
         return self.engine.first_factor_outside(provider)
+
+    def hand_off(self, carry: _Carry) -> tuple[FlowView, _Carry]:
+        view, token = self.engine.hand_off(_token(carry), carry.flow_id)
+        return view, _Carry(carry.flow_id, token)
 
 
 def _token(carry: _Carry) -> str:
@@ -323,7 +333,10 @@ def mfa_blueprint(
     engine runs a provider whose first factor the IdP may not check (Entrust EXTERNAL),
     else :class:`VerifiedUserRequired` is raised here, at start-up.
     ``on_complete(view)`` is called once, in the request whose step completed the flow;
-    ``view.result`` holds the IdP's token for the application's session. It may return a
+    ``view.result`` holds the IdP's token for the application's session. Before it is called
+    the result is handed off (``Engine.hand_off``): the store keeps no token afterwards, only
+    what the final page shows, for one store margin. Without ``on_complete`` the result is
+    erased all the same, unseen. It may return a
     response (a redirect into the application); by default the success page is shown.
     ``aside(view)`` may return trusted HTML shown beside every page (``None`` on the start
     page); the demo puts the live diagram there. ``secure_cookies=False`` is for plain-HTTP
@@ -633,7 +646,7 @@ class _Web:
         except UsageError as exc:
             log.info("mfa_fsm.web.step_refused", flow_event=event, error=type(exc).__name__)
             return self._current(handle, carry, wants_json)
-        response = self._after_step(handle, view, wants_json=wants_json)
+        response, new_carry = self._after_step(handle, view, new_carry, wants_json=wants_json)
         if new_carry != carry:
             self._set_flow_cookie(response, handle, new_carry)
         return response
@@ -711,19 +724,29 @@ class _Web:
 
     def _started(self, view: FlowView, carry: _Carry) -> BaseResponse:
         handle = secrets.token_urlsafe(9)
-        response = self._after_step(handle, view, wants_json=False)
+        response, carry = self._after_step(handle, view, carry, wants_json=False)
         self._set_flow_cookie(response, handle, carry)
         self._drop_old_flow_cookies(response)
         return response
 
-    def _after_step(self, handle: str, view: FlowView, *, wants_json: bool) -> BaseResponse:
-        if view.state == "Completed" and self.on_complete is not None:
-            custom = self.on_complete(view)
-            if custom is not None:
-                return make_response(custom)
+    def _after_step(
+        self, handle: str, view: FlowView, carry: _Carry, *, wants_json: bool
+    ) -> tuple[BaseResponse, _Carry]:
+        if view.state == "Completed":
+            # Hand the result off (once: compare-and-set) before on_complete sees it, so the
+            # IdP's token leaves the store (or the client's sealed token) whatever happens.
+            try:
+                view, carry = self.flows.hand_off(carry)
+            except (FlowConflict, ResultUnavailable, FlowNotFound, SealedStateError):
+                # Another request handed it off first (or it has gone): show where it is.
+                return self._current(handle, carry, wants_json), carry
+            if self.on_complete is not None:
+                custom = self.on_complete(view)
+                if custom is not None:
+                    return make_response(custom), carry
         if wants_json:
-            return self._poll_json(handle, view)
-        return redirect(self._url("flow", handle=handle), code=303)
+            return self._poll_json(handle, view), carry
+        return redirect(self._url("flow", handle=handle), code=303), carry
 
     def _poll_json(self, handle: str, view: FlowView) -> Response:
         now = time.time()

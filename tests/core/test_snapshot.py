@@ -75,7 +75,7 @@ def test_secrets_are_not_in_repr() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"schema": 2}, "schema"),
+        ({"schema": SCHEMA_VERSION + 1}, "schema"),
         ({"schema": None}, "schema"),
         ({"provider": "nobody"}, "provider"),
         ({"state": "Limbo"}, "state"),

@@ -22,7 +22,9 @@ from mfa_fsm import (
     TransportError,
 )
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.retry import NO_RETRY, RetryPolicy
+from mfa_fsm.core.snapshot import SCHEMA_VERSION
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
 
 APP = "1111111-111111-111111-11111111"
@@ -459,7 +461,7 @@ def test_secrets_are_not_in_reprs() -> None:
         lambda text: text[: len(text) // 2],
         lambda text: text.replace('"SecondFactorSelected"', '"Nowhere"'),
         lambda text: text.replace('"entrust"', '"okta"'),
-        lambda text: text.replace('"schema":1', '"schema":99'),
+        lambda text: text.replace(f'"schema":{SCHEMA_VERSION}', '"schema":99'),
         lambda text: text.replace('"version":2', '"version":"2"'),
         lambda text: text.replace('"version":2', '"version":-2'),
         lambda text: text.replace('"user_id":"jsmith"', '"user_id":"jsmith","admin":true'),
@@ -510,12 +512,14 @@ def test_expiry_cancel_failure_still_expires() -> None:
 
 
 def test_transition_log_line(leak_guard: list[dict[str, object]]) -> None:
-    """Each step logs one event with flow id, provider, event, source, target, path, status."""
+    """Each step logs one event with the flow's log reference (never its id), provider, event,
+    source, target, path, status."""
     flow, script = flow_in("SecondFactorSelected")
     script.add(json_reply(COMPLETE_REPLY))
     flow.send("submit_response", response="123456789")
     line = [e for e in leak_guard if e["event"] == "mfa_fsm.transition"][-1]
-    assert line["flow_id"] == flow.flow_id
+    assert line["flow_ref"] == flow_ref(flow.flow_id)
+    assert flow.flow_id not in repr(line)
     assert line["provider"] == "entrust"
     assert line["flow_event"] == "submit_response"
     assert (line["source"], line["target"]) == ("SecondFactorSelected", "Completed")

@@ -31,10 +31,13 @@ def v0_migration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(MIGRATIONS, 0, _v0_to_v1)
 
 
-def test_there_are_no_migrations_yet() -> None:
-    """Schema 1 is the first, so nothing is registered (a reminder to add the step with v2)."""
-    assert SCHEMA_VERSION == 1
-    assert MIGRATIONS == {}
+def test_schema_1_reads_as_schema_2_with_the_result_not_handed_off() -> None:
+    """Schema 2 only added Result.handed_off: a schema-1 snapshot loads unchanged otherwise."""
+    assert SCHEMA_VERSION == 2
+    assert sorted(MIGRATIONS) == [1]
+    snapshot = make_snapshot(version=3)
+    old = {**snapshot.to_dict(), "schema": 1}
+    assert Snapshot.from_json(json.dumps(old)) == snapshot
 
 
 @pytest.mark.usefixtures("v0_migration")

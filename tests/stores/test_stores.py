@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from mfa_fsm import stores
 from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, SnapshotError, StoreError
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
-from mfa_fsm.stores.memory import SWEEP_INTERVAL, MemoryStore
+from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
 from tests.stores.store_helpers import (
@@ -133,10 +134,13 @@ def test_delete_is_idempotent(kit: StoreKit) -> None:
 
 
 def test_missing_id(kit: StoreKit) -> None:
-    """Loading or saving a flow that was never created raises FlowNotFound."""
+    """Loading or saving a flow that was never created raises FlowNotFound, which names the
+    flow by its log reference, never by its id (a bearer handle)."""
     snapshot = make_snapshot(now=kit.clock())
-    with pytest.raises(FlowNotFound, match=snapshot.flow_id):
+    with pytest.raises(FlowNotFound, match=flow_ref(snapshot.flow_id)) as info:
         kit.store.load(snapshot.flow_id)
+    assert snapshot.flow_id not in str(info.value)
+    assert info.value.flow_id == snapshot.flow_id
     with pytest.raises(FlowNotFound):
         kit.store.save(advanced(snapshot), expected_version=0)
 
@@ -323,21 +327,24 @@ def test_negative_margin_is_refused() -> None:
 
 
 def test_memory_store_sweeps_expired_records() -> None:
-    """Abandoned flows are dropped by the periodic sweep and by purge_expired."""
+    """Abandoned flows are dropped by the automatic purge and by purge_expired."""
     clock = FakeClock()
     store = MemoryStore(margin=0, clock=clock)
     stale = [make_snapshot(now=clock(), lifetime=1) for _ in range(3)]
     for snapshot in stale:
         store.create(snapshot)
-    clock.advance(SWEEP_INTERVAL + 1)
-    store.create(make_snapshot(now=clock()))  # creating runs the sweep
-    assert len(store._records) == 1
+    clock.advance(2)
+    for _ in range(store.purge_every - 3):  # the purge_every-th write purges
+        store.create(make_snapshot(now=clock()))
+    assert len(store._records) == store.purge_every - 3
     store.create(make_snapshot(now=clock(), lifetime=1))
     store.create(make_snapshot(now=clock(), lifetime=1))
     clock.advance(2)
-    assert store.purge_expired() == 2
+    assert store.purge_expired(limit=1) == 1
+    assert store.purge_expired() == 1
     assert store.purge_expired() == 0
-    assert len(store._records) == 1
+    with pytest.raises(StoreError, match="limit"):
+        store.purge_expired(limit=0)
 
 
 def test_sql_store_purges_expired_rows_and_fills_columns(tmp_path: Any) -> None:

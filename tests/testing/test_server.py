@@ -281,7 +281,8 @@ def test_faults_are_logged(emu: EchoEmulator, http: requests.Session) -> None:
 
 
 def test_inject_validates_arguments() -> None:
-    """inject refuses unknown kinds, provider-only kinds, bad statuses and slow without delay."""
+    """inject refuses unknown kinds, provider-only kinds, bad statuses, slow without delay, a
+    drip without a positive delay and an oversized reply smaller than its JSON frame."""
     plan = FaultPlan()
     for kwargs in (
         {"kind": "bogus"},
@@ -289,6 +290,8 @@ def test_inject_validates_arguments() -> None:
         {"kind": "status", "status": 404},
         {"kind": "slow"},
         {"kind": "drop", "times": 0},
+        {"kind": "drip", "delay": 0},
+        {"kind": "oversized", "size": 4},
     ):
         with pytest.raises(ValueError, match=r"."):
             plan.inject(**kwargs)

@@ -1,0 +1,106 @@
+"""Flow ids are bearer handles: log lines and error messages carry a keyed digest instead."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mfa_fsm import (
+    CyberArkConfig,
+    Engine,
+    FlowNotFound,
+    MemoryStore,
+    UsageError,
+    flow_ref,
+    set_log_key,
+)
+from mfa_fsm.testing import CyberArkEmulator
+from mfa_fsm.testing.entrust import EntrustEmulator
+from tests.engine_helpers import entrust_config
+
+
+@pytest.fixture
+def shared_key() -> object:
+    set_log_key("correlation-key-0123456789")
+    yield
+    set_log_key(None)
+
+
+def test_full_logins_through_the_engine_log_no_flow_id(
+    entrust_emulator: EntrustEmulator, leak_guard: list[dict[str, object]]
+) -> None:
+    """Entrust (push, denied code, TOKEN) and CyberArk (password, SMS) logins through the
+    Engine: every log line names its flow by flow_ref, none holds a flow id."""
+    with CyberArkEmulator(pod_fqdn_as_url=True) as cyberark:
+        engine = Engine(
+            MemoryStore(),
+            [
+                entrust_config(entrust_emulator.base_url, entrust_emulator.application_id),
+                CyberArkConfig(base_url=cyberark.base_url, pod_scheme="http"),
+            ],
+        )
+        entrust = engine.start("entrust", user_id="jsmith").flow_id
+        engine.send(entrust, "submit_first_factor")
+        engine.send(entrust, "select_second_factor", factor="TOKEN")
+        engine.send(entrust, "submit_response", response="000000")
+        code = entrust_emulator.token_code("jsmith")
+        assert engine.send(entrust, "submit_response", response=code).state == "Completed"
+        engine.hand_off(entrust)
+
+        alice = engine.start("cyberark", user="alice").flow_id
+        view = engine.send(alice, "submit_first_factor", answer="alice-password")
+        sms = next(choice.id for choice in view.choices if choice.label.startswith("SMS"))
+        engine.send(alice, "select_second_factor", factor=sms)
+        engine.send(alice, "submit_response", response=cyberark.last_code("alice"))
+        with pytest.raises(FlowNotFound) as missing:
+            engine.send(alice + "x", "poll")
+    lines = [repr(event) for event in leak_guard]
+    assert len(lines) >= 8
+    for flow_id in (entrust, alice, alice + "x"):
+        assert not [line for line in lines if flow_id in line]
+    assert alice not in str(missing.value)
+    refs = {event.get("flow_ref") for event in leak_guard if event["event"] == "mfa_fsm.transition"}
+    assert refs == {flow_ref(entrust), flow_ref(alice)}
+
+
+def test_the_reference_is_keyed(shared_key: object) -> None:
+    """One key gives one reference per id, the same in every process that shares the key;
+    another key gives another reference."""
+    ref = flow_ref("flow-1")
+    assert len(ref) == 16 and int(ref, 16) >= 0
+    assert flow_ref("flow-1") == ref and flow_ref("flow-2") != ref
+    env = {**os.environ, "MFA_FSM_LOG_KEY": "correlation-key-0123456789"}
+    other = subprocess.run(
+        [sys.executable, "-c", "import mfa_fsm; print(mfa_fsm.flow_ref('flow-1'))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stdout.strip() == ref
+    set_log_key(b"another-key-of-16-bytes")
+    assert flow_ref("flow-1") != ref
+
+
+def test_a_short_key_is_refused_and_the_old_one_kept(shared_key: object) -> None:
+    """A key under 16 bytes raises UsageError and changes nothing."""
+    ref = flow_ref("flow-1")
+    with pytest.raises(UsageError, match="at least 16 bytes"):
+        set_log_key("short")
+    assert flow_ref("flow-1") == ref
+
+
+def test_without_a_key_each_process_has_its_own() -> None:
+    """With no key configured, two processes give one id two references."""
+    env = {k: v for k, v in os.environ.items() if k != "MFA_FSM_LOG_KEY"}
+    code = "import mfa_fsm; print(mfa_fsm.flow_ref('flow-1'))"
+    refs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(refs) == 2
