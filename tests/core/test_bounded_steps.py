@@ -35,6 +35,7 @@ from mfa_fsm import (
     TransportError,
     UsageError,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.transport import DeadlineAdapter, step_deadline, step_time_left
 from mfa_fsm.stores.sealed import SealedState
@@ -263,7 +264,7 @@ def entrust_engine(emulator: EntrustEmulator, **options: object) -> Engine:
 
 
 def entrust_push(engine: Engine) -> str:
-    flow_id = engine.start("entrust", user_id="jsmith").flow_id
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     engine.send(flow_id, "submit_first_factor")
     assert engine.send(flow_id, "select_second_factor", factor="TOKENPUSH").state == "OobPending"
     return flow_id
@@ -308,7 +309,9 @@ def test_entrust_flow_api_step_is_bounded_by_step_timeout(
     monkeypatch.setattr(EntrustFlow, "step_timeout", 2.0)
     config = entrust_config(entrust_emulator.base_url, entrust_emulator.application_id)
     transport = RequestsTransport(timeout=PATIENT, deadline=60.0)
-    flow = EntrustFlow.start(config=config, user_id="jsmith", transport=transport)
+    flow = EntrustFlow.start(
+        config=config, verified_user=VerifiedUser("jsmith"), transport=transport
+    )
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="TOKENPUSH")
     before = flow.snapshot()

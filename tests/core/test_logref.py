@@ -17,6 +17,7 @@ from mfa_fsm import (
     flow_ref,
     set_log_key,
 )
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import EntrustEmulator
 from tests.engine_helpers import entrust_config
@@ -42,7 +43,7 @@ def test_full_logins_through_the_engine_log_no_flow_id(
                 CyberArkConfig(base_url=cyberark.base_url, pod_scheme="http"),
             ],
         )
-        entrust = engine.start("entrust", user_id="jsmith").flow_id
+        entrust = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
         engine.send(entrust, "submit_first_factor")
         engine.send(entrust, "select_second_factor", factor="TOKEN")
         engine.send(entrust, "submit_response", response="000000")

@@ -27,6 +27,7 @@ from mfa_fsm import (
     StoreLedger,
 )
 from mfa_fsm.cli import main
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.stores.base import RecordStore
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
@@ -70,7 +71,7 @@ def raw_records(store: RecordStore) -> list[str]:
 
 def complete_login(engine: Engine, emulator: EntrustEmulator) -> str:
     """jsmith signs in with a TOKEN code; returns the flow id of the Completed flow."""
-    flow_id = engine.start("entrust", user_id="jsmith").flow_id
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     engine.send(flow_id, "submit_first_factor")
     engine.send(flow_id, "select_second_factor", factor="TOKEN")
     view = engine.send(flow_id, "submit_response", response=emulator.token_code("jsmith"))
@@ -120,7 +121,7 @@ def test_hand_off_of_an_unfinished_flow_is_refused_and_changes_nothing(
     """Only a Completed flow has a result to hand off; anything else is left as it was."""
     store = MemoryStore()
     engine = Engine(store, [config])
-    flow_id = engine.start("entrust", user_id="jsmith").flow_id
+    flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     before = store.load(flow_id)
     with pytest.raises(ResultUnavailable, match="not Completed"):
         engine.hand_off(flow_id)
@@ -162,7 +163,7 @@ def test_sealed_hand_off_seals_a_token_without_the_result(
     ledger = StoreLedger(MemoryStore()) if with_ledger else None
     sealed = SealedState({"k": KEY}, ledger=ledger)
     engine = SealedEngine(sealed, [config], transport=recorder)
-    view, token = engine.start("entrust", user_id="jsmith")
+    view, token = engine.start("entrust", verified_user=VerifiedUser("jsmith"))
     flow_id = view.flow_id
     view, token = engine.send(token, flow_id, "submit_first_factor")
     view, token = engine.send(token, flow_id, "select_second_factor", factor="TOKEN")

@@ -14,7 +14,7 @@ from mfa_fsm import CyberArkConfig, Engine, FlowView, MemoryStore, SealedEngine,
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import CyberArkEmulator, SecretRecorder
 from mfa_fsm.testing.leaks import find_leaks
-from tests.web.support import Visitor, heading, make_app
+from tests.web.support import Visitor, flow_cookie, heading, make_app
 
 
 @pytest.fixture
@@ -25,8 +25,7 @@ def cyberark_emulator() -> Iterator[CyberArkEmulator]:
 
 def sign_in_with_sms(visitor: Visitor, emulator: CyberArkEmulator) -> None:
     """alice: password, then the SMS code; ends on the Completed step."""
-    visitor.start("cyberark", "alice")
-    visitor.step("first-factor", answer="alice-password")
+    visitor.start("cyberark", "alice", "alice-password")
     picker = visitor.page().get_data(as_text=True)
     sms = re.search(r'name="factor" value="([^"]+)">\s*<button type="submit">SMS', picker)
     assert sms
@@ -74,7 +73,7 @@ def test_sealed_cookie_keeps_no_token_after_on_complete(
     response = visitor.page()
     assert heading(response) == "You are signed in"
     assert len(seen) == 1 and seen[0].result is not None and seen[0].result.token
-    cookie = visitor.client.get_cookie("mfa_fsm_flow", path=visitor.flow_url)
+    cookie = visitor.client.get_cookie(flow_cookie(visitor), path="/")
     assert cookie is not None
     snapshot = engine.sealed.open(_sealed_token(cookie.value), flow_id=seen[0].flow_id)
     assert snapshot.result is not None and snapshot.result.handed_off
