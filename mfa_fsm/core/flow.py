@@ -66,7 +66,7 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport, default_transport
 
 Clock = Callable[[], float]
 
@@ -298,7 +298,8 @@ class Flow:
         if not isinstance(snapshot.context, self.context_type):
             raise SnapshotError(f"snapshot context is not a {self.context_type.__name__}")
         self._snapshot = snapshot
-        self._transport = _RecordingTransport(transport or RequestsTransport())
+        # Without a transport, the flow shares its configuration's (one connection per login).
+        self._transport = _RecordingTransport(transport or default_transport(config))
         self.clock = clock
         self.config = config
         self.client = self.client_type(config, self._transport)
@@ -324,7 +325,10 @@ class Flow:
     ) -> Self:
         """Continue a flow from a snapshot (or its JSON) without re-running any action.
 
-        ``config`` is the provider's configuration (an instance of ``config_type``). Raises
+        ``config`` is the provider's configuration (an instance of ``config_type``); without
+        ``transport`` the flow uses the one its configuration shares with every other flow
+        (:func:`~mfa_fsm.core.transport.default_transport`), so the steps of a login reuse
+        one connection. Raises
         :class:`SnapshotError` if the snapshot does not parse or belongs to another provider,
         :class:`UsageError` for a configuration of the wrong type.
         """

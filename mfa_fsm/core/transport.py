@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -126,3 +128,37 @@ class RequestsTransport:
     def close(self) -> None:
         """Close the pooled connections."""
         self.session.close()
+
+
+#: How many configurations keep a shared default transport; the least recently used beyond
+#: this is dropped (its connections close when its last flow is done with it).
+DEFAULT_TRANSPORTS = 32
+
+_defaults: OrderedDict[Hashable, RequestsTransport] = OrderedDict()
+_defaults_lock = threading.Lock()
+
+
+def default_transport(config: Hashable) -> RequestsTransport:
+    """The :class:`RequestsTransport` shared by every flow of ``config`` given no transport.
+
+    A flow restored without ``transport=`` on every web request would otherwise open a new
+    TCP connection (and, against a real IdP, a new TLS handshake) per step; sharing one
+    session per configuration keeps its connections alive from one step to the next, so a
+    whole login travels over one connection. Safe across threads: the session keeps no
+    cookies (see :class:`RequestsTransport`) and urllib3's connection pool hands each thread
+    a connection of its own. Equal configurations share one transport; an unhashable one
+    gets a transport of its own each time.
+    """
+    try:
+        hash(config)
+    except TypeError:
+        return RequestsTransport()
+    with _defaults_lock:
+        transport = _defaults.get(config)
+        if transport is None:
+            transport = _defaults[config] = RequestsTransport()
+            if len(_defaults) > DEFAULT_TRANSPORTS:
+                _defaults.popitem(last=False)
+        else:
+            _defaults.move_to_end(config)
+        return transport
