@@ -65,8 +65,8 @@ from mfa_fsm.core.errors import (
     StoreError,
     UsageError,
 )
+from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport, default_transport
 
 Clock = Callable[[], float]
 
@@ -298,8 +298,13 @@ class Flow:
         if not isinstance(snapshot.context, self.context_type):
             raise SnapshotError(f"snapshot context is not a {self.context_type.__name__}")
         self._snapshot = snapshot
-        # Without a transport, the flow shares its configuration's (one connection per login).
-        self._transport = _RecordingTransport(transport or default_transport(config))
+        if transport is None:
+            # Share the configuration's (one connection per login). Imported here: only a
+            # flow without a transport of its own needs requests.
+            from mfa_fsm.core.transport import default_transport  # noqa: PLC0415
+
+            transport = default_transport(config)
+        self._transport = _RecordingTransport(transport)
         self.clock = clock
         self.config = config
         self.client = self.client_type(config, self._transport)

@@ -1,9 +1,11 @@
 """The one seam through which mfa_fsm talks HTTP.
 
-Provider clients build an :class:`HttpRequest` and hand it to a :class:`Transport`; nothing
-else in the package imports ``requests``. Tests may pass any object with a ``send`` method
-(see :class:`mfa_fsm.testing.ScriptedTransport`); production code uses
-:class:`RequestsTransport`.
+Provider clients build an :class:`HttpRequest` and hand it to a :class:`Transport` (both
+defined in :mod:`mfa_fsm.core.http` and re-exported here); nothing else in the package
+imports ``requests``, and nothing imports this module until a flow needs its default
+transport, so a handler that brings its own transport never loads ``requests``. Tests may
+pass any object with a ``send`` method (see :class:`mfa_fsm.testing.ScriptedTransport`);
+production code uses :class:`RequestsTransport`.
 """
 
 from __future__ import annotations
@@ -12,52 +14,25 @@ import http.cookiejar
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
-from typing import Any, Protocol
+from collections.abc import Hashable
 
-import attrs
 import requests
 
 from mfa_fsm.core.errors import TransportError
+from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HttpRequest",
+    "HttpResponse",
+    "RequestsTransport",
+    "Transport",
+    "default_transport",
+]
 
 #: (connect, read) seconds. Connect is short: an IdP that does not accept a connection in
 #: a few seconds is down; the read budget allows for a slow risk engine.
 DEFAULT_TIMEOUT = (3.05, 10.0)
-
-
-@attrs.frozen
-class HttpRequest:
-    """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr."""
-
-    method: str
-    url: str
-    path: str
-    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    json: Any = attrs.field(default=None, repr=False)
-
-
-@attrs.frozen
-class HttpResponse:
-    """One HTTP response. The body and cookies may carry secrets, so neither is in repr."""
-
-    status: int
-    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    body: bytes = attrs.field(default=b"", repr=False)
-    cookies: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-
-    def header(self, name: str) -> str | None:
-        """The value of header ``name``, looked up case-insensitively."""
-        lowered = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == lowered:
-                return value
-        return None
-
-
-class Transport(Protocol):
-    """Sends one request and returns the response, or raises :class:`TransportError`."""
-
-    def send(self, request: HttpRequest) -> HttpResponse: ...
 
 
 class RequestsTransport:

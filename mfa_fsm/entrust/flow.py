@@ -41,9 +41,9 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.http import Transport
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
-from mfa_fsm.core.transport import Transport
 from mfa_fsm.entrust.client import EntrustClient, EntrustConfig, check_authenticator
 from mfa_fsm.entrust.replies import AuthReply
 
