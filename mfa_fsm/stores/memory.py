@@ -67,7 +67,7 @@ class MemoryStore(RecordStore):
                 self._sweep(now)
             return True
 
-    def _fetch(self, key: str) -> tuple[int, str] | None:
+    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
         with self._lock:
             record = self._live(key, self._clock())
             return None if record is None else (record.version, record.payload)
