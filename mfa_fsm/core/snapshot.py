@@ -279,8 +279,9 @@ def _dumps(snapshot: Snapshot) -> str:
 def _loads(text: str | bytes) -> Any:
     try:
         return _JSON_DECODER.decode(text)
-    except msgspec.DecodeError:
-        # Strict JSON failed: what _dumps wrote with the standard library (NaN, Infinity)
+    except (msgspec.DecodeError, UnicodeEncodeError):
+        # Strict JSON failed (or the text holds a lone surrogate, which has no UTF-8 form):
+        # what _dumps wrote with the standard library (NaN, Infinity, the raw character)
         # still reads back; anything else fails here too and is refused by the caller.
         return json.loads(text)
 

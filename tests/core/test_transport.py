@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from mfa_fsm import EntrustConfig, EntrustFlow, HttpRequest, RequestsTransport, TransportError
+from mfa_fsm.core import transport as transport_module
 from mfa_fsm.core.transport import default_transport
 from mfa_fsm.testing import control
 from mfa_fsm.testing.entrust import EntrustEmulator
@@ -138,3 +139,19 @@ def test_connections_are_counted_over_the_control_route(
     RequestsTransport().send(query(entrust_emulator))
     opened = control.get(entrust_emulator.base_url + "/_emulator/connections")["opened"]
     assert opened == entrust_emulator.connections_opened == 2
+
+
+def test_default_transports_are_kept_per_configuration() -> None:
+    """Equal configurations share a transport, others get their own, the least recently
+    used beyond DEFAULT_TRANSPORTS is dropped, and an unhashable one gets a fresh one."""
+    configs = [
+        EntrustConfig(base_url=f"https://idp{n}.invalid", application_id="a")
+        for n in range(transport_module.DEFAULT_TRANSPORTS + 1)
+    ]
+    first = default_transport(configs[0])
+    assert default_transport(configs[1]) is not first
+    for config in configs[1:]:
+        default_transport(config)
+    assert default_transport(configs[0]) is not first  # dropped, then made again
+    unhashable: dict[str, str] = {}
+    assert default_transport(unhashable) is not default_transport(unhashable)  # type: ignore[arg-type]
