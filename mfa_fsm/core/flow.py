@@ -139,8 +139,11 @@ def _declares_no_action(machine: type[StateMachine]) -> bool:
     Every callback python-statemachine would call besides the guards is either declared
     inline (``on=``, ``State(enter=)``, validators: a non-convention spec) or found by its
     naming convention (``on_enter_<state>``, ``before_<event>``, ``prepare_event``, ...) on the
-    machine class; the model the engine binds has no attributes but its state.
+    machine class; the model the engine binds has no attributes but its state. Listeners
+    declared on the class (``listeners = [...]``) may hold any callback: they count as actions.
     """
+    if getattr(machine, "_class_listeners", None):
+        return False
     for specs in machine._all_specs():  # type: ignore[no-untyped-call]  # no stubs
         for spec in specs:
             if spec.group is CallbackGroup.COND:

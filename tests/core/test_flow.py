@@ -193,12 +193,20 @@ def test_provider_machines_are_fully_rememberable() -> None:
 
 
 def test_state_enter_callback_counts_as_an_action() -> None:
-    """An inline ``State(enter=...)`` callback is an action as much as a named one."""
+    """An inline ``State(enter=...)`` callback, or a class-level listener, is an action as
+    much as a named callback."""
 
     class Inline(FlowMachine):
         start = State(initial=True, enter=lambda: None)
         done = State(final=True)
         go = start.to(done, cond=said("go"))
 
+    class Listening(FlowMachine):
+        listeners = (object,)
+        start = State(initial=True)
+        done = State(final=True)
+        go = start.to(done, cond=said("go"))
+
     assert not _declares_no_action(Inline)
+    assert not _declares_no_action(Listening)
     assert _declares_no_action(MarkedMachine)
