@@ -5,7 +5,8 @@ server reports for the flows' rows or keys and their index entries, so they do n
 how full the last page is and are the same at 10 flows as at 100,000:
 
 * SQLite: ``dbstat`` (the table's and its indexes' pages, less their unused bytes);
-* PostgreSQL: ``pgstattuple`` (every heap and index tuple, plus its 4-byte line pointer);
+* PostgreSQL: ``pgstattuple`` (every tuple of the table, its TOAST table and their indexes,
+  plus its 4-byte line pointer);
 * Redis: ``MEMORY USAGE`` of every flow key (key, value and Redis's per-key overhead);
 * memory: what ``tracemalloc`` saw the store allocate (records, payloads, dict slots);
 * sealed: the token's length (what a cookie carries).
@@ -104,11 +105,16 @@ def _sqlite_used(store: SqlStore) -> int:
 def _postgres_used(store: SqlStore) -> int:
     with store.engine.begin() as conn:
         conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        # The table, its TOAST table (where PostgreSQL moves values of large rows), and
+        # every index of either.
         relations = conn.execute(
             sa.text(
-                "SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = CAST(:t AS regclass) "
-                "UNION ALL SELECT i.indexrelid::regclass::text FROM pg_index i "
-                "WHERE i.indrelid = CAST(:t AS regclass)"
+                "WITH t AS (SELECT oid, reltoastrelid FROM pg_class "
+                "WHERE oid = CAST(:t AS regclass)), "
+                "r AS (SELECT oid FROM t UNION ALL SELECT reltoastrelid FROM t "
+                "WHERE reltoastrelid <> 0) "
+                "SELECT oid::regclass::text FROM r UNION ALL "
+                "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN r ON i.indrelid = r.oid"
             ),
             {"t": store.table.name},
         ).scalars()

@@ -530,7 +530,7 @@ def test_sealed_engine_keeps_the_flow_in_the_cookie(
     visitor = Visitor(make_app(sealed).test_client())
     first = visitor.start("cyberark", "alice")
     (cookie,) = set_cookies(first, "mfa_fsm_flow")
-    assert len(cookie) > 1000  # the sealed snapshot itself
+    assert len(cookie) > 600  # the sealed snapshot itself, not just the ids
     assert len(cookie) < 4000  # still fits a browser's cookie
     visitor.step("first-factor", answer="alice-password")
     assert state(visitor.page()) == "AwaitingSecondFactor"
