@@ -36,7 +36,7 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 
-if _typing.TYPE_CHECKING:
+if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
     from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
     from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
