@@ -252,11 +252,13 @@ class FlowView:
 # a checked codec fits in a screen. A stateless handler decodes and encodes a snapshot on
 # every request, so each attrs class gets an encoder and a decoder generated as Python source
 # once (the technique attrs and cattrs use for their own methods): one straight-line function
-# per class, with the type check of every scalar field inlined. cattrs itself was measured and
-# not used: its default hooks coerce (``str(5)`` is accepted as a string), and making every
-# hook strict cost more than the generated code below. The bytes are msgspec's JSON, which
-# measured 4-10x faster than the standard library's and, unlike orjson, keeps integers beyond
-# 64 bits exact; the text it writes is JSON that the standard library reads back unchanged.
+# per class, with the type check of every scalar field inlined. cattrs was considered: its
+# default hooks coerce (``str(5)`` is accepted as a string), so it would need a strict hook
+# for every scalar and its own error paths; the generated code keeps this module's checks
+# and messages as they were. The bytes are msgspec's JSON: on a 2 KB snapshot it measured
+# about 3x faster to read and 10x faster to write than the standard library's, and, unlike
+# orjson, it keeps integers beyond 64 bits exact; the text it writes is JSON that the
+# standard library reads back unchanged.
 
 Codec = Callable[[Any], Any]
 _ENCODERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {}

@@ -5,7 +5,7 @@ plus the few hundred bytes of secrets it must hold (IdP tokens, session ids). De
 (RFC 1951) with a preset dictionary of those common parts stores the repeated text as short
 back-references, so what a stored flow costs is little more than its secrets: an Entrust flow
 waiting for a code, holding two 600-character tokens, packs its 2,000 bytes of JSON into
-about 1,050. Layout::
+about 1,060. Layout::
 
     1 byte    format (1)
     rest      raw deflate of the snapshot's JSON, compressed against DICTIONARY_V1

@@ -29,7 +29,7 @@ token expires at the earlier of ``issued at + max_age`` and ``snapshot.deadline 
 Snapshots are packed before encryption (``mfa_fsm.stores.compact``: deflate against a preset
 dictionary of the snapshots' common text), so that a token costs little more than the
 secrets it carries: an Entrust flow waiting for a code, holding two 600-character IdP tokens,
-seals to about 1,450 characters. Format 1 tokens held zlib-compressed JSON; they still open.
+seals to about 1,470 characters. Format 1 tokens held zlib-compressed JSON; they still open.
 
 Keys and rotation: ``keys`` lists ``(key_id, key)`` pairs, newest first. The first key seals;
 every listed key opens. To rotate, put a new key first and keep the old one listed until the
