@@ -7,15 +7,20 @@ makes the IdP calls, saves the new snapshot and returns the view to render::
     view = engine.start("entrust", verified_user=VerifiedUser("jsmith", checked_by="my app"))
     view = engine.send(view.flow_id, "submit_first_factor", client_ip="203.0.113.9")
 
-The names that need an optional library (``SqlStore``, ``RedisStore``, ``SealedState``,
-``Throttle``) are imported on first use, so ``import mfa_fsm`` needs none of those
-libraries.
+Every name is imported on first use (``from mfa_fsm import EntrustFlow`` loads the core and
+the Entrust flow, nothing else), so ``import mfa_fsm`` needs none of the optional libraries
+(``SqlStore``, ``RedisStore``, ``SealedState``, ``Throttle`` need theirs) and an Entrust-only
+handler never loads CyberArk, the stores or the web parts.
 """
 
 # Private aliases: every public name of this module is in __all__ (a test checks).
 import importlib as _importlib
 import typing as _typing
 
+# Only the errors are imported eagerly (they import nothing). Everything else is loaded on
+# first use, so an Entrust-only handler never imports CyberArk, the stores or their
+# libraries (SQLAlchemy, redis, cryptography): serverless handlers pay every import on each
+# cold start.
 from mfa_fsm.core.errors import (
     EventNotAllowed,
     FlowBusy,
@@ -34,19 +39,19 @@ from mfa_fsm.core.errors import (
     UsageError,
     VerifiedUserRequired,
 )
-from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
-from mfa_fsm.core.identity import VerifiedUser
-from mfa_fsm.core.logref import flow_ref, set_log_key
-from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
-from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
-from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
-from mfa_fsm.engine import Engine, SealedEngine
-from mfa_fsm.entrust import EntrustConfig, EntrustFlow
-from mfa_fsm.stores.base import FlowStore, StoreLedger
-from mfa_fsm.stores.memory import MemoryStore
 
-if _typing.TYPE_CHECKING:
+if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
+    from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
+    from mfa_fsm.core.identity import VerifiedUser
+    from mfa_fsm.core.logref import flow_ref, set_log_key
+    from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
     from mfa_fsm.core.throttle import Throttle
+    from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+    from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
+    from mfa_fsm.engine import Engine, SealedEngine
+    from mfa_fsm.entrust import EntrustConfig, EntrustFlow
+    from mfa_fsm.stores.base import FlowStore, StoreLedger
+    from mfa_fsm.stores.memory import MemoryStore
     from mfa_fsm.stores.redis import RedisStore
     from mfa_fsm.stores.sealed import SealedState
     from mfa_fsm.stores.sql import SqlStore
@@ -98,12 +103,36 @@ __all__ = [
     "set_log_key",
 ]
 
-# Names whose modules import an optional dependency: loaded when first asked for.
+# Public name -> the module that defines it, imported when the name is first asked for.
 _LAZY = {
+    "Challenge": "mfa_fsm.core.snapshot",
+    "Choice": "mfa_fsm.core.snapshot",
+    "CyberArkConfig": "mfa_fsm.cyberark.client",
+    "CyberArkFlow": "mfa_fsm.cyberark.flow",
+    "Engine": "mfa_fsm.engine",
+    "EntrustConfig": "mfa_fsm.entrust.client",
+    "EntrustFlow": "mfa_fsm.entrust.flow",
+    "Flow": "mfa_fsm.core.flow",
+    "FlowMachine": "mfa_fsm.core.flow",
+    "FlowStore": "mfa_fsm.stores.base",
+    "FlowView": "mfa_fsm.core.snapshot",
+    "HttpRequest": "mfa_fsm.core.http",
+    "HttpResponse": "mfa_fsm.core.http",
+    "MemoryStore": "mfa_fsm.stores.memory",
+    "Outcome": "mfa_fsm.core.flow",
     "RedisStore": "mfa_fsm.stores.redis",
+    "RequestsTransport": "mfa_fsm.core.transport",
+    "Result": "mfa_fsm.core.snapshot",
+    "SealedEngine": "mfa_fsm.engine",
     "SealedState": "mfa_fsm.stores.sealed",
+    "Snapshot": "mfa_fsm.core.snapshot",
     "SqlStore": "mfa_fsm.stores.sql",
+    "StoreLedger": "mfa_fsm.stores.base",
     "Throttle": "mfa_fsm.core.throttle",
+    "Transport": "mfa_fsm.core.http",
+    "VerifiedUser": "mfa_fsm.core.identity",
+    "flow_ref": "mfa_fsm.core.logref",
+    "set_log_key": "mfa_fsm.core.logref",
 }
 
 
@@ -111,7 +140,9 @@ def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(_importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # asked once: later lookups are plain attribute reads
+    return value
 
 
 def __dir__() -> list[str]:

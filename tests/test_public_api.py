@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import mfa_fsm
 
 
@@ -50,3 +52,65 @@ def test_error_tree() -> None:
         assert issubclass(branch, mfa_fsm.MfaError)
     assert not issubclass(mfa_fsm.IdpError, mfa_fsm.UsageError)
     assert not issubclass(mfa_fsm.TransportError, mfa_fsm.IdpError)
+
+
+#: What an Entrust-only handler must never load: the other provider, the stores and the web
+#: parts of mfa_fsm, and the libraries only those need.
+NOT_FOR_ENTRUST = (
+    "mfa_fsm.cyberark",
+    "mfa_fsm.stores",
+    "mfa_fsm.engine",
+    "mfa_fsm.web",
+    "mfa_fsm.testing",
+    "sqlalchemy",
+    "redis",
+    "flask",
+    "cryptography",
+    "psycopg",
+    # requests loads with the first flow that has no transport of its own
+    "requests",
+    "mfa_fsm.core.transport",
+)
+
+
+def loaded_after(statement: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``statement``."""
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))\n"
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return set(run.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from mfa_fsm import EntrustConfig, EntrustFlow",
+        "import mfa_fsm.entrust.flow",
+        "import mfa_fsm; mfa_fsm.EntrustFlow.restore",
+        "from mfa_fsm import EntrustFlow, HttpRequest, HttpResponse, Transport",
+    ],
+)
+def test_an_entrust_import_loads_only_what_entrust_uses(statement: str) -> None:
+    """Importing the Entrust flow loads the core and Entrust, nothing of CyberArk, the stores,
+    the web parts or their libraries."""
+    loaded = loaded_after(statement)
+    assert "mfa_fsm.entrust.flow" in loaded
+    assert "statemachine" in loaded
+    unwanted = sorted(
+        name
+        for name in loaded
+        if any(name == top or name.startswith(top + ".") for top in NOT_FOR_ENTRUST)
+    )
+    assert unwanted == []
+
+
+def test_bare_import_loads_no_provider() -> None:
+    """``import mfa_fsm`` alone loads only the error classes; every public name still
+    resolves on first use."""
+    loaded = loaded_after("import mfa_fsm")
+    assert not {name for name in loaded if name.startswith("mfa_fsm.")} - {
+        "mfa_fsm.core",
+        "mfa_fsm.core.errors",
+    }
+    assert "statemachine" not in loaded
+    for name in mfa_fsm.__all__:
+        assert getattr(mfa_fsm, name).__name__ == name

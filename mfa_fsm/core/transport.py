@@ -1,9 +1,11 @@
 """The one seam through which mfa_fsm talks HTTP.
 
-Provider clients build an :class:`HttpRequest` and hand it to a :class:`Transport`; nothing
-else in the package imports ``requests``. Tests may pass any object with a ``send`` method
-(see :class:`mfa_fsm.testing.ScriptedTransport`); production code uses
-:class:`RequestsTransport`.
+Provider clients build an :class:`HttpRequest` and hand it to a :class:`Transport` (both
+defined in :mod:`mfa_fsm.core.http` and re-exported here); nothing else in the package
+imports ``requests``, and nothing imports this module until a flow needs its default
+transport, so a handler that brings its own transport never loads ``requests``. Tests may
+pass any object with a ``send`` method (see :class:`mfa_fsm.testing.ScriptedTransport`);
+production code uses :class:`RequestsTransport`.
 
 Bounded exchanges
 -----------------
@@ -12,7 +14,8 @@ the reply. An IdP (or anything between) that drips a byte a second never trips i
 hold a step, its worker thread and its flow's claim for as long as it likes. So every
 exchange of :class:`RequestsTransport` also has a wall-clock **deadline**: the earlier of
 ``now + deadline`` (per exchange) and the deadline of the step in progress
-(:func:`step_deadline`; ``Flow.send`` and the engines open one per step). A single watchdog
+(:func:`~mfa_fsm.core.deadline.step_deadline`; ``Flow.send`` and the engines open one per
+step). A single watchdog
 thread per process shuts the exchange's socket down (``shutdown(SHUT_RDWR)``, which wakes a
 ``recv`` blocked in another thread, unlike ``close``) when that deadline passes, whatever
 phase the exchange is in: TLS handshake, request, status line and headers (read by
@@ -39,16 +42,37 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
 
-import attrs
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from mfa_fsm.core.deadline import (
+    DEFAULT_STEP_TIMEOUT,
+    current_step_deadline,
+    step_deadline,
+    step_time_left,
+)
 from mfa_fsm.core.errors import IdpReplyError, TransportError, UsageError
+from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
+
+__all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
+    "DEFAULT_STEP_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "DeadlineAdapter",
+    "HttpRequest",
+    "HttpResponse",
+    "RequestsTransport",
+    "Transport",
+    "default_transport",
+    "step_deadline",
+    "step_time_left",
+]
 
 #: (connect, read) seconds. Connect is short: an IdP that does not accept a connection in
 #: a few seconds is down; the read budget allows for a slow risk engine.
@@ -58,84 +82,9 @@ DEFAULT_TIMEOUT = (3.05, 10.0)
 #: whatever the per-socket timeouts: the read timeout plus room for a large reply.
 DEFAULT_DEADLINE = 15.0
 
-#: Wall-clock seconds one step (an event's IdP calls, retries and their waits included) may
-#: take. The engines' claim (``DEFAULT_CLAIM_TTL``, 60 s) outlasts it, so a step that hits
-#: it still saves nothing over a newer step.
-DEFAULT_STEP_TIMEOUT = 30.0
-
 #: Bytes of reply body accepted. The largest documented replies (an Entrust user with every
 #: authenticator, a CyberArk package of many mechanisms) are a few KiB; 1 MiB is generous.
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
-
-#: The deadline (``time.monotonic()`` seconds) of the step in progress in this context.
-_STEP_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "mfa_fsm_step_deadline", default=None
-)
-
-
-@contextlib.contextmanager
-def step_deadline(seconds: float) -> Iterator[float]:
-    """Bound every IdP exchange made inside the ``with`` block to end within ``seconds`` of
-    now (wall clock), in all; yields the deadline (``time.monotonic()`` seconds).
-
-    Nested blocks keep the earliest deadline. :class:`RequestsTransport` refuses to start an
-    exchange past it and cuts one off when it passes (TransportError); ``RetryPolicy`` does
-    not wait past it. ``Flow.send`` opens one of ``Flow.step_timeout`` when none is open,
-    and the engines one of their ``step_timeout`` around every call.
-    """
-    if not seconds > 0:
-        raise UsageError("a step deadline must be a positive number of seconds")
-    deadline = time.monotonic() + seconds
-    outer = _STEP_DEADLINE.get()
-    if outer is not None:
-        deadline = min(deadline, outer)
-    token = _STEP_DEADLINE.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _STEP_DEADLINE.reset(token)
-
-
-def step_time_left() -> float | None:
-    """Seconds left before the deadline of the step in progress (negative once it has
-    passed), or None outside any :func:`step_deadline`."""
-    deadline = _STEP_DEADLINE.get()
-    return None if deadline is None else deadline - time.monotonic()
-
-
-@attrs.frozen
-class HttpRequest:
-    """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr."""
-
-    method: str
-    url: str
-    path: str
-    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    json: Any = attrs.field(default=None, repr=False)
-
-
-@attrs.frozen
-class HttpResponse:
-    """One HTTP response. The body and cookies may carry secrets, so neither is in repr."""
-
-    status: int
-    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    body: bytes = attrs.field(default=b"", repr=False)
-    cookies: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-
-    def header(self, name: str) -> str | None:
-        """The value of header ``name``, looked up case-insensitively."""
-        lowered = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == lowered:
-                return value
-        return None
-
-
-class Transport(Protocol):
-    """Sends one request and returns the response, or raises :class:`TransportError`."""
-
-    def send(self, request: HttpRequest) -> HttpResponse: ...
 
 
 class RequestsTransport:
@@ -198,7 +147,7 @@ class RequestsTransport:
         headers.setdefault("Accept-Encoding", "identity")
         now = time.monotonic()
         ends = now + self.deadline
-        step_ends = _STEP_DEADLINE.get()
+        step_ends = current_step_deadline()
         if step_ends is not None:
             if step_ends <= now:
                 raise TransportError(
@@ -451,3 +400,37 @@ class DeadlineAdapter(HTTPAdapter):
         if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = _POOLS
         return manager
+
+
+#: How many configurations keep a shared default transport; the least recently used beyond
+#: this is dropped (its connections close when its last flow is done with it).
+DEFAULT_TRANSPORTS = 32
+
+_defaults: OrderedDict[Hashable, RequestsTransport] = OrderedDict()
+_defaults_lock = threading.Lock()
+
+
+def default_transport(config: Hashable) -> RequestsTransport:
+    """The :class:`RequestsTransport` shared by every flow of ``config`` given no transport.
+
+    A flow restored without ``transport=`` on every web request would otherwise open a new
+    TCP connection (and, against a real IdP, a new TLS handshake) per step; sharing one
+    session per configuration keeps its connections alive from one step to the next, so a
+    whole login travels over one connection. Safe across threads: the session keeps no
+    cookies (see :class:`RequestsTransport`) and urllib3's connection pool hands each thread
+    a connection of its own. Equal configurations share one transport; an unhashable one
+    gets a transport of its own each time.
+    """
+    try:
+        hash(config)
+    except TypeError:
+        return RequestsTransport()
+    with _defaults_lock:
+        transport = _defaults.get(config)
+        if transport is None:
+            transport = _defaults[config] = RequestsTransport()
+            if len(_defaults) > DEFAULT_TRANSPORTS:
+                _defaults.popitem(last=False)
+        else:
+            _defaults.move_to_end(config)
+        return transport

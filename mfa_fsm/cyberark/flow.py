@@ -90,7 +90,7 @@ from mfa_fsm.core.errors import (
     TransportError,
     UsageError,
 )
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, pure_guard, said, states
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.logref import flow_ref
@@ -158,7 +158,7 @@ def _said_either(*kinds: str) -> Callable[..., bool]:
         return outcome.kind in kinds
 
     guard.__name__ = guard.__qualname__ = " or ".join(kinds)
-    return guard
+    return pure_guard(guard)
 
 
 class CyberArkMachine(FlowMachine):

@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 
 from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.http import HttpRequest, Transport
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
-from mfa_fsm.core.transport import HttpRequest, Transport
 from mfa_fsm.entrust.replies import (
     AuthReply,
     QueryReply,

@@ -44,11 +44,11 @@ from mfa_fsm.core.errors import (
     VerifiedUserRequired,
 )
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.http import Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
-from mfa_fsm.core.transport import Transport
 from mfa_fsm.entrust.client import EntrustClient, EntrustConfig, check_authenticator
 from mfa_fsm.entrust.replies import AuthReply
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import attrs
 
 from mfa_fsm.core.errors import IdpError, IdpReplyError
+from mfa_fsm.core.http import HttpResponse
 from mfa_fsm.core.replies import Fields, json_body, refuse_transient
-from mfa_fsm.core.transport import HttpResponse
 
 
 @attrs.frozen

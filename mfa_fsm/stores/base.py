@@ -41,6 +41,7 @@ replay ledger of sealed client-side state (``mfa_fsm.stores.sealed``).
 from __future__ import annotations
 
 import secrets
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -53,6 +54,7 @@ import structlog
 from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, StoreError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
+from mfa_fsm.stores.compact import pack, unpack
 
 #: Seconds a record outlives its snapshot's deadline, so a finished flow can still be shown.
 DEFAULT_MARGIN = 300.0
@@ -169,12 +171,15 @@ class VersionLedger(Protocol):
 class Record:
     """What a backend keeps per key: the version to compare on, and an opaque payload.
 
-    A new record is never claimed: replacing a record is what ends its claim.
+    The payload of a flow is its snapshot in compact form (``mfa_fsm.stores.compact``:
+    bytes); records written before that form existed hold the snapshot's JSON text, and
+    ledger records an empty string. A new record is never claimed: replacing a record is
+    what ends its claim.
     """
 
     version: int
     expires_at: float
-    payload: str = attrs.field(repr=False)
+    payload: str | bytes = attrs.field(repr=False)
     #: Copied from the snapshot for operators' queries (SQL columns); empty in ledger records.
     provider: str = ""
     state: str = ""
@@ -225,7 +230,7 @@ class RecordStore(ABC):
         found = self._fetch(flow_id)
         if found is None:
             raise FlowNotFound(flow_id)
-        return Snapshot.from_json(found[1])
+        return unpack(found[1])
 
     def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
         """Compare-and-set the stored snapshot; see :meth:`FlowStore.save` for what is refused."""
@@ -264,9 +269,10 @@ class RecordStore(ABC):
         return Record(
             version=snapshot.version,
             expires_at=expires_at(snapshot, self.margin),
-            payload=snapshot.to_json(),
-            provider=snapshot.provider,
-            state=snapshot.state,
+            payload=pack(snapshot),
+            # Interned: a store in memory then holds one copy of each name, not one per flow.
+            provider=sys.intern(snapshot.provider),
+            state=sys.intern(snapshot.state),
         )
 
     def _create_record(self, key: str, record: Record) -> None:
@@ -315,7 +321,7 @@ class RecordStore(ABC):
         """Store ``record`` unless a live record has ``key``; if one has, change nothing: False."""
 
     @abstractmethod
-    def _fetch(self, key: str) -> tuple[int, str] | None:
+    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
         """The live record's ``(version, payload)``, or None if missing or expired."""
 
     @abstractmethod

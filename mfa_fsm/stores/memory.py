@@ -61,7 +61,7 @@ class MemoryStore(RecordStore):
             self._put(key, record)
             return True
 
-    def _fetch(self, key: str) -> tuple[int, str] | None:
+    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
         with self._lock:
             record = self._live(key, self._clock())
             return None if record is None else (record.version, record.payload)

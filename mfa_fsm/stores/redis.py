@@ -1,9 +1,11 @@
 """A flow store in Redis: one key per flow, expiring on its own.
 
-Each flow is one string key, ``prefix + flow_id``, holding ``"<version>\\n<snapshot JSON>"``
+Each flow is one string key, ``prefix + flow_id``, holding ``"<version>\\n<snapshot>"``, the
+snapshot in compact form (``mfa_fsm.stores.compact``: binary; a record written before that
+holds its JSON text, and still loads),
 with a TTL that ends at the snapshot's deadline plus the margin, so Redis itself forgets
 finished and abandoned flows. While a request claims the flow, the first line also names the
-claim: ``"<version> <claimed until, epoch ms> <claim id>\\n<snapshot JSON>"``. Every operation
+claim: ``"<version> <claimed until, epoch ms> <claim id>\\n<snapshot>"``. Every operation
 touches exactly one key, so the store works unchanged on Redis Cluster:
 
 - ``create`` is ``SET key value NX PX ttl``: it writes only if the key is absent.
@@ -36,6 +38,7 @@ import time
 from typing import Any
 
 import redis
+from redis.client import NEVER_DECODE
 
 from mfa_fsm.core.errors import SnapshotError
 from mfa_fsm.core.logref import flow_ref
@@ -113,8 +116,11 @@ class RedisStore(RecordStore):
         return max(1, math.ceil((record.expires_at - self._clock()) * 1000))
 
     @staticmethod
-    def _value(record: Record) -> str:
-        return f"{record.version}\n{record.payload}"
+    def _value(record: Record) -> bytes:
+        payload = record.payload
+        return b"%d\n" % record.version + (
+            payload if isinstance(payload, bytes) else payload.encode()
+        )
 
     def _insert(self, key: str, record: Record) -> bool:
         written = self.client.set(
@@ -122,13 +128,16 @@ class RedisStore(RecordStore):
         )
         return bool(written)
 
-    def _fetch(self, key: str) -> tuple[int, str] | None:
-        raw: Any = self.client.get(self.prefix + key)
+    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
+        # The payload is binary: read it undecoded even from a decode_responses client.
+        # (NEVER_DECODE is how redis-py's own DUMP reads binary; execute_command is untyped.)
+        raw: Any = self.client.execute_command(  # type: ignore[no-untyped-call]
+            "GET", self.prefix + key, **{NEVER_DECODE: []}
+        )
         if raw is None:
             return None
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        head, newline, payload = text.partition("\n")
-        version = head.partition(" ")[0]  # the rest of the line names a claim, if any
+        head, newline, payload = bytes(raw).partition(b"\n")
+        version = head.partition(b" ")[0].decode("ascii", "replace")  # then a claim, if any
         if not newline or not version.isdigit():
             raise SnapshotError(
                 f"a Redis key under prefix {self.prefix!r} (flow ref {flow_ref(key)}) does not "

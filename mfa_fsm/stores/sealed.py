@@ -14,20 +14,22 @@ The token is AES-256-GCM (``cryptography``), so the client can neither read the 
 and session ids in the snapshot nor change a single bit without detection. Its layout, before
 URL-safe base64 without padding::
 
-    1 byte    format version (1)
+    1 byte    format version (2; tokens of format 1 still open)
     1 byte    key id length n (1..64)
     n bytes   key id (ASCII), naming the key that sealed it
     4 bytes   issued at, whole epoch seconds, big-endian
     4 bytes   expires at, whole epoch seconds, big-endian
     12 bytes  random nonce
-    rest      ciphertext of zlib(snapshot JSON), then the 16-byte GCM tag
+    rest      ciphertext of the snapshot in compact form, then the 16-byte GCM tag
 
 The associated data is the header (all bytes before the nonce) followed by the flow id, so the
 header cannot be altered and a token only opens for the flow it was sealed for; the flow id
 itself is not in the token (the caller knows it, e.g. from the URL or the cookie name). A
 token expires at the earlier of ``issued at + max_age`` and ``snapshot.deadline + margin``.
-Snapshots are compressed before encryption so that a typical one fits in a cookie (well
-under 2 KiB).
+Snapshots are packed before encryption (``mfa_fsm.stores.compact``: deflate against a preset
+dictionary of the snapshots' common text), so that a token costs little more than the
+secrets it carries: an Entrust flow waiting for a code, holding two 600-character IdP tokens,
+seals to about 1,470 characters. Format 1 tokens held zlib-compressed JSON; they still open.
 
 Keys and rotation: ``keys`` lists ``(key_id, key)`` pairs, newest first. The first key seals;
 every listed key opens. To rotate, put a new key first and keep the old one listed until the
@@ -72,9 +74,12 @@ from mfa_fsm.core.errors import SealedStateError, UsageError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, VersionLedger, check_advances, expires_at
+from mfa_fsm.stores.compact import pack, unpack
 
-#: The first byte of every token; ``open`` refuses any other.
-FORMAT_VERSION = 1
+#: The first byte of every token sealed now; ``open`` also reads :data:`FORMATS_READ`.
+FORMAT_VERSION = 2
+#: Format 1 held zlib-compressed JSON; format 2 the compact form of ``mfa_fsm.stores.compact``.
+FORMATS_READ = frozenset({1, 2})
 
 #: How long a token is accepted after it was sealed, whatever the snapshot's deadline.
 DEFAULT_MAX_AGE = 3600.0
@@ -168,7 +173,7 @@ class SealedState:
             + _TIMES.pack(int(now), _clamp_u32(expiry))
         )
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        plain = zlib.compress(snapshot.to_json().encode("utf-8"), 9)
+        plain = pack(snapshot)
         sealed = self._keys[self._sealing_id].encrypt(nonce, plain, header + _aad(snapshot.flow_id))
         return base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
 
@@ -186,9 +191,10 @@ class SealedState:
         if len(data) < _PREFIX.size:
             raise _truncated()
         fmt, id_length = _PREFIX.unpack_from(data)
-        if fmt != FORMAT_VERSION:
+        if fmt not in FORMATS_READ:
             raise SealedStateError(
-                f"sealed state has format version {fmt}, this mfa_fsm reads {FORMAT_VERSION}; "
+                f"sealed state has format version {fmt}, this mfa_fsm reads "
+                f"{sorted(FORMATS_READ)}; "
                 "start the flow again"
             )
         header_length = _PREFIX.size + id_length + _TIMES.size
@@ -221,7 +227,7 @@ class SealedState:
             raise SealedStateError(
                 f"sealed state for flow ref {flow_ref(flow_id)} has expired; start the flow again"
             )
-        snapshot = Snapshot.from_json(_inflate(plain))
+        snapshot = Snapshot.from_json(_inflate(plain)) if fmt == 1 else unpack(plain)
         if snapshot.flow_id != flow_id:  # pragma: no cover - the flow id is authenticated above
             raise SealedStateError(f"sealed state does not hold flow ref {flow_ref(flow_id)}")
         if self.ledger is not None:

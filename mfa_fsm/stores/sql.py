@@ -7,9 +7,10 @@ One table, one row per flow::
     provider       copied from the snapshot, for operators' queries
     state          copied from the snapshot, for operators' queries
     expires_at     epoch seconds (deadline + margin); a row past it is invisible
-    payload        the snapshot's JSON
+    payload        the snapshot's JSON in rows written before ``packed``; now always ''
     claim          the id of the request claiming the flow, or NULL
     claimed_until  epoch seconds when that claim ends, or NULL
+    packed         the snapshot in compact form (``mfa_fsm.stores.compact``), or NULL
 
 Compare-and-set is one statement, ``UPDATE ... WHERE flow_id = :id AND version = :expected``,
 and succeeds iff it changed a row; it also sets ``claim`` and ``claimed_until`` to NULL, which
@@ -30,8 +31,16 @@ The time used for expiry and claims is the store's ``clock`` (this process's), n
 database's, so that every backend expires records the same way and tests can move time; the
 servers' clocks must agree to well within a claim's ttl (NTP does).
 
-A table made by an mfa_fsm from before claims gains the two claim columns on first use
-(``ALTER TABLE ... ADD COLUMN``, both nullable, so existing rows stay valid and unclaimed).
+A table made by an mfa_fsm from before claims gains the two claim columns on first use, and
+one from before compact storage the ``packed`` column (``ALTER TABLE ... ADD COLUMN``, all
+nullable, so existing rows stay valid, unclaimed, and readable from ``payload``).
+
+SQLite files are opened in WAL mode with ``synchronous=NORMAL`` (when the store makes the
+engine from a URL): readers no longer wait for writers, and a write waits for the disk only
+at checkpoints. The price: a committed write can be lost if the machine (not the process)
+loses power before the next checkpoint; the database itself stays consistent. For a store of
+in-flight logins, which last minutes, that is the right trade; pass your own ``Engine`` to
+choose otherwise.
 
 Requires the ``sql`` extra (``pip install 'mfa_fsm[sql]'``: SQLAlchemy 2 and psycopg 3);
 PostgreSQL URLs look like ``postgresql+psycopg://user:password@host/dbname``.
@@ -39,16 +48,18 @@ PostgreSQL URLs look like ``postgresql+psycopg://user:password@host/dbname``.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
-#: Columns that tables made before claims existed lack; ``create_schema`` adds them.
-_CLAIM_COLUMNS = ("claim", "claimed_until")
+#: Columns that tables made by an older mfa_fsm lack; ``create_schema`` adds them.
+_ADDED_COLUMNS = ("claim", "claimed_until", "packed")
 
 
 class SqlStore(RecordStore):
@@ -71,6 +82,8 @@ class SqlStore(RecordStore):
         super().__init__(margin=margin, clock=clock)
         self._owns_engine = not isinstance(url, sa.Engine)
         self.engine = sa.create_engine(url) if isinstance(url, str) else url
+        if self._owns_engine and _is_sqlite_file(self.engine):
+            sa.event.listen(self.engine, "connect", _wal_mode)
         self.table = sa.Table(
             table,
             sa.MetaData(),
@@ -82,6 +95,7 @@ class SqlStore(RecordStore):
             sa.Column("payload", sa.Text, nullable=False),
             sa.Column("claim", sa.String(32), nullable=True),
             sa.Column("claimed_until", sa.Float, nullable=True),
+            sa.Column("packed", sa.LargeBinary, nullable=True),
         )
         # Every operation but create is one statement, atomic on its own, so it runs in
         # autocommit mode: that spares a BEGIN and a COMMIT round trip each on PostgreSQL.
@@ -107,7 +121,7 @@ class SqlStore(RecordStore):
                 # CREATE (PostgreSQL then reports a duplicate); only that case is fine.
                 if not sa.inspect(self.engine).has_table(self.table.name):
                     raise
-            for name in _CLAIM_COLUMNS:
+            for name in _ADDED_COLUMNS:
                 self._add_column(name)
             self._schema_ready = True
 
@@ -148,15 +162,17 @@ class SqlStore(RecordStore):
             return conn.execute(statement).rowcount
 
     def _values(self, key: str, record: Record) -> dict[str, object]:
+        packed = isinstance(record.payload, bytes)
         return {
             "flow_id": key,
             "version": record.version,
             "provider": record.provider,
             "state": record.state,
             "expires_at": record.expires_at,
-            "payload": record.payload,
+            "payload": "" if packed else record.payload,
             "claim": None,
             "claimed_until": None,
+            "packed": record.payload if packed else None,
         }
 
     def _insert(self, key: str, record: Record) -> bool:
@@ -174,15 +190,17 @@ class SqlStore(RecordStore):
             return False
         return True
 
-    def _fetch(self, key: str) -> tuple[int, str] | None:
+    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
         self.create_schema()
         t = self.table
-        query = sa.select(t.c.version, t.c.payload).where(
+        query = sa.select(t.c.version, t.c.payload, t.c.packed).where(
             t.c.flow_id == key, t.c.expires_at > self._clock()
         )
         with self._autocommit.connect() as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else (row.version, row.payload)
+        if row is None:
+            return None
+        return row.version, row.payload if row.packed is None else bytes(row.packed)
 
     def _swap(self, key: str, expected_version: int, record: Record) -> bool:
         t = self.table
@@ -223,3 +241,24 @@ class SqlStore(RecordStore):
             .where(t.c.flow_id == key, t.c.claim == claim)
             .values(claim=None, claimed_until=None)
         )
+
+
+def _is_sqlite_file(engine: sa.Engine) -> bool:
+    url = engine.url
+    database = url.database or ""
+    memory = database in ("", ":memory:") or "mode=memory" in str(url.query.get("mode", ""))
+    return engine.dialect.name == "sqlite" and not memory
+
+
+def _wal_mode(dbapi_connection: Any, connection_record: Any) -> None:
+    """WAL journal and synchronous=NORMAL on every new SQLite connection (see the module
+    docs for what this trades). journal_mode persists in the file; synchronous does not."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:
+        # A read-only file keeps its journal mode; its writes fail with their own error.
+        pass
+    finally:
+        cursor.close()

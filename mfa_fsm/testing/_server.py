@@ -23,6 +23,7 @@ This module holds everything that is not provider-specific:
       GET    /_emulator/faults
       GET    /_emulator/calls
       DELETE /_emulator/calls
+      GET    /_emulator/connections   {"opened": 3}: TCP connections accepted so far
 
 Control requests are neither logged nor subject to faults: they are the test
 harness talking, not the client under test.
@@ -330,6 +331,8 @@ class _HTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.conn_lock = threading.Lock()
         self.connections: dict[socket.socket, threading.Thread] = {}
+        #: TCP connections accepted since start (control-route connections included)
+        self.connections_opened = 0
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -354,6 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.stopping.is_set():
                 self.close_connection = True
             self.server.connections[self.connection] = threading.current_thread()
+            self.server.connections_opened += 1
 
     def finish(self) -> None:
         with self.server.conn_lock:
@@ -557,6 +561,16 @@ class EmulatorServer(ABC):
             raise RuntimeError("emulator not started")
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def connections_opened(self) -> int:
+        """How many TCP connections clients have opened to this server since it started,
+        control-route connections included (also ``GET /_emulator/connections``)."""
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError("emulator not started")
+        with httpd.conn_lock:
+            return httpd.connections_opened
+
     # -- call log ----------------------------------------------------------
 
     def calls_to(self, path_fragment: str) -> list[CallRecord]:
@@ -719,6 +733,8 @@ class EmulatorServer(ABC):
             if route == "calls" and method == "GET":
                 with self.lock:
                     return EmulatorReply.json([c.to_dict() for c in self.calls])
+            if route == "connections" and method == "GET":
+                return EmulatorReply.json({"opened": self.connections_opened})
             if route == "calls" and method == "DELETE":
                 self.clear_calls()
                 return EmulatorReply(204)

@@ -152,3 +152,22 @@ def test_any_snapshot_round_trips(
         failure_detail=detail,
     )
     assert Snapshot.from_json(snapshot.to_json()) == snapshot
+
+
+def test_non_finite_numbers_and_lone_surrogates_round_trip() -> None:
+    """Values the fast JSON writer cannot write exactly (NaN, infinities, a lone surrogate)
+    are written by the standard library as before, and read back unchanged."""
+    snapshot = make(deadline=float("inf"), failure_detail="half \ud800 a pair")
+    text = snapshot.to_json()
+    assert '"deadline":Infinity' in text
+    again = Snapshot.from_json(text)
+    assert again.deadline == float("inf")
+    assert again.failure_detail == "half \ud800 a pair"
+    nan = Snapshot.from_json(make(created_at=float("nan")).to_json())
+    assert nan.created_at != nan.created_at
+
+
+def test_big_integers_stay_exact() -> None:
+    """Integers beyond 64 bits survive the round trip as integers (no float rounding)."""
+    snapshot = make(context=ToyContext(counts={"n": 2**70 + 1}))
+    assert Snapshot.from_json(snapshot.to_json()).context.counts["n"] == 2**70 + 1

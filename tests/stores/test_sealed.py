@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 from collections.abc import Callable
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mfa_fsm.core.errors import (
     FlowBusy,
@@ -96,8 +99,8 @@ def test_garbage_is_refused(sealed: SealedState, token: str) -> None:
 def test_unknown_format_version_is_refused(sealed: SealedState, snapshot: Snapshot) -> None:
     """A token of another format version is refused, saying so."""
     data = bytearray(_bytes(sealed.seal(snapshot)))
-    data[0] = 2
-    with pytest.raises(SealedStateError, match="format version 2"):
+    data[0] = 3
+    with pytest.raises(SealedStateError, match="format version 3"):
         sealed.open(_token(bytes(data)), flow_id=snapshot.flow_id)
 
 
@@ -299,3 +302,17 @@ def test_opening_does_not_change_the_ledger(clock: FakeClock) -> None:
     assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
     assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
     assert ledger.current(snapshot.flow_id) == 4
+
+
+def test_a_format_1_token_still_opens(sealed: SealedState, snapshot: Snapshot) -> None:
+    """A token sealed before compact storage (format 1: AES-GCM over zlib of the snapshot's
+    JSON, built here byte by byte from its documented layout) opens to the same snapshot."""
+    key_id = b"k1"
+    issued = int(snapshot.created_at)
+    header = bytes([1, len(key_id)]) + key_id + struct.pack(">II", issued, issued + 120)
+    nonce = bytes(12)
+    plain = zlib.compress(snapshot.to_json().encode(), 9)
+    sealed_bytes = AESGCM(OLD_KEY).encrypt(nonce, plain, header + snapshot.flow_id.encode())
+    old_token = _token(header + nonce + sealed_bytes)
+    assert sealed.open(old_token, flow_id=snapshot.flow_id) == snapshot
+    assert _bytes(sealed.seal(snapshot))[0] == 2  # new tokens are format 2

@@ -542,3 +542,20 @@ def test_memory_store_needs_no_optional_dependency() -> None:
         "MemoryStore()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sqlite_files_run_in_wal_mode(tmp_path: Any) -> None:
+    """A store that opens an SQLite file sets WAL and synchronous=NORMAL on its connections;
+    an engine the application passes in is left as the application made it."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'wal.db'}")
+    store.create(make_snapshot())
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+    store.close()
+    own = sa.create_engine(f"sqlite:///{tmp_path / 'own.db'}")
+    theirs = SqlStore(own)
+    theirs.create(make_snapshot())
+    with own.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "delete"
+    own.dispose()
