@@ -11,6 +11,7 @@ import pytest
 
 from mfa_fsm import EntrustConfig, EntrustFlow, HttpRequest, RequestsTransport, TransportError
 from mfa_fsm.core import transport as transport_module
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.transport import default_transport
 from mfa_fsm.testing import control
 from mfa_fsm.testing.entrust import EntrustEmulator
@@ -83,7 +84,7 @@ def test_secrets_stay_out_of_reprs() -> None:
 
 def readme_login(config: EntrustConfig, emulator: EntrustEmulator, factor: str = "OTP") -> str:
     """The README's first example: every step restored from JSON, no transport= anywhere."""
-    flow = EntrustFlow.start(config=config, user_id="jsmith")
+    flow = EntrustFlow.start(config=config, verified_user=VerifiedUser("jsmith"))
     flow = EntrustFlow.restore(flow.snapshot().to_json(), config=config)
     flow.send("submit_first_factor")
     flow = EntrustFlow.restore(flow.snapshot().to_json(), config=config)

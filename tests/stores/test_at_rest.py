@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from mfa_fsm import (
 )
 from mfa_fsm.cli import main
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.stores import compact
 from mfa_fsm.stores.base import RecordStore
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
@@ -56,17 +58,29 @@ def fresh_store(kit: StoreKit, **options: Any) -> RecordStore:
     return kit.make(**options)
 
 
+def readable(value: object) -> str:
+    """A stored value as text: packed snapshots (mfa_fsm.stores.compact) inflated with zlib
+    directly, so what is checked is the bytes at rest, not what a store's reader returns."""
+    if isinstance(value, bytes | memoryview) and bytes(value[:1]) == b"\x01":
+        inflater = zlib.decompressobj(-14, zdict=compact.DICTIONARY_V1)
+        return inflater.decompress(bytes(value)[1:]).decode()
+    return repr(value)
+
+
 def raw_records(store: RecordStore) -> list[str]:
-    """Every record the backend holds, live or expired, as raw text."""
+    """Every record the backend holds, live or expired, as text (packed values inflated)."""
     if isinstance(store, MemoryStore):
-        return [f"{key} {record.payload}" for key, record in store._records.items()]
+        return [f"{key} {readable(record.payload)}" for key, record in store._records.items()]
     if isinstance(store, SqlStore):
         store.create_schema()
         with store.engine.connect() as conn:
-            return [repr(tuple(row)) for row in conn.execute(sa.select(store.table))]
+            rows = conn.execute(sa.select(store.table))
+            return [" ".join(readable(value) for value in row) for row in rows]
     assert isinstance(store, RedisStore)
     keys = store.client.keys(store.prefix + "*")
-    return [f"{key!r} {store.client.get(key)!r}" for key in keys]
+    # Each value is "<version>[ <claim>]\n<packed snapshot>" (mfa_fsm.stores.redis).
+    values = (bytes(store.client.get(key)).partition(b"\n") for key in keys)
+    return [f"{head!r} {readable(payload)}" for head, _, payload in values]
 
 
 def complete_login(engine: Engine, emulator: EntrustEmulator) -> str:

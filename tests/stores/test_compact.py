@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from mfa_fsm.core.errors import SnapshotError
-from mfa_fsm.core.snapshot import Snapshot
+from mfa_fsm.core.snapshot import SCHEMA_VERSION, Snapshot
 from mfa_fsm.stores.base import Record, RecordStore
 from mfa_fsm.stores.compact import DICTIONARY_V1, pack, unpack
 from mfa_fsm.stores.redis import RedisStore
@@ -145,12 +145,12 @@ def test_old_uncompressed_records_still_load(kit: StoreKit) -> None:
 
 def test_the_stored_snapshot_format_of_release_1_loads() -> None:
     """Snapshot JSON written by mfa_fsm 0.1 (stored-format fixture, standard-library JSON
-    writer) still loads, and this release writes the same document."""
+    writer) still loads, and this release writes the same document at its own schema."""
     text = (FIXTURES / "entrust_snapshot_0_1.json").read_text()
     snapshot = Snapshot.from_json(text)
     assert snapshot.state == "SecondFactorSelected"
     assert snapshot.context.token.startswith("tok-2-")
     assert snapshot.context.first_factor_token.startswith("tok-1-")
     assert snapshot.result is None
-    assert json.loads(snapshot.to_json()) == json.loads(text)
+    assert json.loads(snapshot.to_json()) == {**json.loads(text), "schema": SCHEMA_VERSION}
     assert unpack(text.encode()) == snapshot  # as an old store record, too
