@@ -25,13 +25,18 @@ DEFAULT_TIMEOUT = (3.05, 10.0)
 
 @attrs.frozen
 class HttpRequest:
-    """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr."""
+    """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr.
+
+    ``content``, when set, is the exact body to send (a signed body, as Duo's); ``json`` then
+    holds the same data for inspection, and the ``Content-Type`` header says what it is.
+    """
 
     method: str
     url: str
     path: str
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     json: Any = attrs.field(default=None, repr=False)
+    content: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -92,7 +97,9 @@ class RequestsTransport:
         """Send ``request``; network failures become :class:`TransportError`."""
         body = None if request.json is None else json.dumps(request.json).encode()
         headers = dict(request.headers)
-        if body is not None:
+        if request.content is not None:
+            body = request.content
+        elif body is not None:
             headers.setdefault("Content-Type", "application/json")
         try:
             reply = self.session.request(
