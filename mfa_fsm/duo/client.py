@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 import attrs
 
 from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.replies import Fields
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
 from mfa_fsm.core.transport import HttpRequest, Transport
@@ -70,6 +71,7 @@ __all__ = [
     "DuoConfig",
     "auth_request",
     "auth_status_request",
+    "check_ipaddr",
     "check_request",
     "preauth_request",
 ]
@@ -79,6 +81,9 @@ CHECK_PATH = "/auth/v2/check"
 PREAUTH_PATH = "/auth/v2/preauth"
 AUTH_PATH = "/auth/v2/auth"
 AUTH_STATUS_PATH = "/auth/v2/auth_status"
+
+#: The shortest interval a poll schedule takes; tests configure 0 to poll at once.
+MIN_INTERVAL = 0.001
 
 Factor = Literal["auto", "push", "phone", "sms", "passcode"]
 #: The ``factor`` values ``/auth`` documents.
@@ -104,11 +109,28 @@ class DuoConfig:
     emulator's loopback URL in tests) while the signed host stays ``api_hostname``.
     ``retry`` applies to the calls that are safe to repeat (``/check``, ``/preauth``,
     ``/auth_status``), never to ``/auth``, which may send a push, a call or an SMS.
+
+    For the flow (seconds): ``poll_interval`` between ``/auth_status`` polls (Duo's is a long
+    poll, so a short interval costs little); ``push_lifetime`` caps a push or call (Duo times
+    one out after about a minute and says so; this is the flow's own hard limit, kept a
+    little longer); ``flow_lifetime`` caps the whole login; ``max_poll_backoff`` caps the wait
+    after failed polls.
     """
 
     credentials: DuoCredentials
     base_url: str | None = attrs.field(default=None, converter=_strip_slash)
     retry: RetryPolicy = DEFAULT_RETRY
+    poll_interval: float = 2.0
+    push_lifetime: float = 90.0
+    flow_lifetime: float = 600.0
+    max_poll_backoff: float = 60.0
+
+    @property
+    def poll_schedule(self) -> PollSchedule:
+        """The poll schedule these settings describe (an interval of 0 polls at once)."""
+        return PollSchedule(
+            interval=max(self.poll_interval, MIN_INTERVAL), max_backoff=self.max_poll_backoff
+        )
 
     @property
     def url(self) -> str:
@@ -150,13 +172,22 @@ def _username(username: str) -> str:
     return username
 
 
-def _ipaddr(ipaddr: str | None) -> dict[str, str]:
+def check_ipaddr(ipaddr: str | None) -> str | None:
+    """The end user's IP address in its normal form, ``None`` if not given.
+
+    Raises :class:`InvalidInput` (field ``client_ip``) for anything but an IPv4 or IPv6 address.
+    """
     if ipaddr is None:
-        return {}
+        return None
     try:
-        return {"ipaddr": str(ipaddress.ip_address(ipaddr))}
+        return str(ipaddress.ip_address(ipaddr))
     except ValueError:
         raise InvalidInput("client_ip", "must be the end user's IPv4 or IPv6 address") from None
+
+
+def _ipaddr(ipaddr: str | None) -> dict[str, str]:
+    checked = check_ipaddr(ipaddr)
+    return {} if checked is None else {"ipaddr": checked}
 
 
 def check_request(config: DuoConfig, *, now: float) -> HttpRequest:
