@@ -34,6 +34,7 @@ from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
 from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
+from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.engine import Engine, SealedEngine
 from mfa_fsm.entrust import EntrustConfig, EntrustFlow
 from mfa_fsm.stores.base import FlowStore, StoreLedger
@@ -49,6 +50,9 @@ __all__ = [
     "Choice",
     "CyberArkConfig",
     "CyberArkFlow",
+    "DuoConfig",
+    "DuoCredentials",
+    "DuoFlow",
     "Engine",
     "EntrustConfig",
     "EntrustFlow",

@@ -75,27 +75,23 @@ class DuoMachine(FlowMachine):
     submit_first_factor = (
         AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("second_factor_required"))
         | AwaitingFirstFactor.to(Completed, cond=said("completed"))
-        | AwaitingFirstFactor.to(Failed, cond=said("rejected"))
+        | AwaitingFirstFactor.to(Failed, cond=said("failed"))
     )
     select_second_factor = (
         AwaitingSecondFactor.to(SecondFactorSelected, cond=said("challenge_issued"))
         | AwaitingSecondFactor.to(OobPending, cond=said("oob_started"))
         | AwaitingSecondFactor.to(Completed, cond=said("completed"))
-        | AwaitingSecondFactor.to(Failed, cond=said("locked"))
-        | AwaitingSecondFactor.to(Failed, cond=said("denied"))
+        | AwaitingSecondFactor.to(Failed, cond=said("failed"))
     )
     submit_response = (
         SecondFactorSelected.to(Completed, cond=said("completed"))
         | SecondFactorSelected.to(SecondFactorSelected, cond=said("rejected"))
-        | SecondFactorSelected.to(Failed, cond=said("locked"))
-        | SecondFactorSelected.to(Failed, cond=said("denied"))
+        | SecondFactorSelected.to(Failed, cond=said("failed"))
     )
     poll = (
         OobPending.to(OobPending, cond=said("pending"))
         | OobPending.to(Completed, cond=said("completed"))
-        | OobPending.to(Failed, cond=said("denied"))
-        | OobPending.to(Failed, cond=said("expired"))
-        | OobPending.to(Failed, cond=said("locked"))
+        | OobPending.to(Failed, cond=said("failed"))
     )
     cancel = Failed.from_(
         AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
@@ -360,9 +356,13 @@ def _completed(snapshot: Snapshot, trusted_device_token: str | None) -> Outcome:
 
 
 def _ended(reason: str, detail: str) -> Outcome:
-    """``Failed`` for ``reason`` (the outcome's kind names the reason too)."""
+    """``Failed`` with ``reason`` (one of the snapshot's failure reasons) and ``detail``.
+
+    Every failing answer is the one outcome ``failed``: the table has one edge to ``Failed``
+    per event, and the reason travels in the snapshot, as in the CyberArk flow.
+    """
     return Outcome(
-        reason,
+        "failed",
         {"failure": reason, "failure_detail": detail, "next_poll_at": None, "challenge": None},
     )
 
