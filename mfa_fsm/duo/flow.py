@@ -37,6 +37,7 @@ from __future__ import annotations
 import time
 import uuid
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import attrs
 import structlog
@@ -211,7 +212,7 @@ class DuoFlow(Flow):
             if reply.result == "allow":
                 return _completed(snapshot, reply.trusted_device_token)
             if reply.status != "sent":
-                return _refused(reply.status, reply.status_msg)
+                return _refused(reply.status, reply.status_msg, ctx)
             challenge = Challenge(
                 factor=factor,
                 kind=choice.kind,
@@ -249,7 +250,7 @@ class DuoFlow(Flow):
             if challenge is not None:
                 challenge = attrs.evolve(challenge, rejected=True)
             return Outcome("rejected", {"challenge": challenge})
-        return _refused(reply.status, reply.status_msg)
+        return _refused(reply.status, reply.status_msg, ctx)
 
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
         ctx: DuoContext = snapshot.context
@@ -264,7 +265,7 @@ class DuoFlow(Flow):
             reply = self.client.auth_status(ctx.txid)
         except IdpError as exc:
             if exc.status == 400 and exc.error_code == str(INVALID_PARAMETERS_CODE):
-                return _ended("expired", "Duo no longer knows this request; start again")
+                return _ended("expired", "Duo no longer knows this request; start again", ctx)
             if exc.transient:
                 exc.retry_after = schedule.retry_after(outage=outage, retry_after=exc.retry_after)
             raise
@@ -285,7 +286,7 @@ class DuoFlow(Flow):
                     "context": attrs.evolve(ctx, polls=ctx.polls + 1),
                 },
             )
-        return _refused(reply.status, reply.status_msg)
+        return _refused(reply.status, reply.status_msg, ctx)
 
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
         # The Auth API has no call that withdraws a push: it times out on the device.
@@ -355,45 +356,51 @@ def _completed(snapshot: Snapshot, trusted_device_token: str | None) -> Outcome:
     )
 
 
-def _ended(reason: str, detail: str) -> Outcome:
+def _ended(reason: str, detail: str, ctx: DuoContext | None = None) -> Outcome:
     """``Failed`` with ``reason`` (one of the snapshot's failure reasons) and ``detail``.
 
     Every failing answer is the one outcome ``failed``: the table has one edge to ``Failed``
     per event, and the reason travels in the snapshot, as in the CyberArk flow.
     """
-    return Outcome(
-        "failed",
-        {"failure": reason, "failure_detail": detail, "next_poll_at": None, "challenge": None},
-    )
+    changes: dict[str, object] = {
+        "failure": reason,
+        "failure_detail": detail,
+        "next_poll_at": None,
+        "challenge": None,
+    }
+    if ctx is not None:
+        changes["context"] = _forget(ctx)
+    return Outcome("failed", changes)
 
 
 def _rejected(detail: str) -> Outcome:
     return _ended("rejected", detail)
 
 
-def _refused(status: str | None, status_msg: str | None) -> Outcome:
-    """What a ``deny`` means, by Duo's ``status``."""
+def _refused(status: str | None, status_msg: str | None, ctx: DuoContext) -> Outcome:
+    """What a ``deny`` means, by Duo's ``status``; the ended flow keeps no txid."""
     if status == "locked_out":
-        return _ended("locked", "Duo locked the user out after too many failed attempts")
+        return _ended("locked", "Duo locked the user out after too many failed attempts", ctx)
     if status == "timeout":
-        return _ended("expired", "nobody answered on the device in time")
+        return _ended("expired", "nobody answered on the device in time", ctx)
     if status == "fraud":
-        return _ended("denied", "the request was reported as fraudulent on the device")
+        return _ended("denied", "the request was reported as fraudulent on the device", ctx)
     if status == "deny":
-        return _ended("denied", "the request was declined on the device")
-    return _ended("denied", f"Duo denied the login: {_said(status_msg)}")
+        return _ended("denied", "the request was declined on the device", ctx)
+    return _ended("denied", f"Duo denied the login: {_said(status_msg)}", ctx)
 
 
 def _enroll(reply: PreauthReply) -> Outcome:
+    url = reply.enroll_portal_url
+    # The link ends up in a page's href: only an https URL to a host is passed on.
+    parts = urlsplit(url) if url else None
+    if parts is None or parts.scheme != "https" or not parts.netloc:
+        return _rejected("the user has not enrolled a device with Duo; ask the administrator")
     outcome = _rejected(
         "the user has not enrolled a device with Duo: follow the enrolment link, then log in again"
     )
     link = Choice(
-        id="enroll",
-        kind="enroll",
-        label="Enrol a device with Duo",
-        supported=False,
-        detail=reply.enroll_portal_url,
+        id="enroll", kind="enroll", label="Enrol a device with Duo", supported=False, detail=url
     )
     return Outcome(outcome.kind, {**outcome.changes, "choices": (link,)})
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mfa_fsm.core.errors import EventNotAllowed, IdpError, InvalidInput
+from mfa_fsm.core.errors import EventNotAllowed, IdpError, InvalidInput, TransportError
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
@@ -394,3 +394,26 @@ def test_secret_key_is_never_in_a_snapshot_or_repr(login: Login, duo_emulator: D
     txid = flow.snapshot().context.txid
     assert txid
     assert txid not in repr(flow.snapshot().context)
+
+
+def test_dropped_poll_backs_off_and_changes_nothing(
+    login: Login, duo_emulator: DuoEmulator, clock: Clock
+) -> None:
+    """A dropped connection on a poll is a TransportError with a back-off; nothing changes."""
+    client = login(poll_interval=1.0, retry=RetryPolicy(attempts=1))
+    start_push(client)
+    clock.now += 1
+    before = client.saved
+    duo_emulator.faults.inject("drop", path="/auth_status")
+    with pytest.raises(TransportError) as caught:
+        client.send("poll")
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after >= 1.0
+    assert client.saved == before
+
+
+def test_malformed_flow_id_is_refused_at_start(duo_emulator: DuoEmulator) -> None:
+    """A flow id that is not an identifier is InvalidInput."""
+    with pytest.raises(InvalidInput) as caught:
+        DuoFlow.start(config=config_for(duo_emulator), user_id="jsmith", flow_id="a b")
+    assert caught.value.field == "flow_id"

@@ -142,8 +142,13 @@ def test_unknown_integration_key_is_401_40102(emu: DuoEmulator, clock: Clock) ->
 def test_missing_credentials_is_401_40101(emu: DuoEmulator) -> None:
     """No Authorization or Date header, or not HTTP Basic, gets 40101."""
     fail(requests.get(emu.base_url + "/auth/v2/check", timeout=5), 401, 40101)
-    headers = {"Date": http_date(emu.clock()), "Authorization": "Bearer abc"}
-    fail(requests.get(emu.base_url + "/auth/v2/check", headers=headers, timeout=5), 401, 40101)
+    for authorization in ("Bearer abc", "Basic %%%", "Basic w6k=", "Basic ZGk="):
+        headers = {"Date": http_date(emu.clock()), "Authorization": authorization}
+        reply = requests.get(emu.base_url + "/auth/v2/check", headers=headers, timeout=5)
+        fail(reply, 401, 40101)
+    headers = {"Date": http_date(emu.clock()), "Authorization": "Basic \u00e9t\u00e9".encode()}
+    reply = requests.get(emu.base_url + "/auth/v2/check", headers=headers, timeout=5)
+    fail(reply, 401, 40101)
 
 
 def test_stale_date_is_refused(emu: DuoEmulator, duo: DuoClient, clock: Clock) -> None:
@@ -461,3 +466,95 @@ def test_basic_header_carries_ikey_not_secret(emu: DuoEmulator, duo: DuoClient) 
     assert user == emu.credentials.integration_key
     assert len(sig) == 128  # hex HMAC-SHA512
     assert emu.credentials.secret_key not in json.dumps(call.to_dict())
+
+
+# -- configuration and odd requests ------------------------------------------------------------
+
+
+def test_added_user_gets_a_phone_with_every_capability(
+    emu: DuoEmulator, duo: DuoClient, clock: Clock
+) -> None:
+    """``add_user`` with no devices gives one phone that does push, call, SMS and passcodes."""
+    emu.add_user("amy")
+    (device,) = duo.preauth("amy", ipaddr=IP).devices
+    assert device.capabilities == ("auto", "push", "sms", "phone", "mobile_otp")
+    assert device.device.startswith("D")
+    assert len(device.device) == 20
+    with pytest.raises(ValueError, match="preauth"):
+        emu.add_user("bad", preauth="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="answer"):
+        emu.answer("amy", "shrug")  # type: ignore[arg-type]
+
+
+def test_auto_factor_pushes_when_it_can(emu: DuoEmulator, clock: Clock) -> None:
+    """``factor=auto`` sends a push to a device that can take one, else rings it."""
+    date = http_date(clock.now)
+    for user, status in (("jsmith", "pushed"), ("callme", "calling")):
+        reply = raw_post(
+            emu,
+            "/auth/v2/auth",
+            {"username": user, "factor": "auto", "device": "auto", "async": "1"},
+            date=date,
+        )
+        txid = reply.json()["response"]["txid"]
+        creds = emu.credentials
+        canonical = canonicalize(
+            "GET", creds.api_hostname, "/auth/v2/auth_status", {"txid": txid}, date, version=2
+        )
+        headers = {
+            "Date": date,
+            "Authorization": authorization_header(
+                creds.integration_key, signature(creds.secret_key, canonical)
+            ),
+        }
+        polled = requests.get(
+            emu.base_url + "/auth/v2/auth_status", params={"txid": txid}, headers=headers, timeout=5
+        )
+        assert polled.json()["response"]["status"] == status
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [({"factor": "push"}, "username"), ({"username": "nobody", "factor": "push"}, "username")],
+)
+def test_auth_needs_a_known_user(
+    emu: DuoEmulator, clock: Clock, params: dict[str, str], detail: str
+) -> None:
+    """``/auth`` without a user, or for one Duo does not know, is 400 naming ``username``."""
+    reply = raw_post(emu, "/auth/v2/auth", params, date=http_date(clock.now))
+    assert fail(reply, 400, 40002)["message_detail"] == detail
+
+
+def test_auth_for_a_user_policy_denies(duo: DuoClient) -> None:
+    """A user whose policy denies gets ``deny`` from ``/auth`` too."""
+    reply = duo.auth("passcode", "blocked", ipaddr=IP, passcode=DEMO_PASSCODE)
+    assert (reply.result, reply.status) == ("deny", "deny")
+
+
+def test_unreadable_date_is_refused(emu: DuoEmulator) -> None:
+    """A Date that is not an HTTP date cannot be checked: 40103."""
+    creds = emu.credentials
+    sig = signature(
+        creds.secret_key, canonicalize("GET", creds.api_hostname, "/auth/v2/check", {}, "soon")
+    )
+    headers = {"Date": "soon", "Authorization": authorization_header(creds.integration_key, sig)}
+    fail(requests.get(emu.base_url + "/auth/v2/check", headers=headers, timeout=5), 401, 40103)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"username": 7}', "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"username=\xff\xfe", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_malformed_bodies_are_400(emu: DuoEmulator, body: bytes, content_type: str) -> None:
+    """A JSON body that is not an object of strings, or a form body that is not UTF-8: 400."""
+    reply = requests.post(
+        emu.base_url + "/auth/v2/preauth",
+        data=body,
+        headers={"Content-Type": content_type},
+        timeout=5,
+    )
+    fail(reply, 400, 40002)
