@@ -43,10 +43,15 @@ def test_start_page_offers_duo(visitor: Visitor) -> None:
 
 
 def test_push_approved_through_the_pages(visitor: Visitor, duo_emulator: DuoEmulator) -> None:
-    """Start, confirm the first factor, pick Duo Push, approve it: signed in."""
+    """Start, confirm the first factor, pick Duo Push (Duo's status shown), approve: signed in."""
     to_picker(visitor)
     visitor.step("factor", factor=f"push:{PHONE}")
     assert state(visitor.page()) == "OobPending"
+    visitor.step("poll")
+    pending = visitor.page()
+    assert state(pending) == "OobPending"
+    # Duo's status_msg while it waits is what the pending page says.
+    assert "Pushed a login request to your device..." in pending.get_data(as_text=True)
     duo_emulator.answer("jsmith", "approve")
     visitor.step("poll")
     assert state(visitor.page()) == "Completed"
