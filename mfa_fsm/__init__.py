@@ -48,6 +48,7 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
     from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
+    from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
     from mfa_fsm.engine import Engine, SealedEngine
     from mfa_fsm.entrust import EntrustConfig, EntrustFlow
     from mfa_fsm.stores.base import FlowStore, StoreLedger
@@ -61,6 +62,9 @@ __all__ = [
     "Choice",
     "CyberArkConfig",
     "CyberArkFlow",
+    "DuoConfig",
+    "DuoCredentials",
+    "DuoFlow",
     "Engine",
     "EntrustConfig",
     "EntrustFlow",
@@ -109,6 +113,9 @@ _LAZY = {
     "Choice": "mfa_fsm.core.snapshot",
     "CyberArkConfig": "mfa_fsm.cyberark.client",
     "CyberArkFlow": "mfa_fsm.cyberark.flow",
+    "DuoConfig": "mfa_fsm.duo.client",
+    "DuoCredentials": "mfa_fsm.duo.signing",
+    "DuoFlow": "mfa_fsm.duo.flow",
     "Engine": "mfa_fsm.engine",
     "EntrustConfig": "mfa_fsm.entrust.client",
     "EntrustFlow": "mfa_fsm.entrust.flow",

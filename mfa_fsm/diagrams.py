@@ -15,11 +15,13 @@ from statemachine.contrib.diagram import DotGraphMachine, MermaidGraphMachine
 
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.cyberark import CyberArkFlow
+from mfa_fsm.duo import DuoFlow
 from mfa_fsm.entrust import EntrustFlow
 
 #: Every provider flow, by provider name.
 FLOWS: dict[str, type[Flow]] = {
     CyberArkFlow.provider: CyberArkFlow,
+    DuoFlow.provider: DuoFlow,
     EntrustFlow.provider: EntrustFlow,
 }
 

@@ -14,13 +14,18 @@ import attrs
 
 @attrs.frozen
 class HttpRequest:
-    """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr."""
+    """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr.
+
+    ``content``, when set, is the exact body to send (a signed body, as Duo's); ``json`` then
+    holds the same data for inspection, and the ``Content-Type`` header says what it is.
+    """
 
     method: str
     url: str
     path: str
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     json: Any = attrs.field(default=None, repr=False)
+    content: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

@@ -141,7 +141,9 @@ class RequestsTransport:
         """
         body = None if request.json is None else json.dumps(request.json).encode()
         headers = dict(request.headers)
-        if body is not None:
+        if request.content is not None:
+            body = request.content
+        elif body is not None:
             headers.setdefault("Content-Type", "application/json")
         # Compressed replies could expand far past max_reply_bytes; ask for none.
         headers.setdefault("Accept-Encoding", "identity")

@@ -16,7 +16,7 @@ from typing import Any
 
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 
-#: JSON keys whose values are secrets in either IdP's API (requests and replies).
+#: JSON keys whose values are secrets in any IdP's API (requests and replies).
 SECRET_KEYS = frozenset(
     {
         "response",
@@ -29,6 +29,10 @@ SECRET_KEYS = frozenset(
         "Auth",
         "password",
         "newPassword",
+        # Duo Auth API v2
+        "passcode",
+        "txid",
+        "trusted_device_token",
     }
 )
 #: Values this short are too common to search for without false alarms ("1", "OK").

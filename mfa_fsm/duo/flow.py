@@ -1,0 +1,413 @@
+"""The Duo flow: Duo's Auth API v2 as the second factor behind the application's own first.
+
+Theory of operation
+-------------------
+Duo never sees the first factor: the application checks it (password, SSO) and then asks Duo
+for a second. ``DuoFlow.start`` therefore calls nothing and waits in ``AwaitingFirstFactor``,
+the EXTERNAL stage, for the application to say the first factor passed.
+
+* ``submit_first_factor()`` calls ``/preauth``. ``auth`` offers one choice per device and
+  capability (``push:<device>``, ``phone:<device>``, ``sms:<device>``, and ``passcode`` for
+  Duo Mobile or a token); ``allow`` completes (Duo's policy needs no second factor); ``deny``
+  ends ``Failed(rejected)``; ``enroll`` ends ``Failed(rejected)`` with the enrolment link as
+  a choice of kind ``enroll`` (its ``detail`` is the URL), so the page can send the user to
+  enrol instead of showing a dead end.
+* ``select_second_factor(factor=...)``: a push or a phone call is ``/auth`` with ``async=1``
+  and runs in ``OobPending``; ``sms`` sends a batch of passcodes (``/auth`` answers
+  ``deny``/``sent``) and ``passcode`` calls nothing: both wait in ``SecondFactorSelected``
+  for a typed passcode.
+* ``submit_response(response=...)`` checks the passcode (``/auth`` ``factor=passcode``):
+  ``allow`` completes, ``deny`` stays for another try, ``locked_out`` ends ``Failed(locked)``.
+* ``poll()`` calls ``/auth_status`` with the ``txid``, never before ``next_poll_at``:
+  ``waiting`` stays (Duo's ``status_msg`` becomes the pending page's prompt), ``allow``
+  completes, ``deny`` and ``fraud`` end ``Failed(denied)``, Duo's ``timeout`` and an unknown
+  ``txid`` end ``Failed(expired)``, ``locked_out`` ends ``Failed(locked)``. A poll that fails
+  transiently (429, 5xx, network) changes nothing and its error's ``retry_after`` backs off.
+* ``cancel()`` ends the flow (the Auth API has no call that withdraws a push); after the
+  state's deadline any event ends ``Failed(expired)``.
+
+The end user's IP address (``client_ip``, Duo's ``ipaddr``) is given to ``start`` by the
+application and sent with every ``/preauth`` and ``/auth``. Duo returns no session token: a
+completed flow's ``Result.token`` is Duo's ``trusted_device_token`` when Remembered Devices is
+on, else empty. All transitions are in ``DuoMachine`` below.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import attrs
+import structlog
+
+from mfa_fsm.core.errors import IdpError, InvalidInput, TransportError, UsageError
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.inputs import code, identifier
+from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
+from mfa_fsm.core.transport import Transport
+from mfa_fsm.duo.client import DuoClient, DuoConfig, check_ipaddr
+from mfa_fsm.duo.replies import INVALID_PARAMETERS_CODE, DuoDevice, PreauthReply
+
+log = structlog.get_logger("mfa_fsm")
+
+#: The choice id of a typed passcode (Duo Mobile, a hardware token, or SMS after ``sms``).
+PASSCODE = "passcode"
+#: Capabilities offered as choices, in the order a picker shows them: (kind, label prefix).
+_OFFERED = {"push": ("push", "Duo Push to"), "phone": ("call", "Phone call to")}
+_SMS = ("otp", "Text message passcodes to")
+#: Duo's ``status_msg`` is shown to the user; a proxy's novel is cut to this.
+_MAX_MESSAGE = 200
+
+
+class DuoMachine(FlowMachine):
+    """Every transition of the Duo flow; guards name what Duo said."""
+
+    (
+        AwaitingFirstFactor,
+        AwaitingSecondFactor,
+        SecondFactorSelected,
+        OobPending,
+        Completed,
+        Failed,
+    ) = states()
+
+    submit_first_factor = (
+        AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("second_factor_required"))
+        | AwaitingFirstFactor.to(Completed, cond=said("completed"))
+        | AwaitingFirstFactor.to(Failed, cond=said("failed"))
+    )
+    select_second_factor = (
+        AwaitingSecondFactor.to(SecondFactorSelected, cond=said("challenge_issued"))
+        | AwaitingSecondFactor.to(OobPending, cond=said("oob_started"))
+        | AwaitingSecondFactor.to(Completed, cond=said("completed"))
+        | AwaitingSecondFactor.to(Failed, cond=said("failed"))
+    )
+    submit_response = (
+        SecondFactorSelected.to(Completed, cond=said("completed"))
+        | SecondFactorSelected.to(SecondFactorSelected, cond=said("rejected"))
+        | SecondFactorSelected.to(Failed, cond=said("failed"))
+    )
+    poll = (
+        OobPending.to(OobPending, cond=said("pending"))
+        | OobPending.to(Completed, cond=said("completed"))
+        | OobPending.to(Failed, cond=said("failed"))
+    )
+    cancel = Failed.from_(
+        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    )
+    expire = Failed.from_(
+        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    )
+
+
+@attrs.frozen
+class DuoContext:
+    """Duo's private part of a snapshot. The ``txid`` is a secret: never in a repr."""
+
+    #: the end user's IP address, sent as ``ipaddr``
+    client_ip: str | None = None
+    #: the chosen choice id (``push:<device>``, ``sms:<device>``, ``passcode``...)
+    factor: str | None = None
+    #: the running push or call
+    txid: str | None = attrs.field(default=None, repr=False)
+    polls: int = 0
+
+
+class DuoFlow(Flow):
+    """A Duo second-factor login; start with :meth:`start`, continue with :meth:`restore`.
+
+    Configuration (``config=``, a :class:`DuoConfig`, which holds the secret key) is the
+    application's, not the flow's: it is passed on every restore and never stored in the
+    snapshot.
+    """
+
+    provider: ClassVar[str] = "duo"
+    machine = DuoMachine
+    context_type = DuoContext
+    config_type = DuoConfig
+    client_type = DuoClient
+    config: DuoConfig
+    client: DuoClient
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        config: DuoConfig,
+        user_id: str,
+        client_ip: str | None = None,
+        flow_id: str | None = None,
+        transport: Transport | None = None,
+        clock: Clock = time.time,
+    ) -> DuoFlow:
+        """A flow for Duo user ``user_id`` (the Duo username), in ``AwaitingFirstFactor``.
+
+        No call is made: the application's own first factor comes first. ``client_ip`` is
+        the end user's address (Duo's ``ipaddr``), from the request being served. Raises
+        :class:`InvalidInput` for a malformed user id, flow id or IP address.
+        """
+        identifier("user_id", user_id)
+        if flow_id is not None:
+            identifier("flow_id", flow_id)
+        now = clock()
+        snapshot = Snapshot(
+            provider=cls.provider,
+            flow_id=flow_id or uuid.uuid4().hex,
+            user_id=user_id,
+            state="AwaitingFirstFactor",
+            version=0,
+            created_at=now,
+            deadline=now + config.flow_lifetime,
+            challenge=Challenge(
+                factor="EXTERNAL",
+                kind="external",
+                prompt="Confirm the first factor your application checked",
+                accepts_code=False,
+            ),
+            context=DuoContext(client_ip=check_ipaddr(client_ip)),
+        )
+        flow = cls(snapshot, config=config, transport=transport, clock=clock)
+        log.info(
+            "mfa_fsm.flow_started",
+            flow_id=snapshot.flow_id,
+            provider=cls.provider,
+            target="AwaitingFirstFactor",
+            version=0,
+        )
+        return flow
+
+    # -- handlers: one per event, each returns what Duo said -----------------------------
+
+    def _on_submit_first_factor(self, snapshot: Snapshot, now: float) -> Outcome:
+        ctx: DuoContext = snapshot.context
+        reply = self.client.preauth(snapshot.user_id, ipaddr=ctx.client_ip)
+        if reply.result == "allow":
+            return _completed(snapshot, None)
+        if reply.result == "deny":
+            return _rejected(f"Duo refused the login: {_said(reply.status_msg)}")
+        if reply.result == "enroll":
+            return _enroll(reply)
+        choices = _choices(reply.devices)
+        if not any(choice.supported for choice in choices):
+            return _rejected("the user has no Duo device this application can use")
+        return Outcome("second_factor_required", {"choices": choices, "challenge": None})
+
+    def _on_select_second_factor(
+        self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
+    ) -> Outcome:
+        ctx: DuoContext = snapshot.context
+        choice = _offered(snapshot, factor)
+        if delivery is not None and delivery not in choice.deliveries:
+            raise InvalidInput("delivery", f"must be one of {list(choice.deliveries)}")
+        kind, _, device = factor.partition(":")
+        context = attrs.evolve(ctx, factor=factor, txid=None, polls=0)
+        if factor == PASSCODE:
+            challenge = Challenge(factor=factor, kind=choice.kind, prompt=choice.label)
+            return Outcome("challenge_issued", {"challenge": challenge, "context": context})
+        user = snapshot.user_id
+        if kind == "sms":
+            reply = self.client.auth("sms", user, ipaddr=ctx.client_ip, device=device)
+            if reply.result == "allow":
+                return _completed(snapshot, reply.trusted_device_token)
+            if reply.status != "sent":
+                return _refused(reply.status, reply.status_msg, ctx)
+            challenge = Challenge(
+                factor=factor,
+                kind=choice.kind,
+                prompt=f"Type a passcode from the text message sent to {choice.detail}",
+                delivery="SMS",
+            )
+            return Outcome("challenge_issued", {"challenge": challenge, "context": context})
+        started = self.client.auth_async(
+            "push" if kind == "push" else "phone", user, ipaddr=ctx.client_ip, device=device
+        )
+        return Outcome(
+            "oob_started",
+            {
+                "context": attrs.evolve(context, txid=started.txid),
+                "challenge": Challenge(
+                    factor=factor, kind=choice.kind, prompt=choice.label, accepts_code=False
+                ),
+                "next_poll_at": self.config.poll_schedule.next_poll(now),
+                "deadline": min(snapshot.deadline, now + self.config.push_lifetime),
+            },
+        )
+
+    def _on_submit_response(self, snapshot: Snapshot, now: float, response: str) -> Outcome:
+        ctx: DuoContext = snapshot.context
+        passcode = code("response", response)
+        if not passcode.isdigit():
+            raise InvalidInput("response", "must be the digits of a Duo passcode")
+        reply = self.client.auth(
+            "passcode", snapshot.user_id, ipaddr=ctx.client_ip, passcode=passcode
+        )
+        if reply.result == "allow":
+            return _completed(snapshot, reply.trusted_device_token)
+        if reply.status == "deny":
+            challenge = snapshot.challenge
+            if challenge is not None:
+                challenge = attrs.evolve(challenge, rejected=True)
+            return Outcome("rejected", {"challenge": challenge})
+        return _refused(reply.status, reply.status_msg, ctx)
+
+    def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
+        ctx: DuoContext = snapshot.context
+        if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
+            return None  # too early: answer from the snapshot, spare Duo
+        if ctx.txid is None:
+            raise UsageError("this flow holds no Duo transaction; start a new flow")
+        schedule = self.config.poll_schedule
+        # Seconds since Duo last answered a poll: how long an outage has lasted.
+        outage = now - ((snapshot.next_poll_at or now) - schedule.interval)
+        try:
+            reply = self.client.auth_status(ctx.txid)
+        except IdpError as exc:
+            if exc.status == 400 and exc.error_code == str(INVALID_PARAMETERS_CODE):
+                return _ended("expired", "Duo no longer knows this request; start again", ctx)
+            if exc.transient:
+                exc.retry_after = schedule.retry_after(outage=outage, retry_after=exc.retry_after)
+            raise
+        except TransportError as exc:
+            exc.retry_after = schedule.retry_after(outage=outage)
+            raise
+        if reply.result == "allow":
+            return _completed(snapshot, reply.trusted_device_token)
+        if reply.result == "waiting":
+            challenge = snapshot.challenge
+            if challenge is not None and reply.status_msg:
+                challenge = attrs.evolve(challenge, prompt=_said(reply.status_msg))
+            return Outcome(
+                "pending",
+                {
+                    "challenge": challenge,
+                    "next_poll_at": schedule.next_poll(now),
+                    "context": attrs.evolve(ctx, polls=ctx.polls + 1),
+                },
+            )
+        return _refused(reply.status, reply.status_msg, ctx)
+
+    def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
+        # The Auth API has no call that withdraws a push: it times out on the device.
+        return Outcome(
+            "cancelled",
+            {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
+        )
+
+    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
+        outcome = super()._expire(snapshot, now)
+        return Outcome(outcome.kind, {**outcome.changes, "context": _forget(snapshot.context)})
+
+
+def _said(message: str | None) -> str:
+    return (message or "no reason given")[:_MAX_MESSAGE]
+
+
+def _choices(devices: tuple[DuoDevice, ...]) -> tuple[Choice, ...]:
+    """One choice per device and capability mfa_fsm drives, then one for a typed passcode."""
+    choices: list[Choice] = []
+    passcode = False
+    for device in devices:
+        label = device.label
+        for capability, (kind, prefix) in _OFFERED.items():
+            if capability in device.capabilities:
+                choices.append(
+                    Choice(id=f"{capability}:{device.device}", kind=kind, label=f"{prefix} {label}")
+                )
+        if "sms" in device.capabilities:
+            kind, prefix = _SMS
+            choices.append(
+                Choice(
+                    id=f"sms:{device.device}",
+                    kind=kind,
+                    label=f"{prefix} {label}",
+                    deliveries=("SMS",),
+                    default_delivery="SMS",
+                    detail=device.number or label,
+                )
+            )
+        passcode = passcode or "mobile_otp" in device.capabilities or device.kind == "token"
+    if passcode:
+        choices.append(
+            Choice(id=PASSCODE, kind="token", label="Passcode from Duo Mobile or your token")
+        )
+    return tuple(choices)
+
+
+def _offered(snapshot: Snapshot, factor: object) -> Choice:
+    if isinstance(factor, str):
+        for choice in snapshot.choices:
+            if choice.id == factor and choice.supported:
+                return choice
+    offered = [c.id for c in snapshot.choices if c.supported]
+    raise InvalidInput("factor", f"is not offered to this user; choose one of {offered}")
+
+
+def _completed(snapshot: Snapshot, trusted_device_token: str | None) -> Outcome:
+    return Outcome(
+        "completed",
+        {
+            "result": Result(user_id=snapshot.user_id, token=trusted_device_token or ""),
+            "challenge": None,
+            "next_poll_at": None,
+            "context": _forget(snapshot.context),
+        },
+    )
+
+
+def _ended(reason: str, detail: str, ctx: DuoContext | None = None) -> Outcome:
+    """``Failed`` with ``reason`` (one of the snapshot's failure reasons) and ``detail``.
+
+    Every failing answer is the one outcome ``failed``: the table has one edge to ``Failed``
+    per event, and the reason travels in the snapshot, as in the CyberArk flow.
+    """
+    changes: dict[str, object] = {
+        "failure": reason,
+        "failure_detail": detail,
+        "next_poll_at": None,
+        "challenge": None,
+    }
+    if ctx is not None:
+        changes["context"] = _forget(ctx)
+    return Outcome("failed", changes)
+
+
+def _rejected(detail: str) -> Outcome:
+    return _ended("rejected", detail)
+
+
+def _refused(status: str | None, status_msg: str | None, ctx: DuoContext) -> Outcome:
+    """What a ``deny`` means, by Duo's ``status``; the ended flow keeps no txid."""
+    if status == "locked_out":
+        return _ended("locked", "Duo locked the user out after too many failed attempts", ctx)
+    if status == "timeout":
+        return _ended("expired", "nobody answered on the device in time", ctx)
+    if status == "fraud":
+        return _ended("denied", "the request was reported as fraudulent on the device", ctx)
+    if status == "deny":
+        return _ended("denied", "the request was declined on the device", ctx)
+    return _ended("denied", f"Duo denied the login: {_said(status_msg)}", ctx)
+
+
+def _enroll(reply: PreauthReply) -> Outcome:
+    url = reply.enroll_portal_url
+    # The link ends up in a page's href: only an https URL to a host is passed on.
+    parts = urlsplit(url) if url else None
+    if parts is None or parts.scheme != "https" or not parts.netloc:
+        return _rejected("the user has not enrolled a device with Duo; ask the administrator")
+    outcome = _rejected(
+        "the user has not enrolled a device with Duo: follow the enrolment link, then log in again"
+    )
+    link = Choice(
+        id="enroll", kind="enroll", label="Enrol a device with Duo", supported=False, detail=url
+    )
+    return Outcome(outcome.kind, {**outcome.changes, "choices": (link,)})
+
+
+def _forget(ctx: DuoContext) -> DuoContext:
+    # A finished flow keeps no transaction id.
+    return attrs.evolve(ctx, txid=None)
+
+
+__all__ = ["DuoConfig", "DuoContext", "DuoFlow", "DuoMachine"]
