@@ -14,9 +14,11 @@ Endpoints and parameters (Duo Auth API v2 documentation; ``duo_client/auth.py``)
     GET  /auth/v2/auth_status   txid
 
 The end user's IP address (``ipaddr``) is a parameter of every call that takes it
-(``/preauth`` and ``/auth``; ``/auth_status`` and ``/check`` take none): it is passed per
-call, from the request being served, never from process-wide configuration. Without it Duo's
-IP-based policies (authorized networks, user location) have no effect.
+(``/preauth`` and ``/auth``; ``/auth_status`` and ``/check`` take none). The builders take it
+as ``ipaddr=``; :class:`DuoClient` sends its ``client_ip`` attribute, which the flow sets
+before every step from that step's request (``Flow.send(..., client_ip=)``), never from
+process-wide configuration. Without it Duo's IP-based policies (authorized networks, user
+location) have no effect.
 
 POST parameters travel as a canonical JSON body, GET parameters in the query string, both
 signed with signature version 5 (see ``mfa_fsm.duo.signing``), as ``duo_client`` does today.
@@ -271,7 +273,14 @@ class DuoClient:
     :class:`IdpReplyError` (unreadable reply), :class:`TransportError` (network) or
     :class:`InvalidInput` (a malformed argument; nothing was sent). ``clock`` gives the
     epoch seconds each request is signed at.
+
+    ``client_ip`` is the end user's IP address, sent as ``ipaddr`` with every ``/preauth``
+    and ``/auth``; a :class:`~mfa_fsm.duo.flow.DuoFlow` sets it before each step (from
+    ``send(..., client_ip=)``), so it is never stored; ``None`` leaves ``ipaddr`` out.
     """
+
+    #: the end user's IP address for the calls about to be made (Duo's ``ipaddr``)
+    client_ip: str | None = None
 
     def __init__(
         self,
@@ -292,16 +301,14 @@ class DuoClient:
             )
         )
 
-    def preauth(
-        self, username: str, *, ipaddr: str | None, trusted_device_token: str | None = None
-    ) -> PreauthReply:
+    def preauth(self, username: str, *, trusted_device_token: str | None = None) -> PreauthReply:
         """May ``username`` log in, and with which devices (read-only: retried)."""
 
         def build(now: float) -> HttpRequest:
             return preauth_request(
                 self.config,
                 username=username,
-                ipaddr=ipaddr,
+                ipaddr=self.client_ip,
                 now=now,
                 trusted_device_token=trusted_device_token,
             )
@@ -313,7 +320,6 @@ class DuoClient:
         factor: Literal["sms", "passcode"],
         username: str,
         *,
-        ipaddr: str | None,
         device: str = "auto",
         passcode: str | None = None,
     ) -> AuthReply:
@@ -324,7 +330,7 @@ class DuoClient:
                     self.config,
                     factor=factor,
                     username=username,
-                    ipaddr=ipaddr,
+                    ipaddr=self.client_ip,
                     now=now,
                     device=device,
                     passcode=passcode,
@@ -337,7 +343,6 @@ class DuoClient:
         factor: Literal["push", "phone"],
         username: str,
         *,
-        ipaddr: str | None,
         device: str = "auto",
         display_username: str | None = None,
         push_type: str | None = None,
@@ -349,7 +354,7 @@ class DuoClient:
                     self.config,
                     factor=factor,
                     username=username,
-                    ipaddr=ipaddr,
+                    ipaddr=self.client_ip,
                     now=now,
                     device=device,
                     async_txn=True,

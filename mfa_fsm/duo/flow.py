@@ -26,29 +26,51 @@ the EXTERNAL stage, for the application to say the first factor passed.
 * ``cancel()`` ends the flow (the Auth API has no call that withdraws a push); after the
   state's deadline any event ends ``Failed(expired)``.
 
-The end user's IP address (``client_ip``, Duo's ``ipaddr``) is given to ``start`` by the
-application and sent with every ``/preauth`` and ``/auth``. Duo returns no session token: a
-completed flow's ``Result.token`` is Duo's ``trusted_device_token`` when Remembered Devices is
-on, else empty. All transitions are in ``DuoMachine`` below.
+Because ``submit_first_factor()`` only says "the application checked the first factor",
+a Duo flow starts only for a :class:`~mfa_fsm.core.identity.VerifiedUser` the application
+vouches for (``first_factor_outside``): a typed ``user_id=`` is refused with
+:class:`VerifiedUserRequired`, and the web blueprint mounts for Duo only with the
+application's ``current_user``.
+
+The end user's IP address (Duo's ``ipaddr``) is given per step, ``send(event,
+client_ip=...)`` (and ``start(client_ip=...)``), and sent with every ``/preauth`` and
+``/auth`` of that step; it is neither stored in the snapshot nor logged. A throttle counts
+a push, a phone call and an SMS batch as ``send`` and a typed passcode as ``answer`` (the
+choice kinds ``push``, ``call`` and ``otp`` are the base's ``SEND_KINDS``). Duo returns no
+session token: a completed flow's ``Result.token`` is Duo's ``trusted_device_token`` when
+Remembered Devices is on, else empty. All transitions are in ``DuoMachine`` below; every
+guard is a :func:`~mfa_fsm.core.flow.said` guard, so the engine asks the machine once per
+(state, event, outcome kind).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
 import attrs
 import structlog
 
-from mfa_fsm.core.errors import IdpError, InvalidInput, TransportError, UsageError
+from mfa_fsm.core.errors import (
+    IdpError,
+    InvalidInput,
+    TransportError,
+    UsageError,
+    VerifiedUserRequired,
+)
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.http import Transport
+from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
-from mfa_fsm.core.transport import Transport
-from mfa_fsm.duo.client import DuoClient, DuoConfig, check_ipaddr
+from mfa_fsm.duo.client import DuoClient, DuoConfig
 from mfa_fsm.duo.replies import INVALID_PARAMETERS_CODE, DuoDevice, PreauthReply
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.throttle import Throttle
 
 log = structlog.get_logger("mfa_fsm")
 
@@ -104,10 +126,11 @@ class DuoMachine(FlowMachine):
 
 @attrs.frozen
 class DuoContext:
-    """Duo's private part of a snapshot. The ``txid`` is a secret: never in a repr."""
+    """Duo's private part of a snapshot. The ``txid`` is a secret: never in a repr.
 
-    #: the end user's IP address, sent as ``ipaddr``
-    client_ip: str | None = None
+    The end user's IP address is not part of it: it comes with every step.
+    """
+
     #: the chosen choice id (``push:<device>``, ``sms:<device>``, ``passcode``...)
     factor: str | None = None
     #: the running push or call
@@ -131,31 +154,69 @@ class DuoFlow(Flow):
     config: DuoConfig
     client: DuoClient
 
+    #: Duo never sees the first factor: ``submit_first_factor`` is the application's word
+    first_factor_outside: ClassVar[bool] = True
+
     @classmethod
     def start(
         cls,
         *,
         config: DuoConfig,
-        user_id: str,
-        client_ip: str | None = None,
+        verified_user: VerifiedUser | None = None,
+        user_id: str | None = None,
         flow_id: str | None = None,
         transport: Transport | None = None,
         clock: Clock = time.time,
+        throttle: Throttle | None = None,
+        client_ip: str | None = None,
     ) -> DuoFlow:
-        """A flow for Duo user ``user_id`` (the Duo username), in ``AwaitingFirstFactor``.
+        """A flow for ``verified_user`` (its ``user_id`` is the Duo username), in
+        ``AwaitingFirstFactor``.
 
-        No call is made: the application's own first factor comes first. ``client_ip`` is
-        the end user's address (Duo's ``ipaddr``), from the request being served. Raises
-        :class:`InvalidInput` for a malformed user id, flow id or IP address.
+        ``verified_user=VerifiedUser(user_id, checked_by=...)`` is a user whose first factor
+        the application has checked itself, from its own verified session: Duo checks only
+        the second factor, so a typed ``user_id=`` is refused with
+        :class:`VerifiedUserRequired` (and still counted by ``throttle`` as a start, so
+        probing costs the same either way). No Duo call is made: the application's own
+        first factor comes first, and ``submit_first_factor()`` says it passed.
+        ``client_ip`` is the end user's address, validated and counted per address by
+        ``throttle``; give it again with every ``send``, which passes it to Duo as
+        ``ipaddr``. Raises :class:`InvalidInput` for a malformed user id, flow id or
+        address, :class:`UsageError` for a ``verified_user`` that is not a
+        :class:`VerifiedUser`, :class:`VerifiedUserRequired` and :class:`Throttled`; no flow
+        exists until this returns.
         """
-        identifier("user_id", user_id)
+        if verified_user is not None and (
+            user_id is not None or not isinstance(verified_user, VerifiedUser)
+        ):
+            raise UsageError(
+                "pass verified_user=VerifiedUser(user_id, checked_by=...), built by your "
+                "application after its own first-factor check, and no user_id="
+            )
+        if verified_user is None and user_id is None:
+            raise InvalidInput(
+                "verified_user",
+                "is required: pass verified_user=VerifiedUser(user_id, checked_by=...) for the "
+                "user your application has signed in",
+            )
+        user = identifier(
+            "user_id", verified_user.user_id if verified_user is not None else user_id
+        )
         if flow_id is not None:
-            identifier("flow_id", flow_id)
+            identifier("flow_id", flow_id)  # it is stored, and digested into log lines
+        client_ip = client_address(client_ip)
+        cls._check_start(throttle, user, client_ip)
+        if verified_user is None:
+            raise VerifiedUserRequired(
+                "Duo checks only the second factor, so a Duo flow may only start for a user "
+                "your application has checked: pass verified_user=VerifiedUser(user_id, "
+                "checked_by=...) from your own verified session instead of user_id="
+            )
         now = clock()
         snapshot = Snapshot(
             provider=cls.provider,
             flow_id=flow_id or uuid.uuid4().hex,
-            user_id=user_id,
+            user_id=user,
             state="AwaitingFirstFactor",
             version=0,
             created_at=now,
@@ -163,15 +224,15 @@ class DuoFlow(Flow):
             challenge=Challenge(
                 factor="EXTERNAL",
                 kind="external",
-                prompt="Confirm the first factor your application checked",
+                prompt=f"First factor checked by {verified_user.checked_by}",
                 accepts_code=False,
             ),
-            context=DuoContext(client_ip=check_ipaddr(client_ip)),
+            context=DuoContext(),
         )
-        flow = cls(snapshot, config=config, transport=transport, clock=clock)
+        flow = cls(snapshot, config=config, transport=transport, clock=clock, throttle=throttle)
         log.info(
             "mfa_fsm.flow_started",
-            flow_id=snapshot.flow_id,
+            flow_ref=flow_ref(snapshot.flow_id),
             provider=cls.provider,
             target="AwaitingFirstFactor",
             version=0,
@@ -181,8 +242,7 @@ class DuoFlow(Flow):
     # -- handlers: one per event, each returns what Duo said -----------------------------
 
     def _on_submit_first_factor(self, snapshot: Snapshot, now: float) -> Outcome:
-        ctx: DuoContext = snapshot.context
-        reply = self.client.preauth(snapshot.user_id, ipaddr=ctx.client_ip)
+        reply = self.client.preauth(snapshot.user_id)
         if reply.result == "allow":
             return _completed(snapshot, None)
         if reply.result == "deny":
@@ -208,7 +268,7 @@ class DuoFlow(Flow):
             return Outcome("challenge_issued", {"challenge": challenge, "context": context})
         user = snapshot.user_id
         if kind == "sms":
-            reply = self.client.auth("sms", user, ipaddr=ctx.client_ip, device=device)
+            reply = self.client.auth("sms", user, device=device)
             if reply.result == "allow":
                 return _completed(snapshot, reply.trusted_device_token)
             if reply.status != "sent":
@@ -220,9 +280,7 @@ class DuoFlow(Flow):
                 delivery="SMS",
             )
             return Outcome("challenge_issued", {"challenge": challenge, "context": context})
-        started = self.client.auth_async(
-            "push" if kind == "push" else "phone", user, ipaddr=ctx.client_ip, device=device
-        )
+        started = self.client.auth_async("push" if kind == "push" else "phone", user, device=device)
         return Outcome(
             "oob_started",
             {
@@ -240,9 +298,7 @@ class DuoFlow(Flow):
         passcode = code("response", response)
         if not passcode.isdigit():
             raise InvalidInput("response", "must be the digits of a Duo passcode")
-        reply = self.client.auth(
-            "passcode", snapshot.user_id, ipaddr=ctx.client_ip, passcode=passcode
-        )
+        reply = self.client.auth("passcode", snapshot.user_id, passcode=passcode)
         if reply.result == "allow":
             return _completed(snapshot, reply.trusted_device_token)
         if reply.status == "deny":

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mfa_fsm.core.errors import EventNotAllowed, IdpError, InvalidInput, TransportError
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
-from mfa_fsm.core.snapshot import Snapshot
+from mfa_fsm.core.snapshot import FlowView, Snapshot
 from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
@@ -18,7 +19,20 @@ from tests.helpers import StatelessClient
 CLIENT_IP = "198.51.100.7"
 PHONE = "DPFZRS9FB0D46QFTM899"
 
-Login = Callable[..., StatelessClient]
+Login = Callable[..., "AtAddress"]
+
+
+class AtAddress(StatelessClient):
+    """A stateless client whose every step comes from the end user at ``client_ip``, as a
+    web application passes ``request.remote_addr`` with each ``send``."""
+
+    def __init__(self, flow: DuoFlow, *, client_ip: str | None = CLIENT_IP, **settings: object):
+        super().__init__(flow, **settings)
+        self.client_ip = client_ip
+
+    def send(self, event: str, **data: object) -> FlowView:
+        data.setdefault("client_ip", self.client_ip)
+        return super().send(event, **data)
 
 
 class Clock:
@@ -59,12 +73,16 @@ def clock() -> Clock:
 
 @pytest.fixture
 def login(duo_emulator: DuoEmulator, recorder: SecretRecorder, clock: Clock) -> Login:
-    def start(user_id: str = "jsmith", **overrides: object) -> StatelessClient:
+    def start(user_id: str = "jsmith", **overrides: object) -> AtAddress:
         config = config_for(duo_emulator, **overrides)
         flow = DuoFlow.start(
-            config=config, user_id=user_id, client_ip=CLIENT_IP, transport=recorder, clock=clock
+            config=config,
+            verified_user=VerifiedUser(user_id, checked_by="the test's password check"),
+            client_ip=CLIENT_IP,
+            transport=recorder,
+            clock=clock,
         )
-        return StatelessClient(flow, config=config, transport=recorder, clock=clock)
+        return AtAddress(flow, config=config, transport=recorder, clock=clock)
 
     return start
 
@@ -344,8 +362,10 @@ def test_bad_signature_is_an_error_and_changes_nothing(
             good.credentials.integration_key, "w" * 40, good.credentials.api_hostname
         ),
     )
-    flow = DuoFlow.start(config=bad, user_id="jsmith", client_ip=CLIENT_IP, clock=clock)
-    client = StatelessClient(flow, config=bad, transport=recorder, clock=clock)
+    flow = DuoFlow.start(
+        config=bad, verified_user=VerifiedUser("jsmith"), client_ip=CLIENT_IP, clock=clock
+    )
+    client = AtAddress(flow, config=bad, transport=recorder, clock=clock)
     before = client.saved
     with pytest.raises(IdpError) as caught:
         client.send("submit_first_factor")
@@ -369,7 +389,9 @@ def test_every_call_carries_the_end_user_ip(login: Login, duo_emulator: DuoEmula
 def test_malformed_client_ip_is_refused_at_start(duo_emulator: DuoEmulator) -> None:
     """A client IP that is not an address is InvalidInput and no flow exists."""
     with pytest.raises(InvalidInput) as caught:
-        DuoFlow.start(config=config_for(duo_emulator), user_id="jsmith", client_ip="x.y")
+        DuoFlow.start(
+            config=config_for(duo_emulator), verified_user=VerifiedUser("jsmith"), client_ip="x.y"
+        )
     assert caught.value.field == "client_ip"
 
 
@@ -415,5 +437,7 @@ def test_dropped_poll_backs_off_and_changes_nothing(
 def test_malformed_flow_id_is_refused_at_start(duo_emulator: DuoEmulator) -> None:
     """A flow id that is not an identifier is InvalidInput."""
     with pytest.raises(InvalidInput) as caught:
-        DuoFlow.start(config=config_for(duo_emulator), user_id="jsmith", flow_id="a b")
+        DuoFlow.start(
+            config=config_for(duo_emulator), verified_user=VerifiedUser("jsmith"), flow_id="a b"
+        )
     assert caught.value.field == "flow_id"

@@ -63,7 +63,9 @@ def client_for(emu: DuoEmulator, clock: Clock, **changes: Any) -> DuoClient:
         emu.credentials.api_hostname,
     )
     config = DuoConfig(credentials, base_url=emu.base_url, retry=RetryPolicy(attempts=1))
-    return DuoClient(config, RequestsTransport(), clock=clock)
+    client = DuoClient(config, RequestsTransport(), clock=clock)
+    client.client_ip = changes.pop("client_ip", IP)  # the end user's address (``ipaddr``)
+    return client
 
 
 @pytest.fixture
@@ -127,7 +129,7 @@ def test_wrong_secret_key_is_401_40103(emu: DuoEmulator, clock: Clock) -> None:
     """A request signed with another secret key gets Duo's invalid-signature error."""
     wrong = client_for(emu, clock, secret_key="x" * 40)
     with pytest.raises(IdpError) as caught:
-        wrong.preauth("jsmith", ipaddr=IP)
+        wrong.preauth("jsmith")
     assert (caught.value.status, caught.value.error_code) == (401, "40103")
     assert emu.credentials.secret_key not in str(caught.value)
 
@@ -186,7 +188,7 @@ def test_tampered_body_is_refused(emu: DuoEmulator, clock: Clock) -> None:
 
 def test_preauth_auth_lists_devices(emu: DuoEmulator, duo: DuoClient) -> None:
     """An enrolled user gets ``auth`` and every device with its capabilities."""
-    reply = duo.preauth("jsmith", ipaddr=IP)
+    reply = duo.preauth("jsmith")
     assert reply.result == "auth"
     phone, token = reply.devices
     assert (phone.device, phone.kind) == (PHONE, "phone")
@@ -203,7 +205,7 @@ def test_preauth_auth_lists_devices(emu: DuoEmulator, duo: DuoClient) -> None:
 )
 def test_preauth_results(duo: DuoClient, username: str, result: str) -> None:
     """``allow``, ``deny`` and ``enroll`` (with the portal URL) as the user's policy says."""
-    reply = duo.preauth(username, ipaddr=IP)
+    reply = duo.preauth(username)
     assert reply.result == result
     assert (reply.enroll_portal_url is not None) == (result == "enroll")
 
@@ -212,7 +214,7 @@ def test_unknown_user_policy_deny(clock: Clock) -> None:
     """``unknown_user="deny"`` models Duo's "Deny access" new-user policy."""
     with DuoEmulator(unknown_user="deny") as emu:
         emu.clock = clock
-        assert client_for(emu, clock).preauth("nobody", ipaddr=IP).result == "deny"
+        assert client_for(emu, clock).preauth("nobody").result == "deny"
 
 
 def test_require_ipaddr(clock: Clock) -> None:
@@ -220,7 +222,7 @@ def test_require_ipaddr(clock: Clock) -> None:
     with DuoEmulator(require_ipaddr=True) as emu:
         emu.clock = clock
         with pytest.raises(IdpError) as caught:
-            client_for(emu, clock).preauth("jsmith", ipaddr=None)
+            client_for(emu, clock, client_ip=None).preauth("jsmith")
         assert (caught.value.status, caught.value.error_code) == (400, "40002")
         assert "ipaddr" in str(caught.value)
 
@@ -241,7 +243,7 @@ def test_push_answers(
     emu: DuoEmulator, duo: DuoClient, answer: str, result: str, status: str
 ) -> None:
     """A push waits (``pushed``) until answered; the answer is repeated to later polls."""
-    txid = duo.auth_async("push", "jsmith", ipaddr=IP, device=PHONE).txid
+    txid = duo.auth_async("push", "jsmith", device=PHONE).txid
     waiting = duo.auth_status(txid)
     assert (waiting.result, waiting.status) == ("waiting", "pushed")
     assert waiting.status_msg
@@ -257,7 +259,7 @@ def test_push_answers(
 
 def test_push_times_out_after_push_lifetime(emu: DuoEmulator, duo: DuoClient, clock: Clock) -> None:
     """An unanswered push ends ``deny``/``timeout`` after ``push_lifetime`` seconds."""
-    txid = duo.auth_async("push", "jsmith", ipaddr=IP).txid
+    txid = duo.auth_async("push", "jsmith").txid
     clock.now += emu.push_lifetime + 1
     final = duo.auth_status(txid)
     assert (final.result, final.status) == ("deny", "timeout")
@@ -267,7 +269,7 @@ def test_push_times_out_after_push_lifetime(emu: DuoEmulator, duo: DuoClient, cl
 
 def test_phone_call_reports_calling_then_answered(emu: DuoEmulator, duo: DuoClient) -> None:
     """A call says ``calling`` (with the masked number), then ``answered``, then the outcome."""
-    txid = duo.auth_async("phone", "callme", ipaddr=IP).txid
+    txid = duo.auth_async("phone", "callme").txid
     first = duo.auth_status(txid)
     assert (first.status, first.status_msg) == ("calling", "Dialing XXX-XXX-0199...")
     assert duo.auth_status(txid).status == "answered"
@@ -277,7 +279,7 @@ def test_phone_call_reports_calling_then_answered(emu: DuoEmulator, duo: DuoClie
 
 def test_control_route_answers_push(emu: DuoEmulator, duo: DuoClient) -> None:
     """``POST /_emulator/push/{user}/approve`` answers over HTTP; 409 when nothing waits."""
-    txid = duo.auth_async("push", "jsmith", ipaddr=IP).txid
+    txid = duo.auth_async("push", "jsmith").txid
     route = emu.base_url + "/_emulator/push/jsmith/"
     assert requests.post(route + "approve", timeout=5).status_code == 200
     assert duo.auth_status(txid).result == "allow"
@@ -317,50 +319,50 @@ def test_unknown_txid_is_400(duo: DuoClient) -> None:
 
 def test_sms_passcodes_then_wrong_then_right(emu: DuoEmulator, duo: DuoClient) -> None:
     """SMS sends a batch (counted); a wrong code is denied, a sent one works once."""
-    sent = duo.auth("sms", "jsmith", ipaddr=IP, device=PHONE)
+    sent = duo.auth("sms", "jsmith", device=PHONE)
     assert (sent.result, sent.status) == ("deny", "sent")
     assert emu.sms_count("jsmith") == 1
     codes = emu.sms_passcodes("jsmith")
     assert len(codes) == 4
     assert all(len(code) == 7 and code.isdigit() for code in codes)
-    assert duo.preauth("jsmith", ipaddr=IP).devices[0].sms_nextcode == codes[0][0]
-    wrong = duo.auth("passcode", "jsmith", ipaddr=IP, passcode="0000000")
+    assert duo.preauth("jsmith").devices[0].sms_nextcode == codes[0][0]
+    wrong = duo.auth("passcode", "jsmith", passcode="0000000")
     assert (wrong.result, wrong.status) == ("deny", "deny")
-    right = duo.auth("passcode", "jsmith", ipaddr=IP, passcode=codes[0])
+    right = duo.auth("passcode", "jsmith", passcode=codes[0])
     assert (right.result, right.status) == ("allow", "allow")
-    again = duo.auth("passcode", "jsmith", ipaddr=IP, passcode=codes[0])
+    again = duo.auth("passcode", "jsmith", passcode=codes[0])
     assert again.result == "deny"
     assert emu.sms_passcodes("jsmith") == codes[1:]
 
 
 def test_new_sms_batch_replaces_the_old(emu: DuoEmulator, duo: DuoClient) -> None:
     """A passcode of an earlier batch no longer works once a new batch is sent."""
-    duo.auth("sms", "jsmith", ipaddr=IP)
+    duo.auth("sms", "jsmith")
     old = emu.sms_passcodes("jsmith")
-    duo.auth("sms", "jsmith", ipaddr=IP)
+    duo.auth("sms", "jsmith")
     stale = [code for code in old if code not in emu.sms_passcodes("jsmith")]
     assert stale
-    assert duo.auth("passcode", "jsmith", ipaddr=IP, passcode=stale[0]).result == "deny"
+    assert duo.auth("passcode", "jsmith", passcode=stale[0]).result == "deny"
 
 
 def test_token_passcode_and_lockout(emu: DuoEmulator, duo: DuoClient) -> None:
     """The token code works; ``lockout_count`` wrong codes in a row lock the user out."""
-    assert duo.auth("passcode", "tokenonly", ipaddr=IP, passcode=DEMO_PASSCODE).result == "allow"
+    assert duo.auth("passcode", "tokenonly", passcode=DEMO_PASSCODE).result == "allow"
     for _ in range(2):
-        assert duo.auth("passcode", "tokenonly", ipaddr=IP, passcode="999999").status == "deny"
-    locked = duo.auth("passcode", "tokenonly", ipaddr=IP, passcode="999999")
+        assert duo.auth("passcode", "tokenonly", passcode="999999").status == "deny"
+    locked = duo.auth("passcode", "tokenonly", passcode="999999")
     assert (locked.result, locked.status) == ("deny", "locked_out")
-    assert duo.auth("passcode", "tokenonly", ipaddr=IP, passcode=DEMO_PASSCODE).status == (
+    assert duo.auth("passcode", "tokenonly", passcode=DEMO_PASSCODE).status == (
         "locked_out"
     )
-    assert duo.preauth("tokenonly", ipaddr=IP).result == "deny"
+    assert duo.preauth("tokenonly").result == "deny"
     emu.unlock("tokenonly")
-    assert duo.auth("passcode", "tokenonly", ipaddr=IP, passcode=DEMO_PASSCODE).result == "allow"
+    assert duo.auth("passcode", "tokenonly", passcode=DEMO_PASSCODE).result == "allow"
 
 
 def test_control_routes_read_sms_passcode_and_users(emu: DuoEmulator, duo: DuoClient) -> None:
     """Control routes give SMS codes, the token code and the users (never the secret key)."""
-    duo.auth("sms", "jsmith", ipaddr=IP)
+    duo.auth("sms", "jsmith")
     sms = requests.get(emu.base_url + "/_emulator/sms/jsmith", timeout=5).json()
     assert sms == {"username": "jsmith", "passcodes": list(emu.sms_passcodes("jsmith")), "sent": 1}
     code = requests.get(emu.base_url + "/_emulator/passcode/jsmith", timeout=5).json()
@@ -378,11 +380,11 @@ def test_throttled_fault_is_duo_429_body(emu: DuoEmulator, duo: DuoClient) -> No
     """``throttled`` answers Duo's documented 429 body; the client sees a transient error."""
     emu.faults.inject("throttled", path="/auth/v2/auth", retry_after=3)
     with pytest.raises(IdpError) as caught:
-        duo.auth_async("push", "jsmith", ipaddr=IP)
+        duo.auth_async("push", "jsmith")
     error = caught.value
     assert (error.status, error.error_code, error.retry_after) == (429, "42901", 3.0)
     assert error.transient
-    assert duo.auth_async("push", "jsmith", ipaddr=IP).txid
+    assert duo.auth_async("push", "jsmith").txid
 
 
 @pytest.mark.parametrize("kind", ["html", "empty", "wrong_shape", "unknown_enum"])
@@ -392,7 +394,7 @@ def test_malformed_reply_faults_are_reply_errors(
     """Junk, empty, wrong-shape and unknown-enum replies raise IdpReplyError."""
     emu.faults.inject(kind, path="/preauth")
     with pytest.raises(IdpReplyError):
-        duo.preauth("jsmith", ipaddr=IP)
+        duo.preauth("jsmith")
 
 
 def test_unknown_enum_adds_an_unknown_capability(emu: DuoEmulator, clock: Clock) -> None:
@@ -410,7 +412,7 @@ def test_transient_faults_are_transient_errors(
 ) -> None:
     """A 5xx or a bare 429 (no Duo body) is still a transient IdpError."""
     emu.faults.inject(kind, path="/auth_status")
-    txid = duo.auth_async("push", "jsmith", ipaddr=IP).txid
+    txid = duo.auth_async("push", "jsmith").txid
     with pytest.raises(IdpError) as caught:
         duo.auth_status(txid)
     assert (caught.value.status, caught.value.transient) == (status, True)
@@ -436,7 +438,7 @@ def test_unknown_path_is_duo_404(emu: DuoEmulator) -> None:
 
 def test_secret_key_is_in_no_repr_call_log_or_sink(emu: DuoEmulator, duo: DuoClient) -> None:
     """The secret key stays out of reprs and the call log, and is in the leak sink."""
-    duo.preauth("jsmith", ipaddr=IP)
+    duo.preauth("jsmith")
     key = emu.credentials.secret_key
     assert key not in repr(emu)
     assert key not in repr(emu.credentials)
@@ -448,9 +450,9 @@ def test_secret_key_is_in_no_repr_call_log_or_sink(emu: DuoEmulator, duo: DuoCli
 
 def test_passcodes_and_txids_reach_the_leak_sink(emu: DuoEmulator, duo: DuoClient) -> None:
     """SMS codes, typed passcodes and txids are registered as secrets for the leak guard."""
-    txid = duo.auth_async("push", "jsmith", ipaddr=IP).txid
-    duo.auth("sms", "jsmith", ipaddr=IP)
-    duo.auth("passcode", "jsmith", ipaddr=IP, passcode="1234567")
+    txid = duo.auth_async("push", "jsmith").txid
+    duo.auth("sms", "jsmith")
+    duo.auth("passcode", "jsmith", passcode="1234567")
     sink = EmulatorServer.secret_sink
     assert sink is not None
     assert {txid, "1234567", *emu.sms_passcodes("jsmith")} <= sink
@@ -476,7 +478,7 @@ def test_added_user_gets_a_phone_with_every_capability(
 ) -> None:
     """``add_user`` with no devices gives one phone that does push, call, SMS and passcodes."""
     emu.add_user("amy")
-    (device,) = duo.preauth("amy", ipaddr=IP).devices
+    (device,) = duo.preauth("amy").devices
     assert device.capabilities == ("auto", "push", "sms", "phone", "mobile_otp")
     assert device.device.startswith("D")
     assert len(device.device) == 20
@@ -527,7 +529,7 @@ def test_auth_needs_a_known_user(
 
 def test_auth_for_a_user_policy_denies(duo: DuoClient) -> None:
     """A user whose policy denies gets ``deny`` from ``/auth`` too."""
-    reply = duo.auth("passcode", "blocked", ipaddr=IP, passcode=DEMO_PASSCODE)
+    reply = duo.auth("passcode", "blocked", passcode=DEMO_PASSCODE)
     assert (reply.result, reply.status) == ("deny", "deny")
 
 

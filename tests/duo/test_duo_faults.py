@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mfa_fsm import MfaError, RequestsTransport
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.duo import DuoConfig, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
@@ -30,6 +31,7 @@ from tests.fault_matrix import (
 
 PHONE = "DPFZRS9FB0D46QFTM899"
 LANDLINE = "DPL4NDL1NE0000000001"
+CLIENT_IP = "192.0.2.10"
 
 #: fault name -> inject() keyword arguments
 FAULTS: dict[str, dict[str, Any]] = {
@@ -130,21 +132,23 @@ def test_fault_at_transition(emulator: DuoEmulator, fault: str, transition: str)
         poll_interval=0.0,
         retry=RetryPolicy(attempts=2, first_delay=0.0, max_delay=0.0, budget=2.0),
     )
-    flow = DuoFlow.start(config=config, user_id=user, client_ip="192.0.2.10", transport=recorder)
+    flow = DuoFlow.start(
+        config=config, verified_user=VerifiedUser(user), client_ip=CLIENT_IP, transport=recorder
+    )
     reach(flow, emulator)
     data = data_for(emulator)
     recorder.add(*data.values())
     before = flow.snapshot()
     armed.arm(FAULTS[fault])
     try:
-        view = flow.send(event, **data)
+        view = flow.send(event, client_ip=CLIENT_IP, **data)
     except MfaError as error:
         assert flow.snapshot() == before, "a failed step changed the flow"
         assert_no_secret(error, recorder.secrets)
         if armed.faulted is not None and FAULTS[fault]["kind"] == "slow":
             wait_for_slow_call(emulator, armed.faulted.json)
         emulator.faults.clear()
-        view = flow.send(event, **data_for(emulator))
+        view = flow.send(event, client_ip=CLIENT_IP, **data_for(emulator))
     if armed.faulted is not None and FAULTS[fault]["kind"] == "slow":
         wait_for_slow_call(emulator, armed.faulted.json)
     assert flow.version == before.version + 1

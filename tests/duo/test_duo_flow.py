@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mfa_fsm.core.errors import IdpError, IdpReplyError
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.testing import ScriptedTransport, json_reply
 
@@ -42,8 +43,7 @@ def flow_with(*replies: Any) -> tuple[DuoFlow, ScriptedTransport]:
     transport = ScriptedTransport(replies)
     flow = DuoFlow.start(
         config=CONFIG,
-        user_id="jsmith",
-        client_ip="192.0.2.1",
+        verified_user=VerifiedUser("jsmith"),
         transport=transport,
         clock=Ticking(),
     )
@@ -180,7 +180,9 @@ def test_expire_forgets_the_txid() -> None:
     """Past the deadline the flow expires without a call and keeps no txid."""
     now = [1_800_000_000.0]
     transport = ScriptedTransport([preauth("push"), ok({"txid": "t-1"})])
-    flow = DuoFlow.start(config=CONFIG, user_id="jsmith", transport=transport, clock=lambda: now[0])
+    flow = DuoFlow.start(
+        config=CONFIG, verified_user=VerifiedUser("jsmith"), transport=transport, clock=lambda: now[0]
+    )
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="push:DPFZRS9FB0D46QFTM899")
     now[0] += CONFIG.push_lifetime + 1

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from mfa_fsm import EventNotAllowed, Snapshot
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.duo import DuoConfig, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
@@ -36,6 +37,7 @@ FAULTS = [
     "unknown_enum",
 ]
 LANDLINE = "DPL4NDL1NE0000000001"
+CLIENT_IP = "192.0.2.77"
 BAD_FACTORS = ["push", f"phone:{LANDLINE}", "sms:DXXXXXXXXXXXXXXXXXXX", "../x", "enroll", ""]
 
 
@@ -72,8 +74,8 @@ class DuoSession(RuleBasedStateMachine):
         self.user = user
         flow = DuoFlow.start(
             config=self.config,
-            user_id=user,
-            client_ip="192.0.2.77",
+            verified_user=VerifiedUser(user),
+            client_ip=CLIENT_IP,
             transport=self.transport,
             clock=self.clock,
         )
@@ -85,7 +87,9 @@ class DuoSession(RuleBasedStateMachine):
         )
 
     def step(self, event: str, **data: Any) -> None:
-        after = checked_step(self.restore(), lambda: len(self.emulator.calls), event, **data)
+        after = checked_step(
+            self.restore(), lambda: len(self.emulator.calls), event, client_ip=CLIENT_IP, **data
+        )
         if after is not None:
             self.saved = after.to_json()
 

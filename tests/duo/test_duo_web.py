@@ -1,13 +1,20 @@
-"""Duo through the unchanged login blueprint (Flask's test client): the pages need no Duo code."""
+"""Duo through the unchanged login blueprint (Flask's test client): the pages need no Duo code.
+
+Duo is a second factor behind the application's own first, so the blueprint mounts for it
+only with ``current_user`` and a Duo login begins at the application's own sign-in
+(``begin()``), never at the typed form.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from flask import Flask
 
-from mfa_fsm import DuoConfig, Engine, MemoryStore
+from mfa_fsm import DuoConfig, Engine, MemoryStore, VerifiedUserRequired
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
+from mfa_fsm.web import mfa_blueprint
 from tests.web.support import PREFIX, Visitor, heading, make_app, state
 
 PHONE = "DPFZRS9FB0D46QFTM899"
@@ -19,16 +26,25 @@ def duo_emulator() -> Iterator[DuoEmulator]:
         yield emulator
 
 
+def duo_engine(emulator: DuoEmulator) -> Engine:
+    config = DuoConfig(emulator.credentials, base_url=emulator.base_url, poll_interval=0.0)
+    return Engine(MemoryStore(), [config])
+
+
 @pytest.fixture
-def visitor(duo_emulator: DuoEmulator) -> Visitor:
-    config = DuoConfig(duo_emulator.credentials, base_url=duo_emulator.base_url, poll_interval=0.0)
-    return Visitor(make_app(Engine(MemoryStore(), [config])).test_client())
+def app(duo_emulator: DuoEmulator) -> Flask:
+    return make_app(duo_engine(duo_emulator))
 
 
-def to_picker(visitor: Visitor) -> None:
-    assert visitor.start("duo", "jsmith").status_code == 303
-    assert heading(visitor.page()) == "Continue to your second factor"
-    visitor.step("first-factor")
+@pytest.fixture
+def visitor(app: Flask) -> Visitor:
+    return Visitor(app.test_client())
+
+
+def to_picker(visitor: Visitor, user: str = "jsmith") -> None:
+    # The application's own sign-in vouches for the user; begin() confirms its first
+    # factor to Duo (/preauth) at once, so the first page is the picker.
+    assert visitor.begin("duo", user).status_code == 303
     page = visitor.page()
     assert heading(page) == "Choose a second factor"
     body = page.get_data(as_text=True)
@@ -36,10 +52,44 @@ def to_picker(visitor: Visitor) -> None:
     assert "Passcode from Duo Mobile or your token" in body
 
 
+def test_no_mount_for_duo_without_current_user(duo_emulator: DuoEmulator) -> None:
+    """Duo's first factor is the application's: mounting without current_user is refused."""
+    with pytest.raises(VerifiedUserRequired, match="current_user="):
+        mfa_blueprint(duo_engine(duo_emulator))
+
+
+def test_typed_user_id_never_starts_duo(visitor: Visitor, duo_emulator: DuoEmulator) -> None:
+    """The typed form cannot start a Duo flow (it would be a login with Duo alone): the
+    one refusal page, and Duo is never asked."""
+    response = visitor.start("duo", "jsmith")
+    assert response.status_code == 401
+    assert duo_emulator.calls == []
+
+
 def test_start_page_offers_duo(visitor: Visitor) -> None:
     """The start page lists the Duo provider the engine runs."""
     body = visitor.get(f"{PREFIX}/").get_data(as_text=True)
     assert 'value="duo"' in body
+
+
+def test_each_browser_sends_its_own_address(app: Flask, duo_emulator: DuoEmulator) -> None:
+    """Two users at two addresses: every /preauth and /auth of each carries that user's
+    ``ipaddr`` (the request's address, step by step), and no page or cookie holds it."""
+    addresses = {"jsmith": "198.51.100.21", "callme": "2001:db8::77"}
+    for user, address in addresses.items():
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        visitor = Visitor(client)
+        assert visitor.begin("duo", user).status_code == 303
+        choice = "push:" + PHONE if user == "jsmith" else "phone:DPL4NDL1NE0000000001"
+        visitor.step("factor", factor=choice)
+        assert state(visitor.page()) == "OobPending"
+        assert not [body for body in visitor.bodies if address in body]
+    sent = [c for c in duo_emulator.calls if c.path in ("/auth/v2/preauth", "/auth/v2/auth")]
+    assert len(sent) == 4
+    for call in sent:
+        assert call.body is not None
+        assert call.body["ipaddr"] == addresses[call.body["username"]]
 
 
 def test_push_approved_through_the_pages(visitor: Visitor, duo_emulator: DuoEmulator) -> None:
