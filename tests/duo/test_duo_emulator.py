@@ -352,9 +352,7 @@ def test_token_passcode_and_lockout(emu: DuoEmulator, duo: DuoClient) -> None:
         assert duo.auth("passcode", "tokenonly", passcode="999999").status == "deny"
     locked = duo.auth("passcode", "tokenonly", passcode="999999")
     assert (locked.result, locked.status) == ("deny", "locked_out")
-    assert duo.auth("passcode", "tokenonly", passcode=DEMO_PASSCODE).status == (
-        "locked_out"
-    )
+    assert duo.auth("passcode", "tokenonly", passcode=DEMO_PASSCODE).status == "locked_out"
     assert duo.preauth("tokenonly").result == "deny"
     emu.unlock("tokenonly")
     assert duo.auth("passcode", "tokenonly", passcode=DEMO_PASSCODE).result == "allow"

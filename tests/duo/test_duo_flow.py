@@ -181,7 +181,10 @@ def test_expire_forgets_the_txid() -> None:
     now = [1_800_000_000.0]
     transport = ScriptedTransport([preauth("push"), ok({"txid": "t-1"})])
     flow = DuoFlow.start(
-        config=CONFIG, verified_user=VerifiedUser("jsmith"), transport=transport, clock=lambda: now[0]
+        config=CONFIG,
+        verified_user=VerifiedUser("jsmith"),
+        transport=transport,
+        clock=lambda: now[0],
     )
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="push:DPFZRS9FB0D46QFTM899")
