@@ -97,3 +97,12 @@ class ArmedTransport:
                 self.emulator.faults.inject(**self._fault, path=request.path)
                 self._fault, self.faulted = None, request
         return self.inner.send(request)
+
+
+def let_next_poll_pass(flow: Any) -> None:
+    """Wait out the flow's ``next_poll_at`` (the poll schedules' 1 ms floor): a poll before it
+    is answered from the snapshot without calling the IdP, and an armed fault would never be
+    met."""
+    wait_until = flow.snapshot().next_poll_at
+    while wait_until is not None and time.time() <= wait_until:
+        time.sleep(0.001)

@@ -28,6 +28,7 @@ from tests.fault_matrix import (
     TIMEOUT,
     ArmedTransport,
     assert_no_secret,
+    let_next_poll_pass,
     wait_for_slow_call,
 )
 
@@ -254,6 +255,7 @@ def test_fault_at_transition(emulator: CyberArkEmulator, fault: str, transition_
     if transition.event != "start":
         flow = CyberArkFlow.start(user=transition.user, **settings)
         transition.reach(flow, emulator)
+        let_next_poll_pass(flow)
     before = flow.snapshot() if flow is not None else None
     if spec["kind"] == "replay_success":
         donor_login(emulator)

@@ -26,6 +26,7 @@ from tests.fault_matrix import (
     TIMEOUT,
     ArmedTransport,
     assert_no_secret,
+    let_next_poll_pass,
     wait_for_slow_call,
 )
 
@@ -136,6 +137,7 @@ def test_fault_at_transition(emulator: DuoEmulator, fault: str, transition: str)
         config=config, verified_user=VerifiedUser(user), client_ip=CLIENT_IP, transport=recorder
     )
     reach(flow, emulator)
+    let_next_poll_pass(flow)
     data = data_for(emulator)
     recorder.add(*data.values())
     before = flow.snapshot()

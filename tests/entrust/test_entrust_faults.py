@@ -26,6 +26,7 @@ from tests.fault_matrix import (
     TIMEOUT,
     ArmedTransport,
     assert_no_secret,
+    let_next_poll_pass,
     wait_for_slow_call,
 )
 
@@ -107,6 +108,7 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
     )
     flow = EntrustFlow.start(config=config, verified_user=VerifiedUser(user), transport=recorder)
     reach(flow, emulator)
+    let_next_poll_pass(flow)
     data = data_for(emulator)
     if "response" in data:
         recorder.add(data["response"])
