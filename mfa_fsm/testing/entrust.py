@@ -325,6 +325,8 @@ class EntrustEmulator(EmulatorServer):
         demo_users: add the demo users listed in the module docstring.
         require_client_ip: answer 400 when a call lacks ``clientIp`` (the
             tenant's "Provided in the API" client-IP source).
+        tls: serve HTTPS with a certificate from a throwaway authority whose PEM
+            file is :attr:`ca_file` (see :mod:`mfa_fsm.testing._server`).
     """
 
     fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS | {"stale_success"}
@@ -340,8 +342,9 @@ class EntrustEmulator(EmulatorServer):
         lockout_count: int = 5,
         demo_users: bool = True,
         require_client_ip: bool = False,
+        tls: bool = False,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, tls=tls)
         self.application_id = application_id
         self.session_lifetime = session_lifetime
         self.push_lifetime = push_lifetime
@@ -623,10 +626,24 @@ class EntrustEmulator(EmulatorServer):
                     return self._select(self._authenticator(match[1]), self._body(request))
                 if match := COMPLETE_RE.match(request.path):
                     name = self._authenticator(match[1])
-                    return self._complete(name, self._body(request), self._bearer(request))
+                    body = self._body(request)
+                    reply = self._complete(name, body, self._bearer(request))
+                    return self._web_session(body, reply)
             return self.not_found_reply(request)
         except _ApiError as exc:
             return _error_reply(exc.status, exc.code, exc.message)
+
+    def _web_session(self, body: Mapping[str, Any], reply: EmulatorReply) -> EmulatorReply:
+        # enableWebSession: true on the completing call makes the service set the
+        # INTELLITRUST_SESSION_ID cookie, "returned in all subsequent requests using the
+        # auth token" (Entrust IDaaS Authentication API, UserAuthenticateParameters).
+        parsed = reply.parsed_json()
+        completed = isinstance(parsed, dict) and parsed.get("authenticationCompleted") is True
+        if body.get("enableWebSession") is not True or not completed:
+            return reply
+        secure = "; Secure" if self.tls else ""
+        cookie = f"INTELLITRUST_SESSION_ID={secrets.token_urlsafe(32)}; Path=/; HttpOnly{secure}"
+        return attrs.evolve(reply, set_cookies=(*reply.set_cookies, cookie))
 
     def _body(self, request: EmulatorRequest) -> dict[str, Any]:
         body = request.json()
