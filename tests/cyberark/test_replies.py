@@ -230,6 +230,64 @@ def test_login_success() -> None:
     assert "11BA4261" not in repr(reply) and "platform.token" not in repr(reply)
 
 
+# The CyberArk/Delinea platform form of LoginSuccess, in the shape of a captured browser
+# login (values replaced): the token only in OAuthTokens; no Token, no Auth, no .ASPXAUTH.
+OAUTH_LOGIN_SUCCESS = json.loads(
+    """
+    {"success": true,
+     "Result": {"AuthLevel": "Normal", "DisplayName": "Test User",
+                "UserId": "c2c7bcc6-9560-44e0-8dff-5be221cd37ee",
+                "EmailAddress": "test@example.com", "UserDirectory": "CDS",
+                "PodFqdn": "example.delinea.app/identity", "User": "test@example.com",
+                "CustomerID": "XXX0000", "SystemID": "XXX0000", "SourceDsType": "CDS",
+                "Summary": "LoginSuccess",
+                "OAuthTokens": {"access_token": "eyJhbGciOiJSUzI1NiJ9.oauth-access.sig",
+                                "refresh_token": "oauth-refresh-0f2c4e6a8b",
+                                "id_token": "eyJhbGciOiJSUzI1NiJ9.oauth-id.sig",
+                                "token_type": "Bearer", "expires_in": 3615,
+                                "session_expires_in": 43200, "scope": "xpmInteractive"}},
+     "Message": null, "MessageID": null, "Exception": null, "ErrorID": null,
+     "ErrorCode": null, "IsSoftError": false, "InnerExceptions": null}
+    """
+)
+
+
+def test_login_success_with_only_oauth_tokens() -> None:
+    """The platform form: token from OAuthTokens.access_token, lifetime from expires_in."""
+    reply = read(OAUTH_LOGIN_SUCCESS)
+    assert reply.login is not None
+    assert reply.login.token == "eyJhbGciOiJSUzI1NiJ9.oauth-access.sig"
+    assert reply.login.auth is None
+    assert reply.login.token_lifetime == 3615
+    assert reply.login.user == "test@example.com"
+    assert "oauth-access" not in repr(reply) and "oauth-access" not in repr(reply.login)
+
+
+def test_classic_token_fields_win_over_oauth_tokens() -> None:
+    body = json.loads(json.dumps(OAUTH_LOGIN_SUCCESS))
+    body["Result"] |= {"Token": "classic.jwt.token", "TokenLifetime": 60}
+    login = read(body).login
+    assert login is not None and login.token == "classic.jwt.token"
+    assert login.token_lifetime == 60
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        {"access_token": 42},
+        {"access_token": "x", "expires_in": "soon"},
+        {"access_token": "x", "expires_in": -1},
+        {"access_token": "x", "expires_in": math.inf},
+        "not an object",
+    ],
+)
+def test_malformed_oauth_tokens_are_refused(tokens: Any) -> None:
+    body = json.loads(json.dumps(OAUTH_LOGIN_SUCCESS))
+    body["Result"]["OAuthTokens"] = tokens
+    with pytest.raises(IdpReplyError):
+        read(body)
+
+
 def test_generic_failure() -> None:
     """The spec's failure example: success false, Summary Failure; not a refused request."""
     reply = read(envelope({"Summary": "Failure"}, success=False, message=GENERIC_FAILURE))
