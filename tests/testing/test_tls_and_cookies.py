@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -81,8 +82,6 @@ def test_a_stalled_tls_client_does_not_hold_up_others() -> None:
     """The handshake runs in the connection's own thread: a client that connects and says
     nothing does not stop another from being served."""
     with CyberArkEmulator(tls=True) as emulator:
-        import socket
-
         with socket.create_connection((emulator.host, emulator.port), timeout=5):
             reply = requests.post(
                 emulator.base_url + START,
