@@ -1141,4 +1141,7 @@ class CyberArkEmulator(EmulatorServer):
                 self._logins.pop(login.token, None)
         # "Any user can access this API": an unknown token still logs out fine.
         expired = ".ASPXAUTH=; path=/; HttpOnly; Max-Age=0" + ("; Secure" if self.tls else "")
-        return self._reply(_envelope(None), headers={"Set-Cookie": expired})
+        # The spec's SecurityLogout gives Result as an object ("Return object for a
+        # successful API call") with the call's own success flag.
+        done = {"success": True, "IsSoftError": False}
+        return self._reply(_envelope(done), headers={"Set-Cookie": expired})

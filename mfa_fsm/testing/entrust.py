@@ -43,6 +43,13 @@ Every demo user has token code ``DEMO_TOKEN_CODE``, temporary access code
 
 Emulator choices (the vendor documents do not settle these):
 
+* Every answer validates against the response schema of the vendor's OpenAPI
+  document (5.46) for its path and status; the schemas mark no field nullable,
+  so fields without a value are left out rather than sent as ``null``
+  (recorded replies show ``null``; a client must read both the same way).
+* ``enableWebSession: true`` on the completing call sets the
+  ``INTELLITRUST_SESSION_ID`` cookie (HttpOnly; Secure with ``tls=True``).
+
 * The query returns a ``token`` for EXTERNAL users; that token authorises
   ``EXTERNAL/complete``. (A select on ``.../authenticate/EXTERNAL`` with
   ``userId`` is accepted too and also yields such a token.) Other users get
@@ -92,6 +99,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import random
 import re
 import secrets
@@ -199,8 +207,24 @@ class _ApiError(Exception):
 
 def _error_reply(status: int, code: str, message: str = "") -> EmulatorReply:
     return EmulatorReply.json(
-        {"errorCode": code, "errorMessage": message, "parameters": None}, status=status
+        {"errorCode": code, "errorMessage": message, "parameters": []}, status=status
     )
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _without_nulls(reply: EmulatorReply) -> EmulatorReply:
+    """``reply`` with every null-valued JSON field left out (at any depth)."""
+    parsed = reply.parsed_json()
+    if not isinstance(parsed, dict):
+        return reply
+    return attrs.evolve(reply, body=json.dumps(_drop_nulls(parsed)).encode())
 
 
 def _new_token() -> str:
@@ -615,7 +639,14 @@ class EntrustEmulator(EmulatorServer):
         return _error_reply(404, "not_found", f"No resource at {request.method} {request.path}")
 
     def handle(self, request: EmulatorRequest) -> EmulatorReply:
-        """Route one API request; every failure becomes an ``ErrorInfo`` answer."""
+        """Route one API request; every failure becomes an ``ErrorInfo`` answer.
+
+        Fields without a value are left out of every JSON answer: the vendor's response
+        schemas (OpenAPI 5.46) mark no field nullable, so ``null`` would break them.
+        """
+        return _without_nulls(self._route(request))
+
+    def _route(self, request: EmulatorRequest) -> EmulatorReply:
         try:
             if request.method == "POST":
                 if request.path == QUERY_PATH:
@@ -1078,10 +1109,10 @@ class EntrustEmulator(EmulatorServer):
         has already expired. Either way the request itself is not processed.
         """
         if self._last_success is not None:
-            return EmulatorReply.json(self._last_success)
+            return _without_nulls(EmulatorReply.json(self._last_success))
         reply = self._auth_response(None, token=_new_token(), completed=True)
         reply["expires"] = self._now_ms() - 60_000
-        return EmulatorReply.json(reply)
+        return _without_nulls(EmulatorReply.json(reply))
 
     def handle_control(self, request: EmulatorRequest, route: str) -> EmulatorReply | None:
         """Entrust control routes: push actions, OTP, answers and users."""
