@@ -53,7 +53,7 @@ Emulator choices (the vendor documents do not settle these):
 * The query returns a ``token`` for EXTERNAL users; that token authorises
   ``EXTERNAL/complete``. (A select on ``.../authenticate/EXTERNAL`` with
   ``userId`` is accepted too and also yields such a token.) Other users get
-  ``token: null`` from the query and start with a select.
+  no ``token`` from the query and start with a select.
 * Error codes besides the vendor's ``invalid_user_response`` and
   ``no_transaction``: ``invalid_request`` (400: malformed body, missing
   ``applicationId``/``userId``...), ``invalid_authenticator`` (400: unknown
