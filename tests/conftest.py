@@ -26,7 +26,13 @@ from mfa_fsm.testing import EmulatorServer
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
 from tests import fault_matrix
-from tests.servers import RunningServer, ServerUnavailable, postgres_server, redis_server
+from tests.servers import (
+    RunningServer,
+    ServerUnavailable,
+    postgres_server,
+    redis_cluster,
+    redis_server,
+)
 from tests.stores.store_helpers import STORE_KINDS, FakeClock, StoreKit
 from tests.vendor_schemas import ReplyChecker
 
@@ -151,6 +157,16 @@ def redis_service() -> Iterator[RunningServer]:
     try:
         with redis_server() as server:
             yield server
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_service() -> Iterator[list[RunningServer]]:
+    """A real three-node Redis Cluster on free loopback ports, for the whole session."""
+    try:
+        with redis_cluster(3) as nodes:
+            yield nodes
     except ServerUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
 

@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 import redis
+import redis.cluster
 
 from mfa_fsm.core.errors import SnapshotError
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
@@ -84,13 +85,15 @@ return 1
 class RedisStore(RecordStore):
     """Snapshots in Redis, one key per flow; see :class:`~mfa_fsm.stores.base.FlowStore`.
 
-    ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way). The
-    ``clock`` only turns the absolute expiry into a TTL; Redis enforces it.
+    ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way), or a
+    ``redis.cluster.RedisCluster`` to scale out: every operation touches one key, so the
+    cluster routes it to the node that owns the key's hash slot, and flows spread over the
+    nodes. The ``clock`` only turns the absolute expiry into a TTL; Redis enforces it.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.cluster.RedisCluster,
         *,
         prefix: str = "mfa_fsm:flow:",
         margin: float = DEFAULT_MARGIN,
