@@ -420,3 +420,97 @@ def test_arbitrary_json_raises_only_idp_errors(data: Any, status: int) -> None:
     """Any JSON, including the documented keys with values of any type, parses into a
     well-formed Reply or raises an IdpError."""
     check(HttpResponse(status, {}, json.dumps(data).encode()))
+
+
+# -- the IdP fields that decide behaviour, each pinned -----------------------------------
+
+
+def _package_with(mechanism: dict[str, Any]) -> Reply:
+    return read(
+        envelope(
+            {"Summary": "NewPackage", "SessionId": "s", "Challenges": [{"Mechanisms": [mechanism]}]}
+        )
+    )
+
+
+@pytest.mark.parametrize(("enrolled", "expected"), [(True, True), (False, False), (None, True)])
+def test_enrolled_decides_whether_a_mechanism_is_usable(enrolled: Any, expected: bool) -> None:
+    """Enrolled false marks a mechanism unusable; absent, the spec's default is enrolled."""
+    mechanism = dict(PF) if enrolled is None else {**PF, "Enrolled": enrolled}
+    assert _package_with(mechanism).challenges[0][0].enrolled is expected
+
+
+def test_enrolled_of_the_wrong_type_is_refused() -> None:
+    with pytest.raises(IdpReplyError):
+        _package_with({**PF, "Enrolled": "yes"})
+
+
+def test_a_security_question_without_its_id_or_text_is_refused() -> None:
+    for broken in ({"QuestionText": "Pet?"}, {"Uuid": "u_1"}, {"Uuid": "", "QuestionText": "x"}):
+        mechanism = {**SQ, "MultipartMechanism": {"MechanismParts": [broken]}}
+        with pytest.raises(IdpReplyError, match="security question lacks its Uuid or text"):
+            _package_with(mechanism)
+
+
+def test_a_mechanism_without_id_name_or_answer_type_is_refused() -> None:
+    for key in ("MechanismId", "Name", "AnswerType"):
+        with pytest.raises(IdpReplyError, match="lacks its MechanismId, Name or AnswerType"):
+            _package_with({k: v for k, v in UP.items() if k != key})
+
+
+def test_a_challenge_without_mechanisms_is_refused() -> None:
+    body = envelope({"Summary": "NewPackage", "SessionId": "s", "Challenges": [{"Mechanisms": []}]})
+    with pytest.raises(IdpReplyError, match="offers no mechanism"):
+        read(body)
+
+
+@pytest.mark.parametrize(("code", "expected"), [("E42", "E42"), (42, "42"), (None, None)])
+def test_the_envelope_error_code_and_id_are_kept(code: Any, expected: str | None) -> None:
+    body = envelope({"Summary": "Failure"}, success=False, message=GENERIC_FAILURE)
+    body |= {"ErrorCode": code, "ErrorID": "8f7a:4a0c"}
+    reply = read(body)
+    assert (reply.error_code, reply.error_id) == (expected, "8f7a:4a0c")
+    refused = read(envelope(None, success=False) | {"ErrorCode": code})
+    assert refused.request_refused and refused.error_code == expected
+
+
+def test_a_question_comes_from_question_when_there_are_no_parts() -> None:
+    mechanism = {k: v for k, v in SQ.items() if k != "MultipartMechanism"}
+    got = _package_with(mechanism).challenges[0][0]
+    assert (got.questions, got.part_ids) == (("What is your cat's name?",), ())
+
+
+def test_detail_label_prompt_and_image_come_from_their_fields() -> None:
+    got = _package_with(PF).challenges[0][0]
+    assert (got.detail, got.label) == ("6789", "Phone Call... XXX-6789")
+    assert got.prompt.startswith("We will now attempt to call")
+    bare = _package_with(
+        {
+            "Name": "QR",
+            "AnswerType": "StartOob",
+            "MechanismId": "m1",
+            "Image": "data:image/png;base64,AAAA",
+        }
+    ).challenges[0][0]
+    assert (bare.label, bare.prompt, bare.image) == ("QR", "QR", "data:image/png;base64,AAAA")
+    assert _package_with({**PF, "Image": "data:x"}).challenges[0][0].image is None  # QR only
+
+
+def test_a_redirect_is_only_a_reply_with_nothing_but_pod_fqdn() -> None:
+    assert read(envelope({"PodFqdn": "pod.example"})).is_redirect
+    assert not read(envelope({"PodFqdn": "pod.example", "SessionId": "s"})).is_redirect
+    assert not read(envelope({"PodFqdn": ""})).is_redirect
+    assert not read(envelope({"PodFqdn": "p"}, success=False)).is_redirect
+
+
+@pytest.mark.parametrize("status", [199, 300, 302, 304, 399, 400, 404])
+def test_only_2xx_is_success(status: int) -> None:
+    """A redirect (3xx) is not a reply of the API: refused like any non-2xx status."""
+    with pytest.raises(IdpError) as caught:
+        read(envelope({"Summary": "NewPackage"}), status=status)
+    assert caught.value.status == status and not caught.value.transient
+
+
+@pytest.mark.parametrize("status", [200, 201, 299])
+def test_every_2xx_is_read(status: int) -> None:
+    assert read(envelope({"Summary": "StartNextChallenge"}), status=status).success

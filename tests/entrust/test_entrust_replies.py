@@ -208,3 +208,47 @@ def test_non_object_json_is_a_reply_error() -> None:
     """A JSON list where an object belongs is IdpReplyError."""
     with pytest.raises(IdpReplyError):
         decipher(reply([1, 2]), PATH)
+
+
+# -- the IdP fields that decide behaviour, each pinned -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expires", "time", "want"),
+    [
+        (1_800_000_000_500, 1_799_999_000_250, (1_800_000_000.5, 1_799_999_000.25)),
+        (0, 0, (None, None)),  # 0: no expiry given (pending push replies)
+        (None, None, (None, None)),
+    ],
+)
+def test_query_expires_and_time_are_epoch_milliseconds(
+    expires: Any, time: Any, want: tuple[Any, Any]
+) -> None:
+    """The query's token expiry and the IdP's clock, in epoch ms on the wire, seconds here."""
+    body = {"authenticationTypes": ["OTP"], "token": "t", "expires": expires, "time": time}
+    got = parse_query(decipher(reply(body), "/q"))
+    assert (got.expires_at, got.time) == want
+
+
+@pytest.mark.parametrize("field", ["expires", "time"])
+def test_query_expires_and_time_of_the_wrong_type_are_refused(field: str) -> None:
+    with pytest.raises(IdpReplyError):
+        parse_query(decipher(reply({"authenticationTypes": ["OTP"], field: "soon"}), "/q"))
+
+
+def test_authenticated_time_is_epoch_milliseconds() -> None:
+    got = parse_authenticated(decipher(reply({"token": "t", "time": 1_500}), "/a"))
+    assert got.time == 1.5
+
+
+@pytest.mark.parametrize("status", [199, 300, 302, 304, 399])
+def test_only_2xx_is_success(status: int) -> None:
+    """A redirect (3xx) is not a reply of the API: refused like any non-2xx status."""
+    with pytest.raises(IdpError) as caught:
+        decipher(reply({"authenticationTypes": ["OTP"]}, status), "/q")
+    assert caught.value.status == status and not caught.value.transient
+
+
+@pytest.mark.parametrize("status", [200, 201, 299])
+def test_every_2xx_is_read(status: int) -> None:
+    assert decipher(reply({"token": "t"}, status), "/q").text("token") == "t"

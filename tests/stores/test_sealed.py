@@ -299,3 +299,98 @@ def test_opening_does_not_change_the_ledger(clock: FakeClock) -> None:
     assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
     assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
     assert ledger.current(snapshot.flow_id) == 4
+
+
+# -- boundaries (each pinned so a mutant of the comparison cannot survive) -------------------
+
+
+def test_a_token_is_refused_at_exactly_its_expiry_second() -> None:
+    """The expiry is exclusive and sealed in whole seconds: one millisecond before it the
+    token opens, at that second it does not."""
+    clock = FakeClock()
+    clock.now = 1_800_000_000.0
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, max_age=600, margin=60)
+    snapshot = make_snapshot(now=clock.now, lifetime=300)  # expiry: deadline + margin = +360
+    token = sealed.seal(snapshot)
+    clock.now += 359.999
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    clock.now = 1_800_000_360.0
+    with pytest.raises(SealedStateError, match="has expired; start the flow again"):
+        sealed.open(token, flow_id=snapshot.flow_id)
+
+
+def test_max_age_bounds_tokens_already_handed_out() -> None:
+    """Lowering max_age applies to tokens sealed before: refused at exactly issued + max_age."""
+    clock = FakeClock()
+    clock.now = 1_800_000_000.0
+    snapshot = make_snapshot(now=clock.now, lifetime=3000)
+    token = SealedState({"k1": OLD_KEY}, clock=clock, max_age=600, margin=60).seal(snapshot)
+    stricter = SealedState({"k1": OLD_KEY}, clock=clock, max_age=100, margin=60)
+    clock.now += 99.5
+    assert stricter.open(token, flow_id=snapshot.flow_id) == snapshot
+    clock.now = 1_800_000_100.0
+    with pytest.raises(SealedStateError, match="has expired"):
+        stricter.open(token, flow_id=snapshot.flow_id)
+
+
+@pytest.mark.parametrize("junk", ["!", "=", " ", ".", "\n", "é", "+", "/"])
+def test_a_token_with_a_junk_character_inserted_is_not_base64(
+    sealed: SealedState, snapshot: Snapshot, junk: str
+) -> None:
+    """base64 decoding would skip such characters; the alphabet is checked first."""
+    token = sealed.seal(snapshot)
+    altered = token[:10] + junk + token[10:]
+    with pytest.raises(SealedStateError, match="not URL-safe base64; start the flow again"):
+        sealed.open(altered, flow_id=snapshot.flow_id)
+
+
+def test_the_size_cap_is_exact(sealed: SealedState, snapshot: Snapshot) -> None:
+    """65536 characters are read (and fail later, as truncated junk); one more is refused as
+    not base64 without being decoded."""
+    with pytest.raises(SealedStateError) as at_cap:
+        sealed.open("A" * 65536, flow_id=snapshot.flow_id)
+    assert "URL-safe base64" not in str(at_cap.value)
+    with pytest.raises(SealedStateError, match="not URL-safe base64"):
+        sealed.open("A" * 65537, flow_id=snapshot.flow_id)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "margin", "ok"),
+    [
+        (0, 60, False),
+        (-1, 60, False),
+        (0.5, 60, True),
+        (600, 0, True),
+        (600, 0.5, True),
+        (600, -0.001, False),
+    ],
+)
+def test_zero_and_fractional_ages_and_margins(max_age: float, margin: float, ok: bool) -> None:
+    """max_age must be positive (a fraction of a second is positive); margin may be zero."""
+    if ok:
+        sealed = SealedState({"k1": OLD_KEY}, max_age=max_age, margin=margin)
+        assert (sealed.max_age, sealed.margin) == (max_age, margin)
+    else:
+        with pytest.raises(UsageError, match="max_age must be positive and margin"):
+            SealedState({"k1": OLD_KEY}, max_age=max_age, margin=margin)
+
+
+def test_key_errors_say_what_to_do() -> None:
+    with pytest.raises(UsageError, match=r"needs at least one key; make one with generate_key"):
+        SealedState({})
+    with pytest.raises(UsageError, match="1 to 64 printable ASCII characters, no spaces"):
+        SealedState({"bad id": OLD_KEY})
+    with pytest.raises(UsageError, match=r"must be 32 bytes \(AES-256\); make one with Sealed"):
+        SealedState({"k1": bytes(16)})
+
+
+def test_a_retired_or_malformed_key_id_is_named_only_when_well_formed(
+    sealed: SealedState, snapshot: Snapshot
+) -> None:
+    other = SealedState({"k9": NEW_KEY}).seal(snapshot)
+    with pytest.raises(SealedStateError, match=r"names key 'k9', which is not configured"):
+        sealed.open(other, flow_id=snapshot.flow_id)
+    data = bytearray(_bytes(other))
+    data[2] = 0x01  # the key id's one byte becomes a control character
+    with pytest.raises(SealedStateError, match="names key a malformed key id"):
+        sealed.open(_token(bytes(data)), flow_id=snapshot.flow_id)
