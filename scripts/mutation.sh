@@ -23,11 +23,11 @@ mkdir -p "$WORK"
 # module (under mfa_fsm/) -> its own tests
 declare -A TESTS=(
   [core/flow.py]="tests/core/test_flow.py tests/entrust/test_entrust_flow.py tests/cyberark/test_cyberark_flow.py"
-  [core/snapshot.py]="tests/core/test_snapshot.py"
+  [core/snapshot.py]="tests/core/test_snapshot.py tests/stores/test_migration.py"
   [core/polling.py]="tests/core/test_polling.py tests/core/test_policy_defaults.py"
   [core/retry.py]="tests/core/test_retry.py tests/core/test_policy_defaults.py"
-  [entrust/replies.py]="tests/entrust/test_entrust_replies.py"
-  [cyberark/replies.py]="tests/cyberark/test_replies.py"
+  [entrust/replies.py]="tests/entrust/test_entrust_replies.py tests/hardening/test_secret_reprs.py"
+  [cyberark/replies.py]="tests/cyberark/test_replies.py tests/hardening/test_secret_reprs.py"
   [stores/sealed.py]="tests/stores/test_sealed.py"
   [engine.py]="tests/test_engine.py tests/core/test_policy_defaults.py"
 )
