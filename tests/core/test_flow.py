@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import structlog
 
@@ -17,7 +18,9 @@ from mfa_fsm import (
     EventNotAllowed,
     IdpError,
     InvalidInput,
+    TransportError,
 )
+from mfa_fsm.core.errors import FlowBusy, SnapshotError, UsageError
 from mfa_fsm.core.flow import Outcome
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
@@ -143,3 +146,119 @@ def test_a_step_at_exactly_the_deadline_expires(entrust: EntrustEmulator) -> Non
     view = still.send("cancel")
     assert (view.state, view.failure) == ("Failed", "expired")
     assert len(entrust.calls) == calls
+
+
+# -- the step's log lines and call records ------------------------------------------------
+
+
+def test_a_step_logs_one_transition_line_with_its_idp_call(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust)
+    entrust.faults.inject("slow", delay=0.2)
+    with structlog.testing.capture_logs() as events:
+        flow.send("submit_first_factor")
+    (line,) = [e for e in events if e["event"] == "mfa_fsm.transition"]
+    assert line["flow_id"] == flow.flow_id and line["provider"] == "entrust"
+    assert (line["flow_event"], line["source"]) == ("submit_first_factor", "AwaitingFirstFactor")
+    assert (line["target"], line["version"]) == ("AwaitingSecondFactor", 1)
+    assert line["idp_path"].endswith("/authenticate/EXTERNAL/complete")
+    assert (line["idp_status"], line["idp_calls"]) == (200, 1)
+    assert (
+        200 <= line["duration_ms"] < 5000 and round(line["duration_ms"], 2) == line["duration_ms"]
+    )
+    (call,) = flow.transport.calls  # type: ignore[attr-defined]
+    assert (call.path, call.status) == (line["idp_path"], 200)
+    assert 200 <= call.ms <= line["duration_ms"] and round(call.ms, 2) == call.ms
+
+
+def test_a_failed_step_logs_one_warning_naming_the_error_type(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust, retry=NO_RETRY)
+    entrust.faults.inject("status", status=503)
+    with structlog.testing.capture_logs() as events, pytest.raises(IdpError):
+        flow.send("submit_first_factor")
+    (line,) = [e for e in events if e["event"] == "mfa_fsm.step_failed"]
+    assert (line["log_level"], line["error"]) == ("warning", "IdpError")
+    assert (line["flow_event"], line["source"], line["idp_status"]) == (
+        "submit_first_factor",
+        "AwaitingFirstFactor",
+        503,
+    )
+    assert line["flow_id"] == flow.flow_id and line["idp_calls"] == 1
+    assert 0 <= line["duration_ms"] < 5000
+    assert "target" not in line and "version" not in line
+
+
+def test_a_call_that_got_no_answer_is_recorded_without_a_status(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust, retry=NO_RETRY)
+    entrust.faults.inject("drop")
+    with pytest.raises(TransportError):
+        flow.send("submit_first_factor")
+    (call,) = flow.transport.calls  # type: ignore[attr-defined]
+    assert call.status is None and call.ms >= 0
+
+
+class _Refusing:
+    """A transport whose calls are refused before they leave, as the engine's claim does."""
+
+    def send(self, request: Any) -> Any:
+        raise FlowBusy("f", "someone else holds the flow")
+
+
+def test_a_call_refused_before_it_left_is_not_an_idp_call(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust)
+    config = flow.config
+    refused = EntrustFlow.restore(flow.snapshot(), config=config, transport=_Refusing())
+    with pytest.raises(FlowBusy):
+        refused.send("submit_first_factor")
+    assert refused.transport.calls == []  # type: ignore[attr-defined]
+
+
+def test_refusals_name_the_event_and_state(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust)
+    with pytest.raises(EventNotAllowed) as wrong_state:
+        flow.send("poll")
+    assert (wrong_state.value.event, wrong_state.value.state) == ("poll", "AwaitingFirstFactor")
+    assert "submit_first_factor" in wrong_state.value.allowed
+    with pytest.raises(EventNotAllowed) as unknown:
+        flow.send("no_such_event")
+    assert (unknown.value.event, unknown.value.state) == ("<unknown event>", "AwaitingFirstFactor")
+    flow.send("cancel")
+    with pytest.raises(EventNotAllowed) as ended:
+        flow.send("cancel")
+    assert (ended.value.event, ended.value.state, ended.value.allowed) == ("cancel", "Failed", ())
+
+
+def test_restore_refuses_another_providers_config_or_snapshot(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust)
+    other = CyberArkConfig(base_url="https://tenant.example")
+    with pytest.raises(UsageError, match="EntrustFlow takes a EntrustConfig as config=, not a Cy"):
+        EntrustFlow.restore(flow.snapshot(), config=other)
+    with pytest.raises(SnapshotError, match="restore it with that provider's flow class"):
+        CyberArkFlow.restore(flow.snapshot(), config=other)
+    odd = attrs.evolve(flow.snapshot(), context={"not": "a context"})
+    with pytest.raises(SnapshotError, match="snapshot context is not a EntrustContext"):
+        EntrustFlow.restore(odd, config=flow.config)
+
+
+def test_restore_keeps_the_clock(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust)
+    late = flow.snapshot().deadline + 1
+    restored = EntrustFlow.restore(
+        flow.snapshot().to_json(), config=flow.config, clock=lambda: late
+    )
+    assert restored.send("submit_first_factor").failure == "expired"
+
+
+def test_an_unknown_field_message_lists_what_the_event_takes(entrust: EntrustEmulator) -> None:
+    flow = entrust_flow(entrust)
+    flow.send("submit_first_factor")
+    with pytest.raises(
+        InvalidInput,
+        match=r"^colour: is not a field of 'select_second_factor'; "
+        r"it takes \['delivery', 'factor'\]$",
+    ):
+        flow.send("select_second_factor", factor="OTP", colour="red")
+    with pytest.raises(InvalidInput, match=r"^factor: is required for 'select_second_factor'$"):
+        flow.send("select_second_factor")
+    name = "x" * 40  # an identifier of 40 characters is shown, one of 41 is not
+    with pytest.raises(InvalidInput, match=f"^{name}: "):
+        flow.send("select_second_factor", factor="OTP", **{name: 1})
