@@ -5,6 +5,7 @@
 #   bash scripts/mutation.sh                       # every module below
 #   bash scripts/mutation.sh core/retry.py         # one module (path under mfa_fsm/)
 #   MUTATION_REV=HEAD~3 bash scripts/mutation.sh   # measure a committed revision instead
+#   MUTATION_FRESH=1 bash scripts/mutation.sh core/flow.py   # fresh interpreter per mutant
 #
 # Each module runs in its own scratch copy of the project (the working tree's tracked and
 # untracked files, or MUTATION_REV), so a run never touches your checkout and several may
@@ -12,7 +13,12 @@
 # mutated function. The closing table gives, per module: mutants, killed (a test failed or
 # the run timed out), survived, not reached by any test, and the score killed / mutants.
 # mutmut mutates code inside functions only: module constants and attrs field defaults are
-# pinned by tests (test_policy_defaults.py and friends) but not mutated here.
+# pinned by tests (test_policy_defaults.py and friends) but not mutated here. By default each
+# mutant's pytest is forked from a process that has already imported the project, so code
+# that runs only at import (core/flow.py's states() and said(), Flow.__init_subclass__) or
+# fills a module cache on first use (core/snapshot.py's codec builders) runs unmutated and
+# its mutants survive whatever the tests do. MUTATION_FRESH=1 imports afresh for every mutant
+# (mutmut's fork server without warm-up): slower, but those mutants become testable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -68,6 +74,9 @@ only_mutate = ["mfa_fsm/$module"]
 pytest_add_cli_args_test_selection = [$(IFS=,; echo "${existing[*]}")]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
 EOF
+  if [ -n "${MUTATION_FRESH:-}" ]; then
+    printf 'process_isolation = "forkserver"\nforkserver_warmup = "none"\n' >>"$dir/pyproject.toml"
+  fi
   echo "mutation: $module against ${existing[*]}" >&2
   (cd "$dir" && "$MUTMUT" run >run.log 2>&1) || true
   # The progress line ends with the final counts: 🎉 killed 🫥 no tests ⏰ timeout
