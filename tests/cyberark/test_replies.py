@@ -514,3 +514,56 @@ def test_only_2xx_is_success(status: int) -> None:
 @pytest.mark.parametrize("status", [200, 201, 299])
 def test_every_2xx_is_read(status: int) -> None:
     assert read(envelope({"Summary": "StartNextChallenge"}), status=status).success
+
+
+def test_login_user_auth_email_and_client_message_are_read() -> None:
+    body = envelope(
+        {
+            "Summary": "LoginSuccess",
+            "Auth": "A1",
+            "User": "u@example.com",
+            "EmailAddress": "e@example.com",
+        }
+    )
+    login = read(body).login
+    assert login is not None
+    assert (login.auth, login.user, login.email, login.token) == (
+        "A1",
+        "u@example.com",
+        "e@example.com",
+        None,
+    )
+    assert read(envelope({"Summary": "LoginSuccess", "Auth": ""})).login.auth is None  # type: ignore[union-attr]
+    done = read(envelope({"Summary": "NoncommitalSuccess", "ClientMessage": "Reset."}))
+    assert done.client_message == "Reset." and done.login is None
+
+
+@pytest.mark.parametrize(("seconds", "ok"), [(0, True), (0.5, True), (3600, True), (-0.5, False)])
+def test_a_zero_or_fractional_token_lifetime_is_a_lifetime(seconds: float, ok: bool) -> None:
+    body = envelope({"Summary": "LoginSuccess", "Token": "t", "TokenLifetime": seconds})
+    if ok:
+        assert read(body).login.token_lifetime == seconds  # type: ignore[union-attr]
+    else:
+        with pytest.raises(IdpReplyError, match="TokenLifetime is not a number of seconds"):
+            read(body)
+
+
+def test_a_boolean_error_code_is_not_a_number() -> None:
+    with pytest.raises(IdpReplyError):
+        read(envelope(None, success=False) | {"ErrorCode": True})
+
+
+def test_refusals_name_the_path_and_status() -> None:
+    with pytest.raises(IdpError) as refused:
+        read(envelope(None, success=False) | {"ErrorCode": 42}, status=404)
+    assert (refused.value.path, refused.value.status, refused.value.error_code) == (PATH, 404, None)
+    assert str(refused.value) == f"the IdP refused {PATH} (HTTP 404); check the base URL and tenant"
+    with pytest.raises(IdpReplyError) as no_flag:
+        read({"Result": None})
+    assert (no_flag.value.path, no_flag.value.status) == (PATH, 200)
+    assert "has no 'success' flag; is the base URL a CyberArk Identity tenant?" in str(
+        no_flag.value
+    )
+    with pytest.raises(IdpReplyError) as empty:
+        read(envelope({"Summary": "NewPackage", "Challenges": [{"Mechanisms": []}]}))
+    assert empty.value.path == PATH
