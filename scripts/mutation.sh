@@ -72,7 +72,7 @@ for module in "${ORDER[@]}"; do
 source_paths = ["mfa_fsm"]
 only_mutate = ["mfa_fsm/$module"]
 pytest_add_cli_args_test_selection = [$(IFS=,; echo "${existing[*]}")]
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--hypothesis-profile=mutation"]
 EOF
   if [ -n "${MUTATION_FRESH:-}" ]; then
     printf 'process_isolation = "forkserver"\nforkserver_warmup = "none"\n' >>"$dir/pyproject.toml"

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 
 from mfa_fsm.core.errors import MfaError
 from mfa_fsm.testing import EmulatorServer
@@ -38,6 +39,12 @@ from tests.vendor_schemas import ReplyChecker
 
 #: every log line and error message of the run, for the suite-wide guard
 SEEN: list[str] = []
+
+# scripts/mutation.sh runs the tests once per mutant on a busy machine: same examples every
+# time (a mutant is judged by the tests, not by luck), and no "too slow" health check.
+settings.register_profile(
+    "mutation", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
