@@ -324,3 +324,30 @@ def test_refusals_name_the_path_and_status() -> None:
     with pytest.raises(IdpReplyError) as wrong:
         decipher(reply({"errorCode": 5}, 400), "/users")
     assert "ErrorInfo" in str(wrong.value) and wrong.value.path == "/users"
+
+
+def test_transient_and_unreadable_replies_name_the_path() -> None:
+    with pytest.raises(IdpError) as busy:
+        decipher(reply({"errorCode": "busy"}, 503), "/users")
+    assert (busy.value.path, busy.value.transient) == ("/users", True)
+    junk = HttpResponse(200, {"Content-Type": "text/html"}, b"<html></html>")
+    with pytest.raises(IdpReplyError) as unreadable:
+        decipher(junk, "/users")
+    assert unreadable.value.path == "/users"
+
+
+def test_a_lockout_status_without_a_type_is_skipped_not_the_end() -> None:
+    body = {
+        "authenticationTypes": ["OTP"],
+        "authenticatorLockoutStatus": [
+            {"locked": True},
+            {"type": "OTP", "remainingAuthenticationAttempts": 2, "locked": True},
+        ],
+    }
+    got = parse_query(decipher(reply(body), "/q"))
+    assert (got.remaining_attempts, got.locked) == ({"OTP": 2}, frozenset({"OTP"}))
+
+
+def test_a_grid_cell_without_row_or_column_says_so() -> None:
+    with pytest.raises(IdpReplyError, match=r"^a grid challenge cell has no row or column$"):
+        parse_authenticated(decipher(reply({"gridChallenge": {"challenge": [{"row": 1}]}}), "/a"))
