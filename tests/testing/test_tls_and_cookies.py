@@ -208,6 +208,17 @@ def test_cyberark_oauth_tokens_form_completes_our_flow() -> None:
         assert ".ASPXAUTH" not in result.cookies
 
 
+def test_a_zero_token_lifetime_is_an_expired_token_not_an_unknown_one() -> None:
+    clock = Clock()
+    with CyberArkEmulator(tls=True, oauth_tokens=True, token_lifetime=0) as emulator:
+        client, _ = _cyberark_flow(emulator, clock)
+        client.send("submit_first_factor", answer="alice-password")
+        client.send("select_second_factor", factor=pick(client.view, "Security Question"))
+        assert client.send("submit_response", response="Smokey").state == "Completed"
+        result = client.restore().snapshot().result
+        assert result is not None and result.expires_at == clock.now
+
+
 def test_entrust_web_session_cookie_only_when_asked() -> None:
     """enableWebSession: true on the completing call sets INTELLITRUST_SESSION_ID (Secure
     over TLS); without it no such cookie is set."""
