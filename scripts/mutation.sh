@@ -66,13 +66,18 @@ for module in "${ORDER[@]}"; do
   copy_project "$dir"
   existing=()
   for t in $tests; do [ -e "$dir/$t" ] && existing+=("\"$t\""); done
+  # Older revisions (MUTATION_REV) may lack the suite's "mutation" Hypothesis profile.
+  profile=""
+  if grep -q 'register_profile' "$dir/tests/conftest.py"; then
+    profile=', "--hypothesis-profile=mutation"'
+  fi
   cat >>"$dir/pyproject.toml" <<EOF
 
 [tool.mutmut]
 source_paths = ["mfa_fsm"]
 only_mutate = ["mfa_fsm/$module"]
 pytest_add_cli_args_test_selection = [$(IFS=,; echo "${existing[*]}")]
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--hypothesis-profile=mutation"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"$profile]
 EOF
   if [ -n "${MUTATION_FRESH:-}" ]; then
     printf 'process_isolation = "forkserver"\nforkserver_warmup = "none"\n' >>"$dir/pyproject.toml"
