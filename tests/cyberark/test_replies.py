@@ -567,3 +567,54 @@ def test_refusals_name_the_path_and_status() -> None:
     with pytest.raises(IdpReplyError) as empty:
         read(envelope({"Summary": "NewPackage", "Challenges": [{"Mechanisms": []}]}))
     assert empty.value.path == PATH
+
+
+def test_malformed_packages_are_refused_naming_the_path() -> None:
+    """Each refusal names the endpoint's path, and says exactly what is missing."""
+    cases = [
+        ({"Challenges": [{"Mechanisms": []}]}, "a challenge offers no mechanism"),
+        (
+            {"Challenges": [{"Mechanisms": [{"Name": "UP"}]}]},
+            "a mechanism lacks its MechanismId, Name or AnswerType",
+        ),
+        (
+            {
+                "Challenges": [
+                    {
+                        "Mechanisms": [
+                            {
+                                **SQ,
+                                "MultipartMechanism": {
+                                    "MechanismParts": [{"QuestionText": "Pet?"}]
+                                },
+                            }
+                        ]
+                    }
+                ]
+            },
+            "a security question lacks its Uuid or text",
+        ),
+        (
+            {"Summary": "LoginSuccess", "TokenLifetime": -1},
+            "the IdP's TokenLifetime is not a number of seconds",
+        ),
+    ]
+    for result, message in cases:
+        with pytest.raises(IdpReplyError) as caught:
+            read(envelope({"Summary": "NewPackage", "SessionId": "s", **result}))
+        assert caught.value.path == PATH
+        assert str(caught.value) == message
+
+
+def test_wrong_types_in_the_envelope_name_the_envelope_and_path() -> None:
+    with pytest.raises(IdpReplyError) as caught:
+        read(envelope(None) | {"ErrorID": 5})
+    assert caught.value.path == PATH
+    assert str(caught.value) == f"the IdP's envelope from {PATH} has a malformed 'ErrorID'"
+    with pytest.raises(IdpError) as busy:
+        read(envelope(None), status=503)
+    assert busy.value.path == PATH and busy.value.transient
+    junk = HttpResponse(200, {"Content-Type": "text/html"}, b"<html></html>")
+    with pytest.raises(IdpReplyError) as unreadable:
+        parse_reply(decipher(junk, PATH))
+    assert unreadable.value.path == PATH

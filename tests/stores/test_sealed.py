@@ -420,7 +420,10 @@ def test_malformed_tokens_get_their_own_messages(sealed: SealedState, snapshot: 
         SealedStateError, match=r"^sealed state is truncated; start the flow again$"
     ):
         sealed.open(_token(b"\x01"), flow_id=flow_id)
-    with pytest.raises(SealedStateError, match=r"^sealed state has format version 99, this"):
+    with pytest.raises(
+        SealedStateError,
+        match=r"^sealed state has format version 99, this mfa_fsm reads 1; start the flow again$",
+    ):
         sealed.open(_token(bytes([99, 2])), flow_id=flow_id)
     with pytest.raises(SealedStateError, match=r"^sealed state is truncated"):
         sealed.open(_token(bytes([1, 0]) + bytes(60)), flow_id=flow_id)
@@ -461,3 +464,16 @@ def test_tokens_ending_in_any_character_open(clock: FakeClock) -> None:
             assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
             return
     pytest.fail("no sealed token ended in 'X'")
+
+
+def test_a_token_the_ledger_never_saw_is_refused(clock: FakeClock, snapshot: Snapshot) -> None:
+    token = SealedState({"k1": OLD_KEY}, clock=clock).seal(snapshot)
+    guarded = SealedState(
+        {"k1": OLD_KEY}, clock=clock, ledger=StoreLedger(MemoryStore(clock=clock))
+    )
+    with pytest.raises(
+        SealedStateError,
+        match=rf"^flow '{snapshot.flow_id}' is not in the replay ledger \(expired, or sealed "
+        r"without this ledger\); start the flow again$",
+    ):
+        guarded.open(token, flow_id=snapshot.flow_id)
