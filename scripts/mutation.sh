@@ -35,7 +35,7 @@ declare -A TESTS=(
   [entrust/replies.py]="tests/entrust/test_entrust_replies.py tests/hardening/test_secret_reprs.py"
   [cyberark/replies.py]="tests/cyberark/test_replies.py tests/hardening/test_secret_reprs.py"
   [stores/sealed.py]="tests/stores/test_sealed.py"
-  [engine.py]="tests/test_engine.py tests/core/test_policy_defaults.py"
+  [engine.py]="tests/test_engine.py tests/test_engine_wiring.py tests/core/test_policy_defaults.py"
 )
 ORDER=(core/retry.py core/polling.py core/snapshot.py stores/sealed.py entrust/replies.py
   cyberark/replies.py core/flow.py engine.py)
