@@ -6,7 +6,7 @@
     mfa-fsm login --emulator                 walk through an Entrust login against the emulator
     mfa-fsm login --provider cyberark --emulator                ... a CyberArk one
     mfa-fsm login --base-url URL --application-id ID --user pat   ... against a real tenant
-    mfa-fsm emulate                          run the IdP emulators until Ctrl-C
+    mfa-fsm emulate [--tls]                  run the IdP emulators until Ctrl-C
     mfa-fsm diagrams [--check]               write (or check) diagrams/ from the machines
     mfa-fsm diagrams --flow ID --store URL   print a live flow's diagram, its state marked
     mfa-fsm purge URL [--table T]            delete the expired flows of a store (for cron)
@@ -417,14 +417,17 @@ def _serve(seconds: float | None) -> None:
 
 def cmd_emulate(args: argparse.Namespace, term: Terminal) -> int:
     with (
-        EntrustEmulator(host=args.host, port=args.entrust_port) as entrust,
-        CyberArkEmulator(host=args.host, port=args.cyberark_port) as cyberark,
+        EntrustEmulator(host=args.host, port=args.entrust_port, tls=args.tls) as entrust,
+        CyberArkEmulator(host=args.host, port=args.cyberark_port, tls=args.tls) as cyberark,
     ):
         term.say(
             f"Entrust IDaaS emulator:     {entrust.base_url}  application id "
             f"{entrust.application_id}"
         )
         term.say(f"CyberArk Identity emulator: {cyberark.base_url}")
+        if args.tls:
+            term.say(f"Entrust CA certificate:     {entrust.ca_file}")
+            term.say(f"CyberArk CA certificate:    {cyberark.ca_file}")
         term.say(
             "Demo users and control routes: see `pydoc mfa_fsm.testing.entrust` and "
             "`pydoc mfa_fsm.testing.cyberark`. Ctrl-C stops."
@@ -554,6 +557,11 @@ def parser() -> argparse.ArgumentParser:
     emulate.add_argument("--entrust-port", type=int, default=8701)
     emulate.add_argument("--cyberark-port", type=int, default=8702)
     emulate.add_argument("--seconds", type=float, help="stop after SECONDS (for scripts)")
+    emulate.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a throwaway CA and print its certificate file to trust",
+    )
     emulate.set_defaults(run=cmd_emulate)
     draw = commands.add_parser("diagrams", help="write every flow's diagram to a folder")
     draw.add_argument("--out", default="diagrams")

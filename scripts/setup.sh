@@ -35,6 +35,24 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import mfa_fsm" # fail here, clearly, if the install did not work
+# Reinstall only when pyproject.toml changed since the last good install (a stamp holds its
+# hash), so a rerun takes a second instead of a pip resolution.
+stamp=.venv/.mfa-fsm-setup
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import mfa_fsm" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import mfa_fsm" # fail here, clearly, if the install did not work
+  echo "$want" >"$stamp"
+fi
+
+# CyberArk's own Python SDK, for the vendor-SDK tests (tests/vendor_sdk): in a virtual
+# environment of its own, so its large dependency tree (paramiko, pywinrm, keyring,
+# pydantic, ...) and pins never meet the project's.
+ARK_SDK="ark-sdk-python==2.1.*"
+if ! .venv-ark/bin/python -c "import ark_sdk_python" 2>/dev/null; then
+  rm -rf .venv-ark
+  "$PYTHON" -m venv .venv-ark
+  .venv-ark/bin/python -m pip install -q "$ARK_SDK" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv-ark/bin/python -c "import ark_sdk_python.auth" # fail here if the install did not work
+fi

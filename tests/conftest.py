@@ -20,17 +20,31 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 
 from mfa_fsm.core.errors import MfaError
 from mfa_fsm.testing import EmulatorServer
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
 from tests import fault_matrix
-from tests.servers import RunningServer, ServerUnavailable, postgres_server, redis_server
+from tests.servers import (
+    RunningServer,
+    ServerUnavailable,
+    postgres_server,
+    redis_cluster,
+    redis_server,
+)
 from tests.stores.store_helpers import STORE_KINDS, FakeClock, StoreKit
+from tests.vendor_schemas import ReplyChecker
 
 #: every log line and error message of the run, for the suite-wide guard
 SEEN: list[str] = []
+
+# scripts/mutation.sh runs the tests once per mutant on a busy machine: same examples every
+# time (a mutant is judged by the tests, not by luck), and no "too slow" health check.
+settings.register_profile(
+    "mutation", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,10 +74,38 @@ def suite_leak_guard() -> Iterator[set[str]]:
     assert not leaks, f"{len(leaks)} secret(s) reached a log line or error message: {places[:5]}"
 
 
+#: checks every reply of every in-process emulator against the vendor response schemas
+REPLY_CHECKER = ReplyChecker()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vendor_schema_check() -> Iterator[ReplyChecker]:
+    """Validate every emulator reply of the run against the vendor's response schema."""
+    EmulatorServer.reply_check = REPLY_CHECKER
+    try:
+        yield REPLY_CHECKER
+    finally:
+        EmulatorServer.reply_check = None
+
+
+@pytest.fixture(autouse=True)
+def replies_match_vendor_schemas(vendor_schema_check: ReplyChecker) -> Iterator[None]:
+    """Fail the test on the first emulator reply that does not match the vendor schema."""
+    vendor_schema_check.take()  # a reply of an earlier test's lingering client is not ours
+    yield
+    mismatches = vendor_schema_check.take()
+    if mismatches:
+        pytest.fail(f"{len(mismatches)} reply(ies); first: {str(mismatches[0])[:400]}")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Report the size of each provider's fault matrix that ran."""
+    """Report the size of each provider's fault matrix that ran, and the schema check."""
     for line in fault_matrix.summary_lines():
         terminalreporter.write_line(line)
+    if REPLY_CHECKER.checked:
+        terminalreporter.write_line(
+            f"vendor schemas: {REPLY_CHECKER.checked} emulator replies validated"
+        )
 
 
 @pytest.fixture
@@ -122,6 +164,16 @@ def redis_service() -> Iterator[RunningServer]:
     try:
         with redis_server() as server:
             yield server
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_service() -> Iterator[list[RunningServer]]:
+    """A real three-node Redis Cluster on free loopback ports, for the whole session."""
+    try:
+        with redis_cluster(3) as nodes:
+            yield nodes
     except ServerUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
 

@@ -90,6 +90,79 @@ def redis_server() -> Iterator[RunningServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def redis_cluster(nodes: int = 3) -> Iterator[list[RunningServer]]:
+    """Run a real Redis Cluster of ``nodes`` masters (no replicas) on loopback.
+
+    Each node is a ``redis-server --cluster-enabled yes`` with its own directory, client port
+    and cluster-bus port; ``redis-cli --cluster create`` then splits the 16384 hash slots
+    evenly among them, in order (node 0 gets 0-5460 of three), and the ``with`` block starts
+    once every node reports ``cluster_state:ok``.
+    """
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise ServerUnavailable(
+            "redis-server and redis-cli are not on PATH; install them "
+            "(Debian: apt-get install -y redis-server)"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="mfa_fsm_redis_cluster_"))
+    processes: list[subprocess.Popen[bytes]] = []
+    servers: list[RunningServer] = []
+    try:
+        for index in range(nodes):
+            port, bus = free_port(), free_port()
+            node_dir = workdir / f"node{index}"
+            node_dir.mkdir()
+            log = node_dir / "redis.log"
+            command = [
+                binary,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(bus),
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", "5000",
+                "--dir", str(node_dir),
+                "--logfile", str(log),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+            ]  # fmt: skip
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            processes.append(process)
+            _wait_until(lambda port=port: _redis_ping(port), process, "redis-server", log)
+            servers.append(RunningServer("127.0.0.1", port, f"redis://127.0.0.1:{port}"))
+        addresses = [f"127.0.0.1:{server.port}" for server in servers]
+        created = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise ServerUnavailable(f"redis-cli --cluster create failed:\n{created.stdout[-800:]}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(_cluster_ok(server.port) for server in servers):
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"the Redis Cluster was not ok in {START_TIMEOUT} s")
+            time.sleep(0.1)
+        yield servers
+    finally:
+        for process in processes:
+            _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cluster_ok(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"CLUSTER INFO\r\n")
+            return b"cluster_state:ok" in conn.recv(4096)
+    except OSError:
+        return False
+
+
 def _redis_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:

@@ -236,7 +236,9 @@ def test_a_failed_release_does_not_hide_the_step_error(
     entrust_emulator.faults.inject("status", path=TOKEN_COMPLETE)
     with pytest.raises(IdpError):
         engine.send(flow_id, "submit_response", response="11111111")
-    assert any(event["event"] == "mfa_fsm.release_failed" for event in leak_guard)
+    (failed,) = [event for event in leak_guard if event["event"] == "mfa_fsm.release_failed"]
+    assert failed["flow_id"] == flow_id and failed["log_level"] == "warning"
+    assert failed["error"] == "ConnectionError"
 
 
 def test_steps_that_change_nothing_write_nothing(
@@ -293,7 +295,10 @@ def test_step_outlasting_its_claim_loses_at_save_and_says_so(
     with pytest.raises(FlowConflict):
         slow.send(flow_id, "poll")
     assert kit.store.load(flow_id).version == 3  # the other request's poll
-    assert any(event["event"] == "mfa_fsm.step_lost" for event in leak_guard)
+    (lost,) = [event for event in leak_guard if event["event"] == "mfa_fsm.step_lost"]
+    assert (lost["flow_id"], lost["provider"], lost["flow_event"]) == (flow_id, "entrust", "poll")
+    assert lost["version"] == 2 and lost["log_level"] == "warning"
+    assert lost["hint"] == "a step outlasted its claim; raise claim_ttl"
 
 
 # -- concurrency: one winner per version, one IdP call per winning step -------------------------

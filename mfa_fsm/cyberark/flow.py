@@ -717,7 +717,8 @@ class CyberArkFlow(Flow):
             user_id=login.user_id or snapshot.user_id,
             display_name=login.display_name,
             token=token,
-            expires_at=now + login.token_lifetime if login.token_lifetime else None,
+            # A lifetime of 0 is an expired token, not an unknown lifetime.
+            expires_at=None if login.token_lifetime is None else now + login.token_lifetime,
             cookies={AUTH_COOKIE: cookie} if cookie else {},
         )
         ended = _ended(ctx, None)

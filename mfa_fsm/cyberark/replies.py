@@ -236,23 +236,31 @@ def _mechanism(fields: Fields) -> Mechanism:
     )
 
 
-def _lifetime(result: Fields) -> float | None:
+def _lifetime(fields: Fields, key: str) -> float | None:
     # json.loads reads NaN and Infinity; neither is a lifetime, and NaN would make the
     # completed snapshot unequal to itself.
-    seconds = result.number("TokenLifetime")
+    seconds = fields.number(key)
     if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
-        raise IdpReplyError("the IdP's TokenLifetime is not a number of seconds", path=result.path)
+        raise IdpReplyError(f"the IdP's {key} is not a number of seconds", path=fields.path)
     return seconds
 
 
 def _login(result: Fields) -> Login:
+    # The CyberArk/Delinea platform form of LoginSuccess carries its token only in
+    # ``OAuthTokens`` (``access_token``, ``expires_in`` in seconds, RFC 6749 section 5.1),
+    # with no ``Token``, ``Auth`` or ``.ASPXAUTH``; the classic fields win when both come.
+    oauth = result.child("OAuthTokens")
+    token = result.text("Token") or (oauth.text("access_token") if oauth else None)
+    lifetime = _lifetime(result, "TokenLifetime")
+    if lifetime is None and oauth is not None:
+        lifetime = _lifetime(oauth, "expires_in")
     return Login(
         user_id=result.text("UserId"),
         display_name=result.text("DisplayName"),
         user=result.text("User"),
         pod_fqdn=result.text("PodFqdn"),
-        token=result.text("Token") or None,
+        token=token or None,
         auth=result.text("Auth") or None,
-        token_lifetime=_lifetime(result),
+        token_lifetime=lifetime,
         email=result.text("EmailAddress"),
     )

@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 import redis
+import redis.cluster
 from redis.client import NEVER_DECODE
 
 from mfa_fsm.core.errors import SnapshotError
@@ -88,16 +89,19 @@ return 1
 class RedisStore(RecordStore):
     """Snapshots in Redis, one key per flow; see :class:`~mfa_fsm.stores.base.FlowStore`.
 
-    ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way). The
-    ``clock`` only turns the absolute expiry into a TTL; Redis enforces it, so there is
-    nothing to purge: every key is set with its TTL, and Redis deletes it when that ends.
+    ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way), or a
+    ``redis.cluster.RedisCluster`` to scale out: every operation touches one key, so the
+    cluster routes it to the node that owns the key's hash slot, and flows spread over the
+    nodes. The ``clock`` only turns the absolute expiry into a TTL; Redis enforces it, so
+    there is nothing to purge: every key is set with its TTL, and Redis deletes it when that
+    ends.
     """
 
     needs_purging = False
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.cluster.RedisCluster,
         *,
         prefix: str = "mfa_fsm:flow:",
         margin: float = DEFAULT_MARGIN,

@@ -27,6 +27,14 @@ This module holds everything that is not provider-specific:
 
 Control requests are neither logged nor subject to faults: they are the test
 harness talking, not the client under test.
+
+TLS (``tls=True``): the server makes a throwaway certificate authority at start
+(with ``trustme``, which the ``testing`` extra installs), serves HTTPS with a
+certificate it issued for the host, and writes the authority's certificate to
+:attr:`EmulatorServer.ca_file` so a client can trust it (``requests.get(url,
+verify=emu.ca_file)``). Clients that insist on ``https://`` (the vendors' own
+SDKs: the CyberArk spec's only server is ``https://{tenant_url}``) can then talk
+to an emulator with verification on. Plain HTTP stays the default.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -141,6 +151,9 @@ class EmulatorReply:
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = attrs.field(factory=dict)
+    #: ``Set-Cookie`` values sent as one header line each, after any in :attr:`headers`
+    #: (a mapping holds one ``Set-Cookie``; real services often send several).
+    set_cookies: tuple[str, ...] = ()
 
     @classmethod
     def json(
@@ -335,6 +348,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.connections_opened = 0
         super().__init__(address, _Handler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        context = self.emulator._tls_context
+        if context is not None:
+            conn = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hang up mid-answer on purpose (timeouts, drop tests); the
         # default implementation would print a traceback to stderr.
@@ -350,6 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            # Handshake here, in the handler's thread and under its timeout, not in the
+            # accepting thread, where one stalled client would hold up every other.
+            self.connection.do_handshake()
         # Headers and body go out in two writes; without this, Nagle's
         # algorithm plus delayed ACKs adds ~40 ms to every keep-alive reply.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -386,9 +410,9 @@ def _note_secrets(request: EmulatorRequest, reply: EmulatorReply | None, sink: s
     collect_secrets(request.json_or_none(), sink)
     if reply is not None:
         collect_secrets(reply.parsed_json(), sink)
-        for name, value in reply.headers.items():
-            if name.lower() == "set-cookie":
-                add_secret(sink, value.split(";", 1)[0].partition("=")[2])
+        cookies = [v for k, v in reply.headers.items() if k.lower() == "set-cookie"]
+        for value in [*cookies, *reply.set_cookies]:
+            add_secret(sink, value.split(";", 1)[0].partition("=")[2])
 
 
 def _write_reply(handler: _Handler, reply: EmulatorReply) -> None:
@@ -396,6 +420,8 @@ def _write_reply(handler: _Handler, reply: EmulatorReply) -> None:
     for name, value in reply.headers.items():
         if name.lower() != "content-length":
             handler.send_header(name, value)
+    for cookie in reply.set_cookies:
+        handler.send_header("Set-Cookie", cookie)
     handler.send_header("Content-Length", str(len(reply.body)))
     handler.end_headers()
     handler.wfile.write(reply.body)
@@ -490,10 +516,20 @@ class EmulatorServer(ABC):
     #: When a set (a test suite's leak guard sets one), every secret that crosses the wire
     #: of any emulator (tokens, codes, passwords, session ids, cookies) is added to it.
     secret_sink: ClassVar[set[str] | None] = None
+    #: When set (a test suite's schema check sets one), called with every reply any
+    #: emulator is about to send, the request it answers and the fault kind that shaped
+    #: it (``None`` for an ordinary reply); it records what it finds and must not raise.
+    reply_check: ClassVar[
+        Callable[[EmulatorServer, EmulatorRequest, EmulatorReply, str | None], None] | None
+    ] = None
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False) -> None:
         self.host = host
         self.port = port
+        #: Serve HTTPS with a certificate from a throwaway authority (see :attr:`ca_file`).
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = None
+        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
         #: Re-entrant so helpers may call each other while holding it.
         self.lock = threading.RLock()
         self.faults = FaultPlan(self.fault_kinds)
@@ -512,6 +548,8 @@ class EmulatorServer(ABC):
         """Bind the socket and start serving in a daemon thread."""
         if self._httpd is not None:
             raise RuntimeError("emulator already started")
+        if self.tls and self._tls_context is None:
+            self._make_tls()
         httpd = _HTTPServer((self.host, self.port), self)
         self.port = httpd.server_address[1]
         self._httpd = httpd
@@ -542,6 +580,26 @@ class EmulatorServer(ABC):
         httpd.server_close()
         thread.join(timeout=5)
         self._httpd = self._thread = None
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = self._tls_context = None
+
+    def _make_tls(self) -> None:
+        try:
+            import trustme  # noqa: PLC0415 - only TLS needs it; it is an optional extra
+        except ImportError:  # pragma: no cover - the dev and testing extras install it
+            raise RuntimeError(
+                "TLS emulators need trustme: pip install 'mfa_fsm[testing]'"
+            ) from None
+        authority = trustme.CA(organization_name="mfa_fsm emulator")
+        names = {self.host, "localhost", "127.0.0.1"}
+        certificate = authority.issue_cert(*sorted(names))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        certificate.configure_cert(context)
+        folder = tempfile.TemporaryDirectory(prefix="mfa-fsm-emulator-ca-")
+        authority.cert_pem.write_to_path(f"{folder.name}/ca.pem")
+        self._tls_dir, self._tls_context = folder, context
 
     def __enter__(self) -> Self:
         return self.start()
@@ -555,11 +613,29 @@ class EmulatorServer(ABC):
         self.stop()
 
     @property
+    def scheme(self) -> str:
+        """``https`` when the emulator serves TLS, else ``http``."""
+        return "https" if self.tls else "http"
+
+    @property
     def base_url(self) -> str:
-        """``http://HOST:PORT`` of the running server."""
+        """``http://HOST:PORT`` of the running server (``https://`` with TLS)."""
         if self._httpd is None:
             raise RuntimeError("emulator not started")
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the PEM certificate of the authority that signed the TLS certificate.
+
+        Give it to a client to trust the emulator (``requests``' ``verify=``,
+        ``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE``). It exists from :meth:`start` to
+        :meth:`stop`. Raises :class:`RuntimeError` when TLS is off or the emulator is
+        not running.
+        """
+        if self._tls_dir is None:
+            raise RuntimeError("the emulator is not running with tls=True")
+        return f"{self._tls_dir.name}/ca.pem"
 
     @property
     def connections_opened(self) -> int:
@@ -643,6 +719,8 @@ class EmulatorServer(ABC):
         self._log(request, reply.status if reply is not None else None, kind)
         if EmulatorServer.secret_sink is not None:
             _note_secrets(request, reply, EmulatorServer.secret_sink)
+        if EmulatorServer.reply_check is not None and reply is not None and kind != "reset":
+            EmulatorServer.reply_check(self, request, reply, kind)
         if reply is None:
             handler.close_connection = True  # "drop": close without a byte of reply
             return

@@ -40,6 +40,18 @@ grace     grace-password   UP, then PF call / QR / OATH / U2F (U2F answer
                            ``u2f-assertion``)
 ========  ===============  ====================================================
 
+TLS. ``CyberArkEmulator(tls=True)`` serves HTTPS with a certificate from a
+throwaway authority whose PEM file is :attr:`CyberArkEmulator.ca_file`; then
+the vendor's bare-host ``PodFqdn`` (``127.0.0.1:PORT/pod2``) works as is for
+clients that build ``https://{PodFqdn}``, the vendor SDK included.
+
+LoginSuccess forms. By default ``Result`` carries ``Token`` (a JWT with the
+claims the vendor SDK reads: ``tenant_id``, ``subdomain``, ``platform_domain``,
+``unique_name``) and ``Auth``, and the reply sets ``.ASPXAUTH``. With
+``oauth_tokens=True`` it is the platform form instead: the token only in
+``Result.OAuthTokens`` (``access_token``, ``refresh_token``, ``id_token``,
+``token_type``, ``expires_in``, ``session_expires_in``, ``scope``), no cookie.
+
 Pod redirect. :meth:`CyberArkEmulator.redirect_user` makes StartAuthentication
 answer only ``Result.PodFqdn`` for a user until the request arrives at that
 pod. A pod is named ``host[:port][/path]`` (the vendor's ``PodFqdn`` may carry
@@ -48,8 +60,8 @@ a path, e.g. ``example.delinea.app/identity``); naming this emulator's own
 under that path, so one instance can play two pods. A second emulator instance
 works too: ``emu.redirect_user("alice", other.base_url)``. Real clients build
 ``https://{PodFqdn}``, which a loopback emulator cannot serve; either give the
-client a scheme override, or construct the emulator with
-``pod_fqdn_as_url=True`` so every ``PodFqdn`` it sends is a full base URL
+client a scheme override, run the emulator with ``tls=True``, or construct it
+with ``pod_fqdn_as_url=True`` so every ``PodFqdn`` it sends is a full base URL
 (``http://127.0.0.1:PORT/pod2``) instead of the vendor's bare host.
 
 Extra control routes (besides the base ones): ``GET /_emulator/code/{user}``,
@@ -322,8 +334,9 @@ class CyberArkEmulator(EmulatorServer):
     * In a ``MultipleOperations`` batch the operations run in order and the
       reply is that of the last one, with ``ResultAppliesTo`` naming its
       mechanism.
-    * The ``.ASPXAUTH`` cookie is sent without ``Secure`` (the emulator speaks
-      plain HTTP); with ``PersistentLogin`` (default true) it gets a Max-Age.
+    * The ``.ASPXAUTH`` cookie (and the ``sessdata`` cookie every reply re-sets) is
+      ``Secure`` only with ``tls=True``; with ``PersistentLogin`` (default true)
+      ``.ASPXAUTH`` gets a Max-Age. ``sessdata`` gets a fresh opaque value each time.
     * ``replay_success`` with no ``LoginSuccess`` sent yet replays a made-up
       one for a user no flow signs in (``replayed@<login suffix>``).
     """
@@ -344,13 +357,25 @@ class CyberArkEmulator(EmulatorServer):
         session_lifetime: float = 600.0,
         oob_lifetime: float = 300.0,
         token_lifetime: int = 3600,
+        tls: bool = False,
+        oauth_tokens: bool = False,
+        subdomain: str | None = None,
+        platform_domain: str = "cyberark.cloud",
     ) -> None:
         """Configure the emulator; call :meth:`start` (or use ``with``) to serve.
 
         Lifetimes are in seconds of :attr:`clock` (replace it in tests
-        instead of sleeping).
+        instead of sleeping). ``tls`` serves HTTPS (see :attr:`ca_file`);
+        ``oauth_tokens`` sends ``LoginSuccess`` in the CyberArk/Delinea platform
+        form, the token only in ``Result.OAuthTokens`` (no ``Token``, ``Auth``
+        or ``.ASPXAUTH``). ``subdomain`` (default: the tenant id in lower case)
+        and ``platform_domain`` go into the token's claims, where the vendor
+        SDK reads them to build its service URLs.
         """
-        super().__init__(host, port)
+        super().__init__(host, port, tls=tls)
+        self.oauth_tokens = oauth_tokens
+        self.subdomain = subdomain or tenant_id.lower()
+        self.platform_domain = platform_domain
         self.tenant_id = tenant_id
         self.login_suffix = login_suffix
         self.require_native_client = require_native_client
@@ -451,7 +476,7 @@ class CyberArkEmulator(EmulatorServer):
         """Start serving; also places the demo user ``frank`` on pod ``/pod2``."""
         super().start()
         if self._demo_users:
-            self.redirect_user("frank", f"http://{self.host}:{self.port}/pod2")
+            self.redirect_user("frank", f"{self.scheme}://{self.host}:{self.port}/pod2")
         return self
 
     def _add_demo_users(self) -> None:
@@ -565,7 +590,16 @@ class CyberArkEmulator(EmulatorServer):
         result = obj.get("Result") if isinstance(obj, dict) else None
         if isinstance(result, dict) and result.get("Summary") == "LoginSuccess":
             self._last_success = (obj, merged)
-        return EmulatorReply.json(obj, status=status, headers=merged)
+        return attrs.evolve(
+            EmulatorReply.json(obj, status=status, headers=merged),
+            set_cookies=(self._session_cookie(),),
+        )
+
+    def _session_cookie(self) -> str:
+        # The service re-sets an HttpOnly session cookie on every reply, before login
+        # too (browser trace: "sessdata"); clients keep one cookie jar per flow.
+        secure = "; Secure" if self.tls else ""
+        return f"sessdata={secrets.token_urlsafe(24)}; path=/; HttpOnly{secure}"
 
     def bad_request_reply(self, message: str) -> EmulatorReply:
         """Malformed requests: HTTP 200, ``success: false``, ``Result: null``."""
@@ -833,7 +867,8 @@ class CyberArkEmulator(EmulatorServer):
             result = {"ResultAppliesTo": operations[-1]["MechanismId"], **result}
         headers: dict[str, str] = {}
         if result.get("Summary") == "LoginSuccess":
-            login = self._logins[result["Auth"]]
+            tokens = result.get("OAuthTokens") or {}
+            login = self._logins[result.get("Auth") or tokens["access_token"]]
             headers = self._set_cookie(login, persistent=body.get("PersistentLogin", True) is True)
         return self._reply(_envelope(result), headers=headers)
 
@@ -1023,9 +1058,16 @@ class CyberArkEmulator(EmulatorServer):
 
     def _issue_login(self, user: _User) -> _Login:
         now = self.clock()
+        # The claims of a CyberArk platform token that clients read: ark-sdk-python takes
+        # tenant_id, subdomain, platform_domain and unique_name from it (without verifying
+        # the signature) to name the tenant and build its service URLs.
         claims = {
             "sub": user.user_id,
             "unique_name": f"{user.name}@{self.login_suffix}",
+            "tenant_id": self.tenant_id,
+            "subdomain": self.subdomain,
+            "platform_domain": self.platform_domain,
+            "aud": self.tenant_id,
             "iss": self.tenant_id,
             "iat": int(now),
             "exp": int(now) + self.token_lifetime,
@@ -1047,7 +1089,7 @@ class CyberArkEmulator(EmulatorServer):
 
     def _success_result(self, login: _Login, pod: str, *, platform_token: bool) -> dict[str, Any]:
         user = login.user
-        own_pod = "http://" + pod if self.pod_fqdn_as_url else pod
+        own_pod = f"{self.scheme}://{pod}" if self.pod_fqdn_as_url else pod
         result: dict[str, Any] = {
             "AuthLevel": "Normal",
             "DisplayName": user.display_name,
@@ -1065,11 +1107,28 @@ class CyberArkEmulator(EmulatorServer):
         }
         if platform_token:
             result |= {"RefreshToken": login.refresh, "TokenLifetime": self.token_lifetime}
+        if self.oauth_tokens:
+            # The platform form (browser trace of a Delinea/CyberArk platform login): the
+            # tokens only in OAuthTokens, with OAuth 2.0 names (RFC 6749 section 5.1).
+            for key in ("Token", "Auth", "RefreshToken", "TokenLifetime"):
+                result.pop(key, None)
+            result["OAuthTokens"] = {
+                "access_token": login.token,
+                "refresh_token": login.refresh,
+                "id_token": login.token,
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+                "session_expires_in": int(self.session_lifetime),
+                "scope": "xpmInteractive",
+            }
         return result
 
     def _set_cookie(self, login: _Login, *, persistent: bool) -> dict[str, str]:
+        if self.oauth_tokens:
+            return {}  # the platform form sets no .ASPXAUTH
         lifetime = f"; Max-Age={self.token_lifetime}" if persistent else ""
-        return {"Set-Cookie": f".ASPXAUTH={login.auth}; path=/; HttpOnly{lifetime}"}
+        secure = "; Secure" if self.tls else ""
+        return {"Set-Cookie": f".ASPXAUTH={login.auth}; path=/; HttpOnly{secure}{lifetime}"}
 
     def _logout(self, request: EmulatorRequest) -> EmulatorReply:
         if request.body and not isinstance(request.json(), dict):
@@ -1081,5 +1140,8 @@ class CyberArkEmulator(EmulatorServer):
                 self._logins.pop(login.auth, None)
                 self._logins.pop(login.token, None)
         # "Any user can access this API": an unknown token still logs out fine.
-        expired = ".ASPXAUTH=; path=/; HttpOnly; Max-Age=0"
-        return self._reply(_envelope(None), headers={"Set-Cookie": expired})
+        expired = ".ASPXAUTH=; path=/; HttpOnly; Max-Age=0" + ("; Secure" if self.tls else "")
+        # The spec's SecurityLogout gives Result as an object ("Return object for a
+        # successful API call") with the call's own success flag.
+        done = {"success": True, "IsSoftError": False}
+        return self._reply(_envelope(done), headers={"Set-Cookie": expired})

@@ -43,10 +43,17 @@ Every demo user has token code ``DEMO_TOKEN_CODE``, temporary access code
 
 Emulator choices (the vendor documents do not settle these):
 
+* Every answer validates against the response schema of the vendor's OpenAPI
+  document (5.46) for its path and status; the schemas mark no field nullable,
+  so fields without a value are left out rather than sent as ``null``
+  (recorded replies show ``null``; a client must read both the same way).
+* ``enableWebSession: true`` on the completing call sets the
+  ``INTELLITRUST_SESSION_ID`` cookie (HttpOnly; Secure with ``tls=True``).
+
 * The query returns a ``token`` for EXTERNAL users; that token authorises
   ``EXTERNAL/complete``. (A select on ``.../authenticate/EXTERNAL`` with
   ``userId`` is accepted too and also yields such a token.) Other users get
-  ``token: null`` from the query and start with a select.
+  no ``token`` from the query and start with a select.
 * Error codes besides the vendor's ``invalid_user_response`` and
   ``no_transaction``: ``invalid_request`` (400: malformed body, missing
   ``applicationId``/``userId``...), ``invalid_authenticator`` (400: unknown
@@ -92,6 +99,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import random
 import re
 import secrets
@@ -208,8 +216,24 @@ class _ApiError(Exception):
 
 def _error_reply(status: int, code: str, message: str = "") -> EmulatorReply:
     return EmulatorReply.json(
-        {"errorCode": code, "errorMessage": message, "parameters": None}, status=status
+        {"errorCode": code, "errorMessage": message, "parameters": []}, status=status
     )
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _without_nulls(reply: EmulatorReply) -> EmulatorReply:
+    """``reply`` with every null-valued JSON field left out (at any depth)."""
+    parsed = reply.parsed_json()
+    if not isinstance(parsed, dict):
+        return reply
+    return attrs.evolve(reply, body=json.dumps(_drop_nulls(parsed)).encode())
 
 
 def _new_token() -> str:
@@ -334,6 +358,8 @@ class EntrustEmulator(EmulatorServer):
         demo_users: add the demo users listed in the module docstring.
         require_client_ip: answer 400 when a call lacks ``clientIp`` (the
             tenant's "Provided in the API" client-IP source).
+        tls: serve HTTPS with a certificate from a throwaway authority whose PEM
+            file is :attr:`ca_file` (see :mod:`mfa_fsm.testing._server`).
     """
 
     fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS | {"stale_success"}
@@ -349,8 +375,9 @@ class EntrustEmulator(EmulatorServer):
         lockout_count: int = 5,
         demo_users: bool = True,
         require_client_ip: bool = False,
+        tls: bool = False,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, tls=tls)
         self.application_id = application_id
         self.session_lifetime = session_lifetime
         self.push_lifetime = push_lifetime
@@ -621,7 +648,14 @@ class EntrustEmulator(EmulatorServer):
         return _error_reply(404, "not_found", f"No resource at {request.method} {request.path}")
 
     def handle(self, request: EmulatorRequest) -> EmulatorReply:
-        """Route one API request; every failure becomes an ``ErrorInfo`` answer."""
+        """Route one API request; every failure becomes an ``ErrorInfo`` answer.
+
+        Fields without a value are left out of every JSON answer: the vendor's response
+        schemas (OpenAPI 5.46) mark no field nullable, so ``null`` would break them.
+        """
+        return _without_nulls(self._route(request))
+
+    def _route(self, request: EmulatorRequest) -> EmulatorReply:
         try:
             if request.method == "POST":
                 if request.path == QUERY_PATH:
@@ -632,10 +666,24 @@ class EntrustEmulator(EmulatorServer):
                     return self._select(self._authenticator(match[1]), self._body(request))
                 if match := COMPLETE_RE.match(request.path):
                     name = self._authenticator(match[1])
-                    return self._complete(name, self._body(request), self._bearer(request))
+                    body = self._body(request)
+                    reply = self._complete(name, body, self._bearer(request))
+                    return self._web_session(body, reply)
             return self.not_found_reply(request)
         except _ApiError as exc:
             return _error_reply(exc.status, exc.code, exc.message)
+
+    def _web_session(self, body: Mapping[str, Any], reply: EmulatorReply) -> EmulatorReply:
+        # enableWebSession: true on the completing call makes the service set the
+        # INTELLITRUST_SESSION_ID cookie, "returned in all subsequent requests using the
+        # auth token" (Entrust IDaaS Authentication API, UserAuthenticateParameters).
+        parsed = reply.parsed_json()
+        completed = isinstance(parsed, dict) and parsed.get("authenticationCompleted") is True
+        if body.get("enableWebSession") is not True or not completed:
+            return reply
+        secure = "; Secure" if self.tls else ""
+        cookie = f"INTELLITRUST_SESSION_ID={secrets.token_urlsafe(32)}; Path=/; HttpOnly{secure}"
+        return attrs.evolve(reply, set_cookies=(*reply.set_cookies, cookie))
 
     def _body(self, request: EmulatorRequest) -> dict[str, Any]:
         body = request.json()
@@ -1070,10 +1118,10 @@ class EntrustEmulator(EmulatorServer):
         has already expired. Either way the request itself is not processed.
         """
         if self._last_success is not None:
-            return EmulatorReply.json(self._last_success)
+            return _without_nulls(EmulatorReply.json(self._last_success))
         reply = self._auth_response(None, token=_new_token(), completed=True)
         reply["expires"] = self._now_ms() - 60_000
-        return EmulatorReply.json(reply)
+        return _without_nulls(EmulatorReply.json(reply))
 
     def handle_control(self, request: EmulatorRequest, route: str) -> EmulatorReply | None:
         """Entrust control routes: push actions, OTP, answers and users."""

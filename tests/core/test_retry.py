@@ -98,3 +98,50 @@ def test_is_transient() -> None:
     assert is_transient(IdpError("x", path="/", status=429))
     assert not is_transient(IdpError("x", path="/", status=404))
     assert not is_transient(IdpError("x", path="/"))
+
+
+# -- boundaries of the budget --------------------------------------------------------------
+
+
+def test_a_wait_that_exactly_fills_the_budget_is_taken() -> None:
+    """Retry-After waits that add up to exactly the budget are still waited."""
+    waits: list[float] = []
+    flaky = Flaky(busy(retry_after=1.0), busy(retry_after=1.0))
+    policy = RetryPolicy(attempts=3, budget=2.0)
+    assert policy.call(flaky, sleep=waits.append) == "ok"
+    assert waits == [1.0, 1.0]
+
+
+def test_the_budget_counts_every_wait_of_the_step() -> None:
+    """The budget is cumulative: the third wait would pass it, so the error propagates."""
+    waits: list[float] = []
+    flaky = Flaky(busy(retry_after=1.5), busy(retry_after=1.5), busy(retry_after=1.5))
+    with pytest.raises(IdpError):
+        RetryPolicy(attempts=5, budget=4.0).call(flaky, sleep=waits.append)
+    assert waits == [1.5, 1.5]  # 1.5 + 1.5 + 1.5 > 4: no third wait
+    assert flaky.calls == 3
+
+
+def test_a_zero_budget_allows_only_zero_waits() -> None:
+    waits: list[float] = []
+    assert RetryPolicy(budget=0.0).call(Flaky(busy(retry_after=0.0)), sleep=waits.append) == "ok"
+    with pytest.raises(IdpError):
+        RetryPolicy(budget=0.0).call(Flaky(busy(retry_after=0.001)), sleep=waits.append)
+    assert waits == [0.0]
+
+
+def test_transport_errors_back_off_with_jitter_not_retry_after() -> None:
+    """A network failure has no Retry-After: its wait comes from the back-off."""
+    waits: list[float] = []
+    policy = RetryPolicy(attempts=2, first_delay=0.5, max_delay=0.5)
+    assert policy.call(Flaky(down()), sleep=waits.append, rng=random.Random(1)) == "ok"  # noqa: S311
+    assert len(waits) == 1 and 0 <= waits[0] <= 0.5
+
+
+def test_policy_validates_its_fields() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)
+    for field in ("first_delay", "max_delay", "budget"):
+        with pytest.raises(ValueError, match=field):
+            RetryPolicy(**{field: -0.1})
+    RetryPolicy(attempts=1, first_delay=0, max_delay=0, budget=0)  # zeros are allowed

@@ -171,3 +171,64 @@ def test_big_integers_stay_exact() -> None:
     """Integers beyond 64 bits survive the round trip as integers (no float rounding)."""
     snapshot = make(context=ToyContext(counts={"n": 2**70 + 1}))
     assert Snapshot.from_json(snapshot.to_json()).context.counts["n"] == 2**70 + 1
+
+
+# -- every field and refusal pinned --------------------------------------------------------
+
+
+def test_the_view_carries_every_public_field() -> None:
+    full = make(
+        version=3,
+        choices=(Choice("TOKEN", "token", "Hardware token"),),
+        challenge=Challenge("TOKEN", "token", "Enter the code"),
+        next_poll_at=1_700_000_001.0,
+        failure="denied",
+        failure_detail="the user said no",
+        result=Result(user_id="u", token="t"),
+    )
+    view = FlowView.of(full)
+    assert (view.flow_id, view.provider, view.state) == (full.flow_id, full.provider, full.state)
+    assert (view.version, view.deadline) == (3, full.deadline)
+    assert (view.choices, view.challenge) == (full.choices, full.challenge)
+    assert (view.next_poll_at, view.failure) == (1_700_000_001.0, "denied")
+    assert (view.failure_detail, view.result) == ("the user said no", full.result)
+
+
+def test_json_keeps_non_ascii_text_as_is() -> None:
+    text = make(failure_detail="Zugriff verweigert: Schlüssel").to_json()
+    assert "Schlüssel" in text and "\\u00fc" not in text
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1], r"^a snapshot must be a JSON object; pass what to_json\(\) returned$"),
+        (
+            {**json.loads(make().to_json()), "state": "Sleeping"},
+            r"^snapshot names unknown state 'Sleeping'$",
+        ),
+        (
+            {**json.loads(make().to_json()), "version": -1},
+            r"^snapshot version must not be negative$",
+        ),
+        (
+            {**json.loads(make().to_json()), "provider": 7},
+            r"^snapshot names unknown provider 7; import the provider's flow module$",
+        ),
+        (
+            {**json.loads(make().to_json()), "deadline": "soon"},
+            r"^snapshot\.deadline has the wrong type; the snapshot was altered or is foreign$",
+        ),
+    ],
+)
+def test_refusals_say_exactly_what_is_wrong(data: object, message: str) -> None:
+    with pytest.raises(SnapshotError, match=message):
+        Snapshot.from_dict(data)
+
+
+def test_invalid_json_says_to_start_again() -> None:
+    with pytest.raises(
+        SnapshotError,
+        match=r"^snapshot is not valid JSON \(truncated or altered\?\); start the flow again$",
+    ):
+        Snapshot.from_json("{")

@@ -230,6 +230,64 @@ def test_login_success() -> None:
     assert "11BA4261" not in repr(reply) and "platform.token" not in repr(reply)
 
 
+# The CyberArk/Delinea platform form of LoginSuccess, in the shape of a captured browser
+# login (values replaced): the token only in OAuthTokens; no Token, no Auth, no .ASPXAUTH.
+OAUTH_LOGIN_SUCCESS = json.loads(
+    """
+    {"success": true,
+     "Result": {"AuthLevel": "Normal", "DisplayName": "Test User",
+                "UserId": "c2c7bcc6-9560-44e0-8dff-5be221cd37ee",
+                "EmailAddress": "test@example.com", "UserDirectory": "CDS",
+                "PodFqdn": "example.delinea.app/identity", "User": "test@example.com",
+                "CustomerID": "XXX0000", "SystemID": "XXX0000", "SourceDsType": "CDS",
+                "Summary": "LoginSuccess",
+                "OAuthTokens": {"access_token": "eyJhbGciOiJSUzI1NiJ9.oauth-access.sig",
+                                "refresh_token": "oauth-refresh-0f2c4e6a8b",
+                                "id_token": "eyJhbGciOiJSUzI1NiJ9.oauth-id.sig",
+                                "token_type": "Bearer", "expires_in": 3615,
+                                "session_expires_in": 43200, "scope": "xpmInteractive"}},
+     "Message": null, "MessageID": null, "Exception": null, "ErrorID": null,
+     "ErrorCode": null, "IsSoftError": false, "InnerExceptions": null}
+    """
+)
+
+
+def test_login_success_with_only_oauth_tokens() -> None:
+    """The platform form: token from OAuthTokens.access_token, lifetime from expires_in."""
+    reply = read(OAUTH_LOGIN_SUCCESS)
+    assert reply.login is not None
+    assert reply.login.token == "eyJhbGciOiJSUzI1NiJ9.oauth-access.sig"
+    assert reply.login.auth is None
+    assert reply.login.token_lifetime == 3615
+    assert reply.login.user == "test@example.com"
+    assert "oauth-access" not in repr(reply) and "oauth-access" not in repr(reply.login)
+
+
+def test_classic_token_fields_win_over_oauth_tokens() -> None:
+    body = json.loads(json.dumps(OAUTH_LOGIN_SUCCESS))
+    body["Result"] |= {"Token": "classic.jwt.token", "TokenLifetime": 60}
+    login = read(body).login
+    assert login is not None and login.token == "classic.jwt.token"
+    assert login.token_lifetime == 60
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        {"access_token": 42},
+        {"access_token": "x", "expires_in": "soon"},
+        {"access_token": "x", "expires_in": -1},
+        {"access_token": "x", "expires_in": math.inf},
+        "not an object",
+    ],
+)
+def test_malformed_oauth_tokens_are_refused(tokens: Any) -> None:
+    body = json.loads(json.dumps(OAUTH_LOGIN_SUCCESS))
+    body["Result"]["OAuthTokens"] = tokens
+    with pytest.raises(IdpReplyError):
+        read(body)
+
+
 def test_generic_failure() -> None:
     """The spec's failure example: success false, Summary Failure; not a refused request."""
     reply = read(envelope({"Summary": "Failure"}, success=False, message=GENERIC_FAILURE))
@@ -362,3 +420,201 @@ def test_arbitrary_json_raises_only_idp_errors(data: Any, status: int) -> None:
     """Any JSON, including the documented keys with values of any type, parses into a
     well-formed Reply or raises an IdpError."""
     check(HttpResponse(status, {}, json.dumps(data).encode()))
+
+
+# -- the IdP fields that decide behaviour, each pinned -----------------------------------
+
+
+def _package_with(mechanism: dict[str, Any]) -> Reply:
+    return read(
+        envelope(
+            {"Summary": "NewPackage", "SessionId": "s", "Challenges": [{"Mechanisms": [mechanism]}]}
+        )
+    )
+
+
+@pytest.mark.parametrize(("enrolled", "expected"), [(True, True), (False, False), (None, True)])
+def test_enrolled_decides_whether_a_mechanism_is_usable(enrolled: Any, expected: bool) -> None:
+    """Enrolled false marks a mechanism unusable; absent, the spec's default is enrolled."""
+    mechanism = dict(PF) if enrolled is None else {**PF, "Enrolled": enrolled}
+    assert _package_with(mechanism).challenges[0][0].enrolled is expected
+
+
+def test_enrolled_of_the_wrong_type_is_refused() -> None:
+    with pytest.raises(IdpReplyError):
+        _package_with({**PF, "Enrolled": "yes"})
+
+
+def test_a_security_question_without_its_id_or_text_is_refused() -> None:
+    for broken in ({"QuestionText": "Pet?"}, {"Uuid": "u_1"}, {"Uuid": "", "QuestionText": "x"}):
+        mechanism = {**SQ, "MultipartMechanism": {"MechanismParts": [broken]}}
+        with pytest.raises(IdpReplyError, match="security question lacks its Uuid or text"):
+            _package_with(mechanism)
+
+
+def test_a_mechanism_without_id_name_or_answer_type_is_refused() -> None:
+    for key in ("MechanismId", "Name", "AnswerType"):
+        with pytest.raises(IdpReplyError, match="lacks its MechanismId, Name or AnswerType"):
+            _package_with({k: v for k, v in UP.items() if k != key})
+
+
+def test_a_challenge_without_mechanisms_is_refused() -> None:
+    body = envelope({"Summary": "NewPackage", "SessionId": "s", "Challenges": [{"Mechanisms": []}]})
+    with pytest.raises(IdpReplyError, match="offers no mechanism"):
+        read(body)
+
+
+@pytest.mark.parametrize(("code", "expected"), [("E42", "E42"), (42, "42"), (None, None)])
+def test_the_envelope_error_code_and_id_are_kept(code: Any, expected: str | None) -> None:
+    body = envelope({"Summary": "Failure"}, success=False, message=GENERIC_FAILURE)
+    body |= {"ErrorCode": code, "ErrorID": "8f7a:4a0c"}
+    reply = read(body)
+    assert (reply.error_code, reply.error_id) == (expected, "8f7a:4a0c")
+    refused = read(envelope(None, success=False) | {"ErrorCode": code})
+    assert refused.request_refused and refused.error_code == expected
+
+
+def test_a_question_comes_from_question_when_there_are_no_parts() -> None:
+    mechanism = {k: v for k, v in SQ.items() if k != "MultipartMechanism"}
+    got = _package_with(mechanism).challenges[0][0]
+    assert (got.questions, got.part_ids) == (("What is your cat's name?",), ())
+
+
+def test_detail_label_prompt_and_image_come_from_their_fields() -> None:
+    got = _package_with(PF).challenges[0][0]
+    assert (got.detail, got.label) == ("6789", "Phone Call... XXX-6789")
+    assert got.prompt.startswith("We will now attempt to call")
+    bare = _package_with(
+        {
+            "Name": "QR",
+            "AnswerType": "StartOob",
+            "MechanismId": "m1",
+            "Image": "data:image/png;base64,AAAA",
+        }
+    ).challenges[0][0]
+    assert (bare.label, bare.prompt, bare.image) == ("QR", "QR", "data:image/png;base64,AAAA")
+    assert _package_with({**PF, "Image": "data:x"}).challenges[0][0].image is None  # QR only
+
+
+def test_a_redirect_is_only_a_reply_with_nothing_but_pod_fqdn() -> None:
+    assert read(envelope({"PodFqdn": "pod.example"})).is_redirect
+    assert not read(envelope({"PodFqdn": "pod.example", "SessionId": "s"})).is_redirect
+    assert not read(envelope({"PodFqdn": ""})).is_redirect
+    assert not read(envelope({"PodFqdn": "p"}, success=False)).is_redirect
+
+
+@pytest.mark.parametrize("status", [199, 300, 302, 304, 399, 400, 404])
+def test_only_2xx_is_success(status: int) -> None:
+    """A redirect (3xx) is not a reply of the API: refused like any non-2xx status."""
+    with pytest.raises(IdpError) as caught:
+        read(envelope({"Summary": "NewPackage"}), status=status)
+    assert caught.value.status == status and not caught.value.transient
+
+
+@pytest.mark.parametrize("status", [200, 201, 299])
+def test_every_2xx_is_read(status: int) -> None:
+    assert read(envelope({"Summary": "StartNextChallenge"}), status=status).success
+
+
+def test_login_user_auth_email_and_client_message_are_read() -> None:
+    body = envelope(
+        {
+            "Summary": "LoginSuccess",
+            "Auth": "A1",
+            "User": "u@example.com",
+            "EmailAddress": "e@example.com",
+        }
+    )
+    login = read(body).login
+    assert login is not None
+    assert (login.auth, login.user, login.email, login.token) == (
+        "A1",
+        "u@example.com",
+        "e@example.com",
+        None,
+    )
+    assert read(envelope({"Summary": "LoginSuccess", "Auth": ""})).login.auth is None  # type: ignore[union-attr]
+    done = read(envelope({"Summary": "NoncommitalSuccess", "ClientMessage": "Reset."}))
+    assert done.client_message == "Reset." and done.login is None
+
+
+@pytest.mark.parametrize(("seconds", "ok"), [(0, True), (0.5, True), (3600, True), (-0.5, False)])
+def test_a_zero_or_fractional_token_lifetime_is_a_lifetime(seconds: float, ok: bool) -> None:
+    body = envelope({"Summary": "LoginSuccess", "Token": "t", "TokenLifetime": seconds})
+    if ok:
+        assert read(body).login.token_lifetime == seconds  # type: ignore[union-attr]
+    else:
+        with pytest.raises(IdpReplyError, match="TokenLifetime is not a number of seconds"):
+            read(body)
+
+
+def test_a_boolean_error_code_is_not_a_number() -> None:
+    with pytest.raises(IdpReplyError):
+        read(envelope(None, success=False) | {"ErrorCode": True})
+
+
+def test_refusals_name_the_path_and_status() -> None:
+    with pytest.raises(IdpError) as refused:
+        read(envelope(None, success=False) | {"ErrorCode": 42}, status=404)
+    assert (refused.value.path, refused.value.status, refused.value.error_code) == (PATH, 404, None)
+    assert str(refused.value) == f"the IdP refused {PATH} (HTTP 404); check the base URL and tenant"
+    with pytest.raises(IdpReplyError) as no_flag:
+        read({"Result": None})
+    assert (no_flag.value.path, no_flag.value.status) == (PATH, 200)
+    assert "has no 'success' flag; is the base URL a CyberArk Identity tenant?" in str(
+        no_flag.value
+    )
+    with pytest.raises(IdpReplyError) as empty:
+        read(envelope({"Summary": "NewPackage", "Challenges": [{"Mechanisms": []}]}))
+    assert empty.value.path == PATH
+
+
+def test_malformed_packages_are_refused_naming_the_path() -> None:
+    """Each refusal names the endpoint's path, and says exactly what is missing."""
+    cases = [
+        ({"Challenges": [{"Mechanisms": []}]}, "a challenge offers no mechanism"),
+        (
+            {"Challenges": [{"Mechanisms": [{"Name": "UP"}]}]},
+            "a mechanism lacks its MechanismId, Name or AnswerType",
+        ),
+        (
+            {
+                "Challenges": [
+                    {
+                        "Mechanisms": [
+                            {
+                                **SQ,
+                                "MultipartMechanism": {
+                                    "MechanismParts": [{"QuestionText": "Pet?"}]
+                                },
+                            }
+                        ]
+                    }
+                ]
+            },
+            "a security question lacks its Uuid or text",
+        ),
+        (
+            {"Summary": "LoginSuccess", "TokenLifetime": -1},
+            "the IdP's TokenLifetime is not a number of seconds",
+        ),
+    ]
+    for result, message in cases:
+        with pytest.raises(IdpReplyError) as caught:
+            read(envelope({"Summary": "NewPackage", "SessionId": "s", **result}))
+        assert caught.value.path == PATH
+        assert str(caught.value) == message
+
+
+def test_wrong_types_in_the_envelope_name_the_envelope_and_path() -> None:
+    with pytest.raises(IdpReplyError) as caught:
+        read(envelope(None) | {"ErrorID": 5})
+    assert caught.value.path == PATH
+    assert str(caught.value) == f"the IdP's envelope from {PATH} has a malformed 'ErrorID'"
+    with pytest.raises(IdpError) as busy:
+        read(envelope(None), status=503)
+    assert busy.value.path == PATH and busy.value.transient
+    junk = HttpResponse(200, {"Content-Type": "text/html"}, b"<html></html>")
+    with pytest.raises(IdpReplyError) as unreadable:
+        parse_reply(decipher(junk, PATH))
+    assert unreadable.value.path == PATH

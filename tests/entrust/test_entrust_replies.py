@@ -208,3 +208,146 @@ def test_non_object_json_is_a_reply_error() -> None:
     """A JSON list where an object belongs is IdpReplyError."""
     with pytest.raises(IdpReplyError):
         decipher(reply([1, 2]), PATH)
+
+
+# -- the IdP fields that decide behaviour, each pinned -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expires", "time", "want"),
+    [
+        (1_800_000_000_500, 1_799_999_000_250, (1_800_000_000.5, 1_799_999_000.25)),
+        (0, 0, (None, None)),  # 0: no expiry given (pending push replies)
+        (None, None, (None, None)),
+    ],
+)
+def test_query_expires_and_time_are_epoch_milliseconds(
+    expires: Any, time: Any, want: tuple[Any, Any]
+) -> None:
+    """The query's token expiry and the IdP's clock, in epoch ms on the wire, seconds here."""
+    body = {"authenticationTypes": ["OTP"], "token": "t", "expires": expires, "time": time}
+    got = parse_query(decipher(reply(body), "/q"))
+    assert (got.expires_at, got.time) == want
+
+
+@pytest.mark.parametrize("field", ["expires", "time"])
+def test_query_expires_and_time_of_the_wrong_type_are_refused(field: str) -> None:
+    with pytest.raises(IdpReplyError):
+        parse_query(decipher(reply({"authenticationTypes": ["OTP"], field: "soon"}), "/q"))
+
+
+def test_authenticated_time_is_epoch_milliseconds() -> None:
+    got = parse_authenticated(decipher(reply({"token": "t", "time": 1_500}), "/a"))
+    assert got.time == 1.5
+
+
+@pytest.mark.parametrize("status", [199, 300, 302, 304, 399])
+def test_only_2xx_is_success(status: int) -> None:
+    """A redirect (3xx) is not a reply of the API: refused like any non-2xx status."""
+    with pytest.raises(IdpError) as caught:
+        decipher(reply({"authenticationTypes": ["OTP"]}, status), "/q")
+    assert caught.value.status == status and not caught.value.transient
+
+
+@pytest.mark.parametrize("status", [200, 201, 299])
+def test_every_2xx_is_read(status: int) -> None:
+    assert decipher(reply({"token": "t"}, status), "/q").text("token") == "t"
+
+
+def test_query_token_and_completion_are_read() -> None:
+    body = {"authenticationTypes": ["OTP"], "token": "tok", "authenticationCompleted": True}
+    got = parse_query(decipher(reply(body), "/q"))
+    assert (got.token, got.completed) == ("tok", True)
+    bare = parse_query(decipher(reply({"authenticationTypes": ["OTP"]}), "/q"))
+    assert (bare.token, bare.completed) == (None, False)
+
+
+def test_authenticated_fields_that_decide_behaviour() -> None:
+    body = {
+        "authenticationCompleted": True,
+        "token": "tok",
+        "expires": 2_000,
+        "userId": "jsmith",
+        "pushMutualChallenge": "42",
+        "otpdeliveryType": "SMS",
+    }
+    got = parse_authenticated(decipher(reply(body), "/a"))
+    assert (got.completed, got.token, got.expires_at) == (True, "tok", 2.0)
+    assert (got.user_id, got.mutual_challenge, got.delivery) == ("jsmith", "42", "SMS")
+    other = parse_authenticated(decipher(reply({"otpDeliveryType": "VOICE"}), "/a"))
+    assert (other.delivery, other.completed, other.user_id) == ("VOICE", False, None)
+    token_push = parse_authenticated(decipher(reply({"tokenPushMutualChallenge": "7"}), "/a"))
+    assert token_push.mutual_challenge == "7"
+
+
+def test_kba_questions_keep_their_ids_and_need_text() -> None:
+    body = {"kbaChallenge": {"id": "k1", "userQuestions": [{"question": "Pet?"}]}}
+    got = parse_authenticated(decipher(reply(body), "/a"))
+    assert (got.kba_id, got.kba_questions) == ("k1", (("", "Pet?"),))
+    body = {"kbaChallenge": {"userQuestions": [{"id": "q1"}]}}
+    with pytest.raises(IdpReplyError, match="a KBA question has no text") as caught:
+        parse_authenticated(decipher(reply(body), "/a"))
+    assert caught.value.path == "/a"
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [({"row": 0, "column": 0}, "A1"), ({"row": 99, "column": 25}, "Z100")],
+)
+def test_grid_cells_at_the_edges_of_the_card(cell: dict[str, int], shown: str) -> None:
+    got = parse_authenticated(decipher(reply({"gridChallenge": {"challenge": [cell]}}), "/a"))
+    assert got.grid_cells == (shown,)
+
+
+@pytest.mark.parametrize(
+    "cell", [{"row": 100, "column": 0}, {"row": 0, "column": 26}, {"row": 1}, {"column": 1}]
+)
+def test_grid_cells_off_the_card_are_refused(cell: dict[str, int]) -> None:
+    with pytest.raises(IdpReplyError) as caught:
+        parse_authenticated(decipher(reply({"gridChallenge": {"challenge": [cell]}}), "/a"))
+    assert caught.value.path == "/a"
+
+
+def test_refusals_name_the_path_and_status() -> None:
+    with pytest.raises(IdpError) as coded:
+        decipher(reply({"errorCode": "user_not_found"}, 404), "/users")
+    assert (coded.value.path, coded.value.status, coded.value.error_code) == (
+        "/users",
+        404,
+        "user_not_found",
+    )
+    assert str(coded.value) == "the IdP refused /users (HTTP 404, user_not_found)"
+    with pytest.raises(IdpReplyError) as bare:
+        decipher(reply({"nothing": True}, 400), "/users")
+    assert (bare.value.path, bare.value.status) == ("/users", 400)
+    assert "without an ErrorInfo body" in str(bare.value)
+    with pytest.raises(IdpReplyError) as wrong:
+        decipher(reply({"errorCode": 5}, 400), "/users")
+    assert "ErrorInfo" in str(wrong.value) and wrong.value.path == "/users"
+
+
+def test_transient_and_unreadable_replies_name_the_path() -> None:
+    with pytest.raises(IdpError) as busy:
+        decipher(reply({"errorCode": "busy"}, 503), "/users")
+    assert (busy.value.path, busy.value.transient) == ("/users", True)
+    junk = HttpResponse(200, {"Content-Type": "text/html"}, b"<html></html>")
+    with pytest.raises(IdpReplyError) as unreadable:
+        decipher(junk, "/users")
+    assert unreadable.value.path == "/users"
+
+
+def test_a_lockout_status_without_a_type_is_skipped_not_the_end() -> None:
+    body = {
+        "authenticationTypes": ["OTP"],
+        "authenticatorLockoutStatus": [
+            {"locked": True},
+            {"type": "OTP", "remainingAuthenticationAttempts": 2, "locked": True},
+        ],
+    }
+    got = parse_query(decipher(reply(body), "/q"))
+    assert (got.remaining_attempts, got.locked) == ({"OTP": 2}, frozenset({"OTP"}))
+
+
+def test_a_grid_cell_without_row_or_column_says_so() -> None:
+    with pytest.raises(IdpReplyError, match=r"^a grid challenge cell has no row or column$"):
+        parse_authenticated(decipher(reply({"gridChallenge": {"challenge": [{"row": 1}]}}), "/a"))

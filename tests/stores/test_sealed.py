@@ -316,3 +316,181 @@ def test_a_format_1_token_still_opens(sealed: SealedState, snapshot: Snapshot) -
     old_token = _token(header + nonce + sealed_bytes)
     assert sealed.open(old_token, flow_id=snapshot.flow_id) == snapshot
     assert _bytes(sealed.seal(snapshot))[0] == 2  # new tokens are format 2
+
+
+# -- boundaries (each pinned so a mutant of the comparison cannot survive) -------------------
+
+
+def test_a_token_is_refused_at_exactly_its_expiry_second() -> None:
+    """The expiry is exclusive and sealed in whole seconds: one millisecond before it the
+    token opens, at that second it does not."""
+    clock = FakeClock()
+    clock.now = 1_800_000_000.0
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock, max_age=600, margin=60)
+    snapshot = make_snapshot(now=clock.now, lifetime=300)  # expiry: deadline + margin = +360
+    token = sealed.seal(snapshot)
+    clock.now += 359.999
+    assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+    clock.now = 1_800_000_360.0
+    with pytest.raises(SealedStateError, match="has expired; start the flow again"):
+        sealed.open(token, flow_id=snapshot.flow_id)
+
+
+def test_max_age_bounds_tokens_already_handed_out() -> None:
+    """Lowering max_age applies to tokens sealed before: refused at exactly issued + max_age."""
+    clock = FakeClock()
+    clock.now = 1_800_000_000.0
+    snapshot = make_snapshot(now=clock.now, lifetime=3000)
+    token = SealedState({"k1": OLD_KEY}, clock=clock, max_age=600, margin=60).seal(snapshot)
+    stricter = SealedState({"k1": OLD_KEY}, clock=clock, max_age=100, margin=60)
+    clock.now += 99.5
+    assert stricter.open(token, flow_id=snapshot.flow_id) == snapshot
+    clock.now = 1_800_000_100.0
+    with pytest.raises(SealedStateError, match="has expired"):
+        stricter.open(token, flow_id=snapshot.flow_id)
+
+
+@pytest.mark.parametrize("junk", ["!", "=", " ", ".", "\n", "é", "+", "/"])
+def test_a_token_with_a_junk_character_inserted_is_not_base64(
+    sealed: SealedState, snapshot: Snapshot, junk: str
+) -> None:
+    """base64 decoding would skip such characters; the alphabet is checked first."""
+    token = sealed.seal(snapshot)
+    altered = token[:10] + junk + token[10:]
+    with pytest.raises(
+        SealedStateError, match=r"^sealed state is not URL-safe base64; start the flow again$"
+    ):
+        sealed.open(altered, flow_id=snapshot.flow_id)
+
+
+def test_the_size_cap_is_exact(sealed: SealedState, snapshot: Snapshot) -> None:
+    """65536 characters are read (and fail later, as truncated junk); one more is refused as
+    not base64 without being decoded."""
+    with pytest.raises(SealedStateError) as at_cap:
+        sealed.open("A" * 65536, flow_id=snapshot.flow_id)
+    assert "URL-safe base64" not in str(at_cap.value)
+    with pytest.raises(SealedStateError, match="not URL-safe base64"):
+        sealed.open("A" * 65537, flow_id=snapshot.flow_id)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "margin", "ok"),
+    [
+        (0, 60, False),
+        (-1, 60, False),
+        (0.5, 60, True),
+        (600, 0, True),
+        (600, 0.5, True),
+        (600, -0.001, False),
+    ],
+)
+def test_zero_and_fractional_ages_and_margins(max_age: float, margin: float, ok: bool) -> None:
+    """max_age must be positive (a fraction of a second is positive); margin may be zero."""
+    if ok:
+        sealed = SealedState({"k1": OLD_KEY}, max_age=max_age, margin=margin)
+        assert (sealed.max_age, sealed.margin) == (max_age, margin)
+    else:
+        with pytest.raises(
+            UsageError, match=r"^max_age must be positive and margin must not be negative$"
+        ):
+            SealedState({"k1": OLD_KEY}, max_age=max_age, margin=margin)
+
+
+def test_key_errors_say_what_to_do() -> None:
+    with pytest.raises(
+        UsageError, match=r"^SealedState needs at least one key; make one with generate_key\(\)$"
+    ):
+        SealedState({})
+    with pytest.raises(
+        UsageError, match=r"^a key id must be 1 to 64 printable ASCII characters, no spaces$"
+    ):
+        SealedState({"bad id": OLD_KEY})
+    with pytest.raises(UsageError, match=r"must be 32 bytes \(AES-256\); make one with Sealed"):
+        SealedState({"k1": bytes(16)})
+
+
+def test_a_retired_or_malformed_key_id_is_named_only_when_well_formed(
+    sealed: SealedState, snapshot: Snapshot
+) -> None:
+    other = SealedState({"k9": NEW_KEY}).seal(snapshot)
+    with pytest.raises(
+        SealedStateError,
+        match=r"^sealed state names key 'k9', which is not configured \(retired, or from "
+        r"another application\); start the flow again$",
+    ):
+        sealed.open(other, flow_id=snapshot.flow_id)
+    data = bytearray(_bytes(other))
+    data[2] = 0x01  # the key id's one byte becomes a control character
+    with pytest.raises(SealedStateError, match="names key a malformed key id"):
+        sealed.open(_token(bytes(data)), flow_id=snapshot.flow_id)
+
+
+def test_malformed_tokens_get_their_own_messages(sealed: SealedState, snapshot: Snapshot) -> None:
+    """Each way a token can be broken is named, and each message says to start again."""
+    flow_id = snapshot.flow_id
+    with pytest.raises(
+        SealedStateError,
+        match=r"^sealed state is not valid base64 \(truncated\?\); start the flow again$",
+    ):
+        sealed.open("A", flow_id=flow_id)
+    with pytest.raises(
+        SealedStateError, match=r"^sealed state is truncated; start the flow again$"
+    ):
+        sealed.open(_token(b"\x01"), flow_id=flow_id)
+    with pytest.raises(
+        SealedStateError,
+        match=r"^sealed state has format version 99, this mfa_fsm reads 1; start the flow again$",
+    ):
+        sealed.open(_token(bytes([99, 2])), flow_id=flow_id)
+    with pytest.raises(SealedStateError, match=r"^sealed state is truncated"):
+        sealed.open(_token(bytes([1, 0]) + bytes(60)), flow_id=flow_id)
+    data = _bytes(sealed.seal(snapshot))
+    header = 2 + len("k1") + 8
+    # Header, nonce and tag with nothing sealed: long enough to try, and then not authentic.
+    with pytest.raises(
+        SealedStateError,
+        match=rf"^sealed state for flow '{flow_id}' failed authentication: it was altered or "
+        r"truncated, or it belongs to another flow; start the flow again$",
+    ):
+        sealed.open(_token(data[: header + 12 + 16]), flow_id=flow_id)
+    with pytest.raises(SealedStateError, match=r"^sealed state is truncated"):
+        sealed.open(_token(data[: header + 12 + 15]), flow_id=flow_id)
+
+
+def test_a_one_character_key_id_works(clock: FakeClock, snapshot: Snapshot) -> None:
+    sealed = SealedState({"k": OLD_KEY}, clock=clock)
+    assert sealed.open(sealed.seal(snapshot), flow_id=snapshot.flow_id) == snapshot
+
+
+def test_a_snapshot_that_did_not_advance_is_refused_by_flow(
+    sealed: SealedState, snapshot: Snapshot
+) -> None:
+    with pytest.raises(StoreError, match=rf"^snapshot of flow '{snapshot.flow_id}' has version 0"):
+        sealed.seal(snapshot, expected_version=0)
+
+
+def test_tokens_ending_in_any_character_open(clock: FakeClock) -> None:
+    """Only '=' padding is stripped: a token whose last character is a letter such as 'X'
+    opens too (a wider strip would cut it). Snapshots of varied size are sealed until one
+    token ends in 'X' (about 1 in 200 does; the bound makes a miss vanishingly unlikely)."""
+    sealed = SealedState({"k1": OLD_KEY}, clock=clock)
+    for attempt in range(5000):
+        snapshot = make_snapshot(now=clock(), session="s" * (attempt % 11 + 1))
+        token = sealed.seal(snapshot)
+        if token.endswith("X"):
+            assert sealed.open(token, flow_id=snapshot.flow_id) == snapshot
+            return
+    pytest.fail("no sealed token ended in 'X'")
+
+
+def test_a_token_the_ledger_never_saw_is_refused(clock: FakeClock, snapshot: Snapshot) -> None:
+    token = SealedState({"k1": OLD_KEY}, clock=clock).seal(snapshot)
+    guarded = SealedState(
+        {"k1": OLD_KEY}, clock=clock, ledger=StoreLedger(MemoryStore(clock=clock))
+    )
+    with pytest.raises(
+        SealedStateError,
+        match=rf"^flow '{snapshot.flow_id}' is not in the replay ledger \(expired, or sealed "
+        r"without this ledger\); start the flow again$",
+    ):
+        guarded.open(token, flow_id=snapshot.flow_id)
