@@ -32,6 +32,7 @@ from mfa_fsm import (
     UsageError,
 )
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import SCHEMA_VERSION
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport
@@ -237,7 +238,7 @@ def test_a_failed_release_does_not_hide_the_step_error(
     with pytest.raises(IdpError):
         engine.send(flow_id, "submit_response", response="11111111")
     (failed,) = [event for event in leak_guard if event["event"] == "mfa_fsm.release_failed"]
-    assert failed["flow_id"] == flow_id and failed["log_level"] == "warning"
+    assert failed["flow_ref"] == flow_ref(flow_id) and failed["log_level"] == "warning"
     assert failed["error"] == "ConnectionError"
 
 
@@ -296,7 +297,11 @@ def test_step_outlasting_its_claim_loses_at_save_and_says_so(
         slow.send(flow_id, "poll")
     assert kit.store.load(flow_id).version == 3  # the other request's poll
     (lost,) = [event for event in leak_guard if event["event"] == "mfa_fsm.step_lost"]
-    assert (lost["flow_id"], lost["provider"], lost["flow_event"]) == (flow_id, "entrust", "poll")
+    assert (lost["flow_ref"], lost["provider"], lost["flow_event"]) == (
+        flow_ref(flow_id),
+        "entrust",
+        "poll",
+    )
     assert lost["version"] == 2 and lost["log_level"] == "warning"
     assert lost["hint"] == "a step outlasted its claim; raise claim_ttl"
 

@@ -23,6 +23,7 @@ from mfa_fsm import (
 from mfa_fsm.core.errors import FlowBusy, SnapshotError, UsageError
 from mfa_fsm.core.flow import Outcome
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
 
@@ -160,7 +161,7 @@ def test_a_step_logs_one_transition_line_with_its_idp_call(entrust: EntrustEmula
     with structlog.testing.capture_logs() as events:
         flow.send("submit_first_factor")
     (line,) = [e for e in events if e["event"] == "mfa_fsm.transition"]
-    assert line["flow_id"] == flow.flow_id and line["provider"] == "entrust"
+    assert line["flow_ref"] == flow_ref(flow.flow_id) and line["provider"] == "entrust"
     assert (line["flow_event"], line["source"]) == ("submit_first_factor", "AwaitingFirstFactor")
     assert (line["target"], line["version"]) == ("AwaitingSecondFactor", 1)
     assert line["idp_path"].endswith("/authenticate/EXTERNAL/complete")
@@ -185,7 +186,7 @@ def test_a_failed_step_logs_one_warning_naming_the_error_type(entrust: EntrustEm
         "AwaitingFirstFactor",
         503,
     )
-    assert line["flow_id"] == flow.flow_id and line["idp_calls"] == 1
+    assert line["flow_ref"] == flow_ref(flow.flow_id) and line["idp_calls"] == 1
     assert 0 <= line["duration_ms"] < 5000
     assert "target" not in line and "version" not in line
 

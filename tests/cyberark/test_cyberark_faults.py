@@ -24,6 +24,7 @@ from tests.fault_matrix import (
     BASE_FAULTS,
     COVERED,
     HONEST,
+    PATIENT,
     SIZES,
     TIMEOUT,
     ArmedTransport,
@@ -241,7 +242,11 @@ def test_fault_at_transition(emulator: CyberArkEmulator, fault: str, transition_
     transition = TRANSITIONS[transition_name]
     spec = FAULTS[fault]
     emulator.faults.clear()
-    armed = ArmedTransport(RequestsTransport(timeout=TIMEOUT), emulator)
+    armed = ArmedTransport(
+        RequestsTransport(timeout=TIMEOUT),
+        emulator,
+        patient=RequestsTransport(timeout=PATIENT),
+    )
     recorder = SecretRecorder(armed)
     recorder.add(f"{transition.user}-password", "Smokey", "Beetle")
     # Safe calls (StartAuthentication, Poll) get one quick retry within the step, as in

@@ -22,6 +22,7 @@ from mfa_fsm.testing.leaks import SecretRecorder
 from tests.fault_matrix import (
     BASE_FAULTS,
     COVERED,
+    PATIENT,
     SIZES,
     TIMEOUT,
     ArmedTransport,
@@ -125,7 +126,11 @@ def test_fault_at_transition(emulator: DuoEmulator, fault: str, transition: str)
     user, reach, event, data_for = TRANSITIONS[transition]
     emulator.faults.clear()
     emulator.unlock(user)
-    armed = ArmedTransport(RequestsTransport(timeout=TIMEOUT), emulator)
+    armed = ArmedTransport(
+        RequestsTransport(timeout=TIMEOUT),
+        emulator,
+        patient=RequestsTransport(timeout=PATIENT),
+    )
     recorder = SecretRecorder(armed)
     config = DuoConfig(
         emulator.credentials,

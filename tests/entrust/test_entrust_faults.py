@@ -22,6 +22,7 @@ from tests.fault_matrix import (
     BASE_FAULTS,
     COVERED,
     HONEST,
+    PATIENT,
     SIZES,
     TIMEOUT,
     ArmedTransport,
@@ -97,7 +98,11 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
     user, reach, event, data_for = TRANSITIONS[transition]
     emulator.faults.clear()
     emulator.unlock(user)
-    armed = ArmedTransport(RequestsTransport(timeout=TIMEOUT), emulator)
+    armed = ArmedTransport(
+        RequestsTransport(timeout=TIMEOUT),
+        emulator,
+        patient=RequestsTransport(timeout=PATIENT),
+    )
     recorder = SecretRecorder(armed)
     recorder.add("Passw0rd!")
     config = EntrustConfig(
