@@ -296,7 +296,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
 
 def test_lost_flow_says_start_again(page: Page, demo: Demo, shot: Shot) -> None:
     """A flow page this browser holds no cookie for says to start again, with a link."""
-    page.goto(demo.url + "login/f/not-a-flow")
+    page.goto(demo.url + "login/f/not-a-flow00")
     expect(page.get_by_role("heading", level=1)).to_have_text("Please start again")
     shot(page, "start-again")
     page.get_by_role("link", name="Start again").click()
