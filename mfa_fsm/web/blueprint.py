@@ -279,7 +279,7 @@ class _SealedFlows:
 
     def hand_off(self, carry: _Carry) -> tuple[FlowView, _Carry]:
         view, token = self.engine.hand_off(_token(carry), carry.flow_id)
-        return view, _Carry(carry.flow_id, token)
+        return view, attrs.evolve(carry, token=token)  # keeps who checked the first factor
 
 
 def _token(carry: _Carry) -> str:
