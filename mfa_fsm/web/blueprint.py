@@ -1001,6 +1001,10 @@ class _Web:
         status: int = 200,
         provider: str | None = None,
     ) -> Response:
+        if error is not None and _wants_json():
+            response = jsonify(message=error)
+            response.status_code = status
+            return response
         providers = [(p, events.provider_label(p)) for p in self.flows.providers]
         html = self._render(
             "mfa_fsm/start.html",
@@ -1019,6 +1023,7 @@ class _Web:
     ) -> Response:
         if exc is not None:
             log.info("mfa_fsm.web.flow_lost", error=type(exc).__name__)
+        wants_json = wants_json or _wants_json()
         message = (
             "This sign-in has ended, has expired, or was started in another browser. "
             "Please start again."
@@ -1043,6 +1048,7 @@ class _Web:
         log.warning(
             "mfa_fsm.web.throttled", action=exc.action, scope=exc.scope, retry_after=exc.retry_after
         )
+        wants_json = wants_json or _wants_json()
         wait = max(1, round(exc.retry_after))
         when = _clock(time.time() + wait)
         message = (
@@ -1084,6 +1090,7 @@ class _Web:
         )
         retry_after = exc.retry_after
         message = "The identity provider is unavailable right now. Please try again."
+        wants_json = wants_json or _wants_json()
         if wants_json:
             wait = max(1.0, retry_after or 5.0)
             response = jsonify(

@@ -359,3 +359,22 @@ def test_server_error_logs_the_traceback_but_shows_nothing(
     assert "on fire" not in reply.text
     (event,) = [e for e in leak_guard if e["event"] == "mfa_fsm.web.server_error"]
     assert isinstance(event["exc_info"], RuntimeError)
+
+
+def test_start_refusals_answer_a_script_with_json(entrust_emulator: EntrustEmulator) -> None:
+    """The start routes too: a refused typed start and a CSRF refusal are JSON when asked."""
+    engine = Engine(MemoryStore(), entrust(entrust_emulator))
+    client = make_app(engine).test_client()
+    accept = {"Accept": "application/json"}
+    refused = client.post(f"{PREFIX}/", data={"provider": "entrust"}, headers=accept)
+    assert refused.status_code == 400
+    assert body(refused)["message"]
+    page = client.get(f"{PREFIX}/").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    wrong = client.post(
+        f"{PREFIX}/",
+        data={"provider": "entrust", "user": "pwuser", "password": "wrong", "csrf_token": token},
+        headers=accept,
+    )
+    assert wrong.status_code == 401
+    assert body(wrong)["message"] == "The user id or password was not accepted."
