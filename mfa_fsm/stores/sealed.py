@@ -245,8 +245,8 @@ def _check_newest(ledger: VersionLedger, snapshot: Snapshot) -> None:
     if snapshot.version < newest:
         raise SealedStateStale(
             f"sealed state for flow ref {flow_ref(snapshot.flow_id)} is at version "
-            f"{snapshot.version} but the flow is at {newest}: a newer token superseded it "
-            "(another request advanced the flow); reload the page"
+            f"{snapshot.version} but the flow is at {newest}: an old token was replayed, or "
+            "another request advanced the flow first; reload the page"
         )
     if snapshot.version != newest:
         raise SealedStateError(

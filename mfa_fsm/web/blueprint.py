@@ -56,12 +56,23 @@ without a valid one is refused with 400. Cookies are HttpOnly and SameSite=Lax, 
 with the ``__Host-`` prefix unless ``secure_cookies`` is false (plain-HTTP loopback only).
 
 Errors become pages, and never change the flow: an event the state does not take, or a
-request that lost a race, re-renders the current state; malformed input shows the same form
-with the message; an unknown, expired or tampered flow shows "start again"; an IdP or network
-failure shows "the identity provider is unavailable" with a button that tries again; a body
-or field over its size limit is refused (413) without repeating it; 404, 405 and 500 pages
-carry the same no-store and security headers as every other page. No page, log line or
+request that lost a race, re-renders the current state; a sealed token another request
+superseded (:class:`~mfa_fsm.core.errors.SealedStateStale`: a double click, two tabs) goes
+back to the flow's page without touching the flow cookie the winner set; malformed input
+shows the same form with the message; an unknown, expired or tampered flow shows "start
+again"; an IdP or network failure shows "the identity provider is unavailable" with a button
+that tries again; a store failure while handing off the result answers 503 (``Retry-After``)
+and the flow's page, or the next poll, hands it off and calls ``on_complete`` later; a body or
+field over its size limit is refused (413) without repeating it; a malformed URL handle is a
+404. Every response under the blueprint's prefix (werkzeug's own 405 and routing errors, and
+static files, included) carries the same security headers, and no-store. No page, log line or
 error shows a password, code, token, flow id or cookie.
+
+A request whose ``Accept`` prefers ``application/json`` (the page's polling script) gets JSON
+from every route, errors included: ``message`` always; ``state``, ``now``, ``next_poll_at`` and
+``deadline`` (epoch seconds) while a push is pending; ``location`` where the browser should go
+(on completion: where ``on_complete``'s redirect points, with the cookies it set on the same
+answer); ``retry_after`` (seconds) on 409, 429 and 503; ``field`` on 422.
 """
 
 from __future__ import annotations
@@ -309,7 +320,9 @@ class MfaBlueprint(Blueprint):
         first; ``options`` go to the provider's ``start`` (e.g. ``first_factor=``). An
         EXTERNAL first factor is confirmed in the same request, so the user lands on the
         second factor. Raises :class:`VerifiedUserRequired` when ``current_user()`` names
-        nobody; IdP, network and throttle failures become the blueprint's pages.
+        nobody and :class:`UsageError` for a ``provider`` the engine does not run (both bugs
+        of the calling application); IdP, network and throttle failures become the
+        blueprint's pages.
         """
         response = self._web.begin(provider, options)
         _security_headers(response)  # answered from the application's view, not ours
