@@ -4,6 +4,7 @@ werkzeug's own error answers under the prefix, and misconfiguration the operator
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -26,7 +27,16 @@ from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
-from tests.web.support import PREFIX, Visitor, flow_cookie, make_app, set_cookies, state
+from tests.web.support import (
+    PREFIX,
+    Client,
+    Visitor,
+    flow_cookie,
+    make_app,
+    serve,
+    set_cookies,
+    state,
+)
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -378,3 +388,47 @@ def test_start_refusals_answer_a_script_with_json(entrust_emulator: EntrustEmula
     )
     assert wrong.status_code == 401
     assert body(wrong)["message"] == "The user id or password was not accepted."
+
+
+def test_two_tabs_polling_one_sealed_flow_never_lose_it(entrust_emulator: EntrustEmulator) -> None:
+    """Two tabs poll one pending push at once over real HTTP, sharing the browser's cookies:
+    every answer is 200 or 409 "try again", none deletes the flow cookie, and the login goes
+    on (the SQL store gives 200s only; sealed state must not be worse than "try again")."""
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url,
+        application_id=entrust_emulator.application_id,
+        poll_interval=0.0,
+    )
+    keys = {"k1": SealedState.generate_key()}
+    engine = SealedEngine(SealedState(keys, ledger=StoreLedger(MemoryStore())), [config])
+    app = make_app(engine, secure_cookies=False, throttle=None)
+    with serve(app) as base:
+        tab = Client(base)
+        tab.begin("entrust", "jsmith")
+        tab.step("factor", factor="TOKENPUSH")
+        assert 'data-state="OobPending"' in tab.get(tab.flow_url).text
+        name = "mfa_fsm_flow_" + tab.flow_url.rsplit("/", 1)[1]
+        headers = {"Accept": "application/json", "X-CSRF-Token": tab.csrf}
+        answers: list[tuple[int, bool]] = []
+
+        def poll() -> None:
+            for _ in range(8):
+                reply = tab.session.post(f"{base}{tab.flow_url}/poll", headers=headers, timeout=10)
+                dropped = any(
+                    c.startswith(f"{name}=") and "Max-Age=0" in c
+                    for c in reply.raw.headers.getlist("Set-Cookie")
+                )
+                answers.append((reply.status_code, dropped))
+
+        threads = [threading.Thread(target=poll) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert {status for status, _ in answers} <= {200, 409}, answers
+        assert not any(dropped for _, dropped in answers)
+        assert name in tab.session.cookies
+        entrust_emulator.approve_push("jsmith")
+        final = tab.session.post(f"{base}{tab.flow_url}/poll", headers=headers, timeout=10)
+        assert final.status_code == 200
+        assert final.json()["state"] == "Completed"
