@@ -156,6 +156,12 @@ class SealedStateError(StoreError):
     """A sealed client-side state token is forged, tampered with, foreign, stale or expired."""
 
 
+class SealedStateStale(SealedStateError):
+    """An authentic, unexpired sealed token that is no longer the flow's newest (the replay
+    ledger holds a later version): another request (a double click, a second tab) advanced
+    the flow first. The flow itself is fine: reload it with the client's current token."""
+
+
 class Throttled(MfaError):
     """A start, an out-of-band send or an answer was refused by an anti-automation throttle.
 

@@ -70,7 +70,7 @@ from collections.abc import Mapping, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mfa_fsm.core.errors import SealedStateError, UsageError
+from mfa_fsm.core.errors import SealedStateError, SealedStateStale, UsageError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, VersionLedger, check_advances, expires_at
@@ -241,6 +241,12 @@ def _check_newest(ledger: VersionLedger, snapshot: Snapshot) -> None:
         raise SealedStateError(
             f"flow ref {flow_ref(snapshot.flow_id)} is not in the replay ledger (expired, or "
             "sealed without this ledger); start the flow again"
+        )
+    if snapshot.version < newest:
+        raise SealedStateStale(
+            f"sealed state for flow ref {flow_ref(snapshot.flow_id)} is at version "
+            f"{snapshot.version} but the flow is at {newest}: an old token was replayed, or "
+            "another request advanced the flow first; reload the page"
         )
     if snapshot.version != newest:
         raise SealedStateError(

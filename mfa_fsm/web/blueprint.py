@@ -56,18 +56,30 @@ without a valid one is refused with 400. Cookies are HttpOnly and SameSite=Lax, 
 with the ``__Host-`` prefix unless ``secure_cookies`` is false (plain-HTTP loopback only).
 
 Errors become pages, and never change the flow: an event the state does not take, or a
-request that lost a race, re-renders the current state; malformed input shows the same form
-with the message; an unknown, expired or tampered flow shows "start again"; an IdP or network
-failure shows "the identity provider is unavailable" with a button that tries again; a body
-or field over its size limit is refused (413) without repeating it; 404, 405 and 500 pages
-carry the same no-store and security headers as every other page. No page, log line or
+request that lost a race, re-renders the current state; a sealed token another request
+superseded (:class:`~mfa_fsm.core.errors.SealedStateStale`: a double click, two tabs) goes
+back to the flow's page without touching the flow cookie the winner set; malformed input
+shows the same form with the message; an unknown, expired or tampered flow shows "start
+again"; an IdP or network failure shows "the identity provider is unavailable" with a button
+that tries again; a store failure while handing off the result answers 503 (``Retry-After``)
+and the flow's page, or the next poll, hands it off and calls ``on_complete`` later; a body or
+field over its size limit is refused (413) without repeating it; a malformed URL handle is a
+404. Every response under the blueprint's prefix (werkzeug's own 405 and routing errors, and
+static files, included) carries the same security headers, and no-store. No page, log line or
 error shows a password, code, token, flow id or cookie.
+
+A request whose ``Accept`` prefers ``application/json`` (the page's polling script) gets JSON
+from every route, errors included: ``message`` always; ``state``, ``now``, ``next_poll_at`` and
+``deadline`` (epoch seconds) while a push is pending; ``location`` where the browser should go
+(on completion: where ``on_complete``'s redirect points, with the cookies it set on the same
+answer); ``retry_after`` (seconds) on 409, 429 and 503; ``field`` on 422.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -102,6 +114,7 @@ from mfa_fsm.core.errors import (
     MfaError,
     ResultUnavailable,
     SealedStateError,
+    SealedStateStale,
     SnapshotError,
     Throttled,
     TransportError,
@@ -165,6 +178,12 @@ _NEEDS_VIEW = frozenset({"first-factor", "factor", "response"})
 _SECRET_STEPS = frozenset({"first-factor", "response"})
 #: Methods the blueprint answers with its own 405 page on a route that does not take them.
 _ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+#: A flow's URL handle, as ``secrets.token_urlsafe(9)`` makes it: 12 URL-safe base64
+#: characters. Anything else is refused (404) before it names a cookie.
+_HANDLE = re.compile(r"[A-Za-z0-9_-]{12}")
+#: Seconds a browser waits before retrying after the store failed (503).
+_STORE_RETRY_AFTER = 5
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -271,7 +290,7 @@ class _SealedFlows:
 
     def hand_off(self, carry: _Carry) -> tuple[FlowView, _Carry]:
         view, token = self.engine.hand_off(_token(carry), carry.flow_id)
-        return view, _Carry(carry.flow_id, token)
+        return view, attrs.evolve(carry, token=token)  # keeps who checked the first factor
 
 
 def _token(carry: _Carry) -> str:
@@ -301,7 +320,9 @@ class MfaBlueprint(Blueprint):
         first; ``options`` go to the provider's ``start`` (e.g. ``first_factor=``). An
         EXTERNAL first factor is confirmed in the same request, so the user lands on the
         second factor. Raises :class:`VerifiedUserRequired` when ``current_user()`` names
-        nobody; IdP, network and throttle failures become the blueprint's pages.
+        nobody and :class:`UsageError` for a ``provider`` the engine does not run (both bugs
+        of the calling application); IdP, network and throttle failures become the
+        blueprint's pages.
         """
         response = self._web.begin(provider, options)
         _security_headers(response)  # answered from the application's view, not ours
@@ -429,6 +450,10 @@ def mfa_blueprint(
     bp.add_url_rule("/<path:rest>", "not_found", web.not_found, methods=list(_ALL_METHODS))
     bp.before_request(web.check_request)
     bp.after_request(web.finish)
+    # Werkzeug's own answers under the prefix (a 405 for TRACE, a routing error, a static
+    # file's 404) never reach the blueprint's hooks: an application-wide hook covers them.
+    bp.record(lambda state: web.prefixes.append(state.url_prefix or ""))
+    bp.after_app_request(web.cover_prefix)
     bp.register_error_handler(HTTPException, web.http_error)
     bp.register_error_handler(Exception, web.server_error)
     return bp
@@ -467,6 +492,8 @@ class _Web:
         self.max_form_bytes = max_form_bytes
         self.max_field_chars = max_field_chars
         self.csrf_max_age = csrf_max_age
+        #: The URL prefixes the blueprint is mounted under (one per registration).
+        self.prefixes: list[str] = []
 
     def _url(self, endpoint: str, **values: Any) -> str:
         # Absolute endpoint names: begin() runs inside the application's own views.
@@ -567,6 +594,11 @@ class _Web:
         if provider is None:
             outside = [p for p in self.flows.providers if self.flows.first_factor_outside(p)]
             provider = (outside or list(self.flows.providers))[0]
+        elif provider not in self.flows.providers:
+            raise UsageError(
+                f"begin() was given provider {provider!r}, which this engine does not run; "
+                f"use one of {list(self.flows.providers)} (or none, for the default)"
+            )
         ip = request.remote_addr
         carry: _Carry | None = None
         try:
@@ -602,21 +634,34 @@ class _Web:
         return self._started(view, carry)
 
     def flow_page(self, handle: str) -> ResponseReturnValue:
+        if not _HANDLE.fullmatch(handle):
+            return self.not_found(handle)
+        wants_json = _wants_json()
         try:
-            carry = self._carry(handle)
+            carry = self._carry(handle, wants_json=wants_json)
             view = self.flows.view(carry)
         except _Refused as refused:
             return refused.response
+        except SealedStateStale as exc:
+            return self._superseded(handle, exc, wants_json=wants_json, reload=False)
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
-            return self._start_again(handle, exc)
+            return self._start_again(handle, exc, wants_json=wants_json)
+        if _awaits_hand_off(view):
+            # The request that completed the flow did not hand it off (the store failed, the
+            # connection dropped): this browser holds the flow's cookie, so finish it here.
+            return self._finish_completed(handle, view, carry, wants_json=wants_json)
+        if wants_json:
+            return self._poll_json(handle, view)
         return self._page(handle, view, who=carry.who)
 
     def step(self, handle: str, step: str) -> ResponseReturnValue:
+        if not _HANDLE.fullmatch(handle):
+            return self.not_found(handle)
         built = events.EVENTS.get(step)
         if built is None:
             return self._problem("Page not found", "There is no such step.", status=404)
         event, build = built
-        wants_json = step == "poll" and request.accept_mimetypes.best == "application/json"
+        wants_json = _wants_json()
         try:
             self._check_csrf(handle, wants_json=wants_json)
             self._check_fields()
@@ -634,8 +679,11 @@ class _Web:
             # Another request moved the flow, or this page was stale: show where it is now.
             return self._current(handle, carry, wants_json)
         except InvalidInput as exc:
-            view_now = current or self.flows.view(carry)
-            return self._page(handle, view_now, error=exc, status=422, who=carry.who)
+            return self._invalid(handle, current, carry, exc, wants_json=wants_json)
+        except SealedStateStale as exc:
+            # A lost race (double click, two tabs): the winner set the browser's new cookie,
+            # which this answer must neither delete nor overwrite.
+            return self._superseded(handle, exc, wants_json=wants_json, reload=True)
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(handle, exc, wants_json=wants_json)
         except Throttled as exc:
@@ -646,10 +694,42 @@ class _Web:
         except UsageError as exc:
             log.info("mfa_fsm.web.step_refused", flow_event=event, error=type(exc).__name__)
             return self._current(handle, carry, wants_json)
-        response, new_carry = self._after_step(handle, view, new_carry, wants_json=wants_json)
+        return self._stepped(handle, view, carry, new_carry, wants_json=wants_json)
+
+    def _stepped(
+        self, handle: str, view: FlowView, carry: _Carry, new_carry: _Carry, *, wants_json: bool
+    ) -> BaseResponse:
+        """The answer to a step that went through: hand-off and ``on_complete`` if it
+        completed the flow, else the flow's page (303) or the poll's JSON."""
+        response: BaseResponse
+        if _awaits_hand_off(view):
+            response, new_carry = self._complete(handle, view, new_carry, wants_json=wants_json)
+        elif wants_json:
+            response = self._poll_json(handle, view)
+        else:
+            response = redirect(self._url("flow", handle=handle), code=303)
         if new_carry != carry:
             self._set_flow_cookie(response, handle, new_carry)
         return response
+
+    def _invalid(
+        self,
+        handle: str,
+        current: FlowView | None,
+        carry: _Carry,
+        exc: InvalidInput,
+        *,
+        wants_json: bool,
+    ) -> BaseResponse:
+        """Malformed input: the same form with the message (JSON to a script)."""
+        if wants_json:
+            response = jsonify(
+                message=_problem(exc), field=exc.field, location=self._url("flow", handle=handle)
+            )
+            response.status_code = 422
+            return response
+        view_now = current or self.flows.view(carry)
+        return self._page(handle, view_now, error=exc, status=422, who=carry.who)
 
     def method_not_allowed(self, allowed: list[str]) -> Callable[..., ResponseReturnValue]:
         def answer(**_: Any) -> ResponseReturnValue:
@@ -678,11 +758,11 @@ class _Web:
         return self._problem(exc.name, "The request could not be handled.", status=status)
 
     def server_error(self, exc: Exception) -> ResponseReturnValue:
-        """Any other error: a 500 page; the log line names its type only (never its text,
-        which may hold a secret)."""
+        """Any other error: a 500 page (JSON to a script) that shows nothing of the error;
+        the log line carries its type and traceback for the operator."""
         if not current_app.secret_key:
             raise exc  # a setup error: loud, with the message saying what to set
-        log.error("mfa_fsm.web.server_error", error=type(exc).__name__)
+        log.error("mfa_fsm.web.server_error", error=type(exc).__name__, exc_info=exc)
         return self._problem(
             "Something went wrong",
             "The sign-in could not continue because of an error on this site. Nothing was "
@@ -715,38 +795,135 @@ class _Web:
                 httponly=True,
                 samesite="Lax",
             )
-        if request.endpoint != f"{self.name}.static":
-            _security_headers(response)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return self.cover_prefix(response)
+
+    def cover_prefix(self, response: Response) -> Response:
+        """The security and no-store headers on every response under the blueprint's
+        prefix, whoever made it (its views, Flask, werkzeug's routing errors)."""
+        path = request.path
+        for prefix in self.prefixes:
+            base = prefix.rstrip("/")
+            if path == base or path.startswith(base + "/"):
+                _security_headers(response)
+                response.headers.setdefault("X-Content-Type-Options", "nosniff")
+                break
         return response
 
     # -- after a step -------------------------------------------------------------------
 
     def _started(self, view: FlowView, carry: _Carry) -> BaseResponse:
         handle = secrets.token_urlsafe(9)
-        response, carry = self._after_step(handle, view, carry, wants_json=False)
+        if _awaits_hand_off(view):  # completed at once (no second factor needed)
+            response, carry = self._complete(handle, view, carry, wants_json=False)
+        else:
+            response = redirect(self._url("flow", handle=handle), code=303)
         self._set_flow_cookie(response, handle, carry)
         self._drop_old_flow_cookies(response)
         return response
 
-    def _after_step(
-        self, handle: str, view: FlowView, carry: _Carry, *, wants_json: bool
+    def _complete(
+        self, handle: str, view: FlowView, carry: _Carry, *, wants_json: bool, landing: bool = False
     ) -> tuple[BaseResponse, _Carry]:
-        if view.state == "Completed":
-            # Hand the result off (once: compare-and-set) before on_complete sees it, so the
-            # IdP's token leaves the store (or the client's sealed token) whatever happens.
-            try:
-                view, carry = self.flows.hand_off(carry)
-            except (FlowConflict, ResultUnavailable, FlowNotFound, SealedStateError):
-                # Another request handed it off first (or it has gone): show where it is.
-                return self._current(handle, carry, wants_json), carry
-            if self.on_complete is not None:
-                custom = self.on_complete(view)
-                if custom is not None:
-                    return make_response(custom), carry
+        """Hand off a completed flow's result and call ``on_complete``; returns the answer and
+        the carry for the flow cookie. ``landing``: the flow's own page asked (a reload after a
+        failed hand-off), so without ``on_complete``'s response its page is shown, not a 303."""
+        # Hand the result off (once: compare-and-set) before on_complete sees it, so the
+        # IdP's token leaves the store (or the client's sealed token) whatever happens.
+        try:
+            view, carry = self.flows.hand_off(carry)
+        except SealedStateStale as exc:
+            return self._superseded(handle, exc, wants_json=wants_json, reload=not landing), carry
+        except (FlowConflict, ResultUnavailable, FlowNotFound, SealedStateError):
+            # Another request handed it off first (or it has gone): show where it is.
+            return self._current(handle, carry, wants_json), carry
+        except Exception as exc:
+            # The store failed (an outage, a timeout): nothing was handed off, the flow is as
+            # it was, and the flow's page (or the next poll) hands it off once it is back.
+            return self._store_unavailable(handle, exc, wants_json=wants_json), carry
+        if self.on_complete is not None:
+            custom = self.on_complete(view)
+            if custom is not None:
+                response = make_response(custom)
+                return (self._json_of(handle, response) if wants_json else response), carry
         if wants_json:
             return self._poll_json(handle, view), carry
+        if landing:
+            return self._page(handle, view, who=carry.who), carry
         return redirect(self._url("flow", handle=handle), code=303), carry
+
+    def _finish_completed(
+        self, handle: str, view: FlowView, carry: _Carry, *, wants_json: bool
+    ) -> BaseResponse:
+        """The flow's page (or a poll) found it completed but not handed off: do it now."""
+        response, new_carry = self._complete(
+            handle, view, carry, wants_json=wants_json, landing=True
+        )
+        if new_carry != carry:
+            self._set_flow_cookie(response, handle, new_carry)
+        return response
+
+    def _json_of(self, handle: str, response: BaseResponse) -> Response:
+        """``on_complete``'s answer for the page's script: where it sends the browser, and
+        the cookies it set (the application's session); the script navigates there."""
+        if 300 <= response.status_code < 400 and response.location:
+            location = response.location
+        else:  # a page, not a redirect: the flow's own page shows the success
+            location = self._url("flow", handle=handle)
+        answer = jsonify(state="Completed", location=location, message="Approved. Signing you in.")
+        for cookie in response.headers.getlist("Set-Cookie"):
+            answer.headers.add("Set-Cookie", cookie)
+        return answer
+
+    def _superseded(
+        self, handle: str, exc: SealedStateStale, *, wants_json: bool, reload: bool
+    ) -> BaseResponse:
+        """A request whose sealed token another request superseded (a double click, two tabs):
+        the flow is fine and the browser already holds its newest cookie, so this answer sends
+        it back to the flow's page and never touches that cookie."""
+        log.info("mfa_fsm.web.superseded", error=type(exc).__name__)
+        message = "This sign-in moved on in another request or tab. Trying again."
+        if wants_json:
+            response = jsonify(now=time.time(), retry_after=1, message=message)
+            response.status_code = 409
+            return response
+        if reload:
+            return redirect(self._url("flow", handle=handle), code=303)
+        # A page load with an outdated cookie: no redirect loop, a link to reload instead.
+        html = self._render(
+            "mfa_fsm/problem.html",
+            aside_for=None,
+            heading="This page is out of date",
+            message="This sign-in moved on in another request or tab. Reload to continue.",
+            retry_url=None,
+            retry_fields={},
+            back_url=self._url("flow", handle=handle),
+            restart=False,
+        )
+        return make_response(html, 409)
+
+    def _store_unavailable(self, handle: str, exc: Exception, *, wants_json: bool) -> Response:
+        log.warning("mfa_fsm.web.store_unavailable", step="hand_off", error=type(exc).__name__)
+        message = (
+            "Your sign-in was accepted, but this site could not record it just now. "
+            f"Please try again in {_STORE_RETRY_AFTER} seconds."
+        )
+        if wants_json:
+            response = jsonify(now=time.time(), retry_after=_STORE_RETRY_AFTER, message=message)
+            response.status_code = 503
+        else:
+            html = self._render(
+                "mfa_fsm/problem.html",
+                aside_for=None,
+                heading="Almost signed in",
+                message=message,
+                retry_url=None,
+                retry_fields={},
+                back_url=self._url("flow", handle=handle),
+                restart=False,
+            )
+            response = make_response(html, 503)
+        response.headers["Retry-After"] = str(_STORE_RETRY_AFTER)
+        return response
 
     def _poll_json(self, handle: str, view: FlowView) -> Response:
         now = time.time()
@@ -770,9 +947,14 @@ class _Web:
         if not wants_json:
             return redirect(self._url("flow", handle=handle), code=303)
         try:
-            return self._poll_json(handle, self.flows.view(carry))
+            view = self.flows.view(carry)
+        except SealedStateStale as exc:
+            return self._superseded(handle, exc, wants_json=True, reload=True)
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(handle, exc, wants_json=True)
+        if _awaits_hand_off(view):
+            return self._finish_completed(handle, view, carry, wants_json=True)
+        return self._poll_json(handle, view)
 
     def _discard(self, carry: _Carry | None) -> None:
         if carry is None:
@@ -832,6 +1014,10 @@ class _Web:
         status: int = 200,
         provider: str | None = None,
     ) -> Response:
+        if error is not None and _wants_json():
+            response = jsonify(message=error)
+            response.status_code = status
+            return response
         providers = [(p, events.provider_label(p)) for p in self.flows.providers]
         html = self._render(
             "mfa_fsm/start.html",
@@ -850,6 +1036,7 @@ class _Web:
     ) -> Response:
         if exc is not None:
             log.info("mfa_fsm.web.flow_lost", error=type(exc).__name__)
+        wants_json = wants_json or _wants_json()
         message = (
             "This sign-in has ended, has expired, or was started in another browser. "
             "Please start again."
@@ -874,6 +1061,7 @@ class _Web:
         log.warning(
             "mfa_fsm.web.throttled", action=exc.action, scope=exc.scope, retry_after=exc.retry_after
         )
+        wants_json = wants_json or _wants_json()
         wait = max(1, round(exc.retry_after))
         when = _clock(time.time() + wait)
         message = (
@@ -915,6 +1103,7 @@ class _Web:
         )
         retry_after = exc.retry_after
         message = "The identity provider is unavailable right now. Please try again."
+        wants_json = wants_json or _wants_json()
         if wants_json:
             wait = max(1.0, retry_after or 5.0)
             response = jsonify(
@@ -952,6 +1141,13 @@ class _Web:
     def _problem(
         self, heading: str, message: str, *, status: int, restart: bool = False
     ) -> Response:
+        if _wants_json():
+            answer: dict[str, Any] = {"heading": heading, "message": message}
+            if restart:
+                answer["location"] = self._url("start_page")
+            response = jsonify(answer)
+            response.status_code = status
+            return response
         html = self._render(
             "mfa_fsm/problem.html",
             aside_for=None,
@@ -1075,6 +1271,15 @@ class _Web:
             and isinstance(data.get("w"), str | None)
         ):
             return _Carry(data["f"], data.get("t"), data.get("w"))
+        if raw is None and self.secure and not request.is_secure:
+            # The usual cause: a browser (or client) never sends a Secure cookie back over
+            # plain HTTP. Say it to the operator; the page says only "start again".
+            log.warning(
+                "mfa_fsm.web.flow_cookie_missing_over_http",
+                hint="secure cookies are not sent over plain HTTP: serve over HTTPS (with "
+                "ProxyFix behind a TLS proxy), or pass secure_cookies=False for plain-HTTP "
+                "local development",
+            )
         raise _Refused(self._start_again(handle, None, wants_json=wants_json))
 
     def _set_flow_cookie(self, response: BaseResponse, handle: str, carry: _Carry) -> None:
@@ -1107,6 +1312,17 @@ class _Web:
             response.delete_cookie(
                 name, path="/", secure=self.secure, httponly=True, samesite="Lax"
             )
+
+
+def _wants_json() -> bool:
+    """Whether the request asks for JSON (the page's polling script sends
+    ``Accept: application/json``): then every answer, errors included, is JSON."""
+    return request.accept_mimetypes.best == "application/json"
+
+
+def _awaits_hand_off(view: FlowView) -> bool:
+    """Whether ``view`` is a completed flow whose result the application has not had yet."""
+    return view.state == "Completed" and view.result is not None and not view.result.handed_off
 
 
 def _security_headers(response: BaseResponse) -> None:

@@ -19,6 +19,8 @@ sign-in page (``/signin``) checks the user's *application* password
 for the user and calls ``blueprint.begin()``, so the second factor starts only for a user the
 demo vouches for; the pages say whose password was checked and by whom. Users whose password
 the IdP checks (Entrust ``pwuser``, the CyberArk users) type it on the login start page.
+Its ``on_complete`` makes the demo's own signed-in session and sends the browser to the
+demo's home (``/``), which says who is signed in, as an application's would.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from mfa_fsm.testing.entrust import (
     DEMO_TEMP_ACCESS_CODE,
     DEMO_TOKEN_CODE,
 )
+from mfa_fsm.web import events
 from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
 
 if TYPE_CHECKING:
@@ -160,6 +163,7 @@ def create_app(
     login = mfa_blueprint(
         engine,
         current_user=_current_user,
+        on_complete=_signed_in,
         throttle=throttle,
         secure_cookies=False,
         aside=_aside,
@@ -168,7 +172,7 @@ def create_app(
     app.register_blueprint(login, url_prefix="/login")
     control = _Control(entrust, cyberark, app.secret_key)
     signin = _SignIn(login)
-    app.add_url_rule("/", "home", lambda: redirect(url_for("signin")))
+    app.add_url_rule("/", "home", _home)
     app.add_url_rule("/signin", "signin", signin.page, methods=["GET"])
     app.add_url_rule("/signin", "signin_post", signin.check, methods=["POST"])
     app.add_url_rule("/emulator", "emulator", control.page, methods=["GET"])
@@ -194,6 +198,39 @@ def _current_user() -> VerifiedUser | None:
     return VerifiedUser(user, checked_by=DEMO_CHECKED_BY) if isinstance(user, str) else None
 
 
+def _signed_in(view: FlowView) -> BaseResponse:
+    """The demo's ``on_complete``: a new session for the user the IdP confirmed, then home."""
+    result = view.result
+    assert result is not None  # noqa: S101 - on_complete sees a Completed view
+    session.clear()  # a new session for the signed-in user (no session fixation)
+    session["signed_in"] = {
+        "user": result.user_id,
+        "name": result.display_name or result.user_id,
+        "provider": events.provider_label(view.provider),
+    }
+    return redirect(url_for("home"), code=303)
+
+
+def _home() -> BaseResponse | str:
+    """The demo application's home: who is signed in, or its sign-in page."""
+    signed_in = session.get("signed_in")
+    if not isinstance(signed_in, dict):
+        return redirect(url_for("signin"))
+    return render_template(
+        "mfa_fsm/demo/home.html", signed_in=signed_in, login_url=url_for("mfa_fsm.start_page")
+    )
+
+
+def _csrf_token() -> str:
+    """The demo sign-in form's CSRF token: a random value kept in the (signed) session and
+    repeated in the form (OWASP CSRF Prevention Cheat Sheet, "synchronizer token")."""
+    token = session.get("signin_csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["signin_csrf"] = token
+    return token
+
+
 class _SignIn:
     """The demo application's own sign-in page: it checks an EXTERNAL user's *application*
     password, then begins the second factor at Entrust for that user."""
@@ -209,10 +246,17 @@ class _SignIn:
             error=error,
             checked_by=DEMO_CHECKED_BY,
             login_url=url_for("mfa_fsm.start_page"),
+            csrf_token=_csrf_token(),
         )
         return html, status
 
     def check(self) -> BaseResponse | tuple[str, int]:
+        expected_token = session.get("signin_csrf")
+        sent_token = request.form.get("csrf_token", "")
+        if not isinstance(expected_token, str) or not hmac.compare_digest(
+            sent_token.encode(), expected_token.encode()
+        ):
+            return self.page("The form has expired; please sign in again.", 400)
         user = request.form.get("user", "")
         password = request.form.get("password", "")
         expected = DEMO_APP_PASSWORDS.get(user)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Response, expect
 
 from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS, DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
@@ -138,6 +138,47 @@ def test_entrust_push_approved_with_number(
     shot(control, "emulator-approved")
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
     assert demo.entrust.poll_count("pushmc") > polls  # the page's script polled
+
+
+@pytest.fixture(scope="module")
+def sealed_demo() -> Iterator[Demo]:
+    """The demo with flows sealed in their cookies (and a replay ledger)."""
+    with Demo(sealed=True) as running:
+        yield running
+
+
+@pytest.mark.parametrize("mode", ["stored", "sealed"])
+def test_push_approved_while_polling_lands_on_the_apps_page(
+    mode: str,
+    page: Page,
+    context: BrowserContext,
+    demo: Demo,
+    sealed_demo: Demo,
+    shot: Shot,
+) -> None:
+    """The poll that completes the flow answers the script with JSON, {"location": ...} where
+    the application's on_complete sends the browser (and its session cookie): the page goes
+    straight there, signed in, and every poll answer was JSON."""
+    running = demo if mode == "stored" else sealed_demo
+    answers: list[tuple[int, str]] = []
+
+    def record(response: Response) -> None:
+        # Headers only: the body of the last poll is gone once the page navigates away.
+        if response.url.endswith("/poll"):
+            answers.append((response.status, response.headers.get("content-type", "")))
+
+    page.on("response", record)
+    sign_in(page, running, "pushmc")
+    page.get_by_role("button", name="Approve on the Entrust mobile app").click()
+    expect(page.get_by_role("status")).to_contain_text("Waiting for your approval")
+    phone(context, running, "entrust", "pushmc", "approve")
+    expect(page).to_have_url(running.url, timeout=4_000)  # no 5 s "cannot reach" detour
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
+    expect(page.get_by_role("status")).to_contain_text("signed you in as pushmc")
+    shot(page, f"app-home-after-push-{mode}")
+    assert answers
+    assert all(kind.startswith("application/json") for _, kind in answers), answers
+    assert all(status == 200 for status, _ in answers), answers
 
 
 def test_cyberark_password_then_push(
@@ -296,7 +337,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
 
 def test_lost_flow_says_start_again(page: Page, demo: Demo, shot: Shot) -> None:
     """A flow page this browser holds no cookie for says to start again, with a link."""
-    page.goto(demo.url + "login/f/not-a-flow")
+    page.goto(demo.url + "login/f/not-a-flow00")
     expect(page.get_by_role("heading", level=1)).to_have_text("Please start again")
     shot(page, "start-again")
     page.get_by_role("link", name="Start again").click()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web import demo as demo_module
 from mfa_fsm.web.demo import Demo
 
@@ -37,19 +38,31 @@ def test_home_is_the_demo_sign_in_page(demo: Demo) -> None:
     assert "alice-password" in start.text
 
 
+def signin_token(session: requests.Session, url: str) -> str:
+    """The CSRF token of the demo's sign-in form."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', session.get(url, timeout=5).text)
+    assert found
+    return found.group(1)
+
+
 def test_demo_sign_in_vouches_only_after_its_password(demo: Demo) -> None:
     """A wrong demo password is refused (401) and nothing reaches Entrust; the right one
     begins the second factor, and the page says who checked which password."""
     session = requests.Session()
     calls = len(demo.entrust.calls)
+    token = signin_token(session, demo.url + "signin")
     wrong = session.post(
-        demo.url + "signin", data={"user": "jsmith", "password": "guess"}, timeout=5
+        demo.url + "signin",
+        data={"user": "jsmith", "password": "guess", "csrf_token": token},
+        timeout=5,
     )
     assert wrong.status_code == 401
     assert "guess" not in wrong.text
     assert len(demo.entrust.calls) == calls
     right = session.post(
-        demo.url + "signin", data={"user": "jsmith", "password": "jsmith-app-password"}, timeout=5
+        demo.url + "signin",
+        data={"user": "jsmith", "password": "jsmith-app-password", "csrf_token": token},
+        timeout=5,
     )
     assert right.status_code == 200
     assert 'data-state="AwaitingSecondFactor"' in right.text
@@ -112,7 +125,11 @@ def test_sealed_demo_runs_without_a_store() -> None:
         session = requests.Session()
         reply = session.post(
             running.url + "signin",
-            data={"user": "jsmith", "password": "jsmith-app-password"},
+            data={
+                "user": "jsmith",
+                "password": "jsmith-app-password",
+                "csrf_token": signin_token(session, running.url + "signin"),
+            },
             timeout=5,
         )
         assert 'data-state="AwaitingSecondFactor"' in reply.text
@@ -124,3 +141,56 @@ def test_demo_needs_a_store_or_sealed_state() -> None:
     """create_app refuses to run with neither a store nor sealed state."""
     with Demo() as running, pytest.raises(ValueError, match="store"):
         demo_module.create_app(running.entrust, running.cyberark, store=None)
+
+
+def test_demo_sign_in_needs_its_csrf_token(demo: Demo) -> None:
+    """The demo's own sign-in form carries a CSRF token: a post without it (a cross-site
+    form) is refused and reaches no IdP, even with the right password."""
+    session = requests.Session()
+    calls = len(demo.entrust.calls)
+    for token in (None, "forged"):
+        data = {"user": "jsmith", "password": "jsmith-app-password"}
+        if token is not None:
+            signin_token(session, demo.url + "signin")
+            data["csrf_token"] = token
+        reply = session.post(demo.url + "signin", data=data, timeout=5)
+        assert reply.status_code == 400
+        assert "AwaitingSecondFactor" not in reply.text
+    assert len(demo.entrust.calls) == calls
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_demo_on_complete_signs_in_and_lands_home(sealed: bool) -> None:
+    """The demo's on_complete makes its own session and lands on its home, which says who is
+    signed in; the flow's page afterwards still says who checked the first factor (sealed
+    mode too)."""
+    with Demo(sealed=sealed) as running:
+        session = requests.Session()
+        token = signin_token(session, running.url + "signin")
+        page = session.post(
+            running.url + "signin",
+            data={"user": "jsmith", "password": "jsmith-app-password", "csrf_token": token},
+            timeout=5,
+        )
+        flow_url = page.url
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf
+        page = session.post(
+            flow_url + "/factor", data={"factor": "TOKEN", "csrf_token": csrf.group(1)}, timeout=5
+        )
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf
+        home = session.post(
+            flow_url + "/response",
+            data={"response": DEMO_TOKEN_CODE, "csrf_token": csrf.group(1)},
+            timeout=5,
+        )
+        assert home.url == running.url
+        assert 'data-state="DemoHome"' in home.text
+        assert "signed you in as\n  <code>jsmith</code>" in home.text
+        completed = session.get(flow_url, timeout=5)
+        assert 'data-state="Completed"' in completed.text
+        assert (
+            "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application"
+            in completed.text
+        )

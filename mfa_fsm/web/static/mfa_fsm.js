@@ -1,6 +1,8 @@
 // Polls a pending out-of-band challenge (a push, a call, a link) from the "approve on your
 // device" page. It waits until the server's next_poll_at, POSTs the page's poll route, and
-// follows the flow to its next page once the request was answered. What it is doing is said in
+// follows the flow to its next page once the request was answered: every JSON answer that
+// carries "location" (the flow's next page, or where the application's on_complete sends the
+// browser once signed in) is followed; one with "retry_after" is polled again after it. What it is doing is said in
 // the page's aria-live region, once per change, so a screen reader is not flooded.
 // Without scripts the page still works: its "Check now" button sends the same poll.
 (function () {
@@ -46,6 +48,12 @@
       headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
     })
       .then(function (reply) {
+        // Every answer of the blueprint to this request is JSON, errors included; anything
+        // else came from something in between (a proxy's error page): try again later.
+        var type = reply.headers.get("Content-Type") || "";
+        if (type.indexOf("application/json") !== 0) {
+          throw new Error("not JSON");
+        }
         return reply.json();
       })
       .then(function (data) {
