@@ -91,9 +91,12 @@ class RedisStore(RecordStore):
     ``client`` is the application's ``redis.Redis`` (``decode_responses`` either way). The
     ``clock`` only turns the absolute expiry into a TTL; Redis enforces it, so there is
     nothing to purge: every key is set with its TTL, and Redis deletes it when that ends.
+    redis-py's errors (a server down, a timeout) raise
+    :class:`~mfa_fsm.core.errors.StoreUnavailable`.
     """
 
     needs_purging = False
+    backend_errors = (redis.RedisError,)
 
     def __init__(
         self,
