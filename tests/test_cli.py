@@ -380,7 +380,10 @@ def test_diagrams_without_pydot_say_so_and_write_nothing(
     assert out.getvalue().count("\n") == 1 and "mfa_fsm[diagrams]" in out.getvalue()
     assert not target.exists()
     svg = io.StringIO()
-    assert main(["diagrams", "--provider", "entrust", "--state", "OobPending", "--svg"], stdout=svg) == 2
+    assert (
+        main(["diagrams", "--provider", "entrust", "--state", "OobPending", "--svg"], stdout=svg)
+        == 2
+    )
     assert svg.getvalue().count("\n") == 1 and "mfa_fsm[diagrams]" in svg.getvalue()
 
 

@@ -9,6 +9,7 @@ PATH by stubs that record any call and fail: the demo path must call none of the
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,7 +45,12 @@ def test_demo_script_needs_only_python(tmp_path: Path) -> None:
     env.pop("VIRTUAL_ENV", None)
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "demo.sh"), "--port", str(port)],
+        [
+            shutil.which("bash") or "/bin/bash",
+            str(ROOT / "scripts" / "demo.sh"),
+            "--port",
+            str(port),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=log,

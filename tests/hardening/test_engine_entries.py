@@ -61,9 +61,9 @@ def emulator() -> Iterator[CyberArkEmulator]:
         yield running
 
 
-def _refused(call: Any) -> MfaError:
+def _refused(call: Any, *args: Any) -> MfaError:
     with pytest.raises(MfaError) as caught:
-        call()
+        call(*args)
     assert isinstance(caught.value, InvalidInput | FlowNotFound | SealedStateError), caught.value
     return caught.value
 
@@ -101,9 +101,9 @@ def test_sealed_engine_refuses_hostile_ids_and_tokens(
     real, token = engine.start("cyberark", user="bob")
     hostile = HOSTILE_IDS[name]
     for flow_id, sealed in ((hostile, token), (real.flow_id, hostile)):
-        _refused(lambda: engine.view(sealed, flow_id))
-        _refused(lambda: engine.send(sealed, flow_id, "submit_first_factor"))
-        _refused(lambda: engine.hand_off(sealed, flow_id))
+        _refused(engine.view, sealed, flow_id)
+        _refused(engine.send, sealed, flow_id, "submit_first_factor")
+        _refused(engine.hand_off, sealed, flow_id)
     assert engine.view(token, real.flow_id) == real
 
 
@@ -156,9 +156,7 @@ def test_postgresql_errors_are_store_unavailable(
     raises StoreUnavailable whose message and traceback carry no flow id nor snapshot."""
     plain = SqlStore(postgres_service.url, table="mfa_fsm_unavailable")
     impatient = SqlStore(
-        sa.create_engine(
-            postgres_service.url, connect_args={"options": "-c lock_timeout=200ms"}
-        ),
+        sa.create_engine(postgres_service.url, connect_args={"options": "-c lock_timeout=200ms"}),
         table="mfa_fsm_unavailable",
     )
     config = CyberArkConfig(base_url=emulator.base_url)
