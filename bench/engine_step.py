@@ -43,11 +43,14 @@ from mfa_fsm import (
     SealedEngine,
     SealedState,
     Snapshot,
+    VerifiedUser,
 )
 from mfa_fsm.entrust.flow import EntrustMachine
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
 
 CONFIG = EntrustConfig(base_url="https://idp.invalid", application_id="app", client_ip="1.2.3.4")
+#: EXTERNAL starts only for a user the application vouches for: here the benchmark does.
+BENCH_USER = VerifiedUser("jsmith", checked_by="the benchmark")
 COMPLETED = json_reply(
     {"authenticationCompleted": True, "token": "T" * 600, "firstName": "J", "lastName": "S"}
 ).body
@@ -78,7 +81,7 @@ def selected_snapshot_json() -> str:
             ),
         ]
     )
-    flow = EntrustFlow.start(config=CONFIG, user_id="jsmith", transport=script)
+    flow = EntrustFlow.start(config=CONFIG, verified_user=BENCH_USER, transport=script)
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="OTP", delivery="SMS")
     return flow.snapshot().to_json()

@@ -37,7 +37,7 @@ from mfa_fsm import diagrams
 from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import MfaError, UsageError
 from mfa_fsm.core.flow import Flow
-from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.cyberark import CyberArkConfig
 from mfa_fsm.entrust import EntrustConfig
@@ -341,6 +341,7 @@ def _who(args: argparse.Namespace, target: _Target, term: Terminal, user: str) -
 
 
 def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
+    client_address(args.client_ip)  # a malformed --client-ip fails before any prompt
     with _target(args, term) as target:
         user = args.user or term.ask("User id: ").strip()
         flow_class = Flow.providers[target.provider]
@@ -487,11 +488,32 @@ def cmd_purge(args: argparse.Namespace, term: Terminal) -> int:
             "purge takes a store URL: sqlite:///PATH, postgresql+psycopg://... or redis://... "
             "(a memory store lives inside its own process, which purges it)"
         )
-    from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the sql extra
+    import sqlalchemy as sa  # noqa: PLC0415 - the sql extra
 
+    from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"{url!r} is not a database URL (sqlite:///PATH, ...)") from None
+    database = parsed.database or ""
+    is_file = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if is_file and not parsed.query.get("uri") and not Path(database).is_file():
+        # Connecting would create an empty database: a typo in a cron line must not pass.
+        raise UsageError(f"no SQLite database at {database}; check the path in the URL")
     store = SqlStore(url, table=args.table)
     try:
+        if not sa.inspect(store.engine).has_table(args.table):
+            raise UsageError(
+                f"the database has no table {args.table!r}; check the URL and --table "
+                "(mfa_fsm creates it on first use, so nothing has been stored there)"
+            )
         purged = store.purge_expired()
+    except sa.exc.SQLAlchemyError as exc:
+        raise UsageError(
+            f"cannot read the database ({type(exc).__name__}); check the URL and that the "
+            "server is up"
+        ) from None
     finally:
         store.close()
     term.say(f"deleted {purged} expired record{'' if purged == 1 else 's'} from {args.table}")

@@ -60,7 +60,7 @@ from mfa_fsm.core.transport import (
     Transport,
     step_deadline,
 )
-from mfa_fsm.stores.base import FlowStore
+from mfa_fsm.stores.base import FlowStore, check_flow_id
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -148,10 +148,11 @@ class _Facade:
         return tuple(sorted(self._flows))
 
     def _flow_class(self, provider: str) -> tuple[type[Flow], object]:
-        found = self._flows.get(provider)
+        found = self._flows.get(provider) if isinstance(provider, str) else None
         if found is None:
+            shown = repr(provider) if isinstance(provider, str) and len(provider) < 40 else "?"
             raise UsageError(
-                f"this engine has no configuration for provider {provider!r}; it runs "
+                f"this engine has no configuration for provider {shown}; it runs "
                 f"{list(self.providers)}: pass that provider's config to the engine"
             )
         return found
@@ -230,6 +231,11 @@ class Engine(_Facade):
     per client address and refuses a step over its rate with ``Throttled`` before any IdP
     call (default: none). The engine keeps no state of its own between calls: share one
     between threads, or make one per process.
+
+    Every call that takes a ``flow_id`` checks it before the store sees it: InvalidInput for
+    a value that is not a string, FlowNotFound for a string that is not of the form start()
+    makes flow ids (``mfa_fsm.stores.base.check_flow_id``). A store backend that fails
+    raises StoreUnavailable.
     """
 
     def __init__(
@@ -280,7 +286,7 @@ class Engine(_Facade):
         IdpError, TransportError. After
         any error the stored flow is unchanged and unclaimed, so the event may be sent again.
         """
-        snapshot = self.store.load(flow_id)
+        snapshot = self.store.load(check_flow_id(flow_id))
         save = partial(self.store.save, expected_version=snapshot.version)
         view, _ = self._step(
             snapshot, event, data, claims=self.store, save=save, client_ip=client_ip
@@ -299,7 +305,7 @@ class Engine(_Facade):
         handed off) and FlowConflict (another request handed it off or changed it first);
         on any error the stored flow is unchanged. No IdP call.
         """
-        snapshot = self.store.load(flow_id)
+        snapshot = self.store.load(check_flow_id(flow_id))
         scrubbed = handed_off(snapshot, now=self.clock())
         self.store.save(scrubbed, expected_version=snapshot.version)
         return FlowView.of(snapshot)
@@ -309,12 +315,12 @@ class Engine(_Facade):
 
         Raises FlowNotFound for an unknown or expired id.
         """
-        return FlowView.of(self.store.load(flow_id))
+        return FlowView.of(self.store.load(check_flow_id(flow_id)))
 
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
         end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
-        self.store.delete(flow_id)
+        self.store.delete(check_flow_id(flow_id))
 
 
 class SealedEngine(_Facade):
@@ -376,7 +382,7 @@ class SealedEngine(_Facade):
         After any error ``token`` is still the flow's current token. A step that did not
         advance the flow returns ``token`` itself.
         """
-        snapshot = self.sealed.open(token, flow_id=flow_id)
+        snapshot = self.sealed.open(token, flow_id=check_flow_id(flow_id))
         save = partial(self.sealed.seal, expected_version=snapshot.version)
         view, new_token = self._step(
             snapshot,
@@ -398,7 +404,7 @@ class SealedEngine(_Facade):
         again until it expires. Raises SealedStateError (the token does not open),
         ResultUnavailable and FlowConflict as :meth:`Engine.hand_off`; no IdP call.
         """
-        snapshot = self.sealed.open(token, flow_id=flow_id)
+        snapshot = self.sealed.open(token, flow_id=check_flow_id(flow_id))
         scrubbed = handed_off(snapshot, now=self.clock())
         return FlowView.of(snapshot), self.sealed.seal(scrubbed, expected_version=snapshot.version)
 
@@ -407,7 +413,7 @@ class SealedEngine(_Facade):
 
         Raises SealedStateError when the token does not open (see :meth:`send`).
         """
-        return FlowView.of(self.sealed.open(token, flow_id=flow_id))
+        return FlowView.of(self.sealed.open(token, flow_id=check_flow_id(flow_id)))
 
 
 def _flows_for(configs: Iterable[object]) -> dict[str, tuple[type[Flow], object]]:

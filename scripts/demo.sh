@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# Set up, then run the demo: the web login pages and both IdP emulators on loopback, with the
-# embedded default store (SQLite in a temporary directory). Open the URL it prints; the
-# emulator control page plays the user's phone. Ctrl-C stops. Extra arguments go to
-# `mfa-fsm demo` (e.g. --sealed, --store URL). The terminal walk-through is
+# Run the demo: the web login pages and the IdP emulators on loopback, with the embedded
+# default store (SQLite in a temporary directory). Open the URL it prints; the emulator
+# control page plays the user's phone. Ctrl-C stops. Extra arguments go to `mfa-fsm demo`
+# (e.g. --sealed, --store URL). The terminal walk-through is
 # `.venv/bin/mfa-fsm login --emulator` (add --provider cyberark for CyberArk).
+#
+# Needs only Python 3.11+: no system packages, no servers, no browser. It makes (or updates)
+# the virtual environment in .venv (or $MFA_FSM_VENV) with just what the demo imports: the
+# web pages (Flask), the SQL store (SQLite through SQLAlchemy), sealed state (--sealed) and
+# throttles. scripts/test.sh is the one that installs the test servers and the browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-exec .venv/bin/mfa-fsm demo --host 127.0.0.1 --port 8700 "$@"
+
+PYTHON=${PYTHON:-python3}
+VENV=${MFA_FSM_VENV:-.venv}
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "demo: needs Python 3.11 or newer as $PYTHON (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[web,sql,sealed,throttle]" 2>&1 \
+  | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "import mfa_fsm.web.demo" # fail here, clearly, if the install did not work
+exec "$VENV/bin/mfa-fsm" demo --host 127.0.0.1 --port 8700 "$@"

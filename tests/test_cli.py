@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from mfa_fsm import EntrustConfig, MemoryStore, UsageError
 from mfa_fsm.cli import is_loopback, main, open_store
@@ -346,3 +348,56 @@ def test_open_store_knows_the_store_urls(tmp_path: Path) -> None:
 def test_demo_warns_off_loopback(host: str, loopback: bool) -> None:
     """The demo warns when served beyond loopback (its control page approves pushes)."""
     assert is_loopback(host) is loopback
+
+
+def test_purge_refuses_a_missing_database_or_table(tmp_path: Path) -> None:
+    """`purge` of a SQLite file or a table that does not exist fails (exit 2, saying what is
+    missing) and creates neither: a typo in a cron line must not pass silently."""
+    missing = tmp_path / "nowhere" / "flows.db"
+    out = io.StringIO()
+    assert main(["purge", f"sqlite:///{missing}"], stdout=out) == 2
+    assert "no SQLite database at" in out.getvalue()
+    assert not missing.exists() and not missing.parent.exists()
+    path = tmp_path / "flows.db"
+    SqlStore(f"sqlite:///{path}").create_schema()
+    out = io.StringIO()
+    assert main(["purge", f"sqlite:///{path}", "--table", "mfa_fsm_ledger"], stdout=out) == 2
+    assert "has no table 'mfa_fsm_ledger'" in out.getvalue()
+    assert not sa.inspect(sa.create_engine(f"sqlite:///{path}")).has_table("mfa_fsm_ledger")
+    assert main(["purge", f"sqlite:///{path}"], stdout=io.StringIO()) == 0
+
+
+def test_diagrams_without_pydot_say_so_and_write_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Graphviz's dot on PATH but no pydot, `diagrams` prints one line naming the
+    [diagrams] extra, writes no file and exits non-zero; `--svg` does the same."""
+    assert shutil.which("dot"), "the test machine has Graphviz (scripts/setup.sh)"
+    monkeypatch.setitem(sys.modules, "pydot", None)  # import pydot now raises ImportError
+    out = io.StringIO()
+    target = tmp_path / "out"
+    assert main(["diagrams", "--out", str(target)], stdout=out) == 2
+    assert out.getvalue().count("\n") == 1 and "mfa_fsm[diagrams]" in out.getvalue()
+    assert not target.exists()
+    svg = io.StringIO()
+    assert (
+        main(["diagrams", "--provider", "entrust", "--state", "OobPending", "--svg"], stdout=svg)
+        == 2
+    )
+    assert svg.getvalue().count("\n") == 1 and "mfa_fsm[diagrams]" in svg.getvalue()
+
+
+def test_diagram_of_an_unknown_state_lists_the_states() -> None:
+    """`diagrams --state Bogus` is refused with the provider's states, printing no diagram."""
+    out = io.StringIO()
+    assert main(["diagrams", "--provider", "cyberark", "--state", "Bogus"], stdout=out) == 2
+    assert "no state 'Bogus'" in out.getvalue() and "OobPending" in out.getvalue()
+    assert "class Bogus" not in out.getvalue()
+
+
+def test_login_checks_client_ip_before_any_prompt() -> None:
+    """`login --client-ip nope` fails before it asks for anything (stdin is empty)."""
+    out = io.StringIO()
+    argv = ["login", "--emulator", "--client-ip", "nope"]
+    assert main(argv, stdin=io.StringIO(""), stdout=out) == 2
+    assert "client_ip" in out.getvalue() and "User id" not in out.getvalue()

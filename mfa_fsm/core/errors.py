@@ -13,7 +13,8 @@
     │       ├── FlowConflict      another request saved this flow first (compare-and-set)
     │       │   └── FlowBusy      another request is advancing this flow right now (claim)
     │       ├── ResultUnavailable  no result to hand off: not completed, or already handed off
-    │       └── SealedStateError  a sealed client-side token is forged, tampered or expired
+    │       ├── SealedStateError  a sealed client-side token is forged, tampered or expired
+    │       └── StoreUnavailable  the store's database or Redis failed or did not answer
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
     ├── IdpError                  the IdP answered, but refused or misbehaved
     │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
@@ -160,6 +161,27 @@ class SealedStateStale(SealedStateError):
     """An authentic, unexpired sealed token that is no longer the flow's newest (the replay
     ledger holds a later version): another request (a double click, a second tab) advanced
     the flow first. The flow itself is fine: reload it with the client's current token."""
+
+
+class StoreUnavailable(StoreError):
+    """The flow store's backend (SQL database, Redis) failed or did not answer.
+
+    ``backend`` names the store ("SqlStore", "RedisStore"), ``operation`` what it was doing
+    ("load", "save", ...), ``error`` the backend exception's class name. The backend's own
+    message is never repeated, and the error is raised ``from None``: drivers quote bound
+    parameters (flow ids, snapshot bytes) in their messages. Each store operation is one
+    atomic statement or script, so the stored flow is either as it was or, if the connection
+    broke after the server applied the write, already changed: reload it before retrying.
+    """
+
+    def __init__(self, backend: str, operation: str, error: str) -> None:
+        self.backend = backend
+        self.operation = operation
+        self.error = error
+        super().__init__(
+            f"the flow store ({backend}) failed during {operation} ({error}); check that its "
+            "database or Redis server is up and reachable, then reload the flow and retry"
+        )
 
 
 class Throttled(MfaError):

@@ -353,11 +353,21 @@ class Flow:
             # A provider client that sends the address declares the attribute.
             self.client.client_ip = self.client_ip
 
-    @staticmethod
-    def _check_start(throttle: Throttle | None, user: str, client_ip: str | None) -> None:
+    @classmethod
+    def throttle_user_key(cls, user_id: str) -> str:
+        """The form of ``user_id`` a throttle counts this provider's user under: how the IdP
+        matches user names (:func:`~mfa_fsm.core.throttle.user_key`: NFKC, casefold,
+        strip). A provider that also ignores part of the name (CyberArk's
+        ``@login_suffix``) overrides it; keys that collide only over-throttle."""
+        from mfa_fsm.core.throttle import user_key  # noqa: PLC0415 (throttles are optional)
+
+        return user_key(user_id)
+
+    @classmethod
+    def _check_start(cls, throttle: Throttle | None, user: str, client_ip: str | None) -> None:
         """Count a start for ``throttle`` (raises Throttled before any IdP call)."""
         if throttle is not None:
-            throttle.check("start", user=user, client_ip=client_ip)
+            throttle.check("start", user=cls.throttle_user_key(user), client_ip=client_ip)
 
     @classmethod
     def restore(
@@ -457,14 +467,15 @@ class Flow:
                     raise EventNotAllowed(event, before.state, self.allowed_events())
                 self._check_data(event, data)
                 action = self.throttle_action(before, event, data)
-                count = None
                 if self.throttle is not None and action is not None:
-                    count = self.throttle.admit(
-                        action, user=before.user_id, client_ip=self.client_ip
+                    # Counted atomically before the IdP call, so parallel requests cannot
+                    # all pass; a step the IdP then refuses still counts (safe side).
+                    self.throttle.check(
+                        action,
+                        user=self.throttle_user_key(before.user_id),
+                        client_ip=self.client_ip,
                     )
                 outcome = self._run_handler(event, before, now, data, started)
-                if count is not None:
-                    count()  # the IdP answered: the step counts
         if outcome is None:
             return self.view()
         target = self._select_target(before, event, outcome)

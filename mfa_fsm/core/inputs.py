@@ -22,8 +22,15 @@ _CODE = re.compile(r"[A-Za-z0-9-]+")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]*")
 
 
+def _present(field: str, value: Any) -> None:
+    """A field left out (``None``) is "required", not "of the wrong type"."""
+    if value is None:
+        raise InvalidInput(field, "is required")
+
+
 def secret_text(field: str, value: Any, *, max_length: int = MAX_SECRET) -> str:
     """A password or answer: a non-empty string without control characters."""
+    _present(field, value)
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a string")
     if not value.strip():
@@ -48,6 +55,7 @@ def code(field: str, value: Any, *, max_length: int = MAX_CODE) -> str:
 
 def identifier(field: str, value: Any, *, max_length: int = MAX_ID) -> str:
     """A user id, flow id or similar: ASCII letters, digits and ``._@+-``."""
+    _present(field, value)
     if not isinstance(value, str) or not value:
         raise InvalidInput(field, "must be a non-empty string")
     if len(value) > max_length:

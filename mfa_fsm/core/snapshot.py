@@ -12,6 +12,7 @@ snapshot carries its ``schema`` number: one written by an older mfa_fsm is upgra
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from typing import Any, ClassVar, Union
 import attrs
 import msgspec
 
-from mfa_fsm.core.errors import ResultUnavailable, SnapshotError
+from mfa_fsm.core.errors import InvalidInput, ResultUnavailable, SnapshotError
+from mfa_fsm.core.inputs import identifier
 
 #: Written into every snapshot; older ones are upgraded by :func:`migrate`, newer ones refused.
 SCHEMA_VERSION = 2
@@ -109,7 +111,7 @@ class Snapshot:
     """
 
     provider: str
-    flow_id: str
+    flow_id: str = attrs.field(repr=False)  # a bearer handle: never in a repr
     user_id: str
     state: str
     version: int
@@ -164,6 +166,7 @@ class Snapshot:
             raise SnapshotError(f"snapshot names unknown failure reason {snapshot.failure!r}")
         if snapshot.version < 0:
             raise SnapshotError("snapshot version must not be negative")
+        _check_strict(snapshot)
         return typing.cast(Snapshot, snapshot)
 
     @classmethod
@@ -171,11 +174,42 @@ class Snapshot:
         """Parse ``to_json`` output; refuses malformed or foreign text with SnapshotError."""
         try:
             data = _loads(text)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError):
+            # from None: the parser's message may quote the snapshot's bytes.
             raise SnapshotError(
-                "snapshot is not valid JSON (truncated or altered?); start the flow again"
-            ) from exc
-        return cls.from_dict(data)
+                "snapshot is not valid JSON (truncated, altered or nested too deeply?); "
+                "start the flow again"
+            ) from None
+        try:
+            return cls.from_dict(data)
+        except RecursionError:
+            raise SnapshotError(
+                "snapshot is nested too deeply to be one mfa_fsm wrote; start the flow again"
+            ) from None
+
+
+def _check_strict(snapshot: Snapshot) -> None:
+    """Refuse what a tampered store could smuggle past the type checks: a time that is NaN
+    or infinite (a flow that never expires), and a user id start() would have refused
+    (control characters, non-ASCII: it is sent to the IdP and logged)."""
+    times = {
+        "created_at": snapshot.created_at,
+        "deadline": snapshot.deadline,
+        "next_poll_at": snapshot.next_poll_at,
+        "result.expires_at": snapshot.result.expires_at if snapshot.result else None,
+    }
+    for name, value in times.items():
+        if value is not None and not math.isfinite(value):
+            raise SnapshotError(
+                f"snapshot.{name} is not a finite number; the snapshot was altered, so "
+                "start the flow again"
+            )
+    try:
+        identifier("user_id", snapshot.user_id)
+    except InvalidInput as exc:
+        raise SnapshotError(
+            f"snapshot.{exc}; the snapshot was altered or is foreign, so start the flow again"
+        ) from None
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +251,7 @@ class FlowView:
     layer, never to the page.
     """
 
-    flow_id: str
+    flow_id: str = attrs.field(repr=False)  # a bearer handle: never in a repr
     provider: str
     state: str
     version: int

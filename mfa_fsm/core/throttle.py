@@ -15,9 +15,13 @@ call):
   voice code, a phone call): a *cooldown* per user (``send_cooldown``) and a cap per window;
 * ``answer``: a typed password, code or answer: guesses per window.
 
-A start counts before the IdP is asked (so probing unknown user ids counts too); a send or an
-answer counts once the IdP has answered it, wrong answers included, so that a step refused
-by an IdP outage can be retried at once.
+Every step counts *before* the IdP is asked, atomically (``limits``' ``hit`` takes an entry in
+the moving window in one storage operation: a lock in memory, a Lua script in Redis), so N
+parallel requests cannot all pass a test-then-count gap: exactly the rate's number pass.
+The price: a step the IdP then refuses, wrong answers and IdP outages included, still
+counts, and cannot be given back (``limits`` has no way to remove one entry from a moving
+window, only ``clear`` of the whole key). When several rates apply, the ones tested before
+the refusing one have counted too; both err on the safe side (fewer attempts, never more).
 
 Each action has a rate per user and one per client address (the ``client_ip`` of the step,
 when the caller gives one). A refused step raises :class:`~mfa_fsm.core.errors.Throttled`
@@ -26,14 +30,24 @@ IdP sees nothing (OWASP ASVS 4.0.3 2.2.1 "anti-automation controls"; 2.7.x for o
 sends). Rates are ``limits`` strings (``"5/15 minutes"``); counts use the moving-window
 strategy, in the memory or Redis storage. Keys are SHA-256 digests of the user id and the
 address, so the storage never holds either in clear.
+
+User ids are keyed the way IdPs match users, so a change of case or form does not buy a
+fresh allowance: Unicode NFKC, then ``casefold()``, then outer whitespace stripped
+(:func:`user_key`); a flow class may narrow it further with its ``throttle_user_key``
+classmethod (CyberArk drops the ``@login_suffix``). Users that the IdP would tell apart but
+whose keys collide share one allowance: over-throttling, the safe side. IPv6 client
+addresses are keyed by their /64 network (one subscriber's usual assignment, RFC 6177
+section 2 / RFC 7421), so rotating addresses within one prefix does not escape the
+per-address rates; IPv4 addresses are keyed whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
-from collections.abc import Callable
+import unicodedata
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
@@ -111,39 +125,50 @@ class Throttle:
 
     def check(self, action: str, *, user: str, client_ip: str | None) -> None:
         """Count one ``action`` by ``user`` from ``client_ip`` (``None``: no per-address
-        count), or raise :class:`Throttled` without counting anything if any rate is spent.
+        count) atomically, or raise :class:`Throttled` if a rate is spent (the rates tested
+        before the spent one have counted: see the module docs).
 
         Raises :class:`UsageError` for an unknown action.
         """
-        self.admit(action, user=user, client_ip=client_ip)()
-
-    def admit(self, action: str, *, user: str, client_ip: str | None) -> Callable[[], None]:
-        """Like :meth:`check`, but only test the rates now: the returned callable counts the
-        step. A flow counts a send or an answer once the IdP has answered it, so a step
-        refused by an IdP outage does not use up the user's allowance."""
         rules = self._rules.get(action)
         if rules is None:
             raise UsageError(f"unknown throttle action {action!r}; one of {list(ACTIONS)}")
-        keys = {"user": _digest(user), "client": _digest(client_ip) if client_ip else None}
-        applicable = [
-            (scope, name, item, key)
-            for scope, name, item in rules
-            if (key := keys[scope]) is not None
-        ]
-        for scope, name, item, key in applicable:
-            if not self._limiter.test(item, self._prefix, name, key):
+        keys = {
+            "user": _digest(user_key(user)),
+            "client": _digest(client_key(client_ip)) if client_ip else None,
+        }
+        for scope, name, item in rules:
+            key = keys[scope]
+            if key is None:
+                continue
+            # hit() is the atomic test-and-count: False (nothing counted) when spent.
+            if not self._limiter.hit(item, self._prefix, name, key):
                 reset = self._limiter.get_window_stats(item, self._prefix, name, key).reset_time
                 raise Throttled(action, scope, float(max(1, math.ceil(reset - time.time()))))
-
-        def count() -> None:
-            for _, name, item, key in applicable:
-                self._limiter.hit(item, self._prefix, name, key)
-
-        return count
 
     def reset(self) -> None:
         """Forget every count (tests, or after a configuration change)."""
         self.storage.reset()
+
+
+def user_key(user_id: str) -> str:
+    """The form of ``user_id`` a throttle counts under: Unicode NFKC (UAX #15), then
+    ``str.casefold()``, then outer whitespace stripped, as IdPs match user names."""
+    return unicodedata.normalize("NFKC", user_id).casefold().strip()
+
+
+def client_key(client_ip: str) -> str:
+    """The form of a client address a throttle counts under: an IPv6 address's /64
+    network (``"2001:db8:1:2::/64"``), an IPv4 address (or anything else) as given."""
+    try:
+        address = ipaddress.ip_address(client_ip.strip())
+    except ValueError:
+        return client_ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def _digest(value: str) -> str:

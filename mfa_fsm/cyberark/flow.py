@@ -380,6 +380,15 @@ class CyberArkFlow(Flow):
         )
         return flow
 
+    @classmethod
+    def throttle_user_key(cls, user_id: str) -> str:
+        """The login name without any ``@suffix``, NFKC-normalised and casefolded: CyberArk
+        matches users case-insensitively and with or without the tenant's login suffix
+        (Security API StartAuthentication ``User``), so ``BOB``, ``bob@example.com`` and
+        ``Bob@Other.test`` share one allowance. Two users who differ only by suffix share
+        it too: over-throttling, the safe side."""
+        return super().throttle_user_key(user_id).partition("@")[0].strip()
+
     def _start_following_redirects(self, flow_id: str, user: str) -> tuple[str, Reply, int]:
         """StartAuthentication at the tenant, then at each pod named: (base, reply, redirects)."""
         visited = [self.config.base_url]

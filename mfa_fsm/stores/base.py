@@ -40,18 +40,28 @@ replay ledger of sealed client-side state (``mfa_fsm.stores.sealed``).
 
 from __future__ import annotations
 
+import contextlib
+import re
 import secrets
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar, Protocol
 
 import attrs
 import structlog
 
-from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, StoreError
+from mfa_fsm.core.errors import (
+    FlowBusy,
+    FlowConflict,
+    FlowNotFound,
+    InvalidInput,
+    SnapshotError,
+    StoreError,
+    StoreUnavailable,
+)
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.compact import pack, unpack
@@ -76,6 +86,23 @@ Clock = Callable[[], float]
 def expires_at(snapshot: Snapshot, margin: float = DEFAULT_MARGIN) -> float:
     """The epoch second after which a stored ``snapshot`` is gone: its deadline plus ``margin``."""
     return snapshot.deadline + margin
+
+
+#: The longest flow id any store accepts: what ``identifier`` allows at start().
+MAX_FLOW_ID = 255
+_FLOW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]{0,254}")
+
+
+def check_flow_id(flow_id: object) -> str:
+    """``flow_id`` if it has the form start() gives flow ids (ASCII letters, digits and
+    ``._@+-``, at most 255 characters); raises before any backend sees it: InvalidInput for
+    a value that is not a string at all (a programming error), FlowNotFound for a string
+    that cannot name a flow (no flow has that id: a tampered or truncated URL or cookie)."""
+    if not isinstance(flow_id, str):
+        raise InvalidInput("flow_id", "must be a string: the flow_id of the view start() returned")
+    if not _FLOW_ID.fullmatch(flow_id):
+        raise FlowNotFound(flow_id)
+    return flow_id
 
 
 def check_advances(flow_id: str, version: int, expected_version: int) -> None:
@@ -212,33 +239,65 @@ class RecordStore(ABC):
         self._writes = 0
         self._writes_lock = threading.Lock()
 
+    #: The backend's own exception classes; an operation that raises one raises
+    #: :class:`StoreUnavailable` instead (without the backend's message: see there).
+    backend_errors: ClassVar[tuple[type[Exception], ...]] = ()
+
+    @contextlib.contextmanager
+    def _backend(self, operation: str) -> Iterator[None]:
+        """Turn the backend's exceptions into :class:`StoreUnavailable` for ``operation``."""
+        try:
+            yield
+        except self.backend_errors as exc:
+            # from None: drivers quote bound parameters (flow ids, snapshot bytes).
+            raise StoreUnavailable(type(self).__name__, operation, type(exc).__name__) from None
+
     def purge_expired(self, limit: int | None = None) -> int:
         """Delete expired records now, at most ``limit`` of them (all when None); returns how
-        many were deleted. Live records are never touched. For a periodic job, or tests."""
+        many were deleted. Live records are never touched. For a periodic job, or tests.
+        Raises :class:`StoreUnavailable` when the backend fails."""
         if limit is not None and limit < 1:
             raise StoreError("limit must be at least 1 (or None: every expired record)")
-        return self._purge(self._clock(), limit)
+        with self._backend("purge"):
+            return self._purge(self._clock(), limit)
 
     # -- the FlowStore interface ---------------------------------------------------------
+    # Every operation raises StoreUnavailable when the backend fails, and FlowNotFound for
+    # a flow id that is not a string of the form start() makes (check_flow_id).
 
     def create(self, snapshot: Snapshot) -> None:
         """Store a new flow; see :meth:`FlowStore.create` for what is refused."""
-        self._create_record(snapshot.flow_id, self._record_of(snapshot))
+        with self._backend("create"):
+            self._create_record(check_flow_id(snapshot.flow_id), self._record_of(snapshot))
 
     def load(self, flow_id: str) -> Snapshot:
-        """The newest snapshot of ``flow_id``; see :meth:`FlowStore.load` for what is raised."""
-        found = self._fetch(flow_id)
+        """The newest snapshot of ``flow_id``; see :meth:`FlowStore.load` for what is raised.
+
+        Raises SnapshotError when the stored snapshot does not parse or names another flow
+        id than the key it is stored under (a record altered or copied in the store)."""
+        with self._backend("load"):
+            found = self._fetch(check_flow_id(flow_id))
         if found is None:
             raise FlowNotFound(flow_id)
-        return unpack(found[1])
+        snapshot = unpack(found[1])
+        if snapshot.flow_id != flow_id:
+            raise SnapshotError(
+                f"the record stored for flow ref {flow_ref(flow_id)} holds another flow's "
+                "snapshot: the store was altered; delete the record and start again"
+            )
+        return snapshot
 
     def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
         """Compare-and-set the stored snapshot; see :meth:`FlowStore.save` for what is refused."""
-        self._replace_record(snapshot.flow_id, expected_version, self._record_of(snapshot))
+        with self._backend("save"):
+            self._replace_record(
+                check_flow_id(snapshot.flow_id), expected_version, self._record_of(snapshot)
+            )
 
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id``; deleting a flow that is not there is not an error."""
-        self._remove(flow_id)
+        with self._backend("delete"):
+            self._remove(check_flow_id(flow_id))
 
     def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
         """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`.
@@ -247,6 +306,10 @@ class RecordStore(ABC):
         """
         if not ttl > 0:
             raise StoreError("a claim's ttl must be positive: it is how long the claim lasts")
+        with self._backend("claim"):
+            return self._claim_or_say_why(check_flow_id(flow_id), version, ttl)
+
+    def _claim_or_say_why(self, flow_id: str, version: int, ttl: float) -> str:
         claim = secrets.token_hex(8)
         if not self._claim(flow_id, version, claim, self._clock() + ttl):
             # Read back only to say why (as for save); a claim that ended meanwhile makes
@@ -261,7 +324,8 @@ class RecordStore(ABC):
 
     def release(self, flow_id: str, claim: str) -> None:
         """End the claim ``claim`` early; a no-op if it has already ended."""
-        self._release(flow_id, claim)
+        with self._backend("release"):
+            self._release(check_flow_id(flow_id), claim)
 
     # -- the rules, shared with StoreLedger ----------------------------------------------
 
@@ -362,17 +426,20 @@ class StoreLedger:
 
     def current(self, flow_id: str) -> int | None:
         """The newest recorded version of ``flow_id``, or None if unknown or expired."""
-        return self._records._version_of(flow_id)
+        with self._records._backend("ledger read"):
+            return self._records._version_of(check_flow_id(flow_id))
 
     def advance(
         self, flow_id: str, *, expected_version: int | None, version: int, expires_at: float
     ) -> None:
         """Compare-and-set the recorded version; see :meth:`VersionLedger.advance`."""
         record = Record(version=version, expires_at=expires_at, payload="")
-        if expected_version is None:
-            self._records._create_record(flow_id, record)
-        else:
-            self._records._replace_record(flow_id, expected_version, record)
+        check_flow_id(flow_id)
+        with self._records._backend("ledger write"):
+            if expected_version is None:
+                self._records._create_record(flow_id, record)
+            else:
+                self._records._replace_record(flow_id, expected_version, record)
 
     def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
         """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`."""

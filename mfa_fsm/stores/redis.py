@@ -94,10 +94,12 @@ class RedisStore(RecordStore):
     cluster routes it to the node that owns the key's hash slot, and flows spread over the
     nodes. The ``clock`` only turns the absolute expiry into a TTL; Redis enforces it, so
     there is nothing to purge: every key is set with its TTL, and Redis deletes it when that
-    ends.
+    ends. redis-py's errors (a server down, a timeout) raise
+    :class:`~mfa_fsm.core.errors.StoreUnavailable`.
     """
 
     needs_purging = False
+    backend_errors = (redis.RedisError,)
 
     def __init__(
         self,

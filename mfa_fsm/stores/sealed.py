@@ -73,7 +73,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mfa_fsm.core.errors import SealedStateError, SealedStateStale, UsageError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
-from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, VersionLedger, check_advances, expires_at
+from mfa_fsm.stores.base import (
+    DEFAULT_MARGIN,
+    Clock,
+    VersionLedger,
+    check_advances,
+    check_flow_id,
+    expires_at,
+)
 from mfa_fsm.stores.compact import pack, unpack
 
 #: The first byte of every token sealed now; ``open`` also reads :data:`FORMATS_READ`.
@@ -185,8 +192,15 @@ class SealedState:
         of another flow), has expired, or, with a ledger, is not the flow's newest token
         (replayed) or the ledger no longer knows the flow. Raises SnapshotError when an
         authentic snapshot no longer parses (sealed by another schema of mfa_fsm). Opening
-        changes nothing, neither here nor in the ledger.
+        changes nothing, neither here nor in the ledger. A ``flow_id`` that is not a flow id
+        raises InvalidInput (not a string) or FlowNotFound (``check_flow_id``).
         """
+        check_flow_id(flow_id)
+        if not isinstance(token, str):
+            raise SealedStateError(
+                "sealed state token must be a string (the token start() or send() returned); "
+                "start the flow again"
+            )
         data = _decode(token)
         if len(data) < _PREFIX.size:
             raise _truncated()

@@ -54,7 +54,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
@@ -67,9 +67,12 @@ class SqlStore(RecordStore):
 
     ``url`` is an SQLAlchemy URL or an ``Engine`` the application already has (which the
     store then never disposes of). The table is created, if missing, on first use. Database
-    errors propagate as SQLAlchemy's exceptions; each operation is its own transaction, so a
-    failed one leaves the table as it was.
+    errors raise :class:`~mfa_fsm.core.errors.StoreUnavailable` (never SQLAlchemy's own,
+    whose text lists bound parameters: flow ids, snapshots); each operation is its own
+    transaction, so a failed one leaves the table as it was.
     """
+
+    backend_errors = (SQLAlchemyError,)
 
     def __init__(
         self,

@@ -116,6 +116,7 @@ from mfa_fsm.core.errors import (
     SealedStateError,
     SealedStateStale,
     SnapshotError,
+    StoreUnavailable,
     Throttled,
     TransportError,
     UsageError,
@@ -552,6 +553,8 @@ class _Web:
                 self._discard(carry)
                 return self._unavailable(exc, None, "start", {})
             return self._not_accepted(provider, exc, carry)
+        except StoreUnavailable as exc:
+            return self._store_unavailable(None, exc, wants_json=False, step="start")
         except UsageError as exc:  # unknown user, EXTERNAL-only account, malformed id
             return self._not_accepted(provider, exc, carry)
         if view.state == "Failed" or (
@@ -623,6 +626,8 @@ class _Web:
                     restart=True,
                 )
             return self._unavailable(exc, None, "begin", {"provider": provider})
+        except StoreUnavailable as exc:
+            return self._store_unavailable(None, exc, wants_json=False, step="begin")
         except UsageError as exc:
             log.info("mfa_fsm.web.start_refused", provider=provider, error=type(exc).__name__)
             return self._problem(
@@ -646,6 +651,8 @@ class _Web:
             return self._superseded(handle, exc, wants_json=wants_json, reload=False)
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(handle, exc, wants_json=wants_json)
+        except StoreUnavailable as exc:
+            return self._store_unavailable(handle, exc, wants_json=wants_json, step="page")
         if _awaits_hand_off(view):
             # The request that completed the flow did not hand it off (the store failed, the
             # connection dropped): this browser holds the flow's cookie, so finish it here.
@@ -691,6 +698,8 @@ class _Web:
         except (IdpError, TransportError) as exc:
             keep = {} if step in _SECRET_STEPS else {k: form(k) for k in ("factor", "delivery")}
             return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
+        except StoreUnavailable as exc:
+            return self._store_unavailable(handle, exc, wants_json=wants_json, step=step)
         except UsageError as exc:
             log.info("mfa_fsm.web.step_refused", flow_event=event, error=type(exc).__name__)
             return self._current(handle, carry, wants_json)
@@ -901,12 +910,25 @@ class _Web:
         )
         return make_response(html, 409)
 
-    def _store_unavailable(self, handle: str, exc: Exception, *, wants_json: bool) -> Response:
-        log.warning("mfa_fsm.web.store_unavailable", step="hand_off", error=type(exc).__name__)
-        message = (
-            "Your sign-in was accepted, but this site could not record it just now. "
-            f"Please try again in {_STORE_RETRY_AFTER} seconds."
-        )
+    def _store_unavailable(
+        self, handle: str | None, exc: Exception, *, wants_json: bool, step: str = "hand_off"
+    ) -> Response:
+        """503 with ``Retry-After`` when the flow store failed (``StoreUnavailable``, or any
+        error of the hand-off's save): the flow is as it was, so the same request may be
+        repeated; nothing is discarded and no cookie changes."""
+        log.warning("mfa_fsm.web.store_unavailable", step=step, error=type(exc).__name__)
+        if step == "hand_off":
+            heading = "Almost signed in"
+            message = (
+                "Your sign-in was accepted, but this site could not record it just now. "
+                f"Please try again in {_STORE_RETRY_AFTER} seconds."
+            )
+        else:
+            heading = "Sign-in is briefly unavailable"
+            message = (
+                "This site could not reach its sign-in records just now. "
+                f"Please try again in {_STORE_RETRY_AFTER} seconds."
+            )
         if wants_json:
             response = jsonify(now=time.time(), retry_after=_STORE_RETRY_AFTER, message=message)
             response.status_code = 503
@@ -914,11 +936,11 @@ class _Web:
             html = self._render(
                 "mfa_fsm/problem.html",
                 aside_for=None,
-                heading="Almost signed in",
+                heading=heading,
                 message=message,
                 retry_url=None,
                 retry_fields={},
-                back_url=self._url("flow", handle=handle),
+                back_url=self._url("flow", handle=handle) if handle else self._url("start"),
                 restart=False,
             )
             response = make_response(html, 503)

@@ -74,3 +74,25 @@ def test_messages_never_echo_the_value(value: str) -> None:
         except InvalidInput as exc:
             messages.append(str(exc))
     assert all(value not in message for message in messages)
+
+
+@pytest.mark.parametrize("check", [code, identifier, secret_text])
+def test_a_missing_field_is_required_not_the_wrong_type(check: object) -> None:
+    """None (a field left out) says "is required"; a value of the wrong type says so."""
+    with pytest.raises(InvalidInput, match=r"^password: is required$"):
+        check("password", None)  # type: ignore[operator]
+    with pytest.raises(InvalidInput, match="string"):
+        check("password", 5)  # type: ignore[operator]
+
+
+def test_password_left_out_of_a_typed_entrust_start_is_required() -> None:
+    """The new user's case: a password-first flow sent submit_first_factor without one."""
+    from mfa_fsm import EntrustConfig, EntrustFlow  # noqa: PLC0415
+    from mfa_fsm.testing import EntrustEmulator  # noqa: PLC0415
+
+    with EntrustEmulator() as emulator:
+        config = EntrustConfig(base_url=emulator.base_url, application_id=emulator.application_id)
+        flow = EntrustFlow.start(config=config, user_id="pwuser")
+        with pytest.raises(InvalidInput, match=r"^password: is required$"):
+            flow.send("submit_first_factor")
+        assert flow.version == 0

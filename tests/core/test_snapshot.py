@@ -154,17 +154,36 @@ def test_any_snapshot_round_trips(
     assert Snapshot.from_json(snapshot.to_json()) == snapshot
 
 
-def test_non_finite_numbers_and_lone_surrogates_round_trip() -> None:
-    """Values the fast JSON writer cannot write exactly (NaN, infinities, a lone surrogate)
-    are written by the standard library as before, and read back unchanged."""
-    snapshot = make(deadline=float("inf"), failure_detail="half \ud800 a pair")
-    text = snapshot.to_json()
-    assert '"deadline":Infinity' in text
-    again = Snapshot.from_json(text)
-    assert again.deadline == float("inf")
-    assert again.failure_detail == "half \ud800 a pair"
-    nan = Snapshot.from_json(make(created_at=float("nan")).to_json())
-    assert nan.created_at != nan.created_at
+def test_lone_surrogates_round_trip_and_non_finite_times_are_refused() -> None:
+    """A lone surrogate (which the fast JSON writer cannot write) is written by the standard
+    library and read back; a NaN or infinite time is written but refused when read: a
+    deadline of NaN or Infinity would make a flow that never expires."""
+    snapshot = make(failure_detail="half \ud800 a pair")
+    assert Snapshot.from_json(snapshot.to_json()).failure_detail == "half \ud800 a pair"
+    for field in ("deadline", "created_at", "next_poll_at"):
+        for bad in (float("inf"), float("nan"), float("-inf")):
+            text = make(**{field: bad}).to_json()
+            with pytest.raises(SnapshotError, match=f"{field} is not a finite number"):
+                Snapshot.from_json(text)
+
+
+@pytest.mark.parametrize("user_id", ["jsmith\nadmin", "a\x00b", "", "x" * 300, "j\u00f6rg"])
+def test_user_id_is_checked_like_on_start(user_id: str) -> None:
+    """A stored user id that start() would refuse (control characters, empty, too long,
+    non-ASCII) is refused on decoding: it would be sent to the IdP and logged."""
+    data = {**json.loads(make().to_json()), "user_id": user_id}
+    with pytest.raises(SnapshotError, match="user_id"):
+        Snapshot.from_dict(data)
+
+
+def test_deeply_nested_json_is_a_snapshot_error() -> None:
+    """Nesting deep enough to exhaust the parser's (or the decoder's) recursion is refused
+    as SnapshotError, never RecursionError."""
+    for depth in (1_000, 100_000):
+        deep = "[" * depth + "]" * depth
+        for text in (deep, '{"schema":1,"context":' + deep + "}"):
+            with pytest.raises(SnapshotError):
+                Snapshot.from_json(text)
 
 
 def test_big_integers_stay_exact() -> None:
@@ -232,3 +251,12 @@ def test_invalid_json_says_to_start_again() -> None:
         match=r"^snapshot is not valid JSON \(truncated or altered\?\); start the flow again$",
     ):
         Snapshot.from_json("{")
+
+
+def test_reprs_hold_no_flow_id() -> None:
+    """A flow id is a bearer handle: neither a Snapshot's nor a FlowView's repr shows it."""
+    snapshot = make(flow_id="f" * 24 + "bearerhandle")
+    for value in (snapshot, FlowView.of(snapshot)):
+        assert "bearerhandle" not in repr(value)
+        assert "bearerhandle" not in str(value)
+        assert value.flow_id.endswith("bearerhandle")

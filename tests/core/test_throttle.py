@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import pytest
 import redis
+from limits import parse
 
-from mfa_fsm import CyberArkConfig, CyberArkFlow, Throttled, UsageError
-from mfa_fsm.core.throttle import DEFAULT_RATES, Throttle
+from mfa_fsm import CyberArkConfig, CyberArkFlow, EntrustFlow, IdpError, Throttled, UsageError
+from mfa_fsm.core.throttle import DEFAULT_RATES, Throttle, _digest, client_key, user_key
 from mfa_fsm.testing import CyberArkEmulator
 from tests.servers import RunningServer
 
@@ -63,14 +66,104 @@ def test_send_cooldown_and_cap() -> None:
     assert 2 < capped.value.retry_after <= 60
 
 
-def test_refused_step_counts_nothing() -> None:
-    """admit() tests only; a refused check and an uncounted admit leave the counts as they were."""
+def test_refused_check_counts_nothing_more() -> None:
+    """A refused check does not add to the window: the count stays at the rate's number."""
     throttle = Throttle(answers_per_user="1/minute")
-    throttle.admit("answer", user="u", client_ip=None)  # never counted: an IdP outage
-    count = throttle.admit("answer", user="u", client_ip=None)
-    count()
+    throttle.check("answer", user="u", client_ip=None)
+    for _ in range(3):
+        with pytest.raises(Throttled):
+            throttle.check("answer", user="u", client_ip=None)
+    stats = throttle._limiter.get_window_stats(
+        parse("1/minute"), "mfa_fsm", "answers_per_user", _digest(user_key("u"))
+    )
+    assert stats.remaining == 0
+
+
+@pytest.mark.parametrize("threads", [16])
+def test_parallel_checks_pass_exactly_the_rate(storage: str, threads: int) -> None:
+    """N threads released together: exactly the rate's number pass (atomic test-and-count,
+    no test-then-count gap), on memory and on a real Redis."""
+    throttle = Throttle(storage, sends_per_user="5/minute", send_cooldown="100/minute")
+    barrier = threading.Barrier(threads)
+    passed: list[int] = []
+    refused: list[int] = []
+
+    def attempt(number: int) -> None:
+        barrier.wait()
+        try:
+            throttle.check("send", user="bob", client_ip=None)
+        except Throttled:
+            refused.append(number)
+        else:
+            passed.append(number)
+
+    workers = [threading.Thread(target=attempt, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert (len(passed), len(refused)) == (5, threads - 5)
+
+
+@pytest.mark.parametrize(
+    "variant", ["BOB", "Bob", " bob ", "\uff42\uff4f\uff42", "bob\u0307".replace("\u0307", "")]
+)
+def test_user_key_normalises_case_and_form(variant: str) -> None:
+    """Case, full-width forms (NFKC) and outer spaces do not buy a fresh allowance."""
+    throttle = Throttle(answers_per_user="1/minute")
+    throttle.check("answer", user="bob", client_ip=None)
     with pytest.raises(Throttled):
-        throttle.admit("answer", user="u", client_ip=None)
+        throttle.check("answer", user=variant, client_ip=None)
+    assert user_key("Stra\u00dfe") == user_key("STRASSE")
+
+
+def test_ipv6_addresses_share_their_64() -> None:
+    """Addresses rotated within one IPv6 /64 share the per-address rate; another /64 does not."""
+    throttle = Throttle(starts_per_client="2/minute")
+    throttle.check("start", user="a", client_ip="2001:db8:1:2::1")
+    throttle.check("start", user="b", client_ip="2001:db8:1:2:ffff::7")
+    with pytest.raises(Throttled) as refused:
+        throttle.check("start", user="c", client_ip="2001:db8:1:2:abcd:1:2:3")
+    assert refused.value.scope == "client"
+    throttle.check("start", user="d", client_ip="2001:db8:1:3::1")
+    assert client_key("2001:db8:1:2::99") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:198.51.100.7") == client_key("198.51.100.7") == "198.51.100.7"
+
+
+def test_cyberark_keys_by_login_without_suffix() -> None:
+    """CyberArk matches bob, BOB and bob@example.com as one user: so does its throttle key,
+    through the Flow API's provider hook, for starts and for device sends."""
+    assert CyberArkFlow.throttle_user_key("Bob@Example.COM") == "bob"
+    assert EntrustFlow.throttle_user_key(" JSmith ") == "jsmith"
+    assert EntrustFlow.throttle_user_key("j@x.test") == "j@x.test"
+    throttle = Throttle(starts_per_user="3/minute", send_cooldown="1/minute")
+    with CyberArkEmulator() as emulator:
+        config = CyberArkConfig(base_url=emulator.base_url)
+        first = CyberArkFlow.start(config=config, user="bob", throttle=throttle)
+        second = CyberArkFlow.start(config=config, user="BOB", throttle=throttle)
+        CyberArkFlow.start(config=config, user="bob@example.com", throttle=throttle)
+        with pytest.raises(Throttled):
+            CyberArkFlow.start(config=config, user="Bob@Example.com", throttle=throttle)
+        assert first.send("submit_first_factor").state == "OobPending"
+        with pytest.raises(Throttled) as sends:
+            second.send("submit_first_factor")
+        assert sends.value.action == "send"
+
+
+def test_step_refused_by_the_idp_still_counts() -> None:
+    """Counted before the IdP call: a wrong password uses an answer like a right one would."""
+    throttle = Throttle(answers_per_user="1/minute")
+    with CyberArkEmulator() as emulator:
+        config = CyberArkConfig(base_url=emulator.base_url)
+        flow = CyberArkFlow.start(config=config, user="alice", throttle=throttle)
+        other = CyberArkFlow.start(config=config, user="alice", throttle=throttle)
+        with contextlib.suppress(IdpError):  # CyberArk may refuse it or carry on
+            flow.send("submit_first_factor", answer="wrong")
+        assert emulator.calls  # the IdP was asked
+        calls = len(emulator.calls)
+        with pytest.raises(Throttled):
+            other.send("submit_first_factor", answer="alice-password")
+        assert len(emulator.calls) == calls
 
 
 def test_keys_hold_no_user_id_or_address(redis_service: RunningServer) -> None:

@@ -16,7 +16,14 @@ import redis
 import sqlalchemy as sa
 
 from mfa_fsm import stores
-from mfa_fsm.core.errors import FlowBusy, FlowConflict, FlowNotFound, SnapshotError, StoreError
+from mfa_fsm.core.errors import (
+    FlowBusy,
+    FlowConflict,
+    FlowNotFound,
+    SnapshotError,
+    StoreError,
+    StoreUnavailable,
+)
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
 from mfa_fsm.stores.memory import MemoryStore
@@ -398,15 +405,18 @@ def test_sql_schema_creation_tolerates_a_concurrent_creator(
     other.close()
 
 
-def test_sql_errors_propagate_and_change_nothing(tmp_path: Any) -> None:
-    """A database error (here: a read-only file) is raised as SQLAlchemy's own exception."""
+def test_sql_errors_are_store_unavailable_and_change_nothing(tmp_path: Any) -> None:
+    """A database error (here: a read-only file) is raised as StoreUnavailable, naming the
+    driver's exception class but not repeating its text (which lists bound parameters)."""
     path = tmp_path / "ro.db"
     with sqlite3.connect(path) as conn:
         conn.execute("create table other (x)")
     conn.close()
     store = SqlStore(f"sqlite:///file:{path}?mode=ro&uri=true")
-    with pytest.raises(sa.exc.OperationalError, match="readonly"):
+    with pytest.raises(StoreUnavailable, match="OperationalError") as caught:
         store.create(make_snapshot())
+    assert "readonly" not in str(caught.value)
+    assert caught.value.__suppress_context__
     assert not sa.inspect(store.engine).has_table("mfa_fsm_flows")
     store.close()
 

@@ -376,7 +376,8 @@ def test_idp_unavailable_offers_a_retry_and_keeps_the_flow(
     visitor: Visitor, engine: Engine, entrust_emulator: EntrustEmulator
 ) -> None:
     """An IdP failure shows "unavailable" (503) with a retry button; the flow is unchanged
-    and the retry goes through."""
+    and the retry goes through once the send cooldown has passed (the refused send counted:
+    throttles count before the IdP call, and limits cannot take one count back)."""
     visitor.begin("entrust", "jsmith")
     entrust_emulator.faults.inject("status", status=503, path="authenticate/OTP")
     response = visitor.step("factor", factor="OTP", delivery="SMS")
@@ -389,6 +390,9 @@ def test_idp_unavailable_offers_a_retry_and_keeps_the_flow(
     retry = re.search(r'<form method="post" action="([^"]+)">', body)
     assert retry
     assert retry.group(1) == f"{visitor.flow_url}/factor"
+    cooling = visitor.post(retry.group(1), factor="OTP", delivery="SMS")
+    assert cooling.status_code == 429
+    time.sleep(float(cooling.headers["Retry-After"]))
     assert visitor.post(retry.group(1), factor="OTP", delivery="SMS").status_code == 303
     assert heading(visitor.page()) == "Enter your code"
 

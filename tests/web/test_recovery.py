@@ -21,6 +21,7 @@ from mfa_fsm import (
     SealedEngine,
     SealedStateStale,
     StoreLedger,
+    StoreUnavailable,
     UsageError,
 )
 from mfa_fsm.core.snapshot import Snapshot
@@ -432,3 +433,49 @@ def test_two_tabs_polling_one_sealed_flow_never_lose_it(entrust_emulator: Entrus
         final = tab.session.post(f"{base}{tab.flow_url}/poll", headers=headers, timeout=10)
         assert final.status_code == 200
         assert final.json()["state"] == "Completed"
+
+
+# -- a store outage is a 503 to retry, never "this account cannot sign in" ------------------
+
+
+class OutageStore(MemoryStore):
+    """A store whose backend is down while ``down`` is set: every operation raises the typed
+    error the SQL and Redis stores raise (their own outage tests run on the real servers)."""
+
+    down = False
+
+    def _check(self, operation: str) -> None:
+        if self.down:
+            raise StoreUnavailable("OutageStore", operation, "ConnectionError")
+
+    def create(self, snapshot: Snapshot) -> None:
+        self._check("create")
+        super().create(snapshot)
+
+    def load(self, flow_id: str) -> Snapshot:
+        self._check("load")
+        return super().load(flow_id)
+
+
+def test_store_outage_is_a_503_with_retry_after_on_every_route(
+    entrust_emulator: EntrustEmulator,
+) -> None:
+    """Begin, the flow page, a step and a script's poll each answer 503 with Retry-After while
+    the store is down (JSON to a script), keep the flow cookie, and work again once it is
+    back."""
+    store = OutageStore()
+    visitor = Visitor(make_app(Engine(store, entrust(entrust_emulator))).test_client())
+    to_token_form(visitor)
+    store.down = True
+    page = visitor.page()
+    assert page.status_code == 503 and page.headers["Retry-After"]
+    assert "Set-Cookie" not in page.headers
+    step = visitor.step("factor", factor="TOKEN")
+    assert step.status_code == 503 and step.headers["Retry-After"]
+    poll = json_step(visitor, "poll")
+    assert poll.status_code == 503 and poll.is_json and body(poll)["retry_after"] > 0
+    again = Visitor(make_app(Engine(store, entrust(entrust_emulator))).test_client())
+    refused = again.begin("entrust", "jsmith")
+    assert refused.status_code == 503
+    store.down = False
+    assert state(visitor.page()) == "AwaitingSecondFactor"
