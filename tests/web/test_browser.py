@@ -276,6 +276,8 @@ def test_expired_push(page: Page, impatient_demo: Demo, shot: Shot) -> None:
 def test_reload_resumes_the_flow(page: Page, context: BrowserContext, demo: Demo) -> None:
     """Reloading any page of a flow shows the same step again; the flow carries on from it."""
     sign_in(page, demo, "jsmith")
+    # Let the sign-in's own navigation finish first: a reload during it detaches the page.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     page.get_by_role("button", name="Send a code by e-mail").click()
