@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mfa_fsm import Challenge, Choice, FlowView, Result, ResultUnavailable, Snapshot, SnapshotError
+from mfa_fsm.core import snapshot as snapshot_module
 from mfa_fsm.core.snapshot import MIGRATIONS, SCHEMA_VERSION, STATES, handed_off, migrate
 
 
@@ -240,6 +241,20 @@ def test_invalid_json_says_to_start_again() -> None:
 # Each test below kills mutants of core/snapshot.py that the tests above let live (measured
 # with `MUTATION_FRESH=1 bash scripts/mutation.sh core/snapshot.py`). They go through the
 # public API only: to_json/to_dict/from_json/from_dict, FlowView, migrate and handed_off.
+
+
+@pytest.fixture(autouse=True)
+def _fresh_codecs() -> None:
+    """Every test builds the codecs it uses, instead of the first test that happens to run.
+
+    The module caches one generated encoder and decoder per class. Without this, only the
+    first test to read a snapshot would run the builders, so a mistake in a builder (a wrong
+    message, a check left out) would be caught only by whichever test came first, and a
+    mutation run, which reruns just the tests seen calling the mutated function, would skip
+    the tests that pin those messages.
+    """
+    snapshot_module._ENCODERS.clear()
+    snapshot_module._DECODERS.clear()
 
 
 @attrs.frozen
