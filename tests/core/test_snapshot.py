@@ -344,6 +344,17 @@ def test_non_finite_numbers_nested_in_a_context_round_trip(value: float) -> None
     assert repr(again.context.rate) == repr(value)
 
 
+@pytest.mark.parametrize("where", ["marks", "weights"])
+def test_a_non_finite_number_only_inside_a_tuple_or_dict_is_not_written_as_null(
+    where: str,
+) -> None:
+    inf = float("inf")
+    snapshot = _vault(**{where: (inf,) if where == "marks" else {"w": inf}})
+    text = snapshot.to_json()
+    assert "null" not in text and "Infinity" in text
+    assert Snapshot.from_json(text) == snapshot
+
+
 def test_the_largest_finite_float_takes_the_fast_path_exactly() -> None:
     biggest = 1.7976931348623157e308
     text = make(deadline=biggest, created_at=-biggest).to_json()
