@@ -210,3 +210,25 @@ def test_state_enter_callback_counts_as_an_action() -> None:
     assert not _declares_no_action(Inline)
     assert not _declares_no_action(Listening)
     assert _declares_no_action(MarkedMachine)
+
+
+# -- mutation-testing pins (issue 15): the shared states and guard names, as diagrams show them
+
+
+@pytest.mark.parametrize("flow", [EntrustFlow, CyberArkFlow])
+def test_every_machine_has_the_shared_states_with_their_names(flow: type[Flow]) -> None:
+    """ids, display names (diagrams), the one initial state and the two final ones."""
+    got = [(s.id, s.name, s.initial, s.final) for s in flow.machine.states]
+    assert got == [
+        ("AwaitingFirstFactor", "Awaiting first factor", True, False),
+        ("AwaitingSecondFactor", "Awaiting second factor", False, False),
+        ("SecondFactorSelected", "Second factor selected", False, False),
+        ("OobPending", "OOB pending", False, False),
+        ("Completed", "Completed", False, True),
+        ("Failed", "Failed", False, True),
+    ]
+
+
+def test_a_said_guard_is_named_after_its_kinds() -> None:
+    guard = said("completed", "rejected")
+    assert guard.__name__ == guard.__qualname__ == "completed or rejected"
