@@ -210,3 +210,50 @@ def test_state_enter_callback_counts_as_an_action() -> None:
     assert not _declares_no_action(Inline)
     assert not _declares_no_action(Listening)
     assert _declares_no_action(MarkedMachine)
+
+
+# -- mutation-testing pins (issue 15): the shared states and guard names, as diagrams show them
+
+
+@pytest.mark.parametrize("flow", [EntrustFlow, CyberArkFlow])
+def test_every_machine_has_the_shared_states_with_their_names(flow: type[Flow]) -> None:
+    """ids, display names (diagrams), the one initial state and the two final ones."""
+    got = [(s.id, s.name, s.initial, s.final) for s in flow.machine.states]
+    assert got == [
+        ("AwaitingFirstFactor", "Awaiting first factor", True, False),
+        ("AwaitingSecondFactor", "Awaiting second factor", False, False),
+        ("SecondFactorSelected", "Second factor selected", False, False),
+        ("OobPending", "OOB pending", False, False),
+        ("Completed", "Completed", False, True),
+        ("Failed", "Failed", False, True),
+    ]
+
+
+def test_a_said_guard_is_named_after_its_kinds() -> None:
+    guard = said("completed", "rejected")
+    assert guard.__name__ == guard.__qualname__ == "completed or rejected"
+
+
+def test_each_flow_class_registers_its_provider_and_context() -> None:
+    for flow_class in (ToyFlow, UnmarkedFlow, EntrustFlow, CyberArkFlow):
+        assert Flow.providers[flow_class.provider] is flow_class
+        assert Snapshot.contexts[flow_class.provider] is flow_class.context_type
+
+
+def test_a_flow_class_without_a_handler_for_an_event_is_refused_when_declared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The registries are filled before the check: give the test its own copies.
+    monkeypatch.setattr(Flow, "providers", dict(Flow.providers))
+    monkeypatch.setattr(Snapshot, "contexts", dict(Snapshot.contexts))
+    with pytest.raises(TypeError, match=r"^NoCancel has no handler _on_cancel for event 'cancel'$"):
+
+        class NoCancel(Flow):
+            provider: ClassVar[str] = "toy-no-cancel"
+            machine = MarkedMachine
+            context_type = ToyContext
+            config_type = ToyConfig
+            client_type = ToyClient
+
+            def _on_submit_response(self, snapshot: Snapshot, now: float, kind: str) -> Outcome:
+                return Outcome(kind)
