@@ -929,9 +929,27 @@ class _Web:
                 "This site could not reach its sign-in records just now. "
                 f"Please try again in {_STORE_RETRY_AFTER} seconds."
             )
-        if wants_json:
-            response = jsonify(now=time.time(), retry_after=_STORE_RETRY_AFTER, message=message)
-            response.status_code = 503
+        back_url = self._url("flow", handle=handle) if handle else self._url("start")
+        return self._wait_answer(
+            503, _STORE_RETRY_AFTER, heading, message, back_url, restart=False, json=wants_json
+        )
+
+    def _wait_answer(
+        self,
+        status: int,
+        wait: int,
+        heading: str,
+        message: str,
+        back_url: str | None,
+        *,
+        restart: bool,
+        json: bool,
+    ) -> Response:
+        """A "come back in ``wait`` seconds" answer (429, 503): the problem page, or JSON for
+        the page's script, with ``Retry-After``."""
+        if json:
+            response = jsonify(now=time.time(), retry_after=wait, message=message)
+            response.status_code = status
         else:
             html = self._render(
                 "mfa_fsm/problem.html",
@@ -940,11 +958,11 @@ class _Web:
                 message=message,
                 retry_url=None,
                 retry_fields={},
-                back_url=self._url("flow", handle=handle) if handle else self._url("start"),
-                restart=False,
+                back_url=back_url,
+                restart=restart,
             )
-            response = make_response(html, 503)
-        response.headers["Retry-After"] = str(_STORE_RETRY_AFTER)
+            response = make_response(html, status)
+        response.headers["Retry-After"] = str(wait)
         return response
 
     def _poll_json(self, handle: str, view: FlowView) -> Response:
@@ -1090,23 +1108,11 @@ class _Web:
             f"{THROTTLED.get(exc.action, 'Too many attempts')} in a short time. Nothing was "
             f"sent. Please try again in {wait} seconds (at {when})."
         )
-        if wants_json:
-            response = jsonify(now=time.time(), retry_after=wait, message=message)
-            response.status_code = 429
-        else:
-            html = self._render(
-                "mfa_fsm/problem.html",
-                aside_for=None,
-                heading="Please wait before trying again",
-                message=message,
-                retry_url=None,
-                retry_fields={},
-                back_url=self._url("flow", handle=handle) if handle else None,
-                restart=handle is None,
-            )
-            response = make_response(html, 429)
-        response.headers["Retry-After"] = str(wait)
-        return response
+        back_url = self._url("flow", handle=handle) if handle else None
+        heading = "Please wait before trying again"
+        return self._wait_answer(
+            429, wait, heading, message, back_url, restart=handle is None, json=wants_json
+        )
 
     def _unavailable(
         self,
