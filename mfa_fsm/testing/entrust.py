@@ -71,8 +71,9 @@ Emulator choices (the vendor documents do not settle these):
 * Sessions last ``session_lifetime`` seconds from the first call of the
   transaction; later steps do not extend them (as in the vendor examples).
   A push expires ``push_lifetime`` seconds after its select; polls then get
-  ``no_transaction``. A denial, flag or cancel is reported once (as
-  ``no_transaction``, 200 ``CANCEL`` or 200 ``CONCERN``); every poll after
+  ``no_transaction`` (the IdP-side expiry). A denial, flag or cancel is
+  reported once (as 200 ``CANCEL`` by default, or ``no_transaction`` when
+  ``deny_push(reply="no_transaction")``; 200 ``CONCERN``); every poll after
   that gets ``no_transaction``.
 * ``cancel: true`` on complete answers 200 ``status: "CANCEL"`` with
   ``token: null`` and ends the challenge: a cancelled push answers later
@@ -315,8 +316,8 @@ class _Push:
     created: float
     mutual_challenge: str | None
     state: Literal["pending", "approved", "denied", "flagged", "gone"] = "pending"
-    #: How a denial is reported: the vendor's ``no_transaction`` error or 200 CANCEL.
-    deny_reply: Literal["no_transaction", "CANCEL"] = "no_transaction"
+    #: How a denial is reported: 200 ``status: "CANCEL"`` or the ``no_transaction`` error.
+    deny_reply: Literal["no_transaction", "CANCEL"] = "CANCEL"
     polls: int = 0
 
 
@@ -537,12 +538,15 @@ class EntrustEmulator(EmulatorServer):
             self._pending_push(user_id).state = "approved"
 
     def deny_push(
-        self, user_id: str, *, reply: Literal["no_transaction", "CANCEL"] = "no_transaction"
+        self, user_id: str, *, reply: Literal["no_transaction", "CANCEL"] = "CANCEL"
     ) -> None:
         """Deny the user's pending push.
 
-        ``reply`` chooses how the next poll learns it: the vendor guide's
-        ``no_transaction`` ErrorInfo (default) or a 200 with ``status: "CANCEL"``.
+        ``reply`` chooses how the next poll learns it: a 200 with ``status: "CANCEL"``
+        (default: the spec's ``AuthenticatedResponse.status`` value for the user's explicit
+        refusal) or the ``no_transaction`` ErrorInfo the vendor guide shows for a Cancel.
+        ``no_transaction`` is also what a push past its lifetime answers, so a client cannot
+        tell the two apart from it and (mfa_fsm) reports it as expired, not denied.
         """
         if reply not in ("no_transaction", "CANCEL"):
             raise ValueError("reply must be 'no_transaction' or 'CANCEL'")
