@@ -35,7 +35,6 @@ from tests.fault_matrix import (
 FAULTS: dict[str, dict[str, Any]] = {
     **BASE_FAULTS,
     "stale success": {"kind": "stale_success"},
-    "reply lost after the call was applied": {"kind": "lost_reply"},
 }
 
 
