@@ -265,7 +265,12 @@ class EntrustFlow(Flow):
                 raise InvalidInput(
                     "password", "is not taken: with EXTERNAL the first factor was checked outside"
                 )
-            token = ctx.token or self._required_token(self.client.select(EXTERNAL))
+            # A query reply without a token (the seed's example has none) is followed by a
+            # select of EXTERNAL, which must name the user: v5.46 UserChallengeParameters
+            # ``userId``, "required for non-passwordless authenticators".
+            token = ctx.token or self._required_token(
+                self.client.select(EXTERNAL, user_id=snapshot.user_id)
+            )
             reply = self.client.complete(EXTERNAL, token)
         else:
             password = secret_text("password", password)

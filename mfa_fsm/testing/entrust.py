@@ -52,7 +52,9 @@ Emulator choices (the vendor documents do not settle these):
 
 * The query returns a ``token`` for EXTERNAL users; that token authorises
   ``EXTERNAL/complete``. (A select on ``.../authenticate/EXTERNAL`` with
-  ``userId`` is accepted too and also yields such a token.) Other users get
+  ``userId`` is accepted too and also yields such a token; with
+  ``query_tokens=False`` the query sends no token and that select is the only
+  way in.) Other users get
   no ``token`` from the query and start with a select.
 * Error codes besides the vendor's ``invalid_user_response`` and
   ``no_transaction``: ``invalid_request`` (400: malformed body, missing
@@ -355,6 +357,11 @@ class EntrustEmulator(EmulatorServer):
         application_id: the only ``applicationId`` accepted.
         session_lifetime: seconds a transaction's tokens live (not extended).
         push_lifetime: seconds a push waits for the user before expiring.
+        query_tokens: whether the query hands EXTERNAL users a ``token``; with
+            ``False`` it sends none (as the seed's example query reply), so the
+            client must select EXTERNAL with ``userId`` (v5.46
+            ``UserChallengeParameters.userId``: "required for non-passwordless
+            authenticators").
         lockout_count: consecutive wrong answers that lock an authenticator.
         demo_users: add the demo users listed in the module docstring.
         require_client_ip: answer 400 when a call lacks ``clientIp`` (the
@@ -376,9 +383,11 @@ class EntrustEmulator(EmulatorServer):
         lockout_count: int = 5,
         demo_users: bool = True,
         require_client_ip: bool = False,
+        query_tokens: bool = True,
         tls: bool = False,
     ) -> None:
         super().__init__(host, port, tls=tls)
+        self.query_tokens = query_tokens
         self.application_id = application_id
         self.session_lifetime = session_lifetime
         self.push_lifetime = push_lifetime
@@ -736,7 +745,7 @@ class EntrustEmulator(EmulatorServer):
             if self.clock() <= session.expires_at:
                 completed, token = True, session.token
                 expires = int(session.expires_at * 1000)
-        elif user.first_factor == "EXTERNAL":
+        elif user.first_factor == "EXTERNAL" and self.query_tokens:
             # EXTERNAL has no challenge to select, so the query hands out the
             # token that authorises EXTERNAL/complete.
             txn = self._new_txn(user)
