@@ -837,7 +837,8 @@ def _for_user(login: Login, user: str) -> bool:
 
 
 def _merge_cookies(held: Mapping[str, str], received: Mapping[str, str]) -> dict[str, str]:
-    # A cookie set to "" (or expired, which the transport leaves out) is removed.
+    # A cookie the reply deleted (Max-Age=0 or a past Expires: the transport reports it as
+    # "", see core.transport.reply_cookies) or set to "" is removed; RFC 6265 section 3.1.
     merged = {**held, **received}
     return {name: value for name, value in merged.items() if value}
 

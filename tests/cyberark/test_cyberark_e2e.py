@@ -354,3 +354,22 @@ def test_qr_image_is_shown_while_qr_runs(login: Login, cyberark_emulator: CyberA
     assert image is not None and image.startswith("data:image/png;base64,")
     cyberark_emulator.approve("quinn")
     assert client.send("poll").state == "Completed"
+
+
+def test_a_cookie_the_idp_deletes_is_no_longer_sent(
+    login: Login, cyberark_emulator: CyberArkEmulator
+) -> None:
+    """CyberArk deletes its ``sessdata`` cookie (``Max-Age=0``, RFC 6265 section 3.1): the
+    flow drops its copy, so the next call sends no ``sessdata``; the next reply's fresh one is
+    sent again after that. Over real HTTP, through requests' standard cookie jar."""
+    client = login("alice")
+    first = cyberark_emulator.calls[-1]
+    assert first.path.endswith("/Security/StartAuthentication")
+    cyberark_emulator.delete_session_cookie()
+    view = client.send("submit_first_factor", answer="alice-password")
+    assert "sessdata=" in (cyberark_emulator.calls[-1].headers.get("cookie") or "")
+    client.send("select_second_factor", factor=pick(view, "Mobile Authenticator"))
+    after_delete = cyberark_emulator.calls[-1].headers.get("cookie") or ""
+    assert "sessdata=" not in after_delete
+    client.send("poll")
+    assert "sessdata=" in (cyberark_emulator.calls[-1].headers.get("cookie") or "")
