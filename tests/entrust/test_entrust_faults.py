@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mfa_fsm import EntrustConfig, EntrustFlow, MfaError, RequestsTransport
+from mfa_fsm import EntrustConfig, EntrustFlow, MfaError, RequestsTransport, TransportError
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import EntrustEmulator
@@ -133,7 +133,12 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
             # answer has rotated the token, so IDaaS answers the retry invalid_token and the
             # flow ends Failed(expired) ("start again"), never "IdP unavailable" forever.
             kind = FAULTS[fault]["kind"]
-            assert kind in ("slow", "lost_reply"), f"{fault}: retry ended {view.failure_detail}"
+            # On a loaded machine any faulted call may outlast the matrix's 0.2 s read
+            # timeout after IDaaS applied it: that too is a lost reply.
+            timed_out = isinstance(error, TransportError) and "in time" in str(error)
+            assert kind in ("slow", "lost_reply") or timed_out, (
+                f"{fault}: retry ended {view.failure_detail}"
+            )
             assert "start again" in (view.failure_detail or "")
             HONEST["entrust"]["ended expired on retry: the token rotated with the lost reply"] += 1
             COVERED["entrust"].add((fault, transition))
