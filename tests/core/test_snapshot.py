@@ -248,7 +248,8 @@ def test_refusals_say_exactly_what_is_wrong(data: object, message: str) -> None:
 def test_invalid_json_says_to_start_again() -> None:
     with pytest.raises(
         SnapshotError,
-        match=r"^snapshot is not valid JSON \(truncated or altered\?\); start the flow again$",
+        match=r"^snapshot is not valid JSON \(truncated, altered or nested too deeply\?\); "
+        r"start the flow again$",
     ):
         Snapshot.from_json("{")
 
