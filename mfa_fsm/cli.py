@@ -97,11 +97,28 @@ def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = N
         "OobPending": _wait,
     }
     view = flow.view()
-    while not view.is_final:
-        if hint is not None:
-            hint(view)
-        view = steps[view.state](flow, view, term)
+    try:
+        while not view.is_final:
+            if hint is not None:
+                hint(view)
+            view = steps[view.state](flow, view, term)
+    except KeyboardInterrupt:
+        _cancel_at_idp(flow, term)
+        raise
     return view
+
+
+def _cancel_at_idp(flow: Flow, term: Terminal) -> None:
+    """Ctrl-C left the flow unfinished: end it at the IdP too (withdraws a pending push)."""
+    term.stdout.write("\r" + " " * 78 + "\r")
+    if flow.is_final or "cancel" not in flow.allowed_events():
+        return
+    try:
+        flow.send("cancel")
+    except MfaError as exc:  # the IdP transaction dies with its token anyway
+        term.say(f"\ncould not cancel at the identity provider: {exc}")
+        return
+    term.say("\ncancelled: the sign-in request was withdrawn at the identity provider")
 
 
 def _form(values: dict[str, str]) -> events.Form:
@@ -542,16 +559,44 @@ def open_store(url: str) -> FlowStore:
     )
 
 
+#: ``--help`` text: plain words, no reST markup (the module docstring is for Sphinx).
+DESCRIPTION = (
+    "mfa-fsm: the web login demo, a terminal login, the IdP emulators, and the flow diagrams."
+)
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number of seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError("must be a number of seconds greater than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port from 0 to 65535")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mfa-fsm", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(prog="mfa-fsm", description=DESCRIPTION)
     top.add_argument("-v", "--verbose", action="store_true", help="log every transition")
     commands = top.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the web login demo, with both IdP emulators")
     demo.add_argument("--host", default="127.0.0.1", help="loopback only: see the docs")
-    demo.add_argument("--port", type=int, default=8700)
+    demo.add_argument("--port", type=_port, default=8700)
     demo.add_argument("--store", help="store URL (default: SQLite in a temporary directory)")
     demo.add_argument("--sealed", action="store_true", help="keep flows in the cookie instead")
-    demo.add_argument("--seconds", type=float, help="stop after SECONDS (for scripts)")
+    demo.add_argument("--seconds", type=_positive, help="stop after SECONDS (for scripts)")
     demo.set_defaults(run=cmd_demo)
     login = commands.add_parser("login", help="log in from the terminal")
     login.add_argument("--provider", choices=sorted(events.FIELDS), default="entrust")
@@ -569,16 +614,16 @@ def parser() -> argparse.ArgumentParser:
     )
     login.add_argument(
         "--approve-after",
-        type=float,
+        type=_positive,
         metavar="SECONDS",
         help="with --emulator: approve a push automatically after SECONDS",
     )
     login.set_defaults(run=cmd_login)
     emulate = commands.add_parser("emulate", help="run the IdP emulators until Ctrl-C")
     emulate.add_argument("--host", default="127.0.0.1")
-    emulate.add_argument("--entrust-port", type=int, default=8701)
-    emulate.add_argument("--cyberark-port", type=int, default=8702)
-    emulate.add_argument("--seconds", type=float, help="stop after SECONDS (for scripts)")
+    emulate.add_argument("--entrust-port", type=_port, default=8701)
+    emulate.add_argument("--cyberark-port", type=_port, default=8702)
+    emulate.add_argument("--seconds", type=_positive, help="stop after SECONDS (for scripts)")
     emulate.add_argument(
         "--tls",
         action="store_true",
@@ -589,7 +634,7 @@ def parser() -> argparse.ArgumentParser:
     draw.add_argument("--out", default="diagrams")
     draw.add_argument("--check", action="store_true", help="fail if a diagram is stale")
     draw.add_argument("--flow", help="print this stored flow's diagram, its state marked")
-    draw.add_argument("--store", help="with --flow: the store URL (see `demo --store`)")
+    draw.add_argument("--store", help="with --flow: the store URL (as for demo --store)")
     draw.add_argument("--provider", choices=sorted(diagrams.FLOWS), default="entrust")
     draw.add_argument("--state", help="print the provider's diagram with this state marked")
     draw.add_argument("--svg", action="store_true", help="print SVG (needs Graphviz) instead")

@@ -21,6 +21,7 @@ BASE_FAULTS: dict[str, dict[str, Any]] = {
     "429 without Retry-After": {"kind": "rate_limit"},
     "slow past the timeout": {"kind": "slow", "delay": 0.4},
     "dropped connection": {"kind": "drop"},
+    "reply lost after the call was applied": {"kind": "lost_reply"},
     "reset mid-body": {"kind": "reset"},
     "empty body": {"kind": "empty"},
     "HTML instead of JSON": {"kind": "html"},

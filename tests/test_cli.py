@@ -401,3 +401,63 @@ def test_login_checks_client_ip_before_any_prompt() -> None:
     argv = ["login", "--emulator", "--client-ip", "nope"]
     assert main(argv, stdin=io.StringIO(""), stdout=out) == 2
     assert "client_ip" in out.getvalue() and "User id" not in out.getvalue()
+
+
+def test_ctrl_c_while_a_push_is_pending_cancels_it_at_the_idp() -> None:
+    """SIGINT during the wait for a push (a person pressing Ctrl-C): the command withdraws
+    the push at IDaaS (complete with ``cancel: true``), says so, and exits 130; the push can
+    no longer be approved."""
+    with EntrustEmulator() as emulator:
+        term = Terminal(
+            "login",
+            "--base-url",
+            emulator.base_url,
+            "--application-id",
+            emulator.application_id,
+            "--user",
+            "jsmith",
+            "--first-factor-checked-by",
+            "a test's own check",
+        )
+        term.expect(r"Second factor \[1-6\]: ")
+        term.type("1")
+        term.expect(r"waiting for approval on your device")
+        term.process.send_signal(signal.SIGINT)
+        term.expect("cancelled: the sign-in request was withdrawn at the identity provider")
+        assert term.close() == 130
+        cancels = [c for c in emulator.calls if c.body and c.body.get("cancel") is True]
+        assert len(cancels) == 1 and cancels[0].status == 200
+        assert cancels[0].path.endswith("/authenticate/TOKENPUSH/complete")
+        with pytest.raises(LookupError):
+            emulator.approve_push("jsmith")
+
+
+@pytest.mark.parametrize("command", ["", "demo", "login", "emulate", "diagrams", "purge"])
+def test_help_is_plain_text(command: str) -> None:
+    """``--help`` of the command and of every subcommand shows no reST markup."""
+    args = [sys.executable, "-m", "mfa_fsm.cli", *([command] if command else []), "--help"]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0
+    assert "usage: mfa-fsm" in done.stdout
+    for markup in ("``", ":class:", ":func:", ":mod:", "`"):
+        assert markup not in done.stdout, f"{markup!r} in mfa-fsm {command} --help"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--no-such-option"],
+        ["no-such-command"],
+        ["login", "--provider", "nope"],
+        ["login", "--emulator", "--approve-after", "-1"],
+        ["login", "--emulator", "--approve-after", "soon"],
+        ["demo", "--port", "70000"],
+        ["emulate", "--seconds", "0"],
+    ],
+)
+def test_a_bad_argument_exits_non_zero(argv: list[str]) -> None:
+    """A bad argument stops before anything runs, with a message and exit status 2."""
+    args = [sys.executable, "-m", "mfa_fsm.cli", *argv]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False, timeout=30)
+    assert done.returncode == 2
+    assert "error:" in done.stderr

@@ -209,6 +209,10 @@ class IdpError(MfaError):
     ``status`` is the HTTP status (``None`` when the body itself was at fault), ``error_code``
     the IdP's own error code when it gave one, ``path`` the API path that was called and
     ``retry_after`` the seconds the IdP asked the client to wait (HTTP 429/503), if any.
+    ``gone`` is true when the IdP said the token, session or transaction the call named no
+    longer exists or has expired (Entrust ``invalid_token``, ``token_expired``,
+    ``no_transaction``): no retry can succeed, so a flow that meets it inside an event ends
+    ``Failed(expired)`` ("start again") instead of raising.
     """
 
     def __init__(
@@ -219,11 +223,13 @@ class IdpError(MfaError):
         status: int | None = None,
         error_code: str | None = None,
         retry_after: float | None = None,
+        gone: bool = False,
     ) -> None:
         self.path = path
         self.status = status
         self.error_code = error_code
         self.retry_after = retry_after
+        self.gone = gone
         super().__init__(message)
 
     @property

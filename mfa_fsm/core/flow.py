@@ -442,7 +442,10 @@ class Flow:
         :class:`IdpError` or :class:`TransportError` when the IdP call fails, and
         TransportError when the step's IdP calls outlast ``step_timeout`` seconds (or the
         caller's ``step_deadline``). In every error case the flow and its snapshot are
-        unchanged, so the same event can be retried.
+        unchanged, so the same event can be retried. The one IdP refusal that is not
+        raised is one that says the login is gone (``IdpError.gone``: token, session or
+        transaction expired or unknown): no retry could succeed, so the flow ends
+        ``Failed(expired)`` and the view says to start again.
         """
         started = time.perf_counter()
         before = self._snapshot
@@ -475,7 +478,14 @@ class Flow:
                         user=self.throttle_user_key(before.user_id),
                         client_ip=self.client_ip,
                     )
-                outcome = self._run_handler(event, before, now, data, started)
+                try:
+                    outcome = self._run_handler(event, before, now, data, started)
+                except IdpError as exc:
+                    if not exc.gone:
+                        raise
+                    # The IdP no longer holds this login (token, session or transaction
+                    # expired or unknown): no retry can succeed, so the flow ends here.
+                    event, outcome = "expire", self._gone(before, now, exc)
         if outcome is None:
             return self.view()
         target = self._select_target(before, event, outcome)
@@ -558,6 +568,20 @@ class Flow:
     def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
         """The outcome of a passed deadline; providers may add a best-effort IdP cancel."""
         return Outcome("expired", {"failure": "expired", "next_poll_at": None})
+
+    def _gone(self, snapshot: Snapshot, now: float, error: IdpError) -> Outcome:
+        """The outcome when the IdP says the login it held is gone (``IdpError.gone``).
+
+        ``Failed(expired)`` with a detail that tells the user to start again; providers
+        extend it to drop their working secrets. No IdP call: there is nothing left to cancel.
+        """
+        detail = (
+            "the identity provider no longer holds this login (it expired or was ended); "
+            "start again"
+        )
+        return Outcome(
+            "expired", {"failure": "expired", "failure_detail": detail, "next_poll_at": None}
+        )
 
     def _log_step(
         self,

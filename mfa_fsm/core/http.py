@@ -6,10 +6,25 @@ provider clients, which only build requests and read responses, import no HTTP l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
+
+from mfa_fsm.core.errors import InvalidInput
+
+#: A header name is an RFC 9110 section 5.1 ``token``.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+#: A header value: visible ASCII, spaces and tabs (RFC 9110 section 5.5), no CR or LF.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,1024}")
+#: Headers the clients set themselves: a configuration may not replace them, since they carry
+#: the IdP's credentials, the signed request's parts or the body's framing.
+RESERVED_HEADERS = frozenset(
+    {"authorization", "cookie", "host", "content-type", "content-length", "date", "accept"}
+)
+
+HeaderPairs = tuple[tuple[str, str], ...]
 
 
 @attrs.frozen
@@ -50,3 +65,36 @@ class Transport(Protocol):
     """Sends one request and returns the response, or raises :class:`TransportError`."""
 
     def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+def extra_headers(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> HeaderPairs:
+    """The ``extra_headers`` of a provider configuration as ``((name, value), ...)``.
+
+    A configuration's ``extra_headers`` (a mapping, or pairs) adds headers to every request to
+    the IdP (a gateway's routing header, an API-management key) without writing a Transport.
+    Names must be RFC 9110 tokens, values visible ASCII without CR/LF; the headers the clients
+    set themselves (:data:`RESERVED_HEADERS`, and Duo's signed ``X-Duo-*``) are refused, as
+    is a name given twice. Raises :class:`InvalidInput` (``extra_headers``), naming the
+    header but never its value (it may be a key).
+    """
+    if value is None:
+        return ()
+    pairs = list(value.items() if isinstance(value, Mapping) else value)
+    seen: set[str] = set()
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise InvalidInput("extra_headers", "must map header names to values")
+        name, text = pair
+        if not (isinstance(name, str) and _HEADER_NAME.fullmatch(name)):
+            raise InvalidInput("extra_headers", "a header name must be an RFC 9110 token")
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS or lowered.startswith("x-duo-"):
+            raise InvalidInput("extra_headers", f"{name} is set by mfa_fsm itself")
+        if lowered in seen:
+            raise InvalidInput("extra_headers", f"{name} is given twice")
+        seen.add(lowered)
+        if not (isinstance(text, str) and _HEADER_VALUE.fullmatch(text)):
+            raise InvalidInput(
+                "extra_headers", f"the value of {name} must be visible ASCII without CR or LF"
+            )
+    return tuple(pairs)

@@ -41,6 +41,7 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
 import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -199,7 +200,7 @@ class RequestsTransport:
             status=reply.status_code,
             headers=dict(reply.headers),
             body=content,
-            cookies={cookie.name: cookie.value or "" for cookie in reply.cookies},
+            cookies=reply_cookies(reply),
         )
 
     def _read_body(self, reply: requests.Response, path: str) -> bytes:
@@ -436,3 +437,44 @@ def default_transport(config: Hashable) -> RequestsTransport:
         else:
             _defaults.move_to_end(config)
         return transport
+
+
+def reply_cookies(reply: requests.Response) -> dict[str, str]:
+    """The cookies ``reply`` set, by name, as RFC 6265 processing leaves them; a cookie the
+    reply deletes maps to ``""``.
+
+    ``reply.cookies`` is requests' standard jar (``http.cookiejar``), which applies RFC 6265
+    to each ``Set-Cookie``: domain matching against the request's host, and expiry. It drops
+    a cookie whose ``Max-Age`` is 0 or less, or whose ``Expires`` has passed, which is how a
+    server deletes a cookie (RFC 6265 section 5.3 step 11, and 3.1 "Deleting a cookie"); so
+    such a cookie is reported here as ``""``, for a flow that keeps its own cookies to drop
+    its copy. The deletion is read with the same standard parser (``parse_ns_headers``), and
+    is honoured only when its ``Domain``, if any, domain-matches the request's host (RFC 6265
+    section 5.1.3), as a jar would.
+    """
+    kept = {cookie.name: cookie.value or "" for cookie in reply.cookies}
+    raw = getattr(reply.raw, "headers", None)
+    headers = raw.getlist("Set-Cookie") if raw is not None and hasattr(raw, "getlist") else []
+    host = (urllib.parse.urlsplit(reply.url).hostname or "").lower()
+    now = time.time()
+    # The stdlib parser http.cookiejar uses for Set-Cookie; typeshed does not list it.
+    parse: Any = http.cookiejar.parse_ns_headers  # type: ignore[attr-defined]
+    for parsed in parse(headers):
+        if not parsed or parsed[0][0] in kept:
+            continue
+        name = parsed[0][0]
+        params = {key.lower(): value for key, value in parsed[1:]}
+        domain = str(params.get("domain") or "").lower().lstrip(".")
+        if domain and not (host == domain or host.endswith("." + domain)):
+            continue  # another site's cookie: a jar would refuse it, deletion or not
+        max_age = params.get("max-age")
+        expires = params.get("expires")
+        try:
+            deleted = int(str(max_age)) <= 0 if max_age is not None else False
+        except ValueError:
+            deleted = False
+        if max_age is None and isinstance(expires, int | float):
+            deleted = expires <= now
+        if deleted:
+            kept[name] = ""
+    return kept

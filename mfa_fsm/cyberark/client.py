@@ -17,6 +17,7 @@ from typing import Any, Final
 import attrs
 
 from mfa_fsm.core.errors import IdpReplyError
+from mfa_fsm.core.http import HeaderPairs, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
 from mfa_fsm.core.transport import HttpRequest, Transport
@@ -26,8 +27,13 @@ START_PATH: Final = "/Security/StartAuthentication"
 ADVANCE_PATH: Final = "/Security/AdvanceAuthentication"
 #: "1.0 is the only supported version" (vendor spec).
 API_VERSION: Final = "1.0"
-#: Tells the service a native application (not a browser) is calling (vendor spec).
+#: Tells the service a native application (not a browser) is calling: the current vendor
+#: spec and documents say ``X-IDAP-NATIVE-CLIENT: true``.
 NATIVE_CLIENT_HEADER: Final = "X-IDAP-NATIVE-CLIENT"
+#: The same header under the Centrify name, as the Centrify documents and samples send it
+#: (and as the vendor's own StartOOB and Poll example exchange shows it); both are sent on
+#: every call, since a tenant may still read either.
+CENTRIFY_NATIVE_CLIENT_HEADER: Final = "X-CENTRIFY-NATIVE-CLIENT"
 
 # host[:port][/path]: the vendor's PodFqdn may carry a path (``example.delinea.app/identity``).
 _POD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:/[A-Za-z0-9._~-]+)*")
@@ -56,7 +62,8 @@ class CyberArkConfig:
     ``retry`` applies to the calls that are safe to repeat (StartAuthentication, which only
     opens a session, and Poll), within a few seconds of one step, as for Entrust; never to an
     Answer or a StartOOB. Past its budget a failed poll says when to try again
-    (``retry_after``).
+    (``retry_after``). ``extra_headers`` (a mapping of header names to values) is added to
+    every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`).
     """
 
     base_url: str = attrs.field(converter=_strip_slash)
@@ -70,6 +77,7 @@ class CyberArkConfig:
     oob_lifetime: float = attrs.field(default=300.0, validator=_non_negative)
     flow_lifetime: float = attrs.field(default=600.0, validator=_non_negative)
     retry: RetryPolicy = DEFAULT_RETRY
+    extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
 
     @property
     def poll_schedule(self) -> PollSchedule:
@@ -154,7 +162,12 @@ class CyberArkClient:
         body: dict[str, Any],
         cookies: Mapping[str, str] | None,
     ) -> Reply:
-        headers = {NATIVE_CLIENT_HEADER: "true", "Accept": "application/json"}
+        headers = dict(self.config.extra_headers)
+        headers |= {
+            NATIVE_CLIENT_HEADER: "true",
+            CENTRIFY_NATIVE_CLIENT_HEADER: "true",
+            "Accept": "application/json",
+        }
         if cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         # ``path`` (not the full URL) names the call in errors and logs: no host, no query.

@@ -58,7 +58,8 @@ Every AdvanceAuthentication reply is dispatched on ``Result.Summary`` (outcome k
 * ``success: false`` → ``Failed`` [failed]: the package is dead. CyberArk sends one generic
   failure for a wrong answer, a denied or expired out-of-band challenge and a dead session, and
   a tenant may defer a wrong answer to the last challenge, so the reason is ``rejected`` after
-  an answer or a StartOOB and ``denied`` after a poll, and the detail says what it may mean.
+  an answer or a StartOOB and ``expired`` after a poll (never ``denied``: CyberArk does not
+  say the user refused, and a timeout is not a denial), and the detail says what it may mean.
   With ``Result: null`` (the service refused the request itself) the reason is ``idp_error``.
 * ``NoncommitalSuccess`` (the package ended without a session, as after a password reset) and
   any unknown ``Summary`` → ``Failed(idp_error)``, never a guess.
@@ -145,9 +146,12 @@ _REJECTED = (
     "CyberArk refused the sign-in: a wrong answer to this or an earlier challenge, or the "
     "session ended. Start again."
 )
-_DENIED = (
-    "CyberArk ended the out-of-band challenge: declined on the device, timed out, or an "
-    "earlier answer was wrong. Start again."
+#: A failed Poll: CyberArk's one generic failure (spec "Failures": a denied push, an OOB
+#: timeout or an earlier wrong answer each invalidate the package) never says the user
+#: refused, so it is ``expired`` (the package is gone), not ``denied``.
+_OOB_ENDED = (
+    "CyberArk ended the out-of-band challenge without saying why: declined on the device, "
+    "timed out, or an earlier answer was wrong. Start again."
 )
 
 
@@ -578,7 +582,7 @@ class CyberArkFlow(Flow):
                 detail = "CyberArk refused the request itself; start again"
                 return Outcome("failed", _ended(ctx, "idp_error", detail))
             if action == "Poll":
-                return Outcome("failed", _ended(ctx, "denied", _DENIED))
+                return Outcome("failed", _ended(ctx, "expired", _OOB_ENDED))
             return Outcome("failed", _ended(ctx, "rejected", _REJECTED))
         if summary == NEW_PACKAGE:
             if not reply.challenges:
@@ -833,7 +837,8 @@ def _for_user(login: Login, user: str) -> bool:
 
 
 def _merge_cookies(held: Mapping[str, str], received: Mapping[str, str]) -> dict[str, str]:
-    # A cookie set to "" (or expired, which the transport leaves out) is removed.
+    # A cookie the reply deleted (Max-Age=0 or a past Expires: the transport reports it as
+    # "", see core.transport.reply_cookies) or set to "" is removed; RFC 6265 section 3.1.
     merged = {**held, **received}
     return {name: value for name, value in merged.items() if value}
 

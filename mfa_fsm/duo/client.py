@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 import attrs
 
 from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.http import HeaderPairs, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.replies import Fields
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
@@ -116,7 +117,9 @@ class DuoConfig:
     poll, so a short interval costs little); ``push_lifetime`` caps a push or call (Duo times
     one out after about a minute and says so; this is the flow's own hard limit, kept a
     little longer); ``flow_lifetime`` caps the whole login; ``max_poll_backoff`` caps the wait
-    after failed polls.
+    after failed polls. ``extra_headers`` (a mapping of header names to values) is added to
+    every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`; Duo's
+    signed ``X-Duo-*`` headers are refused).
     """
 
     credentials: DuoCredentials
@@ -126,6 +129,7 @@ class DuoConfig:
     push_lifetime: float = 90.0
     flow_lifetime: float = 600.0
     max_poll_backoff: float = 60.0
+    extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
 
     @property
     def poll_schedule(self) -> PollSchedule:
@@ -149,7 +153,8 @@ def _signed(
 ) -> HttpRequest:
     credentials = config.credentials
     date = http_date(now)
-    headers = {"Date": date, "Accept": "application/json"}
+    headers = dict(config.extra_headers)
+    headers |= {"Date": date, "Accept": "application/json"}
     if method == "GET":
         canonical = canonicalize(method, credentials.api_hostname, path, params, date)
         query = urlencode(sorted(params.items()))

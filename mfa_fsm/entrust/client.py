@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from mfa_fsm.core.errors import InvalidInput
-from mfa_fsm.core.http import HttpRequest, Transport
+from mfa_fsm.core.http import HeaderPairs, HttpRequest, Transport, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
 from mfa_fsm.entrust.replies import (
@@ -60,7 +60,9 @@ class EntrustConfig:
     push polling, and ``max_poll_backoff`` caps the wait after failed polls.
     ``flow_lifetime`` caps a flow whose token carries no expiry. ``retry`` applies to the
     calls that are safe to repeat (the query and push polls), never to a select or an
-    answer.
+    answer. ``extra_headers`` (a mapping of header names to values) is added to every call,
+    e.g. a gateway's routing header, without writing a Transport
+    (:func:`mfa_fsm.core.http.extra_headers` says what is refused).
     """
 
     base_url: str = attrs.field(converter=_strip_slash)
@@ -73,6 +75,7 @@ class EntrustConfig:
     lockout_codes: frozenset[str] = DEFAULT_LOCKOUT_CODES
     retry: RetryPolicy = DEFAULT_RETRY
     max_poll_backoff: float = 60.0
+    extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
 
     @property
     def poll_schedule(self) -> PollSchedule:
@@ -174,7 +177,8 @@ class EntrustClient:
         return decipher(self.transport.send(self._request(path, body, token)), path)
 
     def _request(self, path: str, body: dict[str, Any] | None, token: str | None) -> HttpRequest:
-        headers = {"Accept": "application/json"}
+        headers = dict(self.config.extra_headers)
+        headers["Accept"] = "application/json"
         if token is not None:
             headers["Authorization"] = f"Bearer {token}" if self.config.bearer else token
         return HttpRequest("POST", self.config.base_url + path, path, headers, body)

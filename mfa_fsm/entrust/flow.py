@@ -16,7 +16,11 @@ Theory of operation
 * ``submit_response(response=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
   (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
 * ``poll()`` asks whether the push was answered, never before ``next_poll_at``: NO_RESPONSE
-  stays, CONFIRM completes, CANCEL / CONCERN / ``no_transaction`` end ``Failed(denied)``.
+  stays, CONFIRM completes, CANCEL / CONCERN (the user's explicit refusal) end
+  ``Failed(denied)``.
+* Any event that IDaaS answers with a token or transaction that is gone (``invalid_token``,
+  ``token_expired``, ``no_transaction``: ``replies.GONE_CODES``) ends ``Failed(expired)``
+  with "start again", in every state: no retry of a dead token can succeed.
 * ``cancel()`` ends the flow and the IDaaS transaction in every state (complete with
   ``cancel: true`` for a running challenge, logout between challenges); after the state's
   deadline (the token's ``expires``, or the push lifetime) any event ends ``Failed(expired)``.
@@ -261,7 +265,12 @@ class EntrustFlow(Flow):
                 raise InvalidInput(
                     "password", "is not taken: with EXTERNAL the first factor was checked outside"
                 )
-            token = ctx.token or self._required_token(self.client.select(EXTERNAL))
+            # A query reply without a token (the seed's example has none) is followed by a
+            # select of EXTERNAL, which must name the user: v5.46 UserChallengeParameters
+            # ``userId``, "required for non-passwordless authenticators".
+            token = ctx.token or self._required_token(
+                self.client.select(EXTERNAL, user_id=snapshot.user_id)
+            )
             reply = self.client.complete(EXTERNAL, token)
         else:
             password = secret_text("password", password)
@@ -407,8 +416,9 @@ class EntrustFlow(Flow):
         try:
             reply = self.client.poll(path, self._held_token(ctx), second_factor=second)
         except IdpError as exc:
-            if exc.error_code == "no_transaction":
-                return _denied("the request was cancelled on the device")
+            # ``no_transaction`` (push ended on the device or past IDaaS's lifetime) is
+            # ``gone``: the flow ends Failed(expired), never "denied" (IDaaS does not say
+            # the user refused; its explicit refusal is status CANCEL below).
             if exc.transient:
                 exc.retry_after = schedule.retry_after(outage=outage, retry_after=exc.retry_after)
             raise
@@ -440,6 +450,17 @@ class EntrustFlow(Flow):
         return Outcome(
             "cancelled",
             {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
+        )
+
+    def _gone(self, snapshot: Snapshot, now: float, error: IdpError) -> Outcome:
+        outcome = super()._gone(snapshot, now, error)
+        detail = (
+            "IDaaS no longer holds this login: its token or transaction expired or was "
+            "ended (a push not answered in time, or ended on the device); start again"
+        )
+        return Outcome(
+            outcome.kind,
+            {**outcome.changes, "failure_detail": detail, "context": _forget(snapshot.context)},
         )
 
     def _expire(self, snapshot: Snapshot, now: float) -> Outcome:

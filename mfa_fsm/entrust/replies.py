@@ -58,13 +58,24 @@ class AuthReply:
         return name or None
 
 
+#: ``errorCode`` values that mean the token or transaction the call named is gone, so no
+#: retry can succeed: ``invalid_token`` / ``token_expired`` (HTTP 401 on a token that is
+#: unknown, already rotated or past its ``expires``; v5.46 ``ErrorInfo``, the 401 answer of
+#: every token-bearing call), ``no_transaction`` (the vendor guide's answer to a poll of a push
+#: IDaaS no longer holds: ended on the device or past its lifetime) and ``INVALID_TRANSACTION``
+#: (Entrust's JS SDK troubleshooting table: "submit/poll after the transaction expired or was
+#: cancelled").
+GONE_CODES = frozenset({"invalid_token", "token_expired", "no_transaction", "INVALID_TRANSACTION"})
+
+
 def decipher(response: HttpResponse, path: str) -> Fields:
     """The JSON object of a 2xx reply; raise the typed error any other reply means.
 
     HTTP 429/5xx → transient :class:`IdpError` (with ``retry_after``); other statuses with an
     ``ErrorInfo`` body → :class:`IdpError` carrying ``errorCode``; anything unreadable →
     :class:`IdpReplyError`. The IdP's ``errorMessage`` is kept out of the message, since it
-    may echo what the user typed.
+    may echo what the user typed. An ``errorCode`` in :data:`GONE_CODES` sets
+    ``IdpError.gone``: the flow then ends ``Failed(expired)``.
     """
     refuse_transient(response, path)
     data = json_body(response, path)
@@ -83,6 +94,7 @@ def decipher(response: HttpResponse, path: str) -> Fields:
         path=path,
         status=response.status,
         error_code=code,
+        gone=code in GONE_CODES,
     )
 
 

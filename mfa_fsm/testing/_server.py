@@ -11,7 +11,8 @@ This module holds everything that is not provider-specific:
   thread and hands each request to :meth:`EmulatorServer.handle`, which
   subclasses implement.
 * :class:`FaultPlan` queues transport-level faults (5xx, 429, slow answers,
-  dropped or reset connections, junk bodies) that replace the real answer for
+  dropped or reset connections, a reply lost after the call was applied ("lost_reply"),
+  junk bodies) that replace the real answer for
   the next matching request(s).
 * A call log (:attr:`EmulatorServer.calls`) so tests can assert what the client
   actually sent.
@@ -77,6 +78,7 @@ BASE_FAULT_KINDS: frozenset[str] = frozenset(
         "rate_limit",
         "slow",
         "drop",
+        "lost_reply",
         "reset",
         "empty",
         "html",
@@ -704,17 +706,12 @@ class EmulatorServer(ABC):
             return
         fault = self.faults.take(request.path)
         kind = fault.kind if fault is not None else None
-        reply: EmulatorReply | None = None
         delay = fault.delay if fault is not None and kind == "slow" else None
         # Event wait, not sleep, so stop() is never held up by a slow fault.
         if delay is not None and handler.server.stopping.wait(delay):
             handler.close_connection = True
             return
-        if kind == "reset":
-            # Only the first half of this is sent (see _write_truncated).
-            reply = EmulatorReply.json({"result": "cut short by the emulator's reset fault"})
-        elif kind != "drop":
-            reply = self._reply_for(request, fault)
+        reply = self._answer_for(request, fault)
         # Log before answering, so a test that has its answer also sees the record.
         self._log(request, reply.status if reply is not None else None, kind)
         if EmulatorServer.secret_sink is not None:
@@ -722,7 +719,8 @@ class EmulatorServer(ABC):
         if EmulatorServer.reply_check is not None and reply is not None and kind != "reset":
             EmulatorServer.reply_check(self, request, reply, kind)
         if reply is None:
-            handler.close_connection = True  # "drop": close without a byte of reply
+            # "drop" / "lost_reply": close without a byte of reply
+            handler.close_connection = True
             return
         try:
             if kind == "reset":
@@ -738,6 +736,21 @@ class EmulatorServer(ABC):
         except OSError:
             # The client gave up (e.g. its timeout fired during "slow").
             handler.close_connection = True
+
+    def _answer_for(self, request: EmulatorRequest, fault: Fault | None) -> EmulatorReply | None:
+        """The reply to write, or ``None`` to close the connection without one."""
+        kind = fault.kind if fault is not None else None
+        if kind == "reset":
+            # Only the first half of this is sent (see _write_truncated).
+            return EmulatorReply.json({"result": "cut short by the emulator's reset fault"})
+        if kind == "lost_reply":
+            # The IdP applies the call (tokens rotate, a code is spent), then the reply is
+            # lost on the way back: the connection closes without a byte of it.
+            self._dispatch(request)
+            return None
+        if kind == "drop":
+            return None
+        return self._reply_for(request, fault)
 
     def _log(self, request: EmulatorRequest, status: int | None, fault: str | None) -> None:
         record = CallRecord(

@@ -382,6 +382,8 @@ class CyberArkEmulator(EmulatorServer):
         self.reveal_unknown_users = reveal_unknown_users
         self.pod_fqdn_as_url = pod_fqdn_as_url
         self.session_lifetime = session_lifetime
+        #: set by :meth:`delete_session_cookie`: the next reply deletes ``sessdata``
+        self._delete_session_cookie = False
         self.oob_lifetime = oob_lifetime
         self.token_lifetime = token_lifetime
         self._users: dict[str, _User] = {}
@@ -511,6 +513,12 @@ class CyberArkEmulator(EmulatorServer):
             wrong_number = number is not None and oob.number is not None and number != oob.number
             oob.decision = "denied" if wrong_number else "approved"
 
+    def delete_session_cookie(self) -> None:
+        """The next reply deletes the ``sessdata`` cookie (``Max-Age=0``, RFC 6265 section
+        5.2.2) instead of re-setting it; a client must then stop sending it."""
+        with self.lock:
+            self._delete_session_cookie = True
+
     def deny(self, user: str) -> None:
         """Deny the user's running OOB challenge; the next poll fails the package.
 
@@ -599,6 +607,9 @@ class CyberArkEmulator(EmulatorServer):
         # The service re-sets an HttpOnly session cookie on every reply, before login
         # too (browser trace: "sessdata"); clients keep one cookie jar per flow.
         secure = "; Secure" if self.tls else ""
+        if self._delete_session_cookie:
+            self._delete_session_cookie = False
+            return f"sessdata=deleted; path=/; Max-Age=0; HttpOnly{secure}"
         return f"sessdata={secrets.token_urlsafe(24)}; path=/; HttpOnly{secure}"
 
     def bad_request_reply(self, message: str) -> EmulatorReply:

@@ -52,7 +52,9 @@ Emulator choices (the vendor documents do not settle these):
 
 * The query returns a ``token`` for EXTERNAL users; that token authorises
   ``EXTERNAL/complete``. (A select on ``.../authenticate/EXTERNAL`` with
-  ``userId`` is accepted too and also yields such a token.) Other users get
+  ``userId`` is accepted too and also yields such a token; with
+  ``query_tokens=False`` the query sends no token and that select is the only
+  way in.) Other users get
   no ``token`` from the query and start with a select.
 * Error codes besides the vendor's ``invalid_user_response`` and
   ``no_transaction``: ``invalid_request`` (400: malformed body, missing
@@ -71,8 +73,9 @@ Emulator choices (the vendor documents do not settle these):
 * Sessions last ``session_lifetime`` seconds from the first call of the
   transaction; later steps do not extend them (as in the vendor examples).
   A push expires ``push_lifetime`` seconds after its select; polls then get
-  ``no_transaction``. A denial, flag or cancel is reported once (as
-  ``no_transaction``, 200 ``CANCEL`` or 200 ``CONCERN``); every poll after
+  ``no_transaction`` (the IdP-side expiry). A denial, flag or cancel is
+  reported once (as 200 ``CANCEL`` by default, or ``no_transaction`` when
+  ``deny_push(reply="no_transaction")``; 200 ``CONCERN``); every poll after
   that gets ``no_transaction``.
 * ``cancel: true`` on complete answers 200 ``status: "CANCEL"`` with
   ``token: null`` and ends the challenge: a cancelled push answers later
@@ -315,8 +318,8 @@ class _Push:
     created: float
     mutual_challenge: str | None
     state: Literal["pending", "approved", "denied", "flagged", "gone"] = "pending"
-    #: How a denial is reported: the vendor's ``no_transaction`` error or 200 CANCEL.
-    deny_reply: Literal["no_transaction", "CANCEL"] = "no_transaction"
+    #: How a denial is reported: 200 ``status: "CANCEL"`` or the ``no_transaction`` error.
+    deny_reply: Literal["no_transaction", "CANCEL"] = "CANCEL"
     polls: int = 0
 
 
@@ -354,6 +357,11 @@ class EntrustEmulator(EmulatorServer):
         application_id: the only ``applicationId`` accepted.
         session_lifetime: seconds a transaction's tokens live (not extended).
         push_lifetime: seconds a push waits for the user before expiring.
+        query_tokens: whether the query hands EXTERNAL users a ``token``; with
+            ``False`` it sends none (as the seed's example query reply), so the
+            client must select EXTERNAL with ``userId`` (v5.46
+            ``UserChallengeParameters.userId``: "required for non-passwordless
+            authenticators").
         lockout_count: consecutive wrong answers that lock an authenticator.
         demo_users: add the demo users listed in the module docstring.
         require_client_ip: answer 400 when a call lacks ``clientIp`` (the
@@ -375,9 +383,11 @@ class EntrustEmulator(EmulatorServer):
         lockout_count: int = 5,
         demo_users: bool = True,
         require_client_ip: bool = False,
+        query_tokens: bool = True,
         tls: bool = False,
     ) -> None:
         super().__init__(host, port, tls=tls)
+        self.query_tokens = query_tokens
         self.application_id = application_id
         self.session_lifetime = session_lifetime
         self.push_lifetime = push_lifetime
@@ -537,12 +547,15 @@ class EntrustEmulator(EmulatorServer):
             self._pending_push(user_id).state = "approved"
 
     def deny_push(
-        self, user_id: str, *, reply: Literal["no_transaction", "CANCEL"] = "no_transaction"
+        self, user_id: str, *, reply: Literal["no_transaction", "CANCEL"] = "CANCEL"
     ) -> None:
         """Deny the user's pending push.
 
-        ``reply`` chooses how the next poll learns it: the vendor guide's
-        ``no_transaction`` ErrorInfo (default) or a 200 with ``status: "CANCEL"``.
+        ``reply`` chooses how the next poll learns it: a 200 with ``status: "CANCEL"``
+        (default: the spec's ``AuthenticatedResponse.status`` value for the user's explicit
+        refusal) or the ``no_transaction`` ErrorInfo the vendor guide shows for a Cancel.
+        ``no_transaction`` is also what a push past its lifetime answers, so a client cannot
+        tell the two apart from it and (mfa_fsm) reports it as expired, not denied.
         """
         if reply not in ("no_transaction", "CANCEL"):
             raise ValueError("reply must be 'no_transaction' or 'CANCEL'")
@@ -732,7 +745,7 @@ class EntrustEmulator(EmulatorServer):
             if self.clock() <= session.expires_at:
                 completed, token = True, session.token
                 expires = int(session.expires_at * 1000)
-        elif user.first_factor == "EXTERNAL":
+        elif user.first_factor == "EXTERNAL" and self.query_tokens:
             # EXTERNAL has no challenge to select, so the query hands out the
             # token that authorises EXTERNAL/complete.
             txn = self._new_txn(user)

@@ -58,6 +58,7 @@ def check_request(path: str, body: Any, headers: dict[str, str]) -> None:
     else:
         assert body["Action"] in DOCUMENTED_ACTIONS
     assert headers["x-idap-native-client"] == "true"
+    assert headers["x-centrify-native-client"] == "true"  # seed 004 StartOOB and Poll
     assert headers["content-type"] == "application/json"
 
 

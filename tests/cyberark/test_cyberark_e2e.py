@@ -57,13 +57,15 @@ def test_password_then_push_approved(login: Login, cyberark_emulator: CyberArkEm
 
 
 def test_password_then_push_denied(login: Login, cyberark_emulator: CyberArkEmulator) -> None:
-    """A push the user declines ends Failed(denied) at the next poll."""
+    """A push the user declines ends the flow at the next poll: CyberArk's generic failure
+    does not say the user refused (the same answer as a timeout), so Failed(expired) with a
+    detail that names both, never a denial it cannot know."""
     client = login("alice")
     through_password(client, "alice-password")
     client.send("select_second_factor", factor=pick(client.view, "Mobile Authenticator"))
     cyberark_emulator.deny("alice")
     view = client.send("poll")
-    assert (view.state, view.failure) == ("Failed", "denied")
+    assert (view.state, view.failure) == ("Failed", "expired")
     assert view.failure_detail is not None and "declined" in view.failure_detail
 
 
@@ -85,14 +87,15 @@ def test_password_then_push_timed_out(
 
 
 def test_push_timed_out_at_cyberark(login: Login, cyberark_emulator: CyberArkEmulator) -> None:
-    """An OOB that CyberArk itself times out fails the package: Failed(denied), "timed out"."""
+    """An OOB that CyberArk itself times out fails the package: Failed(expired) (a timeout
+    is not a denial), "timed out"."""
     client = login("alice")
     through_password(client, "alice-password")
     client.send("select_second_factor", factor=pick(client.view, "Mobile Authenticator"))
     real_clock = cyberark_emulator.clock
     cyberark_emulator.clock = lambda: real_clock() + cyberark_emulator.oob_lifetime
     view = client.send("poll")
-    assert (view.state, view.failure) == ("Failed", "denied")
+    assert (view.state, view.failure) == ("Failed", "expired")
     assert view.failure_detail is not None and "timed out" in view.failure_detail
 
 
@@ -351,3 +354,22 @@ def test_qr_image_is_shown_while_qr_runs(login: Login, cyberark_emulator: CyberA
     assert image is not None and image.startswith("data:image/png;base64,")
     cyberark_emulator.approve("quinn")
     assert client.send("poll").state == "Completed"
+
+
+def test_a_cookie_the_idp_deletes_is_no_longer_sent(
+    login: Login, cyberark_emulator: CyberArkEmulator
+) -> None:
+    """CyberArk deletes its ``sessdata`` cookie (``Max-Age=0``, RFC 6265 section 3.1): the
+    flow drops its copy, so the next call sends no ``sessdata``; the next reply's fresh one is
+    sent again after that. Over real HTTP, through requests' standard cookie jar."""
+    client = login("alice")
+    first = cyberark_emulator.calls[-1]
+    assert first.path.endswith("/Security/StartAuthentication")
+    cyberark_emulator.delete_session_cookie()
+    view = client.send("submit_first_factor", answer="alice-password")
+    assert "sessdata=" in (cyberark_emulator.calls[-1].headers.get("cookie") or "")
+    client.send("select_second_factor", factor=pick(view, "Mobile Authenticator"))
+    after_delete = cyberark_emulator.calls[-1].headers.get("cookie") or ""
+    assert "sessdata=" not in after_delete
+    client.send("poll")
+    assert "sessdata=" in (cyberark_emulator.calls[-1].headers.get("cookie") or "")

@@ -165,7 +165,7 @@ TRANSITIONS: dict[str, Transition] = {
     ),
     "poll approved": Transition("alice", push_then("approve"), "poll", no_data, DONE, "Poll"),
     "poll denied": Transition(
-        "alice", push_then("deny"), "poll", no_data, ("Failed", "denied"), "Poll"
+        "alice", push_then("deny"), "poll", no_data, ("Failed", "expired"), "Poll"
     ),
     "SMS code typed while polled": Transition(
         "alice", choosing("SMS"), "submit_response", sms_code, DONE, "Answer"
@@ -201,8 +201,13 @@ def honest_ending(kind: str, transition: Transition, got: tuple[str, str | None]
     after_answer = transition.at_call == 2 and transition.call == "StartOOB"
     if after_answer and got == ("AwaitingSecondFactor", None):
         return "offered the mechanism again after a failed automatic StartOOB"
-    if kind == "slow" and transition.call == "Answer" and got == ("Failed", "rejected"):
+    lost = kind in ("slow", "lost_reply")
+    if lost and transition.call == "Answer" and got == ("Failed", "rejected"):
         return "ended Failed(rejected): the answer was taken but its reply lost"
+    if kind == "lost_reply" and transition.call == "Poll" and got == ("Failed", "expired"):
+        # CyberArk spent the package on the LoginSuccess whose reply was lost; the next
+        # Poll gets its generic failure: the flow ends expired ("start again"), not stuck.
+        return "ended Failed(expired): the package was spent with the lost reply"
     applied = transition.call in ("Answer", "Poll")
     if kind == "unknown_enum" and applied and got == ("Failed", "idp_error"):
         return "ended Failed(idp_error) on an unknown Summary"

@@ -95,6 +95,10 @@ def _replay(engine: SealedEngine, token: str, flow_id: str, steps: Steps) -> str
         except IdpError:
             return "refused by IDaaS"
         state = view.state
+        if state == "Failed":
+            # IDaaS answered the dead token invalid_token: the replay ends expired.
+            assert view.failure == "expired"
+            return state
     return state
 
 

@@ -140,15 +140,47 @@ def test_push_approved_from_another_thread_while_polling(
     assert client.view.state == "Completed"
 
 
-@pytest.mark.parametrize("reply", ["no_transaction", "CANCEL"])
-def test_push_denied(login, entrust_emulator: EntrustEmulator, reply: str) -> None:
-    """A push the user declines ends Failed(denied), whichever way IDaaS reports it."""
+def test_push_denied(login, entrust_emulator: EntrustEmulator) -> None:
+    """A push the user declines (IDaaS status CANCEL) ends Failed(denied)."""
     client = login()
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKENPUSH")
-    entrust_emulator.deny_push("jsmith", reply=reply)  # type: ignore[arg-type]
+    entrust_emulator.deny_push("jsmith")
     view = client.send("poll")
     assert (view.state, view.failure) == ("Failed", "denied")
+
+
+def test_push_no_transaction_is_expired_not_denied(
+    login, entrust_emulator: EntrustEmulator
+) -> None:
+    """``no_transaction`` says IDaaS no longer holds the push, not that the user refused it:
+    Failed(expired) with "start again", never counted as a denial."""
+    client = login()
+    through_first_factor(client)
+    client.send("select_second_factor", factor="TOKENPUSH")
+    entrust_emulator.deny_push("jsmith", reply="no_transaction")
+    view = client.send("poll")
+    assert (view.state, view.failure) == ("Failed", "expired")
+    assert "start again" in (view.failure_detail or "")
+
+
+def test_idp_push_lifetime_shorter_than_ours_ends_expired(
+    login, entrust_emulator: EntrustEmulator
+) -> None:
+    """IDaaS's own push lifetime ends before the flow's: the poll gets ``no_transaction``
+    from the emulator's real expiry and the flow ends Failed(expired), not denied."""
+    entrust_emulator.push_lifetime = 0.2
+    try:
+        client = login(push_lifetime=300.0)
+        through_first_factor(client)
+        client.send("select_second_factor", factor="TOKENPUSH")
+        time.sleep(0.3)
+        view = client.send("poll")
+    finally:
+        entrust_emulator.push_lifetime = 300.0
+    assert (view.state, view.failure) == ("Failed", "expired")
+    last = entrust_emulator.calls[-1]
+    assert last.status == 400 and last.path.endswith("/complete")
 
 
 def test_push_flagged_as_suspicious(login, entrust_emulator: EntrustEmulator) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mfa_fsm import EntrustConfig, EntrustFlow, IdpError, MfaError, RequestsTransport
+from mfa_fsm import EntrustConfig, EntrustFlow, MfaError, RequestsTransport, TransportError
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import EntrustEmulator
@@ -127,16 +127,20 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
         if armed.faulted is not None and FAULTS[fault]["kind"] == "slow":
             wait_for_slow_call(emulator, armed.faulted.json)
         emulator.faults.clear()
-        try:
-            view = flow.send(event, **data_for(emulator))
-        except IdpError as again:
+        view = flow.send(event, **data_for(emulator))
+        if view.failure == "expired" and before.state != "OobPending":
             # The one honest exception: a reply lost after IDaaS applied a select or an
-            # answer has rotated the token, so the retry is refused. Nothing is corrupted;
-            # the flow is unchanged and the caller starts a new one.
-            assert fault.startswith("slow"), f"{fault}: retry failed with {again!r}"
-            assert again.error_code == "invalid_token"
-            assert flow.snapshot() == before
-            HONEST["entrust"]["refused on retry: the token rotated with the lost reply"] += 1
+            # answer has rotated the token, so IDaaS answers the retry invalid_token and the
+            # flow ends Failed(expired) ("start again"), never "IdP unavailable" forever.
+            kind = FAULTS[fault]["kind"]
+            # On a loaded machine any faulted call may outlast the matrix's 0.2 s read
+            # timeout after IDaaS applied it: that too is a lost reply.
+            timed_out = isinstance(error, TransportError) and "in time" in str(error)
+            assert kind in ("slow", "lost_reply") or timed_out, (
+                f"{fault}: retry ended {view.failure_detail}"
+            )
+            assert "start again" in (view.failure_detail or "")
+            HONEST["entrust"]["ended expired on retry: the token rotated with the lost reply"] += 1
             COVERED["entrust"].add((fault, transition))
             return
     if armed.faulted is not None and FAULTS[fault]["kind"] == "slow":

@@ -15,6 +15,7 @@ from mfa_fsm import (
     VerifiedUserRequired,
 )
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
 
 
@@ -109,3 +110,22 @@ def test_cyberark_takes_a_verified_user_too() -> None:
             CyberArkFlow.start(config=config, user="alice", verified_user=VerifiedUser("alice"))
         with pytest.raises(InvalidInput, match="user: is required"):
             CyberArkFlow.start(config=config)
+
+
+def test_external_without_a_query_token_selects_with_the_user_id() -> None:
+    """The query reply carries no ``token`` (as the seed's example reply): the EXTERNAL select
+    that follows names the user (v5.46: ``userId`` "required for non-passwordless
+    authenticators"), and the login completes over real HTTP."""
+    with EntrustEmulator(query_tokens=False) as emulator:
+        config = EntrustConfig(
+            base_url=emulator.base_url, application_id=emulator.application_id, poll_interval=0.0
+        )
+        flow = EntrustFlow.start(config=config, verified_user=VerifiedUser("jsmith"))
+        assert flow.snapshot().context.token is None
+        assert flow.send("submit_first_factor").state == "AwaitingSecondFactor"
+        (select,) = emulator.calls_to("/authenticate/EXTERNAL")[:1]
+        assert select.body is not None and select.body["userId"] == "jsmith"
+        assert "authToken" not in select.body
+        flow.send("select_second_factor", factor="TOKEN")
+        view = flow.send("submit_response", response=DEMO_TOKEN_CODE)
+        assert view.state == "Completed"

@@ -494,19 +494,20 @@ def test_push_mutual_challenge(emu: EntrustEmulator, api: Api, factor: str) -> N
     assert api.ok(api.complete(factor, sel["token"]))["status"] == "CONFIRM"
 
 
-def test_push_deny_default_is_no_transaction(emu: EntrustEmulator, api: Api) -> None:
-    """A denied push answers the vendor's no_transaction ErrorInfo, on this and later polls."""
+def test_push_deny_as_no_transaction(emu: EntrustEmulator, api: Api) -> None:
+    """deny_push(reply="no_transaction") answers the vendor guide's ErrorInfo, on this and
+    later polls."""
     token = api.external_second_factor("jsmith", "TOKENPUSH")
-    emu.deny_push("jsmith")
+    emu.deny_push("jsmith", reply="no_transaction")
     info = error(api.complete("TOKENPUSH", token), 400, "no_transaction")
     assert info["errorMessage"] == ""
     error(api.complete("TOKENPUSH", token), 400, "no_transaction")
 
 
-def test_push_deny_as_cancel_status(emu: EntrustEmulator, api: Api) -> None:
-    """deny_push(reply="CANCEL") answers 200 status CANCEL with no token, then no_transaction."""
+def test_push_deny_default_is_cancel_status(emu: EntrustEmulator, api: Api) -> None:
+    """A denied push (default) answers 200 status CANCEL with no token, then no_transaction."""
     token = api.external_second_factor("jsmith", "TOKENPUSH")
-    emu.deny_push("jsmith", reply="CANCEL")
+    emu.deny_push("jsmith")
     reply = api.ok(api.complete("TOKENPUSH", token))
     assert (reply["status"], reply["authenticationCompleted"], reply.get("token")) == (
         "CANCEL",
