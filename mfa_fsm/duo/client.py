@@ -30,7 +30,7 @@ import ipaddress
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import attrs
@@ -329,19 +329,7 @@ class DuoClient:
         passcode: str | None = None,
     ) -> AuthReply:
         """A synchronous ``/auth``: send SMS passcodes, or check a typed passcode (not retried)."""
-        return parse_auth(
-            self._fields(
-                lambda now: auth_request(
-                    self.config,
-                    factor=factor,
-                    username=username,
-                    ipaddr=self.client_ip,
-                    now=now,
-                    device=device,
-                    passcode=passcode,
-                )
-            )
-        )
+        return parse_auth(self._auth(factor, username, device=device, passcode=passcode))
 
     def auth_async(
         self,
@@ -354,18 +342,13 @@ class DuoClient:
     ) -> AuthStarted:
         """Start a push or a phone call with ``async=1`` and return its ``txid`` (not retried)."""
         return parse_auth_started(
-            self._fields(
-                lambda now: auth_request(
-                    self.config,
-                    factor=factor,
-                    username=username,
-                    ipaddr=self.client_ip,
-                    now=now,
-                    device=device,
-                    async_txn=True,
-                    display_username=display_username,
-                    push_type=push_type,
-                )
+            self._auth(
+                factor,
+                username,
+                device=device,
+                async_txn=True,
+                display_username=display_username,
+                push_type=push_type,
             )
         )
 
@@ -376,6 +359,19 @@ class DuoClient:
                 lambda: self._fields(
                     lambda now: auth_status_request(self.config, txid=txid, now=now)
                 )
+            )
+        )
+
+    def _auth(self, factor: Factor, username: str, **options: Any) -> Fields:
+        """One ``/auth`` from the end user's address (never retried: it may send a push)."""
+        return self._fields(
+            lambda now: auth_request(
+                self.config,
+                factor=factor,
+                username=username,
+                ipaddr=self.client_ip,
+                now=now,
+                **options,
             )
         )
 

@@ -898,13 +898,9 @@ class _Web:
         if reload:
             return redirect(self._url("flow", handle=handle), code=303)
         # A page load with an outdated cookie: no redirect loop, a link to reload instead.
-        html = self._render(
-            "mfa_fsm/problem.html",
-            aside_for=None,
-            heading="This page is out of date",
-            message="This sign-in moved on in another request or tab. Reload to continue.",
-            retry_url=None,
-            retry_fields={},
+        html = self._problem_html(
+            "This page is out of date",
+            "This sign-in moved on in another request or tab. Reload to continue.",
             back_url=self._url("flow", handle=handle),
             restart=False,
         )
@@ -934,6 +930,22 @@ class _Web:
             503, _STORE_RETRY_AFTER, heading, message, back_url, restart=False, json=wants_json
         )
 
+    def _problem_html(
+        self, heading: str, message: str, *, back_url: str | None, restart: bool
+    ) -> str:
+        """The problem page with no retry form: ``heading``, ``message``, and a link back to
+        ``back_url`` and/or to the start page (``restart``)."""
+        return self._render(
+            "mfa_fsm/problem.html",
+            aside_for=None,
+            heading=heading,
+            message=message,
+            retry_url=None,
+            retry_fields={},
+            back_url=back_url,
+            restart=restart,
+        )
+
     def _wait_answer(
         self,
         status: int,
@@ -951,13 +963,9 @@ class _Web:
             response = jsonify(now=time.time(), retry_after=wait, message=message)
             response.status_code = status
         else:
-            html = self._render(
-                "mfa_fsm/problem.html",
-                aside_for=None,
-                heading=heading,
-                message=message,
-                retry_url=None,
-                retry_fields={},
+            html = self._problem_html(
+                heading,
+                message,
                 back_url=back_url,
                 restart=restart,
             )
@@ -1176,13 +1184,9 @@ class _Web:
             response = jsonify(answer)
             response.status_code = status
             return response
-        html = self._render(
-            "mfa_fsm/problem.html",
-            aside_for=None,
-            heading=heading,
-            message=message,
-            retry_url=None,
-            retry_fields={},
+        html = self._problem_html(
+            heading,
+            message,
             back_url=None,
             restart=restart,
         )
