@@ -23,6 +23,20 @@ Theory of operation
    flow exactly as it was;
 5. return the view of the new state.
 
+A step whose IdP call succeeded is not given up on the store's first failure: the IdP has
+acted on it (a code accepted, a token rotated), so the flow as stored can no longer go on.
+While the store is unavailable (``StoreUnavailable``) the engine retries the save for up to
+``save_retry`` seconds (:data:`DEFAULT_SAVE_RETRY`), with capped exponential back-off, still
+holding the claim, so no other request reaches the IdP meanwhile; it never retries past the
+claim's own end (``claim_ttl`` after it was taken). A retry that finds the store already at
+the new version checks that it holds exactly this step's snapshot (the first save went
+through but its answer was lost) and counts it as saved. When the window runs out the step
+raises :class:`~mfa_fsm.core.errors.StepNotSaved`, a ``StoreUnavailable``: the stored flow
+is as it was before the step and the claim is released, which is safely recoverable but not
+a resumable login (the IdP has moved on; see that class). ``start`` retries its ``create``
+the same way. Steps that made no IdP call are not retried: nothing was spent, the caller
+can simply send the event again.
+
 A step that calls no IdP (a poll before ``next_poll_at``, an event the state does not take,
 malformed input) claims nothing, and a step that leaves the version as it was saves nothing:
 neither writes to the store.
@@ -41,6 +55,7 @@ same token both reach the IdP (see ``mfa_fsm.stores.sealed``).
 from __future__ import annotations
 
 import copy
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -48,9 +63,16 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import structlog
 
-from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
+from mfa_fsm.core.errors import (
+    FlowConflict,
+    StepNotSaved,
+    StoreError,
+    StoreUnavailable,
+    UsageError,
+)
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
 from mfa_fsm.core.transport import (
     DEFAULT_STEP_TIMEOUT,
@@ -72,6 +94,18 @@ if TYPE_CHECKING:
 #: request that dies holding the claim keeps its flow busy this long.
 DEFAULT_CLAIM_TTL = 60.0
 
+#: Seconds a step whose IdP call succeeded keeps retrying its save while the store is
+#: unavailable, holding its claim: long enough for a Redis or PostgreSQL restart or a
+#: fail-over (a few seconds), short enough that the step (``step_timeout``, 30 s) plus this
+#: stays below ``DEFAULT_CLAIM_TTL`` and below common proxy read timeouts (60 s).
+DEFAULT_SAVE_RETRY = 10.0
+
+#: The waits between save attempts: capped exponential back-off with full jitter (AWS
+#: Architecture Blog, "Exponential Backoff And Jitter"), 0.1 s doubling up to 1 s, so that a
+#: store back after a restart is found within about a second. Only ``delay`` is used; the
+#: window is ``save_retry``.
+_SAVE_BACKOFF = RetryPolicy(first_delay=0.1, max_delay=1.0)
+
 log = structlog.get_logger("mfa_fsm")
 
 Saved = TypeVar("Saved")
@@ -92,11 +126,15 @@ class _ClaimFirst:
         self._inner = inner
         self._take = take
         self.claim: str | None = None
+        #: ``time.monotonic()`` just before the claim was asked for: it ends ``claim_ttl``
+        #: after that at the latest.
+        self.claimed_at: float | None = None
         self.refused: StoreError | None = None
 
     def send(self, request: HttpRequest) -> HttpResponse:
         if self.claim is None and self._take is not None:
             try:
+                self.claimed_at = time.monotonic()
                 self.claim = self._take()
             except StoreError as exc:
                 # Kept as well as raised: a handler may swallow the errors of a best-effort
@@ -118,11 +156,18 @@ class _Facade:
         claim_ttl: float,
         throttle: Throttle | None,
         step_timeout: float,
+        save_retry: float,
     ) -> None:
         if not claim_ttl > 0:
             raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
         if not step_timeout > 0:
             raise UsageError("step_timeout must be positive: it is how long a step may take")
+        if not save_retry >= 0:
+            raise UsageError(
+                "save_retry must be zero or more: it is how many seconds an accepted step "
+                "retries its save while the store is unavailable (0: no retry)"
+            )
+        self.save_retry = save_retry
         self._flows = _flows_for(configs)
         self.transport: Transport = transport or RequestsTransport()
         self.clock = clock
@@ -168,6 +213,71 @@ class _Facade:
                 **options,
             )
 
+    def _save_held(
+        self,
+        save: Callable[[Snapshot], Saved],
+        recorded: Callable[[Snapshot], Saved],
+        new: Snapshot,
+        *,
+        claimed_at: float | None,
+        operation: str,
+    ) -> Saved:
+        """``save(new)`` for a step whose IdP call succeeded, retried while the store is
+        unavailable, for ``save_retry`` seconds and never past the claim's end (see the module
+        docs). ``recorded(new)`` is called when a retry finds the store already at
+        ``new.version``: it returns what ``save`` would have if the store holds exactly
+        ``new`` (an earlier attempt's write went through), else raises FlowConflict.
+
+        Raises StepNotSaved when the window runs out, and whatever ``save`` raises otherwise.
+        """
+        began = time.monotonic()
+        until = began + self.save_retry
+        if claimed_at is not None:
+            until = min(until, claimed_at + self.claim_ttl)
+        rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        attempt = 0
+        while True:
+            try:
+                try:
+                    return save(new)
+                except FlowConflict as conflict:
+                    # On a retry, the store at this very version may be our own earlier write.
+                    if attempt == 0 or conflict.actual != new.version:
+                        raise
+                    return recorded(new)
+            except StoreUnavailable as exc:
+                attempt += 1
+                left = until - time.monotonic()
+                if left <= 0:
+                    if self.save_retry == 0:
+                        raise
+                    log.error(
+                        "mfa_fsm.step_not_saved",
+                        flow_ref=flow_ref(new.flow_id),
+                        provider=new.provider,
+                        version=new.version,
+                        attempts=attempt,
+                        retried_for=round(time.monotonic() - began, 3),
+                        error=exc.error,
+                    )
+                    raise StepNotSaved(
+                        exc.backend,
+                        operation,
+                        exc.error,
+                        retried_for=time.monotonic() - began,
+                    ) from None
+                # The last attempt is made at the window's end, not one back-off before it.
+                wait = min(_SAVE_BACKOFF.delay(attempt, rng), left)
+                log.warning(
+                    "mfa_fsm.save_retry",
+                    flow_ref=flow_ref(new.flow_id),
+                    provider=new.provider,
+                    attempt=attempt,
+                    wait=round(wait, 3),
+                    error=exc.error,
+                )
+                time.sleep(wait)
+
     def _step(
         self,
         snapshot: Snapshot,
@@ -176,10 +286,12 @@ class _Facade:
         *,
         claims: _Claims | None,
         save: Callable[[Snapshot], Saved],
+        recorded: Callable[[Snapshot], Saved],
         client_ip: str | None,
     ) -> tuple[FlowView, Saved | None]:
         """Send ``event`` to the flow in ``snapshot`` and save what it became (see the module
-        docs); returns the view and what ``save`` returned (None if nothing was saved)."""
+        docs); returns the view and what ``save`` returned (None if nothing was saved).
+        ``recorded`` is for :meth:`_save_held`."""
         flow_class, config = self._flow_class(snapshot.provider)
         take = None
         if claims is not None:
@@ -197,7 +309,16 @@ class _Facade:
                 raise gate.refused
             if flow.version != snapshot.version:
                 try:
-                    saved = save(flow.snapshot())
+                    if gate.claim is None:  # no IdP call: nothing spent, nothing to hold
+                        saved = save(flow.snapshot())
+                    else:
+                        saved = self._save_held(
+                            save,
+                            recorded,
+                            flow.snapshot(),
+                            claimed_at=gate.claimed_at,
+                            operation="save",
+                        )
                 except FlowConflict:
                     if gate.claim is not None:
                         log.warning(
@@ -229,8 +350,10 @@ class Engine(_Facade):
     after it, the flow unchanged): keep it below ``claim_ttl``; ``throttle`` (a
     :class:`~mfa_fsm.core.throttle.Throttle`) counts starts, sends and answers per user and
     per client address and refuses a step over its rate with ``Throttled`` before any IdP
-    call (default: none). The engine keeps no state of its own between calls: share one
-    between threads, or make one per process.
+    call (default: none); ``save_retry`` is how many seconds a step whose IdP call succeeded
+    retries its save while the store is unavailable, holding its claim (default
+    :data:`DEFAULT_SAVE_RETRY`; 0 turns it off; see the module docs). The engine keeps no
+    state of its own between calls: share one between threads, or make one per process.
 
     Every call that takes a ``flow_id`` checks it before the store sees it: InvalidInput for
     a value that is not a string, FlowNotFound for a string that is not of the form start()
@@ -248,6 +371,7 @@ class Engine(_Facade):
         claim_ttl: float = DEFAULT_CLAIM_TTL,
         throttle: Throttle | None = None,
         step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        save_retry: float = DEFAULT_SAVE_RETRY,
     ) -> None:
         super().__init__(
             configs,
@@ -256,6 +380,7 @@ class Engine(_Facade):
             claim_ttl=claim_ttl,
             throttle=throttle,
             step_timeout=step_timeout,
+            save_retry=save_retry,
         )
         self.store = store
 
@@ -268,11 +393,25 @@ class Engine(_Facade):
         Entrust's ``first_factor``, ``flow_id``. Raises what that ``start`` raises
         (``VerifiedUserRequired`` for Entrust EXTERNAL without a VerifiedUser, ``Throttled``),
         with nothing stored, and FlowConflict when a ``flow_id`` given is already taken (the
-        IdP was asked, nothing is stored).
+        IdP was asked, nothing is stored). A store that fails is retried for ``save_retry``
+        seconds, then StepNotSaved (nothing stored: start again).
         """
         flow = self._begin(provider, options)
-        self.store.create(flow.snapshot())
+        self._save_held(
+            self.store.create,
+            self._stored,
+            flow.snapshot(),
+            claimed_at=None,
+            operation="create",
+        )
         return flow.view()
+
+    def _stored(self, snapshot: Snapshot) -> None:
+        """Nothing, if the store holds exactly ``snapshot`` (a write whose answer was lost);
+        else FlowConflict."""
+        found = self.store.load(snapshot.flow_id)
+        if found != snapshot:
+            raise FlowConflict(snapshot.flow_id, snapshot.version, found.version)
 
     def send(
         self, flow_id: str, event: str, /, *, client_ip: str | None = None, **data: Any
@@ -283,13 +422,21 @@ class Engine(_Facade):
         stored, not logged). Raises FlowNotFound (unknown or expired id), FlowBusy or
         FlowConflict (another request is advancing the flow, or already has), each before any
         IdP call, and whatever ``Flow.send`` raises: EventNotAllowed, InvalidInput, Throttled,
-        IdpError, TransportError. After
-        any error the stored flow is unchanged and unclaimed, so the event may be sent again.
+        IdpError, TransportError; StoreUnavailable when the store fails, and StepNotSaved
+        when it stays down for ``save_retry`` seconds after the IdP accepted the step. After
+        any error the stored flow is unchanged and unclaimed, so the event may be sent again
+        (after StepNotSaved the IdP may then end the flow: see there).
         """
         snapshot = self.store.load(check_flow_id(flow_id))
         save = partial(self.store.save, expected_version=snapshot.version)
         view, _ = self._step(
-            snapshot, event, data, claims=self.store, save=save, client_ip=client_ip
+            snapshot,
+            event,
+            data,
+            claims=self.store,
+            save=save,
+            recorded=self._stored,
+            client_ip=client_ip,
         )
         return view
 
@@ -342,6 +489,7 @@ class SealedEngine(_Facade):
         claim_ttl: float = DEFAULT_CLAIM_TTL,
         throttle: Throttle | None = None,
         step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        save_retry: float = DEFAULT_SAVE_RETRY,
     ) -> None:
         super().__init__(
             configs,
@@ -350,6 +498,7 @@ class SealedEngine(_Facade):
             claim_ttl=claim_ttl,
             throttle=throttle,
             step_timeout=step_timeout,
+            save_retry=save_retry,
         )
         self.sealed = sealed
 
@@ -357,10 +506,20 @@ class SealedEngine(_Facade):
         """Begin a flow of ``provider``; returns its first view and the token for the client.
 
         Raises what the provider's ``start`` raises; with a ledger, FlowConflict when a
-        ``flow_id`` given is already recorded. No token is made on error.
+        ``flow_id`` given is already recorded, and StepNotSaved when the ledger's store stays
+        unavailable for ``save_retry`` seconds. No token is made on error.
         """
         flow = self._begin(provider, options)
-        return flow.view(), self.sealed.seal(flow.snapshot())
+        if self.sealed.ledger is None:
+            return flow.view(), self.sealed.seal(flow.snapshot())
+        token = self._save_held(
+            self.sealed.seal,
+            self.sealed.reseal,
+            flow.snapshot(),
+            claimed_at=None,
+            operation="ledger write",
+        )
+        return flow.view(), token
 
     def send(
         self,
@@ -378,7 +537,9 @@ class SealedEngine(_Facade):
 
         Raises SealedStateError for a token that does not open (forged, expired, another
         flow's, or, with a ledger, replayed), FlowBusy or FlowConflict (with a ledger: another
-        request is advancing the flow) before any IdP call, and whatever ``Flow.send`` raises.
+        request is advancing the flow) before any IdP call, and whatever ``Flow.send`` raises;
+        with a ledger, StoreUnavailable when its store fails, and StepNotSaved when that lasts
+        ``save_retry`` seconds after the IdP accepted the step (see :meth:`Engine.send`).
         After any error ``token`` is still the flow's current token. A step that did not
         advance the flow returns ``token`` itself.
         """
@@ -390,6 +551,7 @@ class SealedEngine(_Facade):
             data,
             claims=self.sealed.ledger,
             save=save,
+            recorded=self.sealed.reseal,
             client_ip=client_ip,
         )
         return view, token if new_token is None else new_token

@@ -43,6 +43,8 @@ class RunningServer:
     port: int
     #: For PostgreSQL: an SQLAlchemy URL of the test database; for Redis: a ``redis://`` URL.
     url: str
+    #: The server's temporary directory (PostgreSQL: its data directory's parent).
+    directory: Path | None = None
 
 
 def free_port() -> int:
@@ -191,8 +193,13 @@ def postgres_binaries() -> Path:
 
 
 @contextlib.contextmanager
-def postgres_server(database: str = "mfa_fsm_test") -> Iterator[RunningServer]:
+def postgres_server(
+    database: str = "mfa_fsm_test", *, durable: bool = False
+) -> Iterator[RunningServer]:
     """Run a throw-away PostgreSQL cluster on a free loopback port, with one empty database.
+
+    ``durable``: every commit is in the write-ahead log before it is answered
+    (``synchronous_commit`` on), so killing the server loses no answered commit.
 
     PostgreSQL refuses to run as root, so when the tests run as root (containers, CI) the
     cluster belongs to the ``postgres`` system user that Debian's package creates, and every
@@ -218,11 +225,7 @@ def postgres_server(database: str = "mfa_fsm_test") -> Iterator[RunningServer]:
              "--no-locale", "--no-sync"],
             as_user,
         )  # fmt: skip
-        options = (
-            f"-p {port} -c listen_addresses=127.0.0.1 -k {workdir} "
-            # A test cluster need not survive a crash; skipping the flushes makes it fast.
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        options = _postgres_options(port, workdir, durable=durable)
         _run(
             [bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t",
              str(int(START_TIMEOUT)), "start"],
@@ -239,12 +242,29 @@ def postgres_server(database: str = "mfa_fsm_test") -> Iterator[RunningServer]:
                 "127.0.0.1",
                 port,
                 f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}",
+                workdir,
             )
         finally:
             # "fast" disconnects clients (pools the tests left open) instead of waiting.
             _run([bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], as_user)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _postgres_options(port: int, workdir: Path, *, durable: bool) -> str:
+    # A test cluster need not survive a machine crash; skipping the flushes makes it fast.
+    # Without synchronous_commit a killed server also loses its last answered commits.
+    flushes = "-c fsync=off -c full_page_writes=off"
+    if not durable:
+        flushes += " -c synchronous_commit=off"
+    return f"-p {port} -c listen_addresses=127.0.0.1 -k {workdir} {flushes}"
+
+
+def _postgres_user() -> dict[str, Any]:
+    if os.geteuid() != 0:
+        return {}
+    owner = pwd.getpwnam("postgres")
+    return {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
 
 
 def _run(command: list[Any], as_user: dict[str, Any], log: Path | None = None) -> None:
@@ -282,3 +302,102 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class Restartable:
+    """A real server a test can kill (as a crash would) and start again on the same port and
+    data directory, with what it had acknowledged before the kill still there."""
+
+    def __init__(self, running: RunningServer, kill: Callable[[], None], start: Callable[[], None]):
+        self.running = running
+        self.url = running.url
+        self._kill = kill
+        self._start = start
+        self.up = True
+
+    def kill(self) -> None:
+        """Stop the server abruptly: SIGKILL, no shutdown, no final save."""
+        self._kill()
+        self.up = False
+
+    def start(self) -> None:
+        """Start it again and wait until it accepts connections."""
+        self._start()
+        self.up = True
+
+
+@contextlib.contextmanager
+def restartable_redis() -> Iterator[Restartable]:
+    """``redis-server`` as :func:`redis_server` runs it, but persistent: an append-only file
+    fsynced on every write (``appendfsync always``), so a SIGKILL loses nothing it answered,
+    which is how a Redis that holds flows must run for them to survive a restart."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServerUnavailable(
+            "redis-server is not on PATH; install it (Debian: apt-get install -y redis-server)"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="mfa_fsm_redis_aof_"))
+    port = free_port()
+    log = workdir / "redis.log"
+    command = [
+        binary,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(workdir),
+        "--logfile", str(log),
+        "--save", "",
+        "--appendonly", "yes",
+        "--appendfsync", "always",
+        "--daemonize", "no",
+    ]  # fmt: skip
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        processes.append(process)
+        _wait_until(lambda: _redis_ping(port), process, "redis-server", log)
+
+    def kill() -> None:
+        processes[-1].kill()
+        processes[-1].wait()
+
+    start()
+    try:
+        yield Restartable(
+            RunningServer("127.0.0.1", port, f"redis://127.0.0.1:{port}/0"), kill, start
+        )
+    finally:
+        if processes[-1].poll() is None:
+            _stop(processes[-1])
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def restartable_postgres(database: str = "mfa_fsm_test") -> Iterator[Restartable]:
+    """A durable :func:`postgres_server` that a test can kill with ``pg_ctl stop -m
+    immediate`` (every server process quits at once, as in a crash; the next start runs
+    crash recovery from the write-ahead log) and start again on the same port."""
+    with postgres_server(database, durable=True) as running:
+        bindir = postgres_binaries()
+        as_user = _postgres_user()
+        assert running.directory is not None
+        data, log = running.directory / "data", running.directory / "server.log"
+        options = _postgres_options(running.port, running.directory, durable=True)
+
+        def kill() -> None:
+            _run([bindir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], as_user)
+
+        def start() -> None:
+            _run(
+                [bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t",
+                 str(int(START_TIMEOUT)), "start"],
+                as_user,
+                log,
+            )  # fmt: skip
+
+        server = Restartable(running, kill, start)
+        try:
+            yield server
+        finally:
+            if not server.up:  # postgres_server stops it cleanly, so it must be running
+                server.start()

@@ -15,6 +15,7 @@
     │       ├── ResultUnavailable  no result to hand off: not completed, or already handed off
     │       ├── SealedStateError  a sealed client-side token is forged, tampered or expired
     │       └── StoreUnavailable  the store's database or Redis failed or did not answer
+    │           └── StepNotSaved  ... after the IdP accepted the step, for longer than save_retry
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
     ├── IdpError                  the IdP answered, but refused or misbehaved
     │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
@@ -181,6 +182,32 @@ class StoreUnavailable(StoreError):
         super().__init__(
             f"the flow store ({backend}) failed during {operation} ({error}); check that its "
             "database or Redis server is up and reachable, then reload the flow and retry"
+        )
+
+
+class StepNotSaved(StoreUnavailable):
+    """The IdP accepted a step, but the flow store stayed unavailable for the whole of the
+    engine's ``save_retry`` window (``retried_for`` seconds), so the step was not recorded.
+
+    The stored flow is exactly as it was before the step (version, state, tokens) and its
+    claim is released, but the IdP has moved on: it may have rotated the token or spent the
+    transaction the stored flow still names. That is safe to recover from, not a dead end:
+    sending the event again once the store is back makes the IdP answer for the old token,
+    which ends the flow ``Failed(expired)`` ("start again") or refuses the step, so the user
+    starts a new flow. ``operation`` is ``"save"`` (or ``"create"`` for a start).
+    """
+
+    def __init__(self, backend: str, operation: str, error: str, *, retried_for: float) -> None:
+        self.backend = backend
+        self.operation = operation
+        self.error = error
+        self.retried_for = retried_for
+        StoreError.__init__(
+            self,
+            f"the identity provider accepted this step, but the flow store ({backend}) failed "
+            f"during {operation} ({error}) for {retried_for:.1f} s of retries, so the step was "
+            "not recorded; once the store is back, send the event again or start a new flow "
+            "(the stored flow may refer to a transaction the identity provider has ended)",
         )
 
 

@@ -70,7 +70,7 @@ from collections.abc import Mapping, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mfa_fsm.core.errors import SealedStateError, SealedStateStale, UsageError
+from mfa_fsm.core.errors import FlowConflict, SealedStateError, SealedStateStale, UsageError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import (
@@ -172,6 +172,28 @@ class SealedState:
                 version=snapshot.version,
                 expires_at=expiry,
             )
+        return self._token(snapshot, now, expiry)
+
+    def reseal(self, snapshot: Snapshot) -> str:
+        """The token for ``snapshot`` when the ledger already records its version: a
+        :meth:`seal` whose ledger write went through although its answer was lost (the
+        connection to the ledger's store broke after the server applied it).
+
+        Raises FlowConflict (``actual``: the recorded version, None when the flow is not
+        recorded) unless the ledger records exactly ``snapshot.version``, and UsageError
+        without a ledger (then :meth:`seal` cannot half-succeed). Writes nothing.
+        """
+        if self.ledger is None:
+            raise UsageError("reseal() is for a SealedState with a ledger; call seal()")
+        recorded = self.ledger.current(snapshot.flow_id)
+        if recorded != snapshot.version:
+            raise FlowConflict(snapshot.flow_id, snapshot.version, recorded)
+        now = self._clock()
+        return self._token(
+            snapshot, now, min(now + self.max_age, expires_at(snapshot, self.margin))
+        )
+
+    def _token(self, snapshot: Snapshot, now: float, expiry: float) -> str:
         key_id = self._sealing_id.encode("ascii")
         header = (
             _PREFIX.pack(FORMAT_VERSION, len(key_id))

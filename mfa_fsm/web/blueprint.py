@@ -116,6 +116,7 @@ from mfa_fsm.core.errors import (
     SealedStateError,
     SealedStateStale,
     SnapshotError,
+    StepNotSaved,
     StoreUnavailable,
     Throttled,
     TransportError,
@@ -911,9 +912,20 @@ class _Web:
     ) -> Response:
         """503 with ``Retry-After`` when the flow store failed (``StoreUnavailable``, or any
         error of the hand-off's save): the flow is as it was, so the same request may be
-        repeated; nothing is discarded and no cookie changes."""
+        repeated; nothing is discarded and no cookie changes. After ``StepNotSaved`` (the
+        IdP accepted the step, the store never recorded it) the page offers a new start."""
         log.warning("mfa_fsm.web.store_unavailable", step=step, error=type(exc).__name__)
-        if step == "hand_off":
+        restart = False
+        if isinstance(exc, StepNotSaved):
+            # The IdP accepted the step but the store never recorded it: the flow as stored
+            # names a transaction the IdP has ended, so a fresh start is the way forward.
+            heading = "Sign-in could not be recorded"
+            message = (
+                "Your identity provider accepted this step, but this site could not record "
+                "it. Please start the sign-in again in a few seconds."
+            )
+            restart = True
+        elif step == "hand_off":
             heading = "Almost signed in"
             message = (
                 "Your sign-in was accepted, but this site could not record it just now. "
@@ -927,7 +939,7 @@ class _Web:
             )
         back_url = self._url("flow", handle=handle) if handle else self._url("start")
         return self._wait_answer(
-            503, _STORE_RETRY_AFTER, heading, message, back_url, restart=False, json=wants_json
+            503, _STORE_RETRY_AFTER, heading, message, back_url, restart=restart, json=wants_json
         )
 
     def _problem_html(
