@@ -15,12 +15,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import structlog
 
 from mfa_fsm import (
     Engine,
+    FlowConflict,
+    MemoryStore,
     RedisStore,
     SealedEngine,
     SealedState,
@@ -28,13 +31,16 @@ from mfa_fsm import (
     StepNotSaved,
     StoreLedger,
     StoreUnavailable,
+    UsageError,
 )
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport
 from mfa_fsm.engine import DEFAULT_SAVE_RETRY
-from mfa_fsm.stores.base import RecordStore
+from mfa_fsm.stores.base import Record, RecordStore
+from mfa_fsm.stores.compact import pack, unpack
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
+from mfa_fsm.testing.leaks import SecretRecorder
 from tests.engine_helpers import entrust_config
 from tests.servers import Restartable, ServerUnavailable, restartable_postgres, restartable_redis
 from tests.web.support import Visitor, make_app, state
@@ -293,7 +299,73 @@ def test_web_step_with_the_store_down_past_the_window_answers_503_and_a_new_star
 
 def test_save_retry_is_checked() -> None:
     """A negative save_retry is refused with a message that says what it is."""
-    from mfa_fsm import MemoryStore, UsageError  # noqa: PLC0415
-
     with pytest.raises(UsageError, match="save_retry must be zero or more"):
         Engine(MemoryStore(), [], save_retry=-1)
+
+
+class AppliedThenLost(MemoryStore):
+    """A memory store whose next ``lose`` compare-and-sets are applied and then fail as a
+    connection that breaks before the server's answer arrives would."""
+
+    backend_errors = (ConnectionError,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose = 0
+
+    def _swap(self, key: str, expected_version: int, record: Record) -> bool:
+        swapped = super()._swap(key, expected_version, record)
+        if self.lose:
+            self.lose -= 1
+            raise ConnectionError("connection reset by peer")
+        return swapped
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_a_save_applied_before_its_answer_was_lost_counts_as_saved(
+    entrust_emulator: EntrustEmulator, recorder: SecretRecorder, sealed: bool
+) -> None:
+    """The retry of a save that went through finds the store at the new version, checks it
+    holds this very step, and completes the login with one IdP call for the step."""
+    records = AppliedThenLost()
+    config = entrust_config(entrust_emulator.base_url, entrust_emulator.application_id)
+    engine: Engine | SealedEngine
+    if sealed:
+        keys = {"k": SealedState.generate_key()}
+        engine = SealedEngine(
+            SealedState(keys, ledger=StoreLedger(records)), [config], transport=recorder
+        )
+    else:
+        engine = Engine(records, [config], transport=recorder)
+    login = Login(engine)
+    _to_token_form(login)
+    calls = len(entrust_emulator.calls)
+    records.lose = 1
+    assert login.send("submit_response", response=DEMO_TOKEN_CODE) == "Completed"
+    assert len(entrust_emulator.calls) == calls + 1
+    assert login.stored() == ("Completed", 3)
+    assert login.hand_off()
+
+
+def test_a_retry_that_finds_another_step_saved_is_a_conflict(
+    entrust_emulator: EntrustEmulator, recorder: SecretRecorder
+) -> None:
+    """If the store holds another snapshot at the new version (another request won after the
+    claim ended), the retry does not take it for its own: FlowConflict."""
+
+    class OtherWins(AppliedThenLost):
+        """Writes another snapshot at the step's version, then loses the answer."""
+
+        def _swap(self, key: str, expected_version: int, record: Record) -> bool:
+            if not self.lose:
+                return super()._swap(key, expected_version, record)
+            other = attrs.evolve(unpack(record.payload), created_at=1.0)
+            return super()._swap(key, expected_version, attrs.evolve(record, payload=pack(other)))
+
+    records = OtherWins()
+    config = entrust_config(entrust_emulator.base_url, entrust_emulator.application_id)
+    login = Login(Engine(records, [config], transport=recorder))
+    _to_token_form(login)
+    records.lose = 1
+    with pytest.raises(FlowConflict):
+        login.send("submit_response", response=DEMO_TOKEN_CODE)

@@ -474,7 +474,9 @@ def test_store_outage_is_a_503_with_retry_after_on_every_route(
     assert step.status_code == 503 and step.headers["Retry-After"]
     poll = json_step(visitor, "poll")
     assert poll.status_code == 503 and poll.is_json and body(poll)["retry_after"] > 0
-    again = Visitor(make_app(Engine(store, entrust(entrust_emulator))).test_client())
+    # start's IdP call succeeded, so its create is retried for save_retry seconds first.
+    engine = Engine(store, entrust(entrust_emulator), save_retry=0.2)
+    again = Visitor(make_app(engine).test_client())
     refused = again.begin("entrust", "jsmith")
     assert refused.status_code == 503
     store.down = False
