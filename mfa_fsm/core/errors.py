@@ -14,6 +14,7 @@
     │       │   └── FlowBusy      another request is advancing this flow right now (claim)
     │       ├── ResultUnavailable  no result to hand off: not completed, or already handed off
     │       ├── SealedStateError  a sealed client-side token is forged, tampered or expired
+    │       │   └── SealedStateTooLarge  the flow's state would not fit in a browser cookie
     │       └── StoreUnavailable  the store's database or Redis failed or did not answer
     │           └── StepNotSaved  ... after the IdP accepted the step, for longer than save_retry
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
@@ -162,6 +163,32 @@ class SealedStateStale(SealedStateError):
     """An authentic, unexpired sealed token that is no longer the flow's newest (the replay
     ledger holds a later version): another request (a double click, a second tab) advanced
     the flow first. The flow itself is fine: reload it with the client's current token."""
+
+
+class SealedStateTooLarge(SealedStateError):
+    """A flow's sealed state would be larger than the client can carry: ``size`` characters
+    (or bytes of a whole ``Set-Cookie`` header) against a ``limit`` of the same unit.
+
+    A browser keeps a cookie of at most about 4,096 bytes, name, value and attributes
+    together (RFC 6265 section 6.1; werkzeug warns above 4,093) and silently drops a larger
+    one, which would leave the user on a flow whose state is lost. So the step that would
+    produce such a state fails instead: :meth:`SealedState.seal` raises this before the
+    replay ledger records anything, so the client's token is still the flow's newest and
+    the stored flow is as it was; but the IdP has taken the step, so the way forward is a
+    new start. An IdP whose content is this large (a CyberArk QR image, many long prompts)
+    needs a server-side store (``Engine`` with ``RedisStore`` or ``SqlStore``).
+    """
+
+    def __init__(self, flow_id: str, size: int, limit: int) -> None:
+        self.flow_id = flow_id
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"the sealed state of flow {_ref(flow_id)} would be {size} characters, over the "
+            f"{limit} a browser cookie can carry; this step was not recorded: start the flow "
+            "again, and keep this provider's flows in a server-side store (Engine with "
+            "RedisStore or SqlStore) if its content is this large"
+        )
 
 
 class StoreUnavailable(StoreError):

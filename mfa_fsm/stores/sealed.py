@@ -70,7 +70,13 @@ from collections.abc import Mapping, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mfa_fsm.core.errors import FlowConflict, SealedStateError, SealedStateStale, UsageError
+from mfa_fsm.core.errors import (
+    FlowConflict,
+    SealedStateError,
+    SealedStateStale,
+    SealedStateTooLarge,
+    UsageError,
+)
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import (
@@ -91,6 +97,14 @@ FORMATS_READ = frozenset({1, 2})
 #: How long a token is accepted after it was sealed, whatever the snapshot's deadline.
 DEFAULT_MAX_AGE = 3600.0
 
+#: The longest token :meth:`SealedState.seal` makes by default (characters). A browser keeps
+#: a cookie of at most about 4,096 bytes with its name and attributes (RFC 6265 section 6.1;
+#: werkzeug warns above 4,093); the web integration's flow cookie adds to the token its name
+#: and attributes (about 130 bytes), the flow id, who checked the first factor and a
+#: signature (about 250 more for the flow ids start() makes), so 3,400 leaves room for a
+#: long user id. The web integration checks the whole header again before setting it.
+DEFAULT_MAX_TOKEN_CHARS = 3400
+
 _KEY_BYTES = 32  # AES-256
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -110,7 +124,9 @@ class SealedState:
     ``keys`` maps key ids to 32-byte keys, newest first (a mapping keeps its order); the first
     one seals. ``max_age`` bounds how long one token is accepted; ``margin`` is how long after
     the snapshot's deadline it is still accepted (so a finished flow can be rendered), as for
-    the server-side stores. ``ledger`` enables replay protection. A malformed key list raises
+    the server-side stores. ``ledger`` enables replay protection. ``max_token_chars`` bounds
+    the tokens :meth:`seal` makes (default :data:`DEFAULT_MAX_TOKEN_CHARS`, sized for a
+    browser cookie; None: no limit). A malformed key list raises
     :class:`~mfa_fsm.core.errors.UsageError`.
     """
 
@@ -122,6 +138,7 @@ class SealedState:
         margin: float = DEFAULT_MARGIN,
         ledger: VersionLedger | None = None,
         clock: Clock = time.time,
+        max_token_chars: int | None = DEFAULT_MAX_TOKEN_CHARS,
     ) -> None:
         pairs = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
         if not pairs:
@@ -140,6 +157,12 @@ class SealedState:
             self._keys[key_id] = AESGCM(key)
         if max_age <= 0 or margin < 0:
             raise UsageError("max_age must be positive and margin must not be negative")
+        if max_token_chars is not None and max_token_chars < 1024:
+            raise UsageError(
+                "max_token_chars must be at least 1024 (a token of a flow that holds two IdP "
+                "tokens is about 1,500 characters), or None for no limit"
+            )
+        self.max_token_chars = max_token_chars
         self._sealing_id = pairs[0][0]
         self.max_age = max_age
         self.margin = margin
@@ -159,12 +182,24 @@ class SealedState:
         another request advanced the flow first (or, with no ``expected_version``, when the
         flow is already recorded) and FlowNotFound when the ledger forgot the flow; without a
         ledger only the version rule is checked. StoreError if ``snapshot.version`` is not
-        above ``expected_version``. On any error no token is made and the ledger is unchanged.
+        above ``expected_version``. SealedStateTooLarge when the token would be longer than
+        ``max_token_chars``, checked before the ledger is asked; a completed flow whose
+        result is not handed off yet is exempt (its hand-off, which the web integration
+        makes in the same request, seals a small scrubbed snapshot; refusing it would lose
+        a login the IdP completed). On any error no token is made and the ledger is
+        unchanged.
         """
         now = self._clock()
         expiry = min(now + self.max_age, expires_at(snapshot, self.margin))
         if expected_version is not None:
             check_advances(snapshot.flow_id, snapshot.version, expected_version)
+        # Sealed first, recorded second: a token too large for the client is refused while
+        # the client's current token is still the flow's newest.
+        token = self._token(snapshot, now, expiry)
+        awaits_hand_off = snapshot.result is not None and not snapshot.result.handed_off
+        limit = self.max_token_chars
+        if limit is not None and len(token) > limit and not awaits_hand_off:
+            raise SealedStateTooLarge(snapshot.flow_id, len(token), limit)
         if self.ledger is not None:
             self.ledger.advance(
                 snapshot.flow_id,
@@ -172,7 +207,7 @@ class SealedState:
                 version=snapshot.version,
                 expires_at=expiry,
             )
-        return self._token(snapshot, now, expiry)
+        return token
 
     def reseal(self, snapshot: Snapshot) -> str:
         """The token for ``snapshot`` when the ledger already records its version: a

@@ -103,6 +103,7 @@ from flask.typing import ResponseReturnValue
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response as BaseResponse
 
 from mfa_fsm.core.errors import (
@@ -115,6 +116,7 @@ from mfa_fsm.core.errors import (
     ResultUnavailable,
     SealedStateError,
     SealedStateStale,
+    SealedStateTooLarge,
     SnapshotError,
     StepNotSaved,
     StoreUnavailable,
@@ -457,6 +459,7 @@ def mfa_blueprint(
     bp.record(lambda state: web.prefixes.append(state.url_prefix or ""))
     bp.after_app_request(web.cover_prefix)
     bp.register_error_handler(HTTPException, web.http_error)
+    bp.register_error_handler(SealedStateTooLarge, web.too_large)
     bp.register_error_handler(Exception, web.server_error)
     return bp
 
@@ -556,6 +559,8 @@ class _Web:
             return self._not_accepted(provider, exc, carry)
         except StoreUnavailable as exc:
             return self._store_unavailable(None, exc, wants_json=False, step="start")
+        except SealedStateTooLarge as exc:
+            return self.too_large(exc)
         except UsageError as exc:  # unknown user, EXTERNAL-only account, malformed id
             return self._not_accepted(provider, exc, carry)
         if view.state == "Failed" or (
@@ -629,6 +634,8 @@ class _Web:
             return self._unavailable(exc, None, "begin", {"provider": provider})
         except StoreUnavailable as exc:
             return self._store_unavailable(None, exc, wants_json=False, step="begin")
+        except SealedStateTooLarge as exc:
+            return self.too_large(exc)
         except UsageError as exc:
             log.info("mfa_fsm.web.start_refused", provider=provider, error=type(exc).__name__)
             return self._problem(
@@ -766,6 +773,37 @@ class _Web:
                 status=413,
             )
         return self._problem(exc.name, "The request could not be handled.", status=status)
+
+    def too_large(self, exc: SealedStateTooLarge) -> Response:
+        """The flow's state would not fit in the browser's cookie (a SealedEngine, and an IdP
+        that sent a lot: a QR image, many long prompts): the step is not completed here, the
+        flow cookie is dropped and the page offers a new start, rather than a cookie the
+        browser would silently drop. 507 (RFC 4918 section 11.5: the server cannot store
+        what the request needs to complete)."""
+        log.warning(
+            "mfa_fsm.web.sealed_state_too_large",
+            size=exc.size,
+            limit=exc.limit,
+            endpoint=request.endpoint,
+        )
+        response = self._problem(
+            "This sign-in cannot continue in this browser",
+            "Your identity provider sent more than this site can keep in your browser, so this "
+            "step was not completed. Please start again; if it happens again, choose another "
+            "sign-in method or contact the site's support.",
+            status=507,
+            restart=True,
+        )
+        handle = (request.view_args or {}).get("handle")
+        if isinstance(handle, str) and _HANDLE.fullmatch(handle):
+            response.delete_cookie(
+                self.flow_cookie_prefix + handle,
+                path="/",
+                secure=self.secure,
+                httponly=True,
+                samesite="Lax",
+            )
+        return response
 
     def server_error(self, exc: Exception) -> ResponseReturnValue:
         """Any other error: a 500 page (JSON to a script) that shows nothing of the error;
@@ -1094,6 +1132,8 @@ class _Web:
     def _start_again(
         self, handle: str, exc: Exception | None, *, wants_json: bool = False
     ) -> Response:
+        if isinstance(exc, SealedStateTooLarge):
+            return self.too_large(exc)
         if exc is not None:
             log.info("mfa_fsm.web.flow_lost", error=type(exc).__name__)
         wants_json = wants_json or _wants_json()
@@ -1332,15 +1372,22 @@ class _Web:
             payload["t"] = carry.token
         if carry.who is not None:
             payload["w"] = carry.who
-        response.set_cookie(
-            self.flow_cookie_prefix + handle,
-            self._signer("flow").dumps(payload),
-            max_age=self.max_age,
-            path="/",
-            secure=self.secure,
-            httponly=True,
-            samesite="Lax",
-        )
+        name, value = self.flow_cookie_prefix + handle, self._signer("flow").dumps(payload)
+        options: dict[str, Any] = {
+            "max_age": self.max_age,
+            "path": "/",
+            "secure": self.secure,
+            "httponly": True,
+            "samesite": "Lax",
+        }
+        # The whole Set-Cookie value, measured as werkzeug measures it (name, value and
+        # attributes; Flask's MAX_COOKIE_SIZE, 4,093 by default): a browser silently drops a
+        # larger cookie, which would lose the flow, so refuse to set it (see too_large).
+        size = len(dump_cookie(name, value, max_size=0, **options))
+        limit = response.max_cookie_size if isinstance(response, Response) else 4093
+        if limit and size > limit:
+            raise SealedStateTooLarge(carry.flow_id, size, limit)
+        response.set_cookie(name, value, **options)
 
     def _drop_old_flow_cookies(self, response: BaseResponse) -> None:
         """Keep the newest flow cookies only: every one travels with every request."""
