@@ -67,6 +67,7 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 
+import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -195,7 +196,7 @@ class SealedState:
             check_advances(snapshot.flow_id, snapshot.version, expected_version)
         # Sealed first, recorded second: a token too large for the client is refused while
         # the client's current token is still the flow's newest.
-        token = self._token(snapshot, now, expiry)
+        token = self._token(_what_is_needed(snapshot), now, expiry)
         awaits_hand_off = snapshot.result is not None and not snapshot.result.handed_off
         limit = self.max_token_chars
         if limit is not None and len(token) > limit and not awaits_hand_off:
@@ -224,9 +225,8 @@ class SealedState:
         if recorded != snapshot.version:
             raise FlowConflict(snapshot.flow_id, snapshot.version, recorded)
         now = self._clock()
-        return self._token(
-            snapshot, now, min(now + self.max_age, expires_at(snapshot, self.margin))
-        )
+        expiry = min(now + self.max_age, expires_at(snapshot, self.margin))
+        return self._token(_what_is_needed(snapshot), now, expiry)
 
     def _token(self, snapshot: Snapshot, now: float, expiry: float) -> str:
         key_id = self._sealing_id.encode("ascii")
@@ -304,6 +304,32 @@ class SealedState:
         if self.ledger is not None:
             _check_newest(self.ledger, snapshot)
         return snapshot
+
+
+def _what_is_needed(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` with only what the client's next request needs, to keep tokens small.
+
+    A flow that has ended (``Failed``, or ``Completed`` with its result handed off) takes no
+    more events, so the provider's private context (packages, prompts, images, ids) is of no
+    use to it: every context field that has a default goes back to it. What a page shows
+    (the view: choices, challenge, failure, result) is kept. Any other snapshot is sealed
+    whole.
+    """
+    result = snapshot.result
+    if not snapshot.is_final or (result is not None and not result.handed_off):
+        return snapshot
+    context = snapshot.context
+    if not attrs.has(type(context)):
+        return snapshot
+    defaults = {}
+    for field in attrs.fields(type(context)):
+        default = field.default
+        if default is attrs.NOTHING or not field.init:
+            continue
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        defaults[field.name] = default
+    return attrs.evolve(snapshot, context=attrs.evolve(context, **defaults))
 
 
 def _check_newest(ledger: VersionLedger, snapshot: Snapshot) -> None:

@@ -164,6 +164,10 @@ class Mechanism:
     enrolled: bool = True
     #: ``U2F`` only: the answer accepted in place of a WebAuthn assertion.
     answer: str = "u2f-assertion"
+    #: ``QR`` only: the PNG's base64 for the ``Image`` data URL (default: a 1x1 PNG). The
+    #: vendor documents give no size; a real QR code's PNG is a few KiB, which is how a test
+    #: shows what a large image does to state kept in a cookie.
+    image: str | None = None
 
     @property
     def answer_type(self) -> str:
@@ -849,7 +853,7 @@ class CyberArkEmulator(EmulatorServer):
                 "PromptMechChosen": "Scan QR Code with the CyberArk Identity app on an "
                 "enrolled device.",
                 "PromptSelectMech": "QR Code",
-                "Image": "data:image/png;base64," + _QR_PNG,
+                "Image": "data:image/png;base64," + (spec.image or _QR_PNG),
             }
         return out | {"MechanismId": mech.id, "Enrolled": spec.enrolled}
 
