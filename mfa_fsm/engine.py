@@ -32,10 +32,11 @@ claim's own end (``claim_ttl`` after it was taken). A retry that finds the store
 the new version checks that it holds exactly this step's snapshot (the first save went
 through but its answer was lost) and counts it as saved. When the window runs out the step
 raises :class:`~mfa_fsm.core.errors.StepNotSaved`, a ``StoreUnavailable``: the stored flow
-is as it was before the step and the claim is released, which is safely recoverable but not
-a resumable login (the IdP has moved on; see that class). ``start`` retries its ``create``
-the same way. Steps that made no IdP call are not retried: nothing was spent, the caller
-can simply send the event again.
+is as it was before the step and the claim is released (or ends at ``claim_ttl``, if the
+store is still down), which is safely recoverable but not a resumable login (the IdP has
+moved on, so the same event may then end the flow ``Failed(expired)``; see that class).
+``start`` retries its ``create`` the same way. Steps that made no IdP call are not retried:
+nothing was spent, the caller can simply send the event again.
 
 A step that calls no IdP (a poll before ``next_poll_at``, an event the state does not take,
 malformed input) claims nothing, and a step that leaves the version as it was saves nothing:

@@ -271,15 +271,16 @@ def test_store_down_past_the_window_is_step_not_saved_and_the_flow_as_before(
     assert engine.view(login.flow_id).failure == "expired"
 
 
+@pytest.mark.parametrize("kind", ["redis", "postgresql"])
 def test_web_step_with_the_store_down_past_the_window_answers_503_and_a_new_start(
-    redis_restartable: Restartable, entrust_emulator: EntrustEmulator
+    request: pytest.FixtureRequest, entrust_emulator: EntrustEmulator, kind: str
 ) -> None:
-    """Over the blueprint: the code accepted by the IdP, Redis down past save_retry: 503 with
-    Retry-After, a page that says the step was not recorded and offers a new start; once
-    Redis is back, that new start works."""
-    transport = KillAfterAccept(redis_restartable, down_for=None)
-    engine = _engine("redis", False, redis_restartable, entrust_emulator, transport)
-    engine.save_retry = 0.5
+    """Over the blueprint: the code accepted by the IdP, the store down past save_retry: 503
+    with Retry-After, a page that says the step was not recorded and offers a new start; once
+    the store is back, that new start works."""
+    server = _server(request, kind)
+    transport = KillAfterAccept(server, down_for=None)
+    engine = _engine(kind, False, server, entrust_emulator, transport, save_retry=0.5)
     visitor = Visitor(make_app(engine, throttle=None).test_client())
     visitor.begin("entrust", "jsmith")
     assert visitor.step("factor", factor="TOKEN").status_code == 303
@@ -288,7 +289,7 @@ def test_web_step_with_the_store_down_past_the_window_answers_503_and_a_new_star
     try:
         answer = visitor.step("response", response=DEMO_TOKEN_CODE)
     finally:
-        redis_restartable.start()
+        server.start()
     text = answer.get_data(as_text=True)
     assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
     assert "could not be recorded" in text and "start the sign-in again" in text

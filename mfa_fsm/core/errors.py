@@ -216,8 +216,9 @@ class StepNotSaved(StoreUnavailable):
     """The IdP accepted a step, but the flow store stayed unavailable for the whole of the
     engine's ``save_retry`` window (``retried_for`` seconds), so the step was not recorded.
 
-    The stored flow is exactly as it was before the step (version, state, tokens) and its
-    claim is released, but the IdP has moved on: it may have rotated the token or spent the
+    The stored flow is exactly as it was before the step (version, state, tokens), and its
+    claim is released (or, while the store is still down, ends ``claim_ttl`` after it was
+    taken), but the IdP has moved on: it may have rotated the token or spent the
     transaction the stored flow still names. That is safe to recover from, not a dead end:
     sending the event again once the store is back makes the IdP answer for the old token,
     which ends the flow ``Failed(expired)`` ("start again") or refuses the step, so the user
