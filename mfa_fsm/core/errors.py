@@ -219,9 +219,9 @@ class UnmodelledOutcome(MfaError):
         self.flow = flow
         self.state = state
         self.event = event
-        self.outcome = outcome
+        self.outcome = str(outcome)  # an OutcomeKind's plain value
         super().__init__(
-            f"{flow}'s handler for {event!r} returned outcome {outcome!r} in state {state}, "
+            f"{flow}'s handler for {event!r} returned outcome {self.outcome!r} in state {state}, "
             f"but {why}: add the row to the flow's table (or return an outcome it has), "
             "then run `mfa-fsm verify`"
         )
