@@ -22,9 +22,9 @@ from mfa_fsm import (
 )
 from mfa_fsm.core.errors import FlowBusy, SnapshotError, UnmodelledOutcome, UsageError
 from mfa_fsm.core.flow import Outcome
-from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
 
