@@ -38,6 +38,7 @@ from mfa_fsm.core.errors import (
     StoreUnavailable,
     Throttled,
     TransportError,
+    UnmodelledOutcome,
     UsageError,
     VerifiedUserRequired,
 )
@@ -46,6 +47,7 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
     from mfa_fsm.core.identity import VerifiedUser
     from mfa_fsm.core.logref import flow_ref, set_log_key
+    from mfa_fsm.core.outcomes import OutcomeKind
     from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
     from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
@@ -86,6 +88,7 @@ __all__ = [
     "MemoryStore",
     "MfaError",
     "Outcome",
+    "OutcomeKind",
     "RedisStore",
     "RequestsTransport",
     "Result",
@@ -104,6 +107,7 @@ __all__ = [
     "Throttled",
     "Transport",
     "TransportError",
+    "UnmodelledOutcome",
     "UsageError",
     "VerifiedUser",
     "VerifiedUserRequired",
@@ -131,6 +135,7 @@ _LAZY = {
     "HttpResponse": "mfa_fsm.core.http",
     "MemoryStore": "mfa_fsm.stores.memory",
     "Outcome": "mfa_fsm.core.flow",
+    "OutcomeKind": "mfa_fsm.core.outcomes",
     "RedisStore": "mfa_fsm.stores.redis",
     "RequestsTransport": "mfa_fsm.core.transport",
     "Result": "mfa_fsm.core.snapshot",

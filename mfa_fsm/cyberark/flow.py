@@ -466,7 +466,7 @@ class CyberArkFlow(Flow):
             "SecondFactorSelected": CHOSEN,
             "OobPending": CHOSEN,
         },
-        calls=f"POST {ADVANCE_PATH}",
+        calls=f"POST {ADVANCE_PATH} (StartOOB)",
     )
     def _on_select_second_factor(self, snapshot: Snapshot, now: float, factor: str) -> Outcome:
         ctx: CyberArkContext = snapshot.context
@@ -484,7 +484,11 @@ class CyberArkFlow(Flow):
             return Outcome(kind, self._answer_due(snapshot, ctx, mechanism))
         return self._start_oob(snapshot, now, ctx, mechanism)
 
-    @on(CyberArkMachine.submit_first_factor, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH}")
+    @on(
+        CyberArkMachine.submit_first_factor,
+        outcomes=ANSWERED,
+        calls=f"POST {ADVANCE_PATH} (Answer | StartOOB)",
+    )
     def _on_submit_first_factor(
         self,
         snapshot: Snapshot,
@@ -510,7 +514,7 @@ class CyberArkFlow(Flow):
             )
         return self._start_oob(snapshot, now, ctx, mechanism)
 
-    @on(CyberArkMachine.submit_response, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH}")
+    @on(CyberArkMachine.submit_response, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Answer)")
     def _on_submit_response(
         self,
         snapshot: Snapshot,
@@ -537,7 +541,7 @@ class CyberArkFlow(Flow):
             value = code("response", response)
         return self._advance(snapshot, now, ctx, "Answer", value)
 
-    @on(CyberArkMachine.poll, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH}")
+    @on(CyberArkMachine.poll, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Poll)")
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None  # too early: answer from the snapshot, spare the IdP
