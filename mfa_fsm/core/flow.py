@@ -562,10 +562,12 @@ class Flow:
         :class:`IdpError` or :class:`TransportError` when the IdP call fails, and
         TransportError when the step's IdP calls outlast ``step_timeout`` seconds (or the
         caller's ``step_deadline``). In every error case the flow and its snapshot are
-        unchanged, so the same event can be retried. The one IdP refusal that is not
-        raised is one that says the login is gone (``IdpError.gone``: token, session or
-        transaction expired or unknown): no retry could succeed, so the flow ends
-        ``Failed(expired)`` and the view says to start again.
+        unchanged, so the same event can be retried. :class:`UnmodelledOutcome` (a
+        provider's handler returned an outcome its table or declaration lacks) is a bug in
+        the provider, raised after its IdP calls, with the flow unchanged too. The one IdP
+        refusal that is not raised is one that says the login is gone (``IdpError.gone``:
+        token, session or transaction expired or unknown): no retry could succeed, so the
+        flow ends ``Failed(expired)`` and the view says to start again.
         """
         started = time.perf_counter()
         before = self._snapshot
