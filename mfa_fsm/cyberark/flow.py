@@ -108,6 +108,7 @@ from mfa_fsm.core.outcomes import (
     OOB_PENDING,
     RESPONSE_DUE,
     SECOND_FACTOR_DUE,
+    OutcomeKind,
 )
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
@@ -190,10 +191,11 @@ CHOSEN = (FIRST_FACTOR_DUE, RESPONSE_DUE, OOB_PENDING, FAILED)
 class CyberArkMachine(FlowMachine):
     """The CyberArk flow's table, grouped by outcome: each outcome has one target.
 
-    Every event that reaches CyberArk, from every state that takes it, goes where its
-    outcome says; the events differ only in which states take them, and in what choosing a
-    mechanism can lead to (``CHOSEN``: the first challenge's Text mechanism is still the
-    first factor, so ``response_due`` never comes from ``AwaitingFirstFactor``).
+    ``answer_leads_to`` is the whole rule: every event that reaches CyberArk, from every
+    state that takes it, goes where its outcome says. The events differ only in the states
+    that take them, and in what choosing a mechanism can lead to (``CHOSEN``; the first
+    challenge's Text mechanism is still the first factor, so ``response_due`` never comes
+    from ``AwaitingFirstFactor``).
     """
 
     (
@@ -204,55 +206,25 @@ class CyberArkMachine(FlowMachine):
         Completed,
         Failed,
     ) = states()
+    live = (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending)
 
-    submit_first_factor = rows(
-        AwaitingFirstFactor,
-        {
-            FIRST_FACTOR_DUE: AwaitingFirstFactor,
-            SECOND_FACTOR_DUE: AwaitingSecondFactor,
-            RESPONSE_DUE: SecondFactorSelected,
-            OOB_PENDING: OobPending,
-            COMPLETED: Completed,
-            FAILED: Failed,
-        },
-    )
+    answer_leads_to: ClassVar[Mapping[OutcomeKind, Any]] = {
+        FIRST_FACTOR_DUE: AwaitingFirstFactor,
+        SECOND_FACTOR_DUE: AwaitingSecondFactor,
+        RESPONSE_DUE: SecondFactorSelected,
+        OOB_PENDING: OobPending,
+        COMPLETED: Completed,
+        FAILED: Failed,
+    }
+
+    submit_first_factor = rows(AwaitingFirstFactor, answer_leads_to)
     select_second_factor = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {FIRST_FACTOR_DUE: AwaitingFirstFactor, OOB_PENDING: OobPending, FAILED: Failed},
-    ) | rows(
-        (AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {RESPONSE_DUE: SecondFactorSelected},
-    )
-    submit_response = rows(
-        (SecondFactorSelected, OobPending),
-        {
-            FIRST_FACTOR_DUE: AwaitingFirstFactor,
-            SECOND_FACTOR_DUE: AwaitingSecondFactor,
-            RESPONSE_DUE: SecondFactorSelected,
-            OOB_PENDING: OobPending,
-            COMPLETED: Completed,
-            FAILED: Failed,
-        },
-    )
-    poll = rows(
-        OobPending,
-        {
-            FIRST_FACTOR_DUE: AwaitingFirstFactor,
-            SECOND_FACTOR_DUE: AwaitingSecondFactor,
-            RESPONSE_DUE: SecondFactorSelected,
-            OOB_PENDING: OobPending,
-            COMPLETED: Completed,
-            FAILED: Failed,
-        },
-    )
-    cancel = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {CANCELLED: Failed},
-    )
-    expire = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {EXPIRED: Failed},
-    )
+        live, {FIRST_FACTOR_DUE: AwaitingFirstFactor, OOB_PENDING: OobPending, FAILED: Failed}
+    ) | rows(live[1:], {RESPONSE_DUE: SecondFactorSelected})
+    submit_response = rows((SecondFactorSelected, OobPending), answer_leads_to)
+    poll = rows(OobPending, answer_leads_to)
+    cancel = rows(live, {CANCELLED: Failed})
+    expire = rows(live, {EXPIRED: Failed})
 
 
 @attrs.frozen
