@@ -233,3 +233,57 @@ def test_the_command_refuses_what_is_not_a_flow() -> None:
 
 def test_a_problem_reads_as_one_line() -> None:
     assert str(Problem("F", "cancel", "what to fix")) == "F: [cancel] what to fix"
+
+
+def test_per_state_declarations_must_name_states_that_take_the_event() -> None:
+    """A per-state @on declaration that names a state which does not take the event, or
+    a final state, or leaves out a state which does, is reported."""
+
+    @on(
+        "select_second_factor",
+        outcomes={"AwaitingFirstFactor": [RESPONSE_DUE], "Completed": [COMPLETED]},
+    )
+    def choose(self: ToyFlow, snapshot: Snapshot, now: float, factor: str) -> Outcome:
+        return Outcome(RESPONSE_DUE)
+
+    problems = _problems(_flow(_table(), "Misdeclared", _choose=choose))
+    assert (
+        "outcome-row",
+        "_choose declares outcomes for state AwaitingFirstFactor, which does not take "
+        "'select_second_factor'",
+    ) in problems
+    assert (
+        "outcome-row",
+        "_choose declares outcomes for state Completed, which is not a live state of BrokenMachine",
+    ) in problems
+    assert (
+        "outcome-row",
+        "_choose declares no outcome for state AwaitingSecondFactor, which takes "
+        "'select_second_factor': list what it returns there in its @on(outcomes=...)",
+    ) in problems
+
+
+def test_a_flow_without_the_shared_final_states_is_reported() -> None:
+    class Machine(FlowMachine):
+        AwaitingFirstFactor = State(initial=True)
+        Done = State(final=True)
+        cancel = rows(AwaitingFirstFactor, {CANCELLED: Done})
+        expire = rows(AwaitingFirstFactor, {EXPIRED: Done})
+
+    class Odd(Flow):
+        provider: ClassVar[str] = "broken-odd"
+        machine = Machine
+        context_type = ToyFlow.context_type
+        config_type = ToyFlow.config_type
+        client_type = ToyFlow.client_type
+
+        @on("cancel", outcomes=[CANCELLED])
+        def _cancel(self, snapshot: Snapshot, now: float) -> Outcome:
+            return Outcome(CANCELLED)
+
+    problems = _problems(Odd)
+    assert ("states", "has no Completed state; use core.flow.states()") in problems
+    assert ("states", "has no Failed state; use core.flow.states()") in problems
+    assert ("cancel", "in AwaitingFirstFactor, 'cancel' leads to Done, not only to Failed") in (
+        problems
+    )
