@@ -105,6 +105,7 @@ class DuoMachine(FlowMachine):
         Completed,
         Failed,
     ) = states()
+    live = (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending)
 
     submit_first_factor = rows(
         AwaitingFirstFactor,
@@ -124,14 +125,8 @@ class DuoMachine(FlowMachine):
         {COMPLETED: Completed, REJECTED: SecondFactorSelected, FAILED: Failed},
     )
     poll = rows(OobPending, {OOB_PENDING: OobPending, COMPLETED: Completed, FAILED: Failed})
-    cancel = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {CANCELLED: Failed},
-    )
-    expire = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {EXPIRED: Failed},
-    )
+    cancel = rows(live, {CANCELLED: Failed})
+    expire = rows(live, {EXPIRED: Failed})
 
 
 @attrs.frozen

@@ -113,6 +113,7 @@ class EntrustMachine(FlowMachine):
         Completed,
         Failed,
     ) = states()
+    live = (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending)
 
     submit_first_factor = rows(
         AwaitingFirstFactor,
@@ -137,14 +138,8 @@ class EntrustMachine(FlowMachine):
         {COMPLETED: Completed, REJECTED: SecondFactorSelected, FAILED: Failed},
     )
     poll = rows(OobPending, {OOB_PENDING: OobPending, COMPLETED: Completed, FAILED: Failed})
-    cancel = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {CANCELLED: Failed},
-    )
-    expire = rows(
-        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
-        {EXPIRED: Failed},
-    )
+    cancel = rows(live, {CANCELLED: Failed})
+    expire = rows(live, {EXPIRED: Failed})
 
 
 @attrs.frozen
