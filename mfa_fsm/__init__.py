@@ -40,6 +40,7 @@ from mfa_fsm.core.errors import (
     StoreUnavailable,
     Throttled,
     TransportError,
+    UnmodelledOutcome,
     UsageError,
     VerifiedUserRequired,
 )
@@ -48,6 +49,7 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
     from mfa_fsm.core.identity import VerifiedUser
     from mfa_fsm.core.logref import flow_ref, set_log_key
+    from mfa_fsm.core.outcomes import OutcomeKind
     from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
     from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
@@ -88,6 +90,7 @@ __all__ = [
     "MemoryStore",
     "MfaError",
     "Outcome",
+    "OutcomeKind",
     "RedisStore",
     "RequestsTransport",
     "Result",
@@ -108,6 +111,7 @@ __all__ = [
     "Throttled",
     "Transport",
     "TransportError",
+    "UnmodelledOutcome",
     "UsageError",
     "VerifiedUser",
     "VerifiedUserRequired",
@@ -135,6 +139,7 @@ _LAZY = {
     "HttpResponse": "mfa_fsm.core.http",
     "MemoryStore": "mfa_fsm.stores.memory",
     "Outcome": "mfa_fsm.core.flow",
+    "OutcomeKind": "mfa_fsm.core.outcomes",
     "RedisStore": "mfa_fsm.stores.redis",
     "RequestsTransport": "mfa_fsm.core.transport",
     "Result": "mfa_fsm.core.snapshot",

@@ -9,6 +9,7 @@
     mfa-fsm emulate [--tls]                  run the IdP emulators until Ctrl-C
     mfa-fsm diagrams [--check]               write (or check) diagrams/ from the machines
     mfa-fsm diagrams --flow ID --store URL   print a live flow's diagram, its state marked
+    mfa-fsm verify [PROVIDER | module:Class ...]   check flows' tables against their handlers
     mfa-fsm purge URL [--table T]            delete the expired flows of a store (for cron)
 """
 
@@ -18,6 +19,7 @@ import argparse
 import contextlib
 import getpass
 import hmac
+import importlib
 import ipaddress
 import logging
 import os
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, TextIO
 import attrs
 import structlog
 
-from mfa_fsm import diagrams
+from mfa_fsm import diagrams, verify
 from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import MfaError, UsageError
 from mfa_fsm.core.flow import Flow
@@ -493,6 +495,48 @@ def _live_diagram(args: argparse.Namespace, term: Terminal) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, term: Terminal) -> int:
+    """Check each named flow (every provider's by default); 1 if any rule is broken."""
+    flows = [_flow_class(name) for name in args.flows] or [
+        diagrams.FLOWS[name] for name in sorted(diagrams.FLOWS)
+    ]
+    problems = [problem for flow in flows for problem in verify.verify_flow(flow)]
+    for problem in problems:
+        term.say(str(problem))
+    if problems:
+        term.say(f"{len(problems)} problem(s) in {len(flows)} flow(s)")
+        return 1
+    for flow in flows:
+        term.say(verify.summary(flow))
+    term.say(
+        f"{len(flows)} flow(s) verified: every state reachable; cancel and expire lead to "
+        "Failed from every live state; Completed entered only on 'completed'; a row for "
+        "every outcome a handler declares, and no row none does; a way forward from every "
+        "live state"
+    )
+    return 0
+
+
+def _flow_class(name: str) -> type[Flow]:
+    """A provider name, or ``module:Class`` for a flow of your own."""
+    if ":" not in name:
+        flow = diagrams.FLOWS.get(name)
+        if flow is None:
+            raise UsageError(
+                f"no provider {name!r}; name one of {sorted(diagrams.FLOWS)} or a flow class "
+                "as module:Class"
+            )
+        return flow
+    module, _, attribute = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load {name}: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(found, type) and issubclass(found, Flow)):
+        raise UsageError(f"{name} is not a mfa_fsm.Flow subclass")
+    return found
+
+
 def cmd_purge(args: argparse.Namespace, term: Terminal) -> int:
     """Delete every expired record of the store at ``args.url`` (flows, or a ledger's)."""
     url: str = args.url
@@ -639,6 +683,16 @@ def parser() -> argparse.ArgumentParser:
     draw.add_argument("--state", help="print the provider's diagram with this state marked")
     draw.add_argument("--svg", action="store_true", help="print SVG (needs Graphviz) instead")
     draw.set_defaults(run=cmd_diagrams)
+    check = commands.add_parser(
+        "verify", help="check every flow's table against its handlers (no IdP needed)"
+    )
+    check.add_argument(
+        "flows",
+        nargs="*",
+        metavar="FLOW",
+        help="a provider name or module:Class of your own flow (default: every provider)",
+    )
+    check.set_defaults(run=cmd_verify)
     purge = commands.add_parser(
         "purge", help="delete a store's expired flows now (run it from cron)"
     )

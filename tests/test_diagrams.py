@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mfa_fsm import diagrams
+from mfa_fsm.verify import table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,15 +50,61 @@ def test_svg_renders() -> None:
 
 
 @pytest.mark.parametrize("provider", sorted(diagrams.FLOWS))
-def test_every_transition_is_drawn(provider: str) -> None:
-    """Each transition of the machine, with its guard, has its own edge in the drawing (the
-    renderer draws one edge per source, target and event, so guards must not share one)."""
+def test_every_row_is_drawn_once_with_its_outcome(provider: str) -> None:
+    """Each (state, event, outcome) row of the table is on exactly one arrow, from its state
+    (or from "any live state" for cancel and expire), to its target, on a line that names the
+    event and, in brackets, the outcome that guards it."""
     flow = diagrams.FLOWS[provider]
-    lines = diagrams.mermaid(flow).splitlines()
-    for state in flow.machine.states:
-        for transition in state.transitions:
-            guards = ", ".join(str(cond) for cond in transition.cond)
-            label = transition.event.replace("_", " ").capitalize()
-            label += f" [{guards}]" if guards else ""
-            edge = f"{state.id} --> {transition.target.id} : {label}"
-            assert edge in (line.strip() for line in lines), f"not drawn: {edge}"
+    drawn = diagrams.arrows(flow)
+    for row in table(flow):
+        carriers = [
+            arrow
+            for arrow in drawn
+            if arrow.source in (row.state, diagrams.ANY_LIVE_STATE)
+            and arrow.target == row.target
+            and any(
+                line.endswith(f"[{row.outcome.value}]") and row.event in line.split(" [")[0]
+                for line in arrow.lines
+            )
+        ]
+        assert len(carriers) == 1, f"{row} is drawn {len(carriers)} times"
+    pairs = [(arrow.source, arrow.target) for arrow in drawn]
+    assert len(pairs) == len(set(pairs)), "one arrow per source and target"
+
+
+@pytest.mark.parametrize("provider", sorted(diagrams.FLOWS))
+def test_each_arrow_names_the_idp_calls_its_events_declare(provider: str) -> None:
+    """The request each handler declares with @on(calls=...) is on every arrow it can take
+    (the path, as the client sends it); an event that calls nothing adds no call line."""
+    flow = diagrams.FLOWS[provider]
+    for arrow in diagrams.arrows(flow):
+        text = "\n".join(arrow.lines)
+        events = {
+            event
+            for line in arrow.lines
+            if line.endswith("]")
+            for event in line.split(" [")[0].split(" · ")
+        }
+        for event in events:
+            for call in flow.handlers[event].calls if event in flow.handlers else ():
+                assert call.partition(" (")[0] in text, f"{call} missing on {arrow}"
+
+
+def test_the_cyberark_diagram_is_grouped_by_outcome() -> None:
+    """Six states, one arrow per (source, target), and every arrow into a state carries the
+    one outcome that leads there (CyberArk's outcomes each have one target)."""
+    flow = diagrams.FLOWS["cyberark"]
+    drawn = diagrams.arrows(flow)
+    assert len(flow.machine.states) == 6
+    assert len(drawn) == 23  # 47 rows
+    for arrow in drawn:
+        if arrow.source != diagrams.ANY_LIVE_STATE:
+            assert len(arrow.outcomes) == 1, arrow
+    assert "POST /Security/AdvanceAuthentication (StartOOB | Answer | Poll)" in "\n".join(
+        next(a for a in drawn if (a.source, a.target) == ("OobPending", "Failed")).lines
+    )
+
+
+def test_the_dot_source_fills_the_current_state() -> None:
+    text = diagrams.dot(diagrams.FLOWS["duo"], current_state="OobPending")
+    assert 'OobPending [label="OOB pending", fillcolor="#ffd54f"]' in text

@@ -52,6 +52,9 @@ def test_error_tree() -> None:
         assert issubclass(branch, mfa_fsm.MfaError)
     assert not issubclass(mfa_fsm.IdpError, mfa_fsm.UsageError)
     assert not issubclass(mfa_fsm.TransportError, mfa_fsm.IdpError)
+    # A provider's table gap is its own bug: neither the caller's nor the IdP's.
+    assert issubclass(mfa_fsm.UnmodelledOutcome, mfa_fsm.MfaError)
+    assert not issubclass(mfa_fsm.UnmodelledOutcome, mfa_fsm.UsageError | mfa_fsm.IdpError)
 
 
 #: What an Entrust-only handler must never load: the other provider, the stores and the web

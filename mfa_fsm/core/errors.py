@@ -18,6 +18,8 @@
     │       └── StoreUnavailable  the store's database or Redis failed or did not answer
     │           └── StepNotSaved  ... after the IdP accepted the step, for longer than save_retry
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
+    ├── UnmodelledOutcome         a provider's handler returned an outcome its table has no
+    │                             row for: a bug in that provider, not the IdP's doing
     ├── IdpError                  the IdP answered, but refused or misbehaved
     │   └── IdpReplyError         the reply could not be understood (HTML, empty, wrong shape)
     └── TransportError            the network failed before the IdP could answer
@@ -255,6 +257,28 @@ class Throttled(MfaError):
         super().__init__(
             f"too many {action} steps for this {scope} in a short time; nothing was sent to "
             f"the IdP: try again in {retry_after:.0f} s"
+        )
+
+
+class UnmodelledOutcome(MfaError):
+    """A handler returned an outcome that its flow's table has no row for (or that its
+    ``@on`` declaration does not list) in the current state.
+
+    A programming error in the provider, never the IdP's or the caller's doing: fix the table
+    or the handler, and run ``mfa-fsm verify`` (:func:`mfa_fsm.verify.verify_flow`), which
+    finds every such gap without an IdP. The flow is unchanged. ``flow``, ``state``,
+    ``event`` and ``outcome`` name the gap.
+    """
+
+    def __init__(self, flow: str, state: str, event: str, outcome: str, why: str) -> None:
+        self.flow = flow
+        self.state = state
+        self.event = event
+        self.outcome = str(outcome)  # an OutcomeKind's plain value
+        super().__init__(
+            f"{flow}'s handler for {event!r} returned outcome {self.outcome!r} in state {state}, "
+            f"but {why}: add the row to the flow's table (or return an outcome it has), "
+            "then run `mfa-fsm verify`"
         )
 
 

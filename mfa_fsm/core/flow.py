@@ -4,11 +4,19 @@ Theory of operation
 -------------------
 Each provider declares two things side by side in one module:
 
-* a :class:`FlowMachine` subclass: the six states of the shared vocabulary and every
-  transition, each guarded by what the IdP said (``cond=said("completed")``). This table is
-  the whole flow; the diagrams in ``diagrams/`` are drawn from it.
-* a :class:`Flow` subclass whose ``_on_<event>`` handlers make the IdP calls for an event and
-  return an :class:`Outcome`: what the IdP said (``kind``) and the snapshot fields it changes.
+* a :class:`FlowMachine` subclass: the six states of the shared vocabulary and the table of
+  every transition, (state, event, outcome) -> target, each row guarded by the shared outcome
+  it takes (``cond=said(OutcomeKind.COMPLETED)``, or :func:`rows` for a whole event). This
+  table is the whole flow; the diagrams in ``diagrams/`` are drawn from it.
+* a :class:`Flow` subclass with one handler per event, found by its :func:`on` declaration
+  (``@on(Machine.submit_response, outcomes=[...], calls="POST /...")``), which makes the IdP
+  calls for the event and returns an :class:`Outcome`: what the IdP said (``kind``, an
+  :class:`~mfa_fsm.core.outcomes.OutcomeKind`) and the snapshot fields it changes.
+
+``mfa-fsm verify`` (:func:`mfa_fsm.verify.verify_flow`) checks the two against each other
+without an IdP: every outcome a handler declares has a row, every state is reachable, every
+live state can be cancelled, can expire and has a way forward, ``Completed`` is entered only
+on ``completed``.
 
 ``Flow.send(event, **data)`` then runs one step:
 
@@ -20,7 +28,9 @@ Each provider declares two things side by side in one module:
    ``Outcome`` (or ``None``: nothing to do yet, e.g. a poll before ``next_poll_at``);
 5. ask the machine which target ``event`` with that outcome leads to: the first time for a
    given (state, event, outcome kind), send it to a machine restored at the current state and
-   let its guards pick; later, the remembered answer (see "Asking the machine once");
+   let its guards pick; later, the remembered answer (see "Asking the machine once"). An
+   outcome the handler does not declare, or the table has no row for, raises
+   :class:`UnmodelledOutcome`: a bug in the provider, not an IdP error;
 6. commit ``evolve(snapshot, state=target, version=version + 1, **outcome.changes)`` and log
    one structlog event.
 
@@ -48,7 +58,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import attrs
@@ -65,11 +75,13 @@ from mfa_fsm.core.errors import (
     MfaError,
     SnapshotError,
     StoreError,
+    UnmodelledOutcome,
     UsageError,
 )
 from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
 from mfa_fsm.core.identity import client_address
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 
 if TYPE_CHECKING:
@@ -129,19 +141,113 @@ def pure_guard(guard: Guard) -> Guard:
     return guard
 
 
-def said(*kinds: str) -> Callable[..., bool]:
+#: The attribute :func:`said` sets on its guards: the outcomes the guard accepts.
+_SAID = "__mfa_fsm_said__"
+
+
+def said(*kinds: OutcomeKind) -> Callable[..., bool]:
     """A pure transition guard that holds when the step's outcome is one of ``kinds``.
 
     The guard is named after the kinds (``"a or b"``), so diagrams read
-    ``submit_response [completed]``.
+    ``submit_response [completed]``; :func:`said_kinds` reads them back.
     """
-    accepted = frozenset(kinds)
+    accepted = frozenset(OutcomeKind(kind) for kind in kinds)
 
     def guard(outcome: Outcome) -> bool:
         return outcome.kind in accepted
 
     guard.__name__ = guard.__qualname__ = " or ".join(kinds)
+    setattr(guard, _SAID, accepted)
     return pure_guard(guard)
+
+
+def said_kinds(guard: object) -> frozenset[OutcomeKind] | None:
+    """The outcomes a :func:`said` guard accepts, or ``None`` for any other guard."""
+    kinds: frozenset[OutcomeKind] | None = getattr(guard, _SAID, None)
+    return kinds
+
+
+def rows(sources: State | Iterable[State], leads_to: Mapping[OutcomeKind, State]) -> Any:
+    """The table rows of one event: from each of ``sources``, each outcome to its target.
+
+    ``submit_response = rows(SecondFactorSelected, {COMPLETED: Completed, ...})`` declares
+    one transition per (source, outcome), guarded by ``said(outcome)``. Rows of one event
+    may be joined with ``|``. Returns python-statemachine's transition list.
+    """
+    froms = (sources,) if isinstance(sources, State) else tuple(sources)
+    declared: Any = None
+    for kind, target in leads_to.items():
+        row = target.from_(*froms, cond=said(kind))
+        declared = row if declared is None else declared | row
+    if declared is None:
+        raise TypeError("rows() needs at least one outcome")
+    return declared
+
+
+@attrs.frozen
+class Handler:
+    """What an :func:`on` declaration says about one event's handler.
+
+    ``outcomes`` are what the handler may return, by the state it runs in (``None``: every
+    state that takes the event); ``calls`` the IdP requests it makes, for diagrams and
+    readers (``"POST /Security/AdvanceAuthentication"``).
+    """
+
+    event: str
+    outcomes: Mapping[str | None, frozenset[OutcomeKind]]
+    calls: tuple[str, ...] = ()
+    #: the method's name on the flow class (set when the class is defined)
+    name: str = ""
+
+    def outcomes_in(self, state: str) -> frozenset[OutcomeKind]:
+        """The outcomes the handler may return when run in ``state``."""
+        if state in self.outcomes:
+            return self.outcomes[state]
+        return self.outcomes.get(None, frozenset())
+
+
+#: The attribute :func:`on` sets on a handler method.
+_HANDLER = "__mfa_fsm_handler__"
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def on(
+    event: str,
+    *,
+    outcomes: Iterable[OutcomeKind] | Mapping[str, Iterable[OutcomeKind]],
+    calls: str | Iterable[str] = (),
+) -> Callable[[Method], Method]:
+    """Declare the decorated method as the flow's handler of ``event``.
+
+    ``event`` is the machine's event (``EntrustMachine.submit_response``, so "go to
+    definition" reaches the table) or its name. ``outcomes`` lists every
+    :class:`~mfa_fsm.core.outcomes.OutcomeKind` the handler may return, or, for a handler
+    whose outcomes depend on the state, a mapping of state id to outcomes. ``calls`` names
+    the IdP requests it makes (``"POST /path"``), drawn on the diagrams. The engine refuses
+    an outcome the declaration does not list (:class:`UnmodelledOutcome`), and ``mfa-fsm
+    verify`` checks that each declared outcome has a row in every state taking the event.
+    The handler is called as ``handler(snapshot, now, **data)``; its keyword parameters
+    are the event's fields.
+    """
+    if isinstance(outcomes, Mapping):
+        by_state: dict[str | None, frozenset[OutcomeKind]] = {
+            str(state): frozenset(OutcomeKind(kind) for kind in kinds)
+            for state, kinds in outcomes.items()
+        }
+    else:
+        by_state = {None: frozenset(OutcomeKind(kind) for kind in outcomes)}
+    declared = Handler(
+        event=str(event),
+        outcomes=by_state,
+        calls=(calls,) if isinstance(calls, str) else tuple(calls),
+    )
+
+    def mark(method: Method) -> Method:
+        setattr(method, _HANDLER, attrs.evolve(declared, name=method.__name__))
+        return method
+
+    return mark
 
 
 def _declares_no_action(machine: type[StateMachine]) -> bool:
@@ -181,11 +287,13 @@ def _pure_guards_only(transitions: Any) -> bool:
 class Outcome:
     """What one IdP exchange said, and the snapshot fields it changes.
 
-    ``kind`` selects the transition (see :func:`said`); ``changes`` are keyword arguments for
-    ``attrs.evolve`` of the snapshot (never ``state`` or ``version``: the engine sets those).
+    ``kind`` (an :class:`~mfa_fsm.core.outcomes.OutcomeKind`; its string value is accepted
+    and converted, anything else raises ValueError) selects the transition (see
+    :func:`said`); ``changes`` are keyword arguments for ``attrs.evolve`` of the snapshot
+    (never ``state`` or ``version``: the engine sets those).
     """
 
-    kind: str
+    kind: OutcomeKind = attrs.field(converter=OutcomeKind)
     changes: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 
@@ -234,8 +342,8 @@ class _Model:
 class Flow:
     """One MFA flow of one provider, advanced one event at a time.
 
-    Subclasses set ``provider``, ``machine``, ``context_type`` and ``config_type``, define one
-    ``_on_<event>(snapshot, now, **data)`` handler per event the caller may send, and a
+    Subclasses set ``provider``, ``machine``, ``context_type`` and ``config_type``, declare one
+    handler per event the caller may send with :func:`on`, and a
     :meth:`start` classmethod. Use ``Provider.start(...)`` to begin a flow and :meth:`restore`
     to continue one; both take the provider's configuration as ``config=``.
     """
@@ -266,6 +374,8 @@ class Flow:
     _events_by_state: ClassVar[dict[str, frozenset[str]]]
     _public_events: ClassVar[frozenset[str]]
     _handler_params: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]]
+    #: event -> its handler's :func:`on` declaration (the method's name included)
+    handlers: ClassVar[dict[str, Handler]]
     #: (state, event) pairs whose decision depends on the outcome's kind alone
     _rememberable: ClassVar[frozenset[tuple[str, str]]]
     #: (state, event, outcome kind) -> the target the machine chose (None: no transition)
@@ -290,10 +400,20 @@ class Flow:
         )
         cls._decisions = {}
         cls._handler_params = {}
+        cls.handlers = _declared_handlers(cls)
         for event in cls._public_events:
-            handler = getattr(cls, f"_on_{event}", None)
-            if handler is None:
-                raise TypeError(f"{cls.__name__} has no handler _on_{event} for event {event!r}")
+            if event not in cls.handlers:
+                raise TypeError(
+                    f"{cls.__name__} declares no handler for event {event!r}: decorate one "
+                    f"method with @on({event!r}, outcomes=[...])"
+                )
+        for event, declaration in cls.handlers.items():
+            if event not in cls._public_events:
+                raise TypeError(
+                    f"{cls.__name__}.{declaration.name} handles {event!r}, which is not an "
+                    f"event the caller may send to {cls.machine.__name__}"
+                )
+            handler = getattr(cls, declaration.name)
             params = list(inspect.signature(handler).parameters.values())[3:]
             required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
             cls._handler_params[event] = (required, frozenset(p.name for p in params))
@@ -442,10 +562,12 @@ class Flow:
         :class:`IdpError` or :class:`TransportError` when the IdP call fails, and
         TransportError when the step's IdP calls outlast ``step_timeout`` seconds (or the
         caller's ``step_deadline``). In every error case the flow and its snapshot are
-        unchanged, so the same event can be retried. The one IdP refusal that is not
-        raised is one that says the login is gone (``IdpError.gone``: token, session or
-        transaction expired or unknown): no retry could succeed, so the flow ends
-        ``Failed(expired)`` and the view says to start again.
+        unchanged, so the same event can be retried. :class:`UnmodelledOutcome` (a
+        provider's handler returned an outcome its table or declaration lacks) is a bug in
+        the provider, raised after its IdP calls, with the flow unchanged too. The one IdP
+        refusal that is not raised is one that says the login is gone (``IdpError.gone``:
+        token, session or transaction expired or unknown): no retry could succeed, so the
+        flow ends ``Failed(expired)`` and the view says to start again.
         """
         started = time.perf_counter()
         before = self._snapshot
@@ -530,7 +652,7 @@ class Flow:
         self, event: str, before: Snapshot, now: float, data: Mapping[str, Any], started: float
     ) -> Outcome | None:
         self._transport.calls.clear()
-        handler = getattr(self, f"_on_{event}")
+        handler = getattr(self, self.handlers[event].name)
         try:
             outcome: Outcome | None = handler(before, now, **data)
         except MfaError as exc:
@@ -539,6 +661,15 @@ class Flow:
         return outcome
 
     def _select_target(self, before: Snapshot, event: str, outcome: Outcome) -> str:
+        declared = self.handlers.get(event)
+        if declared is not None and outcome.kind not in declared.outcomes_in(before.state):
+            raise UnmodelledOutcome(
+                type(self).__name__,
+                before.state,
+                event,
+                outcome.kind,
+                f"@on({event!r}) does not declare it for that state",
+            )
         key = (before.state, event, outcome.kind)
         if key in self._decisions:
             target = self._decisions[key]
@@ -548,11 +679,14 @@ class Flow:
                 # Races only write the same answer twice; a dict item set is atomic.
                 self._decisions[key] = target
         if target is None:
-            # The handler returned an outcome the table has no row for: the IdP said
-            # something this flow does not model. Refuse it rather than guess a state.
-            raise IdpError(
-                f"the IdP's answer ({outcome.kind}) is not valid in state {before.state}",
-                path=self._transport.calls[-1].path if self._transport.calls else "",
+            # The table has no row for what the handler returned: a gap in the provider
+            # (mfa-fsm verify finds it), never the IdP's fault. Refuse rather than guess.
+            raise UnmodelledOutcome(
+                type(self).__name__,
+                before.state,
+                event,
+                outcome.kind,
+                f"{self.machine.__name__} has no row for it",
             )
         return target
 
@@ -567,7 +701,7 @@ class Flow:
 
     def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
         """The outcome of a passed deadline; providers may add a best-effort IdP cancel."""
-        return Outcome("expired", {"failure": "expired", "next_poll_at": None})
+        return Outcome(OutcomeKind.EXPIRED, {"failure": "expired", "next_poll_at": None})
 
     def _gone(self, snapshot: Snapshot, now: float, error: IdpError) -> Outcome:
         """The outcome when the IdP says the login it held is gone (``IdpError.gone``).
@@ -580,7 +714,8 @@ class Flow:
             "start again"
         )
         return Outcome(
-            "expired", {"failure": "expired", "failure_detail": detail, "next_poll_at": None}
+            OutcomeKind.EXPIRED,
+            {"failure": "expired", "failure_detail": detail, "next_poll_at": None},
         )
 
     def _log_step(
@@ -614,3 +749,23 @@ class Flow:
     def transport(self) -> Transport:
         """The transport every IdP call of this flow goes through."""
         return self._transport
+
+
+def _declared_handlers(flow: type[Flow]) -> dict[str, Handler]:
+    """Every :func:`on` declaration of ``flow`` and its bases, by event; a subclass's
+    declaration of an event replaces its base's. Two in one class for one event raise."""
+    found: dict[str, Handler] = {}
+    for klass in reversed(flow.__mro__):
+        mine: dict[str, Handler] = {}
+        for name, value in vars(klass).items():
+            declared = getattr(value, _HANDLER, None)
+            if not isinstance(declared, Handler):
+                continue
+            if declared.event in mine:
+                raise TypeError(
+                    f"{klass.__name__} declares two handlers for {declared.event!r}: "
+                    f"{mine[declared.event].name} and {name}"
+                )
+            mine[declared.event] = attrs.evolve(declared, name=name)
+        found.update(mine)
+    return found

@@ -40,17 +40,21 @@ Events
   stays alive at CyberArk until it times out: a token or cookie saved before the cancel is
   refused by the store's compare-and-set or the sealed state's ledger, not by CyberArk.
 
-Every AdvanceAuthentication reply is dispatched on ``Result.Summary`` (outcome kind in [ ]):
+Every AdvanceAuthentication reply is dispatched on ``Result.Summary`` to a shared outcome
+(in [ ]; :mod:`mfa_fsm.core.outcomes`), and each outcome leads to the same state whichever
+live state and event asked: that is the whole table, ``CyberArkMachine`` below.
 
 * ``OobPending`` → ``OobPending`` [oob_pending], showing ``GeneratedAuthValue`` as the number
   to match; ``next_poll_at`` is one poll interval on.
 * ``StartNextChallenge`` → the next challenge of the held package: several mechanisms
-  [choose] → ``AwaitingSecondFactor``; one ``Text`` mechanism [answer_due] →
-  ``SecondFactorSelected``; one out-of-band mechanism is started at once [oob_pending]. Should
-  that StartOOB fail (network, HTTP 5xx, unreadable reply), the step still lands [choose],
-  offering that one mechanism, because CyberArk has already accepted the answer before it.
+  [second_factor_due] → ``AwaitingSecondFactor``; one ``Text`` mechanism [response_due] →
+  ``SecondFactorSelected``; one out-of-band mechanism is started at once [oob_pending].
+  Should that StartOOB fail (network, HTTP 5xx, unreadable reply), the step still lands
+  [second_factor_due], offering that one mechanism, because CyberArk has already accepted
+  the answer before it.
 * ``NewPackage`` → the package is replaced and the flow starts over at its first challenge
-  [new_package] → ``AwaitingFirstFactor``, from any live state.
+  [first_factor_due] → ``AwaitingFirstFactor``, from any live state (so does choosing a
+  ``Text`` mechanism of the first challenge).
 * ``LoginSuccess`` → ``Completed`` [completed]: ``Result.Token`` (else ``Auth``) and the
   ``.ASPXAUTH`` cookie, the user id and name; the pod is kept in the context. One whose
   ``User`` is not the user this flow started with (by login, login without its suffix, or
@@ -78,7 +82,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -91,10 +95,21 @@ from mfa_fsm.core.errors import (
     TransportError,
     UsageError,
 )
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, pure_guard, said, states
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.outcomes import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    FIRST_FACTOR_DUE,
+    OOB_PENDING,
+    RESPONSE_DUE,
+    SECOND_FACTOR_DUE,
+    OutcomeKind,
+)
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
 from mfa_fsm.cyberark.client import (
@@ -111,7 +126,6 @@ from mfa_fsm.cyberark.replies import (
     LOGIN_SUCCESS,
     NEW_PACKAGE,
     NONCOMMITAL_SUCCESS,
-    OOB_PENDING,
     START_NEXT_CHALLENGE,
     START_OOB,
     START_TEXT_OOB,
@@ -119,6 +133,9 @@ from mfa_fsm.cyberark.replies import (
     Login,
     Mechanism,
     Reply,
+)
+from mfa_fsm.cyberark.replies import (
+    OOB_PENDING as SUMMARY_OOB_PENDING,
 )
 
 if TYPE_CHECKING:
@@ -155,18 +172,31 @@ _OOB_ENDED = (
 )
 
 
-def _said_either(*kinds: str) -> Callable[..., bool]:
-    """Like :func:`said` for several kinds: one edge per source and target in the diagram."""
-
-    def guard(outcome: Outcome) -> bool:
-        return outcome.kind in kinds
-
-    guard.__name__ = guard.__qualname__ = " or ".join(kinds)
-    return pure_guard(guard)
+#: What an AdvanceAuthentication may answer, and the state each answer leads to whichever
+#: live state and event asked (the module docstring says which reply is which).
+ANSWERED = (
+    FIRST_FACTOR_DUE,
+    SECOND_FACTOR_DUE,
+    RESPONSE_DUE,
+    OOB_PENDING,
+    COMPLETED,
+    FAILED,
+)
+#: Choosing a mechanism answers nothing yet: a Text one is now due (in the first challenge,
+#: still the first factor), an out-of-band one is started (StartOOB: pending, failed, or a
+#: new package).
+CHOSEN = (FIRST_FACTOR_DUE, RESPONSE_DUE, OOB_PENDING, FAILED)
 
 
 class CyberArkMachine(FlowMachine):
-    """Every transition of the CyberArk flow; guards name what CyberArk said."""
+    """The CyberArk flow's table, grouped by outcome: each outcome has one target.
+
+    ``answer_leads_to`` is the whole rule: every event that reaches CyberArk, from every
+    state that takes it, goes where its outcome says. The events differ only in the states
+    that take them, and in what choosing a mechanism can lead to (``CHOSEN``; the first
+    challenge's Text mechanism is still the first factor, so ``response_due`` never comes
+    from ``AwaitingFirstFactor``).
+    """
 
     (
         AwaitingFirstFactor,
@@ -176,62 +206,25 @@ class CyberArkMachine(FlowMachine):
         Completed,
         Failed,
     ) = states()
+    live = (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending)
 
-    submit_first_factor = (
-        AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("choose"))
-        | AwaitingFirstFactor.to(SecondFactorSelected, cond=said("answer_due"))
-        | AwaitingFirstFactor.to(OobPending, cond=said("oob_pending"))
-        | AwaitingFirstFactor.to(AwaitingFirstFactor, cond=said("new_package"))
-        | AwaitingFirstFactor.to(Completed, cond=said("completed"))
-        | AwaitingFirstFactor.to(Failed, cond=said("failed"))
-    )
-    select_second_factor = (
-        AwaitingFirstFactor.from_(
-            AwaitingFirstFactor, OobPending, cond=_said_either("first_challenge", "new_package")
-        )
-        | SecondFactorSelected.from_(
-            AwaitingSecondFactor, SecondFactorSelected, OobPending, cond=said("answer_due")
-        )
-        | OobPending.from_(
-            AwaitingFirstFactor,
-            AwaitingSecondFactor,
-            SecondFactorSelected,
-            OobPending,
-            cond=said("oob_pending"),
-        )
-        | AwaitingFirstFactor.from_(
-            AwaitingSecondFactor, SecondFactorSelected, cond=said("new_package")
-        )
-        | Failed.from_(
-            AwaitingFirstFactor,
-            AwaitingSecondFactor,
-            SecondFactorSelected,
-            OobPending,
-            cond=said("failed"),
-        )
-    )
-    submit_response = (
-        AwaitingSecondFactor.from_(SecondFactorSelected, OobPending, cond=said("choose"))
-        | SecondFactorSelected.from_(SecondFactorSelected, OobPending, cond=said("answer_due"))
-        | OobPending.from_(SecondFactorSelected, OobPending, cond=said("oob_pending"))
-        | AwaitingFirstFactor.from_(SecondFactorSelected, OobPending, cond=said("new_package"))
-        | Completed.from_(SecondFactorSelected, OobPending, cond=said("completed"))
-        | Failed.from_(SecondFactorSelected, OobPending, cond=said("failed"))
-    )
-    poll = (
-        OobPending.to(OobPending, cond=said("oob_pending"))
-        | OobPending.to(AwaitingSecondFactor, cond=said("choose"))
-        | OobPending.to(SecondFactorSelected, cond=said("answer_due"))
-        | OobPending.to(AwaitingFirstFactor, cond=said("new_package"))
-        | OobPending.to(Completed, cond=said("completed"))
-        | OobPending.to(Failed, cond=said("failed"))
-    )
-    cancel = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
-    )
-    expire = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
-    )
+    answer_leads_to: ClassVar[Mapping[OutcomeKind, Any]] = {
+        FIRST_FACTOR_DUE: AwaitingFirstFactor,
+        SECOND_FACTOR_DUE: AwaitingSecondFactor,
+        RESPONSE_DUE: SecondFactorSelected,
+        OOB_PENDING: OobPending,
+        COMPLETED: Completed,
+        FAILED: Failed,
+    }
+
+    submit_first_factor = rows(AwaitingFirstFactor, answer_leads_to)
+    select_second_factor = rows(
+        live, {FIRST_FACTOR_DUE: AwaitingFirstFactor, OOB_PENDING: OobPending, FAILED: Failed}
+    ) | rows(live[1:], {RESPONSE_DUE: SecondFactorSelected})
+    submit_response = rows((SecondFactorSelected, OobPending), answer_leads_to)
+    poll = rows(OobPending, answer_leads_to)
+    cancel = rows(live, {CANCELLED: Failed})
+    expire = rows(live, {EXPIRED: Failed})
 
 
 @attrs.frozen
@@ -437,6 +430,16 @@ class CyberArkFlow(Flow):
 
     # -- handlers: one per event, each returns what CyberArk said ------------------------
 
+    @on(
+        CyberArkMachine.select_second_factor,
+        outcomes={
+            "AwaitingFirstFactor": (FIRST_FACTOR_DUE, OOB_PENDING, FAILED),
+            "AwaitingSecondFactor": CHOSEN,
+            "SecondFactorSelected": CHOSEN,
+            "OobPending": CHOSEN,
+        },
+        calls=f"POST {ADVANCE_PATH} (StartOOB)",
+    )
     def _on_select_second_factor(self, snapshot: Snapshot, now: float, factor: str) -> Outcome:
         ctx: CyberArkContext = snapshot.context
         offered = {choice.id for choice in snapshot.choices if choice.supported}
@@ -449,10 +452,15 @@ class CyberArkFlow(Flow):
         mechanism = next(m for m in ctx.current if m.id == factor)
         ctx = _choose(ctx, mechanism)
         if mechanism.answer_type == TEXT:
-            kind = "first_challenge" if ctx.index == 0 else "answer_due"
+            kind = FIRST_FACTOR_DUE if ctx.index == 0 else RESPONSE_DUE
             return Outcome(kind, self._answer_due(snapshot, ctx, mechanism))
         return self._start_oob(snapshot, now, ctx, mechanism)
 
+    @on(
+        CyberArkMachine.submit_first_factor,
+        outcomes=ANSWERED,
+        calls=f"POST {ADVANCE_PATH} (Answer | StartOOB)",
+    )
     def _on_submit_first_factor(
         self,
         snapshot: Snapshot,
@@ -478,6 +486,7 @@ class CyberArkFlow(Flow):
             )
         return self._start_oob(snapshot, now, ctx, mechanism)
 
+    @on(CyberArkMachine.submit_response, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Answer)")
     def _on_submit_response(
         self,
         snapshot: Snapshot,
@@ -504,6 +513,7 @@ class CyberArkFlow(Flow):
             value = code("response", response)
         return self._advance(snapshot, now, ctx, "Answer", value)
 
+    @on(CyberArkMachine.poll, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Poll)")
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None  # too early: answer from the snapshot, spare the IdP
@@ -523,8 +533,9 @@ class CyberArkFlow(Flow):
             raise
         return self._dispatch(snapshot, now, ctx, reply, "Poll")
 
+    @on(CyberArkMachine.cancel, outcomes=[CANCELLED])
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
-        return Outcome("cancelled", _ended(snapshot.context, "cancelled", "cancelled by the user"))
+        return Outcome(CANCELLED, _ended(snapshot.context, "cancelled", "cancelled by the user"))
 
     def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
         outcome = super()._expire(snapshot, now)
@@ -580,19 +591,19 @@ class CyberArkFlow(Flow):
         if not reply.success:
             if reply.request_refused:
                 detail = "CyberArk refused the request itself; start again"
-                return Outcome("failed", _ended(ctx, "idp_error", detail))
+                return Outcome(FAILED, _ended(ctx, "idp_error", detail))
             if action == "Poll":
-                return Outcome("failed", _ended(ctx, "expired", _OOB_ENDED))
-            return Outcome("failed", _ended(ctx, "rejected", _REJECTED))
+                return Outcome(FAILED, _ended(ctx, "expired", _OOB_ENDED))
+            return Outcome(FAILED, _ended(ctx, "rejected", _REJECTED))
         if summary == NEW_PACKAGE:
             if not reply.challenges:
                 raise IdpReplyError(
                     "CyberArk sent a NewPackage without challenges", path=ADVANCE_PATH
                 )
             ctx = attrs.evolve(ctx, session_id=reply.session_id or ctx.session_id)
-            return Outcome("new_package", self._first_challenge(snapshot, ctx, reply))
-        if summary == OOB_PENDING and action == "StartOOB":
-            return Outcome("oob_pending", self._oob_started(snapshot, now, ctx, reply))
+            return Outcome(FIRST_FACTOR_DUE, self._first_challenge(snapshot, ctx, reply))
+        if summary == SUMMARY_OOB_PENDING and action == "StartOOB":
+            return Outcome(OOB_PENDING, self._oob_started(snapshot, now, ctx, reply))
         if action == "StartOOB":
             # StartOOB is documented to answer OobPending, a failure, or (any time) a new
             # package; anything else would skip a challenge the user never saw.
@@ -601,7 +612,7 @@ class CyberArkFlow(Flow):
                 path=ADVANCE_PATH,
                 status=200,
             )
-        if summary == OOB_PENDING:
+        if summary == SUMMARY_OOB_PENDING:
             if ctx.oob_started_at is None:
                 raise IdpReplyError(
                     "CyberArk says an out-of-band challenge is pending, but none was started",
@@ -610,18 +621,18 @@ class CyberArkFlow(Flow):
                 )
             ctx = attrs.evolve(ctx, last_answer_at=now, polls=ctx.polls + 1)
             return Outcome(
-                "oob_pending",
+                OOB_PENDING,
                 {"next_poll_at": self.config.poll_schedule.next_poll(now), "context": ctx},
             )
         if summary == START_NEXT_CHALLENGE:
             return self._next_challenge(snapshot, now, ctx)
         if summary == LOGIN_SUCCESS and reply.login is not None:
-            return Outcome("completed", self._completed(snapshot, ctx, reply, now))
+            return Outcome(COMPLETED, self._completed(snapshot, ctx, reply, now))
         if summary == NONCOMMITAL_SUCCESS:
             detail = reply.client_message or "CyberArk ended the sign-in without a session"
-            return Outcome("failed", _ended(ctx, "idp_error", detail))
+            return Outcome(FAILED, _ended(ctx, "idp_error", detail))
         detail = f"CyberArk answered an unknown Summary ({_short(summary)}); start again"
-        return Outcome("failed", _ended(ctx, "idp_error", detail))
+        return Outcome(FAILED, _ended(ctx, "idp_error", detail))
 
     def _next_challenge(self, snapshot: Snapshot, now: float, ctx: CyberArkContext) -> Outcome:
         if ctx.index + 1 >= len(ctx.package):
@@ -632,10 +643,10 @@ class CyberArkFlow(Flow):
         mechanisms = ctx.current
         single = mechanisms[0] if len(mechanisms) == 1 and _supported(mechanisms[0]) else None
         if single is None:
-            return Outcome("choose", self._choosing(snapshot, ctx, _choices(mechanisms)))
+            return Outcome(SECOND_FACTOR_DUE, self._choosing(snapshot, ctx, _choices(mechanisms)))
         ctx = _choose(ctx, single)
         if single.answer_type == TEXT:
-            return Outcome("answer_due", self._answer_due(snapshot, ctx, single))
+            return Outcome(RESPONSE_DUE, self._answer_due(snapshot, ctx, single))
         try:
             return self._start_oob(snapshot, now, ctx, single)
         except (IdpError, TransportError) as exc:
@@ -648,7 +659,9 @@ class CyberArkFlow(Flow):
                 error=type(exc).__name__,
             )
             unchosen = _choose(ctx, None)
-            return Outcome("choose", self._choosing(snapshot, unchosen, (_choice(single),)))
+            return Outcome(
+                SECOND_FACTOR_DUE, self._choosing(snapshot, unchosen, (_choice(single),))
+            )
 
     # -- snapshot changes ------------------------------------------------------------------
 

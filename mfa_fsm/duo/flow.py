@@ -60,13 +60,23 @@ from mfa_fsm.core.errors import (
     UsageError,
     VerifiedUserRequired,
 )
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
 from mfa_fsm.core.http import Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.outcomes import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    OOB_PENDING,
+    REJECTED,
+    RESPONSE_DUE,
+    SECOND_FACTOR_DUE,
+)
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
-from mfa_fsm.duo.client import DuoClient, DuoConfig
+from mfa_fsm.duo.client import AUTH_PATH, AUTH_STATUS_PATH, PREAUTH_PATH, DuoClient, DuoConfig
 from mfa_fsm.duo.replies import INVALID_PARAMETERS_CODE, DuoDevice, PreauthReply
 
 if TYPE_CHECKING:
@@ -84,7 +94,8 @@ _MAX_MESSAGE = 200
 
 
 class DuoMachine(FlowMachine):
-    """Every transition of the Duo flow; guards name what Duo said."""
+    """The Duo flow's table: (state, event, outcome) -> target, one row each; every failing
+    answer is ``failed``, its reason in the snapshot."""
 
     (
         AwaitingFirstFactor,
@@ -94,34 +105,28 @@ class DuoMachine(FlowMachine):
         Completed,
         Failed,
     ) = states()
+    live = (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending)
 
-    submit_first_factor = (
-        AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("second_factor_required"))
-        | AwaitingFirstFactor.to(Completed, cond=said("completed"))
-        | AwaitingFirstFactor.to(Failed, cond=said("failed"))
+    submit_first_factor = rows(
+        AwaitingFirstFactor,
+        {SECOND_FACTOR_DUE: AwaitingSecondFactor, COMPLETED: Completed, FAILED: Failed},
     )
-    select_second_factor = (
-        AwaitingSecondFactor.to(SecondFactorSelected, cond=said("challenge_issued"))
-        | AwaitingSecondFactor.to(OobPending, cond=said("oob_started"))
-        | AwaitingSecondFactor.to(Completed, cond=said("completed"))
-        | AwaitingSecondFactor.to(Failed, cond=said("failed"))
+    select_second_factor = rows(
+        AwaitingSecondFactor,
+        {
+            RESPONSE_DUE: SecondFactorSelected,
+            OOB_PENDING: OobPending,
+            COMPLETED: Completed,
+            FAILED: Failed,
+        },
     )
-    submit_response = (
-        SecondFactorSelected.to(Completed, cond=said("completed"))
-        | SecondFactorSelected.to(SecondFactorSelected, cond=said("rejected"))
-        | SecondFactorSelected.to(Failed, cond=said("failed"))
+    submit_response = rows(
+        SecondFactorSelected,
+        {COMPLETED: Completed, REJECTED: SecondFactorSelected, FAILED: Failed},
     )
-    poll = (
-        OobPending.to(OobPending, cond=said("pending"))
-        | OobPending.to(Completed, cond=said("completed"))
-        | OobPending.to(Failed, cond=said("failed"))
-    )
-    cancel = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
-    )
-    expire = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
-    )
+    poll = rows(OobPending, {OOB_PENDING: OobPending, COMPLETED: Completed, FAILED: Failed})
+    cancel = rows(live, {CANCELLED: Failed})
+    expire = rows(live, {EXPIRED: Failed})
 
 
 @attrs.frozen
@@ -241,6 +246,11 @@ class DuoFlow(Flow):
 
     # -- handlers: one per event, each returns what Duo said -----------------------------
 
+    @on(
+        DuoMachine.submit_first_factor,
+        outcomes=[SECOND_FACTOR_DUE, COMPLETED, FAILED],
+        calls=f"POST {PREAUTH_PATH}",
+    )
     def _on_submit_first_factor(self, snapshot: Snapshot, now: float) -> Outcome:
         reply = self.client.preauth(snapshot.user_id)
         if reply.result == "allow":
@@ -252,8 +262,13 @@ class DuoFlow(Flow):
         choices = _choices(reply.devices)
         if not any(choice.supported for choice in choices):
             return _rejected("the user has no Duo device this application can use")
-        return Outcome("second_factor_required", {"choices": choices, "challenge": None})
+        return Outcome(SECOND_FACTOR_DUE, {"choices": choices, "challenge": None})
 
+    @on(
+        DuoMachine.select_second_factor,
+        outcomes=[RESPONSE_DUE, OOB_PENDING, COMPLETED, FAILED],
+        calls=f"POST {AUTH_PATH}",
+    )
     def _on_select_second_factor(
         self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
     ) -> Outcome:
@@ -265,7 +280,7 @@ class DuoFlow(Flow):
         context = attrs.evolve(ctx, factor=factor, txid=None, polls=0)
         if factor == PASSCODE:
             challenge = Challenge(factor=factor, kind=choice.kind, prompt=choice.label)
-            return Outcome("challenge_issued", {"challenge": challenge, "context": context})
+            return Outcome(RESPONSE_DUE, {"challenge": challenge, "context": context})
         user = snapshot.user_id
         if kind == "sms":
             reply = self.client.auth("sms", user, device=device)
@@ -279,10 +294,10 @@ class DuoFlow(Flow):
                 prompt=f"Type a passcode from the text message sent to {choice.detail}",
                 delivery="SMS",
             )
-            return Outcome("challenge_issued", {"challenge": challenge, "context": context})
+            return Outcome(RESPONSE_DUE, {"challenge": challenge, "context": context})
         started = self.client.auth_async("push" if kind == "push" else "phone", user, device=device)
         return Outcome(
-            "oob_started",
+            OOB_PENDING,
             {
                 "context": attrs.evolve(context, txid=started.txid),
                 "challenge": Challenge(
@@ -293,6 +308,11 @@ class DuoFlow(Flow):
             },
         )
 
+    @on(
+        DuoMachine.submit_response,
+        outcomes=[COMPLETED, REJECTED, FAILED],
+        calls=f"POST {AUTH_PATH}",
+    )
     def _on_submit_response(self, snapshot: Snapshot, now: float, response: str) -> Outcome:
         ctx: DuoContext = snapshot.context
         passcode = code("response", response)
@@ -305,9 +325,14 @@ class DuoFlow(Flow):
             challenge = snapshot.challenge
             if challenge is not None:
                 challenge = attrs.evolve(challenge, rejected=True)
-            return Outcome("rejected", {"challenge": challenge})
+            return Outcome(REJECTED, {"challenge": challenge})
         return _refused(reply.status, reply.status_msg, ctx)
 
+    @on(
+        DuoMachine.poll,
+        outcomes=[OOB_PENDING, COMPLETED, FAILED],
+        calls=f"GET {AUTH_STATUS_PATH}",
+    )
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
         ctx: DuoContext = snapshot.context
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
@@ -335,7 +360,7 @@ class DuoFlow(Flow):
             if challenge is not None and reply.status_msg:
                 challenge = attrs.evolve(challenge, prompt=_said(reply.status_msg))
             return Outcome(
-                "pending",
+                OOB_PENDING,
                 {
                     "challenge": challenge,
                     "next_poll_at": schedule.next_poll(now),
@@ -344,10 +369,11 @@ class DuoFlow(Flow):
             )
         return _refused(reply.status, reply.status_msg, ctx)
 
+    @on(DuoMachine.cancel, outcomes=[CANCELLED])
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
         # The Auth API has no call that withdraws a push: it times out on the device.
         return Outcome(
-            "cancelled",
+            CANCELLED,
             {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
         )
 
@@ -402,7 +428,7 @@ def _offered(snapshot: Snapshot, factor: object) -> Choice:
 
 def _completed(snapshot: Snapshot, trusted_device_token: str | None) -> Outcome:
     return Outcome(
-        "completed",
+        COMPLETED,
         {
             "result": Result(user_id=snapshot.user_id, token=trusted_device_token or ""),
             "challenge": None,
@@ -426,7 +452,7 @@ def _ended(reason: str, detail: str, ctx: DuoContext | None = None) -> Outcome:
     }
     if ctx is not None:
         changes["context"] = _forget(ctx)
-    return Outcome("failed", changes)
+    return Outcome(FAILED, changes)
 
 
 def _rejected(detail: str) -> Outcome:

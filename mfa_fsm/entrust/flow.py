@@ -47,13 +47,30 @@ from mfa_fsm.core.errors import (
     UsageError,
     VerifiedUserRequired,
 )
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
 from mfa_fsm.core.http import Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.outcomes import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    OOB_PENDING,
+    REJECTED,
+    RESPONSE_DUE,
+    SECOND_FACTOR_DUE,
+)
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
-from mfa_fsm.entrust.client import EntrustClient, EntrustConfig, check_authenticator
+from mfa_fsm.entrust.client import (
+    COMPLETE_PATH,
+    LOGOUT_PATH,
+    SELECT_PATH,
+    EntrustClient,
+    EntrustConfig,
+    check_authenticator,
+)
 from mfa_fsm.entrust.replies import AuthReply
 
 if TYPE_CHECKING:
@@ -82,7 +99,11 @@ PUSH_FACTORS = frozenset(name for name, (kind, _) in SECOND_FACTORS.items() if k
 
 
 class EntrustMachine(FlowMachine):
-    """Every transition of the Entrust flow; guards name what IDaaS said."""
+    """The Entrust flow's table: (state, event, outcome) -> target, one row each.
+
+    IDaaS rotates its token at every step, so no state is ever revisited except to retry a
+    wrong answer (``rejected``); ``failed`` carries ``locked`` or ``denied`` as the reason.
+    """
 
     (
         AwaitingFirstFactor,
@@ -92,35 +113,33 @@ class EntrustMachine(FlowMachine):
         Completed,
         Failed,
     ) = states()
+    live = (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending)
 
-    submit_first_factor = (
-        AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("second_factor_required"))
-        | AwaitingFirstFactor.to(Completed, cond=said("completed"))
-        | AwaitingFirstFactor.to(AwaitingFirstFactor, cond=said("rejected"))
-        | AwaitingFirstFactor.to(Failed, cond=said("locked"))
+    submit_first_factor = rows(
+        AwaitingFirstFactor,
+        {
+            SECOND_FACTOR_DUE: AwaitingSecondFactor,
+            COMPLETED: Completed,
+            REJECTED: AwaitingFirstFactor,
+            FAILED: Failed,
+        },
     )
-    select_second_factor = (
-        AwaitingSecondFactor.to(SecondFactorSelected, cond=said("challenge_issued"))
-        | AwaitingSecondFactor.to(OobPending, cond=said("oob_started"))
-        | AwaitingSecondFactor.to(Completed, cond=said("completed"))
-        | AwaitingSecondFactor.to(Failed, cond=said("locked"))
+    select_second_factor = rows(
+        AwaitingSecondFactor,
+        {
+            RESPONSE_DUE: SecondFactorSelected,
+            OOB_PENDING: OobPending,
+            COMPLETED: Completed,
+            FAILED: Failed,
+        },
     )
-    submit_response = (
-        SecondFactorSelected.to(Completed, cond=said("completed"))
-        | SecondFactorSelected.to(SecondFactorSelected, cond=said("rejected"))
-        | SecondFactorSelected.to(Failed, cond=said("locked"))
+    submit_response = rows(
+        SecondFactorSelected,
+        {COMPLETED: Completed, REJECTED: SecondFactorSelected, FAILED: Failed},
     )
-    poll = (
-        OobPending.to(OobPending, cond=said("pending"))
-        | OobPending.to(Completed, cond=said("completed"))
-        | OobPending.to(Failed, cond=said("denied"))
-    )
-    cancel = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
-    )
-    expire = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
-    )
+    poll = rows(OobPending, {OOB_PENDING: OobPending, COMPLETED: Completed, FAILED: Failed})
+    cancel = rows(live, {CANCELLED: Failed})
+    expire = rows(live, {EXPIRED: Failed})
 
 
 @attrs.frozen
@@ -256,6 +275,11 @@ class EntrustFlow(Flow):
 
     # -- handlers: one per event, each returns what IDaaS said ---------------------------
 
+    @on(
+        EntrustMachine.submit_first_factor,
+        outcomes=[SECOND_FACTOR_DUE, COMPLETED, REJECTED, FAILED],
+        calls=[f"POST {SELECT_PATH}", f"POST {COMPLETE_PATH}"],
+    )
     def _on_submit_first_factor(
         self, snapshot: Snapshot, now: float, password: str | None = None
     ) -> Outcome:
@@ -286,7 +310,7 @@ class EntrustFlow(Flow):
             return self._completed(snapshot, reply, now)
         token = self._required_token(reply)
         return Outcome(
-            "second_factor_required",
+            SECOND_FACTOR_DUE,
             {
                 "challenge": None,
                 "deadline": _deadline(snapshot.deadline, reply.expires_at),
@@ -299,6 +323,11 @@ class EntrustFlow(Flow):
             },
         )
 
+    @on(
+        EntrustMachine.select_second_factor,
+        outcomes=[RESPONSE_DUE, OOB_PENDING, COMPLETED, FAILED],
+        calls=f"POST {SELECT_PATH}",
+    )
     def _on_select_second_factor(
         self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
     ) -> Outcome:
@@ -332,7 +361,7 @@ class EntrustFlow(Flow):
         )
         if factor in PUSH_FACTORS:
             return Outcome(
-                "oob_started",
+                OOB_PENDING,
                 {
                     "context": context,
                     "challenge": Challenge(
@@ -347,7 +376,7 @@ class EntrustFlow(Flow):
                 },
             )
         return Outcome(
-            "challenge_issued",
+            RESPONSE_DUE,
             {
                 "context": context,
                 "challenge": Challenge(
@@ -364,6 +393,11 @@ class EntrustFlow(Flow):
             },
         )
 
+    @on(
+        EntrustMachine.submit_response,
+        outcomes=[COMPLETED, REJECTED, FAILED],
+        calls=f"POST {COMPLETE_PATH}",
+    )
     def _on_submit_response(
         self,
         snapshot: Snapshot,
@@ -405,6 +439,11 @@ class EntrustFlow(Flow):
             )
         return self._completed(snapshot, reply, now)
 
+    @on(
+        EntrustMachine.poll,
+        outcomes=[OOB_PENDING, COMPLETED, FAILED],
+        calls=f"POST {COMPLETE_PATH}",
+    )
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
         ctx: EntrustContext = snapshot.context
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
@@ -429,7 +468,7 @@ class EntrustFlow(Flow):
             return self._completed(snapshot, reply, now)
         if reply.status == "NO_RESPONSE":
             return Outcome(
-                "pending",
+                OOB_PENDING,
                 {
                     "next_poll_at": now + self.config.poll_interval,
                     "context": attrs.evolve(_seen(ctx, reply), polls=ctx.polls + 1),
@@ -445,10 +484,15 @@ class EntrustFlow(Flow):
             status=200,
         )
 
+    @on(
+        EntrustMachine.cancel,
+        outcomes=[CANCELLED],
+        calls=[f"POST {COMPLETE_PATH}", f"POST {LOGOUT_PATH}"],
+    )
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
         self._cancel_quietly(snapshot, "cancelled by the user", every_state=True)
         return Outcome(
-            "cancelled",
+            CANCELLED,
             {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
         )
 
@@ -503,7 +547,7 @@ class EntrustFlow(Flow):
             expires_at=reply.expires_at,
         )
         return Outcome(
-            "completed",
+            COMPLETED,
             {
                 "result": result,
                 "challenge": None,
@@ -526,7 +570,7 @@ class EntrustFlow(Flow):
         if challenge is not None:
             challenge = attrs.evolve(challenge, rejected=True, attempts_left=remaining.get(factor))
         return Outcome(
-            "rejected",
+            REJECTED,
             {
                 "challenge": challenge,
                 "context": attrs.evolve(ctx, remaining_attempts=remaining),
@@ -673,7 +717,7 @@ def _forget(ctx: EntrustContext) -> EntrustContext:
 
 def _locked() -> Outcome:
     return Outcome(
-        "locked",
+        FAILED,
         {
             "failure": "locked",
             "failure_detail": "too many wrong answers: the authenticator is locked",
@@ -683,7 +727,7 @@ def _locked() -> Outcome:
 
 
 def _denied(detail: str) -> Outcome:
-    return Outcome("denied", {"failure": "denied", "failure_detail": detail, "next_poll_at": None})
+    return Outcome(FAILED, {"failure": "denied", "failure_detail": detail, "next_poll_at": None})
 
 
 __all__ = ["EntrustConfig", "EntrustContext", "EntrustFlow", "EntrustMachine"]

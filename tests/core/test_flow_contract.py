@@ -20,10 +20,11 @@ from mfa_fsm import (
     InvalidInput,
     TransportError,
 )
-from mfa_fsm.core.errors import FlowBusy, SnapshotError, UsageError
+from mfa_fsm.core.errors import FlowBusy, SnapshotError, UnmodelledOutcome, UsageError
 from mfa_fsm.core.flow import Outcome
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
 
@@ -41,11 +42,12 @@ def entrust_flow(emulator: EntrustEmulator, **config: Any) -> EntrustFlow:
     )
 
 
-def test_an_outcome_without_a_table_row_raises_and_changes_nothing(
+def test_an_undeclared_outcome_raises_unmodelled_outcome_and_changes_nothing(
     entrust: EntrustEmulator,
 ) -> None:
-    """A handler's outcome the transition table has no row for is refused as an IdP error
-    naming the path of the call that produced it; the snapshot stays as it was."""
+    """A handler's outcome that its @on declaration does not list is a bug in the provider:
+    UnmodelledOutcome (not an IdpError, even after a real IdP call), the snapshot as it was,
+    and no transition logged."""
     flow = entrust_flow(entrust)
     before = flow.snapshot()
 
@@ -53,29 +55,33 @@ def test_an_outcome_without_a_table_row_raises_and_changes_nothing(
 
     def unmodelled(snapshot: Any, now: float, **data: Any) -> Outcome:
         real_handler(snapshot, now, **data)  # the real IdP call, then an unmodelled outcome
-        return Outcome("something_unmodelled", {"failure": "idp_error", "version": 99})
+        return Outcome(OutcomeKind.FIRST_FACTOR_DUE, {"failure": "idp_error", "version": 99})
 
     flow._on_submit_first_factor = unmodelled  # type: ignore[method-assign]
-    expected = r"something_unmodelled.*AwaitingFirstFactor"
+    expected = r"'submit_first_factor' returned outcome 'first_factor_due' in state Awaiting"
     with (
         structlog.testing.capture_logs() as events,
-        pytest.raises(IdpError, match=expected) as caught,
+        pytest.raises(UnmodelledOutcome, match=expected) as caught,
     ):
         flow.send("submit_first_factor")
-    assert caught.value.path.endswith("/EXTERNAL/complete")
+    assert not isinstance(caught.value, IdpError)
+    assert (caught.value.flow, caught.value.state, caught.value.event) == (
+        "EntrustFlow",
+        "AwaitingFirstFactor",
+        "submit_first_factor",
+    )
+    assert caught.value.outcome == "first_factor_due"
     assert flow.snapshot() == before
     assert flow.state == "AwaitingFirstFactor" and flow.version == 0
     assert not [e for e in events if e["event"] == "mfa_fsm.transition"]
 
 
-def test_an_unmodelled_outcome_without_any_call_names_no_path(entrust: EntrustEmulator) -> None:
-    flow = entrust_flow(entrust)
-    before = flow.snapshot()
-    flow._on_submit_first_factor = lambda snapshot, now, **data: Outcome("nothing")  # type: ignore[method-assign]
-    with pytest.raises(IdpError) as caught:
-        flow.send("submit_first_factor")
-    assert caught.value.path == ""
-    assert flow.snapshot() == before
+def test_an_outcome_outside_the_vocabulary_cannot_be_built() -> None:
+    """Outcome kinds are the shared vocabulary's: a provider's private word is refused when
+    the outcome is built, long before any table is asked."""
+    assert Outcome("completed").kind is OutcomeKind.COMPLETED
+    with pytest.raises(ValueError, match="'nothing' is not a valid OutcomeKind"):
+        Outcome("nothing")
 
 
 @pytest.mark.parametrize(
