@@ -270,7 +270,8 @@ class Engine(_Facade):
         ``user=`` (every provider; ``user_id=`` is its deprecated alias), the end user's
         ``client_ip=``, ``flow_id=``, and any option of that provider's own. Raises what
         that ``start`` raises (``VerifiedUserRequired`` for a first factor checked outside
-        the IdP without a VerifiedUser, ``Throttled``), with nothing stored, and FlowConflict when a ``flow_id`` given is already taken (the
+        the IdP without a VerifiedUser, ``Throttled``), with nothing stored, and FlowConflict
+        when a ``flow_id`` given is already taken (the
         IdP was asked, nothing is stored).
         """
         flow = self._begin(provider, neutral_fields("start", options, stacklevel=2))

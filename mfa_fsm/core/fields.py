@@ -96,7 +96,7 @@ def resolve_factor(
     offered = [choice for choice in snapshot.choices if choice.supported]
     if not isinstance(factor, str) or any(choice.id == factor for choice in offered):
         return dict(data)
-    wanted = factor.lower()
+    wanted = factor  # kinds are lower case; "OTP" stays an id, never the kind "otp"
     matching = [choice for choice in offered if wanted in set(kinds_of(choice))]
     if not matching:
         return dict(data)

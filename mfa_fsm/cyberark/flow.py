@@ -850,8 +850,9 @@ def _text_answer(
         }
     if answers is not None:
         # One security question may be answered as a list of one, as several are.
-        if answer is not None or not isinstance(answers, list | tuple) or len(answers) != 1:
-            raise InvalidInput("answers", f"takes one answer here; or send {field}")
+        one_question = mechanism.name == "SQ" and isinstance(answers, list | tuple)
+        if answer is not None or not one_question or len(answers) != 1:
+            raise InvalidInput("answers", f"is only for security questions; send {field}")
         return secret_text("answers", answers[0])
     return secret_text(field, answer)
 

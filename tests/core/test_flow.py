@@ -11,6 +11,7 @@ from statemachine import State
 
 from mfa_fsm import CyberArkFlow, EntrustFlow, IdpError
 from mfa_fsm.core.flow import Flow, FlowMachine, Outcome, _declares_no_action, pure_guard, said
+from mfa_fsm.core.registry import provider_flow, provider_names
 from mfa_fsm.core.snapshot import Snapshot
 
 #: How often each guard below was called, by name.
@@ -234,17 +235,20 @@ def test_a_said_guard_is_named_after_its_kinds() -> None:
     assert guard.__name__ == guard.__qualname__ == "completed or rejected"
 
 
-def test_each_flow_class_registers_its_provider_and_context() -> None:
+def test_each_flow_class_registers_its_context_and_only_providers_are_registered() -> None:
+    """Defining a flow class makes its snapshots readable; only the provider registry (entry
+    points, register_provider) makes it a provider, so a test's subclass never replaces one."""
     for flow_class in (ToyFlow, UnmarkedFlow, EntrustFlow, CyberArkFlow):
-        assert Flow.providers[flow_class.provider] is flow_class
         assert Snapshot.contexts[flow_class.provider] is flow_class.context_type
+    assert provider_flow("entrust") is EntrustFlow
+    assert provider_flow("cyberark") is CyberArkFlow
+    assert ToyFlow.provider not in provider_names()
 
 
 def test_a_flow_class_without_a_handler_for_an_event_is_refused_when_declared(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The registries are filled before the check: give the test its own copies.
-    monkeypatch.setattr(Flow, "providers", dict(Flow.providers))
+    # The context table is filled before the check: give the test its own copy.
     monkeypatch.setattr(Snapshot, "contexts", dict(Snapshot.contexts))
     with pytest.raises(TypeError, match=r"^NoCancel has no handler _on_cancel for event 'cancel'$"):
 

@@ -124,7 +124,7 @@ class CyberArkSession(RuleBasedStateMachine):
             return {"factor": "not-a-mechanism" if quality == "wrong" else malformed}
         if event not in ("submit_first_factor", "submit_response") or quality == "none":
             return {}
-        field = "answer" if event == "submit_first_factor" else "response"
+        field = "answer"
         if quality == "malformed":
             return {field: malformed}
         right = quality == "good"
