@@ -210,7 +210,7 @@ class CyberArkSession(RuleBasedStateMachine):
                 ("cancel", {}),
                 ("submit_first_factor", {"answer": f"{self.user}-password"}),
                 ("select_second_factor", {"factor": "x"}),
-                ("submit_response", {"response": "123456"}),
+                ("submit_response", {"answer": "123456"}),
             ):
                 with pytest.raises(EventNotAllowed):
                     flow.send(event, **data)
