@@ -594,7 +594,10 @@ def _add_settings(login: argparse.ArgumentParser) -> None:
         text = "; ".join(
             f"{label}: {s.help}" + (f" (or ${s.env})" if s.env else "") for label, s in owners
         )
-        login.add_argument(option, dest=_dest(option), help=text.replace("%", "%%"))
+        metavar = option.lstrip("-").upper().replace("-", "_")
+        login.add_argument(
+            option, dest=_dest(option), metavar=metavar, help=text.replace("%", "%%")
+        )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -627,7 +630,8 @@ def parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--first-factor-checked-by",
         metavar="WHO",
-        help="Entrust EXTERNAL: you vouch that WHO (e.g. 'ACME VPN password') has checked "
+        help="a first factor checked outside the IdP (EXTERNAL): you vouch that WHO (e.g. "
+        "'ACME VPN password') has checked "
         "this user's first factor; without it the IdP must check a password",
     )
     login.add_argument(
