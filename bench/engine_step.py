@@ -7,7 +7,7 @@ Every variant runs the same machine shape (the Entrust flow's), interleaved in e
 * transitions: the same cycle on the ``transitions`` library (a new ``Machine`` per request,
   ``auto_transitions=False``, the Entrust machine's own guards as conditions);
 * dict dispatch: the floor, ``{(state, event, outcome kind): target}`` looked up on a dict;
-* mfa_fsm: JSON snapshot -> EntrustFlow.restore -> send("submit_response", response=...)
+* mfa_fsm: JSON snapshot -> EntrustFlow.restore -> send("submit_response", answer=...)
   whose IdP call is answered by an in-process transport -> JSON snapshot;
 * mfa_fsm sealed: ``SealedEngine.send`` (no ledger): open the client's token -> restore ->
   send -> seal the new token; each step on a flow sealed before the clock started.
@@ -176,7 +176,7 @@ def make_sealed_step(saved: str) -> tuple[Callable[[int], list[object]], Callabl
 
     def step(prepared: object) -> str:
         flow_id, token = prepared  # type: ignore[misc]
-        view, new_token = engine.send(token, flow_id, "submit_response", response="12345678")
+        view, new_token = engine.send(token, flow_id, "submit_response", answer="12345678")
         assert view.state == "Completed"
         return new_token
 
@@ -188,7 +188,7 @@ def make_step(saved: str) -> Callable[[], str]:
 
     def step() -> str:
         flow = EntrustFlow.restore(saved, config=CONFIG, transport=transport)
-        flow.send("submit_response", response="12345678")
+        flow.send("submit_response", answer="12345678")
         assert flow.state == "Completed"
         return flow.snapshot().to_json()
 

@@ -82,7 +82,7 @@ def engine_login(config: EntrustConfig) -> Login:
         flow_id = engine.start("entrust", verified_user=VERIFIED).flow_id
         engine.send(flow_id, "submit_first_factor")
         engine.send(flow_id, "select_second_factor", factor="OTP", delivery="SMS")
-        view = engine.send(flow_id, "submit_response", response=harness.otp())
+        view = engine.send(flow_id, "submit_response", answer=harness.otp())
         assert view.state == "Completed"
         engine.delete(flow_id)
 
@@ -99,7 +99,7 @@ def flow_api_login(config: EntrustConfig) -> Login:
         flow.send("select_second_factor", factor="OTP", delivery="SMS")
         saved = flow.snapshot().to_json()
         flow = EntrustFlow.restore(saved, config=config)
-        view = flow.send("submit_response", response=harness.otp())
+        view = flow.send("submit_response", answer=harness.otp())
         assert view.state == "Completed"
 
     return login

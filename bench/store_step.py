@@ -100,7 +100,7 @@ def stored(engine: Engine, snapshot: Snapshot) -> Variant:
         return ids
 
     def step(flow_id: Any) -> object:
-        view = engine.send(flow_id, "submit_response", response=CODE)
+        view = engine.send(flow_id, "submit_response", answer=CODE)
         assert view.state == "Completed"
         return view
 
@@ -119,7 +119,7 @@ def sealed(engine: SealedEngine, snapshot: Snapshot) -> Variant:
 
     def step(flow: Any) -> object:
         flow_id, token = flow
-        view, _ = engine.send(token, flow_id, "submit_response", response=CODE)
+        view, _ = engine.send(token, flow_id, "submit_response", answer=CODE)
         assert view.state == "Completed"
         return view
 

@@ -50,6 +50,12 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.identity import VerifiedUser
     from mfa_fsm.core.logref import flow_ref, set_log_key
     from mfa_fsm.core.outcomes import OutcomeKind
+    from mfa_fsm.core.registry import (
+        provider_flow,
+        provider_names,
+        register_provider,
+        unregister_provider,
+    )
     from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
     from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
@@ -116,7 +122,11 @@ __all__ = [
     "VerifiedUser",
     "VerifiedUserRequired",
     "flow_ref",
+    "provider_flow",
+    "provider_names",
+    "register_provider",
     "set_log_key",
+    "unregister_provider",
 ]
 
 # Public name -> the module that defines it, imported when the name is first asked for.
@@ -152,7 +162,11 @@ _LAZY = {
     "Transport": "mfa_fsm.core.http",
     "VerifiedUser": "mfa_fsm.core.identity",
     "flow_ref": "mfa_fsm.core.logref",
+    "provider_flow": "mfa_fsm.core.registry",
+    "provider_names": "mfa_fsm.core.registry",
+    "register_provider": "mfa_fsm.core.registry",
     "set_log_key": "mfa_fsm.core.logref",
+    "unregister_provider": "mfa_fsm.core.registry",
 }
 
 

@@ -2,15 +2,18 @@
 
 ::
 
-    mfa-fsm demo [--port 8700]               the login pages and both emulators, on loopback
-    mfa-fsm login --emulator                 walk through an Entrust login against the emulator
-    mfa-fsm login --provider cyberark --emulator                ... a CyberArk one
-    mfa-fsm login --base-url URL --application-id ID --user pat   ... against a real tenant
+    mfa-fsm demo [--port 8700]               the login pages and the emulators, on loopback
+    mfa-fsm login --provider P --emulator    walk through a login against P's emulator
+    mfa-fsm login --provider P --base-url URL ... --user pat   ... against a real tenant
     mfa-fsm emulate [--tls]                  run the IdP emulators until Ctrl-C
     mfa-fsm diagrams [--check]               write (or check) diagrams/ from the machines
     mfa-fsm diagrams --flow ID --store URL   print a live flow's diagram, its state marked
     mfa-fsm verify [PROVIDER | module:Class ...]   check flows' tables against their handlers
     mfa-fsm purge URL [--table T]            delete the expired flows of a store (for cron)
+
+Providers, their labels, settings (``--base-url``, ...) and emulators are read from the
+provider registry (:mod:`mfa_fsm.core.registry`): a provider installed from another package
+shows up here too.
 """
 
 from __future__ import annotations
@@ -27,10 +30,9 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 import structlog
@@ -40,15 +42,13 @@ from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import MfaError, UsageError
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.core.identity import VerifiedUser, client_address
+from mfa_fsm.core.registry import Setting, provider_flow, provider_flows, provider_names
 from mfa_fsm.core.snapshot import FlowView
-from mfa_fsm.cyberark import CyberArkConfig
-from mfa_fsm.entrust import EntrustConfig
-from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator, control
-from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS
 from mfa_fsm.web import events
 
 if TYPE_CHECKING:
     from mfa_fsm.stores.base import FlowStore
+    from mfa_fsm.testing.demo_idps import DemoIdp
 
 SPINNER = "|/-\\"
 #: Challenge kinds whose code a person may type while the flow is also polled (an SMS link).
@@ -123,20 +123,17 @@ def _cancel_at_idp(flow: Flow, term: Terminal) -> None:
     term.say("\ncancelled: the sign-in request was withdrawn at the identity provider")
 
 
-def _form(values: dict[str, str]) -> events.Form:
-    return lambda name: values.get(name, "")
-
-
 def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     challenge = view.challenge
     if challenge is None:
         return _pick_second_factor(flow, view, term)
     if events.typed_first_factor(view):
         prefix = "Wrong password. " if challenge.rejected else ""
-        values = {"answer": term.ask(f"{prefix}{challenge.prompt or 'Password'}: ", secret=True)}
-        if len(challenge.questions) > 1:
-            values = _ask_questions(challenge.questions, term)
-        return flow.send("submit_first_factor", **events.first_factor_data(view, _form(values)))
+        if challenge.questions:
+            typed = _ask_questions(challenge.questions, term)
+        else:
+            typed = [term.ask(f"{prefix}{challenge.prompt or 'Password'}: ", secret=True)]
+        return flow.send("submit_first_factor", **events.first_factor_data(view, typed))
     if challenge.kind == "external":
         term.say("First factor checked by the application; asking the IdP what next.")
     else:
@@ -144,11 +141,8 @@ def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     return flow.send("submit_first_factor")
 
 
-def _ask_questions(questions: Sequence[str], term: Terminal) -> dict[str, str]:
-    return {
-        f"answer-{number}": term.ask(f"{question} ", secret=True)
-        for number, question in enumerate(questions)
-    }
+def _ask_questions(questions: Sequence[str], term: Terminal) -> list[str]:
+    return [term.ask(f"{question} ", secret=True) for question in questions]
 
 
 def _pick_second_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -156,10 +150,10 @@ def _pick_second_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if not usable:
         raise UsageError("the IdP offers no second factor mfa_fsm can drive")
     choice = usable[term.choose("Second factor", [c.label for c in usable])]
-    values = {"factor": choice.id}
+    delivery = None
     if len(choice.deliveries) > 1:
-        values["delivery"] = choice.deliveries[term.choose("Send the code by", choice.deliveries)]
-    return flow.send("select_second_factor", **events.select_data(view, _form(values)))
+        delivery = choice.deliveries[term.choose("Send the code by", choice.deliveries)]
+    return flow.send("select_second_factor", **events.select_data(choice.id, delivery))
 
 
 def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -169,13 +163,11 @@ def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if challenge.rejected:
         left = challenge.attempts_left
         term.say("That was not right." + (f" {left} attempt(s) left." if left else ""))
-    if events.answers_as_list(view.provider, challenge):
-        values = _ask_questions(challenge.questions, term)
-    elif challenge.questions:
-        values = {"response": term.ask(f"{challenge.questions[0]} ", secret=True)}
+    if challenge.questions:
+        typed = _ask_questions(challenge.questions, term)
     else:
-        values = {"response": term.ask(f"{challenge.prompt}: ")}
-    return flow.send("submit_response", **events.response_data(view, _form(values)))
+        typed = [term.ask(f"{challenge.prompt}: ")]
+    return flow.send("submit_response", **events.response_data(view, typed))
 
 
 def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -185,7 +177,7 @@ def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if challenge is not None and challenge.kind in CODE_KINDS and events.takes_code(view):
         code = term.ask(f"{challenge.prompt}\nType the code (or press Enter to wait): ").strip()
         if code:
-            return flow.send("submit_response", response=code)
+            return flow.send("submit_response", answer=code)
     view = wait_while_pending(flow, on_tick=_spinner(term, flow))
     term.stdout.write("\r" + " " * 78 + "\r")
     return view
@@ -210,122 +202,111 @@ def _spinner(term: Terminal, flow: Flow) -> Callable[[FlowView], None]:
 
 @attrs.frozen
 class _Target:
-    """Where a terminal login goes: the provider's configuration, and, for an emulator,
-    the control routes that play the user's phone."""
+    """Where a terminal login goes: the provider's flow class and configuration, and, for an
+    emulator, the running emulator that plays the user's phone."""
 
-    provider: str
+    flow_class: type[Flow]
     config: object
-    #: GET route of the last code sent to a user, and POST route approving a push
-    code_route: str | None = None
-    answer_route: str | None = None
-    approve_route: str | None = None
+    idp: DemoIdp | None = None
+
+
+def _demo_idp_class(flow_class: type[Flow]) -> type[DemoIdp]:
+    """The emulator class a provider declares (``Flow.emulator``, imported only now)."""
+    if flow_class.emulator is None:
+        raise UsageError(
+            f"{flow_class.label} has no emulator; give its settings for a real tenant instead"
+        )
+    module, _, name = flow_class.emulator.partition(":")
+    found: type[DemoIdp] = getattr(importlib.import_module(module), name)
+    return found
+
+
+def _settings(args: argparse.Namespace, flow_class: type[Flow]) -> dict[str, Any]:
+    """The configuration fields ``flow_class`` declares, from the command line or else the
+    environment; UsageError naming every missing one a real tenant needs."""
+    values: dict[str, Any] = {}
+    missing: list[Setting] = []
+    for setting in flow_class.settings:
+        value = getattr(args, _dest(setting.option), None)
+        if value is None and setting.env is not None:
+            value = os.environ.get(setting.env) or None
+        if value is not None:
+            values[setting.field] = value
+        elif setting.required:
+            missing.append(setting)
+    if missing:
+        options = " and ".join(s.option for s in missing)
+        envs = " and ".join(s.env for s in missing if s.env is not None)
+        raise UsageError(
+            f"give --emulator, or {options}"
+            + (f" (or {envs})" if envs else "")
+            + f" for a real {flow_class.label} tenant"
+        )
+    return values
+
+
+def _dest(option: str) -> str:
+    return "setting_" + option.lstrip("-").replace("-", "_")
 
 
 @contextlib.contextmanager
 def _target(args: argparse.Namespace, term: Terminal) -> Iterator[_Target]:
-    if args.provider == "cyberark":
-        with _cyberark_target(args, term) as target:
-            yield target
-        return
+    flow_class = provider_flow(args.provider)
     if not args.emulator:
-        base_url = args.base_url or os.environ.get("MFA_FSM_ENTRUST_URL")
-        application_id = args.application_id or os.environ.get("MFA_FSM_ENTRUST_APP_ID")
-        if not base_url or not application_id:
+        if not flow_class.settings:
             raise UsageError(
-                "give --emulator, or --base-url and --application-id (or MFA_FSM_ENTRUST_URL "
-                "and MFA_FSM_ENTRUST_APP_ID) for a real tenant"
+                f"{flow_class.label} declares no settings for a command-line login; "
+                "use it from Python, or give --emulator"
             )
-        yield _Target(
-            "entrust",
-            EntrustConfig(
-                base_url=base_url, application_id=application_id, client_ip=args.client_ip
-            ),
-        )
+        options = {**_settings(args, flow_class), **_client_ip(args, flow_class)}
+        try:
+            config = flow_class.config_type(**options)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"the {flow_class.label} settings are not valid: {exc}") from None
+        yield _Target(flow_class, config)
         return
-    with EntrustEmulator() as emulator:
-        term.say(
-            f"Entrust IDaaS emulator at {emulator.base_url} (demo users: "
-            + ", ".join(sorted(emulator.users))
-            + ")"
-        )
-        config = EntrustConfig(
-            base_url=emulator.base_url,
-            application_id=emulator.application_id,
-            client_ip=args.client_ip,
-        )
-        yield _Target(
-            "entrust",
-            config,
-            code_route=f"{emulator.base_url}/_emulator/otp/{{user}}",
-            answer_route=f"{emulator.base_url}/_emulator/answer/{{user}}",
-            approve_route=f"{emulator.base_url}/_emulator/push/{{user}}/approve",
-        )
+    with _demo_idp_class(flow_class)() as idp:
+        users = ", ".join(user.user for user in idp.users)
+        term.say(f"{idp.title} at {idp.base_url} (demo users: {users})")
+        yield _Target(flow_class, idp.config(**_client_ip(args, flow_class)), idp)
 
 
-@contextlib.contextmanager
-def _cyberark_target(args: argparse.Namespace, term: Terminal) -> Iterator[_Target]:
-    if not args.emulator:
-        base_url = args.base_url or os.environ.get("MFA_FSM_CYBERARK_URL")
-        tenant_id = args.tenant_id or os.environ.get("MFA_FSM_CYBERARK_TENANT")
-        if not base_url:
-            raise UsageError(
-                "give --emulator, or --base-url (or MFA_FSM_CYBERARK_URL) for a real tenant, "
-                "e.g. https://abc1234.id.cyberark.cloud"
-            )
-        yield _Target("cyberark", CyberArkConfig(base_url=base_url, tenant_id=tenant_id))
-        return
-    with CyberArkEmulator(pod_fqdn_as_url=True) as emulator:
-        term.say(
-            f"CyberArk Identity emulator at {emulator.base_url} (demo users: alice, bob, "
-            "carol, dave, erin, frank, grace; passwords are <user>-password)"
-        )
-        yield _Target(
-            "cyberark",
-            CyberArkConfig(base_url=emulator.base_url, pod_scheme="http"),
-            code_route=f"{emulator.base_url}/_emulator/code/{{user}}",
-            approve_route=f"{emulator.base_url}/_emulator/oob/{{user}}/approve",
-        )
+def _client_ip(args: argparse.Namespace, flow_class: type[Flow]) -> dict[str, Any]:
+    """``--client-ip`` for a configuration that takes a fixed end-user address (its
+    ``client_ip`` field, sent to the IdP's risk rules on every call), else nothing."""
+    config_type = flow_class.config_type
+    takes_it = attrs.has(config_type) and "client_ip" in attrs.fields_dict(config_type)
+    return {"client_ip": args.client_ip} if takes_it and args.client_ip else {}
 
 
 def _emulator_hint(
     args: argparse.Namespace, target: _Target, term: Terminal, user: str
 ) -> Callable[[FlowView], None] | None:
-    if not args.emulator:
+    idp = target.idp
+    if idp is None:
         return None
     timers: list[threading.Timer] = []
 
-    def code(route: str | None, field: str) -> str | None:
-        if route is None:
-            return None
-        try:
-            reply = control.get(route.format(user=user))
-        except urllib.error.HTTPError:
-            return None  # nothing sent yet
-        value = reply.get(field) if isinstance(reply, dict) else None
-        return None if value is None else str(value)
-
     def hint(view: FlowView) -> None:
-        challenge = view.challenge
-        kind = challenge.kind if challenge is not None else None
-        field = "otp" if target.provider == "entrust" else "code"
-        if kind == "otp" and view.state in ("SecondFactorSelected", "OobPending"):
-            sent = code(target.code_route, field)
-            if sent is not None:
-                term.say(f"[emulator] the code sent is {sent}")
-        elif kind == "token" and view.state == "SecondFactorSelected" and target.answer_route:
-            term.say(f"[emulator] the token shows {code(target.answer_route, 'response')}")
-        if view.state == "OobPending" and target.approve_route is not None:
-            url = target.approve_route.format(user=user)
+        shown = idp.hint(user, view)
+        if shown is not None:
+            term.say(f"[emulator] {shown}")
+        if view.state == "OobPending":
             if args.approve_after is not None and not timers:
                 term.say(f"[emulator] approving the push in {args.approve_after:g}s")
-                timer = threading.Timer(args.approve_after, control.post, args=(url,))
+                timer = threading.Timer(args.approve_after, _approve_quietly, args=(idp, user))
                 timer.daemon = True
                 timers.append(timer)
                 timer.start()
-            elif args.approve_after is None:
+            elif args.approve_after is None and (url := idp.approve_route(user)) is not None:
                 term.say(f"[emulator] approve from another terminal: curl -X POST {url}")
 
     return hint
+
+
+def _approve_quietly(idp: DemoIdp, user: str) -> None:
+    with contextlib.suppress(LookupError):  # nothing waits any more (denied, expired)
+        idp.approve(user)
 
 
 #: Who checked the first factor when ``login --emulator`` plays the demo application.
@@ -335,36 +316,37 @@ CLI_CHECKED_BY = "mfa-fsm login, as the demo application (not the IdP)"
 def _who(args: argparse.Namespace, target: _Target, term: Terminal, user: str) -> dict[str, object]:
     """The start options naming ``user``: a VerifiedUser only when someone checked their
     first factor outside the IdP (EXTERNAL), else the typed id (the IdP checks a password)."""
-    flow_class = Flow.providers[target.provider]
-    if not flow_class.first_factor_outside:
-        return events.start_options(target.provider, user)
+    if not target.flow_class.first_factor_outside:
+        return {"user": user}
+    app_passwords = target.idp.app_passwords if target.idp is not None else {}
     if args.first_factor_checked_by:
         # The operator vouches, on the command line, that this user's first factor was
         # checked elsewhere: the tool's equivalent of an application's verified session.
         checked_by = args.first_factor_checked_by
-    elif args.emulator and user in DEMO_APP_PASSWORDS:
+    elif user in app_passwords:
         term.say(
             f"{user} signs in with EXTERNAL: the application checks the first factor, here "
             "the demo application's own password (the IdP never sees it)."
         )
         password = term.ask("Demo application password: ", secret=True)
-        if not hmac.compare_digest(password.encode(), DEMO_APP_PASSWORDS[user].encode()):
+        if not hmac.compare_digest(password.encode(), app_passwords[user].encode()):
             raise UsageError(
                 "the demo application password is not right (`mfa-fsm demo` prints them)"
             )
         checked_by = CLI_CHECKED_BY
     else:
-        return events.start_options(target.provider, user)
+        return {"user": user}
     term.say(f"First factor: {user}'s password, checked by {checked_by}.")
     return {"verified_user": VerifiedUser(user, checked_by=checked_by)}
 
 
 def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
     client_address(args.client_ip)  # a malformed --client-ip fails before any prompt
+    if args.provider is None:
+        raise UsageError(f"give --provider, one of {list(provider_names())}")
     with _target(args, term) as target:
         user = args.user or term.ask("User id: ").strip()
-        flow_class = Flow.providers[target.provider]
-        flow = flow_class.start(config=target.config, **_who(args, target, term, user))
+        flow = target.flow_class.start(config=target.config, **_who(args, target, term, user))
         view = walk(flow, term, _emulator_hint(args, target, term, user))
     if view.state == "Completed" and view.result is not None:
         name = view.result.display_name or view.result.user_id
@@ -376,12 +358,7 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, term: Terminal) -> int:
-    from mfa_fsm.web.demo import (  # noqa: PLC0415 - needs the web extra
-        CYBERARK_ANSWERS,
-        DEMO_USERS,
-        ENTRUST_ANSWERS,
-        Demo,
-    )
+    from mfa_fsm.web.demo import Demo  # noqa: PLC0415 - needs the web extra
 
     if not is_loopback(args.host):
         term.say(
@@ -392,19 +369,24 @@ def cmd_demo(args: argparse.Namespace, term: Terminal) -> int:
     with Demo(args.host, args.port, store=store, sealed=args.sealed) as demo:
         term.say(f"mfa_fsm demo: open {demo.url} in a browser")
         term.say(f"  emulator control page (your phone): {demo.url}emulator")
-        term.say(f"  Entrust IDaaS emulator:     {demo.entrust.base_url}")
-        term.say(f"  CyberArk Identity emulator: {demo.cyberark.base_url}")
+        width = max(len(idp.title) for idp in demo.idps.values()) + 1
+        for idp in demo.idps.values():
+            term.say(f"  {idp.title + ':':<{width}} {idp.base_url}")
         term.say(f"  flows are kept in {demo.store_description}")
-        term.say(
-            f"  the demo application's own sign-in (EXTERNAL users): {demo.url}signin, "
-            "passwords: "
-            + ", ".join(f"{user} {password}" for user, password in DEMO_APP_PASSWORDS.items())
-        )
+        app_passwords = {u: p for idp in demo.idps.values() for u, p in idp.app_passwords.items()}
+        if app_passwords:
+            term.say(
+                f"  the demo application's own sign-in (EXTERNAL users): {demo.url}signin, "
+                "passwords: "
+                + ", ".join(f"{user} {password}" for user, password in app_passwords.items())
+            )
         term.say("Demo users:")
-        for user in DEMO_USERS:
-            term.say(f"  {user.provider:<9} {user.user:<8} {user.how}")
-        term.say(f"Entrust answers: {ENTRUST_ANSWERS}.")
-        term.say(f"CyberArk answers: {CYBERARK_ANSWERS}.")
+        for idp in demo.idps.values():
+            for user in idp.users:
+                term.say(f"  {user.provider:<9} {user.user:<8} {user.how}")
+        for idp in demo.idps.values():
+            if idp.answers:
+                term.say(f"{idp.answers}.")
         term.say("Ctrl-C stops.")
         _serve(args.seconds)
     return 0
@@ -435,22 +417,36 @@ def _serve(seconds: float | None) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _emulated() -> dict[str, type[Flow]]:
+    """The providers that declare an emulator, by name."""
+    return {name: flow for name, flow in provider_flows().items() if flow.emulator is not None}
+
+
 def cmd_emulate(args: argparse.Namespace, term: Terminal) -> int:
-    with (
-        EntrustEmulator(host=args.host, port=args.entrust_port, tls=args.tls) as entrust,
-        CyberArkEmulator(host=args.host, port=args.cyberark_port, tls=args.tls) as cyberark,
-    ):
-        term.say(
-            f"Entrust IDaaS emulator:     {entrust.base_url}  application id "
-            f"{entrust.application_id}"
-        )
-        term.say(f"CyberArk Identity emulator: {cyberark.base_url}")
+    with contextlib.ExitStack() as running:
+        idps = []
+        for name, flow in _emulated().items():
+            idp_class = _demo_idp_class(flow)
+            port = getattr(args, f"port_{name}", None)
+            idp = idp_class(
+                host=args.host,
+                port=idp_class.default_port if port is None else port,
+                tls=args.tls,
+                standalone=True,
+            )
+            idps.append(running.enter_context(idp))
+        width = max((len(idp.title) for idp in idps), default=0) + 1
+        for idp in idps:
+            term.say(f"{idp.title + ':':<{width}} {idp.describe()}")
         if args.tls:
-            term.say(f"Entrust CA certificate:     {entrust.ca_file}")
-            term.say(f"CyberArk CA certificate:    {cyberark.ca_file}")
+            for idp in idps:
+                label = idp.title.replace("emulator", "CA certificate")
+                term.say(f"{label + ':':<{width}} {idp.emulator.ca_file}")
+        modules = sorted({type(idp.emulator).__module__ for idp in idps})
         term.say(
-            "Demo users and control routes: see `pydoc mfa_fsm.testing.entrust` and "
-            "`pydoc mfa_fsm.testing.cyberark`. Ctrl-C stops."
+            "Demo users and control routes: see "
+            + " and ".join(f"`pydoc {module}`" for module in modules)
+            + ". Ctrl-C stops."
         )
         _serve(args.seconds)
     return 0
@@ -482,10 +478,9 @@ def _live_diagram(args: argparse.Namespace, term: Terminal) -> int:
         provider, state = snapshot.provider, snapshot.state
     else:
         provider, state = args.provider, args.state
-    flow = diagrams.FLOWS.get(provider)
-    if flow is None:
-        known = sorted(diagrams.FLOWS)
-        raise UsageError(f"no flow of provider {provider!r}; choose one of {known}")
+    if provider is None:
+        raise UsageError(f"--state needs --provider, one of {list(provider_names())}")
+    flow = provider_flow(provider)
     if args.svg:
         term.stdout.write(diagrams.svg(flow, current_state=state).decode("utf-8"))
         term.stdout.flush()
@@ -497,9 +492,7 @@ def _live_diagram(args: argparse.Namespace, term: Terminal) -> int:
 
 def cmd_verify(args: argparse.Namespace, term: Terminal) -> int:
     """Check each named flow (every provider's by default); 1 if any rule is broken."""
-    flows = [_flow_class(name) for name in args.flows] or [
-        diagrams.FLOWS[name] for name in sorted(diagrams.FLOWS)
-    ]
+    flows = [_flow_class(name) for name in args.flows] or list(diagrams.flows().values())
     problems = [problem for flow in flows for problem in verify.verify_flow(flow)]
     for problem in problems:
         term.say(str(problem))
@@ -520,10 +513,11 @@ def cmd_verify(args: argparse.Namespace, term: Terminal) -> int:
 def _flow_class(name: str) -> type[Flow]:
     """A provider name, or ``module:Class`` for a flow of your own."""
     if ":" not in name:
-        flow = diagrams.FLOWS.get(name)
+        known = diagrams.flows()
+        flow = known.get(name)
         if flow is None:
             raise UsageError(
-                f"no provider {name!r}; name one of {sorted(diagrams.FLOWS)} or a flow class "
+                f"no provider {name!r}; name one of {sorted(known)} or a flow class "
                 "as module:Class"
             )
         return flow
@@ -631,6 +625,23 @@ def _port(text: str) -> int:
     return value
 
 
+def _add_settings(login: argparse.ArgumentParser) -> None:
+    """One option per setting the providers declare (one option for a setting several
+    providers share), its help saying whose it is."""
+    declared: dict[str, list[tuple[str, Setting]]] = {}
+    for flow in provider_flows().values():
+        for setting in flow.settings:
+            declared.setdefault(setting.option, []).append((flow.label, setting))
+    for option, owners in declared.items():
+        text = "; ".join(
+            f"{label}: {s.help}" + (f" (or ${s.env})" if s.env else "") for label, s in owners
+        )
+        metavar = option.lstrip("-").upper().replace("-", "_")
+        login.add_argument(
+            option, dest=_dest(option), metavar=metavar, help=text.replace("%", "%%")
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mfa-fsm", description=DESCRIPTION)
     top.add_argument("-v", "--verbose", action="store_true", help="log every transition")
@@ -643,17 +654,26 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=_positive, help="stop after SECONDS (for scripts)")
     demo.set_defaults(run=cmd_demo)
     login = commands.add_parser("login", help="log in from the terminal")
-    login.add_argument("--provider", choices=sorted(events.FIELDS), default="entrust")
+    names = provider_names()
+    login.add_argument(
+        "--provider",
+        choices=names,
+        default=names[0] if len(names) == 1 else None,
+        help="the identity provider (required when several are installed)",
+    )
     login.add_argument("--emulator", action="store_true", help="use a local IdP emulator")
-    login.add_argument("--base-url", help="tenant URL, e.g. https://acme.us.trustedauth.com")
-    login.add_argument("--application-id", help="Entrust: Authentication API application id")
-    login.add_argument("--tenant-id", help="CyberArk: tenant id, e.g. ABC1234")
-    login.add_argument("--client-ip", help="Entrust: the user's IP, for risk rules")
+    _add_settings(login)
+    login.add_argument(
+        "--client-ip",
+        help="the user's IP address, for the IdP's risk rules (a provider whose "
+        "configuration takes a fixed one)",
+    )
     login.add_argument("--user", help="user id (asked for when missing)")
     login.add_argument(
         "--first-factor-checked-by",
         metavar="WHO",
-        help="Entrust EXTERNAL: you vouch that WHO (e.g. 'ACME VPN password') has checked "
+        help="a first factor checked outside the IdP (EXTERNAL): you vouch that WHO (e.g. "
+        "'ACME VPN password') has checked "
         "this user's first factor; without it the IdP must check a password",
     )
     login.add_argument(
@@ -665,8 +685,13 @@ def parser() -> argparse.ArgumentParser:
     login.set_defaults(run=cmd_login)
     emulate = commands.add_parser("emulate", help="run the IdP emulators until Ctrl-C")
     emulate.add_argument("--host", default="127.0.0.1")
-    emulate.add_argument("--entrust-port", type=_port, default=8701)
-    emulate.add_argument("--cyberark-port", type=_port, default=8702)
+    for name in _emulated():
+        emulate.add_argument(
+            f"--{name.replace('_', '-')}-port",
+            dest=f"port_{name}",
+            type=_port,
+            help="the emulator's port (default: its own)",
+        )
     emulate.add_argument("--seconds", type=_positive, help="stop after SECONDS (for scripts)")
     emulate.add_argument(
         "--tls",
@@ -679,7 +704,7 @@ def parser() -> argparse.ArgumentParser:
     draw.add_argument("--check", action="store_true", help="fail if a diagram is stale")
     draw.add_argument("--flow", help="print this stored flow's diagram, its state marked")
     draw.add_argument("--store", help="with --flow: the store URL (as for demo --store)")
-    draw.add_argument("--provider", choices=sorted(diagrams.FLOWS), default="entrust")
+    draw.add_argument("--provider", choices=provider_names(), help="with --state")
     draw.add_argument("--state", help="print the provider's diagram with this state marked")
     draw.add_argument("--svg", action="store_true", help="print SVG (needs Graphviz) instead")
     draw.set_defaults(run=cmd_diagrams)

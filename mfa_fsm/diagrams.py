@@ -27,17 +27,14 @@ import attrs
 from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.core.outcomes import OutcomeKind
-from mfa_fsm.cyberark import CyberArkFlow
-from mfa_fsm.duo import DuoFlow
-from mfa_fsm.entrust import EntrustFlow
+from mfa_fsm.core.registry import provider_flows
 from mfa_fsm.verify import table
 
-#: Every provider flow, by provider name.
-FLOWS: dict[str, type[Flow]] = {
-    CyberArkFlow.provider: CyberArkFlow,
-    DuoFlow.provider: DuoFlow,
-    EntrustFlow.provider: EntrustFlow,
-}
+
+def flows() -> dict[str, type[Flow]]:
+    """Every provider's flow, by provider name: the provider registry's, sorted by name."""
+    return provider_flows()
+
 
 _HIGHLIGHT = "classDef current fill:#ffd54f,stroke:#e65100,stroke-width:3px"
 #: Outcomes that end a flow without the IdP's verdict on the user.
@@ -264,7 +261,7 @@ def write_all(directory: Path) -> list[Path]:
     if with_svg and (missing := svg_missing()) is not None:
         raise UsageError(f"{missing} (or take Graphviz off PATH for Mermaid files only)")
     drawn: list[tuple[Path, str | bytes]] = []
-    for name, flow in sorted(FLOWS.items()):
+    for name, flow in flows().items():
         drawn.append((directory / f"{name}.mmd", mermaid(flow)))
         if with_svg:
             drawn.append((directory / f"{name}.svg", svg(flow)))
@@ -281,7 +278,7 @@ def stale(directory: Path) -> list[str]:
     """The providers whose committed Mermaid diagram differs from what the machine draws."""
     return [
         name
-        for name, flow in sorted(FLOWS.items())
+        for name, flow in flows().items()
         if not (directory / f"{name}.mmd").is_file()
         or (directory / f"{name}.mmd").read_text() != mermaid(flow)
     ]

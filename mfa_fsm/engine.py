@@ -6,7 +6,7 @@
     user = VerifiedUser(session["user"], checked_by="example.com password")  # your own check
     view = engine.start("entrust", verified_user=user, client_ip=request.remote_addr)
     view = engine.send(view.flow_id, "submit_first_factor", client_ip=request.remote_addr)
-    view = engine.send(flow_id, "submit_response", response=code, client_ip=...)
+    view = engine.send(flow_id, "submit_response", answer=code, client_ip=...)
     view = engine.hand_off(flow_id)   # Completed: the result, once; the store erases the token
 
 Theory of operation
@@ -71,8 +71,10 @@ from mfa_fsm.core.errors import (
     StoreUnavailable,
     UsageError,
 )
+from mfa_fsm.core.fields import neutral_fields
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.registry import flow_for_config
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
 from mfa_fsm.core.transport import (
@@ -343,8 +345,9 @@ class Engine(_Facade):
     web request (see the module docs for what each call does).
 
     ``configs`` holds one configuration per provider the application uses (an
-    ``EntrustConfig``, ...); each is matched to the flow class whose ``config_type`` it is, so
-    a provider's flow module must be imported first. ``transport`` carries every flow's IdP
+    ``EntrustConfig``, ...); each is matched to the registered provider
+    (:mod:`mfa_fsm.core.registry`) whose flow class names it as ``config_type``, loading only
+    that provider; UsageError when none does. ``transport`` carries every flow's IdP
     calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
     ``claim_ttl`` bounds how long one step may hold its flow; ``step_timeout`` is the
     wall-clock seconds each ``start`` or ``send`` may spend on IdP calls (TransportError
@@ -390,14 +393,15 @@ class Engine(_Facade):
 
         ``options`` go to the provider's ``start``: the user as ``verified_user=`` (a
         :class:`~mfa_fsm.core.identity.VerifiedUser` your application checked) or as a typed
-        id (Entrust ``user_id=``, CyberArk ``user=``), the end user's ``client_ip=``, and
-        Entrust's ``first_factor``, ``flow_id``. Raises what that ``start`` raises
-        (``VerifiedUserRequired`` for Entrust EXTERNAL without a VerifiedUser, ``Throttled``),
-        with nothing stored, and FlowConflict when a ``flow_id`` given is already taken (the
-        IdP was asked, nothing is stored). A store that fails is retried for ``save_retry``
-        seconds, then StepNotSaved (nothing stored: start again).
+        ``user=`` (every provider; ``user_id=`` is its deprecated alias), the end user's
+        ``client_ip=``, ``flow_id=``, and any option of that provider's own. Raises what
+        that ``start`` raises (``VerifiedUserRequired`` for a first factor checked outside
+        the IdP without a VerifiedUser, ``Throttled``), with nothing stored, and FlowConflict
+        when a ``flow_id`` given is already taken (the IdP was asked, nothing is stored). A
+        store that fails is retried for ``save_retry`` seconds, then StepNotSaved (nothing
+        stored: start again).
         """
-        flow = self._begin(provider, options)
+        flow = self._begin(provider, neutral_fields("start", options, stacklevel=2))
         self._save_held(
             self.store.create,
             self._stored,
@@ -428,6 +432,7 @@ class Engine(_Facade):
         any error the stored flow is unchanged and unclaimed, so the event may be sent again
         (after StepNotSaved the IdP may then end the flow: see there).
         """
+        data = neutral_fields(event, data, stacklevel=2)
         snapshot = self.store.load(check_flow_id(flow_id))
         save = partial(self.store.save, expected_version=snapshot.version)
         view, _ = self._step(
@@ -510,7 +515,7 @@ class SealedEngine(_Facade):
         ``flow_id`` given is already recorded, and StepNotSaved when the ledger's store stays
         unavailable for ``save_retry`` seconds. No token is made on error.
         """
-        flow = self._begin(provider, options)
+        flow = self._begin(provider, neutral_fields("start", options, stacklevel=2))
         if self.sealed.ledger is None:
             return flow.view(), self.sealed.seal(flow.snapshot())
         token = self._save_held(
@@ -544,6 +549,7 @@ class SealedEngine(_Facade):
         After any error ``token`` is still the flow's current token. A step that did not
         advance the flow returns ``token`` itself.
         """
+        data = neutral_fields(event, data, stacklevel=2)
         snapshot = self.sealed.open(token, flow_id=check_flow_id(flow_id))
         save = partial(self.sealed.seal, expected_version=snapshot.version)
         view, new_token = self._step(
@@ -589,17 +595,11 @@ def _flows_for(configs: Iterable[object]) -> dict[str, tuple[type[Flow], object]
                 "per provider, so make one engine per tenant"
             )
         given[type(config)] = config
-    flows = {}
-    for provider, flow_class in Flow.providers.items():
-        config_type = getattr(flow_class, "config_type", None)
-        if config_type in given:
-            flows[provider] = (flow_class, given[config_type])
-    matched = {type(config) for _, config in flows.values()}
-    for config_type in given.keys() - matched:
-        raise UsageError(
-            f"no flow class takes a {config_type.__name__}; import the provider's flow module "
-            "before making the engine (a flow class names its configuration in config_type)"
-        )
+    flows: dict[str, tuple[type[Flow], object]] = {}
+    for config in given.values():
+        # The provider registry (mfa_fsm.core.registry) loads only this config's provider.
+        flow_class = flow_for_config(config)
+        flows[flow_class.provider] = (flow_class, config)
     return flows
 
 

@@ -3,7 +3,7 @@
 # default store (SQLite in a temporary directory). Open the URL it prints; the emulator
 # control page plays the user's phone. Ctrl-C stops. Extra arguments go to `mfa-fsm demo`
 # (e.g. --sealed, --store URL). The terminal walk-through is
-# `.venv/bin/mfa-fsm login --emulator` (add --provider cyberark for CyberArk).
+# `.venv/bin/mfa-fsm login --provider entrust --emulator` (or --provider cyberark).
 #
 # Needs only Python 3.11+: no system packages, no servers, no browser. It makes (or updates)
 # the virtual environment in .venv (or $MFA_FSM_VENV) with just what the demo imports: the

@@ -75,7 +75,7 @@ class Terminal:
 
 def test_login_with_otp_by_sms() -> None:
     """The walk-through lists factors, asks the delivery and the code, and logs in."""
-    term = Terminal("login", "--emulator", "--user", "jsmith")
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
     term.expect("Demo application password: ")
     term.type("jsmith-app-password")
     term.expect("First factor: jsmith's password, checked by mfa-fsm login")
@@ -94,6 +94,8 @@ def test_login_with_push_approved_by_flag() -> None:
     """A push shows a live wait with the deadline until the emulator approves it."""
     term = Terminal(
         "login",
+        "--provider",
+        "entrust",
         "--emulator",
         "--user",
         "jsmith",
@@ -112,7 +114,7 @@ def test_login_with_push_approved_by_flag() -> None:
 
 def test_login_with_password_hides_it_and_retries() -> None:
     """The password is not echoed; a wrong one is asked again; a bad menu pick is re-asked."""
-    term = Terminal("login", "--emulator", "--user", "pwuser")
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "pwuser")
     term.expect("Password: ")
     term.type("wrong-password")
     term.expect("Wrong password. Password: ")
@@ -132,7 +134,7 @@ def test_login_with_password_hides_it_and_retries() -> None:
 
 def test_login_failure_exits_1() -> None:
     """A login that ends Failed says why and exits 1."""
-    term = Terminal("login", "--emulator", "--user", "jsmith")
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
     term.expect("Demo application password: ")
     term.type("jsmith-app-password")
     term.expect(r"Second factor \[1-6\]: ")
@@ -147,7 +149,11 @@ def test_login_failure_exits_1() -> None:
 def test_unknown_user_is_an_error_exit_2() -> None:
     """An IdP refusal is reported as an error with exit status 2."""
     out = io.StringIO()
-    status = main(["login", "--emulator", "--user", "nobody"], stdin=io.StringIO(""), stdout=out)
+    status = main(
+        ["login", "--provider", "entrust", "--emulator", "--user", "nobody"],
+        stdin=io.StringIO(""),
+        stdout=out,
+    )
     assert status == 2
     assert "error: the IdP refused" in out.getvalue()
 
@@ -157,7 +163,9 @@ def test_external_user_needs_the_application_password() -> None:
     wrong one is an error (exit 2), before any flow starts."""
     out = io.StringIO()
     status = main(
-        ["login", "--emulator", "--user", "jsmith"], stdin=io.StringIO("guess\n"), stdout=out
+        ["login", "--provider", "entrust", "--emulator", "--user", "jsmith"],
+        stdin=io.StringIO("guess\n"),
+        stdout=out,
     )
     assert status == 2
     assert "demo application password is not right" in out.getvalue()
@@ -170,7 +178,11 @@ def test_real_tenant_needs_url_and_application() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFA_FSM_")}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "environ", env)
-        status = main(["login", "--user", "jsmith"], stdin=io.StringIO(""), stdout=out)
+        status = main(
+            ["login", "--provider", "entrust", "--user", "jsmith"],
+            stdin=io.StringIO(""),
+            stdout=out,
+        )
     assert status == 2
     assert "--base-url" in out.getvalue()
 
@@ -398,7 +410,7 @@ def test_diagram_of_an_unknown_state_lists_the_states() -> None:
 def test_login_checks_client_ip_before_any_prompt() -> None:
     """`login --client-ip nope` fails before it asks for anything (stdin is empty)."""
     out = io.StringIO()
-    argv = ["login", "--emulator", "--client-ip", "nope"]
+    argv = ["login", "--provider", "entrust", "--emulator", "--client-ip", "nope"]
     assert main(argv, stdin=io.StringIO(""), stdout=out) == 2
     assert "client_ip" in out.getvalue() and "User id" not in out.getvalue()
 
@@ -410,6 +422,8 @@ def test_ctrl_c_while_a_push_is_pending_cancels_it_at_the_idp() -> None:
     with EntrustEmulator() as emulator:
         term = Terminal(
             "login",
+            "--provider",
+            "entrust",
             "--base-url",
             emulator.base_url,
             "--application-id",
@@ -449,8 +463,8 @@ def test_help_is_plain_text(command: str) -> None:
         ["--no-such-option"],
         ["no-such-command"],
         ["login", "--provider", "nope"],
-        ["login", "--emulator", "--approve-after", "-1"],
-        ["login", "--emulator", "--approve-after", "soon"],
+        ["login", "--provider", "entrust", "--emulator", "--approve-after", "-1"],
+        ["login", "--provider", "entrust", "--emulator", "--approve-after", "soon"],
         ["demo", "--port", "70000"],
         ["emulate", "--seconds", "0"],
     ],

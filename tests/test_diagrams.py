@@ -18,10 +18,10 @@ def test_committed_diagrams_are_current() -> None:
     assert diagrams.stale(ROOT / "diagrams") == []
 
 
-@pytest.mark.parametrize("provider", sorted(diagrams.FLOWS))
+@pytest.mark.parametrize("provider", sorted(diagrams.flows()))
 def test_readme_embeds_the_current_diagram(provider: str) -> None:
     """The README's Mermaid block of each flow is the machine's current drawing."""
-    body = diagrams.mermaid(diagrams.FLOWS[provider]).strip()
+    body = diagrams.mermaid(diagrams.flows()[provider]).strip()
     assert f"```mermaid\n{body}\n```" in (ROOT / "README.md").read_text()
 
 
@@ -29,7 +29,7 @@ def test_stale_diagram_is_detected(tmp_path: Path) -> None:
     """A diagram that differs from the machine, or is missing, is reported stale."""
     diagrams.write_all(tmp_path)
     assert diagrams.stale(tmp_path) == []
-    first = sorted(diagrams.FLOWS)[0]
+    first = sorted(diagrams.flows())[0]
     (tmp_path / f"{first}.mmd").write_text("stateDiagram-v2\n")
     assert first in diagrams.stale(tmp_path)
     (tmp_path / f"{first}.mmd").unlink()
@@ -38,23 +38,23 @@ def test_stale_diagram_is_detected(tmp_path: Path) -> None:
 
 def test_live_state_is_highlighted() -> None:
     """A live flow's diagram marks its current state."""
-    text = diagrams.mermaid(diagrams.FLOWS["entrust"], current_state="OobPending")
+    text = diagrams.mermaid(diagrams.flows()["entrust"], current_state="OobPending")
     assert text.rstrip().endswith("class OobPending current")
 
 
 def test_svg_renders() -> None:
     """Each flow renders to SVG with Graphviz (scripts/setup.sh installs it)."""
     assert shutil.which("dot"), "Graphviz's dot is missing: run scripts/setup.sh"
-    for flow in diagrams.FLOWS.values():
+    for flow in diagrams.flows().values():
         assert diagrams.svg(flow).lstrip().startswith(b"<?xml")
 
 
-@pytest.mark.parametrize("provider", sorted(diagrams.FLOWS))
+@pytest.mark.parametrize("provider", sorted(diagrams.flows()))
 def test_every_row_is_drawn_once_with_its_outcome(provider: str) -> None:
     """Each (state, event, outcome) row of the table is on exactly one arrow, from its state
     (or from "any live state" for cancel and expire), to its target, on a line that names the
     event and, in brackets, the outcome that guards it."""
-    flow = diagrams.FLOWS[provider]
+    flow = diagrams.flows()[provider]
     drawn = diagrams.arrows(flow)
     for row in table(flow):
         carriers = [
@@ -72,11 +72,11 @@ def test_every_row_is_drawn_once_with_its_outcome(provider: str) -> None:
     assert len(pairs) == len(set(pairs)), "one arrow per source and target"
 
 
-@pytest.mark.parametrize("provider", sorted(diagrams.FLOWS))
+@pytest.mark.parametrize("provider", sorted(diagrams.flows()))
 def test_each_arrow_names_the_idp_calls_its_events_declare(provider: str) -> None:
     """The request each handler declares with @on(calls=...) is on every arrow it can take
     (the path, as the client sends it); an event that calls nothing adds no call line."""
-    flow = diagrams.FLOWS[provider]
+    flow = diagrams.flows()[provider]
     for arrow in diagrams.arrows(flow):
         text = "\n".join(arrow.lines)
         events = {
@@ -93,7 +93,7 @@ def test_each_arrow_names_the_idp_calls_its_events_declare(provider: str) -> Non
 def test_the_cyberark_diagram_is_grouped_by_outcome() -> None:
     """Six states, one arrow per (source, target), and every arrow into a state carries the
     one outcome that leads there (CyberArk's outcomes each have one target)."""
-    flow = diagrams.FLOWS["cyberark"]
+    flow = diagrams.flows()["cyberark"]
     drawn = diagrams.arrows(flow)
     assert len(flow.machine.states) == 6
     assert len(drawn) == 23  # 47 rows
@@ -106,5 +106,5 @@ def test_the_cyberark_diagram_is_grouped_by_outcome() -> None:
 
 
 def test_the_dot_source_fills_the_current_state() -> None:
-    text = diagrams.dot(diagrams.FLOWS["duo"], current_state="OobPending")
+    text = diagrams.dot(diagrams.flows()["duo"], current_state="OobPending")
     assert 'OobPending [label="OOB pending", fillcolor="#ffd54f"]' in text

@@ -108,12 +108,12 @@ def test_login_one_line_per_request(
     assert engine.send(flow_id, "submit_first_factor").state == "AwaitingSecondFactor"
     view = engine.send(flow_id, "select_second_factor", factor="OTP", delivery="SMS")
     assert view.challenge is not None and view.challenge.delivery == "SMS"
-    view = engine.send(flow_id, "submit_response", response="00000000")
+    view = engine.send(flow_id, "submit_response", answer="00000000")
     assert (view.state, view.challenge and view.challenge.attempts_left) == (
         "SecondFactorSelected",
         4,
     )
-    view = engine.send(flow_id, "submit_response", response=entrust_emulator.last_otp("jsmith"))
+    view = engine.send(flow_id, "submit_response", answer=entrust_emulator.last_otp("jsmith"))
     assert (view.state, view.version) == ("Completed", 4)
     assert view.result is not None and view.result.display_name == "John Smith"
     assert engine.view(flow_id) == view
@@ -217,10 +217,10 @@ def test_failed_step_releases_the_claim_and_changes_nothing(
     before = kit.store.load(flow_id)
     entrust_emulator.faults.inject(fault, path=TOKEN_COMPLETE)
     with pytest.raises(error):
-        engine.send(flow_id, "submit_response", response=entrust_emulator.token_code("jsmith"))
+        engine.send(flow_id, "submit_response", answer=entrust_emulator.token_code("jsmith"))
     assert kit.store.load(flow_id) == before
     kit.store.release(flow_id, kit.store.claim(flow_id, before.version, ttl=30))  # unclaimed
-    view = engine.send(flow_id, "submit_response", response=entrust_emulator.token_code("jsmith"))
+    view = engine.send(flow_id, "submit_response", answer=entrust_emulator.token_code("jsmith"))
     assert view.state == "Completed"
 
 
@@ -236,7 +236,7 @@ def test_a_failed_release_does_not_hide_the_step_error(
     flow_id = to_code(engine, "TOKEN")
     entrust_emulator.faults.inject("status", path=TOKEN_COMPLETE)
     with pytest.raises(IdpError):
-        engine.send(flow_id, "submit_response", response="11111111")
+        engine.send(flow_id, "submit_response", answer="11111111")
     (failed,) = [event for event in leak_guard if event["event"] == "mfa_fsm.release_failed"]
     assert failed["flow_ref"] == flow_ref(flow_id) and failed["log_level"] == "warning"
     assert failed["error"] == "ConnectionError"
@@ -256,7 +256,7 @@ def test_steps_that_change_nothing_write_nothing(
     view = engine.send(flow_id, "poll")  # before next_poll_at
     assert (view.state, view.version) == ("OobPending", 2)
     with pytest.raises(EventNotAllowed):
-        engine.send(flow_id, "submit_response", response="12345678")
+        engine.send(flow_id, "submit_response", answer="12345678")
     with pytest.raises(InvalidInput):
         engine.send(flow_id, "poll", response="12345678")
     assert logged.calls == ["load"] * 3
@@ -351,7 +351,7 @@ def test_racing_wrong_codes_cost_one_attempt_per_step(
 
     def make_step(barrier: Any) -> Callable[[], int]:
         racer = Engine(PauseAfter(kit.store, "load", barrier), [config], transport=recorder)
-        return engine_step(racer, flow_id, "submit_response", response="11111111")
+        return engine_step(racer, flow_id, "submit_response", answer="11111111")
 
     outcomes = race_in_threads(make_step, WORKERS, rounds)
     assert sorted(version for version, won in outcomes if won) == list(range(first, first + 3))
@@ -434,7 +434,7 @@ def test_sealed_login_round_trip(
     view, token = engine.send(token, flow_id, "select_second_factor", factor="TOKEN")
     assert engine.view(token, flow_id) == view
     code = entrust_emulator.token_code("jsmith")
-    view, token = engine.send(token, flow_id, "submit_response", response=code)
+    view, token = engine.send(token, flow_id, "submit_response", answer=code)
     assert (view.state, view.version) == ("Completed", 3)
     with pytest.raises(SealedStateError):
         engine.send(token, "another-flow", "cancel")
@@ -520,7 +520,7 @@ def test_engine_refuses_configurations_it_cannot_use(config: EntrustConfig) -> N
     """Two configs of one provider, a config no flow takes, or a bad claim_ttl: UsageError."""
     with pytest.raises(UsageError, match="one configuration per provider"):
         Engine(MemoryStore(), [config, config])
-    with pytest.raises(UsageError, match="no flow class takes a _OtherConfig"):
+    with pytest.raises(UsageError, match="no provider takes a _OtherConfig"):
         Engine(MemoryStore(), [config, _OtherConfig()])
     with pytest.raises(UsageError, match="claim_ttl"):
         Engine(MemoryStore(), [config], claim_ttl=0)
@@ -637,10 +637,10 @@ def test_throttled_step_calls_no_idp_and_changes_nothing(
     engine.send(flow_id, "submit_first_factor")
     engine.send(flow_id, "select_second_factor", factor="TOKEN")
     for _ in range(2):
-        engine.send(flow_id, "submit_response", response="00000000")
+        engine.send(flow_id, "submit_response", answer="00000000")
     before, calls = engine.view(flow_id), len(entrust_emulator.calls)
     with pytest.raises(Throttled) as refused:
-        engine.send(flow_id, "submit_response", response=DEMO_TOKEN_CODE)
+        engine.send(flow_id, "submit_response", answer=DEMO_TOKEN_CODE)
     assert (refused.value.action, refused.value.scope) == ("answer", "user")
     assert refused.value.retry_after > 0
     assert len(entrust_emulator.calls) == calls

@@ -56,6 +56,7 @@ time, and so is every transition of a machine that declares an action.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +79,7 @@ from mfa_fsm.core.errors import (
     UnmodelledOutcome,
     UsageError,
 )
+from mfa_fsm.core.fields import choice_kinds, neutral_fields, resolve_factor
 from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
 from mfa_fsm.core.identity import client_address
 from mfa_fsm.core.logref import flow_ref
@@ -85,6 +87,8 @@ from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 
 if TYPE_CHECKING:
+    from mfa_fsm.core.registry import Setting
+    from mfa_fsm.core.snapshot import Choice
     from mfa_fsm.core.throttle import Throttle
 
 Clock = Callable[[], float]
@@ -330,6 +334,22 @@ class _RecordingTransport:
                 self.calls.append(CallRecord(request.path, status, ms))
 
 
+def _accept_renamed_start_options(cls: type[Flow], name: str) -> None:
+    """Let ``cls.<name>`` (a ``start`` classmethod it defines) take the deprecated option
+    names of :data:`~mfa_fsm.core.fields.RENAMED_FIELDS` (``user_id=`` for ``user=``), with a
+    DeprecationWarning, so no provider's ``start`` needs code of its own for them."""
+    declared = cls.__dict__.get(name)
+    if not isinstance(declared, classmethod):
+        return
+    start = declared.__func__
+
+    @functools.wraps(start)
+    def renamed(klass: type[Flow], *args: Any, **options: Any) -> Any:
+        return start(klass, *args, **neutral_fields("start", options, stacklevel=2))
+
+    setattr(cls, name, classmethod(renamed))
+
+
 class _Model:
     """The object python-statemachine reads and writes the current state on."""
 
@@ -359,8 +379,15 @@ class Flow:
     config: Any
     #: the provider's API client; every IdP call of a handler goes through it
     client: Any
-    #: provider name -> its flow class (the last one defined); how an ``Engine`` finds a class
-    providers: ClassVar[dict[str, type[Flow]]] = {}
+    #: the provider's name for people (start pages, the CLI); defaults to ``provider`` titled
+    label: ClassVar[str]
+    #: how ``mfa-fsm login`` reads this provider's configuration from its command line and
+    #: environment (each a :class:`~mfa_fsm.core.registry.Setting`); none: no real-tenant login
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    #: ``"module:attribute"`` of the :class:`~mfa_fsm.testing.demo_idps.DemoIdp` class the demo
+    #: and ``mfa-fsm login --emulator`` run for this provider (imported only then, so a
+    #: production import never loads an emulator); ``None``: no emulator
+    emulator: ClassVar[str | None] = None
     #: whether the flow can run a first factor the IdP does not check (Entrust EXTERNAL):
     #: such a flow starts only for a ``VerifiedUser``, and the web integration refuses to
     #: mount for it without the application's ``current_user``
@@ -384,7 +411,10 @@ class Flow:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Snapshot.contexts[cls.provider] = cls.context_type
-        Flow.providers[cls.provider] = cls
+        if "label" not in cls.__dict__ and not hasattr(cls, "label"):
+            cls.label = cls.provider.replace("_", " ").replace("-", " ").title()
+        for name in ("start", "start_async"):
+            _accept_renamed_start_options(cls, name)
         cls._events_by_state = {
             state.id: frozenset(event.id for event in state.transitions.unique_events)
             for state in cls.machine.states
@@ -460,7 +490,7 @@ class Flow:
 
         Every provider's ``start`` takes ``config=``, ``transport=``, ``clock=``,
         ``throttle=`` and ``client_ip=`` besides what it needs to know about the user (a
-        ``user_id=`` typed by someone, or a ``verified_user=`` the application vouches for),
+        ``user=`` typed by someone, or a ``verified_user=`` the application vouches for),
         makes the IdP calls that open the flow, and returns the flow in its first state
         (version 0).
         """
@@ -571,6 +601,7 @@ class Flow:
         """
         started = time.perf_counter()
         before = self._snapshot
+        data = neutral_fields(event, data, stacklevel=2)
         self._use_client_ip(client_ip)
         if not (isinstance(event, str) and event in self._public_events):
             # The name came from a request: never repeat it, nor hash what is not a string.
@@ -590,6 +621,9 @@ class Flow:
             else:
                 if event not in self._events_by_state[before.state]:
                     raise EventNotAllowed(event, before.state, self.allowed_events())
+                if event == "select_second_factor":
+                    kinds = functools.partial(self.factor_kinds, before)
+                    data = resolve_factor(before, data, kinds)
                 self._check_data(event, data)
                 action = self.throttle_action(before, event, data)
                 if self.throttle is not None and action is not None:
@@ -615,6 +649,13 @@ class Flow:
         self._snapshot = after
         self._log_step("mfa_fsm.transition", before, event, started, target=target)
         return self.view()
+
+    def factor_kinds(self, snapshot: Snapshot, choice: Choice) -> frozenset[str]:
+        """The stable kinds ``select_second_factor(factor=...)`` may name ``choice`` by
+        instead of its id: its ``kind`` and delivery channels
+        (:func:`~mfa_fsm.core.fields.choice_kinds`). A provider whose choices say less than
+        its IdP knows (its SMS and e-mail mechanisms share the kind ``otp``) adds to them."""
+        return choice_kinds(choice)
 
     def throttle_action(
         self, snapshot: Snapshot, event: str, data: Mapping[str, Any]

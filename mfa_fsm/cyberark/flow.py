@@ -24,12 +24,14 @@ list a challenge's mechanisms whenever it has several, so a page can offer "try 
 
 Events
 * ``select_second_factor(factor=<MechanismId>)`` picks one of ``choices`` (in any live state,
-  the first challenge included). A ``Text`` mechanism becomes the challenge; an out-of-band one
-  is started (``StartOOB``) in the same step, so a code is never asked for before it was sent.
+  the first challenge included); ``factor`` may also be a kind (``push``, ``sms``, ``email``,
+  ``kba``, ...) when exactly one offered mechanism is of that kind. A ``Text`` mechanism
+  becomes the challenge; an out-of-band one is started (``StartOOB``) in the same step, so a
+  code is never asked for before it was sent.
 * ``submit_first_factor(answer=...)`` answers the first challenge's ``Text`` mechanism
   (``answers=[...]`` for several security questions, in order);
   ``submit_first_factor()`` starts its only mechanism when that is out of band (passwordless).
-* ``submit_response(response=...)`` answers a later ``Text`` mechanism, or, in ``OobPending``,
+* ``submit_response(answer=...)`` answers a later ``Text`` mechanism, or, in ``OobPending``,
   types the code of a ``StartTextOob`` mechanism (SMS, EMAIL, OATH, OTP) while it is polled.
   ``StartOob`` mechanisms (PF phone call, QR) take no code: they are only polled.
 * ``poll()`` asks whether the running mechanism was answered, never before ``next_poll_at``.
@@ -110,6 +112,7 @@ from mfa_fsm.core.outcomes import (
     SECOND_FACTOR_DUE,
     OutcomeKind,
 )
+from mfa_fsm.core.registry import Setting
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.core.transport import Transport
 from mfa_fsm.cyberark.client import (
@@ -156,6 +159,8 @@ KINDS = {
     "QR": "qr",
     "U2F": "security_key",
 }
+#: Mechanisms that are one delivery channel: ``factor=`` may name them by it.
+CHANNELS = {"SMS": "sms", "EMAIL": "email"}
 #: Mechanisms mfa_fsm cannot drive: a FIDO2 key needs a WebAuthn assertion from the browser.
 UNSUPPORTED = frozenset({"U2F"})
 
@@ -272,6 +277,20 @@ class CyberArkFlow(Flow):
     """
 
     provider: ClassVar[str] = "cyberark"
+    label: ClassVar[str] = "CyberArk Identity"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting(
+            "base_url",
+            "--base-url",
+            "tenant URL, e.g. https://abc1234.id.cyberark.cloud",
+            env="MFA_FSM_CYBERARK_URL",
+            required=True,
+        ),
+        Setting(
+            "tenant_id", "--tenant-id", "tenant id, e.g. ABC1234", env="MFA_FSM_CYBERARK_TENANT"
+        ),
+    )
+    emulator: ClassVar[str | None] = "mfa_fsm.testing.demo_idps:CyberArkDemo"
     machine = CyberArkMachine
     context_type = CyberArkContext
     config_type = CyberArkConfig
@@ -419,6 +438,16 @@ class CyberArkFlow(Flow):
             )
             visited.append(target)
 
+    def factor_kinds(self, snapshot: Snapshot, choice: Choice) -> frozenset[str]:
+        """A choice's kind and, for the SMS and e-mail mechanisms (both of kind ``otp``), the
+        channel: ``factor="sms"`` picks the SMS mechanism."""
+        kinds = super().factor_kinds(snapshot, choice)
+        ctx: CyberArkContext = snapshot.context
+        mechanism = next((m for m in ctx.current if m.id == choice.id), None)
+        if mechanism is not None and mechanism.name in CHANNELS:
+            return kinds | {CHANNELS[mechanism.name]}
+        return kinds
+
     @property
     def qr_image(self) -> str | None:
         """The data URL of the QR code to show while a QR mechanism runs, else ``None``."""
@@ -440,7 +469,9 @@ class CyberArkFlow(Flow):
         },
         calls=f"POST {ADVANCE_PATH} (StartOOB)",
     )
-    def _on_select_second_factor(self, snapshot: Snapshot, now: float, factor: str) -> Outcome:
+    def _on_select_second_factor(
+        self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
+    ) -> Outcome:
         ctx: CyberArkContext = snapshot.context
         offered = {choice.id for choice in snapshot.choices if choice.supported}
         if not isinstance(factor, str) or factor not in offered:
@@ -449,6 +480,9 @@ class CyberArkFlow(Flow):
                 f"is not one of the {len(offered)} mechanisms offered now; pick the id of "
                 "one of the view's choices",
             )
+        if delivery is not None:
+            # Each CyberArk mechanism is one channel (SMS and e-mail are two mechanisms).
+            raise InvalidInput("delivery", "is not taken: pick the mechanism of that channel")
         mechanism = next(m for m in ctx.current if m.id == factor)
         ctx = _choose(ctx, mechanism)
         if mechanism.answer_type == TEXT:
@@ -491,26 +525,26 @@ class CyberArkFlow(Flow):
         self,
         snapshot: Snapshot,
         now: float,
-        response: str | None = None,
+        answer: str | None = None,
         answers: Sequence[str] | None = None,
     ) -> Outcome:
         ctx: CyberArkContext = snapshot.context
         mechanism = _held(ctx)
         value: str | dict[str, str]
         if mechanism.answer_type == TEXT:
-            value = _text_answer(mechanism, "response", response, answers)
+            value = _text_answer(mechanism, "answer", answer, answers)
         elif mechanism.answer_type != START_TEXT_OOB:
             raise InvalidInput(
-                "response",
+                "answer",
                 f"is not taken: {mechanism.name} takes no code; keep polling until it is answered",
             )
         elif answers is not None:
             raise InvalidInput(
                 "answers",
-                f"is only for security questions; {mechanism.name} takes a code as response",
+                f"is only for security questions; {mechanism.name} takes a code as answer",
             )
         else:
-            value = code("response", response)
+            value = code("answer", answer)
         return self._advance(snapshot, now, ctx, "Answer", value)
 
     @on(CyberArkMachine.poll, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Poll)")
@@ -828,7 +862,11 @@ def _text_answer(
             for uid, value in zip(mechanism.part_ids, answers, strict=True)
         }
     if answers is not None:
-        raise InvalidInput("answers", f"is only for several security questions; send {field}")
+        # One security question may be answered as a list of one, as several are.
+        one_question = mechanism.name == "SQ" and isinstance(answers, list | tuple)
+        if answer is not None or not one_question or len(answers) != 1:
+            raise InvalidInput("answers", f"is only for security questions; send {field}")
+        return secret_text("answers", answers[0])
     return secret_text(field, answer)
 
 

@@ -12,11 +12,12 @@ the EXTERNAL stage, for the application to say the first factor passed.
   ends ``Failed(rejected)``; ``enroll`` ends ``Failed(rejected)`` with the enrolment link as
   a choice of kind ``enroll`` (its ``detail`` is the URL), so the page can send the user to
   enrol instead of showing a dead end.
-* ``select_second_factor(factor=...)``: a push or a phone call is ``/auth`` with ``async=1``
-  and runs in ``OobPending``; ``sms`` sends a batch of passcodes (``/auth`` answers
+* ``select_second_factor(factor=...)`` (a choice id, or a kind offered once: ``push``,
+  ``call``, ``sms``, ``token`` for the passcode): a push or a phone call is ``/auth`` with
+  ``async=1`` and runs in ``OobPending``; ``sms`` sends a batch of passcodes (``/auth`` answers
   ``deny``/``sent``) and ``passcode`` calls nothing: both wait in ``SecondFactorSelected``
   for a typed passcode.
-* ``submit_response(response=...)`` checks the passcode (``/auth`` ``factor=passcode``):
+* ``submit_response(answer=...)`` checks the passcode (``/auth`` ``factor=passcode``):
   ``allow`` completes, ``deny`` stays for another try, ``locked_out`` ends ``Failed(locked)``.
 * ``poll()`` calls ``/auth_status`` with the ``txid``, never before ``next_poll_at``:
   ``waiting`` stays (Duo's ``status_msg`` becomes the pending page's prompt), ``allow``
@@ -28,7 +29,7 @@ the EXTERNAL stage, for the application to say the first factor passed.
 
 Because ``submit_first_factor()`` only says "the application checked the first factor",
 a Duo flow starts only for a :class:`~mfa_fsm.core.identity.VerifiedUser` the application
-vouches for (``first_factor_outside``): a typed ``user_id=`` is refused with
+vouches for (``first_factor_outside``): a typed ``user=`` is refused with
 :class:`VerifiedUserRequired`, and the web blueprint mounts for Duo only with the
 application's ``current_user``.
 
@@ -152,6 +153,7 @@ class DuoFlow(Flow):
     """
 
     provider: ClassVar[str] = "duo"
+    label: ClassVar[str] = "Duo"
     machine = DuoMachine
     context_type = DuoContext
     config_type = DuoConfig
@@ -168,7 +170,7 @@ class DuoFlow(Flow):
         *,
         config: DuoConfig,
         verified_user: VerifiedUser | None = None,
-        user_id: str | None = None,
+        user: str | None = None,
         flow_id: str | None = None,
         transport: Transport | None = None,
         clock: Clock = time.time,
@@ -180,7 +182,7 @@ class DuoFlow(Flow):
 
         ``verified_user=VerifiedUser(user_id, checked_by=...)`` is a user whose first factor
         the application has checked itself, from its own verified session: Duo checks only
-        the second factor, so a typed ``user_id=`` is refused with
+        the second factor, so a typed ``user=`` is refused with
         :class:`VerifiedUserRequired` (and still counted by ``throttle`` as a start, so
         probing costs the same either way). No Duo call is made: the application's own
         first factor comes first, and ``submit_first_factor()`` says it passed.
@@ -192,21 +194,19 @@ class DuoFlow(Flow):
         exists until this returns.
         """
         if verified_user is not None and (
-            user_id is not None or not isinstance(verified_user, VerifiedUser)
+            user is not None or not isinstance(verified_user, VerifiedUser)
         ):
             raise UsageError(
                 "pass verified_user=VerifiedUser(user_id, checked_by=...), built by your "
-                "application after its own first-factor check, and no user_id="
+                "application after its own first-factor check, and no user="
             )
-        if verified_user is None and user_id is None:
+        if verified_user is None and user is None:
             raise InvalidInput(
                 "verified_user",
                 "is required: pass verified_user=VerifiedUser(user_id, checked_by=...) for the "
                 "user your application has signed in",
             )
-        user = identifier(
-            "user_id", verified_user.user_id if verified_user is not None else user_id
-        )
+        user = identifier("user", verified_user.user_id if verified_user is not None else user)
         if flow_id is not None:
             identifier("flow_id", flow_id)  # it is stored, and digested into log lines
         client_ip = client_address(client_ip)
@@ -215,7 +215,7 @@ class DuoFlow(Flow):
             raise VerifiedUserRequired(
                 "Duo checks only the second factor, so a Duo flow may only start for a user "
                 "your application has checked: pass verified_user=VerifiedUser(user_id, "
-                "checked_by=...) from your own verified session instead of user_id="
+                "checked_by=...) from your own verified session instead of user="
             )
         now = clock()
         snapshot = Snapshot(
@@ -313,11 +313,11 @@ class DuoFlow(Flow):
         outcomes=[COMPLETED, REJECTED, FAILED],
         calls=f"POST {AUTH_PATH}",
     )
-    def _on_submit_response(self, snapshot: Snapshot, now: float, response: str) -> Outcome:
+    def _on_submit_response(self, snapshot: Snapshot, now: float, answer: str) -> Outcome:
         ctx: DuoContext = snapshot.context
-        passcode = code("response", response)
+        passcode = code("answer", answer)
         if not passcode.isdigit():
-            raise InvalidInput("response", "must be the digits of a Duo passcode")
+            raise InvalidInput("answer", "must be the digits of a Duo passcode")
         reply = self.client.auth("passcode", snapshot.user_id, passcode=passcode)
         if reply.result == "allow":
             return _completed(snapshot, reply.trusted_device_token)

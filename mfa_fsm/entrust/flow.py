@@ -6,14 +6,14 @@ Theory of operation
 
 * ``submit_first_factor()`` completes EXTERNAL (the first factor was checked outside IDaaS,
   by the application that started the flow with a ``VerifiedUser``) with the query's
-  token; ``submit_first_factor(password=...)`` runs the
+  token; ``submit_first_factor(answer=<password>)`` runs the
   PASSWORD_AND_SECONDFACTOR first half (select, then complete with the password). IDaaS
   either finishes (risk rules need no second factor) or hands back a token for the second.
 * ``select_second_factor(factor=..., delivery=...)`` challenges the chosen authenticator:
   a code is now due (OTP, TOKEN, TOKENCR, KBA, GRID, TEMP_ACCESS_CODE) or a push runs
   (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). IDaaS rotates the token at every step,
   so a flow cannot go back to the picker: to try another factor, cancel and start again.
-* ``submit_response(response=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
+* ``submit_response(answer=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
   (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
 * ``poll()`` asks whether the push was answered, never before ``next_poll_at``: NO_RESPONSE
   stays, CONFIRM completes, CANCEL / CONCERN (the user's explicit refusal) end
@@ -62,6 +62,7 @@ from mfa_fsm.core.outcomes import (
     RESPONSE_DUE,
     SECOND_FACTOR_DUE,
 )
+from mfa_fsm.core.registry import Setting
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.entrust.client import (
     COMPLETE_PATH,
@@ -169,6 +170,24 @@ class EntrustFlow(Flow):
     """
 
     provider: ClassVar[str] = "entrust"
+    label: ClassVar[str] = "Entrust Identity as a Service"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting(
+            "base_url",
+            "--base-url",
+            "tenant URL, e.g. https://acme.us.trustedauth.com",
+            env="MFA_FSM_ENTRUST_URL",
+            required=True,
+        ),
+        Setting(
+            "application_id",
+            "--application-id",
+            "Authentication API application id",
+            env="MFA_FSM_ENTRUST_APP_ID",
+            required=True,
+        ),
+    )
+    emulator: ClassVar[str | None] = "mfa_fsm.testing.demo_idps:EntrustDemo"
     first_factor_outside: ClassVar[bool] = True  # EXTERNAL
     machine = EntrustMachine
     context_type = EntrustContext
@@ -182,7 +201,7 @@ class EntrustFlow(Flow):
         cls,
         *,
         config: EntrustConfig,
-        user_id: str | None = None,
+        user: str | None = None,
         verified_user: VerifiedUser | None = None,
         first_factor: str | None = None,
         flow_id: str | None = None,
@@ -198,7 +217,7 @@ class EntrustFlow(Flow):
         * ``verified_user=VerifiedUser(id, checked_by=...)``: a user whose first factor the
           application has checked itself. Only this may run ``EXTERNAL`` (IDaaS then asks
           for the second factor alone), and ``EXTERNAL`` is the default when offered.
-        * ``user_id=``: an id someone typed. The flow runs ``PASSWORD_AND_SECONDFACTOR``, so
+        * ``user=``: an id someone typed. The flow runs ``PASSWORD_AND_SECONDFACTOR``, so
           IDaaS checks the password; ``first_factor="EXTERNAL"``, or a user IDaaS offers
           only ``EXTERNAL``, raises :class:`VerifiedUserRequired`.
 
@@ -209,7 +228,7 @@ class EntrustFlow(Flow):
         :class:`Throttled`, :class:`UsageError` when the IdP offers neither first factor,
         and the IdP and transport errors of the query; no flow exists until this returns.
         """
-        user_id, vouched = _named_user(user_id, verified_user)
+        user_id, vouched = _named_user(user, verified_user)
         if flow_id is not None:
             identifier("flow_id", flow_id)
         if first_factor is not None and first_factor not in FIRST_FACTORS:
@@ -281,13 +300,13 @@ class EntrustFlow(Flow):
         calls=[f"POST {SELECT_PATH}", f"POST {COMPLETE_PATH}"],
     )
     def _on_submit_first_factor(
-        self, snapshot: Snapshot, now: float, password: str | None = None
+        self, snapshot: Snapshot, now: float, answer: str | None = None
     ) -> Outcome:
         ctx: EntrustContext = snapshot.context
         if ctx.first_factor == EXTERNAL:
-            if password is not None:
+            if answer is not None:
                 raise InvalidInput(
-                    "password", "is not taken: with EXTERNAL the first factor was checked outside"
+                    "answer", "is not taken: with EXTERNAL the first factor was checked outside"
                 )
             # A query reply without a token (the seed's example has none) is followed by a
             # select of EXTERNAL, which must name the user: v5.46 UserChallengeParameters
@@ -297,7 +316,7 @@ class EntrustFlow(Flow):
             )
             reply = self.client.complete(EXTERNAL, token)
         else:
-            password = secret_text("password", password)
+            password = secret_text("answer", answer)
             token = self._required_token(
                 self.client.select(PASSWORD_AND_SECONDFACTOR, user_id=snapshot.user_id)
             )
@@ -402,14 +421,15 @@ class EntrustFlow(Flow):
         self,
         snapshot: Snapshot,
         now: float,
-        response: str | None = None,
+        answer: str | None = None,
         answers: list[str] | tuple[str, ...] | None = None,
     ) -> Outcome:
         ctx: EntrustContext = snapshot.context
         factor = ctx.factor or ""
         kba = None
+        response = None
         if factor == "KBA":
-            if response is not None or not isinstance(answers, list | tuple):
+            if answer is not None or not isinstance(answers, list | tuple):
                 raise InvalidInput("answers", "KBA takes a list of answers, one per question")
             if len(answers) != len(ctx.kba_question_ids):
                 raise InvalidInput("answers", f"expected {len(ctx.kba_question_ids)} answers")
@@ -420,8 +440,8 @@ class EntrustFlow(Flow):
             kba = {"id": ctx.kba_id, "userQuestions": questions}
         else:
             if answers is not None:
-                raise InvalidInput("answers", f"is only for KBA; {factor} takes a response")
-            response = code("response", response)
+                raise InvalidInput("answers", f"is only for KBA; {factor} takes an answer")
+            response = code("answer", answer)
         path, second = self._paths(ctx, factor)
         try:
             reply = self.client.complete(
@@ -636,7 +656,7 @@ def _named_user(
     if verified_user is not None:
         if user_id is not None:
             raise UsageError(
-                "pass either verified_user= (checked by your application) or user_id= "
+                "pass either verified_user= (checked by your application) or user= "
                 "(typed; IDaaS checks the password), not both"
             )
         if not isinstance(verified_user, VerifiedUser):
@@ -647,18 +667,18 @@ def _named_user(
         return verified_user.user_id, verified_user
     if user_id is None:
         raise InvalidInput(
-            "user_id",
+            "user",
             "is required: name the user with verified_user=VerifiedUser(id, checked_by=...) "
-            "for a user your application has checked, or user_id= for a typed id",
+            "for a user your application has checked, or user= for a typed id",
         )
-    return identifier("user_id", user_id), None
+    return identifier("user", user_id), None
 
 
 def _external_needs_verified_user() -> VerifiedUserRequired:
     return VerifiedUserRequired(
         "EXTERNAL means the first factor was checked outside IDaaS, so it may only start for "
         "a user your application has checked: pass verified_user=VerifiedUser(user_id, "
-        "checked_by=...) from your own verified session instead of user_id=, or use an "
+        "checked_by=...) from your own verified session instead of user=, or use an "
         "IDaaS application whose resource rule offers PASSWORD_AND_SECONDFACTOR"
     )
 

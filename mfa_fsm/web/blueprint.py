@@ -540,14 +540,12 @@ class _Web:
         if not user or not password:
             return self._start_page(error="Type your user id and password.", status=422)
         ip = request.remote_addr
-        options = events.start_options(provider, user)
+        options = {"user": user}
         carry: _Carry | None = None
         try:
             view, carry = self.flows.start(provider, options, ip)
             if view.state == "AwaitingFirstFactor" and events.typed_first_factor(view):
-                data = events.first_factor_data(
-                    view, lambda name: password if name == "answer" else ""
-                )
+                data = events.first_factor_data(view, [password])
                 view, carry = self.flows.send(carry, "submit_first_factor", data, ip)
         except Throttled as exc:
             self._discard(carry)
@@ -1095,7 +1093,7 @@ class _Web:
             "typed_first_factor": events.typed_first_factor(view),
             "can_choose": events.can_choose(view),
             "takes_code": events.takes_code(view),
-            "answers_as_list": events.answers_as_list(view.provider, challenge),
+            "answers_as_list": events.answers_as_list(challenge),
             "failure_text": FAILURES.get(view.failure or "", "The sign-in ended."),
             "error": _problem(error) if error is not None else None,
             "error_field": error.field if error is not None else None,

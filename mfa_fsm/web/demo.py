@@ -1,4 +1,4 @@
-"""The demo: both IdP emulators and the login pages on loopback, behind ``mfa-fsm demo``.
+"""The demo: the IdP emulators and the login pages on loopback, behind ``mfa-fsm demo``.
 
 ::
 
@@ -8,17 +8,18 @@
 The demo runs the real library end to end: the blueprint of :mod:`mfa_fsm.web.blueprint`
 over an :class:`~mfa_fsm.engine.Engine` whose store is SQLite in a temporary directory (the
 embedded default; any store URL, or sealed client-side state, on request), talking HTTP to
-an :class:`~mfa_fsm.testing.EntrustEmulator` and a :class:`~mfa_fsm.testing.CyberArkEmulator`.
+the emulator of every registered provider that declares one (``Flow.emulator``, a
+:class:`~mfa_fsm.testing.demo_idps.DemoIdp`), found through the provider registry.
 Beside every page it shows the flow's diagram with the current state filled in. The emulator
 control page (``/emulator``) plays the user's phone: approve or deny a push, read the last
 code sent. The demo is for loopback only: its control page would let anyone approve a push.
 
-The demo shows the pattern an application follows for Entrust's EXTERNAL first factor: its own
-sign-in page (``/signin``) checks the user's *application* password
-(:data:`~mfa_fsm.testing.entrust.DEMO_APP_PASSWORDS`, printed at start), makes a new session
+The demo shows the pattern an application follows for an EXTERNAL first factor: its own
+sign-in page (``/signin``) checks the user's *application* password (each emulator's
+``DemoIdp.app_passwords``, printed at start), makes a new session
 for the user and calls ``blueprint.begin()``, so the second factor starts only for a user the
 demo vouches for; the pages say whose password was checked and by whom. Users whose password
-the IdP checks (Entrust ``pwuser``, the CyberArk users) type it on the login start page.
+the IdP checks type it on the login start page.
 Its ``on_complete`` makes the demo's own signed-in session and sends the browser to the
 demo's home (``/``), which says who is signed in, as an application's would.
 """
@@ -36,27 +37,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-import attrs
 from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
 from markupsafe import Markup, escape
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response as BaseResponse
 
 from mfa_fsm import diagrams
+from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.registry import provider_flow, provider_flows
 from mfa_fsm.core.snapshot import FlowView
-from mfa_fsm.cyberark import CyberArkConfig
 from mfa_fsm.engine import Engine, SealedEngine
-from mfa_fsm.entrust import EntrustConfig
 from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
-from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
-from mfa_fsm.testing.entrust import (
-    DEMO_APP_PASSWORDS,
-    DEMO_KBA,
-    DEMO_TEMP_ACCESS_CODE,
-    DEMO_TOKEN_CODE,
-)
+from mfa_fsm.testing.demo_idps import DemoIdp
 from mfa_fsm.web import events
 from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
 
@@ -64,86 +58,37 @@ if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
 
 #: Who checked an EXTERNAL user's first factor, as the pages say it.
-DEMO_CHECKED_BY = "the mfa_fsm demo application (not Entrust)"
+DEMO_CHECKED_BY = "the mfa_fsm demo application (not the identity provider)"
 
 
-@attrs.frozen
-class DemoUser:
-    """A demo user of one emulator, and what to type or do to sign in."""
-
-    provider: str
-    user: str
-    how: str
-
-
-#: The emulators' demo users worth clicking through (their module docs list them all).
-DEMO_USERS = (
-    DemoUser(
-        "entrust",
-        "jsmith",
-        "demo sign-in password jsmith-app-password, then push, token, OTP by "
-        "SMS/e-mail/voice, security questions, grid, temporary code",
-    ),
-    DemoUser(
-        "entrust", "pwuser", "password Passw0rd! (checked by Entrust), then push, token or OTP"
-    ),
-    DemoUser(
-        "entrust",
-        "pushmc",
-        "demo sign-in password pushmc-app-password, then a push with a number to match",
-    ),
-    DemoUser(
-        "entrust", "lowrisk", "demo sign-in password lowrisk-app-password; no second factor needed"
-    ),
-    DemoUser(
-        "entrust",
-        "blocked",
-        "demo sign-in password blocked-app-password; refused by the risk rules",
-    ),
-    DemoUser("cyberark", "alice", "password alice-password, then push, SMS, e-mail or question"),
-    DemoUser("cyberark", "bob", "push only, with a number to match"),
-    DemoUser("cyberark", "carol", "password carol-password, then two security questions"),
-    DemoUser("cyberark", "dave", "password dave-password, then e-mail or SMS"),
-    DemoUser("cyberark", "erin", "password erin-password, then a new package: e-mail or SMS"),
-    DemoUser("cyberark", "frank", "on another pod: password frank-password, then push"),
-)
-
-#: What a demo user types for the Entrust challenges that need no phone.
-ENTRUST_ANSWERS = (
-    f"token code {DEMO_TOKEN_CODE}, temporary access code {DEMO_TEMP_ACCESS_CODE}, "
-    "security answers " + ", ".join(f"{q!r} → {a}" for q, a in DEMO_KBA.items())
-)
-CYBERARK_ANSWERS = "alice's pet: Smokey; carol: First car? Beetle, Favourite colour? Teal"
+def demo_idps() -> dict[str, type[DemoIdp]]:
+    """The emulator class of every registered provider that declares one, by provider name."""
+    found: dict[str, type[DemoIdp]] = {}
+    for name, flow in provider_flows().items():
+        if flow.emulator is not None:
+            module, _, attribute = flow.emulator.partition(":")
+            found[name] = getattr(importlib.import_module(module), attribute)
+    return found
 
 
 def create_app(
-    entrust: EntrustEmulator,
-    cyberark: CyberArkEmulator,
+    idps: Mapping[str, DemoIdp],
     *,
     store: FlowStore | None = None,
     sealed: bool = False,
-    entrust_options: Mapping[str, Any] | None = None,
-    cyberark_options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
     throttle: Throttle | Literal["default"] | None = "default",
 ) -> Flask:
-    """The demo's Flask application, over running emulators.
+    """The demo's Flask application, over running emulators (provider name -> its DemoIdp).
 
     ``throttle`` is the blueprint's (by default its default rates, in this process).
 
     ``store`` keeps the flows (required unless ``sealed``, which seals them into the cookie
-    with a key made for this run); ``entrust_options`` / ``cyberark_options`` are extra
-    ``EntrustConfig`` / ``CyberArkConfig`` settings (tests shorten the push lifetime).
+    with a key made for this run); ``options`` maps a provider name to extra settings of its
+    configuration (tests shorten the push lifetime).
     """
-    configs = [
-        EntrustConfig(
-            base_url=entrust.base_url,
-            application_id=entrust.application_id,
-            **dict(entrust_options or {}),
-        ),
-        CyberArkConfig(
-            base_url=cyberark.base_url, pod_scheme="http", **dict(cyberark_options or {})
-        ),
-    ]
+    settings = options or {}
+    configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in idps.items()]
     engine: Engine | SealedEngine
     if sealed:
         from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
@@ -166,12 +111,12 @@ def create_app(
         on_complete=_signed_in,
         throttle=throttle,
         secure_cookies=False,
-        aside=_aside,
+        aside=functools.partial(_aside, idps),
         title="mfa_fsm demo",
     )
     app.register_blueprint(login, url_prefix="/login")
-    control = _Control(entrust, cyberark, app.secret_key)
-    signin = _SignIn(login)
+    control = _Control(idps, app.secret_key)
+    signin = _SignIn(login, idps)
     app.add_url_rule("/", "home", _home)
     app.add_url_rule("/signin", "signin", signin.page, methods=["GET"])
     app.add_url_rule("/signin", "signin_post", signin.check, methods=["POST"])
@@ -233,13 +178,19 @@ def _csrf_token() -> str:
 
 class _SignIn:
     """The demo application's own sign-in page: it checks an EXTERNAL user's *application*
-    password, then begins the second factor at Entrust for that user."""
+    password, then begins the second factor at that user's IdP."""
 
-    def __init__(self, login: MfaBlueprint) -> None:
+    def __init__(self, login: MfaBlueprint, idps: Mapping[str, DemoIdp]) -> None:
         self.login = login
+        #: user -> (their IdP's provider name, the demo application's password)
+        self.passwords = {
+            user: (name, password)
+            for name, idp in idps.items()
+            for user, password in idp.app_passwords.items()
+        }
 
     def page(self, error: str | None = None, status: int = 200) -> tuple[str, int]:
-        users = [(user, DEMO_APP_PASSWORDS[user]) for user in sorted(DEMO_APP_PASSWORDS)]
+        users = [(user, self.passwords[user][1]) for user in sorted(self.passwords)]
         html = render_template(
             "mfa_fsm/demo/signin.html",
             users=users,
@@ -259,68 +210,56 @@ class _SignIn:
             return self.page("The form has expired; please sign in again.", 400)
         user = request.form.get("user", "")
         password = request.form.get("password", "")
-        expected = DEMO_APP_PASSWORDS.get(user)
+        provider, expected = self.passwords.get(user, (None, None))
         # Compared in constant time, as any application's password check should be.
         if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
             return self.page("The user id or password was not accepted.", 401)
         session.clear()  # a new session for the signed-in user (no session fixation)
         session["demo_user"] = user
-        return self.login.begin("entrust")
+        return self.login.begin(provider)
 
 
 class _Control:
     """The emulator control page: the demo user's phone and inbox."""
 
-    def __init__(self, entrust: EntrustEmulator, cyberark: CyberArkEmulator, key: bytes) -> None:
-        self.entrust = entrust
-        self.cyberark = cyberark
+    def __init__(self, idps: Mapping[str, DemoIdp], key: bytes) -> None:
+        self.idps = idps
         # One token per run, in the page's forms: a cross-site page cannot read it.
         self.token = hmac.new(key, b"mfa_fsm.demo.control", "sha256").hexdigest()
 
     def page(self) -> str:
-        rows = []
-        for demo in DEMO_USERS:
-            if demo.provider == "entrust":
-                code = self.entrust.last_otp(demo.user)
-            else:
-                code = self.cyberark.last_code(demo.user)
-            rows.append((demo, code))
+        rows = [
+            (demo, idp.last_code(demo.user)) for idp in self.idps.values() for demo in idp.users
+        ]
+        numbers = {
+            (demo.provider, demo.user): number
+            for idp in self.idps.values()
+            for demo in idp.users
+            if (number := idp.number_shown(demo.user))
+        }
         return render_template(
             "mfa_fsm/demo/emulator.html",
             rows=rows,
             token=self.token,
             done=request.args.get("done", ""),
-            entrust_answers=ENTRUST_ANSWERS,
-            cyberark_answers=CYBERARK_ANSWERS,
-            number=self._numbers(),
+            answers=[idp.answers for idp in self.idps.values() if idp.answers],
+            number=numbers,
         )
-
-    def _numbers(self) -> dict[str, str]:
-        numbers = {}
-        for demo in DEMO_USERS:
-            if demo.provider == "entrust":
-                number = self.entrust.push_mutual_challenge(demo.user)
-                if number:
-                    numbers[demo.user] = number
-        return numbers
 
     def act(self, provider: str, user: str, action: str) -> BaseResponse:
         sent = request.form.get("token", "")
         if not hmac.compare_digest(sent.encode(), self.token.encode()):
             abort(400)
-        if user not in {d.user for d in DEMO_USERS if d.provider == provider}:
+        idp = self.idps.get(provider)
+        if idp is None or user not in {demo.user for demo in idp.users}:
+            abort(404)
+        if action not in ("approve", "deny"):
             abort(404)
         try:
-            if (provider, action) == ("entrust", "approve"):
-                self.entrust.approve_push(user)
-            elif (provider, action) == ("entrust", "deny"):
-                self.entrust.deny_push(user)
-            elif (provider, action) == ("cyberark", "approve"):
-                self.cyberark.approve(user)
-            elif (provider, action) == ("cyberark", "deny"):
-                self.cyberark.deny(user)
+            if action == "approve":
+                idp.approve(user)
             else:
-                abort(404)
+                idp.deny(user)
             done = f"{action}d the request for {user}"
         except LookupError:
             done = f"no request is waiting for {user}"
@@ -330,8 +269,9 @@ class _Control:
 @functools.lru_cache(maxsize=64)
 def _diagram(provider: str, state: str) -> Markup:
     """A flow's diagram with ``state`` filled: inline SVG with Graphviz, else Mermaid text."""
-    flow = diagrams.FLOWS.get(provider)
-    if flow is None:
+    try:
+        flow = provider_flow(provider)
+    except UsageError:
         return Markup("")
     source = escape(diagrams.mermaid(flow, current_state=state))
     # SVG needs Graphviz's dot and pydot (the diagrams extra); Mermaid text needs neither.
@@ -345,7 +285,7 @@ def _diagram(provider: str, state: str) -> Markup:
     return Markup("<pre>{m}</pre>").format(m=source)
 
 
-def _aside(view: FlowView | None) -> str:
+def _aside(idps: Mapping[str, DemoIdp], view: FlowView | None) -> str:
     control = Markup(
         '<p><a href="/emulator" target="_blank" rel="noopener">Open the emulator control '
         "page</a> (your phone: approve or deny a push, read the code sent).</p>"
@@ -355,16 +295,20 @@ def _aside(view: FlowView | None) -> str:
             Markup("<tr><td>{p}</td><td><code>{u}</code></td><td>{h}</td></tr>").format(
                 p=d.provider, u=d.user, h=d.how
             )
-            for d in DEMO_USERS
+            for idp in idps.values()
+            for d in idp.users
+        )
+        answers = Markup("").join(
+            Markup("<p>{a}.</p>").format(a=idp.answers) for idp in idps.values() if idp.answers
         )
         return Markup(
-            "<h2>Demo users</h2><p>Entrust's EXTERNAL users (those with a demo sign-in "
+            "<h2>Demo users</h2><p>EXTERNAL users (those with a demo sign-in "
             'password) sign in on the <a href="/signin">demo application\'s sign-in page</a> '
             "first; the others type the password their identity provider checks here.</p>"
             "<table><thead><tr><th>provider</th><th>user id</th>"
             "<th>how to sign in</th></tr></thead><tbody>{rows}</tbody></table>"
-            "<p>Entrust: {e}.</p><p>CyberArk: {c}.</p>{control}"
-        ).format(rows=rows, e=ENTRUST_ANSWERS, c=CYBERARK_ANSWERS, control=control)
+            "{answers}{control}"
+        ).format(rows=rows, answers=answers, control=control)
     return Markup(
         "<h2>The flow, live</h2><p>Current state: <strong>{s}</strong> (step {v})</p>{d}{control}"
     ).format(s=view.state, v=view.version, d=_diagram(view.provider, view.state), control=control)
@@ -385,10 +329,7 @@ class Demo:
         *,
         store: FlowStore | None = None,
         sealed: bool = False,
-        entrust_port: int = 0,
-        cyberark_port: int = 0,
-        entrust_options: Mapping[str, Any] | None = None,
-        cyberark_options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
         throttle: Throttle | Literal["default"] | None = "default",
     ) -> None:
         self.host = host
@@ -396,13 +337,16 @@ class Demo:
         self.port = port
         self.store = store
         self.sealed = sealed
-        self.entrust = EntrustEmulator(port=entrust_port)
-        self.cyberark = CyberArkEmulator(port=cyberark_port, pod_fqdn_as_url=True)
-        self.entrust_options = entrust_options
-        self.cyberark_options = cyberark_options
+        #: provider name -> its running emulator, for every provider that declares one
+        self.idps: dict[str, DemoIdp] = {name: idp() for name, idp in demo_idps().items()}
+        self.options = options
         self._tmp: Path | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def emulator(self, provider: str) -> Any:
+        """The running emulator of ``provider`` (its ``EmulatorServer``), for tests and scripts."""
+        return self.idps[provider].emulator
 
     @property
     def url(self) -> str:
@@ -427,15 +371,13 @@ class Demo:
 
             self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
             self.store = SqlStore(f"sqlite:///{self._tmp / 'flows.db'}")
-        self.entrust.start()
-        self.cyberark.start()
+        for idp in self.idps.values():
+            idp.start()
         app = create_app(
-            self.entrust,
-            self.cyberark,
+            self.idps,
             store=self.store,
             sealed=self.sealed,
-            entrust_options=self.entrust_options,
-            cyberark_options=self.cyberark_options,
+            options=self.options,
             throttle=self.throttle,
         )
         self._server = make_server(self.host, self.port, app, threaded=True)
@@ -454,8 +396,8 @@ class Demo:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        self.entrust.stop()
-        self.cyberark.stop()
+        for idp in self.idps.values():
+            idp.stop()
         if self._tmp is not None:
             # The demo made this store, so it closes it; a store given to it is the caller's.
             close = getattr(self.store, "close", None)

@@ -1,21 +1,22 @@
-"""What a person's answer on a page becomes: the event and its data, for every provider.
+"""What a person's answer becomes: the event and its data, the same for every provider.
 
 Every page is rendered from a :class:`~mfa_fsm.core.snapshot.FlowView`, which reads the same
-whatever the IdP. Only the names of a few event fields differ between the providers' handlers
-(``EntrustFlow._on_submit_first_factor(password=...)`` but
-``CyberArkFlow._on_submit_first_factor(answer=...)``); :data:`FIELDS` is the one place that
-knows them, so the web pages and the terminal walk-through stay provider-free. Nothing here
-imports Flask.
+whatever the IdP, and every provider's events take the same fields
+(:mod:`mfa_fsm.core.fields`): ``answer=`` for one typed value, ``answers=[...]`` for one per
+security question, ``factor=`` and ``delivery=``. So what to send follows from the view alone:
+the web pages and the terminal walk-through (``mfa-fsm login``) both call
+:func:`first_factor_data`, :func:`select_data` and :func:`response_data` with what the person
+typed, and neither knows any provider. Providers are read from the registry
+(:mod:`mfa_fsm.core.registry`). Nothing here imports Flask.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
-from mfa_fsm.core.flow import Flow
+from mfa_fsm.core.errors import UsageError
+from mfa_fsm.core.registry import provider_flow
 from mfa_fsm.core.snapshot import Challenge, FlowView
 
 #: Challenge kinds answered by typing (a password, security questions, a new password); any
@@ -23,49 +24,22 @@ from mfa_fsm.core.snapshot import Challenge, FlowView
 TYPED_KINDS = frozenset({"password", "kba", "new_password", "text"})
 
 
-@attrs.frozen
-class Fields:
-    """How one provider names the fields of its events."""
-
-    #: the keyword of ``Provider.start`` that names the user
-    user: str
-    #: the keyword of ``submit_first_factor`` that carries a typed first factor
-    first_answer: str
-    #: whether ``submit_response`` takes ``answers=[...]`` even for a single question
-    answers_always: bool
-
-
-#: Read from each flow's ``start`` and ``_on_<event>`` signatures.
-FIELDS: dict[str, Fields] = {
-    "entrust": Fields(user="user_id", first_answer="password", answers_always=True),
-    "cyberark": Fields(user="user", first_answer="answer", answers_always=False),
-}
-#: A provider added later without an entry gets the names the README documents.
-DEFAULT_FIELDS = FIELDS["entrust"]
-
-#: What a page offers, by provider: shown on start pages and in the terminal.
-PROVIDER_LABELS = {"entrust": "Entrust Identity as a Service", "cyberark": "CyberArk Identity"}
-
-
-def fields(provider: str) -> Fields:
-    """The field names of ``provider``'s events."""
-    return FIELDS.get(provider, DEFAULT_FIELDS)
-
-
 def provider_label(provider: str) -> str:
-    """A provider's name for people."""
-    return PROVIDER_LABELS.get(provider, provider.replace("_", " ").title())
-
-
-def start_options(provider: str, user: str) -> dict[str, Any]:
-    """The keyword arguments of ``Engine.start(provider, ...)`` for ``user``."""
-    return {fields(provider).user: user}
+    """A provider's name for people: its flow class's ``label`` (the registry's), else the
+    name itself, titled."""
+    try:
+        return provider_flow(provider).label
+    except UsageError:
+        return provider.replace("_", " ").title()
 
 
 def allowed_events(view: FlowView) -> frozenset[str]:
     """The events a caller may send in ``view``'s state, read from the provider's machine."""
-    flow = Flow.providers.get(view.provider)
-    if flow is None or view.is_final:
+    if view.is_final:
+        return frozenset()
+    try:
+        flow = provider_flow(view.provider)
+    except UsageError:
         return frozenset()
     for state in flow.machine.states:
         if state.id == view.state:
@@ -94,53 +68,71 @@ def takes_code(view: FlowView) -> bool:
     return view.state == "SecondFactorSelected" or challenge.accepts_code
 
 
-def answers_as_list(provider: str, challenge: Challenge | None) -> bool:
-    """Whether the answers to ``challenge``'s questions go as ``answers=[...]``."""
-    if challenge is None or not challenge.questions:
-        return False
-    return len(challenge.questions) > 1 or fields(provider).answers_always
+def answers_as_list(challenge: Challenge | None) -> bool:
+    """Whether ``challenge`` is answered as ``answers=[...]``, one per question: any challenge
+    with questions (every provider takes a list of one for a single question)."""
+    return challenge is not None and bool(challenge.questions)
 
 
-Form = Callable[[str], str]
-"""Reads one form field by name ("" when missing)."""
+def typed_count(view: FlowView) -> int:
+    """How many values the person types for ``view``'s challenge: one per question, else one."""
+    challenge = view.challenge
+    return len(challenge.questions) if challenge is not None and challenge.questions else 1
 
 
-def first_factor_data(view: FlowView, form: Form) -> dict[str, Any]:
-    """``submit_first_factor`` data: the typed first factor, or nothing (confirm / start)."""
+def _typed_data(view: FlowView, typed: Sequence[str]) -> dict[str, Any]:
+    if answers_as_list(view.challenge):
+        return {"answers": list(typed)}
+    return {"answer": typed[0] if typed else ""}
+
+
+def first_factor_data(view: FlowView, typed: Sequence[str]) -> dict[str, Any]:
+    """``submit_first_factor`` data: the typed first factor (``typed``: what the person typed,
+    one value per question), or nothing when it is confirmed or started."""
     if not typed_first_factor(view):
         return {}
-    challenge = view.challenge
-    if challenge is not None and len(challenge.questions) > 1:
-        return {"answers": _answers(challenge, form)}
-    return {fields(view.provider).first_answer: form("answer")}
+    return _typed_data(view, typed)
 
 
-def select_data(view: FlowView, form: Form) -> dict[str, Any]:
+def select_data(factor: str, delivery: str | None = None) -> dict[str, Any]:
     """``select_second_factor`` data: the chosen factor and, where it has any, the delivery."""
-    data: dict[str, Any] = {"factor": form("factor")}
-    delivery = form("delivery")
+    data: dict[str, Any] = {"factor": factor}
     if delivery:
         data["delivery"] = delivery
     return data
 
 
-def response_data(view: FlowView, form: Form) -> dict[str, Any]:
-    """``submit_response`` data: a code, or one answer per question."""
-    if answers_as_list(view.provider, view.challenge):
-        assert view.challenge is not None  # noqa: S101 - answers_as_list checked it; for mypy
-        return {"answers": _answers(view.challenge, form)}
-    return {"response": form("response")}
+def response_data(view: FlowView, typed: Sequence[str]) -> dict[str, Any]:
+    """``submit_response`` data: a code (``answer=``), or one answer per question."""
+    return _typed_data(view, typed)
 
 
-def _answers(challenge: Challenge, form: Form) -> list[str]:
-    return [form(f"answer-{number}") for number in range(len(challenge.questions))]
+Form = Callable[[str], str]
+"""Reads one field of a page's form by name ("" when missing)."""
 
 
-#: Each page's form, by the route it posts to: the event and how its data is built.
+def _form_answers(view: FlowView, form: Form, single: str) -> list[str]:
+    """What the person typed on a page: ``answer-<n>`` per question, else the field ``single``."""
+    if answers_as_list(view.challenge):
+        return [form(f"answer-{number}") for number in range(typed_count(view))]
+    return [form(single)]
+
+
+#: Each page's form, by the route it posts to: the event and how its data is read from the
+#: form (the pages' own field names: ``answer``, ``answer-<n>``, ``response``, ``factor``).
 EVENTS: Mapping[str, tuple[str, Callable[[FlowView, Form], dict[str, Any]]]] = {
-    "first-factor": ("submit_first_factor", first_factor_data),
-    "factor": ("select_second_factor", select_data),
-    "response": ("submit_response", response_data),
+    "first-factor": (
+        "submit_first_factor",
+        lambda view, form: first_factor_data(view, _form_answers(view, form, "answer")),
+    ),
+    "factor": (
+        "select_second_factor",
+        lambda view, form: select_data(form("factor"), form("delivery")),
+    ),
+    "response": (
+        "submit_response",
+        lambda view, form: response_data(view, _form_answers(view, form, "response")),
+    ),
     "poll": ("poll", lambda view, form: {}),
     "cancel": ("cancel", lambda view, form: {}),
 }

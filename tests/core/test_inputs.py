@@ -92,7 +92,7 @@ def test_password_left_out_of_a_typed_entrust_start_is_required() -> None:
 
     with EntrustEmulator() as emulator:
         config = EntrustConfig(base_url=emulator.base_url, application_id=emulator.application_id)
-        flow = EntrustFlow.start(config=config, user_id="pwuser")
-        with pytest.raises(InvalidInput, match=r"^password: is required$"):
+        flow = EntrustFlow.start(config=config, user="pwuser")
+        with pytest.raises(InvalidInput, match=r"^answer: is required$"):
             flow.send("submit_first_factor")
         assert flow.version == 0

@@ -46,16 +46,16 @@ def test_full_logins_through_the_engine_log_no_flow_id(
         entrust = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
         engine.send(entrust, "submit_first_factor")
         engine.send(entrust, "select_second_factor", factor="TOKEN")
-        engine.send(entrust, "submit_response", response="000000")
+        engine.send(entrust, "submit_response", answer="000000")
         code = entrust_emulator.token_code("jsmith")
-        assert engine.send(entrust, "submit_response", response=code).state == "Completed"
+        assert engine.send(entrust, "submit_response", answer=code).state == "Completed"
         engine.hand_off(entrust)
 
         alice = engine.start("cyberark", user="alice").flow_id
         view = engine.send(alice, "submit_first_factor", answer="alice-password")
         sms = next(choice.id for choice in view.choices if choice.label.startswith("SMS"))
         engine.send(alice, "select_second_factor", factor=sms)
-        engine.send(alice, "submit_response", response=cyberark.last_code("alice"))
+        engine.send(alice, "submit_response", answer=cyberark.last_code("alice"))
         with pytest.raises(FlowNotFound) as missing:
             engine.send(alice + "x", "poll")
     lines = [repr(event) for event in leak_guard]

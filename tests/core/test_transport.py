@@ -91,7 +91,7 @@ def readme_login(config: EntrustConfig, emulator: EntrustEmulator, factor: str =
     flow.send("select_second_factor", factor=factor)
     flow = EntrustFlow.restore(flow.snapshot().to_json(), config=config)
     code = emulator.last_otp("jsmith") if factor == "OTP" else emulator.token_code("jsmith")
-    return flow.send("submit_response", response=code).state
+    return flow.send("submit_response", answer=code).state
 
 
 def test_a_login_without_a_transport_opens_one_connection(

@@ -78,11 +78,11 @@ def run_every_scenario(login: Login, emulator: CyberArkEmulator) -> None:
     client.send("submit_first_factor", answer="alice-password")
     client.send("select_second_factor", factor=pick(client.view, "SMS"))
     client.send("poll")
-    client.send("submit_response", response=emulator.last_code("alice"))
+    client.send("submit_response", answer=emulator.last_code("alice"))
     client = login("alice")
     client.send("submit_first_factor", answer="alice-password")
     client.send("select_second_factor", factor=pick(client.view, "Security Question"))
-    client.send("submit_response", response="Smokey")
+    client.send("submit_response", answer="Smokey")
     client = login("bob")
     client.send("submit_first_factor")
     emulator.approve("bob")
@@ -94,7 +94,7 @@ def run_every_scenario(login: Login, emulator: CyberArkEmulator) -> None:
     client = login("erin")  # NewPackage
     client.send("submit_first_factor", answer="erin-password")
     client.send("select_second_factor", factor=pick(client.view, "Email"))
-    client.send("submit_response", response=emulator.last_code("erin"))
+    client.send("submit_response", answer=emulator.last_code("erin"))
     client = login("grace")
     client.send("submit_first_factor", answer="grace-password")
     client.send("select_second_factor", factor=pick(client.view, "Phone Call"))
@@ -103,7 +103,7 @@ def run_every_scenario(login: Login, emulator: CyberArkEmulator) -> None:
     client = login("dave")  # deferred failure
     client.send("submit_first_factor", answer="not-dave-password")
     client.send("select_second_factor", factor=pick(client.view, "SMS"))
-    client.send("submit_response", response=emulator.last_code("dave"))
+    client.send("submit_response", answer=emulator.last_code("dave"))
 
 
 def test_every_request_matches_the_spec(login: Login, cyberark_emulator: CyberArkEmulator) -> None:

@@ -118,7 +118,7 @@ def test_password_then_sms_code_typed_while_polling(
     sent = cyberark_emulator.last_code("alice")
     assert sent is not None  # the text went out before the page asks for its code
     assert client.send("poll").state == "OobPending"
-    view = client.send("submit_response", response=sent)
+    view = client.send("submit_response", answer=sent)
     assert view.state == "Completed"
     assert actions(cyberark_emulator) == ["Answer", "StartOOB", "Poll", "Answer"]
 
@@ -134,7 +134,7 @@ def test_password_then_security_question(
     assert view.state == "SecondFactorSelected"
     assert view.challenge is not None
     assert view.challenge.questions == ("What is your pet's name?",)
-    assert client.send("submit_response", response="Smokey").state == "Completed"
+    assert client.send("submit_response", answer="Smokey").state == "Completed"
 
 
 def test_two_security_questions_take_one_answer_each(
@@ -171,7 +171,7 @@ def test_switch_mechanism_while_one_runs(login: Login, cyberark_emulator: CyberA
     assert view.state == "OobPending"
     assert view.challenge is not None and view.challenge.delivery == "EMAIL"
     code = cyberark_emulator.last_code("alice")
-    assert client.send("submit_response", response=code).state == "Completed"
+    assert client.send("submit_response", answer=code).state == "Completed"
 
 
 # -- passwordless, pods, new packages, deferred failure -----------------------------------
@@ -242,7 +242,7 @@ def test_new_package_in_the_middle(login: Login, cyberark_emulator: CyberArkEmul
     view = client.send("select_second_factor", factor=pick(view, "Email"))
     assert view.state == "OobPending"
     code = cyberark_emulator.last_code("erin")
-    assert client.send("submit_response", response=code).state == "Completed"
+    assert client.send("submit_response", answer=code).state == "Completed"
 
 
 def test_new_package_while_polling(login: Login, cyberark_emulator: CyberArkEmulator) -> None:
@@ -273,7 +273,7 @@ def test_wrong_password_reported_after_second_challenge(
     through_password(client, "not-dave-password")
     view = client.send("select_second_factor", factor=pick(client.view, "Email"))
     assert view.state == "OobPending"
-    view = client.send("submit_response", response=cyberark_emulator.last_code("dave"))
+    view = client.send("submit_response", answer=cyberark_emulator.last_code("dave"))
     assert (view.state, view.failure) == ("Failed", "rejected")
     assert view.failure_detail is not None and "earlier challenge" in view.failure_detail
     assert cyberark_emulator.last_failure("dave") == "wrong answer to UP"

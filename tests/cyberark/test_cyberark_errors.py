@@ -60,7 +60,7 @@ def test_event_the_state_does_not_take(
     """poll in AwaitingFirstFactor, or submit_response before a challenge, is EventNotAllowed."""
     client = login("alice")
     calls = len(cyberark_emulator.calls)
-    for event, data in (("poll", {}), ("submit_response", {"response": "123456"})):
+    for event, data in (("poll", {}), ("submit_response", {"answer": "123456"})):
         with unchanged(client, recorder, EventNotAllowed):
             client.send(event, **data)
     assert len(cyberark_emulator.calls) == calls
@@ -98,8 +98,8 @@ def test_code_for_a_mechanism_that_takes_none(
     client.send("submit_first_factor", answer="grace-password")
     client.send("select_second_factor", factor=pick(client.view, "Phone Call"))
     with unchanged(client, recorder, InvalidInput) as caught:
-        client.send("submit_response", response="123456")
-    assert caught.value.field == "response"
+        client.send("submit_response", answer="123456")
+    assert caught.value.field == "answer"
 
     client = login("bob")
     calls = len(cyberark_emulator.calls)
@@ -133,13 +133,13 @@ def test_malformed_code_and_wrong_number_of_answers(login: Login, recorder: Secr
     """A code with symbols, and one answer for two questions, are InvalidInput."""
     client = at_push(login)
     with unchanged(client, recorder, InvalidInput):
-        client.send("submit_response", response="12;34")
+        client.send("submit_response", answer="12;34")
     client = login("carol")
     client.send("submit_first_factor", answer="carol-password")
     with unchanged(client, recorder, InvalidInput):
         client.send("submit_response", answers=["Beetle"])
     with unchanged(client, recorder, InvalidInput):
-        client.send("submit_response", response="Beetle")
+        client.send("submit_response", answer="Beetle")
 
 
 def test_first_factor_before_choosing(login: Login, cyberark_emulator, recorder) -> None:

@@ -98,7 +98,7 @@ def chosen(label: str) -> Data:
 
 
 def sms_code(flow: CyberArkFlow, emulator: CyberArkEmulator) -> dict[str, Any]:
-    return {"response": emulator.last_code(flow.snapshot().user_id)}
+    return {"answer": emulator.last_code(flow.snapshot().user_id)}
 
 
 PENDING = ("OobPending", None)
@@ -174,7 +174,7 @@ TRANSITIONS: dict[str, Transition] = {
         "alice",
         choosing("Security Question"),
         "submit_response",
-        fixed(response="Smokey"),
+        fixed(answer="Smokey"),
         DONE,
         "Answer",
     ),

@@ -273,7 +273,7 @@ def data_for(flow: CyberArkFlow, event: str) -> dict[str, Any]:
     if event == "submit_first_factor" and challenge is not None and challenge.accepts_code:
         return {"answer": "pw"} if challenge.kind in ("password", "kba", "text") else {}
     if event == "submit_response":
-        return {"response": "123456"}
+        return {"answer": "123456"}
     return {}
 
 

@@ -124,7 +124,7 @@ class CyberArkSession(RuleBasedStateMachine):
             return {"factor": "not-a-mechanism" if quality == "wrong" else malformed}
         if event not in ("submit_first_factor", "submit_response") or quality == "none":
             return {}
-        field = "answer" if event == "submit_first_factor" else "response"
+        field = "answer"
         if quality == "malformed":
             return {field: malformed}
         right = quality == "good"
@@ -210,7 +210,7 @@ class CyberArkSession(RuleBasedStateMachine):
                 ("cancel", {}),
                 ("submit_first_factor", {"answer": f"{self.user}-password"}),
                 ("select_second_factor", {"factor": "x"}),
-                ("submit_response", {"response": "123456"}),
+                ("submit_response", {"answer": "123456"}),
             ):
                 with pytest.raises(EventNotAllowed):
                     flow.send(event, **data)

@@ -295,12 +295,12 @@ def test_sms_passcodes_then_wrong_then_right(login: Login, duo_emulator: DuoEmul
     assert view.challenge.delivery == "SMS"
     assert "XXX-XXX-0100" in view.challenge.prompt
     assert duo_emulator.sms_count("jsmith") == 1
-    view = client.send("submit_response", response="1111111")
+    view = client.send("submit_response", answer="1111111")
     assert view.state == "SecondFactorSelected"
     assert view.challenge is not None
     assert view.challenge.rejected
     code = duo_emulator.sms_passcodes("jsmith")[0]
-    view = client.send("submit_response", response=code)
+    view = client.send("submit_response", answer=code)
     assert view.state == "Completed"
 
 
@@ -310,7 +310,7 @@ def test_typed_passcode(login: Login) -> None:
     to_picker(client)
     view = client.send("select_second_factor", factor="passcode")
     assert view.state == "SecondFactorSelected"
-    view = client.send("submit_response", response=DEMO_PASSCODE)
+    view = client.send("submit_response", answer=DEMO_PASSCODE)
     assert view.state == "Completed"
 
 
@@ -320,8 +320,8 @@ def test_wrong_passcodes_lock_the_user_out(login: Login) -> None:
     to_picker(client)
     client.send("select_second_factor", factor="passcode")
     for _ in range(2):
-        assert client.send("submit_response", response="999999").state == "SecondFactorSelected"
-    view = client.send("submit_response", response="999999")
+        assert client.send("submit_response", answer="999999").state == "SecondFactorSelected"
+    view = client.send("submit_response", answer="999999")
     assert (view.state, view.failure) == ("Failed", "locked")
 
 
@@ -334,8 +334,8 @@ def test_malformed_passcode_is_refused_before_any_call(
     client.send("select_second_factor", factor="passcode")
     calls, before = len(duo_emulator.calls), client.saved
     with pytest.raises(InvalidInput) as caught:
-        client.send("submit_response", response="abc123")
-    assert caught.value.field == "response"
+        client.send("submit_response", answer="abc123")
+    assert caught.value.field == "answer"
     assert (len(duo_emulator.calls), client.saved) == (calls, before)
 
 

@@ -79,7 +79,7 @@ def call_running(flow: DuoFlow, emulator: DuoEmulator) -> None:
 
 
 def sms_code(emulator: DuoEmulator) -> dict[str, Any]:
-    return {"response": emulator.sms_passcodes("jsmith")[0]}
+    return {"answer": emulator.sms_passcodes("jsmith")[0]}
 
 
 #: name -> (user, how to reach the state, event, how to build its data)
@@ -103,7 +103,7 @@ TRANSITIONS: dict[str, tuple[str, Setup, str, Callable[[DuoEmulator], dict[str, 
         "jsmith",
         passcode_chosen,
         "submit_response",
-        lambda e: {"response": DEMO_PASSCODE},
+        lambda e: {"answer": DEMO_PASSCODE},
     ),
     "poll pending push": ("jsmith", push_running, "poll", lambda e: {}),
     "poll approved push": ("jsmith", push_approved, "poll", lambda e: {}),

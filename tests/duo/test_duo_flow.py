@@ -150,7 +150,7 @@ def test_passcode_deny_with_other_status_fails_denied() -> None:
     flow, _ = flow_with(preauth("mobile_otp"), ok({"result": "deny", "status": "fraud"}))
     flow.send("submit_first_factor")
     flow.send("select_second_factor", factor="passcode")
-    view = flow.send("submit_response", response="123456")
+    view = flow.send("submit_response", answer="123456")
     assert (view.state, view.failure) == ("Failed", "denied")
 
 

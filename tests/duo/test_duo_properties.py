@@ -112,7 +112,7 @@ class DuoSession(RuleBasedStateMachine):
     def respond(self, right: bool, junk: str) -> None:
         sent = self.emulator.sms_passcodes(self.user)
         expected = sent[0] if sent else DEMO_PASSCODE
-        self.step("submit_response", response=expected if right else junk)
+        self.step("submit_response", answer=expected if right else junk)
 
     @rule()
     def poll(self) -> None:

@@ -52,7 +52,7 @@ def test_typed_user_id_is_refused(config: DuoConfig, duo_emulator: DuoEmulator) 
     """``user_id=`` (a typed name) would be a login with Duo alone: VerifiedUserRequired,
     whose message says what to pass; Duo is never asked."""
     with pytest.raises(VerifiedUserRequired) as refused:
-        DuoFlow.start(config=config, user_id="jsmith", client_ip="203.0.113.5")
+        DuoFlow.start(config=config, user="jsmith", client_ip="203.0.113.5")
     assert "verified_user=VerifiedUser(" in str(refused.value)
     assert duo_emulator.calls == []
 
@@ -62,7 +62,7 @@ def test_typed_user_id_counts_as_a_start(config: DuoConfig) -> None:
     throttle = Throttle(starts_per_user="2/minute")
     for _ in range(2):
         with pytest.raises(VerifiedUserRequired):
-            DuoFlow.start(config=config, user_id="jsmith", throttle=throttle)
+            DuoFlow.start(config=config, user="jsmith", throttle=throttle)
     with pytest.raises(Throttled) as refused:
         DuoFlow.start(config=config, verified_user=VerifiedUser("jsmith"), throttle=throttle)
     assert refused.value.action == "start"
@@ -73,7 +73,7 @@ def test_typed_user_id_counts_as_a_start(config: DuoConfig) -> None:
     [
         ({}, InvalidInput),
         ({"verified_user": "jsmith"}, UsageError),
-        ({"verified_user": VerifiedUser("jsmith"), "user_id": "jsmith"}, UsageError),
+        ({"verified_user": VerifiedUser("jsmith"), "user": "jsmith"}, UsageError),
     ],
 )
 def test_user_must_be_named_by_a_verified_user(
@@ -235,10 +235,10 @@ def test_passcodes_are_counted_as_answers(config: DuoConfig, duo_emulator: DuoEm
     flow = picker(config, throttle)
     flow.send("select_second_factor", factor="passcode")
     for _ in range(2):
-        assert flow.send("submit_response", response="000000").state == "SecondFactorSelected"
+        assert flow.send("submit_response", answer="000000").state == "SecondFactorSelected"
     before, calls = flow.snapshot(), len(duo_emulator.calls)
     with pytest.raises(Throttled) as refused:
-        flow.send("submit_response", response="000000")
+        flow.send("submit_response", answer="000000")
     assert refused.value.action == "answer"
     assert (flow.snapshot(), len(duo_emulator.calls)) == (before, calls)
 
@@ -257,7 +257,7 @@ def test_throttle_actions_by_choice(config: DuoConfig) -> None:
         f"sms:{PHONE}": "send",
         "passcode": None,
     }
-    assert flow.throttle_action(snapshot, "submit_response", {"response": "1"}) == "answer"
+    assert flow.throttle_action(snapshot, "submit_response", {"answer": "1"}) == "answer"
     assert flow.throttle_action(snapshot, "poll", {}) is None
     assert flow.throttle_action(snapshot, "cancel", {}) is None
 

@@ -29,7 +29,7 @@ STATES: dict[str, tuple[Steps, str, Steps]] = {
         [
             ("submit_first_factor", {}),
             ("select_second_factor", {"factor": "TOKEN"}),
-            ("submit_response", {"response": DEMO_TOKEN_CODE}),
+            ("submit_response", {"answer": DEMO_TOKEN_CODE}),
         ],
     ),
     "AwaitingSecondFactor": (
@@ -37,13 +37,13 @@ STATES: dict[str, tuple[Steps, str, Steps]] = {
         "/authentication/logout",
         [
             ("select_second_factor", {"factor": "TOKEN"}),
-            ("submit_response", {"response": DEMO_TOKEN_CODE}),
+            ("submit_response", {"answer": DEMO_TOKEN_CODE}),
         ],
     ),
     "SecondFactorSelected": (
         [("submit_first_factor", {}), ("select_second_factor", {"factor": "TOKEN"})],
         "/authenticate/TOKEN/complete",
-        [("submit_response", {"response": DEMO_TOKEN_CODE})],
+        [("submit_response", {"answer": DEMO_TOKEN_CODE})],
     ),
     "OobPending": (
         [("submit_first_factor", {}), ("select_second_factor", {"factor": "TOKENPUSH"})],
@@ -111,7 +111,7 @@ def test_stored_flow_cannot_be_replayed_after_cancel(entrust_emulator: EntrustEm
     engine.send(flow_id, "cancel")
     calls = len(entrust_emulator.calls)
     with pytest.raises(EventNotAllowed, match="flow has ended"):
-        engine.send(flow_id, "submit_response", response=DEMO_TOKEN_CODE)
+        engine.send(flow_id, "submit_response", answer=DEMO_TOKEN_CODE)
     assert len(entrust_emulator.calls) == calls
 
 

@@ -48,7 +48,7 @@ def test_flow_api_sends_each_steps_address(entrust_emulator: EntrustEmulator) ->
     assert addresses(entrust_emulator, 1) == [BOB_IP]
     flow.send("select_second_factor", factor="TOKEN")
     assert addresses(entrust_emulator, 2) == [FIXED_IP]
-    flow.send("submit_response", response=DEMO_TOKEN_CODE, client_ip=ALICE_IP)
+    flow.send("submit_response", answer=DEMO_TOKEN_CODE, client_ip=ALICE_IP)
     assert addresses(entrust_emulator, 3) == [ALICE_IP]
     assert flow.state == "Completed"
 
@@ -77,7 +77,7 @@ def login_two_users(engine: Any, emulator: EntrustEmulator, sealed: bool) -> Non
     steps: list[tuple[str, dict[str, Any]]] = [
         ("submit_first_factor", {}),
         ("select_second_factor", {"factor": "TOKEN"}),
-        ("submit_response", {"response": DEMO_TOKEN_CODE}),
+        ("submit_response", {"answer": DEMO_TOKEN_CODE}),
     ]
     held: dict[str, Any] = {}
     emulator.add_user("ann", authenticators=("TOKEN",))
@@ -127,6 +127,6 @@ def test_address_reaches_no_log_line(entrust_emulator: EntrustEmulator) -> None:
         )
         flow.send("submit_first_factor", client_ip=ALICE_IP)
         flow.send("select_second_factor", factor="TOKEN", client_ip=ALICE_IP)
-        flow.send("submit_response", response=DEMO_TOKEN_CODE, client_ip=ALICE_IP)
+        flow.send("submit_response", answer=DEMO_TOKEN_CODE, client_ip=ALICE_IP)
     assert len(events) >= 4
     assert not [event for event in events if ALICE_IP in repr(event)]

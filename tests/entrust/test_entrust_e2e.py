@@ -56,7 +56,7 @@ def test_external_plus_otp_by_sms(login, entrust_emulator: EntrustEmulator) -> N
     assert view.state == "SecondFactorSelected"
     assert view.challenge is not None and view.challenge.delivery == "SMS"
     otp = entrust_emulator.last_otp("jsmith")
-    view = client.send("submit_response", response=otp)
+    view = client.send("submit_response", answer=otp)
     assert view.state == "Completed"
     assert view.result is not None
     assert view.result.display_name == "John Smith"
@@ -69,7 +69,7 @@ def test_every_call_carries_client_ip(login, entrust_emulator: EntrustEmulator) 
     client = login()
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKEN")
-    client.send("submit_response", response=entrust_emulator.token_code("jsmith"))
+    client.send("submit_response", answer=entrust_emulator.token_code("jsmith"))
     bodies = [call.body for call in entrust_emulator.calls if call.path.startswith("/api/")]
     assert len(bodies) == 4
     assert all(body and body.get("clientIp") == CLIENT_IP for body in bodies)
@@ -80,7 +80,7 @@ def test_external_plus_token(login, entrust_emulator: EntrustEmulator) -> None:
     client = login()
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKEN")
-    view = client.send("submit_response", response=entrust_emulator.token_code("jsmith"))
+    view = client.send("submit_response", answer=entrust_emulator.token_code("jsmith"))
     assert view.state == "Completed"
 
 
@@ -101,13 +101,13 @@ def test_external_plus_grid_and_temp_access_code(login, entrust_emulator: Entrus
     through_first_factor(client)
     view = client.send("select_second_factor", factor="GRID")
     assert view.challenge is not None and len(view.challenge.cells) >= 2
-    view = client.send("submit_response", response=entrust_emulator.expected_response("jsmith"))
+    view = client.send("submit_response", answer=entrust_emulator.expected_response("jsmith"))
     assert view.state == "Completed"
 
     client = login()
     through_first_factor(client)
     client.send("select_second_factor", factor="TEMP_ACCESS_CODE")
-    assert client.send("submit_response", response=DEMO_TEMP_ACCESS_CODE).state == "Completed"
+    assert client.send("submit_response", answer=DEMO_TEMP_ACCESS_CODE).state == "Completed"
 
 
 def test_push_approved(login, entrust_emulator: EntrustEmulator) -> None:
@@ -265,10 +265,10 @@ def test_password_and_second_factor_with_otp(login, entrust_emulator, recorder) 
     recorder.add("Passw0rd!")
     client = login("pwuser")
     assert client.view.challenge is not None and client.view.challenge.kind == "password"
-    view = client.send("submit_first_factor", password="Passw0rd!")
+    view = client.send("submit_first_factor", answer="Passw0rd!")
     assert view.state == "AwaitingSecondFactor"
     client.send("select_second_factor", factor="OTP")
-    view = client.send("submit_response", response=entrust_emulator.last_otp("pwuser"))
+    view = client.send("submit_response", answer=entrust_emulator.last_otp("pwuser"))
     assert view.state == "Completed"
     paths = {c.path for c in entrust_emulator.calls if "authenticate/" in c.path}
     assert all("PASSWORD_AND_SECONDFACTOR" in path for path in paths)
@@ -278,10 +278,10 @@ def test_wrong_password_then_right(login, recorder) -> None:
     """A wrong password stays in AwaitingFirstFactor, marked rejected; the right one proceeds."""
     recorder.add("Passw0rd!", "not-it-at-all")
     client = login("pwuser")
-    view = client.send("submit_first_factor", password="not-it-at-all")
+    view = client.send("submit_first_factor", answer="not-it-at-all")
     assert view.state == "AwaitingFirstFactor"
     assert view.challenge is not None and view.challenge.rejected
-    assert client.send("submit_first_factor", password="Passw0rd!").state == "AwaitingSecondFactor"
+    assert client.send("submit_first_factor", answer="Passw0rd!").state == "AwaitingSecondFactor"
 
 
 def test_wrong_otp_then_right(login, entrust_emulator: EntrustEmulator) -> None:
@@ -290,11 +290,11 @@ def test_wrong_otp_then_right(login, entrust_emulator: EntrustEmulator) -> None:
     through_first_factor(client)
     before = client.send("select_second_factor", factor="OTP").challenge
     assert before is not None and before.attempts_left == 5
-    view = client.send("submit_response", response="00000000")
+    view = client.send("submit_response", answer="00000000")
     assert view.state == "SecondFactorSelected"
     assert view.challenge is not None and view.challenge.rejected
     assert view.challenge.attempts_left == 4
-    view = client.send("submit_response", response=entrust_emulator.last_otp("jsmith"))
+    view = client.send("submit_response", answer=entrust_emulator.last_otp("jsmith"))
     assert view.state == "Completed"
 
 
@@ -304,8 +304,8 @@ def test_lockout_after_repeated_wrong_codes(login, entrust_emulator: EntrustEmul
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKEN")
     for _ in range(entrust_emulator.lockout_count - 1):
-        assert client.send("submit_response", response="11111111").state == "SecondFactorSelected"
-    view = client.send("submit_response", response="11111111")
+        assert client.send("submit_response", answer="11111111").state == "SecondFactorSelected"
+    view = client.send("submit_response", answer="11111111")
     assert (view.state, view.failure) == ("Failed", "locked")
 
 
@@ -330,7 +330,7 @@ def test_bearer_authorization_form(login, entrust_emulator: EntrustEmulator) -> 
     client = login(bearer=True)
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKEN")
-    view = client.send("submit_response", response=entrust_emulator.token_code("jsmith"))
+    view = client.send("submit_response", answer=entrust_emulator.token_code("jsmith"))
     assert view.state == "Completed"
     headers = [c.headers.get("authorization", "") for c in entrust_emulator.calls]
     assert any(h.startswith("Bearer ") for h in headers)
@@ -339,7 +339,7 @@ def test_bearer_authorization_form(login, entrust_emulator: EntrustEmulator) -> 
 def test_authenticator_the_user_lacks_is_refused(login, entrust_emulator) -> None:
     """Selecting a factor the IdP did not offer is InvalidInput, with no IdP call."""
     client = login("pwuser")
-    client.send("submit_first_factor", password="Passw0rd!")
+    client.send("submit_first_factor", answer="Passw0rd!")
     calls = len(entrust_emulator.calls)
     saved = client.saved
     with pytest.raises(InvalidInput) as info:

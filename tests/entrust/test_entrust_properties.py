@@ -88,7 +88,7 @@ class EntrustSession(RuleBasedStateMachine):
     @rule(password=st.sampled_from(["Passw0rd!", "wrong-one", "", "x" * 300]))
     def submit_first_factor(self, password: str) -> None:
         if self.user == "pwuser":
-            self.step("submit_first_factor", password=password)
+            self.step("submit_first_factor", answer=password)
         else:
             self.step("submit_first_factor")
 
@@ -112,7 +112,7 @@ class EntrustSession(RuleBasedStateMachine):
             self.step("submit_response", answers=answers)
             return
         expected = self.emulator.expected_response(self.user) or self.emulator.last_otp(self.user)
-        self.step("submit_response", response=expected if right and expected else junk)
+        self.step("submit_response", answer=expected if right and expected else junk)
 
     @rule()
     def poll(self) -> None:

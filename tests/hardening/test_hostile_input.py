@@ -140,7 +140,7 @@ ALICE = "alice-password"
 FIELDS: dict[str, Field] = {
     field.provider + " " + field.event + "(" + field.name + ")" + suffix: field
     for suffix, field in [
-        ("", Field("entrust", "start", "user_id", "jsmith")),
+        ("", Field("entrust", "start", "user", "jsmith")),
         ("", Field("entrust", "start", "first_factor", "jsmith", optional=True)),
         # A user the IdP refuses: while Entrust takes any flow_id (see gap()), no flow starts,
         # so no hostile id is logged, where the suite's guard would take it for one of the
@@ -148,11 +148,11 @@ FIELDS: dict[str, Field] = {
         ("", Field("entrust", "start", "flow_id", "blocked", optional=True)),
         (
             "",
-            Field("entrust", "submit_first_factor", "password", "pwuser", free_text=True),
+            Field("entrust", "submit_first_factor", "answer", "pwuser", free_text=True),
         ),
         (
             " with EXTERNAL",
-            Field("entrust", "submit_first_factor", "password", "jsmith", optional=True),
+            Field("entrust", "submit_first_factor", "answer", "jsmith", optional=True),
         ),
         (
             "",
@@ -181,7 +181,7 @@ FIELDS: dict[str, Field] = {
             Field(
                 "entrust",
                 "submit_response",
-                "response",
+                "answer",
                 "jsmith",
                 reach=then(send("submit_first_factor"), send("select_second_factor", factor="OTP")),
             ),
@@ -232,7 +232,7 @@ FIELDS: dict[str, Field] = {
             Field(
                 "cyberark",
                 "submit_response",
-                "response",
+                "answer",
                 "alice",
                 reach=then(send("submit_first_factor", answer=ALICE), choose("SMS")),
             ),
@@ -242,7 +242,7 @@ FIELDS: dict[str, Field] = {
             Field(
                 "cyberark",
                 "submit_response",
-                "response",
+                "answer",
                 "grace",
                 reach=then(send("submit_first_factor", answer="grace-password"), choose("Phone")),
             ),
@@ -252,7 +252,7 @@ FIELDS: dict[str, Field] = {
             Field(
                 "cyberark",
                 "submit_response",
-                "response",
+                "answer",
                 "alice",
                 reach=then(send("submit_first_factor", answer=ALICE), choose("Security")),
                 free_text=True,
@@ -302,8 +302,8 @@ def begin(provider: str, emulator: EmulatorServer, who: str, **options: Any) -> 
     if provider == "entrust":
         assert isinstance(emulator, EntrustEmulator)
         config = EntrustConfig(base_url=emulator.base_url, application_id=emulator.application_id)
-        # A hostile id arrives as a typed user_id; the others are users the app vouches for.
-        user = {} if "user_id" in options else {"verified_user": VerifiedUser(who)}
+        # A hostile id arrives as a typed user; the others are users the app vouches for.
+        user = {} if "user" in options else {"verified_user": VerifiedUser(who)}
         return EntrustFlow.start(**{"config": config, **user, **options})
     assert isinstance(emulator, CyberArkEmulator)
     return CyberArkFlow.start(**{"config": config_for(emulator), "user": who, **options})

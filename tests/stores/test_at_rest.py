@@ -88,7 +88,7 @@ def complete_login(engine: Engine, emulator: EntrustEmulator) -> str:
     flow_id = engine.start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
     engine.send(flow_id, "submit_first_factor")
     engine.send(flow_id, "select_second_factor", factor="TOKEN")
-    view = engine.send(flow_id, "submit_response", response=emulator.token_code("jsmith"))
+    view = engine.send(flow_id, "submit_response", answer=emulator.token_code("jsmith"))
     assert view.state == "Completed"
     return flow_id
 
@@ -182,7 +182,7 @@ def test_sealed_hand_off_seals_a_token_without_the_result(
     view, token = engine.send(token, flow_id, "submit_first_factor")
     view, token = engine.send(token, flow_id, "select_second_factor", factor="TOKEN")
     code = entrust_emulator.token_code("jsmith")
-    view, token = engine.send(token, flow_id, "submit_response", response=code)
+    view, token = engine.send(token, flow_id, "submit_response", answer=code)
     handed, scrubbed_token = engine.hand_off(token, flow_id)
     assert handed.result is not None and handed.result.token
     inside = sealed.open(scrubbed_token, flow_id=flow_id)

@@ -89,7 +89,7 @@ def test_twenty_entrust_logins_spread_over_every_node(
         engine.send(flow_id, "submit_first_factor")
         engine.send(flow_id, "select_second_factor", factor="OTP", delivery="SMS")
         code = entrust_emulator.last_otp("jsmith")
-        view = engine.send(flow_id, "submit_response", response=code)
+        view = engine.send(flow_id, "submit_response", answer=code)
         assert (view.state, view.version) == ("Completed", 3)
         assert store.load(flow_id).version == 3
     counts = keys_per_node(redis_cluster_service, prefix)

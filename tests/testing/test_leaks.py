@@ -22,7 +22,7 @@ def test_recorder_and_emulator_sink_see_every_token(
     flow.send("select_second_factor", factor="OTP")
     otp = entrust_emulator.last_otp("jsmith")
     assert otp is not None
-    view = flow.send("submit_response", response=otp)
+    view = flow.send("submit_response", answer=otp)
     assert view.result is not None
     final = view.result.token
     for sink in (recorder.secrets, suite_leak_guard):

@@ -153,7 +153,7 @@ def test_cyberark_login_over_tls_sets_secure_cookies() -> None:
         client, _ = _cyberark_flow(emulator, clock)
         client.send("submit_first_factor", answer="alice-password")
         client.send("select_second_factor", factor=pick(client.view, "Security Question"))
-        view = client.send("submit_response", response="Smokey")
+        view = client.send("submit_response", answer="Smokey")
         assert view.state == "Completed"
         result = client.restore().snapshot().result
         assert result is not None and result.cookies[".ASPXAUTH"]
@@ -200,7 +200,7 @@ def test_cyberark_oauth_tokens_form_completes_our_flow() -> None:
         client, _ = _cyberark_flow(emulator, clock)
         client.send("submit_first_factor", answer="alice-password")
         client.send("select_second_factor", factor=pick(client.view, "Security Question"))
-        assert client.send("submit_response", response="Smokey").state == "Completed"
+        assert client.send("submit_response", answer="Smokey").state == "Completed"
         result = client.restore().snapshot().result
         assert result is not None
         assert claims(result.token)["unique_name"] == "alice@example.com"
@@ -215,7 +215,7 @@ def test_a_zero_token_lifetime_is_an_expired_token_not_an_unknown_one() -> None:
         client, _ = _cyberark_flow(emulator, clock)
         client.send("submit_first_factor", answer="alice-password")
         client.send("select_second_factor", factor=pick(client.view, "Security Question"))
-        assert client.send("submit_response", response="Smokey").state == "Completed"
+        assert client.send("submit_response", answer="Smokey").state == "Completed"
         result = client.restore().snapshot().result
         assert result is not None and result.expires_at == clock.now
 
@@ -291,8 +291,8 @@ def test_cli_emulate_tls_prints_the_ca_files() -> None:
         lines = [process.stdout.readline() for _ in range(5)]
         text = "".join(lines)
         url = re.search(r"CyberArk Identity emulator: +(https://127\.0\.0\.1:\d+)", text)
-        ca = re.search(r"CyberArk CA certificate: +(\S+)", text)
-        assert url and ca and re.search(r"Entrust CA certificate: +\S+", text), text
+        ca = re.search(r"CyberArk Identity CA certificate: +(\S+)", text)
+        assert url and ca and re.search(r"Entrust IDaaS CA certificate: +\S+", text), text
         reply = requests.post(
             url[1] + START,
             json={"User": "alice", "Version": "1.0"},

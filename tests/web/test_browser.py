@@ -64,17 +64,18 @@ def test_external_user_only_after_the_demo_password(page: Page, demo: Demo, shot
     shot(page, "typed-external-refused")
     page.goto(demo.url)
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the demo application")
-    calls = len(demo.entrust.calls)
+    calls = len(demo.emulator("entrust").calls)
     page.get_by_label("User id").fill("jsmith")
     page.get_by_label("Password", exact=True).fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_have_text("The user id or password was not accepted.")
-    assert len(demo.entrust.calls) == calls  # Entrust was not asked
+    assert len(demo.emulator("entrust").calls) == calls  # Entrust was not asked
     shot(page, "demo-signin-refused")
     sign_in(page, demo, "jsmith")
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     expect(page.locator("p.mfa-who")).to_have_text(
-        "First factor: jsmith's password, checked by the mfa_fsm demo application (not Entrust)."
+        "First factor: jsmith's password, checked by the mfa_fsm demo application "
+        "(not the identity provider)."
     )
     page.goto(demo.url + "login/")
     expect(page.get_by_role("heading", level=2, name="Continue as jsmith")).to_be_visible()
@@ -128,16 +129,16 @@ def test_entrust_push_approved_with_number(
     sign_in(page, demo, "pushmc")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
-    number = demo.entrust.push_mutual_challenge("pushmc")
+    number = demo.emulator("entrust").push_mutual_challenge("pushmc")
     assert number
     expect(page.locator("#mfa-number")).to_have_text(number)
     expect(page.get_by_role("status")).to_contain_text("Waiting for your approval")
-    polls = demo.entrust.poll_count("pushmc")
+    polls = demo.emulator("entrust").poll_count("pushmc")
     shot(page, "approve-on-device")
     control = phone(context, demo, "entrust", "pushmc", "approve")
     shot(control, "emulator-approved")
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
-    assert demo.entrust.poll_count("pushmc") > polls  # the page's script polled
+    assert demo.emulator("entrust").poll_count("pushmc") > polls  # the page's script polled
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,7 @@ def test_denied_push(page: Page, context: BrowserContext, demo: Demo, shot: Shot
 @pytest.fixture
 def impatient_demo() -> Iterator[Demo]:
     """A demo whose Entrust pushes expire after two seconds."""
-    with Demo(entrust_options={"push_lifetime": 2.0}) as running:
+    with Demo(options={"entrust": {"push_lifetime": 2.0}}) as running:
         yield running
 
 
@@ -328,7 +329,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
         expect(page.get_by_role("heading", level=1)).to_have_text(
             "Approve the sign-in on your device"
         )
-        demo.entrust.approve_push("pushmc")
+        demo.emulator("entrust").approve_push("pushmc")
         page.wait_for_timeout(1100)  # the next poll is due after the poll interval
         page.get_by_role("button", name="Check now").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
@@ -349,7 +350,7 @@ def test_lost_flow_says_start_again(page: Page, demo: Demo, shot: Shot) -> None:
 def test_idp_unavailable_then_try_again(page: Page, demo: Demo, shot: Shot) -> None:
     """An IdP outage shows "unavailable" with a Try again button that carries on the flow."""
     sign_in(page, demo, "jsmith")
-    demo.entrust.faults.inject("status", status=503, path="authenticate/TOKEN")
+    demo.emulator("entrust").faults.inject("status", status=503, path="authenticate/TOKEN")
     page.get_by_role("button", name="Code from your token or authenticator app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "The identity provider is unavailable"

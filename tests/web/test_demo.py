@@ -49,7 +49,7 @@ def test_demo_sign_in_vouches_only_after_its_password(demo: Demo) -> None:
     """A wrong demo password is refused (401) and nothing reaches Entrust; the right one
     begins the second factor, and the page says who checked which password."""
     session = requests.Session()
-    calls = len(demo.entrust.calls)
+    calls = len(demo.emulator("entrust").calls)
     token = signin_token(session, demo.url + "signin")
     wrong = session.post(
         demo.url + "signin",
@@ -58,7 +58,7 @@ def test_demo_sign_in_vouches_only_after_its_password(demo: Demo) -> None:
     )
     assert wrong.status_code == 401
     assert "guess" not in wrong.text
-    assert len(demo.entrust.calls) == calls
+    assert len(demo.emulator("entrust").calls) == calls
     right = session.post(
         demo.url + "signin",
         data={"user": "jsmith", "password": "jsmith-app-password", "csrf_token": token},
@@ -68,7 +68,7 @@ def test_demo_sign_in_vouches_only_after_its_password(demo: Demo) -> None:
     assert 'data-state="AwaitingSecondFactor"' in right.text
     assert (
         "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application "
-        "(not Entrust)." in right.text
+        "(not the identity provider)." in right.text
     )
 
 
@@ -140,14 +140,14 @@ def test_sealed_demo_runs_without_a_store() -> None:
 def test_demo_needs_a_store_or_sealed_state() -> None:
     """create_app refuses to run with neither a store nor sealed state."""
     with Demo() as running, pytest.raises(ValueError, match="store"):
-        demo_module.create_app(running.entrust, running.cyberark, store=None)
+        demo_module.create_app(running.idps, store=None)
 
 
 def test_demo_sign_in_needs_its_csrf_token(demo: Demo) -> None:
     """The demo's own sign-in form carries a CSRF token: a post without it (a cross-site
     form) is refused and reaches no IdP, even with the right password."""
     session = requests.Session()
-    calls = len(demo.entrust.calls)
+    calls = len(demo.emulator("entrust").calls)
     for token in (None, "forged"):
         data = {"user": "jsmith", "password": "jsmith-app-password"}
         if token is not None:
@@ -156,7 +156,7 @@ def test_demo_sign_in_needs_its_csrf_token(demo: Demo) -> None:
         reply = session.post(demo.url + "signin", data=data, timeout=5)
         assert reply.status_code == 400
         assert "AwaitingSecondFactor" not in reply.text
-    assert len(demo.entrust.calls) == calls
+    assert len(demo.emulator("entrust").calls) == calls
 
 
 @pytest.mark.parametrize("sealed", [False, True])

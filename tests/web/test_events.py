@@ -23,24 +23,12 @@ QUESTIONS = Challenge(factor="KBA", kind="kba", prompt="Answer", questions=("Pet
 ONE_QUESTION = Challenge(factor="SQ", kind="kba", prompt="Answer", questions=("Pet?",))
 
 
-@pytest.mark.parametrize(
-    ("provider", "expected"),
-    [("entrust", {"user_id": "jsmith"}), ("cyberark", {"user": "jsmith"})],
-)
-def test_start_names_the_user_as_the_provider_does(provider: str, expected: object) -> None:
-    """Entrust's start takes user_id=, CyberArk's user=."""
-    assert events.start_options(provider, "jsmith") == expected
-
-
-@pytest.mark.parametrize(
-    ("provider", "expected"),
-    [("entrust", {"password": "pw"}), ("cyberark", {"answer": "pw"})],
-)
-def test_typed_first_factor(provider: str, expected: object) -> None:
-    """A typed first factor goes as password= (Entrust) or answer= (CyberArk)."""
+@pytest.mark.parametrize("provider", ["entrust", "cyberark"])
+def test_typed_first_factor(provider: str) -> None:
+    """A typed first factor goes as answer=, whatever the provider."""
     current = view(provider, "AwaitingFirstFactor", challenge=PASSWORD)
     assert events.typed_first_factor(current)
-    assert events.first_factor_data(current, form(answer="pw")) == expected
+    assert events.first_factor_data(current, ["pw"]) == {"answer": "pw"}
 
 
 def test_confirmed_or_started_first_factor_sends_nothing() -> None:
@@ -50,41 +38,59 @@ def test_confirmed_or_started_first_factor_sends_nothing() -> None:
     for provider, challenge in (("entrust", external), ("cyberark", push)):
         current = view(provider, "AwaitingFirstFactor", challenge=challenge)
         assert not events.typed_first_factor(current)
-        assert events.first_factor_data(current, form(answer="ignored")) == {}
+        assert events.first_factor_data(current, ["ignored"]) == {}
 
 
 def test_first_factor_with_several_questions_sends_answers() -> None:
     """A first challenge of several security questions sends one answer per question."""
     current = view("cyberark", "AwaitingFirstFactor", challenge=QUESTIONS)
-    data = events.first_factor_data(current, form(**{"answer-0": "Rex", "answer-1": "Ottawa"}))
-    assert data == {"answers": ["Rex", "Ottawa"]}
+    assert events.typed_count(current) == 2
+    assert events.first_factor_data(current, ["Rex", "Ottawa"]) == {"answers": ["Rex", "Ottawa"]}
 
 
 def test_select_sends_delivery_only_when_chosen() -> None:
-    """A delivery is sent only with a factor that has deliveries (CyberArk takes none)."""
-    current = view("entrust", "AwaitingSecondFactor")
-    assert events.select_data(current, form(factor="OTP", delivery="SMS")) == {
-        "factor": "OTP",
-        "delivery": "SMS",
-    }
-    assert events.select_data(current, form(factor="TOKEN")) == {"factor": "TOKEN"}
+    """A delivery is sent only when one was chosen."""
+    assert events.select_data("OTP", "SMS") == {"factor": "OTP", "delivery": "SMS"}
+    assert events.select_data("TOKEN") == {"factor": "TOKEN"}
+    assert events.select_data("TOKEN", "") == {"factor": "TOKEN"}
 
 
 @pytest.mark.parametrize(
-    ("provider", "challenge", "expected"),
+    ("provider", "challenge", "typed", "expected"),
     [
-        ("entrust", QUESTIONS, {"answers": ["a", "b"]}),
-        ("entrust", ONE_QUESTION, {"answers": ["a"]}),
-        ("cyberark", QUESTIONS, {"answers": ["a", "b"]}),
-        ("cyberark", ONE_QUESTION, {"response": "r"}),
-        ("entrust", PASSWORD, {"response": "r"}),
+        ("entrust", QUESTIONS, ["a", "b"], {"answers": ["a", "b"]}),
+        ("entrust", ONE_QUESTION, ["a"], {"answers": ["a"]}),
+        ("cyberark", QUESTIONS, ["a", "b"], {"answers": ["a", "b"]}),
+        ("cyberark", ONE_QUESTION, ["a"], {"answers": ["a"]}),
+        ("entrust", PASSWORD, ["r"], {"answer": "r"}),
+        ("cyberark", PASSWORD, ["r"], {"answer": "r"}),
     ],
 )
-def test_response_data(provider: str, challenge: Challenge, expected: object) -> None:
-    """Entrust KBA always takes answers=[...]; CyberArk takes a list for several questions only."""
+def test_response_data_is_the_same_for_every_provider(
+    provider: str, challenge: Challenge, typed: list[str], expected: object
+) -> None:
+    """Questions go as answers=[...] (one per question, a list of one for one), a code as
+    answer=, whatever the provider: no per-provider field table."""
     current = view(provider, "SecondFactorSelected", challenge=challenge)
-    values = form(response="r", **{"answer-0": "a", "answer-1": "b"})
-    assert events.response_data(current, values) == expected
+    assert events.response_data(current, typed) == expected
+
+
+def test_page_forms_are_read_into_the_same_data() -> None:
+    """The pages' own field names (answer, answer-<n>, response) become the shared fields."""
+    current = view("entrust", "SecondFactorSelected", challenge=QUESTIONS)
+    _, build = events.EVENTS["response"]
+    assert build(current, form(**{"answer-0": "a", "answer-1": "b"})) == {"answers": ["a", "b"]}
+    code = view("cyberark", "SecondFactorSelected", challenge=PASSWORD)
+    assert build(code, form(response="r")) == {"answer": "r"}
+    _, build = events.EVENTS["first-factor"]
+    assert build(view("entrust", "AwaitingFirstFactor", challenge=PASSWORD), form(answer="p")) == {
+        "answer": "p"
+    }
+    _, build = events.EVENTS["factor"]
+    assert build(current, form(factor="OTP", delivery="SMS")) == {
+        "factor": "OTP",
+        "delivery": "SMS",
+    }
 
 
 def test_allowed_events_come_from_the_machine() -> None:
@@ -113,8 +119,8 @@ def test_choices_and_codes_offered_where_the_state_takes_them() -> None:
     assert not events.takes_code(view("entrust", "OobPending"))
 
 
-def test_unknown_provider_gets_the_documented_names() -> None:
-    """A provider added without an entry uses the README's names; labels fall back too."""
-    assert events.fields("okta") == events.DEFAULT_FIELDS
+def test_labels_come_from_the_provider_registry() -> None:
+    """A provider's label is its flow class's; an unknown name is titled."""
     assert events.provider_label("ping_identity") == "Ping Identity"
     assert events.provider_label("entrust") == "Entrust Identity as a Service"
+    assert events.provider_label("duo") == "Duo"

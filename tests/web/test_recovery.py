@@ -167,8 +167,8 @@ def test_tampered_sealed_token_still_means_start_again(sealed_engine: SealedEngi
 
 def test_stale_token_is_its_own_error(sealed_engine: SealedEngine) -> None:
     """The engine says which tokens are merely superseded: SealedStateStale."""
-    view, first = sealed_engine.start("entrust", user_id="pwuser")
-    _, second = sealed_engine.send(first, view.flow_id, "submit_first_factor", password="Passw0rd!")
+    view, first = sealed_engine.start("entrust", user="pwuser")
+    _, second = sealed_engine.send(first, view.flow_id, "submit_first_factor", answer="Passw0rd!")
     assert second != first
     with pytest.raises(SealedStateStale, match="reload the page"):
         sealed_engine.view(first, view.flow_id)

@@ -1,0 +1,256 @@
+"""The emulators as the demo and ``mfa-fsm login --emulator`` run them, one class per IdP.
+
+A provider's flow class names its class here in ``emulator`` (``"module:Class"``), so the
+web demo, the CLI's ``login --emulator`` and ``emulate`` find every emulated IdP through the
+provider registry and spell no provider name themselves. A :class:`DemoIdp` wraps one running
+emulator and says what a person needs: the configuration that points at it, its demo users,
+the code last sent to a user, the approval of a push.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import attrs
+
+from mfa_fsm.core.snapshot import FlowView
+from mfa_fsm.cyberark.client import CyberArkConfig
+from mfa_fsm.entrust.client import EntrustConfig
+from mfa_fsm.testing._server import EmulatorServer
+from mfa_fsm.testing.cyberark import CyberArkEmulator
+from mfa_fsm.testing.entrust import (
+    DEMO_APP_PASSWORDS,
+    DEMO_KBA,
+    DEMO_TEMP_ACCESS_CODE,
+    DEMO_TOKEN_CODE,
+    EntrustEmulator,
+)
+
+
+@attrs.frozen
+class DemoUser:
+    """A demo user of one emulator, and what to type or do to sign in."""
+
+    provider: str
+    user: str
+    how: str
+
+
+class DemoIdp:
+    """One emulated IdP for the demo and the CLI (subclass per provider).
+
+    ``host``/``port``/``tls`` are the emulator's; ``standalone`` serves it as for any other
+    client (``mfa-fsm emulate``) rather than for mfa_fsm's demo. Use as a context manager, or call
+    :meth:`start` and :meth:`stop`.
+    """
+
+    #: the flow class's ``provider``
+    provider: ClassVar[str]
+    #: how the emulator is named on a terminal ("Entrust IDaaS emulator")
+    title: ClassVar[str]
+    #: the demo users worth clicking through (the emulator's module docs list them all)
+    users: ClassVar[tuple[DemoUser, ...]] = ()
+    #: what a demo user types for the challenges that need no phone, for people
+    answers: ClassVar[str] = ""
+    #: users whose first factor the *application* checks (the IdP never sees it), with the
+    #: demo application's password for each; empty when the IdP checks every first factor
+    app_passwords: ClassVar[Mapping[str, str]] = {}
+    #: the port ``mfa-fsm emulate`` serves it on unless told otherwise
+    default_port: ClassVar[int] = 0
+
+    emulator: EmulatorServer
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False, standalone: bool = False
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} is abstract: use a provider's class")
+
+    def config(self, **options: Any) -> object:
+        """The provider's configuration pointing at the running emulator, with ``options``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for a terminal: where the emulator listens, and what a client needs."""
+        return self.emulator.base_url
+
+    def hint(self, user: str, view: FlowView) -> str | None:
+        """What the user's phone or token shows now for ``view``'s challenge, or ``None``."""
+        return None
+
+    def approve(self, user: str) -> None:
+        """Approve the user's running push; LookupError when none is waiting."""
+        raise LookupError(user)
+
+    def deny(self, user: str) -> None:
+        """Deny the user's running push; LookupError when none is waiting."""
+        raise LookupError(user)
+
+    def last_code(self, user: str) -> str | None:
+        """The last code the emulator sent to ``user`` (SMS, e-mail, voice), if any."""
+        return None
+
+    def approve_route(self, user: str) -> str | None:
+        """The emulator's control route (HTTP POST) approving the user's push, if it has one."""
+        return None
+
+    def number_shown(self, user: str) -> str | None:
+        """The number a running push asks the user to match, if any."""
+        return None
+
+    @property
+    def base_url(self) -> str:
+        return self.emulator.base_url
+
+    def start(self) -> Self:
+        self.emulator.start()
+        return self
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class EntrustDemo(DemoIdp):
+    """The Entrust IDaaS emulator with its demo users."""
+
+    provider = "entrust"
+    title = "Entrust IDaaS emulator"
+    default_port = 8701
+    users = (
+        DemoUser(
+            "entrust",
+            "jsmith",
+            "demo sign-in password jsmith-app-password, then push, token, OTP by "
+            "SMS/e-mail/voice, security questions, grid, temporary code",
+        ),
+        DemoUser(
+            "entrust", "pwuser", "password Passw0rd! (checked by Entrust), then push, token or OTP"
+        ),
+        DemoUser(
+            "entrust",
+            "pushmc",
+            "demo sign-in password pushmc-app-password, then a push with a number to match",
+        ),
+        DemoUser(
+            "entrust",
+            "lowrisk",
+            "demo sign-in password lowrisk-app-password; no second factor needed",
+        ),
+        DemoUser(
+            "entrust",
+            "blocked",
+            "demo sign-in password blocked-app-password; refused by the risk rules",
+        ),
+    )
+    answers = (
+        f"Entrust: token code {DEMO_TOKEN_CODE}, temporary access code {DEMO_TEMP_ACCESS_CODE}, "
+        "security answers " + ", ".join(f"{q!r} → {a}" for q, a in DEMO_KBA.items())
+    )
+    app_passwords = DEMO_APP_PASSWORDS
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False, standalone: bool = False
+    ) -> None:
+        self.emulator: EntrustEmulator = EntrustEmulator(host=host, port=port, tls=tls)
+
+    def config(self, **options: Any) -> EntrustConfig:
+        return EntrustConfig(
+            base_url=self.emulator.base_url,
+            application_id=self.emulator.application_id,
+            **options,
+        )
+
+    def describe(self) -> str:
+        return f"{self.emulator.base_url}  application id {self.emulator.application_id}"
+
+    def hint(self, user: str, view: FlowView) -> str | None:
+        challenge = view.challenge
+        kind = challenge.kind if challenge is not None else None
+        if kind == "otp" and view.state in ("SecondFactorSelected", "OobPending"):
+            sent = self.emulator.last_otp(user)
+            return None if sent is None else f"the code sent is {sent}"
+        if kind == "token" and view.state == "SecondFactorSelected":
+            return f"the token shows {self.emulator.expected_response(user)}"
+        return None
+
+    def approve(self, user: str) -> None:
+        self.emulator.approve_push(user)
+
+    def approve_route(self, user: str) -> str:
+        return f"{self.emulator.base_url}/_emulator/push/{user}/approve"
+
+    def deny(self, user: str) -> None:
+        self.emulator.deny_push(user)
+
+    def last_code(self, user: str) -> str | None:
+        return self.emulator.last_otp(user)
+
+    def number_shown(self, user: str) -> str | None:
+        return self.emulator.push_mutual_challenge(user)
+
+
+class CyberArkDemo(DemoIdp):
+    """The CyberArk Identity emulator with its demo users, redirects served over HTTP."""
+
+    provider = "cyberark"
+    title = "CyberArk Identity emulator"
+    default_port = 8702
+    users = (
+        DemoUser(
+            "cyberark", "alice", "password alice-password, then push, SMS, e-mail or question"
+        ),
+        DemoUser("cyberark", "bob", "push only, with a number to match"),
+        DemoUser("cyberark", "carol", "password carol-password, then two security questions"),
+        DemoUser("cyberark", "dave", "password dave-password, then e-mail or SMS"),
+        DemoUser("cyberark", "erin", "password erin-password, then a new package: e-mail or SMS"),
+        DemoUser("cyberark", "frank", "on another pod: password frank-password, then push"),
+    )
+    answers = "CyberArk: alice's pet: Smokey; carol: First car? Beetle, Favourite colour? Teal"
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False, standalone: bool = False
+    ) -> None:
+        # PodFqdn as a URL lets the demo's client follow redirects over plain HTTP; a
+        # standalone emulator (``mfa-fsm emulate``, for other clients) sends bare host names.
+        self.emulator: CyberArkEmulator = CyberArkEmulator(
+            host=host, port=port, tls=tls, pod_fqdn_as_url=not standalone
+        )
+
+    def config(self, **options: Any) -> CyberArkConfig:
+        return CyberArkConfig(base_url=self.emulator.base_url, pod_scheme="http", **options)
+
+    def hint(self, user: str, view: FlowView) -> str | None:
+        challenge = view.challenge
+        if (
+            challenge is not None
+            and challenge.kind == "otp"
+            and view.state
+            in (
+                "SecondFactorSelected",
+                "OobPending",
+            )
+        ):
+            sent = self.emulator.last_code(user)
+            return None if sent is None else f"the code sent is {sent}"
+        return None
+
+    def approve(self, user: str) -> None:
+        self.emulator.approve(user)
+
+    def approve_route(self, user: str) -> str:
+        return f"{self.emulator.base_url}/_emulator/oob/{user}/approve"
+
+    def deny(self, user: str) -> None:
+        self.emulator.deny(user)
+
+    def last_code(self, user: str) -> str | None:
+        return self.emulator.last_code(user)
+
+
+__all__ = ["CyberArkDemo", "DemoIdp", "DemoUser", "EntrustDemo"]
