@@ -17,9 +17,18 @@ import pytest
 from mfa_fsm import CyberArkFlow, DuoFlow, EntrustFlow, MemoryStore, UsageError
 from mfa_fsm.cli import main
 from mfa_fsm.core import registry
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, said, states
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
 from mfa_fsm.core.http import Transport
 from mfa_fsm.core.inputs import secret_text
+from mfa_fsm.core.outcomes import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    OOB_PENDING,
+    REJECTED,
+    RESPONSE_DUE,
+    SECOND_FACTOR_DUE,
+)
 from mfa_fsm.core.registry import (
     ENTRY_POINT_GROUP,
     flow_for_config,
@@ -62,20 +71,25 @@ class ToyMachine(FlowMachine):
         Failed,
     ) = states()
 
-    submit_first_factor = (
-        AwaitingFirstFactor.to(Completed, cond=said("completed"))
-        | AwaitingFirstFactor.to(AwaitingFirstFactor, cond=said("rejected"))
-        # Never said by the toy: every state of the shared vocabulary needs a way in.
-        | AwaitingFirstFactor.to(AwaitingSecondFactor, cond=said("second_factor_required"))
+    submit_first_factor = rows(
+        AwaitingFirstFactor,
+        # SECOND_FACTOR_DUE is never said by the toy: every shared state needs a way in.
+        {
+            COMPLETED: Completed,
+            REJECTED: AwaitingFirstFactor,
+            SECOND_FACTOR_DUE: AwaitingSecondFactor,
+        },
     )
-    select_second_factor = AwaitingSecondFactor.to(SecondFactorSelected, cond=said("issued"))
-    submit_response = SecondFactorSelected.to(OobPending, cond=said("started"))
-    poll = OobPending.to(Completed, cond=said("completed"))
-    cancel = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    select_second_factor = rows(AwaitingSecondFactor, {RESPONSE_DUE: SecondFactorSelected})
+    submit_response = rows(SecondFactorSelected, {OOB_PENDING: OobPending})
+    poll = rows(OobPending, {COMPLETED: Completed})
+    cancel = rows(
+        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
+        {CANCELLED: Failed},
     )
-    expire = Failed.from_(
-        AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending
+    expire = rows(
+        (AwaitingFirstFactor, AwaitingSecondFactor, SecondFactorSelected, OobPending),
+        {EXPIRED: Failed},
     )
 
 
@@ -114,23 +128,28 @@ class ToyFlow(Flow):
         )
         return cls(snapshot, config=config, transport=transport or _NoCalls(), clock=clock)
 
+    @on(ToyMachine.submit_first_factor, outcomes=[COMPLETED, REJECTED])
     def _on_submit_first_factor(self, snapshot: Snapshot, now: float, answer: str) -> Outcome:
         if secret_text("answer", answer) == self.config.password:
-            return Outcome("completed", {"result": Result(user_id=snapshot.user_id)})
+            return Outcome(COMPLETED, {"result": Result(user_id=snapshot.user_id)})
         challenge = attrs.evolve(snapshot.challenge, rejected=True)
-        return Outcome("rejected", {"challenge": challenge, "context": ToyContext(tries=1)})
+        return Outcome(REJECTED, {"challenge": challenge, "context": ToyContext(tries=1)})
 
+    @on(ToyMachine.select_second_factor, outcomes=[RESPONSE_DUE])
     def _on_select_second_factor(self, snapshot: Snapshot, now: float, factor: str) -> Outcome:
         raise AssertionError("not reached")
 
+    @on(ToyMachine.submit_response, outcomes=[OOB_PENDING])
     def _on_submit_response(self, snapshot: Snapshot, now: float, answer: str) -> Outcome:
         raise AssertionError("not reached")
 
+    @on(ToyMachine.poll, outcomes=[COMPLETED])
     def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome:
         raise AssertionError("not reached")
 
+    @on(ToyMachine.cancel, outcomes=[CANCELLED])
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
-        return Outcome("cancelled", {"failure": "cancelled"})
+        return Outcome(CANCELLED, {"failure": "cancelled"})
 
 
 class _NoCalls:
