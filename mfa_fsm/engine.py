@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import structlog
 
+from mfa_fsm.core.calls import checked, is_seconds
 from mfa_fsm.core.errors import FlowConflict, StoreError, UsageError
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.logref import flow_ref
@@ -119,10 +120,16 @@ class _Facade:
         throttle: Throttle | None,
         step_timeout: float,
     ) -> None:
-        if not claim_ttl > 0:
+        if not is_seconds(claim_ttl):
             raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
-        if not step_timeout > 0:
+        if not is_seconds(step_timeout):
             raise UsageError("step_timeout must be positive: it is how long a step may take")
+        if not callable(clock):
+            raise UsageError("clock must be a callable returning epoch seconds, like time.time")
+        if transport is not None and not callable(getattr(transport, "send", None)):
+            raise UsageError("transport must have a send(HttpRequest) method, like Transport")
+        if isinstance(configs, str | bytes) or not isinstance(configs, Iterable):
+            raise UsageError("configs must be a list of provider configurations")
         self._flows = _flows_for(configs)
         self.transport: Transport = transport or RequestsTransport()
         self.clock = clock
@@ -159,6 +166,12 @@ class _Facade:
 
     def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
         flow_class, config = self._flow_class(provider)
+        own = sorted(options.keys() & _ENGINE_SETS)
+        if own:
+            raise UsageError(
+                f"start() got {own}, which the engine passes itself: give them to the "
+                "engine's constructor instead"
+            )
         with step_deadline(self.step_timeout):
             return flow_class.start(
                 config=config,
@@ -238,6 +251,7 @@ class Engine(_Facade):
     raises StoreUnavailable.
     """
 
+    @checked
     def __init__(
         self,
         store: FlowStore,
@@ -257,8 +271,14 @@ class Engine(_Facade):
             throttle=throttle,
             step_timeout=step_timeout,
         )
+        if not all(callable(getattr(store, name, None)) for name in _STORE_METHODS):
+            raise UsageError(
+                "store must be a FlowStore (MemoryStore, SqlStore, RedisStore): it has no "
+                f"{'/'.join(_STORE_METHODS)} methods"
+            )
         self.store = store
 
+    @checked
     def start(self, provider: str, /, **options: Any) -> FlowView:
         """Begin a flow of ``provider``, store it, and return its first view.
 
@@ -274,6 +294,7 @@ class Engine(_Facade):
         self.store.create(flow.snapshot())
         return flow.view()
 
+    @checked
     def send(
         self, flow_id: str, event: str, /, *, client_ip: str | None = None, **data: Any
     ) -> FlowView:
@@ -293,6 +314,7 @@ class Engine(_Facade):
         )
         return view
 
+    @checked
     def hand_off(self, flow_id: str) -> FlowView:
         """Give the application the result of the completed flow ``flow_id``, once, and erase
         the IdP's token from the store.
@@ -310,6 +332,7 @@ class Engine(_Facade):
         self.store.save(scrubbed, expected_version=snapshot.version)
         return FlowView.of(snapshot)
 
+    @checked
     def view(self, flow_id: str) -> FlowView:
         """The view of ``flow_id``'s current state, from the store alone: no IdP call, no write.
 
@@ -317,6 +340,7 @@ class Engine(_Facade):
         """
         return FlowView.of(self.store.load(check_flow_id(flow_id)))
 
+    @checked
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
         end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
@@ -332,6 +356,7 @@ class SealedEngine(_Facade):
     one token from both reaching the IdP; without one, both happen (see the module docs).
     """
 
+    @checked
     def __init__(
         self,
         sealed: SealedState,
@@ -351,8 +376,13 @@ class SealedEngine(_Facade):
             throttle=throttle,
             step_timeout=step_timeout,
         )
+        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - needs cryptography
+
+        if not isinstance(sealed, SealedState):
+            raise UsageError("sealed must be a SealedState(keys, ...) from mfa_fsm.stores.sealed")
         self.sealed = sealed
 
+    @checked
     def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:
         """Begin a flow of ``provider``; returns its first view and the token for the client.
 
@@ -362,6 +392,7 @@ class SealedEngine(_Facade):
         flow = self._begin(provider, options)
         return flow.view(), self.sealed.seal(flow.snapshot())
 
+    @checked
     def send(
         self,
         token: str,
@@ -394,6 +425,7 @@ class SealedEngine(_Facade):
         )
         return view, token if new_token is None else new_token
 
+    @checked
     def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
         """Give the application the result of the completed flow sealed in ``token``; returns
         the ``Completed`` view with the full ``result`` and the token to give the client
@@ -408,12 +440,19 @@ class SealedEngine(_Facade):
         scrubbed = handed_off(snapshot, now=self.clock())
         return FlowView.of(snapshot), self.sealed.seal(scrubbed, expected_version=snapshot.version)
 
+    @checked
     def view(self, token: str, flow_id: str) -> FlowView:
         """The view of the flow sealed in ``token``: no IdP call, no write.
 
         Raises SealedStateError when the token does not open (see :meth:`send`).
         """
         return FlowView.of(self.sealed.open(token, flow_id=check_flow_id(flow_id)))
+
+
+#: What the engine passes to every provider's ``start`` itself.
+_ENGINE_SETS = frozenset({"config", "transport", "clock", "throttle"})
+#: What an Engine calls on its store.
+_STORE_METHODS = ("create", "load", "save", "delete", "claim", "release")
 
 
 def _flows_for(configs: Iterable[object]) -> dict[str, tuple[type[Flow], object]]:

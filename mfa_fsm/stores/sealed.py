@@ -70,6 +70,7 @@ from collections.abc import Mapping, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mfa_fsm.core.calls import checked, is_seconds
 from mfa_fsm.core.errors import SealedStateError, SealedStateStale, UsageError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
@@ -114,6 +115,7 @@ class SealedState:
     :class:`~mfa_fsm.core.errors.UsageError`.
     """
 
+    @checked
     def __init__(
         self,
         keys: Mapping[str, bytes] | Sequence[tuple[str, bytes]],
@@ -124,6 +126,13 @@ class SealedState:
         clock: Clock = time.time,
     ) -> None:
         pairs = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
+        if isinstance(keys, str | bytes) or not all(
+            isinstance(pair, tuple) and len(pair) == 2 for pair in pairs
+        ):
+            raise UsageError(
+                "keys must map key ids to keys ({'k1': key}) or list (key id, key) pairs; "
+                "make a key with SealedState.generate_key()"
+            )
         if not pairs:
             raise UsageError("SealedState needs at least one key; make one with generate_key()")
         self._keys: dict[str, AESGCM] = {}
@@ -138,7 +147,7 @@ class SealedState:
                     "make one with SealedState.generate_key()"
                 )
             self._keys[key_id] = AESGCM(key)
-        if max_age <= 0 or margin < 0:
+        if not is_seconds(max_age) or not is_seconds(margin, zero=True):
             raise UsageError("max_age must be positive and margin must not be negative")
         self._sealing_id = pairs[0][0]
         self.max_age = max_age
@@ -151,6 +160,7 @@ class SealedState:
         """A new random 32-byte AES-256 key; store it with the application's secrets."""
         return AESGCM.generate_key(bit_length=_KEY_BYTES * 8)
 
+    @checked
     def seal(self, snapshot: Snapshot, *, expected_version: int | None = None) -> str:
         """The token to hand to the client for ``snapshot``.
 
@@ -158,7 +168,7 @@ class SealedState:
         the first. With a ledger this is a compare-and-set: it raises FlowConflict when
         another request advanced the flow first (or, with no ``expected_version``, when the
         flow is already recorded) and FlowNotFound when the ledger forgot the flow; without a
-        ledger only the version rule is checked. StoreError if ``snapshot.version`` is not
+        ledger only the version rule is checked. UsageError if ``snapshot.version`` is not
         above ``expected_version``. On any error no token is made and the ledger is unchanged.
         """
         now = self._clock()
@@ -184,6 +194,7 @@ class SealedState:
         sealed = self._keys[self._sealing_id].encrypt(nonce, plain, header + _aad(snapshot.flow_id))
         return base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
 
+    @checked
     def open(self, token: str, *, flow_id: str) -> Snapshot:
         """The snapshot sealed in ``token``, if it is authentic, for ``flow_id``, and current.
 

@@ -105,6 +105,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from mfa_fsm.core.calls import checked
 from mfa_fsm.core.errors import (
     EventNotAllowed,
     FlowConflict,
@@ -116,6 +117,7 @@ from mfa_fsm.core.errors import (
     SealedStateError,
     SealedStateStale,
     SnapshotError,
+    StoreError,
     StoreUnavailable,
     Throttled,
     TransportError,
@@ -330,6 +332,7 @@ class MfaBlueprint(Blueprint):
         return response
 
 
+@checked
 def mfa_blueprint(
     engine: Engine | SealedEngine,
     *,
@@ -376,6 +379,10 @@ def mfa_blueprint(
     requests with one cookie both reach the IdP. ``unsafe_sealed_without_ledger=True``
     accepts that knowingly.
     """
+    if not all(hasattr(engine, name) for name in ("start", "send", "view", "throttled")):
+        raise UsageError(
+            "mfa_blueprint() takes an Engine or SealedEngine (mfa_fsm.Engine(store, configs))"
+        )
     if throttle == "default":
         if engine.throttle is None:
             from mfa_fsm.core.throttle import Throttle  # noqa: PLC0415 - needs limits
@@ -555,7 +562,8 @@ class _Web:
             return self._not_accepted(provider, exc, carry)
         except StoreUnavailable as exc:
             return self._store_unavailable(None, exc, wants_json=False, step="start")
-        except UsageError as exc:  # unknown user, EXTERNAL-only account, malformed id
+        # unknown user, EXTERNAL-only account, malformed id; a flow_id option already taken
+        except (UsageError, StoreError) as exc:
             return self._not_accepted(provider, exc, carry)
         if view.state == "Failed" or (
             view.state == "AwaitingFirstFactor"
@@ -628,7 +636,7 @@ class _Web:
             return self._unavailable(exc, None, "begin", {"provider": provider})
         except StoreUnavailable as exc:
             return self._store_unavailable(None, exc, wants_json=False, step="begin")
-        except UsageError as exc:
+        except (UsageError, StoreError) as exc:  # StoreError: a flow_id option already taken
             log.info("mfa_fsm.web.start_refused", provider=provider, error=type(exc).__name__)
             return self._problem(
                 "This account cannot sign in here",
@@ -700,7 +708,7 @@ class _Web:
             return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
         except StoreUnavailable as exc:
             return self._store_unavailable(handle, exc, wants_json=wants_json, step=step)
-        except UsageError as exc:
+        except (UsageError, StoreError) as exc:
             log.info("mfa_fsm.web.step_refused", flow_event=event, error=type(exc).__name__)
             return self._current(handle, carry, wants_json)
         return self._stepped(handle, view, carry, new_carry, wants_json=wants_json)
