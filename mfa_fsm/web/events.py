@@ -24,7 +24,7 @@ TYPED_KINDS = frozenset({"password", "kba", "new_password", "text"})
 
 
 @attrs.frozen
-class Fields:
+class FieldNames:
     """How one provider names the fields of its events."""
 
     #: the keyword of ``Provider.start`` that names the user
@@ -36,9 +36,9 @@ class Fields:
 
 
 #: Read from each flow's ``start`` and ``_on_<event>`` signatures.
-FIELDS: dict[str, Fields] = {
-    "entrust": Fields(user="user_id", first_answer="password", answers_always=True),
-    "cyberark": Fields(user="user", first_answer="answer", answers_always=False),
+FIELDS: dict[str, FieldNames] = {
+    "entrust": FieldNames(user="user_id", first_answer="password", answers_always=True),
+    "cyberark": FieldNames(user="user", first_answer="answer", answers_always=False),
 }
 #: A provider added later without an entry gets the names the README documents.
 DEFAULT_FIELDS = FIELDS["entrust"]
@@ -47,7 +47,7 @@ DEFAULT_FIELDS = FIELDS["entrust"]
 PROVIDER_LABELS = {"entrust": "Entrust Identity as a Service", "cyberark": "CyberArk Identity"}
 
 
-def fields(provider: str) -> Fields:
+def fields(provider: str) -> FieldNames:
     """The field names of ``provider``'s events."""
     return FIELDS.get(provider, DEFAULT_FIELDS)
 
