@@ -237,7 +237,7 @@ class Engine(_Facade):
     ``EntrustConfig``, ...); each is matched to the flow class whose ``config_type`` it is, so
     a provider's flow module must be imported first. ``transport`` carries every flow's IdP
     calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
-    ``claim_ttl`` bounds how long one step may hold its flow; ``step_timeout`` is the
+    ``claim_ttl`` (seconds) bounds how long one step may hold its flow; ``step_timeout`` is the
     wall-clock seconds each ``start`` or ``send`` may spend on IdP calls (TransportError
     after it, the flow unchanged): keep it below ``claim_ttl``; ``throttle`` (a
     :class:`~mfa_fsm.core.throttle.Throttle`) counts starts, sends and answers per user and

@@ -57,35 +57,60 @@ FAILURE_REASONS = frozenset({"rejected", "denied", "expired", "locked", "cancell
 
 @attrs.frozen
 class Choice:
-    """An authenticator (Entrust) or mechanism (CyberArk) the user may pick.
-
-    ``id`` is what ``select_second_factor`` takes; ``kind`` is a provider-independent family
-    (``otp``, ``token``, ``push``, ``kba``, ``grid``, ``password``, ``call``, ...); ``supported``
-    is false for a factor mfa_fsm cannot drive (shown, never offered as a button).
+    """An authenticator (Entrust), mechanism (CyberArk) or device capability (Duo) the user
+    may pick. All text is the IdP's, for display; none of it is a secret.
     """
 
+    #: what ``select_second_factor(factor=...)`` takes: the IdP's own id (Entrust's
+    #: authenticator type such as ``OTP``; CyberArk's opaque ``MechanismId``; Duo's
+    #: ``<capability>:<device id>`` or ``passcode``)
     id: str
+    #: a provider-independent family: ``otp``, ``token``, ``push``, ``kba``, ``grid``,
+    #: ``password``, ``call``, ``enroll``, ...
     kind: str
+    #: a label for the button, e.g. ``"SMS... XXX-6789"``
     label: str
+    #: false for a factor mfa_fsm cannot drive (shown, never offered as a button)
     supported: bool = True
+    #: how a one-time code can be sent (``"SMS"``, ``"EMAIL"``, ``"VOICE"``), in the IdP's
+    #: order; empty when the factor sends nothing
     deliveries: tuple[str, ...] = ()
+    #: the delivery used when ``select_second_factor`` names none
     default_delivery: str | None = None
+    #: a masked destination or note to show beside the label (``"XXX-6789"``,
+    #: ``"***@example.com"``, ``"locked"``, Duo's enrolment URL), or None
     detail: str | None = None
 
 
 @attrs.frozen
 class Challenge:
-    """What the user must see to answer the running challenge."""
+    """What the user must see to answer the running challenge. All text is the IdP's, for
+    display; none of it is a secret."""
 
+    #: the :attr:`Choice.id` of the factor being answered (or the first factor's name)
     factor: str
+    #: the factor's family, as :attr:`Choice.kind` (plus ``external``: confirmed by the
+    #: application, nothing to type)
     kind: str
+    #: what to ask the user, e.g. ``"Type the code sent by SMS"``
     prompt: str
+    #: how the code was sent (``"SMS"``, ``"EMAIL"``, ``"VOICE"``), or None
     delivery: str | None = None
+    #: knowledge-based questions, in the order their answers are due
+    #: (``submit_response(answers=[...])``); empty for any other kind
     questions: tuple[str, ...] = ()
+    #: grid card cells to read, A1-style (column letter, row from 1: ``("A1", "C4")``), in
+    #: the order their values are due; empty for any other kind
     cells: tuple[str, ...] = ()
+    #: the number a push shows, which the user must pick on the device (number matching)
     number_to_match: str | None = None
+    #: how many wrong answers the IdP still allows before it locks the factor, when it says
+    #: (a count, not a time); None when it does not
     attempts_left: int | None = None
+    #: whether the page offers a field for a typed code (false for a push or call waiting
+    #: for the device)
     accepts_code: bool = True
+    #: whether the last answer was wrong (the page says "try again")
     rejected: bool = False
 
 
@@ -93,10 +118,15 @@ class Challenge:
 class Result:
     """What a completed flow yields: the IdP's final token and, where the IdP sets them, cookies."""
 
+    #: the user as the IdP names them (CyberArk's user id, not the typed login name)
     user_id: str
+    #: the user's name for display, when the IdP gives one
     display_name: str | None = None
+    #: the IdP's final token (Entrust's ``token``, CyberArk's ``Token``); a secret
     token: str = attrs.field(default="", repr=False)
+    #: when ``token`` expires, in epoch seconds (UTC), when the IdP says
     expires_at: float | None = None
+    #: cookie name -> value the IdP set for the session (CyberArk ``.ASPXAUTH``); secrets
     cookies: dict[str, str] = attrs.field(factory=dict, repr=False)
     #: True once the result was handed to the application (``Engine.hand_off``): ``token``
     #: and ``cookies`` are then erased, and only what a page shows is left.
@@ -107,9 +137,13 @@ class Result:
 class Snapshot:
     """An immutable, JSON-serialisable picture of one flow between two requests.
 
-    ``version`` counts the steps the flow has taken; stores compare-and-set on it.
-    ``deadline`` (epoch seconds) is the hard limit of the current state: any event after it
-    ends the flow ``Failed(expired)``. ``next_poll_at`` is set in ``OobPending`` only.
+    ``version`` counts the steps the flow has taken (0 after ``start``); stores
+    compare-and-set on it. ``created_at`` is when the flow started and ``deadline`` the hard
+    limit of the current state, both in epoch seconds (UTC, as ``time.time()``): any event
+    after the deadline ends the flow ``Failed(expired)``. ``next_poll_at`` (epoch seconds)
+    is set in ``OobPending`` only: the earliest time a ``poll`` asks the IdP again.
+    ``failure`` is one of :data:`FAILURE_REASONS` in ``Failed`` and ``failure_detail`` the
+    IdP's wording, for display. ``schema`` is the snapshot format (:data:`SCHEMA_VERSION`).
     """
 
     provider: str
@@ -249,8 +283,12 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
 class FlowView:
     """What a caller renders after an event: the snapshot without the provider's secrets.
 
-    ``result`` (on completion) still carries the IdP's final token: hand it to the session
-    layer, never to the page.
+    ``version`` counts the flow's steps; ``deadline`` is the hard limit of the current state
+    and ``next_poll_at`` (``OobPending`` only) the earliest next poll, both in epoch seconds
+    (UTC, as ``time.time()``): show ``deadline - time.time()`` as the time left.
+    ``choices``, ``challenge``, ``failure`` and ``failure_detail`` are as on
+    :class:`Snapshot`. ``result`` (on completion) still carries the IdP's final token: hand
+    it to the session layer, never to the page.
     """
 
     flow_id: str = attrs.field(repr=False)  # a bearer handle: never in a repr

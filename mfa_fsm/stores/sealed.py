@@ -109,9 +109,9 @@ class SealedState:
     """Seals snapshots into tokens for the client and opens them again; see the module docs.
 
     ``keys`` maps key ids to 32-byte keys, newest first (a mapping keeps its order); the first
-    one seals. ``max_age`` bounds how long one token is accepted; ``margin`` is how long after
-    the snapshot's deadline it is still accepted (so a finished flow can be rendered), as for
-    the server-side stores. ``ledger`` enables replay protection. A malformed key list raises
+    one seals. ``max_age`` (seconds) bounds how long one token is accepted; ``margin``
+    (seconds) is how long after the snapshot's deadline it is still accepted (so a finished
+    flow can be rendered), as for the server-side stores. ``ledger`` enables replay protection. A malformed key list raises
     :class:`~mfa_fsm.core.errors.UsageError`.
     """
 

@@ -365,7 +365,7 @@ def mfa_blueprint(
     response (a redirect into the application); by default the success page is shown.
     ``aside(view)`` may return trusted HTML shown beside every page (``None`` on the start
     page); the demo puts the live diagram there. ``secure_cookies=False`` is for plain-HTTP
-    loopback only. ``cookie_max_age`` bounds how long a browser keeps a flow's cookie; the
+    loopback only. ``cookie_max_age`` (seconds) bounds how long a browser keeps a flow's cookie; the
     store (or the sealed token) decides how long the flow itself lives.
 
     ``throttle``: the engine's own throttle if it has one; else ``"default"`` counts in this
