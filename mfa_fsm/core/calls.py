@@ -20,6 +20,7 @@ from mfa_fsm.core.errors import UsageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def checked(func: Callable[P, R]) -> Callable[P, R]:
@@ -47,6 +48,13 @@ def checked(func: Callable[P, R]) -> Callable[P, R]:
             ) from None
 
     return wrapper
+
+
+def checked_init(cls: type[T]) -> type[T]:
+    """``cls`` (an attrs class: a provider configuration) with its generated ``__init__``
+    wrapped by :func:`checked`, so a misspelt or missing field is a UsageError."""
+    cls.__init__ = checked(cls.__init__)  # type: ignore[method-assign]
+    return cls
 
 
 def call_problem(

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import attrs
 
+from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import IdpReplyError
 from mfa_fsm.core.http import HeaderPairs, extra_headers
 from mfa_fsm.core.polling import PollSchedule
@@ -48,6 +49,7 @@ def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: floa
         raise ValueError(f"{attribute.name} must not be negative")
 
 
+@checked_init
 @attrs.frozen
 class CyberArkConfig:
     """How to reach one CyberArk Identity tenant.

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import InvalidInput
 from mfa_fsm.core.http import HeaderPairs, HttpRequest, Transport, extra_headers
 from mfa_fsm.core.polling import PollSchedule
@@ -46,6 +47,7 @@ def _strip_slash(url: str) -> str:
     return str(url).rstrip("/")
 
 
+@checked_init
 @attrs.frozen
 class EntrustConfig:
     """How to reach one Entrust IDaaS Authentication API application.

@@ -111,8 +111,8 @@ class SealedState:
     ``keys`` maps key ids to 32-byte keys, newest first (a mapping keeps its order); the first
     one seals. ``max_age`` (seconds) bounds how long one token is accepted; ``margin``
     (seconds) is how long after the snapshot's deadline it is still accepted (so a finished
-    flow can be rendered), as for the server-side stores. ``ledger`` enables replay protection. A malformed key list raises
-    :class:`~mfa_fsm.core.errors.UsageError`.
+    flow can be rendered), as for the server-side stores. ``ledger`` enables replay
+    protection. A malformed key list raises :class:`~mfa_fsm.core.errors.UsageError`.
     """
 
     @checked

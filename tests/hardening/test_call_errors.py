@@ -1,9 +1,10 @@
 """Calls that do not match the public API raise a typed MfaError, never Python's own error.
 
 A wrong keyword, a missing or extra argument, or a value of the wrong type given to an
-engine, a flow, a store or the web blueprint factory is a UsageError (InvalidInput for a
-value that names the offending field) whose message says what to pass instead; Python's
-TypeError, AttributeError or ValueError never reaches the caller, and nothing was changed.
+engine, a flow, a store, a provider configuration or the web blueprint factory is a
+UsageError (InvalidInput for a value that names the offending field) whose message says
+what to pass instead; Python's TypeError, AttributeError or ValueError never reaches the
+caller, and nothing was changed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import redis
 from mfa_fsm import (
     CyberArkConfig,
     Engine,
+    EntrustConfig,
     InvalidInput,
     MfaError,
     SealedEngine,
@@ -24,6 +26,7 @@ from mfa_fsm import (
 )
 from mfa_fsm.core.calls import checked, is_count, is_seconds
 from mfa_fsm.cyberark.flow import CyberArkFlow
+from mfa_fsm.duo import DuoConfig
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sealed import SealedState
@@ -275,6 +278,22 @@ WRONG_CALLS: dict[str, tuple[Callable[[World], Any], type[MfaError], str]] = {
         lambda w: w.sealed.open(w.token),
         UsageError,
         "missing a required argument: 'flow_id'",
+    ),
+    # Provider configurations
+    "CyberArkConfig(misspelt field)": (
+        lambda w: CyberArkConfig(base_url=w.config.base_url, poll_intervall=1),
+        UsageError,
+        r"^CyberArkConfig\(\) got an unexpected keyword argument 'poll_intervall'",
+    ),
+    "EntrustConfig(no application id)": (
+        lambda w: EntrustConfig(base_url=w.config.base_url),
+        UsageError,
+        r"^EntrustConfig\(\) missing a required argument: 'application_id'",
+    ),
+    "DuoConfig(nothing)": (
+        lambda w: DuoConfig(),
+        UsageError,
+        r"^DuoConfig\(\) missing a required argument: 'credentials'",
     ),
     # The web blueprint factory
     "mfa_blueprint(None)": (
