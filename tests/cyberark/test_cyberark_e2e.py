@@ -11,8 +11,8 @@ from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.cyberark import UserMechanism
 from mfa_fsm.testing.leaks import SecretRecorder
 from tests.cyberark.conftest import Login
-from tests.cyberark.support import Clock, config_for, pick
-from tests.helpers import StatelessClient
+from tests.support.cyberark import Clock, config_for, pick
+from tests.support.stateless import StatelessClient
 
 START = "/Security/StartAuthentication"
 ADVANCE = "/Security/AdvanceAuthentication"

@@ -16,9 +16,9 @@ from mfa_fsm.stores.compact import DICTIONARY_V1, pack, unpack
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.stores.sql import SqlStore
-from tests.engine_helpers import entrust_in_second_factor_selected
-from tests.stores.footprint import bulk_create, memory_bytes_per_flow, secret_bytes, used_bytes
-from tests.stores.store_helpers import StoreKit, new_flow_id
+from tests.support.engine import entrust_in_second_factor_selected
+from tests.support.footprint import bulk_create, memory_bytes_per_flow, secret_bytes, used_bytes
+from tests.support.stores import StoreKit, new_flow_id
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -23,7 +23,7 @@ from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.sealed import SealedState
-from tests.stores.store_helpers import (
+from tests.support.stores import (
     STORE_KINDS,
     FakeClock,
     StoreKit,

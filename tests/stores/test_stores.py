@@ -29,7 +29,7 @@ from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
-from tests.stores.store_helpers import (
+from tests.support.stores import (
     TEST_MARGIN,
     FakeClock,
     StoreKit,
