@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE, EntrustEmulator  # noqa: E402
-from tests.servers import redis_server  # noqa: E402
+from tests.support.servers import redis_server  # noqa: E402
 
 APP_PASSWORD = "load-app-password"  # noqa: S105 - bench/load_app.py's own first factor
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -13,14 +13,14 @@ is measured is mfa_fsm and the store, not a network. Interleaved in each round:
 
 Each facade step completes a fresh flow, stored (or sealed) before the clock starts, so
 "flows/s" is how many logins one process can finish per second on that store. PostgreSQL and
-Redis are local throw-away servers started by ``tests/servers.py`` (PostgreSQL with
+Redis are local throw-away servers started by ``tests/support/servers.py`` (PostgreSQL with
 ``fsync=off``, as in the tests); the SQLite file runs as ``SqlStore`` sets it up (WAL,
 ``synchronous=NORMAL``).
 
 Then bytes per stored flow, per store, at 10 and at ``--flows`` (100,000) stored flows: Entrust
 flows waiting for a code, each with its own id and two fresh random 600-character IdP tokens
 (1,200 bytes of secrets), bulk-inserted with exactly the records ``create`` writes. "Used" is
-what the server counts for the rows or keys and their index entries (``tests/stores/
+what the server counts for the rows or keys and their index entries (``tests/support/
 footprint.py``: SQLite dbstat, PostgreSQL pgstattuple, Redis MEMORY USAGE, tracemalloc for
 the memory store, the token's length when sealed); "allocated" is all the server holds
 (pages, relation size, used_memory) divided by the flows. Target (issue 12): secrets + 300.
@@ -48,7 +48,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # for tests.servers (the database servers) and its helpers
+    sys.path.insert(0, str(ROOT))  # for tests.support (the database servers) and its helpers
 
 from engine_step import (  # noqa: E402 - a sibling script, found next to this one
     CONFIG,
@@ -70,15 +70,15 @@ from mfa_fsm import (  # noqa: E402
     StoreLedger,
 )
 from mfa_fsm.stores.base import RecordStore  # noqa: E402
-from tests.engine_helpers import entrust_in_second_factor_selected  # noqa: E402
-from tests.servers import RunningServer, postgres_server, redis_server  # noqa: E402
-from tests.stores.footprint import (  # noqa: E402
+from tests.support.engine import entrust_in_second_factor_selected  # noqa: E402
+from tests.support.footprint import (  # noqa: E402
     allocated_bytes,
     bulk_create,
     memory_bytes_per_flow,
     secret_bytes,
     used_bytes,
 )
+from tests.support.servers import RunningServer, postgres_server, redis_server  # noqa: E402
 
 BARE = "bare engine step"
 CODE = "12345678"

@@ -517,8 +517,7 @@ def _flow_class(name: str) -> type[Flow]:
         flow = known.get(name)
         if flow is None:
             raise UsageError(
-                f"no provider {name!r}; name one of {sorted(known)} or a flow class "
-                "as module:Class"
+                f"no provider {name!r}; name one of {sorted(known)} or a flow class as module:Class"
             )
         return flow
     module, _, attribute = name.partition(":")

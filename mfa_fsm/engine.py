@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import structlog
 
+from mfa_fsm.core.calls import checked, is_seconds
 from mfa_fsm.core.errors import (
     FlowConflict,
     StepNotSaved,
@@ -161,16 +162,22 @@ class _Facade:
         step_timeout: float,
         save_retry: float,
     ) -> None:
-        if not claim_ttl > 0:
+        if not is_seconds(claim_ttl):
             raise UsageError("claim_ttl must be positive: it is how long a step holds its flow")
-        if not step_timeout > 0:
+        if not is_seconds(step_timeout):
             raise UsageError("step_timeout must be positive: it is how long a step may take")
-        if not save_retry >= 0:
+        if not is_seconds(save_retry, zero=True):
             raise UsageError(
                 "save_retry must be zero or more: it is how many seconds an accepted step "
                 "retries its save while the store is unavailable (0: no retry)"
             )
         self.save_retry = save_retry
+        if not callable(clock):
+            raise UsageError("clock must be a callable returning epoch seconds, like time.time")
+        if transport is not None and not callable(getattr(transport, "send", None)):
+            raise UsageError("transport must have a send(HttpRequest) method, like Transport")
+        if isinstance(configs, str | bytes) or not isinstance(configs, Iterable):
+            raise UsageError("configs must be a list of provider configurations")
         self._flows = _flows_for(configs)
         self.transport: Transport = transport or RequestsTransport()
         self.clock = clock
@@ -207,6 +214,12 @@ class _Facade:
 
     def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
         flow_class, config = self._flow_class(provider)
+        own = sorted(options.keys() & _ENGINE_SETS)
+        if own:
+            raise UsageError(
+                f"start() got {own}, which the engine passes itself: give them to the "
+                "engine's constructor instead"
+            )
         with step_deadline(self.step_timeout):
             return flow_class.start(
                 config=config,
@@ -349,7 +362,7 @@ class Engine(_Facade):
     (:mod:`mfa_fsm.core.registry`) whose flow class names it as ``config_type``, loading only
     that provider; UsageError when none does. ``transport`` carries every flow's IdP
     calls (default: one shared ``RequestsTransport``); ``clock`` is the flows' clock;
-    ``claim_ttl`` bounds how long one step may hold its flow; ``step_timeout`` is the
+    ``claim_ttl`` (seconds) bounds how long one step may hold its flow; ``step_timeout`` is the
     wall-clock seconds each ``start`` or ``send`` may spend on IdP calls (TransportError
     after it, the flow unchanged): keep it below ``claim_ttl``; ``throttle`` (a
     :class:`~mfa_fsm.core.throttle.Throttle`) counts starts, sends and answers per user and
@@ -365,6 +378,7 @@ class Engine(_Facade):
     raises StoreUnavailable.
     """
 
+    @checked
     def __init__(
         self,
         store: FlowStore,
@@ -386,8 +400,14 @@ class Engine(_Facade):
             step_timeout=step_timeout,
             save_retry=save_retry,
         )
+        if not all(callable(getattr(store, name, None)) for name in _STORE_METHODS):
+            raise UsageError(
+                "store must be a FlowStore (MemoryStore, SqlStore, RedisStore): it has no "
+                f"{'/'.join(_STORE_METHODS)} methods"
+            )
         self.store = store
 
+    @checked
     def start(self, provider: str, /, **options: Any) -> FlowView:
         """Begin a flow of ``provider``, store it, and return its first view.
 
@@ -401,7 +421,7 @@ class Engine(_Facade):
         store that fails is retried for ``save_retry`` seconds, then StepNotSaved (nothing
         stored: start again).
         """
-        flow = self._begin(provider, neutral_fields("start", options, stacklevel=2))
+        flow = self._begin(provider, neutral_fields("start", options, stacklevel=3))
         self._save_held(
             self.store.create,
             self._stored,
@@ -418,6 +438,7 @@ class Engine(_Facade):
         if found != snapshot:
             raise FlowConflict(snapshot.flow_id, snapshot.version, found.version)
 
+    @checked
     def send(
         self, flow_id: str, event: str, /, *, client_ip: str | None = None, **data: Any
     ) -> FlowView:
@@ -432,7 +453,7 @@ class Engine(_Facade):
         any error the stored flow is unchanged and unclaimed, so the event may be sent again
         (after StepNotSaved the IdP may then end the flow: see there).
         """
-        data = neutral_fields(event, data, stacklevel=2)
+        data = neutral_fields(event, data, stacklevel=3)
         snapshot = self.store.load(check_flow_id(flow_id))
         save = partial(self.store.save, expected_version=snapshot.version)
         view, _ = self._step(
@@ -446,6 +467,7 @@ class Engine(_Facade):
         )
         return view
 
+    @checked
     def hand_off(self, flow_id: str) -> FlowView:
         """Give the application the result of the completed flow ``flow_id``, once, and erase
         the IdP's token from the store.
@@ -463,6 +485,7 @@ class Engine(_Facade):
         self.store.save(scrubbed, expected_version=snapshot.version)
         return FlowView.of(snapshot)
 
+    @checked
     def view(self, flow_id: str) -> FlowView:
         """The view of ``flow_id``'s current state, from the store alone: no IdP call, no write.
 
@@ -470,6 +493,7 @@ class Engine(_Facade):
         """
         return FlowView.of(self.store.load(check_flow_id(flow_id)))
 
+    @checked
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
         end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
@@ -485,6 +509,7 @@ class SealedEngine(_Facade):
     one token from both reaching the IdP; without one, both happen (see the module docs).
     """
 
+    @checked
     def __init__(
         self,
         sealed: SealedState,
@@ -506,8 +531,13 @@ class SealedEngine(_Facade):
             step_timeout=step_timeout,
             save_retry=save_retry,
         )
+        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - needs cryptography
+
+        if not isinstance(sealed, SealedState):
+            raise UsageError("sealed must be a SealedState(keys, ...) from mfa_fsm.stores.sealed")
         self.sealed = sealed
 
+    @checked
     def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:
         """Begin a flow of ``provider``; returns its first view and the token for the client.
 
@@ -515,7 +545,7 @@ class SealedEngine(_Facade):
         ``flow_id`` given is already recorded, and StepNotSaved when the ledger's store stays
         unavailable for ``save_retry`` seconds. No token is made on error.
         """
-        flow = self._begin(provider, neutral_fields("start", options, stacklevel=2))
+        flow = self._begin(provider, neutral_fields("start", options, stacklevel=3))
         if self.sealed.ledger is None:
             return flow.view(), self.sealed.seal(flow.snapshot())
         token = self._save_held(
@@ -527,6 +557,7 @@ class SealedEngine(_Facade):
         )
         return flow.view(), token
 
+    @checked
     def send(
         self,
         token: str,
@@ -549,7 +580,7 @@ class SealedEngine(_Facade):
         After any error ``token`` is still the flow's current token. A step that did not
         advance the flow returns ``token`` itself.
         """
-        data = neutral_fields(event, data, stacklevel=2)
+        data = neutral_fields(event, data, stacklevel=3)
         snapshot = self.sealed.open(token, flow_id=check_flow_id(flow_id))
         save = partial(self.sealed.seal, expected_version=snapshot.version)
         view, new_token = self._step(
@@ -563,6 +594,7 @@ class SealedEngine(_Facade):
         )
         return view, token if new_token is None else new_token
 
+    @checked
     def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
         """Give the application the result of the completed flow sealed in ``token``; returns
         the ``Completed`` view with the full ``result`` and the token to give the client
@@ -577,12 +609,19 @@ class SealedEngine(_Facade):
         scrubbed = handed_off(snapshot, now=self.clock())
         return FlowView.of(snapshot), self.sealed.seal(scrubbed, expected_version=snapshot.version)
 
+    @checked
     def view(self, token: str, flow_id: str) -> FlowView:
         """The view of the flow sealed in ``token``: no IdP call, no write.
 
         Raises SealedStateError when the token does not open (see :meth:`send`).
         """
         return FlowView.of(self.sealed.open(token, flow_id=check_flow_id(flow_id)))
+
+
+#: What the engine passes to every provider's ``start`` itself.
+_ENGINE_SETS = frozenset({"config", "transport", "clock", "throttle"})
+#: What an Engine calls on its store.
+_STORE_METHODS = ("create", "load", "save", "delete", "claim", "release")
 
 
 def _flows_for(configs: Iterable[object]) -> dict[str, tuple[type[Flow], object]]:

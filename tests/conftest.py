@@ -26,16 +26,16 @@ from mfa_fsm.core.errors import MfaError
 from mfa_fsm.testing import EmulatorServer
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
-from tests import fault_matrix
-from tests.servers import (
+from tests.support import fault_matrix
+from tests.support.servers import (
     RunningServer,
     ServerUnavailable,
     postgres_server,
     redis_cluster,
     redis_server,
 )
-from tests.stores.store_helpers import STORE_KINDS, FakeClock, StoreKit
-from tests.vendor_schemas import ReplyChecker
+from tests.support.stores import STORE_KINDS, FakeClock, StoreKit
+from tests.support.vendor_schemas import ReplyChecker
 
 #: every log line and error message of the run, for the suite-wide guard
 SEEN: list[str] = []

@@ -19,6 +19,7 @@ QUICK = {
     "logging_cost.py": ["--rounds", "1", "--cycles", "20"],
     "import_time.py": ["--rounds", "1"],
     "store_step.py": ["--rounds", "1", "--cycles", "5", "--flows", "50"],
+    "snapshot_codec.py": ["--rounds", "1", "--cycles", "5"],
 }
 
 

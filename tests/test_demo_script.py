@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBBED = ("apt-get", "apt", "dpkg", "sudo")

@@ -39,7 +39,7 @@ from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.engine_helpers import (
+from tests.support.engine import (
     Attempt,
     CallLog,
     PauseAfter,
@@ -50,7 +50,7 @@ from tests.engine_helpers import (
     race_in_threads,
     sealed_step,
 )
-from tests.stores.store_helpers import STORE_KINDS, TEST_MARGIN, StoreKit
+from tests.support.stores import STORE_KINDS, TEST_MARGIN, StoreKit
 
 KEY = bytes(range(32))
 PUSH_COMPLETE = "/authenticate/TOKENPUSH/complete"

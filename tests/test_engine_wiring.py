@@ -15,7 +15,7 @@ from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.engine_helpers import entrust_config
+from tests.support.engine import entrust_config
 
 #: well before the emulator's (real) clock, so the flow's lifetime, not the IdP token's, sets
 #: the first deadline: NOW + flow_lifetime

@@ -42,14 +42,32 @@ def test_all_is_sorted() -> None:
 
 
 def test_error_tree() -> None:
-    """Caller misuse, IdP refusal and network failure are separate branches under MfaError."""
+    """Caller misuse, store refusal, IdP refusal and network failure are separate branches
+    under MfaError."""
     assert issubclass(mfa_fsm.EventNotAllowed, mfa_fsm.UsageError)
     assert issubclass(mfa_fsm.InvalidInput, mfa_fsm.UsageError)
     assert issubclass(mfa_fsm.SnapshotError, mfa_fsm.UsageError)
     assert issubclass(mfa_fsm.FlowConflict, mfa_fsm.StoreError)
     assert issubclass(mfa_fsm.IdpReplyError, mfa_fsm.IdpError)
-    for branch in (mfa_fsm.UsageError, mfa_fsm.IdpError, mfa_fsm.TransportError):
-        assert issubclass(branch, mfa_fsm.MfaError)
+    branches = (
+        mfa_fsm.UsageError,
+        mfa_fsm.StoreError,
+        mfa_fsm.Throttled,
+        mfa_fsm.IdpError,
+        mfa_fsm.TransportError,
+    )
+    for branch in branches:
+        assert branch.__bases__ == (mfa_fsm.MfaError,)
+    for store_error in (
+        mfa_fsm.FlowNotFound,
+        mfa_fsm.FlowBusy,
+        mfa_fsm.ResultUnavailable,
+        mfa_fsm.SealedStateError,
+        mfa_fsm.SealedStateStale,
+        mfa_fsm.StoreUnavailable,
+    ):
+        assert issubclass(store_error, mfa_fsm.StoreError)
+        assert not issubclass(store_error, mfa_fsm.UsageError)
     assert not issubclass(mfa_fsm.IdpError, mfa_fsm.UsageError)
     assert not issubclass(mfa_fsm.TransportError, mfa_fsm.IdpError)
     # A provider's table gap is its own bug: neither the caller's nor the IdP's.

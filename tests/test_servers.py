@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
-from tests.servers import ServerUnavailable
+from tests.support import servers
+from tests.support.servers import ServerUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def test_missing_postgres_says_how_to_install(
 ) -> None:
     """Without PostgreSQL's server binaries, starting it raises with the apt-get command."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("tests.servers.glob.glob", lambda pattern: [])
+    monkeypatch.setattr("tests.support.servers.glob.glob", lambda pattern: [])
     with pytest.raises(ServerUnavailable, match="apt-get install -y postgresql"):
         servers.postgres_server().__enter__()
 

@@ -41,9 +41,14 @@ from mfa_fsm.stores.compact import pack, unpack
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.engine_helpers import entrust_config
-from tests.servers import Restartable, ServerUnavailable, restartable_postgres, restartable_redis
-from tests.web.support import Visitor, make_app, state
+from tests.support.engine import entrust_config
+from tests.support.servers import (
+    Restartable,
+    ServerUnavailable,
+    restartable_postgres,
+    restartable_redis,
+)
+from tests.support.web import Visitor, make_app, state
 
 #: Logins per store and engine kind, each with the store killed after the IdP's acceptance.
 RUNS = 5

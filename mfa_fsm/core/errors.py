@@ -7,16 +7,17 @@
     │   ├── EventNotAllowed       the flow's current state does not take this event
     │   ├── InvalidInput          a field of an event (code, factor, id) is malformed
     │   ├── SnapshotError         a snapshot does not parse, or names an unknown state/provider
-    │   ├── VerifiedUserRequired  a first factor the IdP does not check needs a VerifiedUser
-    │   └── StoreError            persistence refused the operation
-    │       ├── FlowNotFound      no flow with that id (never created, deleted or expired)
-    │       ├── FlowConflict      another request saved this flow first (compare-and-set)
-    │       │   └── FlowBusy      another request is advancing this flow right now (claim)
-    │       ├── ResultUnavailable  no result to hand off: not completed, or already handed off
-    │       ├── SealedStateError  a sealed client-side token is forged, tampered or expired
-    │       │   └── SealedStateTooLarge  the flow's state would not fit in a browser cookie
-    │       └── StoreUnavailable  the store's database or Redis failed or did not answer
-    │           └── StepNotSaved  ... after the IdP accepted the step, for longer than save_retry
+    │   └── VerifiedUserRequired  a first factor the IdP does not check needs a VerifiedUser
+    ├── StoreError                the flow's store refused or failed; not a misuse of the API
+    │   ├── FlowNotFound          no flow with that id (never created, deleted or expired)
+    │   ├── FlowConflict          another request saved this flow first (compare-and-set)
+    │   │   └── FlowBusy          another request is advancing this flow right now (claim)
+    │   ├── ResultUnavailable     no result to hand off: not completed, or already handed off
+    │   ├── SealedStateError      a sealed client-side token is forged, tampered or expired
+    │   │   ├── SealedStateStale  a sealed token another request has already replaced
+    │   │   └── SealedStateTooLarge  the flow's state would not fit in a browser cookie
+    │   └── StoreUnavailable      the store's database or Redis failed or did not answer
+    │       └── StepNotSaved      ... after the IdP accepted the step, for longer than save_retry
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
     ├── UnmodelledOutcome         a provider's handler returned an outcome its table has no
     │                             row for: a bug in that provider, not the IdP's doing
@@ -94,8 +95,13 @@ class VerifiedUserRequired(UsageError):
     """
 
 
-class StoreError(UsageError):
-    """A flow store refused an operation."""
+class StoreError(MfaError):
+    """The flow's store refused an operation, or failed.
+
+    Its own branch, apart from :class:`UsageError`: a missing, contested, sealed or
+    unreachable flow is what the store found, not a mistake in the call. (A store called
+    wrongly, e.g. with a negative ``ttl``, raises UsageError.)
+    """
 
 
 class FlowNotFound(StoreError):

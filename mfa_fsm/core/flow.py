@@ -68,6 +68,7 @@ from statemachine import State, StateMachine
 from statemachine.callbacks import CallbackGroup, SpecReference
 from statemachine.exceptions import TransitionNotAllowed
 
+from mfa_fsm.core.calls import call_problem, checked
 from mfa_fsm.core.deadline import DEFAULT_STEP_TIMEOUT, step_deadline, step_time_left
 from mfa_fsm.core.errors import (
     EventNotAllowed,
@@ -350,6 +351,28 @@ def _accept_renamed_start_options(cls: type[Flow], name: str) -> None:
     setattr(cls, name, classmethod(renamed))
 
 
+def _checked_start(start: Callable[..., Flow]) -> Any:
+    """A provider's ``start`` classmethod that raises UsageError, not TypeError or
+    AttributeError, for a call that does not match it or a ``config=`` of the wrong type."""
+    signature = inspect.signature(start)
+    name = start.__qualname__
+
+    @functools.wraps(start)
+    def wrapper(cls: type[Flow], *args: Any, **kwargs: Any) -> Flow:
+        problem = call_problem(signature, (cls, *args), kwargs)
+        if problem is not None:
+            raise UsageError(f"{name}() {problem}; see help({name}) for the arguments it takes")
+        config = kwargs.get("config")
+        if not isinstance(config, cls.config_type):
+            raise UsageError(
+                f"{cls.__name__} takes a {cls.config_type.__name__} as config=, "
+                f"not a {type(config).__name__}"
+            )
+        return start(cls, *args, **kwargs)
+
+    return classmethod(wrapper)
+
+
 class _Model:
     """The object python-statemachine reads and writes the current state on."""
 
@@ -410,6 +433,8 @@ class Flow:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "start" in cls.__dict__:
+            cls.start = _checked_start(cls.__dict__["start"].__func__)  # type: ignore[method-assign]
         Snapshot.contexts[cls.provider] = cls.context_type
         if "label" not in cls.__dict__ and not hasattr(cls, "label"):
             cls.label = cls.provider.replace("_", " ").replace("-", " ").title()
@@ -457,6 +482,8 @@ class Flow:
         clock: Clock = time.time,
         throttle: Throttle | None = None,
     ) -> None:
+        if not callable(clock):
+            raise UsageError("clock must be a callable returning epoch seconds, like time.time")
         if not isinstance(config, self.config_type):
             raise UsageError(
                 f"{type(self).__name__} takes a {self.config_type.__name__} as config=, "
@@ -520,6 +547,7 @@ class Flow:
             throttle.check("start", user=cls.throttle_user_key(user), client_ip=client_ip)
 
     @classmethod
+    @checked
     def restore(
         cls,
         snapshot: Snapshot | str | bytes,
@@ -579,6 +607,7 @@ class Flow:
 
     # -- stepping -----------------------------------------------------------------------
 
+    @checked
     def send(self, event: str, /, *, client_ip: str | None = None, **data: Any) -> FlowView:
         """Advance the flow by one event and return the view of the new state.
 
@@ -601,7 +630,7 @@ class Flow:
         """
         started = time.perf_counter()
         before = self._snapshot
-        data = neutral_fields(event, data, stacklevel=2)
+        data = neutral_fields(event, data, stacklevel=3)
         self._use_client_ip(client_ip)
         if not (isinstance(event, str) and event in self._public_events):
             # The name came from a request: never repeat it, nor hash what is not a string.

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Union
 
 import attrs
+import cattrs
+import cattrs.gen
 import msgspec
 
 from mfa_fsm.core.errors import InvalidInput, ResultUnavailable, SnapshotError
@@ -55,35 +57,60 @@ FAILURE_REASONS = frozenset({"rejected", "denied", "expired", "locked", "cancell
 
 @attrs.frozen
 class Choice:
-    """An authenticator (Entrust) or mechanism (CyberArk) the user may pick.
-
-    ``id`` is what ``select_second_factor`` takes; ``kind`` is a provider-independent family
-    (``otp``, ``token``, ``push``, ``kba``, ``grid``, ``password``, ``call``, ...); ``supported``
-    is false for a factor mfa_fsm cannot drive (shown, never offered as a button).
+    """An authenticator (Entrust), mechanism (CyberArk) or device capability (Duo) the user
+    may pick. All text is the IdP's, for display; none of it is a secret.
     """
 
+    #: what ``select_second_factor(factor=...)`` takes: the IdP's own id (Entrust's
+    #: authenticator type such as ``OTP``; CyberArk's opaque ``MechanismId``; Duo's
+    #: ``<capability>:<device id>`` or ``passcode``)
     id: str
+    #: a provider-independent family: ``otp``, ``token``, ``push``, ``kba``, ``grid``,
+    #: ``password``, ``call``, ``enroll``, ...
     kind: str
+    #: a label for the button, e.g. ``"SMS... XXX-6789"``
     label: str
+    #: false for a factor mfa_fsm cannot drive (shown, never offered as a button)
     supported: bool = True
+    #: how a one-time code can be sent (``"SMS"``, ``"EMAIL"``, ``"VOICE"``), in the IdP's
+    #: order; empty when the factor sends nothing
     deliveries: tuple[str, ...] = ()
+    #: the delivery used when ``select_second_factor`` names none
     default_delivery: str | None = None
+    #: a masked destination or note to show beside the label (``"XXX-6789"``,
+    #: ``"***@example.com"``, ``"locked"``, Duo's enrolment URL), or None
     detail: str | None = None
 
 
 @attrs.frozen
 class Challenge:
-    """What the user must see to answer the running challenge."""
+    """What the user must see to answer the running challenge. All text is the IdP's, for
+    display; none of it is a secret."""
 
+    #: the :attr:`Choice.id` of the factor being answered (or the first factor's name)
     factor: str
+    #: the factor's family, as :attr:`Choice.kind` (plus ``external``: confirmed by the
+    #: application, nothing to type)
     kind: str
+    #: what to ask the user, e.g. ``"Type the code sent by SMS"``
     prompt: str
+    #: how the code was sent (``"SMS"``, ``"EMAIL"``, ``"VOICE"``), or None
     delivery: str | None = None
+    #: knowledge-based questions, in the order their answers are due
+    #: (``submit_response(answers=[...])``); empty for any other kind
     questions: tuple[str, ...] = ()
+    #: grid card cells to read, A1-style (column letter, row from 1: ``("A1", "C4")``), in
+    #: the order their values are due; empty for any other kind
     cells: tuple[str, ...] = ()
+    #: the number a push shows, which the user must pick on the device (number matching)
     number_to_match: str | None = None
+    #: how many wrong answers the IdP still allows before it locks the factor, when it says
+    #: (a count, not a time); None when it does not
     attempts_left: int | None = None
+    #: whether the page offers a field for a typed code (false for a push or call waiting
+    #: for the device)
     accepts_code: bool = True
+    #: whether the last answer was wrong (the page says "try again")
     rejected: bool = False
 
 
@@ -91,10 +118,15 @@ class Challenge:
 class Result:
     """What a completed flow yields: the IdP's final token and, where the IdP sets them, cookies."""
 
+    #: the user as the IdP names them (CyberArk's user id, not the typed login name)
     user_id: str
+    #: the user's name for display, when the IdP gives one
     display_name: str | None = None
+    #: the IdP's final token (Entrust's ``token``, CyberArk's ``Token``); a secret
     token: str = attrs.field(default="", repr=False)
+    #: when ``token`` expires, in epoch seconds (UTC), when the IdP says
     expires_at: float | None = None
+    #: cookie name -> value the IdP set for the session (CyberArk ``.ASPXAUTH``); secrets
     cookies: dict[str, str] = attrs.field(factory=dict, repr=False)
     #: True once the result was handed to the application (``Engine.hand_off``): ``token``
     #: and ``cookies`` are then erased, and only what a page shows is left.
@@ -105,9 +137,13 @@ class Result:
 class Snapshot:
     """An immutable, JSON-serialisable picture of one flow between two requests.
 
-    ``version`` counts the steps the flow has taken; stores compare-and-set on it.
-    ``deadline`` (epoch seconds) is the hard limit of the current state: any event after it
-    ends the flow ``Failed(expired)``. ``next_poll_at`` is set in ``OobPending`` only.
+    ``version`` counts the steps the flow has taken (0 after ``start``); stores
+    compare-and-set on it. ``created_at`` is when the flow started and ``deadline`` the hard
+    limit of the current state, both in epoch seconds (UTC, as ``time.time()``): any event
+    after the deadline ends the flow ``Failed(expired)``. ``next_poll_at`` (epoch seconds)
+    is set in ``OobPending`` only: the earliest time a ``poll`` asks the IdP again.
+    ``failure`` is one of :data:`FAILURE_REASONS` in ``Failed`` and ``failure_detail`` the
+    IdP's wording, for display. ``schema`` is the snapshot format (:data:`SCHEMA_VERSION`).
     """
 
     provider: str
@@ -137,7 +173,7 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         """The snapshot as plain JSON-compatible data."""
         # The schema is written even though it is a default: readers check it first.
-        return {"schema": self.schema, **_encode(self, finite=False)}
+        return {"schema": self.schema, **_encode(self)}
 
     def to_json(self) -> str:
         """The snapshot as compact JSON text; ``from_json`` gives back an equal snapshot."""
@@ -247,8 +283,12 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
 class FlowView:
     """What a caller renders after an event: the snapshot without the provider's secrets.
 
-    ``result`` (on completion) still carries the IdP's final token: hand it to the session
-    layer, never to the page.
+    ``version`` counts the flow's steps; ``deadline`` is the hard limit of the current state
+    and ``next_poll_at`` (``OobPending`` only) the earliest next poll, both in epoch seconds
+    (UTC, as ``time.time()``): show ``deadline - time.time()`` as the time left.
+    ``choices``, ``challenge``, ``failure`` and ``failure_detail`` are as on
+    :class:`Snapshot`. ``result`` (on completion) still carries the IdP's final token: hand
+    it to the session layer, never to the page.
     """
 
     flow_id: str = attrs.field(repr=False)  # a bearer handle: never in a repr
@@ -324,36 +364,169 @@ def handed_off(snapshot: Snapshot, *, now: float) -> Snapshot:
     )
 
 
-# -- a small typed codec for frozen attrs classes ------------------------------------------
+# -- the codec: cattrs hooks, made strict ---------------------------------------------------
 #
-# Snapshots hold only str, int, float, bool, None, tuples, dicts and nested attrs classes, so
-# a checked codec fits in a screen. A stateless handler decodes and encodes a snapshot on
-# every request, so each attrs class gets an encoder and a decoder generated as Python source
-# once (the technique attrs and cattrs use for their own methods): one straight-line function
-# per class, with the type check of every scalar field inlined. cattrs was considered: its
-# default hooks coerce (``str(5)`` is accepted as a string), so it would need a strict hook
-# for every scalar and its own error paths; the generated code keeps this module's checks
-# and messages as they were. The bytes are msgspec's JSON: on a 2 KB snapshot it measured
-# about 3x faster to read and 10x faster to write than the standard library's, and, unlike
-# orjson, it keeps integers beyond 64 bits exact; the text it writes is JSON that the
-# standard library reads back unchanged.
+# cattrs turns the frozen attrs classes into plain data and back (one generated function per
+# class, made once). Its default hooks coerce (``"1"`` for an int, ``1`` for a bool, a float
+# for a str), so every scalar has a strict hook here, and lists, objects and attrs classes
+# check their JSON shape first; a refusal is a SnapshotError naming the field's path. The
+# bytes are msgspec's JSON: on a 2 KB snapshot it measured about 3x faster to read and 10x
+# faster to write than the standard library's, and, unlike orjson, it keeps integers beyond
+# 64 bits exact; the text it writes is JSON that the standard library reads back unchanged.
+# cattrs.preconf.msgspec's converter is not used: its speed-up is handing attrs classes to
+# msgspec whole, which writes the default fields too (the stored JSON would change), and its
+# hooks coerce as well (``"1"`` is read as ``1`` for an ``int | None``: checked, cattrs 26.2).
 
-Codec = Callable[[Any], Any]
-_ENCODERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {}
-_DECODERS: dict[Any, Codec] = {}
 _JSON_ENCODER = msgspec.json.Encoder()
 _JSON_DECODER = msgspec.json.Decoder()
+_WRONG = "has the wrong type"
+
+
+class _Malformed(Exception):
+    """A value of the wrong JSON shape, raised by the strict hooks."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _strict(kind: type) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        # type(), not isinstance: True is no int here.
+        if value.__class__ is not kind:
+            raise _Malformed(_WRONG)
+        return value
+
+    return structure
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if value.__class__ is float:
+        return value
+    if value.__class__ is not int:  # an integer is read as a float; True is not a number
+        raise _Malformed(_WRONG)
+    return float(value)
+
+
+def _is_optional(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return (
+        typing.get_origin(tp) in (Union, types.UnionType) and len(args) == 2 and type(None) in args
+    )
+
+
+def _optional_hook(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    (arm,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    inner = converter.get_structure_hook(arm)
+    return lambda value, _: None if value is None else inner(value, arm)
+
+
+def _tuple_hook(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    item_type = typing.get_args(tp)[0]
+    item = converter.get_structure_hook(item_type)
+
+    def structure(value: Any, _: Any) -> tuple[Any, ...]:
+        if value.__class__ is not list:
+            raise _Malformed("must be a list")
+        return tuple([item(v, item_type) for v in value])
+
+    return structure
+
+
+def _dict_hook(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    value_type = typing.get_args(tp)[1]
+    item = converter.get_structure_hook(value_type)
+
+    def structure(value: Any, _: Any) -> dict[str, Any]:
+        if value.__class__ is not dict:
+            raise _Malformed("must be an object")
+        return {k: item(v, value_type) for k, v in value.items()}
+
+    return structure
+
+
+def _attrs_hook(cls: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    inner: Callable[[Any, Any], Any] = cattrs.gen.make_dict_structure_fn(cls, converter)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value.__class__ is not dict:
+            raise _Malformed("must be an object")
+        return inner(value, cls)
+
+    return structure
+
+
+class _Unsupported(TypeError):
+    """A context class declares a field of a type snapshots do not hold (a bug, not data)."""
+
+
+def _unsupported(tp: Any) -> Callable[[Any, Any], Any]:
+    raise _Unsupported(f"snapshots cannot hold values of type {tp!r}")
+
+
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
+
+
+def _is_dict(tp: Any) -> bool:
+    return typing.get_origin(tp) is dict
+
+
+def _converter(*, detailed: bool = False) -> cattrs.Converter:
+    # Fields still at their default are left out: the decoder restores them from the class,
+    # and a snapshot small enough for a cookie matters more than a self-describing one.
+    converter = cattrs.Converter(
+        omit_if_default=True,
+        forbid_extra_keys=True,
+        detailed_validation=detailed,
+    )
+    # Only the types a snapshot holds (the hooks below; Any passes through): a context field
+    # of any other type (a list, a set) is a programming error, raised when first decoded.
+    # Registered first, so each hook below takes precedence over it.
+    converter.register_structure_hook_factory(lambda tp: tp is not Any, _unsupported)
+    for kind in (str, int, bool):
+        converter.register_structure_hook(kind, _strict(kind))
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook_factory(_is_optional, _optional_hook)
+    converter.register_structure_hook_factory(_is_tuple, _tuple_hook)
+    converter.register_structure_hook_factory(_is_dict, _dict_hook)
+    converter.register_structure_hook_factory(attrs.has, _attrs_hook)
+    return converter
+
+
+#: Reads and writes every snapshot. Without cattrs' detailed validation its generated code
+#: is a straight line per class (about 20% faster to read); a snapshot it refuses is read
+#: again by _EXPLAINER, whose errors carry each field's path, to say what is wrong.
+_CONVERTER = _converter()
+_EXPLAINER = _converter(detailed=True)
+
+
+def _encode(value: Any) -> Any:
+    return _CONVERTER.unstructure(value)
 
 
 def _dumps(snapshot: Snapshot) -> str:
+    data = {"schema": snapshot.schema, **_encode(snapshot)}
     try:
-        data = {"schema": snapshot.schema, **_encode(snapshot)}
-        return _JSON_ENCODER.encode(data).decode("utf-8")
-    except (_NonFinite, UnicodeEncodeError):
-        # msgspec writes NaN and infinities as null, and a lone surrogate has no UTF-8 form;
-        # the standard library writes both as mfa_fsm always did (NaN, Infinity, the raw
-        # character), and _loads reads them back the same way.
-        return json.dumps(snapshot.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        text = _JSON_ENCODER.encode(data).decode("utf-8")
+    except UnicodeEncodeError:
+        text = None
+    # msgspec writes NaN and infinities as null (only then can a null be new), and a lone
+    # surrogate has no UTF-8 form; the standard library writes both as mfa_fsm always did
+    # (NaN, Infinity, the raw character), and _loads reads them back the same way.
+    if text is None or ("null" in text and _has_non_finite(data)):
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def _has_non_finite(data: Any) -> bool:
+    if type(data) is float:
+        return not math.isfinite(data)
+    if type(data) is dict:
+        return any(_has_non_finite(v) for v in data.values())
+    if type(data) is list:
+        return any(_has_non_finite(v) for v in data)
+    return False
 
 
 def _loads(text: str | bytes) -> Any:
@@ -366,197 +539,55 @@ def _loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-class _NonFinite(Exception):
-    """A NaN or infinite float, which msgspec's JSON would silently write as null."""
-
-
-class _Malformed(Exception):
-    """Raised inside the decoders; ``where`` grows as it unwinds, so the path costs nothing
-    until something is actually wrong."""
-
-    def __init__(self, problem: str, *where: str) -> None:
-        self.problem = problem
-        self.where: list[str] = list(where)
-
-
-def _encode(value: Any, *, finite: bool = True) -> Any:
-    kind = type(value)
-    if kind is float:
-        if finite and not -_INFINITY < value < _INFINITY:
-            raise _NonFinite
-        return value
-    if kind in _PLAIN_TYPES:
-        return value
-    if kind is tuple:
-        return [_encode(item, finite=finite) for item in value]
-    if kind is dict:
-        return {key: _encode(item, finite=finite) for key, item in value.items()}
-    encoder = _ENCODERS.get(kind)
-    if encoder is None:
-        encoder = _ENCODERS[kind] = _attrs_encoder(kind)
-    return encoder(value, finite)
-
-
-def _generated(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
-    """Compile one generated function; its source is only ever built from field names."""
-    exec(compile("\n".join(lines), f"<mfa_fsm codec {name}>", "exec"), namespace)  # noqa: S102
-    return namespace[name]
-
-
-def _attrs_encoder(kind: type) -> Callable[[Any, bool], dict[str, Any]]:
-    # Fields still at their default are left out: the decoder restores them from the class,
-    # and a snapshot small enough for a cookie matters more than a self-describing one.
-    namespace: dict[str, Any] = {"_encode": _encode, "_PLAIN": _PLAIN_TYPES}
-    lines = ["def encode(obj, finite):", "    out = {}"]
-    for index, field in enumerate(attrs.fields(kind)):
-        default = field.default
-        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            default = default.factory()
-        put = f"out[{field.name!r}] = v if v.__class__ in _PLAIN else _encode(v, finite=finite)"
-        lines.append(f"    v = obj.{field.name}")
-        if default is attrs.NOTHING:
-            lines.append(f"    {put}")
-        else:
-            namespace[f"_d{index}"] = default
-            lines.append(f"    if v is not _d{index} and v != _d{index}:")
-            lines.append(f"        {put}")
-    lines.append("    return out")
-    return typing.cast(
-        Callable[[Any, bool], dict[str, Any]], _generated("encode", lines, namespace)
-    )
-
-
 def _decode(tp: Any, data: Any, where: str) -> Any:
     try:
-        return _decoder(tp)(data)
-    except _Malformed as exc:
-        path = ".".join([where, *reversed(exc.where)])
-        raise SnapshotError(
-            f"{path} {exc.problem}; the snapshot was altered or is foreign"
-        ) from None
+        return _CONVERTER.structure(data, tp)
+    except _REFUSALS as exc:
+        if isinstance(exc, _Unsupported):
+            raise
+        error: BaseException = exc
+    try:
+        # Read again, keeping each field's path, to say what is wrong and where.
+        _EXPLAINER.structure(data, tp)
+    except _REFUSALS as exc:
+        error = exc
+    path, problem = _first_problem(error, [where])
+    raise SnapshotError(
+        f"{'.'.join(path)} {problem}; the snapshot was altered or is foreign"
+    ) from None
 
 
-def _decoder(tp: Any) -> Codec:
-    known = _DECODERS.get(tp)
-    if known is None:
-        known = _DECODERS[tp] = _build_decoder(tp)
-    return known
+#: What cattrs and the hooks raise for data they refuse (TypeError, ValueError: the class
+#: refused the values).
+_REFUSALS = (
+    _Malformed,
+    cattrs.BaseValidationError,
+    cattrs.ForbiddenExtraKeysError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
 
 
-def _optional_arm(tp: Any) -> Any:
-    """``X`` for ``X | None``, else None."""
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        (arm,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return arm
-    return None
+def _first_problem(exc: BaseException, path: list[str]) -> tuple[list[str], str]:
+    """The path (field names, no list indexes) and the problem of the first refusal."""
+    if isinstance(exc, _Malformed):
+        return path, exc.problem
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return path, f"has an unknown field {sorted(exc.extra_fields)[0]!r}"
+    if isinstance(exc, cattrs.ClassValidationError):
+        # An unknown field is named first, as the reader checks names before values.
+        extra = [e for e in exc.exceptions if isinstance(e, cattrs.ForbiddenExtraKeysError)]
+        for sub in extra or exc.exceptions:
+            notes = [n for n in getattr(sub, "__notes__", ()) if hasattr(n, "name")]
+            if isinstance(sub, KeyError) or not notes:  # a required field is missing
+                return _first_problem(sub, path) if not notes else (path, _INCOMPLETE)
+            return _first_problem(sub, [*path, notes[0].name])
+    if isinstance(exc, cattrs.IterableValidationError):
+        for sub in exc.exceptions:
+            return _first_problem(sub, path)
+    # The class itself refused the values (a missing field, an attrs validator).
+    return path, _INCOMPLETE
 
 
-def _build_decoder(tp: Any) -> Codec:
-    if attrs.has(tp):
-        return _attrs_decoder(tp)
-    arm = _optional_arm(tp)
-    if arm is not None:
-        inner = _decoder(arm)
-        return lambda data: None if data is None else inner(data)
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        item = _decoder(typing.get_args(tp)[0])
-
-        def decode_tuple(data: Any) -> Any:
-            if type(data) is not list:
-                raise _Malformed("must be a list")
-            return tuple([item(value) for value in data])
-
-        return decode_tuple
-    if origin is dict:
-        value_decoder = _decoder(typing.get_args(tp)[1])
-
-        def decode_dict(data: Any) -> Any:
-            if type(data) is not dict:
-                raise _Malformed("must be an object")
-            return {key: value_decoder(value) for key, value in data.items()}
-
-        return decode_dict
-    if tp is Any:
-        return lambda data: data
-    return _scalar_decoder(tp)
-
-
-#: Inline checks for scalar fields: ``v`` is the value read, ``n`` the field's name.
-_SCALAR_CHECKS = {
-    str: ["if v.__class__ is not str:", "    raise _Malformed(_WRONG, n)"],
-    int: ["if v.__class__ is not int:", "    raise _Malformed(_WRONG, n)"],
-    bool: ["if v.__class__ is not bool:", "    raise _Malformed(_WRONG, n)"],
-    # type(), not isinstance: True is no number here; an integer is read as a float.
-    float: [
-        "if v.__class__ is not float:",
-        "    if v.__class__ is not int:",
-        "        raise _Malformed(_WRONG, n)",
-        "    v = float(v)",
-    ],
-}
-
-
-def _attrs_decoder(tp: type) -> Codec:
-    hints = typing.get_type_hints(tp)
-    fields = attrs.fields(tp)
-    namespace: dict[str, Any] = {
-        "_Malformed": _Malformed,
-        "_WRONG": "has the wrong type",
-        "_NAMES": frozenset(f.name for f in fields),
-        "_cls": tp,
-    }
-    lines = [
-        "def decode(data):",
-        "    if data.__class__ is not dict:",
-        "        raise _Malformed('must be an object')",
-        "    if not _NAMES.issuperset(data):",
-        "        for n in data:",
-        "            if n not in _NAMES:",
-        "                raise _Malformed(f'has an unknown field {n!r}')",
-        "    kwargs = {}",
-    ]
-    for index, field in enumerate(fields):
-        hint = hints[field.name]
-        arm = _optional_arm(hint)
-        check = _SCALAR_CHECKS.get(arm if arm is not None else hint)
-        lines.append(f"    v = data.get({field.name!r}, data)")  # the dict itself: absent
-        lines.append("    if v is not data:")
-        if check is not None:
-            body = [f"n = {field.name!r}", *check]
-            if arm is not None:
-                body = ["if v is not None:", *["    " + line for line in body]]
-        elif hint is Any:
-            body = []
-        else:
-            namespace[f"_f{index}"] = _decoder(hint)
-            body = [
-                "try:",
-                f"    v = _f{index}(v)",
-                "except _Malformed as exc:",
-                f"    exc.where.append({field.name!r})",
-                "    raise",
-            ]
-        lines.extend("        " + line for line in body)
-        lines.append(f"        kwargs[{field.name!r}] = v")
-    lines += [
-        "    try:",
-        "        return _cls(**kwargs)",
-        "    except (TypeError, ValueError) as exc:",
-        "        raise _Malformed('is incomplete or invalid') from exc",
-    ]
-    return typing.cast(Codec, _generated("decode", lines, namespace))
-
-
-def _scalar_decoder(tp: Any) -> Codec:
-    if tp not in _SCALAR_CHECKS:
-        raise TypeError(f"snapshots cannot hold values of type {tp!r}")
-    namespace: dict[str, Any] = {"_Malformed": _Malformed, "_WRONG": "has the wrong type"}
-    lines = ["def decode(v):", *["    " + line for line in _SCALAR_CHECKS[tp]], "    return v"]
-    # A scalar outside a field (a tuple's item, a dict's value) names no field of its own.
-    lines = [line.replace("_Malformed(_WRONG, n)", "_Malformed(_WRONG)") for line in lines]
-    return typing.cast(Codec, _generated("decode", lines, namespace))
-
-
-_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
-_INFINITY = float("inf")
+_INCOMPLETE = "is incomplete or invalid"

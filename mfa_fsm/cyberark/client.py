@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import attrs
 
+from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import IdpReplyError
 from mfa_fsm.core.http import HeaderPairs, extra_headers
 from mfa_fsm.core.polling import PollSchedule
@@ -48,6 +49,7 @@ def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: floa
         raise ValueError(f"{attribute.name} must not be negative")
 
 
+@checked_init
 @attrs.frozen
 class CyberArkConfig:
     """How to reach one CyberArk Identity tenant.
@@ -56,9 +58,10 @@ class CyberArkConfig:
     sent with StartAuthentication when given (else the URL or the login suffix names the
     tenant). A ``PodFqdn`` redirect is followed to ``{pod_scheme}://{PodFqdn}``, at most
     ``max_redirects`` times; ``pod_scheme`` is ``"https"`` except against a loopback emulator.
-    ``poll_interval`` (the vendor says once a second) and ``max_poll_backoff`` shape polling;
-    ``oob_lifetime`` is the hard deadline of one out-of-band challenge (the 5 minutes an SMS
-    code lives) and ``flow_lifetime`` that of the whole package (no source gives one).
+    In seconds: ``poll_interval`` (the vendor says once a second) and ``max_poll_backoff``
+    shape polling; ``oob_lifetime`` is the hard deadline of one out-of-band challenge (the 5
+    minutes an SMS code lives) and ``flow_lifetime`` that of the whole package (no source
+    gives one).
     ``retry`` applies to the calls that are safe to repeat (StartAuthentication, which only
     opens a session, and Poll), within a few seconds of one step, as for Entrust; never to an
     Answer or a StartOOB. Past its budget a failed poll says when to try again

@@ -35,6 +35,7 @@ from urllib.parse import urlencode
 
 import attrs
 
+from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import InvalidInput
 from mfa_fsm.core.http import HeaderPairs, extra_headers
 from mfa_fsm.core.polling import PollSchedule
@@ -103,6 +104,7 @@ def _strip_slash(url: str | None) -> str | None:
     return None if url is None else str(url).rstrip("/")
 
 
+@checked_init
 @attrs.frozen
 class DuoConfig:
     """How to reach one Duo Auth API application.

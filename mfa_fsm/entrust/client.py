@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import InvalidInput
 from mfa_fsm.core.http import HeaderPairs, HttpRequest, Transport, extra_headers
 from mfa_fsm.core.polling import PollSchedule
@@ -46,6 +47,7 @@ def _strip_slash(url: str) -> str:
     return str(url).rstrip("/")
 
 
+@checked_init
 @attrs.frozen
 class EntrustConfig:
     """How to reach one Entrust IDaaS Authentication API application.
@@ -55,9 +57,9 @@ class EntrustConfig:
     address sent as ``clientIp`` when a step gives none of its own (a CLI on one machine):
     an application serving many users passes each user's address with every step instead
     (``client_ip=`` of ``start`` and ``send``). ``bearer`` sends ``Authorization: Bearer
-    <token>`` instead of the bare token (IDaaS accepts both). ``poll_interval`` and
-    ``push_lifetime`` (the tenant's push authentication lifetime, 300 s by default) shape
-    push polling, and ``max_poll_backoff`` caps the wait after failed polls.
+    <token>`` instead of the bare token (IDaaS accepts both). In seconds: ``poll_interval``
+    and ``push_lifetime`` (the tenant's push authentication lifetime, 300 s by default) shape
+    push polling, and ``max_poll_backoff`` caps the wait after failed polls;
     ``flow_lifetime`` caps a flow whose token carries no expiry. ``retry`` applies to the
     calls that are safe to repeat (the query and push polls), never to a select or an
     answer. ``extra_headers`` (a mapping of header names to values) is added to every call,

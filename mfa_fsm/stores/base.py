@@ -53,14 +53,15 @@ from typing import ClassVar, Protocol
 import attrs
 import structlog
 
+from mfa_fsm.core.calls import checked, is_count, is_seconds
 from mfa_fsm.core.errors import (
     FlowBusy,
     FlowConflict,
     FlowNotFound,
     InvalidInput,
     SnapshotError,
-    StoreError,
     StoreUnavailable,
+    UsageError,
 )
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.snapshot import Snapshot
@@ -105,14 +106,22 @@ def check_flow_id(flow_id: object) -> str:
     return flow_id
 
 
+def check_snapshot(snapshot: object) -> Snapshot:
+    """``snapshot`` itself if it is a :class:`Snapshot`, else InvalidInput (a store saves
+    what ``Flow.snapshot()`` returns, not its JSON nor a view)."""
+    if not isinstance(snapshot, Snapshot):
+        raise InvalidInput("snapshot", "must be a Snapshot: save what Flow.snapshot() returns")
+    return snapshot
+
+
 def check_advances(flow_id: str, version: int, expected_version: int) -> None:
     """Refuse to store ``version`` over ``expected_version`` unless it is newer.
 
-    Raises :class:`~mfa_fsm.core.errors.StoreError` before anything is written: saving a
+    Raises :class:`~mfa_fsm.core.errors.UsageError` before anything is written: saving a
     snapshot that did not advance would let an old snapshot overwrite the current one.
     """
     if version <= expected_version:
-        raise StoreError(
+        raise UsageError(
             f"snapshot of flow ref {flow_ref(flow_id)} has version {version}, not above "
             f"expected_version {expected_version}: save the snapshot the flow produced after "
             "the event, with the version it was loaded at as expected_version"
@@ -144,7 +153,7 @@ class FlowStore(Protocol):
     def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
         """Replace the stored snapshot, if and only if it is still at ``expected_version``.
 
-        Raises StoreError when ``snapshot.version`` is not above ``expected_version``,
+        Raises UsageError when ``snapshot.version`` is not above ``expected_version``,
         FlowConflict (with the stored version) when another request saved first, and
         FlowNotFound when the flow is gone; in each case nothing is changed.
         """
@@ -182,7 +191,7 @@ class VersionLedger(Protocol):
 
         ``expected_version=None`` records a new flow. Raises FlowConflict when another request
         advanced the flow first (or, for a new flow, when it is already recorded), FlowNotFound
-        when the flow is no longer recorded, StoreError when ``version`` is not newer; in each
+        when the flow is no longer recorded, UsageError when ``version`` is not newer; in each
         case nothing is changed. The record is forgotten after ``expires_at`` (epoch seconds).
         Advancing ends any claim on the flow.
         """
@@ -232,8 +241,8 @@ class RecordStore(ABC):
     needs_purging: ClassVar[bool] = True
 
     def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
-        if margin < 0:
-            raise StoreError("margin must not be negative: it is how long a record outlives")
+        if not is_seconds(margin, zero=True):
+            raise UsageError("margin must not be negative: it is how long a record outlives")
         self.margin = margin
         self._clock = clock
         self._writes = 0
@@ -252,12 +261,13 @@ class RecordStore(ABC):
             # from None: drivers quote bound parameters (flow ids, snapshot bytes).
             raise StoreUnavailable(type(self).__name__, operation, type(exc).__name__) from None
 
+    @checked
     def purge_expired(self, limit: int | None = None) -> int:
         """Delete expired records now, at most ``limit`` of them (all when None); returns how
         many were deleted. Live records are never touched. For a periodic job, or tests.
         Raises :class:`StoreUnavailable` when the backend fails."""
-        if limit is not None and limit < 1:
-            raise StoreError("limit must be at least 1 (or None: every expired record)")
+        if limit is not None and not is_count(limit, least=1):
+            raise UsageError("limit must be at least 1 (or None: every expired record)")
         with self._backend("purge"):
             return self._purge(self._clock(), limit)
 
@@ -265,11 +275,14 @@ class RecordStore(ABC):
     # Every operation raises StoreUnavailable when the backend fails, and FlowNotFound for
     # a flow id that is not a string of the form start() makes (check_flow_id).
 
+    @checked
     def create(self, snapshot: Snapshot) -> None:
         """Store a new flow; see :meth:`FlowStore.create` for what is refused."""
         with self._backend("create"):
-            self._create_record(check_flow_id(snapshot.flow_id), self._record_of(snapshot))
+            flow_id = check_flow_id(check_snapshot(snapshot).flow_id)
+            self._create_record(flow_id, self._record_of(snapshot))
 
+    @checked
     def load(self, flow_id: str) -> Snapshot:
         """The newest snapshot of ``flow_id``; see :meth:`FlowStore.load` for what is raised.
 
@@ -287,25 +300,29 @@ class RecordStore(ABC):
             )
         return snapshot
 
+    @checked
     def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
         """Compare-and-set the stored snapshot; see :meth:`FlowStore.save` for what is refused."""
+        flow_id = check_flow_id(check_snapshot(snapshot).flow_id)
+        if not is_count(expected_version, least=NO_VERSION):
+            raise InvalidInput("expected_version", "must be the version the flow was loaded at")
         with self._backend("save"):
-            self._replace_record(
-                check_flow_id(snapshot.flow_id), expected_version, self._record_of(snapshot)
-            )
+            self._replace_record(flow_id, expected_version, self._record_of(snapshot))
 
+    @checked
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id``; deleting a flow that is not there is not an error."""
         with self._backend("delete"):
             self._remove(check_flow_id(flow_id))
 
+    @checked
     def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
         """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`.
 
         Works on any key of the store, so :class:`StoreLedger` claims with it too.
         """
-        if not ttl > 0:
-            raise StoreError("a claim's ttl must be positive: it is how long the claim lasts")
+        if not is_seconds(ttl):
+            raise UsageError("a claim's ttl must be positive: it is how long the claim lasts")
         with self._backend("claim"):
             return self._claim_or_say_why(check_flow_id(flow_id), version, ttl)
 
@@ -322,6 +339,7 @@ class RecordStore(ABC):
             raise FlowBusy(flow_id, version)
         return claim
 
+    @checked
     def release(self, flow_id: str, claim: str) -> None:
         """End the claim ``claim`` early; a no-op if it has already ended."""
         with self._backend("release"):

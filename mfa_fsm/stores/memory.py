@@ -10,6 +10,7 @@ import itertools
 import threading
 import time
 
+from mfa_fsm.core.calls import checked
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
 
@@ -21,6 +22,7 @@ class MemoryStore(RecordStore):
     abandoned flows do not pile up.
     """
 
+    @checked
     def __init__(self, *, margin: float = DEFAULT_MARGIN, clock: Clock = time.time) -> None:
         super().__init__(margin=margin, clock=clock)
         self._records: dict[str, Record] = {}

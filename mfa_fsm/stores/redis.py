@@ -41,7 +41,8 @@ import redis
 import redis.cluster
 from redis.client import NEVER_DECODE
 
-from mfa_fsm.core.errors import SnapshotError
+from mfa_fsm.core.calls import checked
+from mfa_fsm.core.errors import SnapshotError, UsageError
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
@@ -101,6 +102,7 @@ class RedisStore(RecordStore):
     needs_purging = False
     backend_errors = (redis.RedisError,)
 
+    @checked
     def __init__(
         self,
         client: redis.Redis | redis.cluster.RedisCluster,
@@ -109,6 +111,11 @@ class RedisStore(RecordStore):
         margin: float = DEFAULT_MARGIN,
         clock: Clock = time.time,
     ) -> None:
+        if not callable(getattr(client, "register_script", None)):
+            raise UsageError(
+                "client must be a redis.Redis (or RedisCluster) client, e.g. "
+                "redis.Redis.from_url(url)"
+            )
         super().__init__(margin=margin, clock=clock)
         self.client = client
         self.prefix = prefix

@@ -71,6 +71,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mfa_fsm.core.calls import checked, is_seconds
 from mfa_fsm.core.errors import (
     FlowConflict,
     SealedStateError,
@@ -123,14 +124,15 @@ class SealedState:
     """Seals snapshots into tokens for the client and opens them again; see the module docs.
 
     ``keys`` maps key ids to 32-byte keys, newest first (a mapping keeps its order); the first
-    one seals. ``max_age`` bounds how long one token is accepted; ``margin`` is how long after
-    the snapshot's deadline it is still accepted (so a finished flow can be rendered), as for
-    the server-side stores. ``ledger`` enables replay protection. ``max_token_chars`` bounds
-    the tokens :meth:`seal` makes (default :data:`DEFAULT_MAX_TOKEN_CHARS`, sized for a
-    browser cookie; None: no limit). A malformed key list raises
-    :class:`~mfa_fsm.core.errors.UsageError`.
+    one seals. ``max_age`` (seconds) bounds how long one token is accepted; ``margin``
+    (seconds) is how long after the snapshot's deadline it is still accepted (so a finished
+    flow can be rendered), as for the server-side stores. ``ledger`` enables replay
+    protection. ``max_token_chars`` bounds the tokens :meth:`seal` makes (default
+    :data:`DEFAULT_MAX_TOKEN_CHARS`, sized for a browser cookie; None: no limit). A malformed
+    key list raises :class:`~mfa_fsm.core.errors.UsageError`.
     """
 
+    @checked
     def __init__(
         self,
         keys: Mapping[str, bytes] | Sequence[tuple[str, bytes]],
@@ -142,6 +144,13 @@ class SealedState:
         max_token_chars: int | None = DEFAULT_MAX_TOKEN_CHARS,
     ) -> None:
         pairs = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
+        if isinstance(keys, str | bytes) or not all(
+            isinstance(pair, tuple) and len(pair) == 2 for pair in pairs
+        ):
+            raise UsageError(
+                "keys must map key ids to keys ({'k1': key}) or list (key id, key) pairs; "
+                "make a key with SealedState.generate_key()"
+            )
         if not pairs:
             raise UsageError("SealedState needs at least one key; make one with generate_key()")
         self._keys: dict[str, AESGCM] = {}
@@ -156,7 +165,7 @@ class SealedState:
                     "make one with SealedState.generate_key()"
                 )
             self._keys[key_id] = AESGCM(key)
-        if max_age <= 0 or margin < 0:
+        if not is_seconds(max_age) or not is_seconds(margin, zero=True):
             raise UsageError("max_age must be positive and margin must not be negative")
         if max_token_chars is not None and max_token_chars < 1024:
             raise UsageError(
@@ -175,6 +184,7 @@ class SealedState:
         """A new random 32-byte AES-256 key; store it with the application's secrets."""
         return AESGCM.generate_key(bit_length=_KEY_BYTES * 8)
 
+    @checked
     def seal(self, snapshot: Snapshot, *, expected_version: int | None = None) -> str:
         """The token to hand to the client for ``snapshot``.
 
@@ -182,7 +192,7 @@ class SealedState:
         the first. With a ledger this is a compare-and-set: it raises FlowConflict when
         another request advanced the flow first (or, with no ``expected_version``, when the
         flow is already recorded) and FlowNotFound when the ledger forgot the flow; without a
-        ledger only the version rule is checked. StoreError if ``snapshot.version`` is not
+        ledger only the version rule is checked. UsageError if ``snapshot.version`` is not
         above ``expected_version``. SealedStateTooLarge when the token would be longer than
         ``max_token_chars``, checked before the ledger is asked; a completed flow whose
         result is not handed off yet is exempt (its hand-off, which the web integration
@@ -241,6 +251,7 @@ class SealedState:
         sealed = self._keys[self._sealing_id].encrypt(nonce, plain, header + _aad(snapshot.flow_id))
         return base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
 
+    @checked
     def open(self, token: str, *, flow_id: str) -> Snapshot:
         """The snapshot sealed in ``token``, if it is authentic, for ``flow_id``, and current.
 

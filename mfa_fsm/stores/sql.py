@@ -56,6 +56,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from mfa_fsm.core.calls import checked
+from mfa_fsm.core.errors import UsageError
 from mfa_fsm.stores.base import DEFAULT_MARGIN, Clock, Record, RecordStore
 
 #: Columns that tables made by an older mfa_fsm lack; ``create_schema`` adds them.
@@ -74,6 +76,7 @@ class SqlStore(RecordStore):
 
     backend_errors = (SQLAlchemyError,)
 
+    @checked
     def __init__(
         self,
         url: str | sa.Engine = "sqlite:///mfa_fsm.db",
@@ -82,6 +85,11 @@ class SqlStore(RecordStore):
         margin: float = DEFAULT_MARGIN,
         clock: Clock = time.time,
     ) -> None:
+        if not isinstance(url, str | sa.Engine):
+            raise UsageError(
+                "url must be a database URL (sqlite:///PATH, postgresql+psycopg://...) or "
+                "an sqlalchemy Engine"
+            )
         super().__init__(margin=margin, clock=clock)
         self._owns_engine = not isinstance(url, sa.Engine)
         self.engine = sa.create_engine(url) if isinstance(url, str) else url

@@ -47,6 +47,7 @@ import ssl
 import tempfile
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
@@ -62,12 +63,12 @@ from mfa_fsm.testing.leaks import add_secret, collect_secrets
 __all__ = [
     "BASE_FAULT_KINDS",
     "BadRequest",
-    "CallRecord",
     "EmulatorReply",
     "EmulatorRequest",
     "EmulatorServer",
     "Fault",
     "FaultPlan",
+    "LoggedRequest",
 ]
 
 #: Fault kinds every emulator understands. Providers may add their own (for
@@ -189,8 +190,22 @@ class EmulatorReply:
             return None
 
 
+def __getattr__(name: str) -> Any:
+    """``CallRecord``: :class:`LoggedRequest`'s name until this release, deprecated. The
+    flow's own record of its IdP calls (``mfa_fsm.core.flow.CallRecord``) keeps the name."""
+    if name == "CallRecord":
+        warnings.warn(
+            "mfa_fsm.testing._server.CallRecord is now LoggedRequest; the old name will be "
+            "removed in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return LoggedRequest
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @attrs.frozen
-class CallRecord:
+class LoggedRequest:
     """One logged request (see :attr:`EmulatorServer.calls`)."""
 
     time: float
@@ -535,7 +550,7 @@ class EmulatorServer(ABC):
         #: Re-entrant so helpers may call each other while holding it.
         self.lock = threading.RLock()
         self.faults = FaultPlan(self.fault_kinds)
-        self.calls: list[CallRecord] = []
+        self.calls: list[LoggedRequest] = []
         #: Body bytes each ``oversized`` reply sent before its client hung up, in order.
         self.oversized_sent: list[int] = []
         #: Wall clock used for call records; subclasses use it for expiry too,
@@ -651,7 +666,7 @@ class EmulatorServer(ABC):
 
     # -- call log ----------------------------------------------------------
 
-    def calls_to(self, path_fragment: str) -> list[CallRecord]:
+    def calls_to(self, path_fragment: str) -> list[LoggedRequest]:
         """Return logged calls whose path contains ``path_fragment``."""
         with self.lock:
             return [c for c in self.calls if path_fragment in c.path]
@@ -753,7 +768,7 @@ class EmulatorServer(ABC):
         return self._reply_for(request, fault)
 
     def _log(self, request: EmulatorRequest, status: int | None, fault: str | None) -> None:
-        record = CallRecord(
+        record = LoggedRequest(
             time=self.clock(),
             method=request.method,
             path=request.path,

@@ -87,6 +87,7 @@ import json
 import re
 import secrets
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Self
 from urllib.parse import unquote
@@ -103,7 +104,7 @@ from mfa_fsm.testing._server import (
     Fault,
 )
 
-__all__ = ["GENERIC_FAILURE", "CyberArkEmulator", "Mechanism"]
+__all__ = ["GENERIC_FAILURE", "CyberArkEmulator", "UserMechanism"]
 
 #: The one message the service gives for every authentication failure, so a
 #: caller cannot tell a wrong password from a dead session (vendor spec).
@@ -146,11 +147,11 @@ _ROUTE: Final = re.compile(
 
 
 @attrs.frozen
-class Mechanism:
+class UserMechanism:
     """One way of answering a challenge, as configured for a user.
 
     Plain names (``"SMS"``) may be used instead wherever a mechanism is
-    expected; they mean ``Mechanism(name)`` with the defaults below.
+    expected; they mean ``UserMechanism(name)`` with the defaults below.
     """
 
     #: ``UP``, ``SQ``, ``RESET``, ``SMS``, ``EMAIL``, ``OATH``, ``OTP``,
@@ -175,12 +176,29 @@ class Mechanism:
         return _ANSWER_TYPES[self.name]
 
 
-MechanismLike = Mechanism | str
+MechanismLike = UserMechanism | str
 
 
-def _as_package(challenges: Sequence[Sequence[MechanismLike]]) -> tuple[tuple[Mechanism, ...], ...]:
+def __getattr__(name: str) -> Any:
+    """``Mechanism``: :class:`UserMechanism`'s name until this release, deprecated. The
+    library's ``mfa_fsm.cyberark.replies.Mechanism`` (a mechanism as a reply offers it) keeps
+    the name."""
+    if name == "Mechanism":
+        warnings.warn(
+            "mfa_fsm.testing.cyberark.Mechanism is now UserMechanism; the old name will be "
+            "removed in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return UserMechanism
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _as_package(
+    challenges: Sequence[Sequence[MechanismLike]],
+) -> tuple[tuple[UserMechanism, ...], ...]:
     package = tuple(
-        tuple(m if isinstance(m, Mechanism) else Mechanism(m) for m in challenge)
+        tuple(m if isinstance(m, UserMechanism) else UserMechanism(m) for m in challenge)
         for challenge in challenges
     )
     if not package or not all(package):
@@ -192,16 +210,16 @@ def _as_package(challenges: Sequence[Sequence[MechanismLike]]) -> tuple[tuple[Me
 class _User:
     name: str
     password: str | None
-    challenges: tuple[tuple[Mechanism, ...], ...]
+    challenges: tuple[tuple[UserMechanism, ...], ...]
     email: str
     phone: str
     display_name: str
     defer_failure: bool = False
-    new_package: tuple[tuple[Mechanism, ...], ...] | None = None
+    new_package: tuple[tuple[UserMechanism, ...], ...] | None = None
     new_package_after: int = 1
     event_description: str | None = None
     allow_forgot_password: bool = False
-    recovery: tuple[Mechanism, ...] = ()
+    recovery: tuple[UserMechanism, ...] = ()
     user_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
 
 
@@ -209,7 +227,7 @@ class _User:
 class _Mech:
     """A mechanism as offered in one package: the spec plus its opaque ids."""
 
-    spec: Mechanism
+    spec: UserMechanism
     id: str = attrs.field(factory=lambda: secrets.token_urlsafe(33))
     #: ``SQ``: one ``Uuid`` per question, in question order.
     part_ids: tuple[str, ...] = ()
@@ -430,7 +448,7 @@ class CyberArkEmulator(EmulatorServer):
                 ``@login_suffix``.
             password: what the ``UP`` mechanism accepts.
             challenges: the package, in order; each challenge lists
-                alternative mechanisms (names or :class:`Mechanism`).
+                alternative mechanisms (names or :class:`UserMechanism`).
             defer_failure: the tenant policy "continue with additional
                 challenges after failed challenge": a failed challenge that is
                 not the package's last is reported only when the package ends.
@@ -491,9 +509,9 @@ class CyberArkEmulator(EmulatorServer):
             self.add_user(name, password=f"{name}-password", challenges=challenges, **options)
 
         add("alice", [["UP"], ["OTP", "SMS", "EMAIL", "SQ"]], allow_forgot_password=True)
-        self.add_user("bob", challenges=[[Mechanism("OTP", number_matching=True)]])
+        self.add_user("bob", challenges=[[UserMechanism("OTP", number_matching=True)]])
         two_questions = {"First car?": "Beetle", "Favourite colour?": "Teal"}
-        add("carol", [["UP"], [Mechanism("SQ", questions=two_questions)]])
+        add("carol", [["UP"], [UserMechanism("SQ", questions=two_questions)]])
         add("dave", [["UP"], ["EMAIL", "SMS"]], defer_failure=True)
         add(
             "erin",
@@ -733,7 +751,7 @@ class CyberArkEmulator(EmulatorServer):
         return f"{pod.scheme}://{pod.address}" if self.pod_fqdn_as_url else pod.address
 
     @staticmethod
-    def _instantiate(package: Sequence[Sequence[Mechanism]]) -> list[list[_Mech]]:
+    def _instantiate(package: Sequence[Sequence[UserMechanism]]) -> list[list[_Mech]]:
         return [
             [
                 _Mech(m, part_ids=tuple(f"u_{uuid.uuid4()}" for _ in m.questions))
@@ -1061,7 +1079,7 @@ class CyberArkEmulator(EmulatorServer):
         reset = _Session(
             id=secrets.token_urlsafe(33),
             user=user,
-            challenges=self._instantiate([user.recovery, (Mechanism("RESET"),)]),
+            challenges=self._instantiate([user.recovery, (UserMechanism("RESET"),)]),
             pod=session.pod,
             expires=self.clock() + self.session_lifetime,
             purpose="reset",

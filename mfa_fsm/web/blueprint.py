@@ -106,6 +106,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response as BaseResponse
 
+from mfa_fsm.core.calls import checked
 from mfa_fsm.core.errors import (
     EventNotAllowed,
     FlowConflict,
@@ -119,6 +120,7 @@ from mfa_fsm.core.errors import (
     SealedStateTooLarge,
     SnapshotError,
     StepNotSaved,
+    StoreError,
     StoreUnavailable,
     Throttled,
     TransportError,
@@ -333,6 +335,7 @@ class MfaBlueprint(Blueprint):
         return response
 
 
+@checked
 def mfa_blueprint(
     engine: Engine | SealedEngine,
     *,
@@ -365,7 +368,7 @@ def mfa_blueprint(
     response (a redirect into the application); by default the success page is shown.
     ``aside(view)`` may return trusted HTML shown beside every page (``None`` on the start
     page); the demo puts the live diagram there. ``secure_cookies=False`` is for plain-HTTP
-    loopback only. ``cookie_max_age`` bounds how long a browser keeps a flow's cookie; the
+    loopback only. ``cookie_max_age`` (seconds) bounds how long a browser keeps a flow's cookie; the
     store (or the sealed token) decides how long the flow itself lives.
 
     ``throttle``: the engine's own throttle if it has one; else ``"default"`` counts in this
@@ -379,6 +382,10 @@ def mfa_blueprint(
     requests with one cookie both reach the IdP. ``unsafe_sealed_without_ledger=True``
     accepts that knowingly.
     """
+    if not all(hasattr(engine, name) for name in ("start", "send", "view", "throttled")):
+        raise UsageError(
+            "mfa_blueprint() takes an Engine or SealedEngine (mfa_fsm.Engine(store, configs))"
+        )
     if throttle == "default":
         if engine.throttle is None:
             from mfa_fsm.core.throttle import Throttle  # noqa: PLC0415 - needs limits
@@ -559,7 +566,8 @@ class _Web:
             return self._store_unavailable(None, exc, wants_json=False, step="start")
         except SealedStateTooLarge as exc:
             return self.too_large(exc)
-        except UsageError as exc:  # unknown user, EXTERNAL-only account, malformed id
+        # unknown user, EXTERNAL-only account, malformed id; a flow_id option already taken
+        except (UsageError, StoreError) as exc:
             return self._not_accepted(provider, exc, carry)
         if view.state == "Failed" or (
             view.state == "AwaitingFirstFactor"
@@ -634,7 +642,7 @@ class _Web:
             return self._store_unavailable(None, exc, wants_json=False, step="begin")
         except SealedStateTooLarge as exc:
             return self.too_large(exc)
-        except UsageError as exc:
+        except (UsageError, StoreError) as exc:  # StoreError: a flow_id option already taken
             log.info("mfa_fsm.web.start_refused", provider=provider, error=type(exc).__name__)
             return self._problem(
                 "This account cannot sign in here",
@@ -706,7 +714,7 @@ class _Web:
             return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
         except StoreUnavailable as exc:
             return self._store_unavailable(handle, exc, wants_json=wants_json, step=step)
-        except UsageError as exc:
+        except (UsageError, StoreError) as exc:
             log.info("mfa_fsm.web.step_refused", flow_event=event, error=type(exc).__name__)
             return self._current(handle, carry, wants_json)
         return self._stepped(handle, view, carry, new_carry, wants_json=wants_json)

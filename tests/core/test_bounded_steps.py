@@ -41,7 +41,7 @@ from mfa_fsm.core.transport import DeadlineAdapter, step_deadline, step_time_lef
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import EntrustEmulator
-from tests.engine_helpers import entrust_config
+from tests.support.engine import entrust_config
 
 QUERY = "/api/web/v2/authentication/users"
 PUSH_COMPLETE = "/authenticate/TOKENPUSH/complete"

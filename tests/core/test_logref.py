@@ -20,7 +20,7 @@ from mfa_fsm import (
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import EntrustEmulator
-from tests.engine_helpers import entrust_config
+from tests.support.engine import entrust_config
 
 
 @pytest.fixture

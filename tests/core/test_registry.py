@@ -40,7 +40,7 @@ from mfa_fsm.core.registry import (
 from mfa_fsm.core.snapshot import Challenge, Result, Snapshot
 from mfa_fsm.engine import Engine
 from mfa_fsm.web import events
-from tests.web.support import PREFIX, Visitor, make_app
+from tests.support.web import PREFIX, Visitor, make_app
 
 # -- a toy provider: a password checked by the "IdP" itself, no HTTP -----------------------
 

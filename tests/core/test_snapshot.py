@@ -273,17 +273,17 @@ def test_reprs_hold_no_flow_id() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_codecs() -> None:
+def _fresh_codecs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test builds the codecs it uses, instead of the first test that happens to run.
 
-    The module caches one generated encoder and decoder per class. Without this, only the
-    first test to read a snapshot would run the builders, so a mistake in a builder (a wrong
-    message, a check left out) would be caught only by whichever test came first, and a
-    mutation run, which reruns just the tests seen calling the mutated function, would skip
+    The module's converter caches one generated hook per class. Without a fresh one, only
+    the first test to read a snapshot would run the hook factories, so a mistake in one (a
+    wrong message, a check left out) would be caught only by whichever test came first, and
+    a mutation run, which reruns just the tests seen calling the mutated function, would skip
     the tests that pin those messages.
     """
-    snapshot_module._ENCODERS.clear()
-    snapshot_module._DECODERS.clear()
+    monkeypatch.setattr(snapshot_module, "_CONVERTER", snapshot_module._converter())
+    monkeypatch.setattr(snapshot_module, "_EXPLAINER", snapshot_module._converter(detailed=True))
 
 
 @attrs.frozen
@@ -445,6 +445,20 @@ _TAIL = "; the snapshot was altered or is foreign"
         ({"deadline": True}, "snapshot.deadline has the wrong type"),
         ({"next_poll_at": "5"}, "snapshot.next_poll_at has the wrong type"),
         ({"failure_detail": 5}, "snapshot.failure_detail has the wrong type"),
+        # cattrs' default hooks would coerce each of these; the codec's refuse them.
+        ({"user_id": 1.5}, "snapshot.user_id has the wrong type"),
+        ({"created_at": "1700000000.25"}, "snapshot.created_at has the wrong type"),
+        ({"context": {"counts": {"a": 1.0}}}, "snapshot.context.counts has the wrong type"),
+        ({"context": {"ids": ["a", 2.5]}}, "snapshot.context.ids has the wrong type"),
+        ({"context": {"token": True}}, "snapshot.context.token has the wrong type"),
+        (
+            {"result": {"user_id": "u", "handed_off": 0}},
+            "snapshot.result.handed_off has the wrong type",
+        ),
+        (
+            {"choices": [{"id": "x", "kind": "otp", "label": "l", "deliveries": "SMS"}]},
+            "snapshot.choices.deliveries must be a list",
+        ),
         ({"extra": 1}, "snapshot has an unknown field 'extra'"),
         ({"context": None}, "snapshot.context must be an object"),
         ({"context": {"unknown": 5}}, "snapshot.context has an unknown field 'unknown'"),

@@ -13,7 +13,7 @@ from limits import parse
 from mfa_fsm import CyberArkConfig, CyberArkFlow, EntrustFlow, IdpError, Throttled, UsageError
 from mfa_fsm.core.throttle import DEFAULT_RATES, Throttle, _digest, client_key, user_key
 from mfa_fsm.testing import CyberArkEmulator
-from tests.servers import RunningServer
+from tests.support.servers import RunningServer
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -10,8 +10,8 @@ import pytest
 from mfa_fsm import CyberArkFlow
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.cyberark.support import Clock, config_for
-from tests.helpers import StatelessClient
+from tests.support.cyberark import Clock, config_for
+from tests.support.stateless import StatelessClient
 
 
 @pytest.fixture

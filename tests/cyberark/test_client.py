@@ -13,7 +13,7 @@ from mfa_fsm.cyberark.client import CyberArkClient, pod_url, same_base
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
 from tests.cyberark.conftest import Login
-from tests.cyberark.support import pick
+from tests.support.cyberark import pick
 
 START = "/Security/StartAuthentication"
 ADVANCE = "/Security/AdvanceAuthentication"

@@ -8,11 +8,11 @@ import pytest
 
 from mfa_fsm import CyberArkFlow, IdpError, RequestsTransport, Snapshot
 from mfa_fsm.testing import CyberArkEmulator
-from mfa_fsm.testing.cyberark import Mechanism
+from mfa_fsm.testing.cyberark import UserMechanism
 from mfa_fsm.testing.leaks import SecretRecorder
 from tests.cyberark.conftest import Login
-from tests.cyberark.support import Clock, config_for, pick
-from tests.helpers import StatelessClient
+from tests.support.cyberark import Clock, config_for, pick
+from tests.support.stateless import StatelessClient
 
 START = "/Security/StartAuthentication"
 ADVANCE = "/Security/AdvanceAuthentication"
@@ -345,7 +345,7 @@ def test_unknown_summary_fails_the_flow(login: Login, cyberark_emulator: CyberAr
 def test_qr_image_is_shown_while_qr_runs(login: Login, cyberark_emulator: CyberArkEmulator) -> None:
     """The QR mechanism's image is available while it runs; scanning completes it."""
     cyberark_emulator.add_user(
-        "quinn", password="quinn-password", challenges=[["UP"], [Mechanism("QR"), "PF"]]
+        "quinn", password="quinn-password", challenges=[["UP"], [UserMechanism("QR"), "PF"]]
     )
     client = login("quinn")
     through_password(client, "quinn-password")

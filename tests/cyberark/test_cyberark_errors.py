@@ -23,8 +23,8 @@ from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
 from tests.cyberark.conftest import Login
-from tests.cyberark.support import config_for, pick
-from tests.helpers import StatelessClient
+from tests.support.cyberark import config_for, pick
+from tests.support.stateless import StatelessClient
 
 ADVANCE = "/Security/AdvanceAuthentication"
 

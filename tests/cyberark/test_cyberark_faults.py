@@ -19,8 +19,8 @@ import pytest
 from mfa_fsm import CyberArkFlow, FlowView, MfaError, RequestsTransport
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing import CyberArkEmulator, SecretRecorder
-from tests.cyberark.support import config_for, pick
-from tests.fault_matrix import (
+from tests.support.cyberark import config_for, pick
+from tests.support.fault_matrix import (
     BASE_FAULTS,
     COVERED,
     HONEST,

@@ -21,8 +21,8 @@ from mfa_fsm import (
 )
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
-from tests.cyberark.strategies import responses
-from tests.helpers import StatelessClient
+from tests.support.cyberark_strategies import responses
+from tests.support.stateless import StatelessClient
 
 CONFIG = CyberArkConfig(
     base_url="https://abc1234.id.cyberark.cloud", tenant_id="ABC1234", poll_interval=0.0

@@ -24,8 +24,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from mfa_fsm import CyberArkConfig, CyberArkFlow, EventNotAllowed, Snapshot
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing import CyberArkEmulator, SecretRecorder
-from tests.cyberark.support import TENANT, Clock
-from tests.helpers import checked_step
+from tests.support.cyberark import TENANT, Clock
+from tests.support.stateless import checked_step
 
 # carol twice: hers is the one package that lands in SecondFactorSelected without a choice.
 USERS = ["alice", "bob", "carol", "carol", "dave", "erin", "frank", "grace"]

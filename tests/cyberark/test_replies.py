@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mfa_fsm import HttpResponse, IdpError, IdpReplyError
 from mfa_fsm.cyberark.replies import Reply, decipher, parse_reply
 from mfa_fsm.testing.scripted import json_reply
-from tests.cyberark.strategies import envelopes, mostly, retry_after_values, statuses
+from tests.support.cyberark_strategies import envelopes, mostly, retry_after_values, statuses
 
 PATH = "/Security/AdvanceAuthentication"
 GENERIC_FAILURE = (

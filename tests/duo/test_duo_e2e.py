@@ -14,7 +14,7 @@ from mfa_fsm.core.snapshot import FlowView, Snapshot
 from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.helpers import StatelessClient
+from tests.support.stateless import StatelessClient
 
 CLIENT_IP = "198.51.100.7"
 PHONE = "DPFZRS9FB0D46QFTM899"

@@ -19,7 +19,7 @@ from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.duo import DuoConfig, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.fault_matrix import (
+from tests.support.fault_matrix import (
     BASE_FAULTS,
     COVERED,
     PATIENT,

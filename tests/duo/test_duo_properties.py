@@ -24,7 +24,7 @@ from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.duo import DuoConfig, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.helpers import checked_step
+from tests.support.stateless import checked_step
 
 FAULTS = [
     "status",

@@ -15,7 +15,7 @@ from flask import Flask
 from mfa_fsm import DuoConfig, Engine, MemoryStore, VerifiedUserRequired
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 from mfa_fsm.web import mfa_blueprint
-from tests.web.support import PREFIX, Visitor, heading, make_app, state
+from tests.support.web import PREFIX, Visitor, heading, make_app, state
 
 PHONE = "DPFZRS9FB0D46QFTM899"
 

@@ -11,7 +11,7 @@ from mfa_fsm import EntrustConfig, EntrustFlow, EventNotAllowed, InvalidInput
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TEMP_ACCESS_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.helpers import StatelessClient
+from tests.support.stateless import StatelessClient
 
 CLIENT_IP = "198.51.100.7"
 

@@ -18,7 +18,7 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.fault_matrix import (
+from tests.support.fault_matrix import (
     BASE_FAULTS,
     COVERED,
     HONEST,

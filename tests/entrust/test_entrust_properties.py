@@ -22,7 +22,7 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.testing.entrust import DEMO_KBA, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.helpers import checked_step
+from tests.support.stateless import checked_step
 
 FAULTS = ["status", "rate_limit", "drop", "html", "empty", "wrong_shape", "unknown_enum"]
 GOOD_FACTORS = [

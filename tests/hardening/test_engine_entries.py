@@ -34,8 +34,8 @@ from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.stores.sql import SqlStore
 from mfa_fsm.testing import CyberArkEmulator
-from tests.servers import RunningServer, redis_server
-from tests.stores.store_helpers import StoreKit
+from tests.support.servers import RunningServer, redis_server
+from tests.support.stores import StoreKit
 
 #: name -> a flow id (or token) a hostile or broken caller might pass
 HOSTILE_IDS: dict[str, Any] = {

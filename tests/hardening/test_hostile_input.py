@@ -33,7 +33,7 @@ from mfa_fsm import (
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing import CyberArkEmulator, EmulatorServer, EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_KBA
-from tests.cyberark.support import config_for, pick
+from tests.support.cyberark import config_for, pick
 
 #: name -> a value a hostile or broken client might send
 HOSTILE: dict[str, Any] = {

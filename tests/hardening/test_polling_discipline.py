@@ -30,7 +30,7 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.core.transport import HttpRequest, HttpResponse
 from mfa_fsm.testing import CyberArkEmulator, EmulatorServer, EntrustEmulator
-from tests.cyberark.support import Clock, config_for, pick
+from tests.support.cyberark import Clock, config_for, pick
 
 PROVIDERS = ["entrust", "cyberark"]
 LIFETIME = 60.0

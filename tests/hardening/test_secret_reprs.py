@@ -16,7 +16,7 @@ from mfa_fsm.cyberark.replies import parse_reply
 from mfa_fsm.entrust.flow import EntrustContext
 from mfa_fsm.entrust.replies import decipher, parse_authenticated, parse_query
 from mfa_fsm.stores.base import Record
-from tests.stores.store_helpers import make_snapshot
+from tests.support.stores import make_snapshot
 
 SECRET = "S3CRET-7f3a9c1e5b"
 

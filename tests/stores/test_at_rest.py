@@ -37,8 +37,8 @@ from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.stores.sql import SqlStore
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
-from tests.engine_helpers import entrust_config
-from tests.stores.store_helpers import TEST_MARGIN, StoreKit, make_snapshot
+from tests.support.engine import entrust_config
+from tests.support.stores import TEST_MARGIN, StoreKit, make_snapshot
 
 KEY = bytes(range(32))
 

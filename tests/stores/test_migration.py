@@ -10,7 +10,7 @@ import pytest
 from mfa_fsm.core.errors import SnapshotError
 from mfa_fsm.core.snapshot import MIGRATIONS, SCHEMA_VERSION, Snapshot, migrate
 from mfa_fsm.stores.base import Record
-from tests.stores.store_helpers import StoreKit, make_snapshot
+from tests.support.stores import StoreKit, make_snapshot
 
 
 def _v0_from(snapshot: Snapshot) -> dict[str, Any]:

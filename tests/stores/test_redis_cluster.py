@@ -21,8 +21,8 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.engine_helpers import PauseAfter, engine_step, entrust_config, race_in_threads
-from tests.servers import RunningServer
+from tests.support.engine import PauseAfter, engine_step, entrust_config, race_in_threads
+from tests.support.servers import RunningServer
 
 LOGINS = 20
 WORKERS = 3

@@ -16,7 +16,6 @@ from mfa_fsm.core.errors import (
     FlowConflict,
     FlowNotFound,
     SealedStateError,
-    StoreError,
     UsageError,
 )
 from mfa_fsm.core.logref import flow_ref
@@ -24,7 +23,7 @@ from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.sealed import SealedState
-from tests.stores.store_helpers import (
+from tests.support.stores import (
     STORE_KINDS,
     FakeClock,
     StoreKit,
@@ -197,8 +196,8 @@ def test_generate_key() -> None:
 def test_seal_refuses_a_version_that_does_not_advance(
     sealed: SealedState, snapshot: Snapshot
 ) -> None:
-    """Sealing with expected_version at or above the snapshot's version raises StoreError."""
-    with pytest.raises(StoreError, match="not above expected_version"):
+    """Sealing with expected_version at or above the snapshot's version is a UsageError."""
+    with pytest.raises(UsageError, match="not above expected_version"):
         sealed.seal(snapshot, expected_version=0)
 
 
@@ -468,7 +467,7 @@ def test_a_snapshot_that_did_not_advance_is_refused_by_flow(
     sealed: SealedState, snapshot: Snapshot
 ) -> None:
     with pytest.raises(
-        StoreError, match=rf"^snapshot of flow ref {flow_ref(snapshot.flow_id)} has version 0"
+        UsageError, match=rf"^snapshot of flow ref {flow_ref(snapshot.flow_id)} has version 0"
     ):
         sealed.seal(snapshot, expected_version=0)
 

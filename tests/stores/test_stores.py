@@ -21,15 +21,15 @@ from mfa_fsm.core.errors import (
     FlowConflict,
     FlowNotFound,
     SnapshotError,
-    StoreError,
     StoreUnavailable,
+    UsageError,
 )
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.stores import DEFAULT_MARGIN, NO_VERSION, expires_at
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
-from tests.stores.store_helpers import (
+from tests.support.stores import (
     TEST_MARGIN,
     FakeClock,
     StoreKit,
@@ -88,11 +88,11 @@ def test_version_must_increase(kit: StoreKit, version: int, expected: int) -> No
     """A snapshot whose version is not above expected_version is refused before any write."""
     snapshot = make_snapshot(now=kit.clock())
     kit.store.create(snapshot)
-    with pytest.raises(StoreError, match="not above expected_version") as raised:
+    with pytest.raises(UsageError, match="not above expected_version") as raised:
         kit.store.save(
             attrs.evolve(snapshot, version=version, state="Completed"), expected_version=expected
         )
-    assert type(raised.value) is StoreError
+    assert type(raised.value) is UsageError
     assert kit.store.load(snapshot.flow_id) == snapshot
 
 
@@ -244,7 +244,7 @@ def test_claim_ttl_must_be_positive(kit: StoreKit, ttl: float) -> None:
     """A claim that would end at once is a usage error."""
     snapshot = make_snapshot(now=kit.clock())
     kit.store.create(snapshot)
-    with pytest.raises(StoreError, match="ttl"):
+    with pytest.raises(UsageError, match="ttl"):
         kit.store.claim(snapshot.flow_id, 0, ttl=ttl)
 
 
@@ -329,7 +329,7 @@ def test_expires_at_defaults_to_a_300_second_margin() -> None:
 
 def test_negative_margin_is_refused() -> None:
     """A negative margin is a configuration error."""
-    with pytest.raises(StoreError, match="margin"):
+    with pytest.raises(UsageError, match="margin"):
         MemoryStore(margin=-1)
 
 
@@ -350,7 +350,7 @@ def test_memory_store_sweeps_expired_records() -> None:
     assert store.purge_expired(limit=1) == 1
     assert store.purge_expired() == 1
     assert store.purge_expired() == 0
-    with pytest.raises(StoreError, match="limit"):
+    with pytest.raises(UsageError, match="limit"):
         store.purge_expired(limit=0)
 
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from mfa_fsm.testing import CyberArkEmulator
-from mfa_fsm.testing.cyberark import GENERIC_FAILURE, Mechanism
+from mfa_fsm.testing.cyberark import GENERIC_FAILURE, UserMechanism
 
 NATIVE = {"X-IDAP-NATIVE-CLIENT": "true"}
 ENVELOPE_KEYS = {
@@ -530,7 +530,7 @@ def test_u2f_is_answered_but_not_polled(emu: CyberArkEmulator) -> None:
 
 def test_unenrolled_mechanism_fails(emu: CyberArkEmulator) -> None:
     """A mechanism advertised with Enrolled false fails when used."""
-    emu.add_user("ivan", challenges=[[Mechanism("OTP", enrolled=False)]])
+    emu.add_user("ivan", challenges=[[UserMechanism("OTP", enrolled=False)]])
     result = package(emu, "ivan")
     assert result["Challenges"][0]["Mechanisms"][0]["Enrolled"] is False
     assert_failure(advance(emu, result["SessionId"], mech(result, 0, "OTP"), "StartOOB"))
@@ -950,7 +950,7 @@ def test_add_user_validates_its_package() -> None:
     with pytest.raises(ValueError, match="at least one"):
         emu.add_user("x", password="p", challenges=[[]])
     with pytest.raises(ValueError, match="name"):
-        Mechanism("SMOKE")
+        UserMechanism("SMOKE")
 
 
 def test_bare_host_pod_is_sent_verbatim(emu: CyberArkEmulator) -> None:
@@ -1041,3 +1041,15 @@ def test_replay_success_fault(emu: CyberArkEmulator) -> None:
     assert emu.calls[-1].fault == "replay_success"
     # The wrong answer was never processed: alice's package is still alive.
     assert summary(advance(emu, alice["SessionId"], sq, "Answer", "Smokey")) == "LoginSuccess"
+
+
+def test_the_old_name_of_user_mechanism_still_works_with_a_warning() -> None:
+    """``Mechanism`` (the name the CyberArk replies' parsed mechanism also has) is a
+    deprecated alias of UserMechanism for one release."""
+    from mfa_fsm.testing import cyberark  # noqa: PLC0415
+
+    with pytest.warns(DeprecationWarning, match=r"cyberark\.Mechanism is now UserMechanism"):
+        old = cyberark.Mechanism
+    assert old is UserMechanism
+    with pytest.raises(AttributeError, match="no attribute 'Mechanisms'"):
+        _ = cyberark.Mechanisms

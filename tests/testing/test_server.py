@@ -362,3 +362,15 @@ def test_serving_is_silent(capfd: pytest.CaptureFixture[str]) -> None:
         time.sleep(0.35)  # let the slow handler write to the closed socket
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
+
+
+def test_the_old_name_of_logged_request_still_works_with_a_warning() -> None:
+    """``CallRecord`` (the name the flow's own IdP-call record also has) is a deprecated alias
+    of LoggedRequest for one release."""
+    from mfa_fsm.testing import _server  # noqa: PLC0415
+
+    with pytest.warns(DeprecationWarning, match=r"_server\.CallRecord is now LoggedRequest"):
+        old = _server.CallRecord
+    assert old is _server.LoggedRequest
+    with pytest.raises(AttributeError, match="no attribute 'CallRecords'"):
+        _ = _server.CallRecords

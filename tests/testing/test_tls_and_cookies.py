@@ -25,8 +25,8 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import NO_RETRY
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
-from tests.cyberark.support import TENANT, Clock, pick
-from tests.helpers import StatelessClient
+from tests.support.cyberark import TENANT, Clock, pick
+from tests.support.stateless import StatelessClient
 
 NATIVE = {"X-IDAP-NATIVE-CLIENT": "true"}
 START = "/Security/StartAuthentication"

@@ -1,4 +1,4 @@
-"""The vendor-schema check of emulator replies catches drift (see tests/vendor_schemas.py)."""
+"""The vendor-schema check of emulator replies catches drift (tests/support/vendor_schemas.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import requests
 
 from mfa_fsm.testing import CyberArkEmulator, EmulatorServer, EntrustEmulator
 from mfa_fsm.testing._server import EmulatorReply, EmulatorRequest
-from tests.vendor_schemas import SCHEMAS, ReplyChecker, problem_with
+from tests.support.vendor_schemas import SCHEMAS, ReplyChecker, problem_with
 
 QUERY = "/api/web/v2/authentication/users"
 COMPLETE = "/api/web/v1/authentication/users/authenticate/OTP/complete"

@@ -2,7 +2,9 @@
 
 The browser is Debian's ``chromium`` (``scripts/setup.sh`` installs it with apt-get), driven
 by Playwright through its executable path: Playwright's own browser downloads are never used.
-A missing chromium fails the browser tests; it never skips them.
+A missing chromium fails the browser tests; it never skips them. Playwright is imported only
+by the browser fixtures, so every other web test collects and runs without it
+(tests/web/test_without_playwright.py checks that).
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.web.demo import Demo
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -32,10 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-# A push is polled once a second; give a page a few polls to follow it.
-expect.set_options(timeout=10_000)
-
-Shot = Callable[[Page, str], None]
+Shot = Callable[["Page", str], None]
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +59,10 @@ def browser() -> Iterator[Browser]:
             "`apt-get install chromium`), or set MFA_FSM_CHROMIUM to its path",
             pytrace=False,
         )
+    from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 - browser tests only
+
+    # A push is polled once a second; give a page a few polls to follow it.
+    expect.set_options(timeout=10_000)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched

@@ -2,7 +2,7 @@
 
 Each attack is bounded: a fixed, small number of requests, each with a timeout. The IdP is the
 emulator, whose call log shows what reached it. The app is the README's safe example: its own
-sign-in (``/app/signin``, tests/web/support.py) vouches for the user through ``current_user``
+sign-in (``/app/signin``, tests/support/web.py) vouches for the user through ``current_user``
 and ``begin()``; the blueprint's throttles are on with their default rates unless a test says.
 """
 
@@ -30,7 +30,7 @@ from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web import mfa_blueprint
-from tests.web.support import PREFIX, Client, make_app, serve
+from tests.support.web import PREFIX, Client, make_app, serve
 
 #: The headers every page of the blueprint carries, error pages included.
 SECURITY_HEADERS = {

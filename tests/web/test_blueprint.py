@@ -32,7 +32,7 @@ from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator, SecretRecorder
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TOKEN_CODE
 from mfa_fsm.web import mfa_blueprint
 from mfa_fsm.web.blueprint import MfaBlueprint
-from tests.web.support import (
+from tests.support.web import (
     CSRF_COOKIE,
     PREFIX,
     Visitor,

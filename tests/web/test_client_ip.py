@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from mfa_fsm import Engine, EntrustConfig, MemoryStore
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
-from tests.web.support import Client, make_app, serve
+from tests.support.web import Client, make_app, serve
 
 ALICE, BOB = "203.0.113.10", "198.51.100.20"
 

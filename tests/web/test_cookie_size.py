@@ -40,7 +40,7 @@ from mfa_fsm.entrust.flow import EntrustContext
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.cyberark import Mechanism as EmulatedMechanism
 from mfa_fsm.web.blueprint import _Carry
-from tests.web.support import Visitor, heading, make_app
+from tests.support.web import Visitor, heading, make_app
 
 #: What a browser keeps of one cookie, name, value and attributes together: RFC 6265 section
 #: 6.1 asks for "at least 4096 bytes"; werkzeug (and so Flask's MAX_COOKIE_SIZE) warns above

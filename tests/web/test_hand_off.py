@@ -15,7 +15,7 @@ from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import CyberArkEmulator, SecretRecorder
 from mfa_fsm.testing.leaks import find_leaks
 from tests.stores.test_at_rest import readable
-from tests.web.support import Visitor, flow_cookie, heading, make_app
+from tests.support.web import Visitor, flow_cookie, heading, make_app
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
-from tests.web.support import (
+from tests.support.web import (
     PREFIX,
     Client,
     Visitor,

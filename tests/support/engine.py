@@ -22,7 +22,7 @@ from mfa_fsm import (
 )
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
-from tests.stores.store_helpers import build_store, close_store, in_threads
+from tests.support.stores import build_store, close_store, in_threads
 
 #: Where a test client says the user is; sent as clientIp on every call.
 CLIENT_IP = "198.51.100.7"
