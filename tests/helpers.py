@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mfa_fsm import EventNotAllowed, Flow, FlowView, MfaError, Snapshot
+from mfa_fsm.core.exchange import drive
+from mfa_fsm.core.http import Transport
 
 
 class StatelessClient:
@@ -62,3 +64,20 @@ def checked_step(flow: Flow, calls: Callable[[], int], event: str, **data: Any) 
     if flow.clock() >= before.deadline and not before.is_final:
         assert (after.state, after.failure) == ("Failed", "expired")
     return after
+
+
+class Driven:
+    """A provider client whose calls (exchanges) are run at once over a blocking transport,
+    with the sync driver: ``Driven(client, transport).preauth("alice")`` returns the reply.
+    Setting an attribute (``client_ip``) sets it on the client."""
+
+    def __init__(self, client: Any, transport: Transport) -> None:
+        object.__setattr__(self, "_client", client)
+        object.__setattr__(self, "_transport", transport)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: drive(method(*args, **kwargs), self._transport)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._client, name, value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import pytest
@@ -41,7 +41,7 @@ class ToyContext:
 
 
 class ToyClient:
-    def __init__(self, config: ToyConfig, transport: Any) -> None:
+    def __init__(self, config: ToyConfig) -> None:
         self.config = config
 
 
