@@ -27,6 +27,7 @@ from mfa_fsm.testing import EmulatorServer
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
 from tests import fault_matrix
+from tests.helpers import DRIVERS, Driver
 from tests.servers import (
     RunningServer,
     ServerUnavailable,
@@ -108,9 +109,25 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """Each test that takes it runs twice: with the sync driver (``Flow.start`` and
+    ``Flow.send`` over requests) and the async one (``start_async`` and ``send_async`` over
+    httpx), against the same real emulators."""
+    running = Driver(request.param)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
 @pytest.fixture
-def recorder() -> SecretRecorder:
-    """A real HTTP transport that remembers every secret it carries."""
+def recorder(request: pytest.FixtureRequest) -> SecretRecorder:
+    """A real HTTP transport that remembers every secret it carries; under a test that takes
+    ``driver``, an asynchronous one (httpx) too."""
+    if "driver" in request.fixturenames:
+        driver: Driver = request.getfixturevalue("driver")
+        return driver.recorder()
     return SecretRecorder()
 
 
