@@ -79,13 +79,12 @@ class HttpxTransport:
             if isinstance(verify, str):
                 # httpx deprecates a path for verify=; the same trust, built the way it asks.
                 verify = ssl.create_default_context(cafile=verify)
-            # Refuse every cookie into the shared jar (see the module docs).
+            # Refuse every cookie into the shared jar (see the module docs). The jar itself is
+            # passed: httpx copies an httpx.Cookies into a new jar, dropping its policy.
             jar = http.cookiejar.CookieJar(
                 policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
             )
-            client = httpx.AsyncClient(
-                verify=verify, cookies=httpx.Cookies(jar), follow_redirects=False
-            )
+            client = httpx.AsyncClient(verify=verify, cookies=jar, follow_redirects=False)
         self.client = client
         self.timeout = timeout
         self.deadline = deadline
