@@ -21,6 +21,13 @@ T = TypeVar("T")
 DRIVERS = ("sync", "async")
 
 
+class _NoBlocking:
+    """The blocking side of an async test's transport: any use is a test failure."""
+
+    def send(self, request: Any) -> Any:
+        raise AssertionError(f"a blocking send of {request.path} under the async driver")
+
+
 class Driver:
     """Starts and steps flows with one of the two drivers, for tests parametrised over both:
     ``"sync"`` (``Flow.start`` / ``Flow.send`` over requests) or ``"async"``
@@ -35,13 +42,13 @@ class Driver:
         self._opened: list[HttpxTransport] = []
 
     def recorder(self) -> SecretRecorder:
-        """A fresh recording transport with its own connections: requests, plus httpx when
-        async."""
-        inner_async = None
-        if self.mode == "async":
-            inner_async = HttpxTransport()
-            self._opened.append(inner_async)
-        return SecretRecorder(RequestsTransport(), inner_async=inner_async)
+        """A fresh recording transport with its own connections: requests when sync; httpx
+        when async, whose blocking side then refuses, so no step falls back to requests."""
+        if self.mode == "sync":
+            return SecretRecorder(RequestsTransport())
+        inner_async = HttpxTransport()
+        self._opened.append(inner_async)
+        return SecretRecorder(_NoBlocking(), inner_async=inner_async)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         assert self._runner is not None, "only the async driver runs coroutines"
