@@ -31,7 +31,6 @@ would around a blocking call. Each request the transport was asked to send is no
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TypeAlias, TypeVar
@@ -180,15 +179,20 @@ async def drive_async(
     transport: AsyncTransport,
     *,
     calls: list[CallRecord] | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> T:
     """Run ``exchange`` to its end over ``transport.send_async`` and return its result.
 
     The asynchronous twin of :func:`drive`, with the same contract: pauses are awaited with
-    ``sleep`` (``asyncio.sleep``), transport exceptions are thrown into the generator, and
-    ``calls`` gets one :class:`CallRecord` per request the transport took. Cancelling the
-    task closes the exchange (its ``finally`` blocks run) and propagates.
+    ``sleep`` (``asyncio.sleep`` by default), transport exceptions are thrown into the
+    generator, and ``calls`` gets one :class:`CallRecord` per request the transport took.
+    Cancelling the task closes the exchange (its ``finally`` blocks run) and propagates.
     """
+    if sleep is None:
+        # Imported here: a program that never drives asynchronously never loads asyncio.
+        import asyncio  # noqa: PLC0415
+
+        sleep = asyncio.sleep
     reply: HttpResponse | None = None
     error: Exception | None = None
     try:
