@@ -1,11 +1,13 @@
 """The one seam through which mfa_fsm talks HTTP.
 
-Provider clients build an :class:`HttpRequest` and hand it to a :class:`Transport` (both
-defined in :mod:`mfa_fsm.core.http` and re-exported here); nothing else in the package
-imports ``requests``, and nothing imports this module until a flow needs its default
-transport, so a handler that brings its own transport never loads ``requests``. Tests may
-pass any object with a ``send`` method (see :class:`mfa_fsm.testing.ScriptedTransport`);
-production code uses :class:`RequestsTransport`.
+Provider clients build an :class:`HttpRequest` and the sync driver
+(:func:`mfa_fsm.core.exchange.drive`) hands it to a :class:`Transport` (both defined in
+:mod:`mfa_fsm.core.http` and re-exported here); nothing else in the package imports
+``requests``, and nothing imports this module until a flow needs its default transport, so a
+handler that brings its own transport never loads ``requests``. Tests may pass any object
+with a ``send`` method (see :class:`mfa_fsm.testing.ScriptedTransport`); production code uses
+:class:`RequestsTransport`. The asynchronous twin, over ``httpx``, is
+:class:`mfa_fsm.core.transport_async.HttpxTransport`.
 
 Bounded exchanges
 -----------------
