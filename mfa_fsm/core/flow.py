@@ -60,7 +60,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import attrs
@@ -482,7 +482,8 @@ class Flow:
         return self._commit(prepared, taken, outcome)
 
     def _prepare(self, event: str, client_ip: str | None) -> _Prepared:
-        """The checks before the step's clock starts: the address, a known event, a live flow."""
+        """The checks made before the step's deadline opens: the address, a known event, a
+        live flow; and the step's start (clock and perf counter)."""
         started = time.perf_counter()
         before = self._snapshot
         self._use_client_ip(client_ip)
@@ -578,9 +579,9 @@ class Flow:
     ) -> Exchange[Outcome | None]:
         handler = getattr(self, f"_on_{prepared.event}")
         try:
-            outcome: Outcome | None = yield from returned(
-                handler(prepared.before, prepared.now, **data)
-            )
+            outcome: Outcome | None = handler(prepared.before, prepared.now, **data)
+            if isinstance(outcome, Generator):  # an exchange (inlined returned(): hot path)
+                outcome = yield from outcome
         except MfaError as exc:
             self._log_step(
                 "mfa_fsm.step_failed", prepared.before, prepared.event, prepared.started, error=exc
