@@ -28,6 +28,7 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.transport_async import HttpxTransport
 from mfa_fsm.testing.entrust import EntrustEmulator
+from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
 from tests.core.test_bounded_steps import query
 
 Run = Callable[..., Any]
@@ -259,3 +260,20 @@ def test_send_async_needs_an_async_transport(entrust_emulator: EntrustEmulator) 
 
     asyncio.run(over_httpx())
     assert len(entrust_emulator.calls) == calls + 1
+
+
+def test_a_scripted_transport_serves_both_drivers() -> None:
+    """ScriptedTransport answers send_async from the same script, for unit tests of async
+    steps without a server."""
+    script = ScriptedTransport([json_reply({"ok": 1}), network_down("/y")])
+
+    def exchange() -> Exchange[int]:
+        first = yield from send(HttpRequest("GET", "https://idp.invalid/x", "/x"))
+        try:
+            yield from send(HttpRequest("GET", "https://idp.invalid/y", "/y"))
+        except TransportError:
+            return first.status
+        return 0
+
+    assert asyncio.run(drive_async(exchange(), script)) == 200
+    assert [request.path for request in script.requests] == ["/x", "/y"]
