@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from mfa_fsm import EntrustConfig, EntrustFlow, HttpRequest, RequestsTransport, TransportError
+from mfa_fsm import (
+    EntrustConfig,
+    EntrustFlow,
+    HttpRequest,
+    IdpReplyError,
+    RequestsTransport,
+    TransportError,
+)
 from mfa_fsm.core.deadline import step_deadline
 from mfa_fsm.core.errors import FlowBusy, IdpError, UsageError
 from mfa_fsm.core.exchange import (
@@ -29,7 +37,7 @@ from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.transport_async import HttpxTransport
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply, network_down
-from tests.core.test_bounded_steps import query
+from tests.core.test_bounded_steps import PATIENT, PUSH_COMPLETE, SLACK, query
 
 Run = Callable[..., Any]
 
@@ -277,3 +285,49 @@ def test_a_scripted_transport_serves_both_drivers() -> None:
 
     assert asyncio.run(drive_async(exchange(), script)) == 200
     assert [request.path for request in script.requests] == ["/x", "/y"]
+
+
+def test_an_async_step_is_bounded_by_step_timeout_and_changes_nothing(
+    entrust_emulator: EntrustEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """send_async opens the same step deadline as send: a dripped poll (retried, as polls
+    are) ends at Flow.step_timeout with a TransportError, and the flow is as it was."""
+    monkeypatch.setattr(EntrustFlow, "step_timeout", 2.0)
+    config = entrust_config(entrust_emulator)
+
+    async def scenario() -> None:
+        async with HttpxTransport(timeout=PATIENT, deadline=60.0) as transport:
+            flow = await EntrustFlow.start_async(
+                config=config, verified_user=VerifiedUser("jsmith"), transport=transport
+            )
+            await flow.send_async("submit_first_factor")
+            await flow.send_async("select_second_factor", factor="TOKENPUSH")
+            before = flow.snapshot()
+            entrust_emulator.faults.inject("drip", path=PUSH_COMPLETE, times=None, delay=1.0)
+            started = time.monotonic()
+            with pytest.raises(TransportError):
+                await flow.send_async("poll")
+            assert 2.0 <= time.monotonic() - started < 2.0 + SLACK
+            assert flow.snapshot() == before
+
+    asyncio.run(scenario())
+
+
+def test_an_oversized_reply_fails_an_async_step_and_changes_nothing(
+    entrust_emulator: EntrustEmulator,
+) -> None:
+    """Over httpx, a reply past max_reply_bytes is an IdpReplyError; the flow is unchanged."""
+    config = entrust_config(entrust_emulator)
+
+    async def scenario() -> None:
+        async with HttpxTransport(max_reply_bytes=64 * 1024) as transport:
+            flow = await EntrustFlow.start_async(
+                config=config, verified_user=VerifiedUser("jsmith"), transport=transport
+            )
+            before = flow.snapshot()
+            entrust_emulator.faults.inject("oversized", announce=False)
+            with pytest.raises(IdpReplyError, match="65536-byte limit"):
+                await flow.send_async("submit_first_factor")
+            assert flow.snapshot() == before
+
+    asyncio.run(scenario())
