@@ -315,7 +315,8 @@ class DuoClient:
                 trusted_device_token=trusted_device_token,
             )
 
-        return parse_preauth((yield from self.config.retry.exchange(lambda: self._fields(build))))
+        fields = yield from self.config.retry.exchange(lambda: self._fields(build))
+        return parse_preauth(fields)
 
     def auth(
         self,
@@ -326,9 +327,8 @@ class DuoClient:
         passcode: str | None = None,
     ) -> Exchange[AuthReply]:
         """A synchronous ``/auth``: send SMS passcodes, or check a typed passcode (not retried)."""
-        return parse_auth(
-            (yield from self._auth(factor, username, device=device, passcode=passcode))
-        )
+        fields = yield from self._auth(factor, username, device=device, passcode=passcode)
+        return parse_auth(fields)
 
     def auth_async(
         self,
@@ -340,18 +340,15 @@ class DuoClient:
         push_type: str | None = None,
     ) -> Exchange[AuthStarted]:
         """Start a push or a phone call with ``async=1`` and return its ``txid`` (not retried)."""
-        return parse_auth_started(
-            (
-                yield from self._auth(
-                    factor,
-                    username,
-                    device=device,
-                    async_txn=True,
-                    display_username=display_username,
-                    push_type=push_type,
-                )
-            )
+        fields = yield from self._auth(
+            factor,
+            username,
+            device=device,
+            async_txn=True,
+            display_username=display_username,
+            push_type=push_type,
         )
+        return parse_auth_started(fields)
 
     def auth_status(self, txid: str) -> Exchange[AuthStatusReply]:
         """The state of an asynchronous ``/auth`` (safe: retried)."""

@@ -141,7 +141,8 @@ class EntrustClient:
             "otpDeliveryType": delivery,
         }
         path = SELECT_PATH.format(authenticator=check_authenticator(authenticator))
-        return parse_authenticated((yield from self._post(path, body)))
+        fields = yield from self._post(path, body)
+        return parse_authenticated(fields)
 
     def complete(
         self,
@@ -161,7 +162,8 @@ class EntrustClient:
             "cancel": True if cancel else None,
         }
         path = COMPLETE_PATH.format(authenticator=check_authenticator(authenticator))
-        return parse_authenticated((yield from self._post(path, body, token=token)))
+        fields = yield from self._post(path, body, token=token)
+        return parse_authenticated(fields)
 
     def poll(
         self, authenticator: str, token: str, *, second_factor: str | None = None
