@@ -9,6 +9,9 @@ Every variant runs the same machine shape (the Entrust flow's), interleaved in e
 * dict dispatch: the floor, ``{(state, event, outcome kind): target}`` looked up on a dict;
 * mfa_fsm: JSON snapshot -> EntrustFlow.restore -> send("submit_response", answer=...)
   whose IdP call is answered by an in-process transport -> JSON snapshot;
+* mfa_fsm async: the same step with ``await flow.send_async(...)`` over an in-process
+  asynchronous transport, the steps awaited one after another on one event loop (the async
+  driver's cost over the sync one: the same handler, the same exchange);
 * mfa_fsm sealed: ``SealedEngine.send`` (no ledger): open the client's token -> restore ->
   send -> seal the new token; each step on a flow sealed before the clock started.
 
@@ -23,6 +26,7 @@ Run: python bench/engine_step.py [--rounds 15] [--cycles 2000]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import logging
@@ -60,6 +64,13 @@ class InProcessTransport:
     """Answers every request with the same recorded 'completed' reply."""
 
     def send(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, {"Content-Type": "application/json"}, COMPLETED)
+
+
+class InProcessAsyncTransport:
+    """The asynchronous twin of :class:`InProcessTransport`."""
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(200, {"Content-Type": "application/json"}, COMPLETED)
 
 
@@ -195,6 +206,24 @@ def make_step(saved: str) -> Callable[[], str]:
     return step
 
 
+def make_async_steps(saved: str) -> Callable[[int], float]:
+    """µs per ``send_async`` step, ``count`` steps awaited in a row on one event loop."""
+    transport = InProcessAsyncTransport()
+    loop = asyncio.new_event_loop()
+
+    async def steps(count: int) -> float:
+        gc.collect()
+        started = time.perf_counter()
+        for _ in range(count):
+            flow = EntrustFlow.restore(saved, config=CONFIG, transport=transport)
+            await flow.send_async("submit_response", response="12345678")
+            assert flow.state == "Completed"
+            flow.snapshot().to_json()
+        return (time.perf_counter() - started) / count * 1e6
+
+    return lambda count: loop.run_until_complete(steps(count))
+
+
 def configure_logging() -> None:
     """structlog as an application sets it up, writing to a logger that drops every line."""
     structlog.configure(
@@ -224,6 +253,7 @@ def per_prepared_call_us(
 
 BARE = "bare python-statemachine cycle"
 STEP = "mfa_fsm stateless step"
+ASYNC_STEP = "mfa_fsm stateless step, send_async"
 SEALED = "mfa_fsm sealed step"
 TARGETS = {STEP: 0.25, SEALED: 0.45}
 
@@ -241,6 +271,7 @@ def main() -> None:
         "transitions cycle (new Machine)": lambda n: per_call_us(transitions_cycle, n),
         "dict dispatch (floor)": lambda n: per_call_us(dict_dispatch_cycle, n),
         STEP: lambda n: per_call_us(make_step(saved), n),
+        ASYNC_STEP: make_async_steps(saved),
         SEALED: lambda n: per_prepared_call_us(sealed, n),
     }
     for timed in variants.values():  # warm up class-level caches

@@ -47,6 +47,7 @@ from mfa_fsm.core.errors import (
 
 if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.flow import Flow, FlowMachine, Outcome
+    from mfa_fsm.core.http import AsyncTransport
     from mfa_fsm.core.identity import VerifiedUser
     from mfa_fsm.core.logref import flow_ref, set_log_key
     from mfa_fsm.core.outcomes import OutcomeKind
@@ -59,6 +60,7 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.snapshot import Challenge, Choice, FlowView, Result, Snapshot
     from mfa_fsm.core.throttle import Throttle
     from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
+    from mfa_fsm.core.transport_async import HttpxTransport
     from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
     from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
     from mfa_fsm.engine import Engine, SealedEngine
@@ -70,6 +72,7 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.stores.sql import SqlStore
 
 __all__ = [
+    "AsyncTransport",
     "Challenge",
     "Choice",
     "CyberArkConfig",
@@ -90,6 +93,7 @@ __all__ = [
     "FlowView",
     "HttpRequest",
     "HttpResponse",
+    "HttpxTransport",
     "IdpError",
     "IdpReplyError",
     "InvalidInput",
@@ -131,6 +135,7 @@ __all__ = [
 
 # Public name -> the module that defines it, imported when the name is first asked for.
 _LAZY = {
+    "AsyncTransport": "mfa_fsm.core.http",
     "Challenge": "mfa_fsm.core.snapshot",
     "Choice": "mfa_fsm.core.snapshot",
     "CyberArkConfig": "mfa_fsm.cyberark.client",
@@ -147,6 +152,7 @@ _LAZY = {
     "FlowView": "mfa_fsm.core.snapshot",
     "HttpRequest": "mfa_fsm.core.http",
     "HttpResponse": "mfa_fsm.core.http",
+    "HttpxTransport": "mfa_fsm.core.transport_async",
     "MemoryStore": "mfa_fsm.stores.memory",
     "Outcome": "mfa_fsm.core.flow",
     "OutcomeKind": "mfa_fsm.core.outcomes",

@@ -34,6 +34,7 @@ from tests.support.servers import (
     redis_cluster,
     redis_server,
 )
+from tests.support.stateless import DRIVERS, Driver
 from tests.support.stores import STORE_KINDS, FakeClock, StoreKit
 from tests.support.vendor_schemas import ReplyChecker
 
@@ -108,9 +109,25 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """Each test that takes it runs twice: with the sync driver (``Flow.start`` and
+    ``Flow.send`` over requests) and the async one (``start_async`` and ``send_async`` over
+    httpx), against the same real emulators."""
+    running = Driver(request.param)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
 @pytest.fixture
-def recorder() -> SecretRecorder:
-    """A real HTTP transport that remembers every secret it carries."""
+def recorder(request: pytest.FixtureRequest) -> SecretRecorder:
+    """A real HTTP transport that remembers every secret it carries; under a test that takes
+    ``driver``, an asynchronous one (httpx) too."""
+    if "driver" in request.fixturenames:
+        driver: Driver = request.getfixturevalue("driver")
+        return driver.recorder()
     return SecretRecorder()
 
 

@@ -4,6 +4,7 @@ refused with a typed error that never shows the value."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from mfa_fsm import (
     MemoryStore,
     VerifiedUser,
 )
-from mfa_fsm.duo import DuoConfig, DuoCredentials
+from mfa_fsm.core.transport_async import HttpxTransport
+from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
 from mfa_fsm.testing.duo import DuoEmulator
 
@@ -81,6 +83,31 @@ def test_duo_sends_extra_headers_and_still_signs() -> None:
         view = engine.send(view.flow_id, "submit_first_factor")
         assert view.state == "AwaitingSecondFactor"  # the signed calls were accepted
         calls_carry_extra(emulator.calls)
+
+
+def test_the_async_driver_sends_them_too_and_duo_still_signs() -> None:
+    """Over httpx (send_async), the extra headers travel as well, and Duo's signed body is sent
+    byte for byte (its signature checks)."""
+    with DuoEmulator() as emulator:
+        creds = emulator.credentials
+        config = DuoConfig(
+            DuoCredentials(creds.integration_key, creds.secret_key, creds.api_hostname),
+            base_url=emulator.base_url,
+            poll_interval=0.0,
+            extra_headers=EXTRA,
+        )
+
+        async def steps() -> str:
+            async with HttpxTransport() as transport:
+                flow = await DuoFlow.start_async(
+                    config=config, verified_user=VerifiedUser("jsmith"), transport=transport
+                )
+                view = await flow.send_async("submit_first_factor", client_ip="198.51.100.7")
+                return view.state
+
+        assert asyncio.run(steps()) == "AwaitingSecondFactor"
+        calls_carry_extra(emulator.calls)
+        assert all(call.status == 200 for call in emulator.calls)
 
 
 @pytest.mark.parametrize(

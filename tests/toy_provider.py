@@ -30,8 +30,10 @@ from typing import Any, ClassVar
 import attrs
 
 from mfa_fsm.core.errors import IdpReplyError, InvalidInput
+from mfa_fsm.core.exchange import Exchange, send
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
 from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
+from mfa_fsm.core.identity import client_address
 from mfa_fsm.core.outcomes import (
     CANCELLED,
     COMPLETED,
@@ -44,6 +46,7 @@ from mfa_fsm.core.outcomes import (
 )
 from mfa_fsm.core.replies import json_body
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
+from mfa_fsm.core.throttle import Throttle
 
 PASSWORD_PATH = "/v1/password"
 CHALLENGE_PATH = "/v1/challenge"
@@ -77,7 +80,7 @@ def parse_reply(response: HttpResponse, path: str) -> ToyReply:
     return ToyReply(result, tuple(factors), body.get("txn"), body.get("token"))
 
 
-# -- client: builds the requests, sends them through the injected transport ---------------
+# -- client: builds the requests; a driver sends them (sync or async) ---------------------
 
 
 @attrs.frozen
@@ -87,13 +90,12 @@ class ToyConfig:
 
 
 class ToyClient:
-    def __init__(self, config: ToyConfig, transport: Transport) -> None:
+    def __init__(self, config: ToyConfig) -> None:
         self.config = config
-        self.transport = transport
 
-    def call(self, path: str, body: dict[str, str]) -> ToyReply:
+    def call(self, path: str, body: dict[str, str | None]) -> Exchange[ToyReply]:
         request = HttpRequest("POST", self.config.base_url + path, path, json=body)
-        return parse_reply(self.transport.send(request), path)
+        return parse_reply((yield from send(request)), path)
 
 
 # -- the table ---------------------------------------------------------------------------
@@ -150,14 +152,18 @@ class ToyFlow(Flow):
     client: ToyClient
 
     @classmethod
-    def start(
+    def opening(
         cls,
         *,
         config: ToyConfig,
         user: str,
         transport: Transport | None = None,
         clock: Clock = time.time,
+        throttle: Throttle | None = None,
+        client_ip: str | None = None,
     ) -> ToyFlow:
+        """Toy Verify needs no call to open a flow: the password is its first step."""
+        cls._check_start(throttle, user, client_address(client_ip))
         now = clock()
         snapshot = Snapshot(
             provider=cls.provider,
@@ -177,8 +183,10 @@ class ToyFlow(Flow):
         outcomes=[SECOND_FACTOR_DUE, REJECTED, FAILED],
         calls=f"POST {PASSWORD_PATH}",
     )
-    def _password(self, snapshot: Snapshot, now: float, answer: str) -> Outcome:
-        reply = self.client.call(PASSWORD_PATH, {"user": snapshot.user_id, "password": answer})
+    def _password(self, snapshot: Snapshot, now: float, answer: str) -> Exchange[Outcome]:
+        reply = yield from self.client.call(
+            PASSWORD_PATH, {"user": snapshot.user_id, "password": answer}
+        )
         if reply.result == "ok":
             choices = tuple(Choice(id=f, kind=f, label=f.title()) for f in reply.factors)
             return Outcome(SECOND_FACTOR_DUE, {"choices": choices, "challenge": None})
@@ -189,10 +197,12 @@ class ToyFlow(Flow):
         outcomes=[RESPONSE_DUE, OOB_PENDING],
         calls=f"POST {CHALLENGE_PATH}",
     )
-    def _choose(self, snapshot: Snapshot, now: float, factor: str) -> Outcome:
+    def _choose(self, snapshot: Snapshot, now: float, factor: str) -> Exchange[Outcome]:
         if factor not in {choice.id for choice in snapshot.choices}:
             raise InvalidInput("factor", "is not offered; pick one of the view's choices")
-        reply = self.client.call(CHALLENGE_PATH, {"user": snapshot.user_id, "factor": factor})
+        reply = yield from self.client.call(
+            CHALLENGE_PATH, {"user": snapshot.user_id, "factor": factor}
+        )
         context = ToyContext(txn=reply.txn)
         if reply.result == "pushed":
             challenge = Challenge(factor=factor, kind="push", prompt="Approve", accepts_code=False)
@@ -208,15 +218,17 @@ class ToyFlow(Flow):
         outcomes=[COMPLETED, REJECTED, FAILED],
         calls=f"POST {VERIFY_PATH}",
     )
-    def _verify(self, snapshot: Snapshot, now: float, answer: str) -> Outcome:
-        reply = self.client.call(VERIFY_PATH, {"txn": snapshot.context.txn, "code": answer})
+    def _verify(self, snapshot: Snapshot, now: float, answer: str) -> Exchange[Outcome]:
+        reply = yield from self.client.call(
+            VERIFY_PATH, {"txn": snapshot.context.txn, "code": answer}
+        )
         return _completed(snapshot, reply) if reply.result == "ok" else _refused(snapshot, reply)
 
     @on(ToyMachine.poll, outcomes=[OOB_PENDING, COMPLETED, FAILED], calls=f"POST {STATUS_PATH}")
-    def _status(self, snapshot: Snapshot, now: float) -> Outcome | None:
+    def _status(self, snapshot: Snapshot, now: float) -> Exchange[Outcome | None]:
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None
-        reply = self.client.call(STATUS_PATH, {"txn": snapshot.context.txn})
+        reply = yield from self.client.call(STATUS_PATH, {"txn": snapshot.context.txn})
         if reply.result == "waiting":
             return Outcome(OOB_PENDING, {"next_poll_at": now + 1.0})
         if reply.result == "ok":
@@ -263,6 +275,10 @@ class ToyIdp:
         body: dict[str, Any] = request.json
         reply = self._answer(request.path, body)
         return HttpResponse(200, {"Content-Type": "application/json"}, json.dumps(reply).encode())
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse:
+        """The same IdP for the async driver (an AsyncTransport)."""
+        return self.send(request)
 
     def _answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if path == PASSWORD_PATH:

@@ -30,9 +30,10 @@ def step_deadline(seconds: float) -> Iterator[float]:
     """Bound every IdP exchange made inside the ``with`` block to end within ``seconds`` of
     now (wall clock), in all; yields the deadline (``time.monotonic()`` seconds).
 
-    Nested blocks keep the earliest deadline. :class:`RequestsTransport` refuses to start an
-    exchange past it and cuts one off when it passes (TransportError); ``RetryPolicy`` does
-    not wait past it. ``Flow.send`` opens one of ``Flow.step_timeout`` when none is open,
+    Nested blocks keep the earliest deadline. :class:`RequestsTransport` and
+    ``HttpxTransport`` refuse to start an exchange past it and cut one off when it passes
+    (TransportError); ``RetryPolicy`` does not wait past it, nor does a driver's pause.
+    ``Flow.send`` and ``send_async`` open one of ``Flow.step_timeout`` when none is open,
     and the engines one of their ``step_timeout`` around every call.
     """
     if not seconds > 0:

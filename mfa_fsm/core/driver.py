@@ -1,6 +1,9 @@
 """A blocking driver for callers that may wait (a CLI, a script): poll until the OOB ends.
 
-Web handlers never use this: they send one ``poll`` per request and let the page wait.
+Web handlers never use this: they send one ``poll`` per request and let the page wait. Its
+back-off after a failed poll is :class:`~mfa_fsm.core.backoff.Backoff` (without jitter: one
+caller polling one flow has nobody to spread out from), the curve the retries and the poll
+schedule use too.
 """
 
 from __future__ import annotations
@@ -8,15 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from mfa_fsm.core.backoff import Backoff
 from mfa_fsm.core.errors import IdpError, TransportError
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.core.snapshot import FlowView
 
 #: Longest pause between two ticks, so a spinner keeps moving while the IdP is slow.
 TICK = 0.2
-#: Back-off after a transient failure, doubled up to the cap.
+#: Back-off after a transient failure (seconds), doubled up to the cap.
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 16.0
+BACKOFF = Backoff(first=FIRST_BACKOFF, cap=MAX_BACKOFF)
 
 
 def wait_while_pending(
@@ -33,7 +38,7 @@ def wait_while_pending(
     every :data:`TICK` seconds (for a spinner).
     """
     view = flow.view()
-    backoff = FIRST_BACKOFF
+    failures = 0  # transient failures in a row
     resume_at = 0.0
     while view.state == "OobPending":
         now = flow.clock()
@@ -46,11 +51,11 @@ def wait_while_pending(
             continue
         try:
             view = flow.send("poll")
-            backoff = FIRST_BACKOFF
+            failures = 0
         except (TransportError, IdpError) as exc:
             if isinstance(exc, IdpError) and not exc.transient:
                 raise
-            wait = exc.retry_after or backoff
+            failures += 1
+            wait = exc.retry_after or BACKOFF.ceiling(failures)
             resume_at = flow.clock() + wait
-            backoff = min(backoff * 2, MAX_BACKOFF)
     return view

@@ -9,9 +9,12 @@ Each provider declares two things side by side in one module:
   it takes (``cond=said(OutcomeKind.COMPLETED)``, or :func:`rows` for a whole event). This
   table is the whole flow; the diagrams in ``diagrams/`` are drawn from it.
 * a :class:`Flow` subclass with one handler per event, found by its :func:`on` declaration
-  (``@on(Machine.submit_response, outcomes=[...], calls="POST /...")``), which makes the IdP
-  calls for the event and returns an :class:`Outcome`: what the IdP said (``kind``, an
-  :class:`~mfa_fsm.core.outcomes.OutcomeKind`) and the snapshot fields it changes.
+  (``@on(Machine.submit_response, outcomes=[...], calls="POST /...")``), which describes the
+  IdP calls for the event and returns an :class:`Outcome`: what the IdP said (``kind``, an
+  :class:`~mfa_fsm.core.outcomes.OutcomeKind`) and the snapshot fields it changes. A handler
+  is an exchange (:mod:`mfa_fsm.core.exchange`): a generator that yields the requests it
+  needs (``reply = yield from self.client.query(user_id)``) and returns the outcome; one
+  that calls no IdP may simply return it.
 
 ``mfa-fsm verify`` (:func:`mfa_fsm.verify.verify_flow`) checks the two against each other
 without an IdP: every outcome a handler declares has a row, every state is reachable, every
@@ -24,8 +27,9 @@ on ``completed``.
 2. if the state's deadline has passed, turn the event into ``expire`` (no IdP call, except a
    best-effort cancel where the provider has one);
 3. refuse an event the current state does not take (no IdP call);
-4. call the handler, which performs the IdP calls through the transport and returns an
-   ``Outcome`` (or ``None``: nothing to do yet, e.g. a poll before ``next_poll_at``);
+4. run the handler with a driver, which sends the requests it yields through the transport
+   and hands it the replies, until it returns an ``Outcome`` (or ``None``: nothing to do yet,
+   e.g. a poll before ``next_poll_at``);
 5. ask the machine which target ``event`` with that outcome leads to: the first time for a
    given (state, event, outcome kind), send it to a machine restored at the current state and
    let its guards pick; later, the remembered answer (see "Asking the machine once"). An
@@ -38,6 +42,14 @@ Steps 1-5 never touch the held snapshot, so any exception (network, IdP refusal,
 reply, a bug) leaves the flow exactly as it was before the event. The machine is strict
 (``StateMachine`` semantics pinned below), and it is rebuilt around the snapshot's state on
 every step it needs, so restoring a flow never runs an entry action.
+
+``send`` drives step 4 with :func:`~mfa_fsm.core.exchange.drive` over a blocking
+:class:`~mfa_fsm.core.http.Transport` (``requests``); ``await send_async`` drives the very
+same generator with :func:`~mfa_fsm.core.exchange.drive_async` over an
+:class:`~mfa_fsm.core.http.AsyncTransport` (``httpx``). Everything else (the checks of steps
+1-3, the throttle, the step deadline, the target, the commit and the log line) is one code
+path, shared: prepare (:meth:`Flow._prepare`), drive, commit (:meth:`Flow._commit`). So are
+``start`` and ``start_async``: both drive the provider's :meth:`Flow.opening` exchange.
 
 Asking the machine once
 -----------------------
@@ -59,7 +71,7 @@ import contextlib
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import attrs
@@ -76,12 +88,12 @@ from mfa_fsm.core.errors import (
     InvalidInput,
     MfaError,
     SnapshotError,
-    StoreError,
     UnmodelledOutcome,
     UsageError,
 )
+from mfa_fsm.core.exchange import CallRecord, Exchange, drive, drive_async, returned
 from mfa_fsm.core.fields import choice_kinds, neutral_fields, resolve_factor
-from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
+from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import client_address
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.outcomes import OutcomeKind
@@ -302,77 +314,6 @@ class Outcome:
     changes: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 
-@attrs.frozen
-class CallRecord:
-    """One IdP call made during a step: what the transition log line reports."""
-
-    path: str
-    status: int | None
-    ms: float
-
-
-class _RecordingTransport:
-    """Wraps the caller's transport to note path, status and duration of every call."""
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.calls: list[CallRecord] = []
-
-    def send(self, request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        status: int | None = None
-        sent = True
-        try:
-            response = self.inner.send(request)
-            status = response.status
-            return response
-        except StoreError:
-            sent = False  # refused before it left (mfa_fsm.engine's claim): no IdP call
-            raise
-        finally:
-            if sent:
-                ms = round((time.perf_counter() - started) * 1000, 2)
-                self.calls.append(CallRecord(request.path, status, ms))
-
-
-def _accept_renamed_start_options(cls: type[Flow], name: str) -> None:
-    """Let ``cls.<name>`` (a ``start`` classmethod it defines) take the deprecated option
-    names of :data:`~mfa_fsm.core.fields.RENAMED_FIELDS` (``user_id=`` for ``user=``), with a
-    DeprecationWarning, so no provider's ``start`` needs code of its own for them."""
-    declared = cls.__dict__.get(name)
-    if not isinstance(declared, classmethod):
-        return
-    start = declared.__func__
-
-    @functools.wraps(start)
-    def renamed(klass: type[Flow], *args: Any, **options: Any) -> Any:
-        return start(klass, *args, **neutral_fields("start", options, stacklevel=2))
-
-    setattr(cls, name, classmethod(renamed))
-
-
-def _checked_start(start: Callable[..., Flow]) -> Any:
-    """A provider's ``start`` classmethod that raises UsageError, not TypeError or
-    AttributeError, for a call that does not match it or a ``config=`` of the wrong type."""
-    signature = inspect.signature(start)
-    name = start.__qualname__
-
-    @functools.wraps(start)
-    def wrapper(cls: type[Flow], *args: Any, **kwargs: Any) -> Flow:
-        problem = call_problem(signature, (cls, *args), kwargs)
-        if problem is not None:
-            raise UsageError(f"{name}() {problem}; see help({name}) for the arguments it takes")
-        config = kwargs.get("config")
-        if not isinstance(config, cls.config_type):
-            raise UsageError(
-                f"{cls.__name__} takes a {cls.config_type.__name__} as config=, "
-                f"not a {type(config).__name__}"
-            )
-        return start(cls, *args, **kwargs)
-
-    return classmethod(wrapper)
-
-
 class _Model:
     """The object python-statemachine reads and writes the current state on."""
 
@@ -385,10 +326,11 @@ class _Model:
 class Flow:
     """One MFA flow of one provider, advanced one event at a time.
 
-    Subclasses set ``provider``, ``machine``, ``context_type`` and ``config_type``, declare one
-    handler per event the caller may send with :func:`on`, and a
-    :meth:`start` classmethod. Use ``Provider.start(...)`` to begin a flow and :meth:`restore`
-    to continue one; both take the provider's configuration as ``config=``.
+    Subclasses set ``provider``, ``machine``, ``context_type``, ``config_type`` and
+    ``client_type``, declare one handler per event the caller may send with :func:`on` (an
+    exchange, see the module docs), and an :meth:`opening` classmethod. Use
+    ``Provider.start(...)`` (or ``await Provider.start_async(...)``) to begin a flow and
+    :meth:`restore` to continue one; both take the provider's configuration as ``config=``.
     """
 
     provider: ClassVar[str]
@@ -396,11 +338,12 @@ class Flow:
     context_type: ClassVar[type]
     #: the class of the configuration that ``start`` and ``restore`` take as ``config=``
     config_type: ClassVar[type]
-    #: builds the provider's API client from the configuration and the step's transport
+    #: builds the provider's API client (request builders and reply parsers, no I/O) from
+    #: the configuration
     client_type: ClassVar[type[Any]]
     #: the application's configuration for this provider (never stored in the snapshot)
     config: Any
-    #: the provider's API client; every IdP call of a handler goes through it
+    #: the provider's API client; every IdP exchange of a handler is built by it
     client: Any
     #: the provider's name for people (start pages, the CLI); defaults to ``provider`` titled
     label: ClassVar[str]
@@ -433,13 +376,9 @@ class Flow:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "start" in cls.__dict__:
-            cls.start = _checked_start(cls.__dict__["start"].__func__)  # type: ignore[method-assign]
         Snapshot.contexts[cls.provider] = cls.context_type
         if "label" not in cls.__dict__ and not hasattr(cls, "label"):
             cls.label = cls.provider.replace("_", " ").replace("-", " ").title()
-        for name in ("start", "start_async"):
-            _accept_renamed_start_options(cls, name)
         cls._events_by_state = {
             state.id: frozenset(event.id for event in state.transitions.unique_events)
             for state in cls.machine.states
@@ -478,7 +417,7 @@ class Flow:
         snapshot: Snapshot,
         *,
         config: Any,
-        transport: Transport | None = None,
+        transport: Transport | AsyncTransport | None = None,
         clock: Clock = time.time,
         throttle: Throttle | None = None,
     ) -> None:
@@ -497,31 +436,75 @@ class Flow:
         if not isinstance(snapshot.context, self.context_type):
             raise SnapshotError(f"snapshot context is not a {self.context_type.__name__}")
         self._snapshot = snapshot
-        if transport is None:
-            # Share the configuration's (one connection per login). Imported here: only a
-            # flow without a transport of its own needs requests.
-            from mfa_fsm.core.transport import default_transport  # noqa: PLC0415
-
-            transport = default_transport(config)
-        self._transport = _RecordingTransport(transport)
+        self._transport = transport
+        #: the IdP calls of the step in progress (or the last one), for its log line
+        self._calls: list[CallRecord] = []
         self.clock = clock
         self.config = config
         self.throttle = throttle
         #: the end user's address for the step being run (never stored nor logged)
         self.client_ip: str | None = None
-        self.client = self.client_type(config, self._transport)
+        self.client = self.client_type(config)
 
     @classmethod
-    def start(cls, *args: Any, **kwargs: Any) -> Self:
-        """Begin a new flow; each provider defines this with its own keyword options.
+    def opening(cls, *args: Any, **options: Any) -> Exchange[Self] | Self:
+        """The exchange that opens a flow: each provider defines it with its own keywords.
 
-        Every provider's ``start`` takes ``config=``, ``transport=``, ``clock=``,
+        Every provider's ``opening`` takes ``config=``, ``transport=``, ``clock=``,
         ``throttle=`` and ``client_ip=`` besides what it needs to know about the user (a
         ``user=`` typed by someone, or a ``verified_user=`` the application vouches for),
-        makes the IdP calls that open the flow, and returns the flow in its first state
-        (version 0).
+        describes the IdP calls that open the flow (an exchange; a provider that calls no IdP
+        to open a flow may return the flow itself), and returns the flow in its first state
+        (version 0). Run it with :meth:`start` or :meth:`start_async`.
         """
-        raise NotImplementedError(f"{cls.__name__} does not define start()")
+        raise NotImplementedError(f"{cls.__name__} does not define opening()")
+
+    @classmethod
+    def start(cls, *args: Any, **options: Any) -> Self:
+        """Begin a new flow over a blocking transport; the keywords are the provider's
+        :meth:`opening`'s (its docstring lists them and the errors raised).
+
+        Without ``transport=`` the flow uses the one its configuration shares with every
+        other flow (:func:`~mfa_fsm.core.transport.default_transport`). A call that does not
+        match :meth:`opening` (an unknown keyword, a ``config=`` of another provider) raises
+        :class:`UsageError`; an old option name (``user_id=``) is taken with a
+        DeprecationWarning. No flow exists until this returns.
+        """
+        options = cls._opening_options(args, options)
+        transport = cls._sync_transport_for(options.get("transport"), options["config"])
+        opening = cls.opening(**{**options, "transport": transport})
+        flow: Self = drive(returned(opening), transport)
+        return flow
+
+    @classmethod
+    async def start_async(cls, *args: Any, **options: Any) -> Self:
+        """Begin a new flow over an :class:`~mfa_fsm.core.http.AsyncTransport` (such as
+        :class:`~mfa_fsm.core.transport_async.HttpxTransport`, given as ``transport=``): the
+        same keywords, checks, IdP calls and errors as :meth:`start`, awaited. Raises
+        :class:`UsageError` without an asynchronous transport.
+        """
+        options = cls._opening_options(args, options)
+        transport = cls._async_transport_for(options.get("transport"))
+        flow: Self = await drive_async(returned(cls.opening(**options)), transport)
+        return flow
+
+    @classmethod
+    def _opening_options(cls, args: tuple[Any, ...], options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` for :meth:`opening` with old names renamed (a DeprecationWarning that
+        points at the caller of ``start``), or UsageError for a call ``opening`` would refuse
+        with TypeError, or a configuration of another provider."""
+        options = neutral_fields("start", options, stacklevel=3)
+        name = f"{cls.__name__}.start"
+        problem = call_problem(inspect.signature(cls.opening), args, options)
+        if problem is not None:
+            raise UsageError(f"{name}() {problem}; see help({cls.__name__}.opening)")
+        config = options.get("config")
+        if not isinstance(config, cls.config_type):
+            raise UsageError(
+                f"{cls.__name__} takes a {cls.config_type.__name__} as config=, "
+                f"not a {type(config).__name__}"
+            )
+        return options
 
     def _use_client_ip(self, client_ip: str | None) -> None:
         """Take the end user's address for the step about to run (validated; not kept)."""
@@ -553,7 +536,7 @@ class Flow:
         snapshot: Snapshot | str | bytes,
         *,
         config: Any,
-        transport: Transport | None = None,
+        transport: Transport | AsyncTransport | None = None,
         clock: Clock = time.time,
         throttle: Throttle | None = None,
     ) -> Self:
@@ -562,7 +545,9 @@ class Flow:
         ``config`` is the provider's configuration (an instance of ``config_type``); without
         ``transport`` the flow uses the one its configuration shares with every other flow
         (:func:`~mfa_fsm.core.transport.default_transport`), so the steps of a login reuse
-        one connection; ``throttle`` counts the answers and sends of later steps. Raises
+        one connection; an :class:`~mfa_fsm.core.http.AsyncTransport` (such as
+        :class:`~mfa_fsm.core.transport_async.HttpxTransport`) serves :meth:`send_async`.
+        ``throttle`` counts the answers and sends of later steps. Raises
         :class:`SnapshotError` if the snapshot does not parse or belongs to another provider,
         :class:`UsageError` for a configuration of the wrong type.
         """
@@ -628,55 +613,93 @@ class Flow:
         token, session or transaction expired or unknown): no retry could succeed, so the
         flow ends ``Failed(expired)`` and the view says to start again.
         """
+        data = neutral_fields(event, data, stacklevel=3)
+        prepared = self._prepare(event, client_ip)
+        transport = self._sync_transport_for(self._transport, self.config)
+        self._transport = transport  # the shared default, once looked up
+        with self._bounded():
+            taken, outcome = drive(self._step(prepared, data), transport, calls=self._calls)
+        return self._commit(prepared, taken, outcome)
+
+    @checked
+    async def send_async(
+        self, event: str, /, *, client_ip: str | None = None, **data: Any
+    ) -> FlowView:
+        """:meth:`send`, awaited: the same checks, IdP calls, errors, log lines and result,
+        with the requests sent through the flow's
+        :class:`~mfa_fsm.core.http.AsyncTransport` (``transport=`` of :meth:`restore`).
+        Raises :class:`UsageError` when the flow has no asynchronous transport.
+        """
+        data = neutral_fields(event, data, stacklevel=3)
+        prepared = self._prepare(event, client_ip)
+        transport = self._async_transport_for(self._transport)
+        with self._bounded():
+            taken, outcome = await drive_async(
+                self._step(prepared, data), transport, calls=self._calls
+            )
+        return self._commit(prepared, taken, outcome)
+
+    def _prepare(self, event: str, client_ip: str | None) -> _Prepared:
+        """The checks made before the step's deadline opens: the address, a known event, a
+        live flow; and the step's start (clock and perf counter)."""
         started = time.perf_counter()
         before = self._snapshot
-        data = neutral_fields(event, data, stacklevel=3)
         self._use_client_ip(client_ip)
         if not (isinstance(event, str) and event in self._public_events):
             # The name came from a request: never repeat it, nor hash what is not a string.
             raise EventNotAllowed("<unknown event>", before.state, self.allowed_events())
         if before.state in FINAL_STATES:
             raise EventNotAllowed(event, before.state, self.allowed_events())
-        now = self.clock()
-        outcome: Outcome | None
-        bounded = (
-            step_deadline(self.step_timeout)
-            if step_time_left() is None
-            else contextlib.nullcontext()
-        )
-        with bounded:
-            if now >= before.deadline:
-                event, outcome = "expire", self._expire(before, now)
-            else:
-                if event not in self._events_by_state[before.state]:
-                    raise EventNotAllowed(event, before.state, self.allowed_events())
-                if event == "select_second_factor":
-                    kinds = functools.partial(self.factor_kinds, before)
-                    data = resolve_factor(before, data, kinds)
-                self._check_data(event, data)
-                action = self.throttle_action(before, event, data)
-                if self.throttle is not None and action is not None:
-                    # Counted atomically before the IdP call, so parallel requests cannot
-                    # all pass; a step the IdP then refuses still counts (safe side).
-                    self.throttle.check(
-                        action,
-                        user=self.throttle_user_key(before.user_id),
-                        client_ip=self.client_ip,
-                    )
-                try:
-                    outcome = self._run_handler(event, before, now, data, started)
-                except IdpError as exc:
-                    if not exc.gone:
-                        raise
-                    # The IdP no longer holds this login (token, session or transaction
-                    # expired or unknown): no retry can succeed, so the flow ends here.
-                    event, outcome = "expire", self._gone(before, now, exc)
+        return _Prepared(event, before, self.clock(), started)
+
+    def _bounded(self) -> contextlib.AbstractContextManager[object]:
+        """The step's deadline: ``step_timeout`` unless the caller opened one already."""
+        if step_time_left() is None:
+            return step_deadline(self.step_timeout)
+        return contextlib.nullcontext()
+
+    def _step(
+        self, prepared: _Prepared, data: Mapping[str, Any]
+    ) -> Exchange[tuple[str, Outcome | None]]:
+        """The step as an exchange: the event actually taken (``expire`` past the deadline,
+        or when the IdP says the login is gone) and its outcome. Touches no snapshot."""
+        event, before, now = prepared.event, prepared.before, prepared.now
+        self._calls.clear()
+        if now >= before.deadline:
+            return "expire", (yield from returned(self._expire(before, now)))
+        if event not in self._events_by_state[before.state]:
+            raise EventNotAllowed(event, before.state, self.allowed_events())
+        if event == "select_second_factor":
+            data = resolve_factor(before, data, functools.partial(self.factor_kinds, before))
+        self._check_data(event, data)
+        action = self.throttle_action(before, event, data)
+        if self.throttle is not None and action is not None:
+            # Counted atomically before the IdP call, so parallel requests cannot all pass;
+            # a step the IdP then refuses still counts (safe side).
+            self.throttle.check(
+                action,
+                user=self.throttle_user_key(before.user_id),
+                client_ip=self.client_ip,
+            )
+        try:
+            outcome = yield from self._run_handler(prepared, data)
+        except IdpError as exc:
+            if not exc.gone:
+                raise
+            # The IdP no longer holds this login (token, session or transaction expired or
+            # unknown): no retry can succeed, so the flow ends here.
+            return "expire", self._gone(before, now, exc)
+        return event, outcome
+
+    def _commit(self, prepared: _Prepared, event: str, outcome: Outcome | None) -> FlowView:
+        """Take the machine's target for ``outcome``, hold the new snapshot, log the step."""
         if outcome is None:
             return self.view()
+        before = prepared.before
         target = self._select_target(before, event, outcome)
         after = attrs.evolve(before, **outcome.changes, state=target, version=before.version + 1)
         self._snapshot = after
-        self._log_step("mfa_fsm.transition", before, event, started, target=target)
+        self._log_step("mfa_fsm.transition", before, event, prepared.started, target=target)
         return self.view()
 
     def factor_kinds(self, snapshot: Snapshot, choice: Choice) -> frozenset[str]:
@@ -719,14 +742,17 @@ class Flow:
             raise InvalidInput(name, f"is required for {event!r}")
 
     def _run_handler(
-        self, event: str, before: Snapshot, now: float, data: Mapping[str, Any], started: float
-    ) -> Outcome | None:
-        self._transport.calls.clear()
-        handler = getattr(self, self.handlers[event].name)
+        self, prepared: _Prepared, data: Mapping[str, Any]
+    ) -> Exchange[Outcome | None]:
+        handler = getattr(self, self.handlers[prepared.event].name)
         try:
-            outcome: Outcome | None = handler(before, now, **data)
+            outcome: Outcome | None = handler(prepared.before, prepared.now, **data)
+            if isinstance(outcome, Generator):  # an exchange (inlined returned(): hot path)
+                outcome = yield from outcome
         except MfaError as exc:
-            self._log_step("mfa_fsm.step_failed", before, event, started, error=exc)
+            self._log_step(
+                "mfa_fsm.step_failed", prepared.before, prepared.event, prepared.started, error=exc
+            )
             raise
         return outcome
 
@@ -769,8 +795,9 @@ class Flow:
             return None
         return model.state
 
-    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
-        """The outcome of a passed deadline; providers may add a best-effort IdP cancel."""
+    def _expire(self, snapshot: Snapshot, now: float) -> Exchange[Outcome] | Outcome:
+        """The outcome of a passed deadline; providers may add a best-effort IdP cancel (then
+        an exchange, as a handler)."""
         return Outcome(OutcomeKind.EXPIRED, {"failure": "expired", "next_poll_at": None})
 
     def _gone(self, snapshot: Snapshot, now: float, error: IdpError) -> Outcome:
@@ -798,7 +825,7 @@ class Flow:
         target: str | None = None,
         error: MfaError | None = None,
     ) -> None:
-        calls = self._transport.calls
+        calls = self._calls
         last = calls[-1] if calls else None
         fields: dict[str, Any] = {
             "flow_ref": flow_ref(before.flow_id),
@@ -816,9 +843,55 @@ class Flow:
             log.warning(name, **fields, error=type(error).__name__)
 
     @property
-    def transport(self) -> Transport:
+    def transport(self) -> Transport | AsyncTransport:
         """The transport every IdP call of this flow goes through."""
+        if self._transport is None:
+            self._transport = self._sync_transport_for(None, self.config)
         return self._transport
+
+    @property
+    def calls(self) -> tuple[CallRecord, ...]:
+        """The IdP calls of the last step (path, HTTP status, milliseconds), in order."""
+        return tuple(self._calls)
+
+    @staticmethod
+    def _sync_transport_for(given: object, config: Any) -> Transport:
+        if given is None:
+            # Share the configuration's (one connection per login). Imported here: only a
+            # flow without a transport of its own needs requests.
+            from mfa_fsm.core.transport import default_transport  # noqa: PLC0415
+
+            return default_transport(config)
+        if not callable(getattr(given, "send", None)):
+            raise UsageError(
+                f"a {type(given).__name__} has no send(request): Flow.send and start need a "
+                "blocking Transport (such as RequestsTransport); use send_async and "
+                "start_async with an AsyncTransport"
+            )
+        transport: Transport = given  # type: ignore[assignment]  # checked just above
+        return transport
+
+    @staticmethod
+    def _async_transport_for(given: object) -> AsyncTransport:
+        if not callable(getattr(given, "send_async", None)):
+            raise UsageError(
+                "send_async and start_async need an asynchronous transport: pass "
+                "transport=HttpxTransport() (mfa_fsm.core.transport_async, the 'async' extra) "
+                "to start_async or restore"
+            )
+        transport: AsyncTransport = given  # type: ignore[assignment]  # checked just above
+        return transport
+
+
+@attrs.frozen
+class _Prepared:
+    """A step that passed the first checks: its event, the snapshot before it, the flow's
+    clock at its start (epoch seconds) and its ``perf_counter`` start (for ``duration_ms``)."""
+
+    event: str
+    before: Snapshot
+    now: float
+    started: float
 
 
 def _declared_handlers(flow: type[Flow]) -> dict[str, Handler]:

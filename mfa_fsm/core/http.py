@@ -1,18 +1,24 @@
-"""The request and response values of the transport seam, and the one-method ``Transport``.
+"""The request and response values of the transport seam, and the one-method transports.
 
-They live apart from :mod:`mfa_fsm.core.transport` (the ``requests`` implementation) so that
-provider clients, which only build requests and read responses, import no HTTP library.
+They live apart from :mod:`mfa_fsm.core.transport` (the ``requests`` implementation) and
+:mod:`mfa_fsm.core.transport_async` (the ``httpx`` one) so that provider clients, which only
+build requests and read responses, import no HTTP library. The reply-reading rules both
+implementations share (the size bound, decompression, RFC 6265 cookie deletion) are here too.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import re
-from collections.abc import Iterable, Mapping
+import time
+import urllib.parse
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
 
-from mfa_fsm.core.errors import InvalidInput
+from mfa_fsm.core.errors import IdpReplyError, InvalidInput
 
 #: A header name is an RFC 9110 section 5.1 ``token``.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
@@ -65,6 +71,93 @@ class Transport(Protocol):
     """Sends one request and returns the response, or raises :class:`TransportError`."""
 
     def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+class AsyncTransport(Protocol):
+    """The asynchronous :class:`Transport`: ``await send_async(request)`` returns the response
+    or raises :class:`TransportError`. :class:`~mfa_fsm.core.transport_async.HttpxTransport`
+    is the implementation over ``httpx.AsyncClient``; one object may be both transports."""
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse: ...
+
+
+def decoded_body(
+    raw: bytes,
+    encoding: str | None,
+    *,
+    limit: int,
+    path: str,
+    status: int,
+    too_large: Callable[[str], IdpReplyError],
+) -> bytes:
+    """A reply body as sent (``raw``, at most ``limit`` bytes), inflated if the IdP compressed
+    it although ``Accept-Encoding: identity`` was asked for.
+
+    ``encoding`` is the ``Content-Encoding`` header. gzip and deflate are inflated under the
+    same ``limit`` (a small compressed body must not expand into a large one, a "zip bomb"):
+    past it, ``too_large("decompresses to more")`` is raised. Any other encoding, or a body
+    that does not inflate, is an :class:`IdpReplyError`.
+    """
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise IdpReplyError(
+            f"the IdP's reply to {path} is encoded as {encoding!r}, which was not asked "
+            "for (the request said Accept-Encoding: identity)",
+            path=path,
+            status=status,
+        )
+    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or a gzip header
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise IdpReplyError(
+            f"the IdP's compressed reply to {path} does not decompress",
+            path=path,
+            status=status,
+        ) from exc
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise too_large("decompresses to more")
+    return body
+
+
+def set_cookies(kept: Mapping[str, str], set_cookie: Iterable[str], url: str) -> dict[str, str]:
+    """The cookies a reply set, by name: ``kept`` (what a standard ``http.cookiejar`` kept of
+    the reply's ``Set-Cookie`` headers for ``url``, RFC 6265 domain matching and expiry
+    applied) plus ``""`` for each cookie the reply deletes.
+
+    A jar drops a cookie whose ``Max-Age`` is 0 or less, or whose ``Expires`` has passed,
+    which is how a server deletes a cookie (RFC 6265 section 5.3 step 11, and 3.1 "Deleting
+    a cookie"); a flow that keeps its own cookies must see that to drop its copy. The
+    deletion is read with the standard parser (``parse_ns_headers``), and is honoured only
+    when its ``Domain``, if any, domain-matches the request's host (RFC 6265 section 5.1.3),
+    as a jar would.
+    """
+    result = dict(kept)
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    now = time.time()
+    # The stdlib parser http.cookiejar uses for Set-Cookie; typeshed does not list it.
+    parse: Any = http.cookiejar.parse_ns_headers  # type: ignore[attr-defined]
+    for parsed in parse(list(set_cookie)):
+        if not parsed or parsed[0][0] in result:
+            continue
+        name = parsed[0][0]
+        params = {key.lower(): value for key, value in parsed[1:]}
+        domain = str(params.get("domain") or "").lower().lstrip(".")
+        if domain and not (host == domain or host.endswith("." + domain)):
+            continue  # another site's cookie: a jar would refuse it, deletion or not
+        max_age = params.get("max-age")
+        expires = params.get("expires")
+        try:
+            deleted = int(str(max_age)) <= 0 if max_age is not None else False
+        except ValueError:
+            deleted = False
+        if max_age is None and isinstance(expires, int | float):
+            deleted = expires <= now
+        if deleted:
+            result[name] = ""
+    return result
 
 
 def extra_headers(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> HeaderPairs:

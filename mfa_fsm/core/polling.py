@@ -10,14 +10,16 @@ The back-off needs no failure counter in the snapshot, which a failed event must
 unchanged: it is measured from the *outage*, the time since the IdP last answered. Each wait
 equals the outage so far, so a caller that follows the waits retries after 1, 2, 4, 8 ... s,
 capped at ``max_backoff``; that is exponential back-off, derived from time alone. An IdP's own
-``Retry-After`` (429/503) wins over the computed wait, as RFC 8628 and RFC 9110 ask.
+``Retry-After`` (429/503) wins over the computed wait, as RFC 8628 and RFC 9110 ask. Both
+rules are :mod:`mfa_fsm.core.backoff`'s (``Backoff.after_outage``, ``honour_retry_after``),
+shared with the in-step retries and the terminal driver.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from mfa_fsm.core.replies import MAX_RETRY_AFTER
+from mfa_fsm.core.backoff import Backoff, honour_retry_after
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -44,10 +46,10 @@ class PollSchedule:
         """Seconds to wait after a transient failure, ``outage`` seconds after the last answer.
 
         ``retry_after`` is what the IdP asked for (``Retry-After``), if anything; it is
-        honoured up to :data:`~mfa_fsm.core.replies.MAX_RETRY_AFTER`, and never below the
+        honoured up to :data:`~mfa_fsm.core.backoff.MAX_RETRY_AFTER`, and never below the
         normal interval. Otherwise the wait doubles the outage, between ``interval`` and
         ``max_backoff``.
         """
         if retry_after is not None:
-            return min(max(retry_after, self.interval), MAX_RETRY_AFTER)
-        return min(max(outage, self.interval), max(self.max_backoff, self.interval))
+            return honour_retry_after(retry_after, floor=self.interval)
+        return Backoff(first=self.interval, cap=self.max_backoff).after_outage(outage)

@@ -5,9 +5,14 @@ a second SMS, start a second push or burn one of the user's attempts. Which call
 is decided by the provider clients (see their ``safe`` call sites) and listed in the README.
 
 Retries happen inside one step, within a small time budget, with capped exponential back-off
-and full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), and honour the
-IdP's ``Retry-After`` when it fits the budget. Past the budget the last error propagates and
-the flow is unchanged, as after any failed call.
+and full jitter (:class:`~mfa_fsm.core.backoff.Backoff`; AWS Architecture Blog, "Exponential
+Backoff And Jitter"), and honour the IdP's ``Retry-After`` when it fits the budget. Past the
+budget the last error propagates and the flow is unchanged, as after any failed call.
+
+Provider code never sleeps: :meth:`RetryPolicy.exchange` retries an exchange (see
+:mod:`mfa_fsm.core.exchange`) and yields a :class:`~mfa_fsm.core.exchange.Pause` between
+tries, which the sync driver waits out with ``time.sleep`` and the async one with
+``asyncio.sleep``. :meth:`RetryPolicy.call` retries a plain blocking callable the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import TypeVar
 
 import attrs
 
+from mfa_fsm.core.backoff import Backoff
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import IdpError, MfaError, TransportError
+from mfa_fsm.core.exchange import Exchange, pause
 
 T = TypeVar("T")
 
@@ -34,7 +41,8 @@ def is_transient(error: MfaError) -> bool:
 class RetryPolicy:
     """How often and how long a safe call is retried within one step.
 
-    ``attempts`` counts the first try; ``budget`` caps the total seconds spent waiting.
+    ``attempts`` counts the first try; ``budget`` caps the total seconds spent waiting;
+    ``first_delay`` and ``max_delay`` (seconds) shape the jittered back-off.
     ``RetryPolicy(attempts=1)`` turns retries off.
     """
 
@@ -44,11 +52,22 @@ class RetryPolicy:
     budget: float = attrs.field(default=4.0, validator=attrs.validators.ge(0))
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1): the IdP's
+        ``retry_after`` if it gave one, else full jitter below the capped exponential."""
         if retry_after is not None:
             return retry_after
-        ceiling = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
-        return rng.uniform(0, ceiling)
+        return Backoff(self.first_delay, self.max_delay).jittered(attempt, rng)
+
+    def _wait(self, error: MfaError, attempt: int, waited: float, rng: random.Random) -> float:
+        """Seconds to wait before retrying after ``error``, or -1: give up (re-raise it)."""
+        if not is_transient(error) or attempt >= self.attempts:
+            return -1.0
+        retry_after = error.retry_after if isinstance(error, IdpError) else None
+        wait = self.delay(attempt, rng, retry_after)
+        left = step_time_left()
+        if waited + wait > self.budget or (left is not None and wait >= left):
+            return -1.0
+        return wait
 
     def call(
         self,
@@ -60,7 +79,7 @@ class RetryPolicy:
         """Run ``operation``, retrying transient failures within the budget.
 
         Raises the last error when the attempts or the budget run out, when the wait would
-        pass the step's deadline (``mfa_fsm.core.transport.step_deadline``), or at once for
+        pass the step's deadline (``mfa_fsm.core.deadline.step_deadline``), or at once for
         an error that is not transient.
         """
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -70,16 +89,36 @@ class RetryPolicy:
             try:
                 return operation()
             except MfaError as error:
-                if not is_transient(error) or attempt >= self.attempts:
+                wait = self._wait(error, attempt, waited, rng)
+                if wait < 0:
                     raise
-                retry_after = error.retry_after if isinstance(error, IdpError) else None
-                wait = self.delay(attempt, rng, retry_after)
-                left = step_time_left()
-                if waited + wait > self.budget or (left is not None and wait >= left):
+            sleep(wait)
+            waited += wait
+            attempt += 1
+
+    def exchange(
+        self, operation: Callable[[], Exchange[T]], *, rng: random.Random | None = None
+    ) -> Exchange[T]:
+        """Run the exchange ``operation()`` builds, retrying transient failures within the
+        budget: the same decisions as :meth:`call`, but the waits are yielded as
+        :class:`~mfa_fsm.core.exchange.Pause` for the driver to perform.
+
+        ``operation`` builds a fresh exchange for each try (a generator runs only once), e.g.
+        ``lambda: self._post(path, body)``. Raises as :meth:`call` does.
+        """
+        rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        waited = 0.0
+        attempt = 1
+        while True:
+            try:
+                return (yield from operation())
+            except MfaError as error:
+                wait = self._wait(error, attempt, waited, rng)
+                if wait < 0:
                     raise
-                sleep(wait)
-                waited += wait
-                attempt += 1
+            yield from pause(wait)
+            waited += wait
+            attempt += 1
 
 
 #: The default: three tries within four seconds.

@@ -1,11 +1,13 @@
 """The one seam through which mfa_fsm talks HTTP.
 
-Provider clients build an :class:`HttpRequest` and hand it to a :class:`Transport` (both
-defined in :mod:`mfa_fsm.core.http` and re-exported here); nothing else in the package
-imports ``requests``, and nothing imports this module until a flow needs its default
-transport, so a handler that brings its own transport never loads ``requests``. Tests may
-pass any object with a ``send`` method (see :class:`mfa_fsm.testing.ScriptedTransport`);
-production code uses :class:`RequestsTransport`.
+Provider clients build an :class:`HttpRequest` and the sync driver
+(:func:`mfa_fsm.core.exchange.drive`) hands it to a :class:`Transport` (both defined in
+:mod:`mfa_fsm.core.http` and re-exported here); nothing else in the package imports
+``requests``, and nothing imports this module until a flow needs its default transport, so a
+handler that brings its own transport never loads ``requests``. Tests may pass any object
+with a ``send`` method (see :class:`mfa_fsm.testing.ScriptedTransport`); production code uses
+:class:`RequestsTransport`. The asynchronous twin, over ``httpx``, is
+:class:`mfa_fsm.core.transport_async.HttpxTransport`.
 
 Bounded exchanges
 -----------------
@@ -41,8 +43,6 @@ import json
 import socket
 import threading
 import time
-import urllib.parse
-import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
@@ -59,7 +59,7 @@ from mfa_fsm.core.deadline import (
     step_time_left,
 )
 from mfa_fsm.core.errors import IdpReplyError, TransportError, UsageError
-from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport
+from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport, decoded_body, set_cookies
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
@@ -217,31 +217,14 @@ class RequestsTransport:
             received += piece
             if len(received) > limit:
                 raise self._too_large(reply, path, "is longer")
-        raw = bytes(received)
-        encoding = (reply.headers.get("Content-Encoding") or "identity").strip().lower()
-        if encoding == "identity":
-            return raw
-        if encoding not in ("gzip", "x-gzip", "deflate"):
-            raise IdpReplyError(
-                f"the IdP's reply to {path} is encoded as {encoding!r}, which was not asked "
-                "for (the request said Accept-Encoding: identity)",
-                path=path,
-                status=reply.status_code,
-            )
-        # Compressed although identity was asked for: inflate with the same bound, so a
-        # small compressed body cannot expand into a large one (a "zip bomb").
-        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or a gzip header
-        try:
-            body = inflater.decompress(raw, limit + 1)
-        except zlib.error as exc:
-            raise IdpReplyError(
-                f"the IdP's compressed reply to {path} does not decompress",
-                path=path,
-                status=reply.status_code,
-            ) from exc
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise self._too_large(reply, path, "decompresses to more")
-        return body
+        return decoded_body(
+            bytes(received),
+            reply.headers.get("Content-Encoding"),
+            limit=limit,
+            path=path,
+            status=reply.status_code,
+            too_large=lambda what: self._too_large(reply, path, what),
+        )
 
     def _too_large(self, reply: requests.Response, path: str, what: str) -> IdpReplyError:
         return IdpReplyError(
@@ -455,26 +438,4 @@ def reply_cookies(reply: requests.Response) -> dict[str, str]:
     kept = {cookie.name: cookie.value or "" for cookie in reply.cookies}
     raw = getattr(reply.raw, "headers", None)
     headers = raw.getlist("Set-Cookie") if raw is not None and hasattr(raw, "getlist") else []
-    host = (urllib.parse.urlsplit(reply.url).hostname or "").lower()
-    now = time.time()
-    # The stdlib parser http.cookiejar uses for Set-Cookie; typeshed does not list it.
-    parse: Any = http.cookiejar.parse_ns_headers  # type: ignore[attr-defined]
-    for parsed in parse(headers):
-        if not parsed or parsed[0][0] in kept:
-            continue
-        name = parsed[0][0]
-        params = {key.lower(): value for key, value in parsed[1:]}
-        domain = str(params.get("domain") or "").lower().lstrip(".")
-        if domain and not (host == domain or host.endswith("." + domain)):
-            continue  # another site's cookie: a jar would refuse it, deletion or not
-        max_age = params.get("max-age")
-        expires = params.get("expires")
-        try:
-            deleted = int(str(max_age)) <= 0 if max_age is not None else False
-        except ValueError:
-            deleted = False
-        if max_age is None and isinstance(expires, int | float):
-            deleted = expires <= now
-        if deleted:
-            kept[name] = ""
-    return kept
+    return set_cookies(kept, headers, reply.url)

@@ -1,4 +1,4 @@
-"""The CyberArk Identity authentication calls, over the injected transport.
+"""The CyberArk Identity authentication calls, as exchanges: requests built, replies parsed.
 
 Two calls drive every login (vendor spec, "Start authentication" and "Advance
 authentication"): ``POST /Security/StartAuthentication`` creates the MFA package, and
@@ -6,6 +6,8 @@ authentication"): ``POST /Security/StartAuthentication`` creates the MFA package
 at a time. Both take JSON, need the native-client header, and answer the envelope that
 :mod:`mfa_fsm.cyberark.replies` deciphers. The client holds no state: the base URL (after a
 pod redirect), the session id and the cookies come from the flow's snapshot on every call.
+Nor does it do I/O: each call is an exchange (:mod:`mfa_fsm.core.exchange`) that yields its
+request and parses the reply the flow's sync or async driver sends back.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import attrs
 
 from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import IdpReplyError
-from mfa_fsm.core.http import HeaderPairs, extra_headers
+from mfa_fsm.core.exchange import Exchange, send
+from mfa_fsm.core.http import HeaderPairs, HttpRequest, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
-from mfa_fsm.core.transport import HttpRequest, Transport
 from mfa_fsm.cyberark.replies import Reply, decipher, parse_reply
 
 START_PATH: Final = "/Security/StartAuthentication"
@@ -113,16 +115,18 @@ def same_base(first: str, second: str) -> bool:
 
 
 class CyberArkClient:
-    """Makes the two calls; every reply is deciphered by :mod:`mfa_fsm.cyberark.replies`.
+    """Builds the two calls as exchanges; every reply is deciphered by
+    :mod:`mfa_fsm.cyberark.replies`.
 
-    Raises :class:`IdpError` (HTTP 429/5xx, transient; or another non-2xx status),
-    :class:`IdpReplyError` (unreadable reply) or :class:`TransportError` (network). An
+    Each method returns an :data:`~mfa_fsm.core.exchange.Exchange` of the parsed
+    :class:`Reply` (``reply = yield from client.start(...)``). It raises :class:`IdpError`
+    (HTTP 429/5xx, transient; or another non-2xx status), :class:`IdpReplyError`
+    (unreadable reply) or :class:`TransportError` (network, thrown in by the driver). An
     authentication *failure* is no exception: it is a :class:`Reply` with ``success`` false.
     """
 
-    def __init__(self, config: CyberArkConfig, transport: Transport) -> None:
+    def __init__(self, config: CyberArkConfig) -> None:
         self.config = config
-        self.transport = transport
 
     def start(
         self,
@@ -131,7 +135,7 @@ class CyberArkClient:
         *,
         tenant_id: str | None = None,
         cookies: Mapping[str, str] | None = None,
-    ) -> Reply:
+    ) -> Exchange[Reply]:
         """StartAuthentication for ``user`` at ``base_url``: a package, a redirect or a refusal."""
         body: dict[str, Any] = {"User": user, "Version": API_VERSION}
         if tenant_id:
@@ -148,7 +152,7 @@ class CyberArkClient:
         tenant_id: str | None = None,
         answer: str | dict[str, str] | None = None,
         cookies: Mapping[str, str] | None = None,
-    ) -> Reply:
+    ) -> Exchange[Reply]:
         """AdvanceAuthentication: ``Answer``, ``StartOOB`` or ``Poll`` one mechanism."""
         body: dict[str, Any] = {}
         if tenant_id:
@@ -164,7 +168,7 @@ class CyberArkClient:
         path: str,
         body: dict[str, Any],
         cookies: Mapping[str, str] | None,
-    ) -> Reply:
+    ) -> Exchange[Reply]:
         headers = dict(self.config.extra_headers)
         headers |= {
             NATIVE_CLIENT_HEADER: "true",
@@ -174,6 +178,6 @@ class CyberArkClient:
         if cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         # ``path`` (not the full URL) names the call in errors and logs: no host, no query.
-        response = self.transport.send(HttpRequest("POST", base_url + path, path, headers, body))
+        response = yield from send(HttpRequest("POST", base_url + path, path, headers, body))
         reply = parse_reply(decipher(response, path))
         return attrs.evolve(reply, cookies=dict(response.cookies))

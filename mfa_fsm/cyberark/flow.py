@@ -97,7 +97,9 @@ from mfa_fsm.core.errors import (
     TransportError,
     UsageError,
 )
+from mfa_fsm.core.exchange import Exchange, returned
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
+from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.logref import flow_ref
@@ -114,7 +116,6 @@ from mfa_fsm.core.outcomes import (
 )
 from mfa_fsm.core.registry import Setting
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
-from mfa_fsm.core.transport import Transport
 from mfa_fsm.cyberark.client import (
     ADVANCE_PATH,
     START_PATH,
@@ -299,19 +300,22 @@ class CyberArkFlow(Flow):
     client: CyberArkClient
 
     @classmethod
-    def start(
+    def opening(
         cls,
         *,
         config: CyberArkConfig,
         user: str | None = None,
         verified_user: VerifiedUser | None = None,
         flow_id: str | None = None,
-        transport: Transport | None = None,
+        transport: Transport | AsyncTransport | None = None,
         clock: Clock = time.time,
         throttle: Throttle | None = None,
         client_ip: str | None = None,
-    ) -> CyberArkFlow:
+    ) -> Exchange[CyberArkFlow]:
         """StartAuthentication for ``user``; return a flow in ``AwaitingFirstFactor``.
+
+        Run by ``CyberArkFlow.start(...)`` (blocking) or ``await
+        CyberArkFlow.start_async(...)`` with these keywords.
 
         CyberArk checks every challenge of the package itself, the first (a password, or a
         passwordless push where the tenant allows it) included, so a typed ``user`` is
@@ -350,7 +354,9 @@ class CyberArkFlow(Flow):
         )
         flow = cls(placeholder, config=config, transport=transport, clock=clock, throttle=throttle)
         flow._use_client_ip(client_ip)
-        base_url, reply, redirects = flow._start_following_redirects(placeholder.flow_id, user)
+        base_url, reply, redirects = yield from flow._start_following_redirects(
+            placeholder.flow_id, user
+        )
         if not reply.success:
             raise IdpError(
                 "CyberArk refused to start authentication for this user (unknown tenant or "
@@ -405,14 +411,16 @@ class CyberArkFlow(Flow):
         it too: over-throttling, the safe side."""
         return super().throttle_user_key(user_id).partition("@")[0].strip()
 
-    def _start_following_redirects(self, flow_id: str, user: str) -> tuple[str, Reply, int]:
+    def _start_following_redirects(
+        self, flow_id: str, user: str
+    ) -> Exchange[tuple[str, Reply, int]]:
         """StartAuthentication at the tenant, then at each pod named: (base, reply, redirects)."""
         visited = [self.config.base_url]
         while True:
             ask = functools.partial(
                 self.client.start, visited[-1], user, tenant_id=self.config.tenant_id
             )
-            reply = self.config.retry.call(ask)
+            reply = yield from self.config.retry.exchange(ask)
             if not reply.is_redirect or reply.pod_fqdn is None:
                 return visited[-1], reply, len(visited) - 1
             target = pod_url(reply.pod_fqdn, self.config.pod_scheme)
@@ -471,7 +479,7 @@ class CyberArkFlow(Flow):
     )
     def _on_select_second_factor(
         self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: CyberArkContext = snapshot.context
         offered = {choice.id for choice in snapshot.choices if choice.supported}
         if not isinstance(factor, str) or factor not in offered:
@@ -488,7 +496,7 @@ class CyberArkFlow(Flow):
         if mechanism.answer_type == TEXT:
             kind = FIRST_FACTOR_DUE if ctx.index == 0 else RESPONSE_DUE
             return Outcome(kind, self._answer_due(snapshot, ctx, mechanism))
-        return self._start_oob(snapshot, now, ctx, mechanism)
+        return (yield from self._start_oob(snapshot, now, ctx, mechanism))
 
     @on(
         CyberArkMachine.submit_first_factor,
@@ -501,7 +509,7 @@ class CyberArkFlow(Flow):
         now: float,
         answer: str | None = None,
         answers: Sequence[str] | None = None,
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: CyberArkContext = snapshot.context
         mechanism = ctx.chosen
         if mechanism is None:
@@ -511,14 +519,14 @@ class CyberArkFlow(Flow):
             )
         if mechanism.answer_type == TEXT:
             value = _text_answer(mechanism, "answer", answer, answers)
-            return self._advance(snapshot, now, ctx, "Answer", value)
+            return (yield from self._advance(snapshot, now, ctx, "Answer", value))
         if answer is not None or answers is not None:
             raise InvalidInput(
                 "answer",
                 f"is not taken: {mechanism.name} is out of band; submit_first_factor() with no "
                 "answer starts it, then type any code with submit_response",
             )
-        return self._start_oob(snapshot, now, ctx, mechanism)
+        return (yield from self._start_oob(snapshot, now, ctx, mechanism))
 
     @on(CyberArkMachine.submit_response, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Answer)")
     def _on_submit_response(
@@ -527,7 +535,7 @@ class CyberArkFlow(Flow):
         now: float,
         answer: str | None = None,
         answers: Sequence[str] | None = None,
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: CyberArkContext = snapshot.context
         mechanism = _held(ctx)
         value: str | dict[str, str]
@@ -545,10 +553,10 @@ class CyberArkFlow(Flow):
             )
         else:
             value = code("answer", answer)
-        return self._advance(snapshot, now, ctx, "Answer", value)
+        return (yield from self._advance(snapshot, now, ctx, "Answer", value))
 
     @on(CyberArkMachine.poll, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Poll)")
-    def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
+    def _on_poll(self, snapshot: Snapshot, now: float) -> Exchange[Outcome | None]:
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None  # too early: answer from the snapshot, spare the IdP
         ctx: CyberArkContext = snapshot.context
@@ -557,7 +565,9 @@ class CyberArkFlow(Flow):
         schedule = self.config.poll_schedule
         try:
             # A poll is safe to repeat, so the configured in-step retries may apply.
-            reply = self.config.retry.call(lambda: self._call(ctx, mechanism.id, "Poll"))
+            reply = yield from self.config.retry.exchange(
+                lambda: self._call(ctx, mechanism.id, "Poll")
+            )
         except IdpError as exc:
             if exc.transient:
                 exc.retry_after = schedule.retry_after(outage=outage, retry_after=exc.retry_after)
@@ -565,14 +575,14 @@ class CyberArkFlow(Flow):
         except TransportError as exc:
             exc.retry_after = schedule.retry_after(outage=outage)
             raise
-        return self._dispatch(snapshot, now, ctx, reply, "Poll")
+        return (yield from self._dispatch(snapshot, now, ctx, reply, "Poll"))
 
     @on(CyberArkMachine.cancel, outcomes=[CANCELLED])
     def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
         return Outcome(CANCELLED, _ended(snapshot.context, "cancelled", "cancelled by the user"))
 
-    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
-        outcome = super()._expire(snapshot, now)
+    def _expire(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        outcome = yield from returned(super()._expire(snapshot, now))
         return Outcome(outcome.kind, {**_ended(snapshot.context, "expired"), **outcome.changes})
 
     # -- calls and what their replies mean -----------------------------------------------
@@ -583,7 +593,7 @@ class CyberArkFlow(Flow):
         mechanism_id: str,
         action: str,
         answer: str | dict[str, str] | None = None,
-    ) -> Reply:
+    ) -> Exchange[Reply]:
         if not ctx.session_id:
             raise UsageError("this flow holds no CyberArk session; start a new flow")
         return self.client.advance(
@@ -603,23 +613,22 @@ class CyberArkFlow(Flow):
         ctx: CyberArkContext,
         action: str,
         answer: str | dict[str, str] | None = None,
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         mechanism = _held(ctx)
-        return self._dispatch(
-            snapshot, now, ctx, self._call(ctx, mechanism.id, action, answer), action
-        )
+        reply = yield from self._call(ctx, mechanism.id, action, answer)
+        return (yield from self._dispatch(snapshot, now, ctx, reply, action))
 
     def _start_oob(
         self, snapshot: Snapshot, now: float, ctx: CyberArkContext, mechanism: Mechanism
-    ) -> Outcome:
-        return self._dispatch(
-            snapshot, now, ctx, self._call(ctx, mechanism.id, "StartOOB"), "StartOOB"
-        )
+    ) -> Exchange[Outcome]:
+        reply = yield from self._call(ctx, mechanism.id, "StartOOB")
+        return (yield from self._dispatch(snapshot, now, ctx, reply, "StartOOB"))
 
     def _dispatch(
         self, snapshot: Snapshot, now: float, ctx: CyberArkContext, reply: Reply, action: str
-    ) -> Outcome:
-        """Map one AdvanceAuthentication reply to an outcome (see the module docstring)."""
+    ) -> Exchange[Outcome]:
+        """Map one AdvanceAuthentication reply to an outcome (see the module docstring); a
+        next challenge with one out-of-band mechanism starts it (an exchange)."""
         ctx = attrs.evolve(ctx, cookies=_merge_cookies(ctx.cookies, reply.cookies))
         summary = reply.summary
         if not reply.success:
@@ -659,7 +668,7 @@ class CyberArkFlow(Flow):
                 {"next_poll_at": self.config.poll_schedule.next_poll(now), "context": ctx},
             )
         if summary == START_NEXT_CHALLENGE:
-            return self._next_challenge(snapshot, now, ctx)
+            return (yield from self._next_challenge(snapshot, now, ctx))
         if summary == LOGIN_SUCCESS and reply.login is not None:
             return Outcome(COMPLETED, self._completed(snapshot, ctx, reply, now))
         if summary == NONCOMMITAL_SUCCESS:
@@ -668,7 +677,9 @@ class CyberArkFlow(Flow):
         detail = f"CyberArk answered an unknown Summary ({_short(summary)}); start again"
         return Outcome(FAILED, _ended(ctx, "idp_error", detail))
 
-    def _next_challenge(self, snapshot: Snapshot, now: float, ctx: CyberArkContext) -> Outcome:
+    def _next_challenge(
+        self, snapshot: Snapshot, now: float, ctx: CyberArkContext
+    ) -> Exchange[Outcome]:
         if ctx.index + 1 >= len(ctx.package):
             raise IdpReplyError(
                 "CyberArk moved past the last challenge of the package", path=ADVANCE_PATH
@@ -682,7 +693,7 @@ class CyberArkFlow(Flow):
         if single.answer_type == TEXT:
             return Outcome(RESPONSE_DUE, self._answer_due(snapshot, ctx, single))
         try:
-            return self._start_oob(snapshot, now, ctx, single)
+            return (yield from self._start_oob(snapshot, now, ctx, single))
         except (IdpError, TransportError) as exc:
             # CyberArk has taken the previous answer, so the step must not be undone: offer
             # the mechanism as a choice, and selecting it starts it again.

@@ -1,8 +1,9 @@
-"""Duo Auth API v2 requests: pure builders of signed requests, and a client that sends them.
+"""Duo Auth API v2 requests: pure builders of signed requests, and a client of exchanges.
 
-The builders (``*_request``) return a signed :class:`HttpRequest` and do no I/O, so a driver
-of any transport can send them; :class:`DuoClient` sends them through the injected
-:class:`Transport` and parses the replies (``mfa_fsm.duo.replies``).
+The builders (``*_request``) return a signed :class:`HttpRequest` and do no I/O;
+:class:`DuoClient` turns each call into an exchange (:mod:`mfa_fsm.core.exchange`) that yields
+the signed request and parses the reply (``mfa_fsm.duo.replies``) the flow's sync or async
+driver sends back.
 
 Endpoints and parameters (Duo Auth API v2 documentation; ``duo_client/auth.py``)::
 
@@ -37,11 +38,11 @@ import attrs
 
 from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import InvalidInput
-from mfa_fsm.core.http import HeaderPairs, extra_headers
+from mfa_fsm.core.exchange import Exchange, send
+from mfa_fsm.core.http import HeaderPairs, HttpRequest, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.replies import Fields
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
-from mfa_fsm.core.transport import HttpRequest, Transport
 from mfa_fsm.duo.replies import (
     AuthReply,
     AuthStarted,
@@ -274,12 +275,14 @@ def auth_status_request(config: DuoConfig, *, txid: str, now: float) -> HttpRequ
 
 
 class DuoClient:
-    """Sends the Auth API calls through ``transport``; every reply is deciphered by ``replies``.
+    """Builds the Auth API calls as exchanges; every reply is deciphered by ``replies``.
 
-    Raises :class:`IdpError` (Duo refused; ``error_code`` is Duo's numeric ``code``),
-    :class:`IdpReplyError` (unreadable reply), :class:`TransportError` (network) or
-    :class:`InvalidInput` (a malformed argument; nothing was sent). ``clock`` gives the
-    epoch seconds each request is signed at.
+    Each method returns an :data:`~mfa_fsm.core.exchange.Exchange` of the parsed reply
+    (``reply = yield from client.preauth(user)``). It raises :class:`IdpError` (Duo refused;
+    ``error_code`` is Duo's numeric ``code``), :class:`IdpReplyError` (unreadable reply),
+    :class:`TransportError` (network, thrown in by the driver) or :class:`InvalidInput` (a
+    malformed argument; nothing was sent). ``clock`` gives the epoch seconds each request is
+    signed at.
 
     ``client_ip`` is the end user's IP address, sent as ``ipaddr`` with every ``/preauth``
     and ``/auth``; a :class:`~mfa_fsm.duo.flow.DuoFlow` sets it before each step (from
@@ -289,26 +292,20 @@ class DuoClient:
     #: the end user's IP address for the calls about to be made (Duo's ``ipaddr``)
     client_ip: str | None = None
 
-    def __init__(
-        self,
-        config: DuoConfig,
-        transport: Transport,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, config: DuoConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.transport = transport
         self.clock = clock
 
-    def check(self) -> CheckReply:
+    def check(self) -> Exchange[CheckReply]:
         """Whether the keys and the signature are valid (read-only: retried)."""
-        return parse_check(
-            self.config.retry.call(
-                lambda: self._fields(lambda now: check_request(self.config, now=now))
-            )
+        fields = yield from self.config.retry.exchange(
+            lambda: self._fields(lambda now: check_request(self.config, now=now))
         )
+        return parse_check(fields)
 
-    def preauth(self, username: str, *, trusted_device_token: str | None = None) -> PreauthReply:
+    def preauth(
+        self, username: str, *, trusted_device_token: str | None = None
+    ) -> Exchange[PreauthReply]:
         """May ``username`` log in, and with which devices (read-only: retried)."""
 
         def build(now: float) -> HttpRequest:
@@ -320,7 +317,8 @@ class DuoClient:
                 trusted_device_token=trusted_device_token,
             )
 
-        return parse_preauth(self.config.retry.call(lambda: self._fields(build)))
+        fields = yield from self.config.retry.exchange(lambda: self._fields(build))
+        return parse_preauth(fields)
 
     def auth(
         self,
@@ -329,9 +327,10 @@ class DuoClient:
         *,
         device: str = "auto",
         passcode: str | None = None,
-    ) -> AuthReply:
+    ) -> Exchange[AuthReply]:
         """A synchronous ``/auth``: send SMS passcodes, or check a typed passcode (not retried)."""
-        return parse_auth(self._auth(factor, username, device=device, passcode=passcode))
+        fields = yield from self._auth(factor, username, device=device, passcode=passcode)
+        return parse_auth(fields)
 
     def auth_async(
         self,
@@ -341,30 +340,26 @@ class DuoClient:
         device: str = "auto",
         display_username: str | None = None,
         push_type: str | None = None,
-    ) -> AuthStarted:
+    ) -> Exchange[AuthStarted]:
         """Start a push or a phone call with ``async=1`` and return its ``txid`` (not retried)."""
-        return parse_auth_started(
-            self._auth(
-                factor,
-                username,
-                device=device,
-                async_txn=True,
-                display_username=display_username,
-                push_type=push_type,
-            )
+        fields = yield from self._auth(
+            factor,
+            username,
+            device=device,
+            async_txn=True,
+            display_username=display_username,
+            push_type=push_type,
         )
+        return parse_auth_started(fields)
 
-    def auth_status(self, txid: str) -> AuthStatusReply:
+    def auth_status(self, txid: str) -> Exchange[AuthStatusReply]:
         """The state of an asynchronous ``/auth`` (safe: retried)."""
-        return parse_auth_status(
-            self.config.retry.call(
-                lambda: self._fields(
-                    lambda now: auth_status_request(self.config, txid=txid, now=now)
-                )
-            )
+        fields = yield from self.config.retry.exchange(
+            lambda: self._fields(lambda now: auth_status_request(self.config, txid=txid, now=now))
         )
+        return parse_auth_status(fields)
 
-    def _auth(self, factor: Factor, username: str, **options: Any) -> Fields:
+    def _auth(self, factor: Factor, username: str, **options: Any) -> Exchange[Fields]:
         """One ``/auth`` from the end user's address (never retried: it may send a push)."""
         return self._fields(
             lambda now: auth_request(
@@ -377,7 +372,8 @@ class DuoClient:
             )
         )
 
-    def _fields(self, build: Callable[[float], HttpRequest]) -> Fields:
+    def _fields(self, build: Callable[[float], HttpRequest]) -> Exchange[Fields]:
         # Signed afresh on each try, so a retried request carries a fresh Date.
         request = build(self.clock())
-        return decipher(self.transport.send(request), request.path)
+        response = yield from send(request)
+        return decipher(response, request.path)

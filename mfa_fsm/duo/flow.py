@@ -61,8 +61,9 @@ from mfa_fsm.core.errors import (
     UsageError,
     VerifiedUserRequired,
 )
+from mfa_fsm.core.exchange import Exchange, returned
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
-from mfa_fsm.core.http import Transport
+from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier
 from mfa_fsm.core.logref import flow_ref
@@ -165,20 +166,23 @@ class DuoFlow(Flow):
     first_factor_outside: ClassVar[bool] = True
 
     @classmethod
-    def start(
+    def opening(
         cls,
         *,
         config: DuoConfig,
         verified_user: VerifiedUser | None = None,
         user: str | None = None,
         flow_id: str | None = None,
-        transport: Transport | None = None,
+        transport: Transport | AsyncTransport | None = None,
         clock: Clock = time.time,
         throttle: Throttle | None = None,
         client_ip: str | None = None,
     ) -> DuoFlow:
         """A flow for ``verified_user`` (its ``user_id`` is the Duo username), in
         ``AwaitingFirstFactor``.
+
+        Run by ``DuoFlow.start(...)`` (blocking) or ``await DuoFlow.start_async(...)`` with
+        these keywords; it asks Duo nothing, so it returns the flow as it is.
 
         ``verified_user=VerifiedUser(user_id, checked_by=...)`` is a user whose first factor
         the application has checked itself, from its own verified session: Duo checks only
@@ -251,8 +255,8 @@ class DuoFlow(Flow):
         outcomes=[SECOND_FACTOR_DUE, COMPLETED, FAILED],
         calls=f"POST {PREAUTH_PATH}",
     )
-    def _on_submit_first_factor(self, snapshot: Snapshot, now: float) -> Outcome:
-        reply = self.client.preauth(snapshot.user_id)
+    def _on_submit_first_factor(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        reply = yield from self.client.preauth(snapshot.user_id)
         if reply.result == "allow":
             return _completed(snapshot, None)
         if reply.result == "deny":
@@ -271,7 +275,7 @@ class DuoFlow(Flow):
     )
     def _on_select_second_factor(
         self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: DuoContext = snapshot.context
         choice = _offered(snapshot, factor)
         if delivery is not None and delivery not in choice.deliveries:
@@ -283,7 +287,7 @@ class DuoFlow(Flow):
             return Outcome(RESPONSE_DUE, {"challenge": challenge, "context": context})
         user = snapshot.user_id
         if kind == "sms":
-            reply = self.client.auth("sms", user, device=device)
+            reply = yield from self.client.auth("sms", user, device=device)
             if reply.result == "allow":
                 return _completed(snapshot, reply.trusted_device_token)
             if reply.status != "sent":
@@ -295,7 +299,9 @@ class DuoFlow(Flow):
                 delivery="SMS",
             )
             return Outcome(RESPONSE_DUE, {"challenge": challenge, "context": context})
-        started = self.client.auth_async("push" if kind == "push" else "phone", user, device=device)
+        started = yield from self.client.auth_async(
+            "push" if kind == "push" else "phone", user, device=device
+        )
         return Outcome(
             OOB_PENDING,
             {
@@ -313,12 +319,12 @@ class DuoFlow(Flow):
         outcomes=[COMPLETED, REJECTED, FAILED],
         calls=f"POST {AUTH_PATH}",
     )
-    def _on_submit_response(self, snapshot: Snapshot, now: float, answer: str) -> Outcome:
+    def _on_submit_response(self, snapshot: Snapshot, now: float, answer: str) -> Exchange[Outcome]:
         ctx: DuoContext = snapshot.context
         passcode = code("answer", answer)
         if not passcode.isdigit():
             raise InvalidInput("answer", "must be the digits of a Duo passcode")
-        reply = self.client.auth("passcode", snapshot.user_id, passcode=passcode)
+        reply = yield from self.client.auth("passcode", snapshot.user_id, passcode=passcode)
         if reply.result == "allow":
             return _completed(snapshot, reply.trusted_device_token)
         if reply.status == "deny":
@@ -333,7 +339,7 @@ class DuoFlow(Flow):
         outcomes=[OOB_PENDING, COMPLETED, FAILED],
         calls=f"GET {AUTH_STATUS_PATH}",
     )
-    def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
+    def _on_poll(self, snapshot: Snapshot, now: float) -> Exchange[Outcome | None]:
         ctx: DuoContext = snapshot.context
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None  # too early: answer from the snapshot, spare Duo
@@ -343,7 +349,7 @@ class DuoFlow(Flow):
         # Seconds since Duo last answered a poll: how long an outage has lasted.
         outage = now - ((snapshot.next_poll_at or now) - schedule.interval)
         try:
-            reply = self.client.auth_status(ctx.txid)
+            reply = yield from self.client.auth_status(ctx.txid)
         except IdpError as exc:
             if exc.status == 400 and exc.error_code == str(INVALID_PARAMETERS_CODE):
                 return _ended("expired", "Duo no longer knows this request; start again", ctx)
@@ -377,8 +383,8 @@ class DuoFlow(Flow):
             {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
         )
 
-    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
-        outcome = super()._expire(snapshot, now)
+    def _expire(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        outcome = yield from returned(super()._expire(snapshot, now))
         return Outcome(outcome.kind, {**outcome.changes, "context": _forget(snapshot.context)})
 
 

@@ -1,8 +1,12 @@
-"""The Entrust IDaaS Authentication API calls, over the injected transport.
+"""The Entrust IDaaS Authentication API calls, as exchanges: requests built, replies parsed.
 
 Four calls drive every flow (Entrust's guide, "Authentication API"): query the user's
 authenticators, select (challenge) an authenticator, complete it, and log out. Every select
 and complete returns a new token that the next call must use.
+
+The client does no I/O: each method is an exchange (:mod:`mfa_fsm.core.exchange`) that yields
+its request and parses the reply it is sent back, so the flow's sync or async driver sends
+it: ``reply = yield from client.query(user_id)``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import attrs
 
 from mfa_fsm.core.calls import checked_init
 from mfa_fsm.core.errors import InvalidInput
-from mfa_fsm.core.http import HeaderPairs, HttpRequest, Transport, extra_headers
+from mfa_fsm.core.exchange import Exchange, send
+from mfa_fsm.core.http import HeaderPairs, HttpRequest, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
 from mfa_fsm.entrust.replies import (
@@ -95,10 +100,14 @@ def check_authenticator(name: str) -> str:
 
 
 class EntrustClient:
-    """Makes the Authentication API calls; every reply is deciphered by ``replies``.
+    """Builds the Authentication API calls as exchanges; every reply is deciphered by
+    ``replies``.
 
-    Raises :class:`IdpError` (the IdP refused; ``error_code`` is Entrust's ``errorCode``),
-    :class:`IdpReplyError` (unreadable reply) or :class:`TransportError` (network).
+    Each method returns an :data:`~mfa_fsm.core.exchange.Exchange` of the parsed reply; run
+    it with ``yield from`` inside a handler, or with a driver
+    (:func:`~mfa_fsm.core.exchange.drive`). It raises :class:`IdpError` (the IdP refused;
+    ``error_code`` is Entrust's ``errorCode``), :class:`IdpReplyError` (unreadable reply) or
+    :class:`TransportError` (network, thrown in by the driver).
     """
 
     #: The end user's address for the current step, sent as ``clientIp`` in the body of the
@@ -107,15 +116,15 @@ class EntrustClient:
     #: by the flow before each step; ``None`` falls back to ``config.client_ip``.
     client_ip: str | None = None
 
-    def __init__(self, config: EntrustConfig, transport: Transport) -> None:
+    def __init__(self, config: EntrustConfig) -> None:
         self.config = config
-        self.transport = transport
 
-    def query(self, user_id: str) -> QueryReply:
+    def query(self, user_id: str) -> Exchange[QueryReply]:
         """The authenticators ``user_id`` may use with this application (read-only: retried)."""
-        return parse_query(
-            self.config.retry.call(lambda: self._post(QUERY_PATH, {"userId": user_id}))
+        fields = yield from self.config.retry.exchange(
+            lambda: self._post(QUERY_PATH, {"userId": user_id})
         )
+        return parse_query(fields)
 
     def select(
         self,
@@ -125,7 +134,7 @@ class EntrustClient:
         auth_token: str | None = None,
         second_factor: str | None = None,
         delivery: str | None = None,
-    ) -> AuthReply:
+    ) -> Exchange[AuthReply]:
         """Start a challenge of ``authenticator`` (sends the OTP, the push, the questions)."""
         body = {
             "userId": user_id,
@@ -134,7 +143,8 @@ class EntrustClient:
             "otpDeliveryType": delivery,
         }
         path = SELECT_PATH.format(authenticator=check_authenticator(authenticator))
-        return parse_authenticated(self._post(path, body))
+        fields = yield from self._post(path, body)
+        return parse_authenticated(fields)
 
     def complete(
         self,
@@ -145,7 +155,7 @@ class EntrustClient:
         second_factor: str | None = None,
         kba_challenge: dict[str, Any] | None = None,
         cancel: bool = False,
-    ) -> AuthReply:
+    ) -> Exchange[AuthReply]:
         """Answer (or, with no ``response``, poll; with ``cancel``, cancel) a challenge."""
         body = {
             "response": response,
@@ -154,29 +164,31 @@ class EntrustClient:
             "cancel": True if cancel else None,
         }
         path = COMPLETE_PATH.format(authenticator=check_authenticator(authenticator))
-        return parse_authenticated(self._post(path, body, token=token))
+        fields = yield from self._post(path, body, token=token)
+        return parse_authenticated(fields)
 
     def poll(
         self, authenticator: str, token: str, *, second_factor: str | None = None
-    ) -> AuthReply:
+    ) -> Exchange[AuthReply]:
         """Ask whether a push was answered: complete with no response (safe: retried)."""
-        return self.config.retry.call(
+        return self.config.retry.exchange(
             lambda: self.complete(authenticator, token, second_factor=second_factor)
         )
 
-    def logout(self, token: str) -> None:
+    def logout(self, token: str) -> Exchange[None]:
         """End the IDaaS session of a final token."""
-        response = self.transport.send(self._request(LOGOUT_PATH, None, token))
+        response = yield from send(self._request(LOGOUT_PATH, None, token))
         if response.status >= 300:
             decipher(response, LOGOUT_PATH)
 
-    def _post(self, path: str, fields: dict[str, Any], token: str | None = None) -> Any:
+    def _post(self, path: str, fields: dict[str, Any], token: str | None = None) -> Exchange[Any]:
         body = {"applicationId": self.config.application_id}
         client_ip = self.client_ip or self.config.client_ip
         if client_ip:
             body["clientIp"] = client_ip
         body.update((key, value) for key, value in fields.items() if value is not None)
-        return decipher(self.transport.send(self._request(path, body, token)), path)
+        response = yield from send(self._request(path, body, token))
+        return decipher(response, path)
 
     def _request(self, path: str, body: dict[str, Any] | None, token: str | None) -> HttpRequest:
         headers = dict(self.config.extra_headers)

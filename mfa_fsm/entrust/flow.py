@@ -47,8 +47,9 @@ from mfa_fsm.core.errors import (
     UsageError,
     VerifiedUserRequired,
 )
+from mfa_fsm.core.exchange import Exchange, returned
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
-from mfa_fsm.core.http import Transport
+from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
 from mfa_fsm.core.logref import flow_ref
@@ -197,7 +198,7 @@ class EntrustFlow(Flow):
     client: EntrustClient
 
     @classmethod
-    def start(
+    def opening(
         cls,
         *,
         config: EntrustConfig,
@@ -205,12 +206,15 @@ class EntrustFlow(Flow):
         verified_user: VerifiedUser | None = None,
         first_factor: str | None = None,
         flow_id: str | None = None,
-        transport: Transport | None = None,
+        transport: Transport | AsyncTransport | None = None,
         clock: Clock = time.time,
         throttle: Throttle | None = None,
         client_ip: str | None = None,
-    ) -> EntrustFlow:
+    ) -> Exchange[EntrustFlow]:
         """Query the user's authenticators and return a flow in ``AwaitingFirstFactor``.
+
+        Run by ``EntrustFlow.start(...)`` (blocking) or ``await EntrustFlow.start_async(...)``
+        with these keywords.
 
         Name the user in one of two ways:
 
@@ -250,7 +254,7 @@ class EntrustFlow(Flow):
         )
         flow = cls(placeholder, config=config, transport=transport, clock=clock, throttle=throttle)
         flow._use_client_ip(client_ip)
-        reply = flow.client.query(user_id)
+        reply = yield from flow.client.query(user_id)
         offered = [f for f in FIRST_FACTORS if f in reply.authentication_types]
         if vouched is None:
             if offered == [EXTERNAL]:
@@ -301,7 +305,7 @@ class EntrustFlow(Flow):
     )
     def _on_submit_first_factor(
         self, snapshot: Snapshot, now: float, answer: str | None = None
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: EntrustContext = snapshot.context
         if ctx.first_factor == EXTERNAL:
             if answer is not None:
@@ -312,16 +316,18 @@ class EntrustFlow(Flow):
             # select of EXTERNAL, which must name the user: v5.46 UserChallengeParameters
             # ``userId``, "required for non-passwordless authenticators".
             token = ctx.token or self._required_token(
-                self.client.select(EXTERNAL, user_id=snapshot.user_id)
+                (yield from self.client.select(EXTERNAL, user_id=snapshot.user_id))
             )
-            reply = self.client.complete(EXTERNAL, token)
+            reply = yield from self.client.complete(EXTERNAL, token)
         else:
             password = secret_text("answer", answer)
             token = self._required_token(
-                self.client.select(PASSWORD_AND_SECONDFACTOR, user_id=snapshot.user_id)
+                (yield from self.client.select(PASSWORD_AND_SECONDFACTOR, user_id=snapshot.user_id))
             )
             try:
-                reply = self.client.complete(PASSWORD_AND_SECONDFACTOR, token, response=password)
+                reply = yield from self.client.complete(
+                    PASSWORD_AND_SECONDFACTOR, token, response=password
+                )
             except IdpError as exc:
                 return self._answer_refused(exc, snapshot, "PASSWORD")
         ctx = _seen(ctx, reply)
@@ -349,14 +355,14 @@ class EntrustFlow(Flow):
     )
     def _on_select_second_factor(
         self, snapshot: Snapshot, now: float, factor: str, delivery: str | None = None
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: EntrustContext = snapshot.context
         choice = _offered(snapshot, check_authenticator(factor))
         if delivery is not None and delivery not in choice.deliveries:
             raise InvalidInput("delivery", f"must be one of {list(choice.deliveries)}")
         path, second = self._paths(ctx, factor)
         try:
-            reply = self.client.select(
+            reply = yield from self.client.select(
                 path,
                 auth_token=ctx.first_factor_token,
                 second_factor=second,
@@ -423,7 +429,7 @@ class EntrustFlow(Flow):
         now: float,
         answer: str | None = None,
         answers: list[str] | tuple[str, ...] | None = None,
-    ) -> Outcome:
+    ) -> Exchange[Outcome]:
         ctx: EntrustContext = snapshot.context
         factor = ctx.factor or ""
         kba = None
@@ -444,7 +450,7 @@ class EntrustFlow(Flow):
             response = code("answer", answer)
         path, second = self._paths(ctx, factor)
         try:
-            reply = self.client.complete(
+            reply = yield from self.client.complete(
                 path,
                 self._held_token(ctx),
                 response=response,
@@ -464,7 +470,7 @@ class EntrustFlow(Flow):
         outcomes=[OOB_PENDING, COMPLETED, FAILED],
         calls=f"POST {COMPLETE_PATH}",
     )
-    def _on_poll(self, snapshot: Snapshot, now: float) -> Outcome | None:
+    def _on_poll(self, snapshot: Snapshot, now: float) -> Exchange[Outcome | None]:
         ctx: EntrustContext = snapshot.context
         if snapshot.next_poll_at is not None and now < snapshot.next_poll_at:
             return None  # too early: answer from the snapshot, spare the IdP
@@ -473,7 +479,7 @@ class EntrustFlow(Flow):
         outage = now - ((snapshot.next_poll_at or now) - self.config.poll_interval)
         schedule = self.config.poll_schedule
         try:
-            reply = self.client.poll(path, self._held_token(ctx), second_factor=second)
+            reply = yield from self.client.poll(path, self._held_token(ctx), second_factor=second)
         except IdpError as exc:
             # ``no_transaction`` (push ended on the device or past IDaaS's lifetime) is
             # ``gone``: the flow ends Failed(expired), never "denied" (IDaaS does not say
@@ -509,8 +515,8 @@ class EntrustFlow(Flow):
         outcomes=[CANCELLED],
         calls=[f"POST {COMPLETE_PATH}", f"POST {LOGOUT_PATH}"],
     )
-    def _on_cancel(self, snapshot: Snapshot, now: float) -> Outcome:
-        self._cancel_quietly(snapshot, "cancelled by the user", every_state=True)
+    def _on_cancel(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        yield from self._cancel_quietly(snapshot, "cancelled by the user", every_state=True)
         return Outcome(
             CANCELLED,
             {"failure": "cancelled", "next_poll_at": None, "context": _forget(snapshot.context)},
@@ -527,9 +533,9 @@ class EntrustFlow(Flow):
             {**outcome.changes, "failure_detail": detail, "context": _forget(snapshot.context)},
         )
 
-    def _expire(self, snapshot: Snapshot, now: float) -> Outcome:
-        self._cancel_quietly(snapshot, "deadline passed", every_state=False)
-        outcome = super()._expire(snapshot, now)
+    def _expire(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        yield from self._cancel_quietly(snapshot, "deadline passed", every_state=False)
+        outcome = yield from returned(super()._expire(snapshot, now))
         return Outcome(outcome.kind, {**outcome.changes, "context": _forget(snapshot.context)})
 
     # -- helpers ------------------------------------------------------------------------
@@ -597,7 +603,7 @@ class EntrustFlow(Flow):
             },
         )
 
-    def _cancel_quietly(self, snapshot: Snapshot, why: str, *, every_state: bool) -> None:
+    def _cancel_quietly(self, snapshot: Snapshot, why: str, *, every_state: bool) -> Exchange[None]:
         """End the IDaaS transaction; the flow ends regardless.
 
         With ``every_state`` (a user's cancel) in any state; without (a passed deadline)
@@ -619,11 +625,11 @@ class EntrustFlow(Flow):
         try:
             if running:
                 path, second = self._paths(ctx, ctx.factor or "")
-                self.client.complete(path, ctx.token, second_factor=second, cancel=True)
+                yield from self.client.complete(path, ctx.token, second_factor=second, cancel=True)
             elif snapshot.state == "AwaitingFirstFactor" and ctx.first_factor == EXTERNAL:
-                self.client.complete(EXTERNAL, ctx.token, cancel=True)
+                yield from self.client.complete(EXTERNAL, ctx.token, cancel=True)
             else:
-                self.client.logout(ctx.token)
+                yield from self.client.logout(ctx.token)
         except MfaError as exc:
             # The transaction dies with its token anyway; the user must not be kept waiting.
             log.warning(

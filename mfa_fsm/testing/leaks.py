@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from mfa_fsm.core.errors import UsageError
+from mfa_fsm.core.http import AsyncTransport
 from mfa_fsm.core.transport import HttpRequest, HttpResponse, RequestsTransport, Transport
 
 #: JSON keys whose values are secrets in any IdP's API (requests and replies).
@@ -42,20 +44,40 @@ SHORT_SECRET = 8
 
 
 class SecretRecorder:
-    """A transport wrapper that remembers every secret it carries, in either direction."""
+    """A transport wrapper that remembers every secret it carries, in either direction.
 
-    def __init__(self, inner: Transport | None = None) -> None:
+    It is a blocking :class:`Transport` over ``inner`` (a ``RequestsTransport`` by default)
+    and, given ``inner_async`` (an :class:`AsyncTransport` such as ``HttpxTransport``), an
+    asynchronous one too, so one recorder serves ``send`` and ``send_async`` alike.
+    """
+
+    def __init__(
+        self, inner: Transport | None = None, *, inner_async: AsyncTransport | None = None
+    ) -> None:
         self.inner = inner or RequestsTransport()
+        self.inner_async = inner_async
         self.secrets: set[str] = set()
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """Forward ``request``, noting the secrets in it and in the reply."""
+        self._note_request(request)
+        return self._note_response(self.inner.send(request))
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse:
+        """Forward ``request`` to ``inner_async``, noting the secrets in it and in the reply."""
+        if self.inner_async is None:
+            raise UsageError("this SecretRecorder has no inner_async transport for send_async")
+        self._note_request(request)
+        return self._note_response(await self.inner_async.send_async(request))
+
+    def _note_request(self, request: HttpRequest) -> None:
         authorization = request.headers.get("Authorization")
         if authorization:
             self._add(authorization)
             self._add(authorization.removeprefix("Bearer "))
         self._collect(request.json)
-        response = self.inner.send(request)
+
+    def _note_response(self, response: HttpResponse) -> HttpResponse:
         for value in response.cookies.values():
             self._add(value)
         with contextlib.suppress(ValueError):  # not JSON: nothing to collect

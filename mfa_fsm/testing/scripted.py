@@ -28,7 +28,7 @@ class ScriptedTransport:
     A reply may be an :class:`HttpResponse`, an exception to raise (a
     :class:`TransportError` imitates the network failing), or a function of the request.
     Running out of replies raises ``AssertionError``: the flow made a call the test did not
-    expect.
+    expect. It is an asynchronous transport as well (``send_async``), for ``send_async``.
     """
 
     def __init__(self, replies: Iterable[Reply] = ()) -> None:
@@ -50,6 +50,10 @@ class ScriptedTransport:
         if callable(reply):
             return reply(request)
         return reply
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse:
+        """:meth:`send`, awaited (the same script, the same record)."""
+        return self.send(request)
 
 
 def network_down(path: str = "") -> TransportError:

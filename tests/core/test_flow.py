@@ -67,7 +67,7 @@ class ToyContext:
 
 
 class ToyClient:
-    def __init__(self, config: ToyConfig, transport: Any) -> None:
+    def __init__(self, config: ToyConfig) -> None:
         self.config = config
 
 

@@ -52,7 +52,7 @@ class ToyConfig:
 
 
 class ToyClient:
-    def __init__(self, config: ToyConfig, transport: Transport) -> None:
+    def __init__(self, config: ToyConfig) -> None:
         self.config = config
 
 
@@ -103,7 +103,7 @@ class ToyFlow(Flow):
     config: ToyConfig
 
     @classmethod
-    def start(
+    def opening(
         cls,
         *,
         config: ToyConfig,

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from mfa_fsm import CyberArkConfig, IdpReplyError
+from mfa_fsm.core.exchange import drive
 from mfa_fsm.cyberark.client import CyberArkClient, pod_url, same_base
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.scripted import ScriptedTransport, json_reply
@@ -145,14 +146,15 @@ def test_cookies_are_kept_per_flow_and_sent_back() -> None:
             json_reply({"success": True, "Result": {"Summary": "OobPending"}}),
         ]
     )
-    client = CyberArkClient(CyberArkConfig(base_url="https://t.example/"), transport)
-    reply = client.advance(
+    client = CyberArkClient(CyberArkConfig(base_url="https://t.example/"))
+    exchange = client.advance(
         "https://t.example",
         session_id="s",
         mechanism_id="m",
         action="Poll",
         cookies={"sessdata": "abc", "other": "x"},
     )
+    reply = drive(exchange, transport)
     assert reply.summary == "OobPending"
     request = transport.requests[0]
     assert request.url == "https://t.example/Security/AdvanceAuthentication"

@@ -1,4 +1,7 @@
-"""The CyberArk flow end to end, over real HTTP to the emulator, one fresh context per step."""
+"""The CyberArk flow end to end, over real HTTP to the emulator, one fresh context per step.
+
+Every test runs twice (the ``driver`` fixture): over the sync driver (requests) and over the
+async one (httpx)."""
 
 from __future__ import annotations
 
@@ -6,16 +9,30 @@ import json
 
 import pytest
 
-from mfa_fsm import CyberArkFlow, IdpError, RequestsTransport, Snapshot
+from mfa_fsm import CyberArkFlow, IdpError, Snapshot
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.cyberark import UserMechanism
 from mfa_fsm.testing.leaks import SecretRecorder
 from tests.cyberark.conftest import Login
 from tests.support.cyberark import Clock, config_for, pick
-from tests.support.stateless import StatelessClient
+from tests.support.stateless import Driver, StatelessClient
 
 START = "/Security/StartAuthentication"
 ADVANCE = "/Security/AdvanceAuthentication"
+
+
+@pytest.fixture
+def login(
+    cyberark_emulator: CyberArkEmulator, recorder: SecretRecorder, clock: Clock, driver: Driver
+) -> Login:
+    """The conftest's stateless login, started and stepped by the test's driver."""
+
+    def start(user: str = "alice", **overrides: object) -> StatelessClient:
+        config = config_for(cyberark_emulator, **overrides)
+        flow = driver.start(CyberArkFlow, config=config, user=user, transport=recorder, clock=clock)
+        return StatelessClient(flow, driver=driver, config=config, transport=recorder, clock=clock)
+
+    return start
 
 
 def actions(emulator: CyberArkEmulator) -> list[str]:
@@ -211,25 +228,25 @@ def test_pod_redirect(login: Login, cyberark_emulator: CyberArkEmulator, as_url:
     assert flow.snapshot().context.base_url == cyberark_emulator.base_url + "/pod2"
 
 
-def test_redirect_loop_refused(cyberark_emulator: CyberArkEmulator, recorder) -> None:
+def test_redirect_loop_refused(cyberark_emulator: CyberArkEmulator, recorder, driver) -> None:
     """A pod that redirects to itself, or to a pod already asked, is refused; so is a chain
     longer than max_redirects."""
     config = config_for(cyberark_emulator)
     own = f"http://{cyberark_emulator.host}:{cyberark_emulator.port}"
     cyberark_emulator.redirect_user("alice", own + "/pod3", loop=True)
     with pytest.raises(IdpError, match="loop"):
-        CyberArkFlow.start(config=config, user="alice", transport=recorder)
+        driver.start(CyberArkFlow, config=config, user="alice", transport=recorder)
     assert len(cyberark_emulator.calls_to(START)) == 2
 
     cyberark_emulator.clear_calls()
     cyberark_emulator.redirect_user("alice", cyberark_emulator.base_url, loop=True)
     with pytest.raises(IdpError, match="loop"):
-        CyberArkFlow.start(config=config, user="alice", transport=recorder)
+        driver.start(CyberArkFlow, config=config, user="alice", transport=recorder)
     assert len(cyberark_emulator.calls_to(START)) == 1
 
     capped = config_for(cyberark_emulator, max_redirects=0)
     with pytest.raises(IdpError, match="more than 0 times"):
-        CyberArkFlow.start(config=capped, user="frank", transport=recorder)
+        driver.start(CyberArkFlow, config=capped, user="frank", transport=recorder)
 
 
 def test_new_package_in_the_middle(login: Login, cyberark_emulator: CyberArkEmulator) -> None:
@@ -299,22 +316,22 @@ def test_cancel(login: Login) -> None:
 
 
 def test_every_step_in_a_fresh_context(
-    cyberark_emulator: CyberArkEmulator, recorder: SecretRecorder, clock: Clock
+    cyberark_emulator: CyberArkEmulator, recorder: SecretRecorder, clock: Clock, driver: Driver
 ) -> None:
     """Each step starts from JSON text alone, with a new transport and a new flow object; the
     snapshot round-trips exactly and holds what the next request needs."""
     config = config_for(cyberark_emulator)
 
     def step(saved: str, event: str, **data: object) -> str:
-        transport = SecretRecorder(RequestsTransport())
+        transport = driver.recorder()  # new connections, as in a new process
         flow = CyberArkFlow.restore(saved, config=config, transport=transport, clock=clock)
-        flow.send(event, **data)
+        driver.send(flow, event, **data)
         recorder.secrets |= transport.secrets
         text = flow.snapshot().to_json()
         assert Snapshot.from_json(text) == flow.snapshot()
         return text
 
-    flow = CyberArkFlow.start(config=config, user="frank", transport=recorder, clock=clock)
+    flow = driver.start(CyberArkFlow, config=config, user="frank", transport=recorder, clock=clock)
     saved = flow.snapshot().to_json()
     context = json.loads(saved)["context"]
     assert context["base_url"].endswith("/pod2")

@@ -1,4 +1,7 @@
-"""The Duo flow end to end, over real HTTP to the emulator, each step restored from JSON."""
+"""The Duo flow end to end, over real HTTP to the emulator, each step restored from JSON.
+
+Every test runs twice (the ``driver`` fixture): over the sync driver (requests) and over the
+async one (httpx)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from mfa_fsm.core.snapshot import FlowView, Snapshot
 from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.support.stateless import StatelessClient
+from tests.support.stateless import Driver, StatelessClient
 
 CLIENT_IP = "198.51.100.7"
 PHONE = "DPFZRS9FB0D46QFTM899"
@@ -72,17 +75,20 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def login(duo_emulator: DuoEmulator, recorder: SecretRecorder, clock: Clock) -> Login:
+def login(
+    duo_emulator: DuoEmulator, recorder: SecretRecorder, clock: Clock, driver: Driver
+) -> Login:
     def start(user_id: str = "jsmith", **overrides: object) -> AtAddress:
         config = config_for(duo_emulator, **overrides)
-        flow = DuoFlow.start(
+        flow = driver.start(
+            DuoFlow,
             config=config,
             verified_user=VerifiedUser(user_id, checked_by="the test's password check"),
             client_ip=CLIENT_IP,
             transport=recorder,
             clock=clock,
         )
-        return AtAddress(flow, config=config, transport=recorder, clock=clock)
+        return AtAddress(flow, driver=driver, config=config, transport=recorder, clock=clock)
 
     return start
 
@@ -352,7 +358,7 @@ def test_factor_not_offered_is_refused(login: Login) -> None:
 
 
 def test_bad_signature_is_an_error_and_changes_nothing(
-    duo_emulator: DuoEmulator, recorder: SecretRecorder, clock: Clock
+    duo_emulator: DuoEmulator, recorder: SecretRecorder, clock: Clock, driver: Driver
 ) -> None:
     """A wrong secret key gets Duo's 401 40103; the flow stays where it was."""
     good = config_for(duo_emulator)
@@ -362,10 +368,15 @@ def test_bad_signature_is_an_error_and_changes_nothing(
             good.credentials.integration_key, "w" * 40, good.credentials.api_hostname
         ),
     )
-    flow = DuoFlow.start(
-        config=bad, verified_user=VerifiedUser("jsmith"), client_ip=CLIENT_IP, clock=clock
+    flow = driver.start(
+        DuoFlow,
+        config=bad,
+        verified_user=VerifiedUser("jsmith"),
+        client_ip=CLIENT_IP,
+        transport=recorder,
+        clock=clock,
     )
-    client = AtAddress(flow, config=bad, transport=recorder, clock=clock)
+    client = AtAddress(flow, driver=driver, config=bad, transport=recorder, clock=clock)
     before = client.saved
     with pytest.raises(IdpError) as caught:
         client.send("submit_first_factor")
@@ -386,11 +397,17 @@ def test_every_call_carries_the_end_user_ip(login: Login, duo_emulator: DuoEmula
     assert all(call.body and call.body["ipaddr"] == CLIENT_IP for call in sent)
 
 
-def test_malformed_client_ip_is_refused_at_start(duo_emulator: DuoEmulator) -> None:
+def test_malformed_client_ip_is_refused_at_start(
+    duo_emulator: DuoEmulator, recorder: SecretRecorder, driver: Driver
+) -> None:
     """A client IP that is not an address is InvalidInput and no flow exists."""
     with pytest.raises(InvalidInput) as caught:
-        DuoFlow.start(
-            config=config_for(duo_emulator), verified_user=VerifiedUser("jsmith"), client_ip="x.y"
+        driver.start(
+            DuoFlow,
+            config=config_for(duo_emulator),
+            verified_user=VerifiedUser("jsmith"),
+            client_ip="x.y",
+            transport=recorder,
         )
     assert caught.value.field == "client_ip"
 
@@ -434,10 +451,16 @@ def test_dropped_poll_backs_off_and_changes_nothing(
     assert client.saved == before
 
 
-def test_malformed_flow_id_is_refused_at_start(duo_emulator: DuoEmulator) -> None:
+def test_malformed_flow_id_is_refused_at_start(
+    duo_emulator: DuoEmulator, recorder: SecretRecorder, driver: Driver
+) -> None:
     """A flow id that is not an identifier is InvalidInput."""
     with pytest.raises(InvalidInput) as caught:
-        DuoFlow.start(
-            config=config_for(duo_emulator), verified_user=VerifiedUser("jsmith"), flow_id="a b"
+        driver.start(
+            DuoFlow,
+            config=config_for(duo_emulator),
+            verified_user=VerifiedUser("jsmith"),
+            flow_id="a b",
+            transport=recorder,
         )
     assert caught.value.field == "flow_id"

@@ -29,6 +29,7 @@ from mfa_fsm.duo.signing import (
 from mfa_fsm.testing import DuoEmulator, EmulatorServer
 from mfa_fsm.testing._server import UNKNOWN_ENUM_VALUE
 from mfa_fsm.testing.duo import DEMO_PASSCODE
+from tests.support.stateless import Driven
 
 IP = "203.0.113.9"
 PHONE = "DPFZRS9FB0D46QFTM899"
@@ -63,9 +64,9 @@ def client_for(emu: DuoEmulator, clock: Clock, **changes: Any) -> DuoClient:
         emu.credentials.api_hostname,
     )
     config = DuoConfig(credentials, base_url=emu.base_url, retry=RetryPolicy(attempts=1))
-    client = DuoClient(config, RequestsTransport(), clock=clock)
+    client = DuoClient(config, clock=clock)
     client.client_ip = changes.pop("client_ip", IP)  # the end user's address (``ipaddr``)
-    return client
+    return Driven(client, RequestsTransport())  # type: ignore[return-value]  # same methods, driven
 
 
 @pytest.fixture

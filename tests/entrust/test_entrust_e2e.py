@@ -1,4 +1,7 @@
-"""The Entrust flow end to end, over real HTTP to the emulator, one fresh context per step."""
+"""The Entrust flow end to end, over real HTTP to the emulator, one fresh context per step.
+
+Every test runs twice (the ``driver`` fixture): over the sync driver (requests) and over the
+async one (httpx)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from mfa_fsm import EntrustConfig, EntrustFlow, EventNotAllowed, InvalidInput
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing.entrust import DEMO_KBA, DEMO_TEMP_ACCESS_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
-from tests.support.stateless import StatelessClient
+from tests.support.stateless import Driver, StatelessClient
 
 CLIENT_IP = "198.51.100.7"
 
@@ -28,13 +31,13 @@ def config_for(emulator: EntrustEmulator, **overrides: object) -> EntrustConfig:
 
 
 @pytest.fixture
-def login(entrust_emulator: EntrustEmulator, recorder: SecretRecorder):
+def login(entrust_emulator: EntrustEmulator, recorder: SecretRecorder, driver: Driver):
     def start(user_id: str = "jsmith", **overrides: object) -> StatelessClient:
         config = config_for(entrust_emulator, **overrides)
-        flow = EntrustFlow.start(
-            config=config, verified_user=VerifiedUser(user_id), transport=recorder
+        flow = driver.start(
+            EntrustFlow, config=config, verified_user=VerifiedUser(user_id), transport=recorder
         )
-        return StatelessClient(flow, config=config, transport=recorder)
+        return StatelessClient(flow, driver=driver, config=config, transport=recorder)
 
     return start
 
@@ -309,14 +312,14 @@ def test_lockout_after_repeated_wrong_codes(login, entrust_emulator: EntrustEmul
     assert (view.state, view.failure) == ("Failed", "locked")
 
 
-def test_expired_token_fails_before_any_call(recorder: SecretRecorder) -> None:
+def test_expired_token_fails_before_any_call(recorder: SecretRecorder, driver: Driver) -> None:
     """Once the IdP token's expiry has passed, the next event ends Failed(expired), no call."""
     with EntrustEmulator(session_lifetime=0.5) as emulator:
         config = config_for(emulator)
-        flow = EntrustFlow.start(
-            config=config, verified_user=VerifiedUser("jsmith"), transport=recorder
+        flow = driver.start(
+            EntrustFlow, config=config, verified_user=VerifiedUser("jsmith"), transport=recorder
         )
-        client = StatelessClient(flow, config=config, transport=recorder)
+        client = StatelessClient(flow, driver=driver, config=config, transport=recorder)
         through_first_factor(client)
         time.sleep(0.6)
         calls = len(emulator.calls)

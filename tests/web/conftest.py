@@ -50,9 +50,11 @@ def demo() -> Iterator[Demo]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, for the whole session."""
+    """Debian's Chromium, headless, for the web tests. Closed after them, not at the end of
+    the session: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, and asyncio.run (the README's async example) refuses to start inside one."""
     if not Path(CHROMIUM).is_file():
         pytest.fail(
             f"Chromium is not installed at {CHROMIUM}: run `bash scripts/setup.sh` (it runs "
