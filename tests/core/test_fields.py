@@ -7,6 +7,7 @@ line) and behaves exactly as the new one, on the Flow API (``start`` and ``send`
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from mfa_fsm import (
 )
 from mfa_fsm.core.fields import RENAMED_FIELDS, neutral_fields, resolve_factor
 from mfa_fsm.core.snapshot import Choice, FlowView, Snapshot
+from mfa_fsm.core.transport_async import HttpxTransport
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
@@ -68,6 +70,23 @@ def flow_api(config: EntrustConfig) -> Login:
     return login
 
 
+def async_flow_api(config: EntrustConfig) -> Login:
+    """The Flow API awaited (start_async / send_async over httpx): the warnings still point
+    at the caller's line, not at the event loop."""
+
+    def login(start: dict[str, Any], first: dict[str, Any], code: dict[str, Any]) -> FlowView:
+        async def steps() -> FlowView:
+            async with HttpxTransport() as transport:
+                flow = await EntrustFlow.start_async(config=config, transport=transport, **start)
+                await flow.send_async("submit_first_factor", **first)
+                await flow.send_async("select_second_factor", factor="TOKEN")
+                return await flow.send_async("submit_response", **code)
+
+        return asyncio.run(steps())
+
+    return login
+
+
 def engine_api(config: EntrustConfig) -> Login:
     engine = Engine(MemoryStore(), [config])
 
@@ -93,7 +112,7 @@ def sealed_api(config: EntrustConfig) -> Login:
     return login
 
 
-@pytest.mark.parametrize("entry", [flow_api, engine_api, sealed_api])
+@pytest.mark.parametrize("entry", [flow_api, async_flow_api, engine_api, sealed_api])
 def test_old_names_warn_and_behave_as_the_new_ones(
     entry: Callable[[EntrustConfig], Login],
     config: EntrustConfig,
