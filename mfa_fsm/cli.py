@@ -521,12 +521,14 @@ def _flow_class(name: str) -> type[Flow]:
             )
         return flow
     module, _, attribute = name.partition(":")
-    try:
+    if not (module and attribute):
+        raise UsageError(f"cannot load {name!r}: name a flow class as module:Class")
+    try:  # imports (runs) the module named: an operator's command, as python -m would
         found = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
         raise UsageError(f"cannot load {name}: {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(found, type) and issubclass(found, Flow)):
-        raise UsageError(f"{name} is not a mfa_fsm.Flow subclass")
+    if not (isinstance(found, type) and issubclass(found, Flow) and hasattr(found, "machine")):
+        raise UsageError(f"{name} is not a provider's mfa_fsm.Flow subclass (it has no machine)")
     return found
 
 

@@ -225,7 +225,7 @@ def test_the_command_prints_each_problem_and_fails(monkeypatch: pytest.MonkeyPat
 def test_the_command_refuses_what_is_not_a_flow() -> None:
     out = io.StringIO()
     assert main(["verify", "tests.toy_provider:ToyIdp"], stdout=out) == 2
-    assert "tests.toy_provider:ToyIdp is not a mfa_fsm.Flow subclass" in out.getvalue()
+    assert "tests.toy_provider:ToyIdp is not a provider's mfa_fsm.Flow subclass" in out.getvalue()
     assert main(["verify", "nosuch"], stdout=out) == 2
     assert "no provider 'nosuch'" in out.getvalue()
 
@@ -286,3 +286,18 @@ def test_a_flow_without_the_shared_final_states_is_reported() -> None:
     assert ("cancel", "in AwaitingFirstFactor, 'cancel' leads to Done, not only to Failed") in (
         problems
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (":Foo", "name a flow class as module:Class"),
+        ("..x:Y", "cannot load ..x:Y: TypeError"),
+        ("mfa_fsm:Flow", "is not a provider's mfa_fsm.Flow subclass (it has no machine)"),
+    ],
+)
+def test_a_malformed_flow_name_is_a_usage_error_not_a_crash(name: str, said: str) -> None:
+    """Exit 2 (the command was misused), never a traceback or 1 (problems found)."""
+    out = io.StringIO()
+    assert main(["verify", name], stdout=out) == 2
+    assert said in out.getvalue()

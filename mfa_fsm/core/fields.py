@@ -88,7 +88,8 @@ def resolve_factor(
     An id of an offered choice, or a value that is no offered choice's kind, is left alone
     (the provider's handler accepts or refuses it). A kind offered by exactly one supported
     choice becomes that choice's id; a delivery kind (``sms``) also sets ``delivery`` when the
-    choice offers that channel and none was given. A kind several offered choices answer to
+    choice offers that channel and none was given (another ``delivery`` with it raises
+    :class:`InvalidInput`: the two disagree). A kind several offered choices answer to
     raises :class:`InvalidInput` listing their ids, so the caller picks one. Nothing here
     calls the IdP.
     """
@@ -108,8 +109,16 @@ def resolve_factor(
         )
     (choice,) = matching
     out = {**data, "factor": choice.id}
-    if wanted in DELIVERY_KINDS and out.get("delivery") is None:
+    if wanted in DELIVERY_KINDS:
         channel = next((d for d in choice.deliveries if d.lower() == wanted), None)
-        if channel is not None and len(choice.deliveries) > 1:
+        delivery = out.get("delivery")
+        if channel is not None and delivery is not None and delivery != channel:
+            # factor="sms" with delivery="VOICE": the two fields disagree; guess neither.
+            raise InvalidInput(
+                "delivery",
+                f"{delivery!r} contradicts factor={wanted!r}; pass factor={choice.id!r} with "
+                f"one of {list(choice.deliveries)}, or the kind alone",
+            )
+        if channel is not None and delivery is None and len(choice.deliveries) > 1:
             out["delivery"] = channel
     return out

@@ -9,6 +9,7 @@ implementations share (the size bound, decompression, RFC 6265 cookie deletion) 
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import time
 import urllib.parse
@@ -18,12 +19,20 @@ from typing import Any, Protocol
 
 import attrs
 
-from mfa_fsm.core.errors import IdpReplyError, InvalidInput
+from mfa_fsm.core.deadline import current_step_deadline
+from mfa_fsm.core.errors import IdpReplyError, InvalidInput, TransportError
 
 #: A header name is an RFC 9110 section 5.1 ``token``.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 #: A header value: visible ASCII, spaces and tabs (RFC 9110 section 5.5), no CR or LF.
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,1024}")
+#: What a request may carry in a header: visible ASCII, spaces and tabs (RFC 9110 section
+#: 5.5; ``obs-text`` is not sent). An IdP's token or cookie is echoed into headers, so a
+#: value from a reply that is anything else must stop the step, never reach the wire.
+_SENDABLE = re.compile(r"[\t\x20-\x7e]*")
+#: A cookie value a user agent keeps: RFC 6265 section 4.1.1 ``cookie-octet`` (visible ASCII
+#: but for DQUOTE, comma, semicolon and backslash), optionally in double quotes.
+_COOKIE_VALUE = re.compile(r'"?[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"?')
 #: Headers the clients set themselves: a configuration may not replace them, since they carry
 #: the IdP's credentials, the signed request's parts or the body's framing.
 RESERVED_HEADERS = frozenset(
@@ -134,7 +143,9 @@ def set_cookies(kept: Mapping[str, str], set_cookie: Iterable[str], url: str) ->
     when its ``Domain``, if any, domain-matches the request's host (RFC 6265 section 5.1.3),
     as a jar would.
     """
-    result = dict(kept)
+    # A value outside RFC 6265's cookie-octets (a load balancer's "lb=café") could not be
+    # sent back in a Cookie header: drop it, as section 5.2 lets a user agent ignore it.
+    result = {name: value for name, value in kept.items() if _COOKIE_VALUE.fullmatch(value)}
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
     now = time.time()
     # The stdlib parser http.cookiejar uses for Set-Cookie; typeshed does not list it.
@@ -158,6 +169,43 @@ def set_cookies(kept: Mapping[str, str], set_cookie: Iterable[str], url: str) ->
         if deleted:
             result[name] = ""
     return result
+
+
+def prepared(request: HttpRequest, deadline: float) -> tuple[bytes | None, dict[str, str], float]:
+    """What both transports send for ``request``: the body, the headers, and the seconds left
+    for the exchange (``deadline`` seconds, or less when the step's deadline comes first).
+
+    Raises TransportError, before anything is sent, when the step's time has run out or a
+    header value is not visible ASCII (a token or cookie an IdP sent that cannot go back on
+    the wire); the message never quotes the value.
+    """
+    body = None if request.json is None else json.dumps(request.json).encode()
+    headers = dict(request.headers)
+    if request.content is not None:
+        body = request.content
+    elif body is not None:
+        headers.setdefault("Content-Type", "application/json")
+    # Compressed replies could expand far past max_reply_bytes; ask for none.
+    headers.setdefault("Accept-Encoding", "identity")
+    for name, value in headers.items():
+        if not (_SENDABLE.fullmatch(name) and _SENDABLE.fullmatch(value)):
+            raise TransportError(
+                f"the {name if _HEADER_NAME.fullmatch(name) else 'a'} header for "
+                f"{request.path} is not visible ASCII (RFC 9110 section 5.5); the IdP sent a "
+                "token or cookie that cannot be sent back: start again",
+                path=request.path,
+            )
+    now = time.monotonic()
+    left = deadline
+    step_ends = current_step_deadline()
+    if step_ends is not None:
+        if step_ends <= now:
+            raise TransportError(
+                f"the step's time ran out before {request.path} was sent; try again",
+                path=request.path,
+            )
+        left = min(left, step_ends - now)
+    return body, headers, left
 
 
 def extra_headers(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> HeaderPairs:

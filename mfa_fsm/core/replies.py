@@ -96,6 +96,15 @@ class Fields:
             return value
         raise self._wrong(key)
 
+    def token(self, key: str) -> str | None:
+        """:meth:`text` for a value the client sends back in a header (a bearer token): it
+        must be visible ASCII (RFC 9110 section 5.5; RFC 6750 section 2.1 ``b64token`` is
+        narrower still), else IdpReplyError, so no later request can fail on it."""
+        value = self.text(key)
+        if value is not None and not (value.isascii() and value.isprintable() and value.strip()):
+            raise self._wrong(key)
+        return value
+
     def flag(self, key: str) -> bool:
         value = self.data.get(key)
         if value is None or isinstance(value, bool):

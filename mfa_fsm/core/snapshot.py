@@ -405,7 +405,10 @@ def _structure_float(value: Any, _: Any) -> float:
         return value
     if value.__class__ is not int:  # an integer is read as a float; True is not a number
         raise _Malformed(_WRONG)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer past float's range (1e308): no time is that far
+        raise _Malformed(_WRONG) from None
 
 
 def _is_optional(tp: Any) -> bool:
@@ -438,7 +441,7 @@ def _dict_hook(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any
     item = converter.get_structure_hook(value_type)
 
     def structure(value: Any, _: Any) -> dict[str, Any]:
-        if value.__class__ is not dict:
+        if value.__class__ is not dict or any(k.__class__ is not str for k in value):
             raise _Malformed("must be an object")
         return {k: item(v, value_type) for k, v in value.items()}
 
@@ -574,7 +577,7 @@ def _first_problem(exc: BaseException, path: list[str]) -> tuple[list[str], str]
     if isinstance(exc, _Malformed):
         return path, exc.problem
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return path, f"has an unknown field {sorted(exc.extra_fields)[0]!r}"
+        return path, f"has an unknown field {sorted(exc.extra_fields, key=str)[0]!r}"
     if isinstance(exc, cattrs.ClassValidationError):
         # An unknown field is named first, as the reader checks names before values.
         extra = [e for e in exc.exceptions if isinstance(e, cattrs.ForbiddenExtraKeysError)]

@@ -39,7 +39,6 @@ import contextvars
 import heapq
 import http.cookiejar
 import itertools
-import json
 import socket
 import threading
 import time
@@ -54,12 +53,18 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from mfa_fsm.core.deadline import (
     DEFAULT_STEP_TIMEOUT,
-    current_step_deadline,
     step_deadline,
     step_time_left,
 )
 from mfa_fsm.core.errors import IdpReplyError, TransportError, UsageError
-from mfa_fsm.core.http import HttpRequest, HttpResponse, Transport, decoded_body, set_cookies
+from mfa_fsm.core.http import (
+    HttpRequest,
+    HttpResponse,
+    Transport,
+    decoded_body,
+    prepared,
+    set_cookies,
+)
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
@@ -140,25 +145,8 @@ class RequestsTransport:
         (before sending, or during the exchange), and IdpReplyError for a reply body over
         ``max_reply_bytes``. Nothing is retried here.
         """
-        body = None if request.json is None else json.dumps(request.json).encode()
-        headers = dict(request.headers)
-        if request.content is not None:
-            body = request.content
-        elif body is not None:
-            headers.setdefault("Content-Type", "application/json")
-        # Compressed replies could expand far past max_reply_bytes; ask for none.
-        headers.setdefault("Accept-Encoding", "identity")
-        now = time.monotonic()
-        ends = now + self.deadline
-        step_ends = current_step_deadline()
-        if step_ends is not None:
-            if step_ends <= now:
-                raise TransportError(
-                    f"the step's time ran out before {request.path} was sent; try again",
-                    path=request.path,
-                )
-            ends = min(ends, step_ends)
-        left = ends - now
+        body, headers, left = prepared(request, self.deadline)
+        ends = time.monotonic() + left
         timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
         watch = _Watch(ends)
         attached = _WATCH.set(watch)

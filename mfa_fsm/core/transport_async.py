@@ -32,17 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import http.cookiejar
-import json
 import ssl
-import time
 from types import TracebackType
 from typing import Self
 
 import httpx
 
-from mfa_fsm.core.deadline import current_step_deadline
 from mfa_fsm.core.errors import IdpReplyError, TransportError, UsageError
-from mfa_fsm.core.http import HttpRequest, HttpResponse, decoded_body, set_cookies
+from mfa_fsm.core.http import HttpRequest, HttpResponse, decoded_body, prepared, set_cookies
 from mfa_fsm.core.transport import DEFAULT_DEADLINE, DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT
 
 __all__ = ["HttpxTransport"]
@@ -92,25 +89,7 @@ class HttpxTransport:
 
     async def send_async(self, request: HttpRequest) -> HttpResponse:
         """Send ``request`` and read the whole reply, within the deadline (see the class)."""
-        body = None if request.json is None else json.dumps(request.json).encode()
-        headers = dict(request.headers)
-        if request.content is not None:
-            body = request.content
-        elif body is not None:
-            headers.setdefault("Content-Type", "application/json")
-        # Compressed replies could expand far past max_reply_bytes; ask for none.
-        headers.setdefault("Accept-Encoding", "identity")
-        now = time.monotonic()
-        ends = now + self.deadline
-        step_ends = current_step_deadline()
-        if step_ends is not None:
-            if step_ends <= now:
-                raise TransportError(
-                    f"the step's time ran out before {request.path} was sent; try again",
-                    path=request.path,
-                )
-            ends = min(ends, step_ends)
-        left = ends - now
+        body, headers, left = prepared(request, self.deadline)
         connect, read = (min(self.timeout[0], left), min(self.timeout[1], left))
         timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
         try:

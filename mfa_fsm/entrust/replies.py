@@ -125,7 +125,7 @@ def parse_query(reply: Fields) -> QueryReply:
         remaining_attempts=remaining,
         locked=frozenset(locked),
         completed=reply.flag("authenticationCompleted"),
-        token=reply.text("token"),
+        token=reply.token("token"),
         expires_at=_epoch_ms(reply.number("expires")),
         time=_epoch_ms(reply.number("time")),
     )
@@ -153,7 +153,7 @@ def parse_authenticated(reply: Fields) -> AuthReply:
     delivery = reply.text("otpdeliveryType") or reply.text("otpDeliveryType")
     return AuthReply(
         completed=reply.flag("authenticationCompleted"),
-        token=reply.text("token"),
+        token=reply.token("token"),
         expires_at=_epoch_ms(reply.number("expires")),
         status=reply.text("status"),
         delivery=delivery,

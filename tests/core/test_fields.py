@@ -202,7 +202,7 @@ LOCKED_PUSH = Choice(id="FACE", kind="push", label="Face", supported=False)
         ({"factor": "token"}, {"factor": "TOKEN"}),  # a kind becomes the id
         ({"factor": "push"}, {"factor": "TOKENPUSH"}),  # an unsupported one does not count
         ({"factor": "sms"}, {"factor": "OTP", "delivery": "SMS"}),  # a channel, and delivery
-        ({"factor": "voice", "delivery": "SMS"}, {"factor": "OTP", "delivery": "SMS"}),
+        ({"factor": "sms", "delivery": "SMS"}, {"factor": "OTP", "delivery": "SMS"}),  # agree
         ({"factor": "Token"}, {"factor": "Token"}),  # kinds are lower case: the handler refuses
         ({"factor": "grid"}, {"factor": "grid"}),  # no such kind offered: the handler refuses
         ({"factor": 5}, {"factor": 5}),
@@ -213,6 +213,14 @@ def test_a_kind_resolves_to_the_one_offered_choice(
     data: dict[str, Any], expected: dict[str, Any]
 ) -> None:
     assert resolve_factor(picker(OTP, TOKEN, PUSH, LOCKED_PUSH), data) == expected
+
+
+def test_a_channel_kind_and_another_delivery_are_refused() -> None:
+    """factor="voice" with delivery="SMS" (or "sms" with "VOICE"): the two fields disagree,
+    so neither is guessed; nothing is sent."""
+    for factor, delivery in (("voice", "SMS"), ("sms", "VOICE")):
+        with pytest.raises(InvalidInput, match=rf"^delivery: '{delivery}' contradicts"):
+            resolve_factor(picker(OTP, TOKEN), {"factor": factor, "delivery": delivery})
 
 
 def test_a_kind_offered_twice_lists_the_ids() -> None:

@@ -722,3 +722,28 @@ def test_hand_off_without_a_result_raises_and_changes_nothing(
     assert str(error).endswith(f" has no result to hand off: {why}")
     assert "f-1" not in str(error)
     assert snapshot.to_json() == before
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # An integer past float's range in a time field (float() would raise OverflowError).
+        (
+            {**json.loads(make().to_json()), "deadline": int("9" * 400)},
+            r"^snapshot\.deadline has the wrong type",
+        ),
+        # Unknown fields of mixed key types (a dict built in code, not JSON).
+        ({**json.loads(make().to_json()), 1: "x", "z": 2}, r"^snapshot has an unknown field"),
+    ],
+)
+def test_hostile_numbers_and_keys_are_snapshot_errors(data: object, message: str) -> None:
+    with pytest.raises(SnapshotError, match=message):
+        Snapshot.from_dict(data)
+
+
+def test_a_non_string_key_in_a_context_mapping_is_refused() -> None:
+    """Context dicts are JSON objects: their keys are strings (Entrust's remaining_attempts)."""
+    data = json.loads(make().to_json())
+    data["context"]["counts"] = {1: 5}
+    with pytest.raises(SnapshotError, match="counts"):
+        Snapshot.from_dict(data)

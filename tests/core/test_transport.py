@@ -156,3 +156,20 @@ def test_default_transports_are_kept_per_configuration() -> None:
     assert default_transport(configs[0]) is not first  # dropped, then made again
     unhashable: dict[str, str] = {}
     assert default_transport(unhashable) is not default_transport(unhashable)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["tok\u00e9n", "tok\u20acn"])
+def test_a_header_value_that_is_not_ascii_is_refused_before_sending(
+    entrust_emulator: EntrustEmulator, value: str
+) -> None:
+    """The same guard as the async transport's: http.client would send Latin-1 as is and
+    raise UnicodeEncodeError past it; neither reaches the IdP, and the value is not quoted."""
+    from tests.core.test_bounded_steps import query  # noqa: PLC0415
+
+    request = attrs.evolve(query(entrust_emulator), headers={"Authorization": value})
+    with pytest.raises(
+        TransportError, match=r"Authorization header for .* is not visible ASCII"
+    ) as info:
+        RequestsTransport().send(request)
+    assert value not in str(info.value)
+    assert entrust_emulator.calls == []

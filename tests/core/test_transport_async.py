@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import attrs
 import pytest
 
 from mfa_fsm import HttpRequest, IdpReplyError, TransportError, UsageError
@@ -179,6 +180,8 @@ class _Cookies(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Set-Cookie", "session=s3cr3t-value; Path=/; HttpOnly")
         self.send_header("Set-Cookie", "old=; Max-Age=0; Path=/")
+        # Not RFC 6265 cookie-octets: could never be sent back, so the flow never holds it.
+        self.send_header("Set-Cookie", "lb=caf\u00e9; Path=/")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -220,3 +223,18 @@ def test_limits_are_checked() -> None:
         HttpxTransport(deadline=0)
     with pytest.raises(UsageError):
         HttpxTransport(max_reply_bytes=0)
+
+
+@pytest.mark.parametrize("value", ["tok\u00e9n", "tok\u20acn"])
+def test_a_header_value_that_is_not_ascii_is_refused_before_sending(
+    entrust_emulator: EntrustEmulator, value: str
+) -> None:
+    """A token an IdP sent that could not go back on the wire (RFC 9110 section 5.5) stops
+    the exchange with a TransportError that does not quote it; nothing reaches the IdP."""
+    request = attrs.evolve(query(entrust_emulator), headers={"Authorization": value})
+    with pytest.raises(
+        TransportError, match=r"Authorization header for .* is not visible ASCII"
+    ) as info:
+        run(send_once(HttpxTransport(), request))
+    assert value not in str(info.value)
+    assert entrust_emulator.calls == []

@@ -351,3 +351,13 @@ def test_a_lockout_status_without_a_type_is_skipped_not_the_end() -> None:
 def test_a_grid_cell_without_row_or_column_says_so() -> None:
     with pytest.raises(IdpReplyError, match=r"^a grid challenge cell has no row or column$"):
         parse_authenticated(decipher(reply({"gridChallenge": {"challenge": [{"row": 1}]}}), "/a"))
+
+
+@pytest.mark.parametrize("token", ["tok\u00e9n", "tok\u20acn", "tok\nen", " "])
+def test_a_token_that_could_not_go_back_in_a_header_is_a_reply_error(token: str) -> None:
+    """IDaaS's token is sent back as Authorization: one that is not visible ASCII (RFC 9110
+    section 5.5) is refused when the reply is read, not when the next call fails."""
+    body = json.dumps({"authenticationCompleted": False, "token": token}).encode()
+    response = HttpResponse(200, {"Content-Type": "application/json"}, body)
+    with pytest.raises(IdpReplyError, match="malformed 'token'"):
+        parse_authenticated(decipher(response, "/x"))
