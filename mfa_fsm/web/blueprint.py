@@ -1103,6 +1103,7 @@ class _Web:
             "takes_code": events.takes_code(view),
             "answers_as_list": events.answers_as_list(challenge),
             "failure_text": FAILURES.get(view.failure or "", "The sign-in ended."),
+            "next_steps": events.next_steps(view),
             "error": _problem(error) if error is not None else None,
             "error_field": error.field if error is not None else None,
             "now": time.time(),
