@@ -1045,6 +1045,8 @@ class _Web:
             next_poll_at=view.next_poll_at,
             deadline=view.deadline,
             message="Still waiting for your approval.",
+            # What the IdP says while it waits (Duo's status_msg) replaces the page's prompt.
+            prompt=view.challenge.prompt if view.challenge is not None else None,
         )
 
     def _current(self, handle: str, carry: _Carry, wants_json: bool) -> BaseResponse:
