@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 import attrs
 
-from mfa_fsm.core.calls import checked_init
+from mfa_fsm.core.calls import checked, checked_init
 from mfa_fsm.core.errors import InvalidInput
 from mfa_fsm.core.exchange import Exchange, send
 from mfa_fsm.core.http import HeaderPairs, HttpRequest, extra_headers
@@ -160,6 +160,7 @@ class DuoConfig:
     extra_headers: HeaderPairs = attrs.field(default=(), converter=duo_extra_headers)
 
     @classmethod
+    @checked
     def from_settings(
         cls, *, integration_key: str, secret_key: str, api_hostname: str, **options: Any
     ) -> DuoConfig:
@@ -169,7 +170,7 @@ class DuoConfig:
 
         This is ``DuoFlow.config_from_settings``, so ``mfa-fsm login --provider duo`` builds
         its configuration here. Raises :class:`InvalidInput` for a key that is empty or not
-        ASCII (never repeating it) and :class:`UsageError` for an unknown option.
+        ASCII (never repeating it) and :class:`UsageError` for a missing key or an unknown option.
         """
         credentials = DuoCredentials(integration_key, secret_key, api_hostname)
         config: DuoConfig = cls(credentials, **options)
