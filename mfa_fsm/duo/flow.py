@@ -42,6 +42,15 @@ session token: a completed flow's ``Result.token`` is Duo's ``trusted_device_tok
 Remembered Devices is on, else empty. All transitions are in ``DuoMachine`` below; every
 guard is a :func:`~mfa_fsm.core.flow.said` guard, so the engine asks the machine once per
 (state, event, outcome kind).
+
+Sources (Duo Auth API v2 documentation, duo.com/docs/authapi): "/preauth" for the ``result``
+values, the devices and their ``capabilities``, ``enroll_portal_url`` and the
+``trusted_device_token``; "/auth" for the ``factor`` values, ``device``, ``passcode``,
+``async`` and the ``allow``/``deny`` results with their ``status`` (``sent``,
+``locked_out``, ...); "/auth_status" for ``waiting`` and ``status_msg`` and the ``fraud``
+and ``timeout`` statuses; "/preauth" and "/auth" for ``ipaddr`` (without it IP-based
+policies have no effect); "First Steps" for the three values the configuration holds. How the
+parameters are sent follows ``duo_client/auth.py`` (``preauth``, ``auth``, ``auth_status``).
 """
 
 from __future__ import annotations
