@@ -521,7 +521,7 @@ class Flow:
         :func:`~mfa_fsm.core.registry.config_from_settings`.
 
         By default ``config_type(**values)``; a provider whose configuration is not flat
-        (Duo's holds a credentials object) overrides it. Raises what the configuration
+        (one holding a credentials object) overrides it. Raises what the configuration
         raises for a bad value (an :class:`MfaError`, or ``TypeError``/``ValueError``).
         """
         return cls.config_type(**values)

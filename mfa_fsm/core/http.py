@@ -37,7 +37,7 @@ HeaderPairs = tuple[tuple[str, str], ...]
 class HttpRequest:
     """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr.
 
-    ``content``, when set, is the exact body to send (a signed body, as Duo's); ``json`` then
+    ``content``, when set, is the exact body to send (a signed body); ``json`` then
     holds the same data for inspection, and the ``Content-Type`` header says what it is.
     """
 

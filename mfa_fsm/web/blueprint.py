@@ -1045,7 +1045,7 @@ class _Web:
             next_poll_at=view.next_poll_at,
             deadline=view.deadline,
             message="Still waiting for your approval.",
-            # What the IdP says while it waits (Duo's status_msg) replaces the page's prompt.
+            # What the IdP says while it waits (its status message) replaces the page's prompt.
             prompt=view.challenge.prompt if view.challenge is not None else None,
         )
 

@@ -40,7 +40,7 @@ MAX_LINK = 2048
 
 def next_steps(view: FlowView) -> list[tuple[str, str]]:
     """``(label, url)`` of every link a failed flow hands the person: a choice that is not
-    usable here but whose ``detail`` is an ``https`` URL to a host (Duo's enrolment portal
+    usable here but whose ``detail`` is an ``https`` URL to a host (an IdP's enrolment portal
     for a user who must enrol first). Empty for any other view.
 
     Only an absolute ``https`` URL with a host, of printable ASCII and at most

@@ -69,7 +69,7 @@
         if (typeof data.deadline === "number") {
           deadline = data.deadline;
         }
-        // The IdP's own words while it waits (e.g. Duo's status_msg), as text, never markup.
+        // The IdP's own words while it waits (its status message), as text, never markup.
         if (prompt && typeof data.prompt === "string" && data.prompt) {
           prompt.textContent = data.prompt;
         }
