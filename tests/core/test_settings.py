@@ -73,3 +73,20 @@ def test_every_secret_setting_is_read_from_the_environment_only() -> None:
             assert not (setting.secret and setting.option), (flow, setting)
     (secret,) = [s for s in DuoFlow.settings if s.secret]
     assert (secret.field, secret.env) == ("secret_key", "MFA_FSM_DUO_SKEY")
+
+
+def test_a_factory_s_own_type_or_value_error_is_reported_without_its_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A configuration factory that raises a plain ValueError (its text may hold a value) is a
+    UsageError naming the provider and the error's type only."""
+
+    def refuse(cls: type[EntrustFlow], values: object) -> object:
+        raise ValueError("s3cr3t-value is not a URL")
+
+    monkeypatch.setattr(EntrustFlow, "config_from_settings", classmethod(refuse))
+    with pytest.raises(UsageError) as caught:
+        config_from_settings(EntrustFlow, {"base_url": "s3cr3t-value"})
+    assert str(caught.value) == (
+        "the Entrust Identity as a Service settings are not valid (ValueError)"
+    )

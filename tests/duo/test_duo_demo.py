@@ -80,3 +80,29 @@ def test_mfa_fsm_demo_lists_the_duo_users() -> None:
         assert f"{user} {user}-app-password" in text  # the demo application's passwords
         assert re.search(rf"duo +{user} ", text)
     assert "Duo: Duo Mobile and the token show passcode 246810." in text
+
+
+def test_duo_demo_hints_read_the_emulator() -> None:
+    """What ``login --emulator`` prints beside a Duo step: the SMS passcode sent, the code
+    Duo Mobile shows; nothing for a user with no SMS or for other steps."""
+    from mfa_fsm import DuoFlow, VerifiedUser  # noqa: PLC0415
+
+    with DuoDemo() as idp:
+        assert idp.last_code("dsmith") is None
+        assert idp.last_code("nobody") is None
+        flow = DuoFlow.start(
+            config=idp.config(poll_interval=0.0), verified_user=VerifiedUser("dsmith")
+        )
+        view = flow.send("submit_first_factor")
+        assert idp.hint("dsmith", view) is None
+        view = flow.send("select_second_factor", factor="sms:DPDEMO0PHONE00000001")
+        sent = idp.emulator.sms_passcodes("dsmith")[0]
+        assert idp.hint("dsmith", view) == f"the text message holds passcode {sent}"
+        assert idp.last_code("dsmith") == sent
+        flow = DuoFlow.start(config=idp.config(), verified_user=VerifiedUser("dsmith"))
+        flow.send("submit_first_factor")
+        view = flow.send("select_second_factor", factor="passcode")
+        assert idp.hint("dsmith", view) == "Duo Mobile and the token show 246810"
+        assert idp.approve_route("dsmith").endswith("/_emulator/push/dsmith/approve")
+        with pytest.raises(LookupError):
+            idp.deny("dsmith")  # no push is waiting
