@@ -167,3 +167,18 @@ def test_the_enrolment_link_is_escaped() -> None:
     found = re.search(r'<a href="([^"]+)" rel="noreferrer">Enrol a device with Duo</a>', body)
     assert found is not None
     assert found.group(1).startswith("https://api-x.test/&#34;&gt;&lt;script&gt;")
+
+
+def test_a_scripted_poll_carries_duo_s_status_message(
+    visitor: Visitor, duo_emulator: DuoEmulator
+) -> None:
+    """The pending page's script polls for JSON: its ``prompt`` is Duo's current
+    ``status_msg``, which the script puts in place of the page's prompt (as text)."""
+    to_picker(visitor)
+    visitor.step("factor", factor=f"push:{PHONE}")
+    waiting = visitor.poll_json().get_json()
+    assert waiting["state"] == "OobPending"
+    assert waiting["prompt"] == "Pushed a login request to your device..."
+    duo_emulator.answer("jsmith", "approve")
+    done = visitor.poll_json().get_json()
+    assert "prompt" not in done and done["location"]
