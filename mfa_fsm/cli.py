@@ -42,7 +42,13 @@ from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import MfaError, UsageError
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.core.identity import VerifiedUser, client_address
-from mfa_fsm.core.registry import Setting, provider_flow, provider_flows, provider_names
+from mfa_fsm.core.registry import (
+    Setting,
+    config_from_settings,
+    provider_flow,
+    provider_flows,
+    provider_names,
+)
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.web import events
 
@@ -221,27 +227,37 @@ def _demo_idp_class(flow_class: type[Flow]) -> type[DemoIdp]:
     return found
 
 
-def _settings(args: argparse.Namespace, flow_class: type[Flow]) -> dict[str, Any]:
+def _settings(args: argparse.Namespace, flow_class: type[Flow], term: Terminal) -> dict[str, Any]:
     """The configuration fields ``flow_class`` declares, from the command line or else the
-    environment; UsageError naming every missing one a real tenant needs."""
+    environment; a secret one (no option) from the environment or else asked for without
+    echo; UsageError naming every missing one a real tenant needs."""
     values: dict[str, Any] = {}
     missing: list[Setting] = []
+    to_ask: list[Setting] = []
     for setting in flow_class.settings:
-        value = getattr(args, _dest(setting.option), None)
+        value = getattr(args, _dest(setting.option), None) if setting.option else None
         if value is None and setting.env is not None:
             value = os.environ.get(setting.env) or None
         if value is not None:
             values[setting.field] = value
+        elif setting.secret and setting.required:
+            to_ask.append(setting)  # asked once the options are known to be complete
         elif setting.required:
             missing.append(setting)
     if missing:
-        options = " and ".join(s.option for s in missing)
+        options = " and ".join(s.option for s in missing if s.option)
         envs = " and ".join(s.env for s in missing if s.env is not None)
         raise UsageError(
             f"give --emulator, or {options}"
             + (f" (or {envs})" if envs else "")
             + f" for a real {flow_class.label} tenant"
         )
+    for setting in to_ask:
+        hint = f" (or set ${setting.env})" if setting.env else ""
+        typed = term.ask(f"{flow_class.label} {setting.help}{hint}: ", secret=True).strip()
+        if not typed:
+            raise UsageError(f"the {flow_class.label} {setting.help} is required")
+        values[setting.field] = typed
     return values
 
 
@@ -258,12 +274,8 @@ def _target(args: argparse.Namespace, term: Terminal) -> Iterator[_Target]:
                 f"{flow_class.label} declares no settings for a command-line login; "
                 "use it from Python, or give --emulator"
             )
-        options = {**_settings(args, flow_class), **_client_ip(args, flow_class)}
-        try:
-            config = flow_class.config_type(**options)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"the {flow_class.label} settings are not valid: {exc}") from None
-        yield _Target(flow_class, config)
+        options = {**_settings(args, flow_class, term), **_client_ip(args, flow_class)}
+        yield _Target(flow_class, config_from_settings(flow_class, options))
         return
     with _demo_idp_class(flow_class)() as idp:
         users = ", ".join(user.user for user in idp.users)
@@ -354,6 +366,8 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
         return 0
     detail = f": {view.failure_detail}" if view.failure_detail else ""
     term.say(f"Login failed ({view.failure}){detail}.")
+    for label, url in events.next_steps(view):
+        term.say(f"{label}: {url}")
     return 1
 
 
@@ -632,7 +646,20 @@ def _add_settings(login: argparse.ArgumentParser) -> None:
     declared: dict[str, list[tuple[str, Setting]]] = {}
     for flow in provider_flows().values():
         for setting in flow.settings:
-            declared.setdefault(setting.option, []).append((flow.label, setting))
+            if setting.option is not None:  # a secret comes from the environment only
+                declared.setdefault(setting.option, []).append((flow.label, setting))
+    secrets = [
+        f"{flow.label}: {s.help}" + (f" from ${s.env}, else" if s.env else "") + " asked for"
+        for flow in provider_flows().values()
+        for s in flow.settings
+        if s.option is None
+    ]
+    if secrets:
+        login.epilog = (
+            "Secret settings have no option (a command line is visible to other users): "
+            + "; ".join(secrets)
+            + "."
+        ).replace("%", "%%")
     for option, owners in declared.items():
         text = "; ".join(
             f"{label}: {s.help}" + (f" (or ${s.env})" if s.env else "") for label, s in owners

@@ -201,7 +201,18 @@ def test_emulate_serves_both_emulators() -> None:
     """`emulate` starts both emulators on the given ports and prints their URLs."""
     out = io.StringIO()
     status = main(
-        ["emulate", "--entrust-port", "0", "--cyberark-port", "0", "--seconds", "0.2"], stdout=out
+        [
+            "emulate",
+            "--entrust-port",
+            "0",
+            "--cyberark-port",
+            "0",
+            "--duo-port",
+            "0",
+            "--seconds",
+            "0.2",
+        ],
+        stdout=out,
     )
     assert status == 0
     assert re.search(r"Entrust IDaaS emulator: +http://127\.0\.0\.1:\d+", out.getvalue())

@@ -115,7 +115,6 @@ def test_the_async_driver_sends_them_too_and_duo_still_signs() -> None:
     [
         {"Authorization": "x"},
         {"cookie": "a=b"},
-        {"X-Duo-Extra": "x"},
         {"Bad Name": "x"},
         {"X-Ok": "line\r\nInjected: 1"},
         [("X-A", "1"), ("x-a", "2")],
@@ -126,3 +125,22 @@ def test_bad_extra_headers_are_refused(headers: Any) -> None:
         EntrustConfig(base_url="https://t.example", application_id="a", extra_headers=headers)
     assert caught.value.field == "extra_headers"
     assert "Injected" not in str(caught.value)
+
+
+def test_an_x_duo_header_is_only_duo_s_business() -> None:
+    """X-Duo-* names mean nothing to Entrust (sent like any other header); a Duo configuration
+    refuses them, since Duo signs every X-Duo-* header and mfa_fsm signs none."""
+    config = EntrustConfig(
+        base_url="https://t.example", application_id="a", extra_headers={"X-Duo-Extra": "x"}
+    )
+    assert config.extra_headers == (("X-Duo-Extra", "x"),)
+    credentials = DuoCredentials("DIXXXXXXXXXXXXXXXXXX", "s" * 40, "api-x.duosecurity.test")
+    for name in ("X-Duo-Extra", "x-duo-date", "X-DUO-X"):
+        with pytest.raises(InvalidInput) as caught:
+            DuoConfig(credentials, extra_headers={name: "value-1f2e"})
+        assert caught.value.field == "extra_headers"
+        assert name in str(caught.value) and "value-1f2e" not in str(caught.value)
+    # What every provider refuses, Duo refuses too; other names are fine.
+    with pytest.raises(InvalidInput):
+        DuoConfig(credentials, extra_headers={"Date": "x"})
+    assert DuoConfig(credentials, extra_headers={"X-Duox": "1"}).extra_headers == (("X-Duox", "1"),)

@@ -348,7 +348,8 @@ class Flow:
     #: the provider's name for people (start pages, the CLI); defaults to ``provider`` titled
     label: ClassVar[str]
     #: how ``mfa-fsm login`` reads this provider's configuration from its command line and
-    #: environment (each a :class:`~mfa_fsm.core.registry.Setting`); none: no real-tenant login
+    #: environment (each a :class:`~mfa_fsm.core.registry.Setting`, built into a configuration
+    #: by :meth:`config_from_settings`); none: no real-tenant login
     settings: ClassVar[tuple[Setting, ...]] = ()
     #: ``"module:attribute"`` of the :class:`~mfa_fsm.testing.demo_idps.DemoIdp` class the demo
     #: and ``mfa-fsm login --emulator`` run for this provider (imported only then, so a
@@ -512,6 +513,18 @@ class Flow:
         if hasattr(self.client, "client_ip"):
             # A provider client that sends the address declares the attribute.
             self.client.client_ip = self.client_ip
+
+    @classmethod
+    def config_from_settings(cls, values: Mapping[str, Any]) -> object:
+        """This provider's configuration from its ``settings``' values (each setting's
+        ``field`` -> the value ``mfa-fsm login`` read), for
+        :func:`~mfa_fsm.core.registry.config_from_settings`.
+
+        By default ``config_type(**values)``; a provider whose configuration is not flat
+        (one holding a credentials object) overrides it. Raises what the configuration
+        raises for a bad value (an :class:`MfaError`, or ``TypeError``/``ValueError``).
+        """
+        return cls.config_type(**values)
 
     @classmethod
     def throttle_user_key(cls, user_id: str) -> str:

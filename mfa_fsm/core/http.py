@@ -46,7 +46,7 @@ HeaderPairs = tuple[tuple[str, str], ...]
 class HttpRequest:
     """One HTTP request to an IdP. Headers and body may carry secrets, so neither is in repr.
 
-    ``content``, when set, is the exact body to send (a signed body, as Duo's); ``json`` then
+    ``content``, when set, is the exact body to send (a signed body); ``json`` then
     holds the same data for inspection, and the ``Content-Type`` header says what it is.
     """
 
@@ -214,8 +214,9 @@ def extra_headers(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -
     A configuration's ``extra_headers`` (a mapping, or pairs) adds headers to every request to
     the IdP (a gateway's routing header, an API-management key) without writing a Transport.
     Names must be RFC 9110 tokens, values visible ASCII without CR/LF; the headers the clients
-    set themselves (:data:`RESERVED_HEADERS`, and Duo's signed ``X-Duo-*``) are refused, as
-    is a name given twice. Raises :class:`InvalidInput` (``extra_headers``), naming the
+    set themselves (:data:`RESERVED_HEADERS`) are refused, as is a name given twice; a
+    provider whose protocol claims more names (headers it signs) refuses them in its own
+    configuration's converter. Raises :class:`InvalidInput` (``extra_headers``), naming the
     header but never its value (it may be a key).
     """
     if value is None:
@@ -229,7 +230,7 @@ def extra_headers(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -
         if not (isinstance(name, str) and _HEADER_NAME.fullmatch(name)):
             raise InvalidInput("extra_headers", "a header name must be an RFC 9110 token")
         lowered = name.lower()
-        if lowered in RESERVED_HEADERS or lowered.startswith("x-duo-"):
+        if lowered in RESERVED_HEADERS:
             raise InvalidInput("extra_headers", f"{name} is set by mfa_fsm itself")
         if lowered in seen:
             raise InvalidInput("extra_headers", f"{name} is given twice")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -51,16 +52,56 @@ class Setting:
     (``mfa-fsm login`` against a real tenant reads them; a flow class lists its own in
     ``settings``).
 
-    ``field`` is the configuration class's keyword; ``option`` the command-line option
-    (options several providers declare are one option); ``env`` the environment variable
-    read when the option is not given; ``required``: the login refuses to run without it.
+    ``field`` is the keyword of the provider's configuration factory
+    (:meth:`~mfa_fsm.core.flow.Flow.config_from_settings`: by default the configuration
+    class itself); ``option`` the command-line option (options several providers declare are
+    one option), ``None`` for a setting never given on a command line; ``env`` the
+    environment variable read when the option is not given; ``required``: the login refuses
+    to run without it. ``secret`` marks a credential (an API secret key): it has no
+    command-line option (a process's arguments are visible to every user of the machine,
+    ``ps``), so it comes from ``env`` or is asked for at the terminal without echo. Raises
+    :class:`UsageError` for a secret setting that names an option, or any setting that
+    names neither an option nor an environment variable.
     """
 
     field: str
-    option: str
+    option: str | None
     help: str
     env: str | None = None
     required: bool = False
+    secret: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.secret and self.option is not None:
+            raise UsageError(
+                f"setting {self.field!r} is secret: give it env= and option=None (a command "
+                "line is visible to every user of the machine)"
+            )
+        if self.option is None and self.env is None and not self.secret:
+            raise UsageError(f"setting {self.field!r} needs an option or an env variable")
+
+
+def config_from_settings(flow: type[Flow], values: Mapping[str, Any]) -> object:
+    """``flow``'s configuration from its settings' values (``field`` -> value, as
+    ``mfa-fsm login`` read them), built by the flow's
+    :meth:`~mfa_fsm.core.flow.Flow.config_from_settings` (a provider whose configuration is
+    not flat, such as one holding a credentials object, builds it there).
+
+    Raises :class:`UsageError` naming the provider when the values do not make a valid
+    configuration; the message repeats the factory's complaint, which names fields, never
+    values (a value may be a secret key).
+    """
+    from mfa_fsm.core.errors import MfaError  # noqa: PLC0415
+
+    try:
+        return flow.config_from_settings(values)
+    except MfaError as exc:
+        raise UsageError(f"the {flow.label} settings are not valid: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        # attrs and cattrs name the field in these; the value is not repeated.
+        raise UsageError(
+            f"the {flow.label} settings are not valid ({type(exc).__name__})"
+        ) from None
 
 
 _lock = threading.Lock()

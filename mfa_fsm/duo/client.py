@@ -30,13 +30,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 import attrs
 
-from mfa_fsm.core.calls import checked_init
+from mfa_fsm.core.calls import checked, checked_init
 from mfa_fsm.core.errors import InvalidInput
 from mfa_fsm.core.exchange import Exchange, send
 from mfa_fsm.core.http import HeaderPairs, HttpRequest, extra_headers
@@ -78,6 +78,7 @@ __all__ = [
     "auth_status_request",
     "check_ipaddr",
     "check_request",
+    "duo_extra_headers",
     "preauth_request",
 ]
 
@@ -105,6 +106,27 @@ def _strip_slash(url: str | None) -> str | None:
     return None if url is None else str(url).rstrip("/")
 
 
+def duo_extra_headers(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> HeaderPairs:
+    """``DuoConfig.extra_headers``: :func:`mfa_fsm.core.http.extra_headers`, and no ``X-Duo-*``.
+
+    Signature version 5 signs every ``X-Duo-*`` header of a request (their SHA-512 is the
+    canonical request's last line: ``duo_client/client.py``, ``canonicalize`` and
+    ``canon_x_duo_headers``); mfa_fsm signs none, so Duo would answer such a header with
+    ``40103`` "Invalid signature". Raises :class:`InvalidInput` (``extra_headers``), naming
+    the header, never its value. Other providers may send an ``X-Duo-*`` header: the name
+    means nothing to them.
+    """
+    pairs = extra_headers(value)
+    for name, _ in pairs:
+        if name.lower().startswith("x-duo-"):
+            raise InvalidInput(
+                "extra_headers",
+                f"{name} would be part of Duo's request signature, which mfa_fsm makes "
+                "without X-Duo-* headers: Duo would refuse every call (remove it)",
+            )
+    return pairs
+
+
 @checked_init
 @attrs.frozen
 class DuoConfig:
@@ -121,8 +143,11 @@ class DuoConfig:
     one out after about a minute and says so; this is the flow's own hard limit, kept a
     little longer); ``flow_lifetime`` caps the whole login; ``max_poll_backoff`` caps the wait
     after failed polls. ``extra_headers`` (a mapping of header names to values) is added to
-    every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`; Duo's
-    signed ``X-Duo-*`` headers are refused).
+    every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`;
+    ``X-Duo-*`` names are refused, :func:`duo_extra_headers`).
+
+    :meth:`from_settings` builds one from flat values (the integration's three keys as
+    separate keywords), as ``mfa-fsm login --provider duo`` reads them.
     """
 
     credentials: DuoCredentials
@@ -132,7 +157,24 @@ class DuoConfig:
     push_lifetime: float = 90.0
     flow_lifetime: float = 600.0
     max_poll_backoff: float = 60.0
-    extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
+    extra_headers: HeaderPairs = attrs.field(default=(), converter=duo_extra_headers)
+
+    @classmethod
+    @checked
+    def from_settings(
+        cls, *, integration_key: str, secret_key: str, api_hostname: str, **options: Any
+    ) -> DuoConfig:
+        """A configuration from the Admin Panel's three values given flat (``ikey``,
+        ``skey`` and API hostname of the Auth API application, Duo Auth API v2 documentation,
+        "First Steps"), plus any other field of this class in ``options``.
+
+        This is ``DuoFlow.config_from_settings``, so ``mfa-fsm login --provider duo`` builds
+        its configuration here. Raises :class:`InvalidInput` for a key that is empty or not
+        ASCII (never repeating it) and :class:`UsageError` for a missing key or an unknown option.
+        """
+        credentials = DuoCredentials(integration_key, secret_key, api_hostname)
+        config: DuoConfig = cls(credentials, **options)
+        return config
 
     @property
     def poll_schedule(self) -> PollSchedule:

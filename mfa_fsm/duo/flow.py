@@ -42,13 +42,23 @@ session token: a completed flow's ``Result.token`` is Duo's ``trusted_device_tok
 Remembered Devices is on, else empty. All transitions are in ``DuoMachine`` below; every
 guard is a :func:`~mfa_fsm.core.flow.said` guard, so the engine asks the machine once per
 (state, event, outcome kind).
+
+Sources (Duo Auth API v2 documentation, duo.com/docs/authapi): "/preauth" for the ``result``
+values, the devices and their ``capabilities``, ``enroll_portal_url`` and the
+``trusted_device_token``; "/auth" for the ``factor`` values, ``device``, ``passcode``,
+``async`` and the ``allow``/``deny`` results with their ``status`` (``sent``,
+``locked_out``, ...); "/auth_status" for ``waiting`` and ``status_msg`` and the ``fraud``
+and ``timeout`` statuses; "/preauth" and "/auth" for ``ipaddr`` (without it IP-based
+policies have no effect); "First Steps" for the three values the configuration holds. How the
+parameters are sent follows ``duo_client/auth.py`` (``preauth``, ``auth``, ``auth_status``).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -77,6 +87,7 @@ from mfa_fsm.core.outcomes import (
     RESPONSE_DUE,
     SECOND_FACTOR_DUE,
 )
+from mfa_fsm.core.registry import Setting
 from mfa_fsm.core.snapshot import Challenge, Choice, Result, Snapshot
 from mfa_fsm.duo.client import AUTH_PATH, AUTH_STATUS_PATH, PREAUTH_PATH, DuoClient, DuoConfig
 from mfa_fsm.duo.replies import INVALID_PARAMETERS_CODE, DuoDevice, PreauthReply
@@ -155,6 +166,40 @@ class DuoFlow(Flow):
 
     provider: ClassVar[str] = "duo"
     label: ClassVar[str] = "Duo"
+    #: ``mfa-fsm login --provider duo``: the Auth API application's keys (Admin Panel,
+    #: Applications > Auth API); the secret key from the environment or a hidden prompt only
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting(
+            "integration_key",
+            "--integration-key",
+            "Auth API integration key (ikey), e.g. DIWJ8X6AEYOR5OMC6TQ1",
+            env="MFA_FSM_DUO_IKEY",
+            required=True,
+        ),
+        Setting(
+            "secret_key",
+            None,
+            "Auth API secret key (skey)",
+            env="MFA_FSM_DUO_SKEY",
+            required=True,
+            secret=True,
+        ),
+        Setting(
+            "api_hostname",
+            "--api-hostname",
+            "API hostname, e.g. api-XXXXXXXX.duosecurity.com",
+            env="MFA_FSM_DUO_HOST",
+            required=True,
+        ),
+        Setting(
+            "base_url",
+            "--base-url",
+            "where requests go instead of https://<api hostname> (a proxy); still signed "
+            "for the API hostname",
+            env="MFA_FSM_DUO_URL",
+        ),
+    )
+    emulator: ClassVar[str | None] = "mfa_fsm.testing.demo_idps:DuoDemo"
     machine = DuoMachine
     context_type = DuoContext
     config_type = DuoConfig
@@ -247,6 +292,11 @@ class DuoFlow(Flow):
             version=0,
         )
         return flow
+
+    @classmethod
+    def config_from_settings(cls, values: Mapping[str, Any]) -> DuoConfig:
+        """:meth:`DuoConfig.from_settings`: the three keys are one :class:`DuoCredentials`."""
+        return DuoConfig.from_settings(**values)
 
     # -- handlers: one per event, each returns what Duo said -----------------------------
 

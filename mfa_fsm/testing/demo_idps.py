@@ -16,9 +16,11 @@ import attrs
 
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.cyberark.client import CyberArkConfig
+from mfa_fsm.duo.client import DuoConfig
 from mfa_fsm.entrust.client import EntrustConfig
 from mfa_fsm.testing._server import EmulatorServer
 from mfa_fsm.testing.cyberark import CyberArkEmulator
+from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator, DuoEmulatorDevice
 from mfa_fsm.testing.entrust import (
     DEMO_APP_PASSWORDS,
     DEMO_KBA,
@@ -253,4 +255,112 @@ class CyberArkDemo(DemoIdp):
         return self.emulator.last_code(user)
 
 
-__all__ = ["CyberArkDemo", "DemoIdp", "DemoUser", "EntrustDemo"]
+#: The Duo demo users' devices (ids as Duo writes them: 20 upper-case letters and digits).
+_DUO_PHONE = DuoEmulatorDevice(
+    "DPDEMO0PHONE00000001",
+    "phone",
+    ("auto", "push", "sms", "phone", "mobile_otp"),
+    number="XXX-XXX-0142",
+    display_name="iOS (XXX-XXX-0142)",
+)
+_DUO_TOKEN = DuoEmulatorDevice("DHDEMO0TOKEN00000001", "token", (), name="0")
+_DUO_LANDLINE = DuoEmulatorDevice(
+    "DPDEMO0LANDLINE00001",
+    "phone",
+    ("auto", "phone"),
+    number="XXX-XXX-0199",
+    display_name="Landline (XXX-XXX-0199)",
+)
+
+
+class DuoDemo(DemoIdp):
+    """The Duo Auth API emulator with demo users of its own.
+
+    Duo checks only a second factor, so every Duo demo user is an EXTERNAL one: the demo
+    application's sign-in page checks the application password (``app_passwords``) and
+    begins Duo for the user it vouches for. The user ids differ from the other emulators'
+    (the demo's sign-in page finds a user's IdP by user id). The emulator's own demo users
+    (``jsmith``, ``callme``, ...) are there too, for tests and other clients.
+    """
+
+    provider = "duo"
+    title = "Duo Auth API emulator"
+    default_port = 8703
+    users = (
+        DemoUser(
+            "duo",
+            "dsmith",
+            "demo sign-in password dsmith-app-password, then Duo Push, a phone call, SMS "
+            "passcodes or a passcode",
+        ),
+        DemoUser("duo", "dcall", "demo sign-in password dcall-app-password, then a phone call"),
+        DemoUser(
+            "duo",
+            "dtrusted",
+            "demo sign-in password dtrusted-app-password; Duo's policy needs no second factor",
+        ),
+        DemoUser(
+            "duo", "dblocked", "demo sign-in password dblocked-app-password; Duo's policy denies"
+        ),
+        DemoUser(
+            "duo",
+            "dnew",
+            "demo sign-in password dnew-app-password; not enrolled: Duo gives an enrolment link",
+        ),
+    )
+    answers = f"Duo: Duo Mobile and the token show passcode {DEMO_PASSCODE}"
+    app_passwords: ClassVar[Mapping[str, str]] = {
+        demo.user: f"{demo.user}-app-password" for demo in users
+    }
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False, standalone: bool = False
+    ) -> None:
+        self.emulator: DuoEmulator = DuoEmulator(host=host, port=port, tls=tls)
+        self.emulator.add_user("dsmith", devices=(_DUO_PHONE, _DUO_TOKEN))
+        self.emulator.add_user("dcall", devices=(_DUO_LANDLINE,))
+        self.emulator.add_user("dtrusted", preauth="allow", devices=())
+        self.emulator.add_user("dblocked", preauth="deny", devices=())
+        self.emulator.add_user("dnew", preauth="enroll", devices=())
+
+    def config(self, **options: Any) -> DuoConfig:
+        return DuoConfig(self.emulator.credentials, base_url=self.emulator.base_url, **options)
+
+    def describe(self) -> str:
+        # The secret key is this run's throwaway one; a client of the emulator needs it.
+        credentials = self.emulator.credentials
+        return (
+            f"{self.emulator.base_url}  integration key {credentials.integration_key}, "
+            f"secret key {credentials.secret_key}, signed for API hostname "
+            f"{credentials.api_hostname}"
+        )
+
+    def hint(self, user: str, view: FlowView) -> str | None:
+        challenge = view.challenge
+        if challenge is None or view.state != "SecondFactorSelected":
+            return None
+        if challenge.kind == "otp":
+            sent = self.last_code(user)
+            return None if sent is None else f"the text message holds passcode {sent}"
+        if challenge.kind == "token":
+            return f"Duo Mobile and the token show {self.emulator.passcode(user)}"
+        return None
+
+    def approve(self, user: str) -> None:
+        self.emulator.answer(user, "approve")
+
+    def approve_route(self, user: str) -> str:
+        return f"{self.emulator.base_url}/_emulator/push/{user}/approve"
+
+    def deny(self, user: str) -> None:
+        self.emulator.answer(user, "deny")
+
+    def last_code(self, user: str) -> str | None:
+        try:
+            unused = self.emulator.sms_passcodes(user)
+        except LookupError:
+            return None
+        return unused[0] if unused else None
+
+
+__all__ = ["CyberArkDemo", "DemoIdp", "DemoUser", "DuoDemo", "EntrustDemo"]

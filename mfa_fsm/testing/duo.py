@@ -213,6 +213,7 @@ class DuoEmulator(EmulatorServer):
         require_ipaddr: answer 400 (``message_detail: ipaddr``) to a ``/preauth`` or
             ``/auth`` without the end user's IP address.
         demo_users: add the demo users listed in the module docstring.
+        tls: serve HTTPS with a throwaway CA (``ca_file``), as the other emulators do.
     """
 
     fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS | {"throttled"}
@@ -232,8 +233,9 @@ class DuoEmulator(EmulatorServer):
         unknown_user: PreauthResult = "enroll",
         require_ipaddr: bool = False,
         demo_users: bool = True,
+        tls: bool = False,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, tls=tls)
         self.credentials = DuoCredentials(
             integration_key, secret_key or secrets.token_urlsafe(30)[:40], api_hostname
         )

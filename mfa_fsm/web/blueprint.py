@@ -1045,6 +1045,8 @@ class _Web:
             next_poll_at=view.next_poll_at,
             deadline=view.deadline,
             message="Still waiting for your approval.",
+            # What the IdP says while it waits (its status message) replaces the page's prompt.
+            prompt=view.challenge.prompt if view.challenge is not None else None,
         )
 
     def _current(self, handle: str, carry: _Carry, wants_json: bool) -> BaseResponse:
@@ -1103,6 +1105,7 @@ class _Web:
             "takes_code": events.takes_code(view),
             "answers_as_list": events.answers_as_list(challenge),
             "failure_text": FAILURES.get(view.failure or "", "The sign-in ended."),
+            "next_steps": events.next_steps(view),
             "error": _problem(error) if error is not None else None,
             "error_field": error.field if error is not None else None,
             "now": time.time(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.registry import provider_flow
@@ -31,6 +32,36 @@ def provider_label(provider: str) -> str:
         return provider_flow(provider).label
     except UsageError:
         return provider.replace("_", " ").title()
+
+
+#: The longest link a failed page offers (a URL past it is not shown).
+MAX_LINK = 2048
+
+
+def next_steps(view: FlowView) -> list[tuple[str, str]]:
+    """``(label, url)`` of every link a failed flow hands the person: a choice that is not
+    usable here but whose ``detail`` is an ``https`` URL to a host (an IdP's enrolment portal
+    for a user who must enrol first). Empty for any other view.
+
+    Only an absolute ``https`` URL with a host, of printable ASCII and at most
+    :data:`MAX_LINK` characters, is passed on: the URL came from the IdP and ends up in a
+    page's ``href`` (a ``javascript:`` or ``data:`` URL would run in the page; the
+    templates escape what is shown, OWASP XSS Prevention Cheat Sheet, rule 5 "URL
+    escape ... and validate the scheme").
+    """
+    if view.state != "Failed":
+        return []
+    found: list[tuple[str, str]] = []
+    for choice in view.choices:
+        url = choice.detail
+        if choice.supported or not url or len(url) > MAX_LINK:
+            continue
+        if not (url.isascii() and url.isprintable()) or " " in url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme == "https" and parts.hostname:
+            found.append((choice.label, url))
+    return found
 
 
 def allowed_events(view: FlowView) -> frozenset[str]:

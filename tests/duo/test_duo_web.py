@@ -7,6 +7,7 @@ only with ``current_user`` and a Duo login begins at the application's own sign-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -137,3 +138,47 @@ def test_denied_push_shows_the_reason(visitor: Visitor, duo_emulator: DuoEmulato
     page = visitor.page()
     assert heading(page) == "Sign-in failed"
     assert "reported as fraudulent" in page.get_data(as_text=True)
+
+
+def test_unenrolled_user_gets_the_enrolment_link(
+    visitor: Visitor, duo_emulator: DuoEmulator
+) -> None:
+    """``enroll``: the failed page says why and links to Duo's enrolment portal."""
+    assert visitor.begin("duo", "newuser").status_code == 303
+    page = visitor.page()
+    assert heading(page) == "Sign-in failed"
+    body = page.get_data(as_text=True)
+    assert "follow the enrolment link" in body
+    host = duo_emulator.credentials.api_hostname
+    found = re.search(r'<a href="([^"]+)" rel="noreferrer">Enrol a device with Duo</a>', body)
+    assert found is not None
+    assert found.group(1).startswith(f"https://{host}/portal?code=")
+
+
+def test_the_enrolment_link_is_escaped() -> None:
+    """An enrolment URL carrying markup (here through a hostile API hostname) reaches the
+    page only escaped inside the href: no tag, no attribute of its own."""
+    hostile = 'api-x.test/"><script>alert(1)</script>'
+    with DuoEmulator(api_hostname=hostile) as emulator:
+        visitor = Visitor(make_app(duo_engine(emulator)).test_client())
+        assert visitor.begin("duo", "newuser").status_code == 303
+        body = visitor.page().get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in body
+    found = re.search(r'<a href="([^"]+)" rel="noreferrer">Enrol a device with Duo</a>', body)
+    assert found is not None
+    assert found.group(1).startswith("https://api-x.test/&#34;&gt;&lt;script&gt;")
+
+
+def test_a_scripted_poll_carries_duo_s_status_message(
+    visitor: Visitor, duo_emulator: DuoEmulator
+) -> None:
+    """The pending page's script polls for JSON: its ``prompt`` is Duo's current
+    ``status_msg``, which the script puts in place of the page's prompt (as text)."""
+    to_picker(visitor)
+    visitor.step("factor", factor=f"push:{PHONE}")
+    waiting = visitor.poll_json().get_json()
+    assert waiting["state"] == "OobPending"
+    assert waiting["prompt"] == "Pushed a login request to your device..."
+    duo_emulator.answer("jsmith", "approve")
+    done = visitor.poll_json().get_json()
+    assert "prompt" not in done and done["location"]

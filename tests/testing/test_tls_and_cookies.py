@@ -280,6 +280,8 @@ def test_cli_emulate_tls_prints_the_ca_files() -> None:
             "0",
             "--cyberark-port",
             "0",
+            "--duo-port",
+            "0",
             "--seconds",
             "20",
         ],
@@ -288,7 +290,8 @@ def test_cli_emulate_tls_prints_the_ca_files() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(5)]
+        # One line per emulator, then one per CA file (three emulators).
+        lines = [process.stdout.readline() for _ in range(6)]
         text = "".join(lines)
         url = re.search(r"CyberArk Identity emulator: +(https://127\.0\.0\.1:\d+)", text)
         ca = re.search(r"CyberArk Identity CA certificate: +(\S+)", text)

@@ -15,6 +15,7 @@
   var csrf = box.getAttribute("data-mfa-csrf");
   var status = document.getElementById("mfa-poll-status");
   var countdown = document.getElementById("mfa-countdown");
+  var prompt = document.getElementById("mfa-prompt");
   var deadline = parseFloat(box.getAttribute("data-mfa-deadline"));
   // Server clock minus this browser's: next_poll_at and the deadline are the server's times.
   var skew = parseFloat(box.getAttribute("data-mfa-now")) - Date.now() / 1000;
@@ -67,6 +68,10 @@
         }
         if (typeof data.deadline === "number") {
           deadline = data.deadline;
+        }
+        // The IdP's own words while it waits (its status message), as text, never markup.
+        if (prompt && typeof data.prompt === "string" && data.prompt) {
+          prompt.textContent = data.prompt;
         }
         var next = typeof data.next_poll_at === "number" ? data.next_poll_at : now() + (data.retry_after || 5);
         schedule(next);
