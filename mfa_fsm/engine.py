@@ -245,9 +245,7 @@ class _Facade:
         method = self._transport_method
         if transport is not None and not callable(getattr(transport, method, None)):
             kind = "Transport" if method == "send" else "AsyncTransport (HttpxTransport)"
-            raise UsageError(
-                f"transport must have a {method}(HttpRequest) method, like {kind}"
-            )
+            raise UsageError(f"transport must have a {method}(HttpRequest) method, like {kind}")
         if isinstance(configs, str | bytes) or not isinstance(configs, Iterable):
             raise UsageError("configs must be a list of provider configurations")
         self._flows = _flows_for(configs)
@@ -496,8 +494,7 @@ class _ServerSide(_Facade):
                 else "MemoryStore, SqlStore, RedisStore"
             )
             raise UsageError(
-                f"store must be a FlowStore ({kinds}): it has no "
-                f"{'/'.join(_STORE_METHODS)} methods"
+                f"store must be a FlowStore ({kinds}): it has no {'/'.join(_STORE_METHODS)} methods"
             )
         if inspect.iscoroutinefunction(store.load) != asynchronous:  # type: ignore[attr-defined]
             raise UsageError(
@@ -680,7 +677,9 @@ class AsyncEngine(_ServerSide):
         store that fails is retried for ``save_retry`` seconds, then StepNotSaved (nothing
         stored: start again).
         """
-        return await run_async(self._start(provider, neutral_fields("start", options, stacklevel=2)))
+        return await run_async(
+            self._start(provider, neutral_fields("start", options, stacklevel=2))
+        )
 
     @checked
     async def send(
@@ -950,7 +949,9 @@ class AsyncSealedEngine(_SealedSide):
         ``flow_id`` given is already recorded, and StepNotSaved when the ledger's store stays
         unavailable for ``save_retry`` seconds. No token is made on error.
         """
-        return await run_async(self._start(provider, neutral_fields("start", options, stacklevel=2)))
+        return await run_async(
+            self._start(provider, neutral_fields("start", options, stacklevel=2))
+        )
 
     @checked
     async def send(

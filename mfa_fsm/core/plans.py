@@ -108,7 +108,7 @@ def run(plan: Plan[T]) -> T:
         result = error = None
         try:
             result = io.blocking()
-        except BaseException as exc:  # noqa: BLE001 - thrown into the plan, which decides
+        except BaseException as exc:
             error = exc
 
 
@@ -127,7 +127,7 @@ async def run_async(plan: Plan[T]) -> T:
         result = error = None
         try:
             result = await io.awaited()
-        except BaseException as exc:  # noqa: BLE001 - as in run()
+        except BaseException as exc:
             error = exc
 
 

@@ -34,7 +34,8 @@ from mfa_fsm.stores.redis import (
 
 
 class AsyncRedisStore(AsyncRecordStore):
-    """Snapshots in Redis, one key per flow, awaited; see :class:`~mfa_fsm.stores.aio.AsyncFlowStore`.
+    """Snapshots in Redis, one key per flow, awaited: an
+    :class:`~mfa_fsm.stores.aio.AsyncFlowStore`.
 
     ``client`` is the application's ``redis.asyncio.Redis`` (``decode_responses`` either
     way; e.g. ``redis.asyncio.Redis.from_url(url)``) or ``redis.asyncio.cluster.RedisCluster``;
@@ -79,9 +80,7 @@ class AsyncRedisStore(AsyncRecordStore):
 
     async def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
         # Undecoded even from a decode_responses client, as RedisStore reads it.
-        raw: Any = await self.client.execute_command(
-            "GET", self.prefix + key, **{NEVER_DECODE: []}
-        )
+        raw: Any = await self.client.execute_command("GET", self.prefix + key, **{NEVER_DECODE: []})
         return parse_value(raw, self.prefix, key)
 
     async def _swap(self, key: str, expected_version: int, record: Record) -> bool:

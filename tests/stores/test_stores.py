@@ -30,6 +30,7 @@ from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
 from tests.support.stores import (
+    ALL_STORE_KINDS,
     TEST_MARGIN,
     FakeClock,
     StoreKit,
@@ -40,6 +41,10 @@ from tests.support.stores import (
     make_snapshot,
     new_flow_id,
 )
+
+#: The contract below runs against every store, blocking and async (the async ones behind
+#: tests.support.aio.Blocking, their concurrent calls as tasks on one event loop).
+KIT_KINDS = ALL_STORE_KINDS
 
 # -- the contract, once per store ------------------------------------------------------------
 
