@@ -72,6 +72,7 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.stores.redis_async import AsyncRedisStore
     from mfa_fsm.stores.sealed import SealedState
     from mfa_fsm.stores.sql import SqlStore
+    from mfa_fsm.stores.sql_async import AsyncSqlStore
 
 __all__ = [
     "AsyncEngine",
@@ -79,6 +80,7 @@ __all__ = [
     "AsyncMemoryStore",
     "AsyncRedisStore",
     "AsyncSealedEngine",
+    "AsyncSqlStore",
     "AsyncStoreLedger",
     "AsyncTransport",
     "Challenge",
@@ -148,6 +150,7 @@ _LAZY = {
     "AsyncMemoryStore": "mfa_fsm.stores.aio",
     "AsyncRedisStore": "mfa_fsm.stores.redis_async",
     "AsyncSealedEngine": "mfa_fsm.engine",
+    "AsyncSqlStore": "mfa_fsm.stores.sql_async",
     "AsyncStoreLedger": "mfa_fsm.stores.aio",
     "AsyncTransport": "mfa_fsm.core.http",
     "Challenge": "mfa_fsm.core.snapshot",

@@ -574,3 +574,23 @@ def test_sqlite_files_run_in_wal_mode(tmp_path: Any) -> None:
     with own.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "delete"
     own.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis"])
+def test_blocking_and_async_stores_share_one_backend(
+    make_kit: Callable[[str], StoreKit], kind: str
+) -> None:
+    """A blocking and an async store on one database or Redis see the same flows, versions
+    and claims: workers of both kinds can serve one application during a migration."""
+    blocking, awaited = make_kit(kind), make_kit(f"{kind}-async")
+    snapshot = make_snapshot(now=blocking.clock())
+    blocking.store.create(snapshot)
+    assert awaited.store.load(snapshot.flow_id) == snapshot
+    claim = awaited.store.claim(snapshot.flow_id, 0, ttl=30)
+    with pytest.raises(FlowBusy):
+        blocking.store.claim(snapshot.flow_id, 0, ttl=30)
+    awaited.store.save(advanced(snapshot), expected_version=0)  # ends the claim
+    assert claim and blocking.store.load(snapshot.flow_id) == advanced(snapshot)
+    with pytest.raises(FlowConflict):
+        awaited.store.save(advanced(snapshot), expected_version=0)
+    blocking.store.claim(snapshot.flow_id, 1, ttl=30)

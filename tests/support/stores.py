@@ -25,6 +25,7 @@ from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.redis_async import AsyncRedisStore
 from mfa_fsm.stores.sql import SqlStore
+from mfa_fsm.stores.sql_async import AsyncSqlStore
 from tests.support.aio import Blocking, LoopThread
 
 PROVIDER = "teststore"
@@ -33,7 +34,7 @@ PROVIDER = "teststore"
 STORE_KINDS = ("memory", "sqlite", "postgresql", "redis")
 #: Their async twins (mfa_fsm.stores.aio), run through the same tests behind a blocking face
 #: (tests.support.aio.Blocking); a test module opts in with ``KIT_KINDS = ALL_STORE_KINDS``.
-ASYNC_STORE_KINDS = ("memory-async", "redis-async")
+ASYNC_STORE_KINDS = ("memory-async", "sqlite-async", "postgresql-async", "redis-async")
 ALL_STORE_KINDS = STORE_KINDS + ASYNC_STORE_KINDS
 
 #: Stores tests give each record this long past its deadline (short, so expiry tests are quick).
@@ -211,7 +212,16 @@ def build_async_store(kind: str, target: str, *, clock: Any = time.time, **optio
         return AsyncMemoryStore(clock=clock, **options)
     if kind == "redis-async":
         return AsyncRedisStore(redis.asyncio.Redis.from_url(target), clock=clock, **options)
+    if kind in ("sqlite-async", "postgresql-async"):
+        return AsyncSqlStore(async_sql_url(target), clock=clock, **options)
     raise ValueError(f"unknown async store kind {kind!r}")
+
+
+def async_sql_url(url: str) -> str:
+    """The async driver's URL for a blocking store's: aiosqlite, psycopg's async mode."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+    return url  # postgresql+psycopg: SQLAlchemy's asyncio engine drives psycopg async
 
 
 async def close_async_store(store: Any) -> None:
