@@ -3,6 +3,8 @@
 ::
 
     engine = Engine(RedisStore(redis.Redis()), [EntrustConfig(...)], throttle=Throttle())
+    # or, in an asyncio application: AsyncEngine(AsyncRedisStore(redis.asyncio.Redis()), ...)
+    # and ``await`` each call below
     user = VerifiedUser(session["user"], checked_by="example.com password")  # your own check
     view = engine.start("entrust", verified_user=user, client_ip=request.remote_addr)
     view = engine.send(view.flow_id, "submit_first_factor", client_ip=request.remote_addr)
@@ -51,6 +53,20 @@ is logged. So set ``claim_ttl`` above the longest step (see :data:`DEFAULT_CLAIM
 a token, and the claim is taken on the :class:`~mfa_fsm.stores.sealed.SealedState`'s replay
 ledger. Without a ledger there is nothing on the server to claim, so two requests carrying the
 same token both reach the IdP (see ``mfa_fsm.stores.sealed``).
+
+Blocking and async
+------------------
+:class:`AsyncEngine` and :class:`AsyncSealedEngine` are the same engines for asyncio
+applications: ``await engine.send(...)`` over an async store (``mfa_fsm.stores.aio``) and an
+:class:`~mfa_fsm.core.http.AsyncTransport`. Every call above is written once, as a plan
+(:mod:`mfa_fsm.core.plans`): a generator that yields each piece of I/O (a store or ledger
+call, the flow's ``start``/``send``, a wait between save attempts) and is sent its result or
+thrown its exception. The blocking engines perform that I/O (``plans.run``: ``flow.send``,
+``time.sleep``), the async ones await it (``plans.run_async``: ``flow.send_async``,
+``asyncio.sleep``); nothing else differs, so the claims, compare-and-set, save retries,
+errors and log lines are the same by construction. A task cancelled mid-step (its client
+went away) has the CancelledError thrown into the plan like any error: the claim is released,
+the stored flow is unchanged, and the cancellation goes on.
 """
 
 from __future__ import annotations
@@ -79,7 +95,7 @@ from mfa_fsm.core.fields import neutral_fields
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.http import AsyncTransport
 from mfa_fsm.core.logref import flow_ref
-from mfa_fsm.core.plans import Plan, Sleep, call, run, run_async
+from mfa_fsm.core.plans import Call, Plan, Sleep, call, run, run_async
 from mfa_fsm.core.registry import flow_for_config
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
@@ -200,14 +216,14 @@ class _ClaimFirst:
     def send(self, request: HttpRequest) -> HttpResponse:
         if self._claiming():
             with self._taking():
-                self.claim = self._take()  # type: ignore[misc]  # _claiming: not None
+                self.claim = Call(self._take).blocking()  # type: ignore[arg-type]  # not None
         response: HttpResponse = self._inner.send(request)
         return response
 
     async def send_async(self, request: HttpRequest) -> HttpResponse:
         if self._claiming():
             with self._taking():
-                self.claim = await self._take()  # type: ignore[misc]  # _claiming: not None
+                self.claim = await Call(self._take).awaited()  # type: ignore[arg-type]
         response: HttpResponse = await self._inner.send_async(request)
         return response
 

@@ -412,3 +412,39 @@ def test_a_recording_transport_sees_every_secret(entrust_emulator: EntrustEmulat
 
     asyncio.run(main())
     assert recorder.secrets
+
+
+class _HalfAsync:
+    """A store whose load is async and whose other methods block: a programming error."""
+
+    def __init__(self) -> None:
+        self._blocking = MemoryStore()
+
+    async def load(self, flow_id: str) -> Any:
+        return self._blocking.load(flow_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blocking, name)
+
+
+def test_a_store_method_of_the_wrong_kind_is_a_usage_error(
+    entrust_emulator: EntrustEmulator,
+) -> None:
+    """An async engine that meets a blocking store method mid-step (here the claim) raises
+    UsageError naming the method, before the step's IdP call, with the flow unchanged."""
+    config = entrust_config(entrust_emulator.base_url, entrust_emulator.application_id)
+    store = _HalfAsync()
+    blocking: Any = store._blocking
+    flow_id = (
+        Engine(blocking, [config]).start("entrust", verified_user=VerifiedUser("jsmith")).flow_id
+    )
+    calls = len(entrust_emulator.calls)
+
+    async def main() -> None:
+        async with AsyncEngine(store, [config]) as engine:
+            with pytest.raises(UsageError, match=r"MemoryStore\.claim\(\) is not asynchronous"):
+                await engine.send(flow_id, "submit_first_factor")
+
+    asyncio.run(main())
+    assert len(entrust_emulator.calls) == calls
+    assert blocking.load(flow_id).version == 0

@@ -16,6 +16,7 @@ The pattern is httpx's ``Auth.auth_flow`` (one generator, ``sync_auth_flow`` and
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -132,6 +133,8 @@ async def run_async(plan: Plan[T]) -> T:
 
 
 def _name(function: Callable[..., Any]) -> str:
+    while isinstance(function, functools.partial):
+        function = function.func
     owner = getattr(function, "__self__", None)
     name = getattr(function, "__name__", "a function")
     return name if owner is None else f"{type(owner).__name__}.{name}"
