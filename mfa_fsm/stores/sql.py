@@ -148,6 +148,10 @@ class SqlStore(RecordStore):
         with self._autocommit.connect() as conn:
             return conn.execute(statement).rowcount
 
+    def _values(self, key: str, record: Record) -> dict[str, object]:
+        """The row ``record`` is stored as (for bulk loads: the footprint bench and tests)."""
+        return Statements.values(key, record)
+
     def _insert(self, key: str, record: Record) -> bool:
         self.create_schema()
         try:
