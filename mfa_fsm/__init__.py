@@ -63,15 +63,25 @@ if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers, never run
     from mfa_fsm.core.transport_async import HttpxTransport
     from mfa_fsm.cyberark import CyberArkConfig, CyberArkFlow
     from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
-    from mfa_fsm.engine import Engine, SealedEngine
+    from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine, Engine, SealedEngine
     from mfa_fsm.entrust import EntrustConfig, EntrustFlow
+    from mfa_fsm.stores.aio import AsyncFlowStore, AsyncMemoryStore, AsyncStoreLedger
     from mfa_fsm.stores.base import FlowStore, StoreLedger
     from mfa_fsm.stores.memory import MemoryStore
     from mfa_fsm.stores.redis import RedisStore
+    from mfa_fsm.stores.redis_async import AsyncRedisStore
     from mfa_fsm.stores.sealed import SealedState
     from mfa_fsm.stores.sql import SqlStore
+    from mfa_fsm.stores.sql_async import AsyncSqlStore
 
 __all__ = [
+    "AsyncEngine",
+    "AsyncFlowStore",
+    "AsyncMemoryStore",
+    "AsyncRedisStore",
+    "AsyncSealedEngine",
+    "AsyncSqlStore",
+    "AsyncStoreLedger",
     "AsyncTransport",
     "Challenge",
     "Choice",
@@ -135,6 +145,13 @@ __all__ = [
 
 # Public name -> the module that defines it, imported when the name is first asked for.
 _LAZY = {
+    "AsyncEngine": "mfa_fsm.engine",
+    "AsyncFlowStore": "mfa_fsm.stores.aio",
+    "AsyncMemoryStore": "mfa_fsm.stores.aio",
+    "AsyncRedisStore": "mfa_fsm.stores.redis_async",
+    "AsyncSealedEngine": "mfa_fsm.engine",
+    "AsyncSqlStore": "mfa_fsm.stores.sql_async",
+    "AsyncStoreLedger": "mfa_fsm.stores.aio",
     "AsyncTransport": "mfa_fsm.core.http",
     "Challenge": "mfa_fsm.core.snapshot",
     "Choice": "mfa_fsm.core.snapshot",

@@ -3,6 +3,8 @@
 ::
 
     engine = Engine(RedisStore(redis.Redis()), [EntrustConfig(...)], throttle=Throttle())
+    # or, in an asyncio application: AsyncEngine(AsyncRedisStore(redis.asyncio.Redis()), ...)
+    # and ``await`` each call below
     user = VerifiedUser(session["user"], checked_by="example.com password")  # your own check
     view = engine.start("entrust", verified_user=user, client_ip=request.remote_addr)
     view = engine.send(view.flow_id, "submit_first_factor", client_ip=request.remote_addr)
@@ -51,17 +53,34 @@ is logged. So set ``claim_ttl`` above the longest step (see :data:`DEFAULT_CLAIM
 a token, and the claim is taken on the :class:`~mfa_fsm.stores.sealed.SealedState`'s replay
 ledger. Without a ledger there is nothing on the server to claim, so two requests carrying the
 same token both reach the IdP (see ``mfa_fsm.stores.sealed``).
+
+Blocking and async
+------------------
+:class:`AsyncEngine` and :class:`AsyncSealedEngine` are the same engines for asyncio
+applications: ``await engine.send(...)`` over an async store (``mfa_fsm.stores.aio``) and an
+:class:`~mfa_fsm.core.http.AsyncTransport`. Every call above is written once, as a plan
+(:mod:`mfa_fsm.core.plans`): a generator that yields each piece of I/O (a store or ledger
+call, the flow's ``start``/``send``, a wait between save attempts) and is sent its result or
+thrown its exception. The blocking engines perform that I/O (``plans.run``: ``flow.send``,
+``time.sleep``), the async ones await it (``plans.run_async``: ``flow.send_async``,
+``asyncio.sleep``); nothing else differs, so the claims, compare-and-set, save retries,
+errors and log lines are the same by construction. A task cancelled mid-step (its client
+went away) has the CancelledError thrown into the plan like any error: the claim is released,
+the stored flow is unchanged, and the cancellation goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
+import attrs
 import structlog
 
 from mfa_fsm.core.calls import checked, is_seconds
@@ -74,7 +93,9 @@ from mfa_fsm.core.errors import (
 )
 from mfa_fsm.core.fields import neutral_fields
 from mfa_fsm.core.flow import Clock, Flow
+from mfa_fsm.core.http import AsyncTransport
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.plans import Call, Plan, Sleep, call, run, run_async
 from mfa_fsm.core.registry import flow_for_config
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
@@ -90,6 +111,7 @@ from mfa_fsm.stores.base import FlowStore, check_flow_id
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
+    from mfa_fsm.stores.aio import AsyncFlowStore
     from mfa_fsm.stores.sealed import SealedState
 
 #: Seconds a step may hold its flow's claim: above the step's own wall-clock bound
@@ -113,20 +135,62 @@ _SAVE_BACKOFF = RetryPolicy(first_delay=0.1, max_delay=1.0)
 log = structlog.get_logger("mfa_fsm")
 
 Saved = TypeVar("Saved")
+T = TypeVar("T")
+
+
+# Every call is written once, as a plan (mfa_fsm.core.plans): a generator that yields the
+# I/O it needs, which Engine and SealedEngine run with plans.run (blocking) and AsyncEngine
+# and AsyncSealedEngine with plans.run_async (awaited). The claims, compare-and-set, save
+# retries, errors and log lines are the plan's, so the two kinds of engine cannot drift apart.
+
+
+@attrs.frozen
+class _Start:
+    """A flow's ``start`` (blocking) or ``start_async`` (awaited)."""
+
+    flow_class: type[Flow]
+    options: Mapping[str, Any]
+
+    def blocking(self) -> Flow:
+        return self.flow_class.start(**self.options)
+
+    async def awaited(self) -> Flow:
+        return await self.flow_class.start_async(**self.options)
+
+
+@attrs.frozen
+class _Send:
+    """A flow's ``send`` (blocking) or ``send_async`` (awaited) of one event."""
+
+    flow: Flow
+    event: str
+    client_ip: str | None
+    data: Mapping[str, Any]
+
+    def blocking(self) -> FlowView:
+        return self.flow.send(self.event, client_ip=self.client_ip, **self.data)
+
+    async def awaited(self) -> FlowView:
+        return await self.flow.send_async(self.event, client_ip=self.client_ip, **self.data)
 
 
 class _Claims(Protocol):
-    """Where a step claims its flow: a FlowStore, or the replay ledger of sealed state."""
+    """Where a step claims its flow: a FlowStore, or the replay ledger of sealed state (for
+    the async engines, their async counterparts: the same methods, awaited)."""
 
-    def claim(self, flow_id: str, version: int, *, ttl: float) -> str: ...
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> Any: ...
 
-    def release(self, flow_id: str, claim: str) -> None: ...
+    def release(self, flow_id: str, claim: str) -> Any: ...
 
 
 class _ClaimFirst:
-    """The transport one step runs with: it claims the flow just before the first IdP call."""
+    """The transport one step runs with: it claims the flow just before the first IdP call.
 
-    def __init__(self, inner: Transport, take: Callable[[], str] | None) -> None:
+    ``inner`` is the engine's transport (a Transport for ``send``, an AsyncTransport for
+    ``send_async``); ``take`` claims the flow (returning the claim id, or for the async
+    engines an awaitable of it)."""
+
+    def __init__(self, inner: Any, take: Callable[[], Any] | None) -> None:
         self._inner = inner
         self._take = take
         self.claim: str | None = None
@@ -135,27 +199,47 @@ class _ClaimFirst:
         self.claimed_at: float | None = None
         self.refused: StoreError | None = None
 
+    def _claiming(self) -> bool:
+        return self.claim is None and self._take is not None
+
+    @contextlib.contextmanager
+    def _taking(self) -> Iterator[None]:
+        self.claimed_at = time.monotonic()
+        try:
+            yield
+        except StoreError as exc:
+            # Kept as well as raised: a handler may swallow the errors of a best-effort
+            # call (an IdP cancel), and the engine must not save that step's outcome.
+            self.refused = exc
+            raise
+
     def send(self, request: HttpRequest) -> HttpResponse:
-        if self.claim is None and self._take is not None:
-            try:
-                self.claimed_at = time.monotonic()
-                self.claim = self._take()
-            except StoreError as exc:
-                # Kept as well as raised: a handler may swallow the errors of a best-effort
-                # call (an IdP cancel), and the engine must not save that step's outcome.
-                self.refused = exc
-                raise
-        return self._inner.send(request)
+        if self._claiming():
+            with self._taking():
+                self.claim = Call(self._take).blocking()  # type: ignore[arg-type]  # not None
+        response: HttpResponse = self._inner.send(request)
+        return response
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse:
+        if self._claiming():
+            with self._taking():
+                self.claim = await Call(self._take).awaited()  # type: ignore[arg-type]
+        response: HttpResponse = await self._inner.send_async(request)
+        return response
 
 
 class _Facade:
-    """What both engines share: the provider table, and one step from loaded to saved."""
+    """What every engine shares: the provider table, and one step from loaded to saved,
+    written as plans (see above)."""
+
+    #: The method the engine's transport must have: ``send`` or ``send_async``.
+    _transport_method: ClassVar[str] = "send"
 
     def __init__(
         self,
         configs: Iterable[object],
         *,
-        transport: Transport | None,
+        transport: Transport | AsyncTransport | None,
         clock: Clock,
         claim_ttl: float,
         throttle: Throttle | None,
@@ -174,16 +258,21 @@ class _Facade:
         self.save_retry = save_retry
         if not callable(clock):
             raise UsageError("clock must be a callable returning epoch seconds, like time.time")
-        if transport is not None and not callable(getattr(transport, "send", None)):
-            raise UsageError("transport must have a send(HttpRequest) method, like Transport")
+        method = self._transport_method
+        if transport is not None and not callable(getattr(transport, method, None)):
+            kind = "Transport" if method == "send" else "AsyncTransport (HttpxTransport)"
+            raise UsageError(f"transport must have a {method}(HttpRequest) method, like {kind}")
         if isinstance(configs, str | bytes) or not isinstance(configs, Iterable):
             raise UsageError("configs must be a list of provider configurations")
         self._flows = _flows_for(configs)
-        self.transport: Transport = transport or RequestsTransport()
+        self.transport: Any = transport or self._default_transport()
         self.clock = clock
         self.claim_ttl = claim_ttl
         self.throttle = throttle
         self.step_timeout = step_timeout
+
+    def _default_transport(self) -> Transport | AsyncTransport:
+        return RequestsTransport()
 
     def throttled(self, throttle: Throttle | None) -> Self:
         """This engine (same store, transport and providers) counting steps with ``throttle``."""
@@ -212,7 +301,7 @@ class _Facade:
             )
         return found
 
-    def _begin(self, provider: str, options: Mapping[str, Any]) -> Flow:
+    def _begin(self, provider: str, options: Mapping[str, Any]) -> Plan[Flow]:
         flow_class, config = self._flow_class(provider)
         own = sorted(options.keys() & _ENGINE_SETS)
         if own:
@@ -220,27 +309,28 @@ class _Facade:
                 f"start() got {own}, which the engine passes itself: give them to the "
                 "engine's constructor instead"
             )
+        settings = {
+            "config": config,
+            "transport": self.transport,
+            "clock": self.clock,
+            "throttle": self.throttle,
+        }
         with step_deadline(self.step_timeout):
-            return flow_class.start(
-                config=config,
-                transport=self.transport,
-                clock=self.clock,
-                throttle=self.throttle,
-                **options,
-            )
+            flow: Flow = yield _Start(flow_class, {**settings, **options})
+        return flow
 
     def _save_held(
         self,
-        save: Callable[[Snapshot], Saved],
-        recorded: Callable[[Snapshot], Saved],
+        save: Callable[[Snapshot], Plan[Saved]],
+        recorded: Callable[[Snapshot], Plan[Saved]],
         new: Snapshot,
         *,
         claimed_at: float | None,
         operation: str,
-    ) -> Saved:
+    ) -> Plan[Saved]:
         """``save(new)`` for a step whose IdP call succeeded, retried while the store is
         unavailable, for ``save_retry`` seconds and never past the claim's end (see the module
-        docs). ``recorded(new)`` is called when a retry finds the store already at
+        docs). ``recorded(new)`` is run when a retry finds the store already at
         ``new.version``: it returns what ``save`` would have if the store holds exactly
         ``new`` (an earlier attempt's write went through), else raises FlowConflict.
 
@@ -255,12 +345,12 @@ class _Facade:
         while True:
             try:
                 try:
-                    return save(new)
+                    return (yield from save(new))
                 except FlowConflict as conflict:
                     # On a retry, the store at this very version may be our own earlier write.
                     if attempt == 0 or conflict.actual != new.version:
                         raise
-                    return recorded(new)
+                    return (yield from recorded(new))
             except StoreUnavailable as exc:
                 attempt += 1
                 left = until - time.monotonic()
@@ -292,7 +382,7 @@ class _Facade:
                     wait=round(wait, 3),
                     error=exc.error,
                 )
-                time.sleep(wait)
+                yield Sleep(wait)
 
     def _step(
         self,
@@ -301,10 +391,10 @@ class _Facade:
         data: Mapping[str, Any],
         *,
         claims: _Claims | None,
-        save: Callable[[Snapshot], Saved],
-        recorded: Callable[[Snapshot], Saved],
+        save: Callable[[Snapshot], Plan[Saved]],
+        recorded: Callable[[Snapshot], Plan[Saved]],
         client_ip: str | None,
-    ) -> tuple[FlowView, Saved | None]:
+    ) -> Plan[tuple[FlowView, Saved | None]]:
         """Send ``event`` to the flow in ``snapshot`` and save what it became (see the module
         docs); returns the view and what ``save`` returned (None if nothing was saved).
         ``recorded`` is for :meth:`_save_held`."""
@@ -320,15 +410,15 @@ class _Facade:
         claim_ended = False  # by the save
         try:
             with step_deadline(self.step_timeout):
-                view = flow.send(event, client_ip=client_ip, **data)
+                view: FlowView = yield _Send(flow, event, client_ip, data)
             if gate.refused is not None:
                 raise gate.refused
             if flow.version != snapshot.version:
                 try:
                     if gate.claim is None:  # no IdP call: nothing spent, nothing to hold
-                        saved = save(flow.snapshot())
+                        saved = yield from save(flow.snapshot())
                     else:
-                        saved = self._save_held(
+                        saved = yield from self._save_held(
                             save,
                             recorded,
                             flow.snapshot(),
@@ -349,11 +439,88 @@ class _Facade:
                 claim_ended = True
         finally:
             if gate.claim is not None and claims is not None and not claim_ended:
-                _release_quietly(claims, snapshot.flow_id, gate.claim)
+                yield from _release_quietly(claims, snapshot.flow_id, gate.claim)
         return view, saved
 
 
-class Engine(_Facade):
+class _ServerSide(_Facade):
+    """The plans of the engines over a server-side store (:class:`Engine`,
+    :class:`AsyncEngine`): each public method of theirs runs one of these."""
+
+    store: Any
+
+    def _start(self, provider: str, options: Mapping[str, Any]) -> Plan[FlowView]:
+        flow = yield from self._begin(provider, options)
+        yield from self._save_held(
+            self._create,
+            self._stored,
+            flow.snapshot(),
+            claimed_at=None,
+            operation="create",
+        )
+        return flow.view()
+
+    def _create(self, snapshot: Snapshot) -> Plan[None]:
+        yield from call(self.store.create, snapshot)
+
+    def _stored(self, snapshot: Snapshot) -> Plan[None]:
+        """Nothing, if the store holds exactly ``snapshot`` (a write whose answer was lost);
+        else FlowConflict."""
+        found: Snapshot = yield from call(self.store.load, snapshot.flow_id)
+        if found != snapshot:
+            raise FlowConflict(snapshot.flow_id, snapshot.version, found.version)
+
+    def _send(
+        self, flow_id: str, event: str, client_ip: str | None, data: Mapping[str, Any]
+    ) -> Plan[FlowView]:
+        snapshot: Snapshot = yield from call(self.store.load, check_flow_id(flow_id))
+
+        def save(new: Snapshot) -> Plan[None]:
+            yield from call(self.store.save, new, expected_version=snapshot.version)
+
+        view, _ = yield from self._step(
+            snapshot,
+            event,
+            data,
+            claims=self.store,
+            save=save,
+            recorded=self._stored,
+            client_ip=client_ip,
+        )
+        return view
+
+    def _hand_off(self, flow_id: str) -> Plan[FlowView]:
+        snapshot: Snapshot = yield from call(self.store.load, check_flow_id(flow_id))
+        scrubbed = handed_off(snapshot, now=self.clock())
+        yield from call(self.store.save, scrubbed, expected_version=snapshot.version)
+        return FlowView.of(snapshot)
+
+    def _view(self, flow_id: str) -> Plan[FlowView]:
+        snapshot: Snapshot = yield from call(self.store.load, check_flow_id(flow_id))
+        return FlowView.of(snapshot)
+
+    def _delete(self, flow_id: str) -> Plan[None]:
+        yield from call(self.store.delete, check_flow_id(flow_id))
+
+    def _take_store(self, store: object, *, asynchronous: bool) -> None:
+        if not all(callable(getattr(store, name, None)) for name in _STORE_METHODS):
+            kinds = (
+                "AsyncMemoryStore, AsyncSqlStore, AsyncRedisStore"
+                if asynchronous
+                else "MemoryStore, SqlStore, RedisStore"
+            )
+            raise UsageError(
+                f"store must be a FlowStore ({kinds}): it has no {'/'.join(_STORE_METHODS)} methods"
+            )
+        if inspect.iscoroutinefunction(store.load) != asynchronous:  # type: ignore[attr-defined]
+            raise UsageError(
+                "AsyncEngine takes an async store (AsyncMemoryStore, AsyncSqlStore, "
+                "AsyncRedisStore), Engine a blocking one (MemoryStore, SqlStore, RedisStore)"
+            )
+        self.store = store
+
+
+class Engine(_ServerSide):
     """Runs flows kept in a server-side :class:`~mfa_fsm.stores.base.FlowStore`, one call per
     web request (see the module docs for what each call does).
 
@@ -400,12 +567,7 @@ class Engine(_Facade):
             step_timeout=step_timeout,
             save_retry=save_retry,
         )
-        if not all(callable(getattr(store, name, None)) for name in _STORE_METHODS):
-            raise UsageError(
-                "store must be a FlowStore (MemoryStore, SqlStore, RedisStore): it has no "
-                f"{'/'.join(_STORE_METHODS)} methods"
-            )
-        self.store = store
+        self._take_store(store, asynchronous=False)
 
     @checked
     def start(self, provider: str, /, **options: Any) -> FlowView:
@@ -421,22 +583,7 @@ class Engine(_Facade):
         store that fails is retried for ``save_retry`` seconds, then StepNotSaved (nothing
         stored: start again).
         """
-        flow = self._begin(provider, neutral_fields("start", options, stacklevel=3))
-        self._save_held(
-            self.store.create,
-            self._stored,
-            flow.snapshot(),
-            claimed_at=None,
-            operation="create",
-        )
-        return flow.view()
-
-    def _stored(self, snapshot: Snapshot) -> None:
-        """Nothing, if the store holds exactly ``snapshot`` (a write whose answer was lost);
-        else FlowConflict."""
-        found = self.store.load(snapshot.flow_id)
-        if found != snapshot:
-            raise FlowConflict(snapshot.flow_id, snapshot.version, found.version)
+        return run(self._start(provider, neutral_fields("start", options, stacklevel=3)))
 
     @checked
     def send(
@@ -454,18 +601,7 @@ class Engine(_Facade):
         (after StepNotSaved the IdP may then end the flow: see there).
         """
         data = neutral_fields(event, data, stacklevel=3)
-        snapshot = self.store.load(check_flow_id(flow_id))
-        save = partial(self.store.save, expected_version=snapshot.version)
-        view, _ = self._step(
-            snapshot,
-            event,
-            data,
-            claims=self.store,
-            save=save,
-            recorded=self._stored,
-            client_ip=client_ip,
-        )
-        return view
+        return run(self._send(flow_id, event, client_ip, data))
 
     @checked
     def hand_off(self, flow_id: str) -> FlowView:
@@ -480,10 +616,7 @@ class Engine(_Facade):
         handed off) and FlowConflict (another request handed it off or changed it first);
         on any error the stored flow is unchanged. No IdP call.
         """
-        snapshot = self.store.load(check_flow_id(flow_id))
-        scrubbed = handed_off(snapshot, now=self.clock())
-        self.store.save(scrubbed, expected_version=snapshot.version)
-        return FlowView.of(snapshot)
+        return run(self._hand_off(flow_id))
 
     @checked
     def view(self, flow_id: str) -> FlowView:
@@ -491,16 +624,212 @@ class Engine(_Facade):
 
         Raises FlowNotFound for an unknown or expired id.
         """
-        return FlowView.of(self.store.load(check_flow_id(flow_id)))
+        return run(self._view(flow_id))
 
     @checked
     def delete(self, flow_id: str) -> None:
         """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
         end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
-        self.store.delete(check_flow_id(flow_id))
+        run(self._delete(flow_id))
 
 
-class SealedEngine(_Facade):
+class AsyncEngine(_ServerSide):
+    """:class:`Engine` for asyncio applications (Starlette, FastAPI, Django's async views):
+    the same calls, checks, claims, compare-and-set, save retries, errors and log lines (one
+    code path: see the module docs), with every store call and IdP call awaited, so a request
+    waiting on the IdP or the store holds no thread.
+
+    ``store`` is an async store: :class:`~mfa_fsm.stores.aio.AsyncMemoryStore`,
+    :class:`~mfa_fsm.stores.redis_async.AsyncRedisStore` (``redis.asyncio``),
+    :class:`~mfa_fsm.stores.sql_async.AsyncSqlStore` (SQLAlchemy's asyncio engine), or any
+    object with the :class:`~mfa_fsm.stores.aio.AsyncFlowStore` methods; a blocking store is
+    refused with UsageError. ``transport`` must be an
+    :class:`~mfa_fsm.core.http.AsyncTransport`; the default is one
+    :class:`~mfa_fsm.core.transport_async.HttpxTransport` (the ``async`` extra) that the
+    engine owns: close it with ``await engine.aclose()`` (or ``async with engine:``) in the
+    event loop that used it. The other arguments are :class:`Engine`'s. Share one engine
+    between the requests of one event loop.
+
+    The throttle, if any, is called as in :class:`Engine` (its check is a single counter
+    update; with a Redis storage that is one blocking round trip in the event loop).
+    """
+
+    @checked
+    def __init__(
+        self,
+        store: AsyncFlowStore,
+        configs: Iterable[object],
+        *,
+        transport: AsyncTransport | None = None,
+        clock: Clock = time.time,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
+        throttle: Throttle | None = None,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        save_retry: float = DEFAULT_SAVE_RETRY,
+    ) -> None:
+        super().__init__(
+            configs,
+            transport=transport,
+            clock=clock,
+            claim_ttl=claim_ttl,
+            throttle=throttle,
+            step_timeout=step_timeout,
+            save_retry=save_retry,
+        )
+        self._owns_transport = transport is None
+        self._take_store(store, asynchronous=True)
+
+    @checked
+    async def start(self, provider: str, /, **options: Any) -> FlowView:
+        """Begin a flow of ``provider``, store it, and return its first view.
+
+        ``options`` go to the provider's ``start``: the user as ``verified_user=`` (a
+        :class:`~mfa_fsm.core.identity.VerifiedUser` your application checked) or as a typed
+        ``user=`` (every provider; ``user_id=`` is its deprecated alias), the end user's
+        ``client_ip=``, ``flow_id=``, and any option of that provider's own. Raises what
+        that ``start`` raises (``VerifiedUserRequired`` for a first factor checked outside
+        the IdP without a VerifiedUser, ``Throttled``), with nothing stored, and FlowConflict
+        when a ``flow_id`` given is already taken (the IdP was asked, nothing is stored). A
+        store that fails is retried for ``save_retry`` seconds, then StepNotSaved (nothing
+        stored: start again).
+        """
+        return await run_async(
+            self._start(provider, neutral_fields("start", options, stacklevel=2))
+        )
+
+    @checked
+    async def send(
+        self, flow_id: str, event: str, /, *, client_ip: str | None = None, **data: Any
+    ) -> FlowView:
+        """Advance ``flow_id`` by one event and return the view of its new state.
+
+        ``client_ip`` is the end user's address for this step (Entrust ``clientIp``; not
+        stored, not logged). Raises FlowNotFound (unknown or expired id), FlowBusy or
+        FlowConflict (another request is advancing the flow, or already has), each before any
+        IdP call, and whatever ``Flow.send`` raises: EventNotAllowed, InvalidInput, Throttled,
+        IdpError, TransportError; StoreUnavailable when the store fails, and StepNotSaved
+        when it stays down for ``save_retry`` seconds after the IdP accepted the step. After
+        any error the stored flow is unchanged and unclaimed, so the event may be sent again
+        (after StepNotSaved the IdP may then end the flow: see there).
+        """
+        data = neutral_fields(event, data, stacklevel=2)
+        return await run_async(self._send(flow_id, event, client_ip, data))
+
+    @checked
+    async def hand_off(self, flow_id: str) -> FlowView:
+        """Give the application the result of the completed flow ``flow_id``, once, and erase
+        the IdP's token from the store.
+
+        Returns the ``Completed`` view with the full ``result`` (token, cookies): put it in
+        the application's session. The store then keeps only a scrubbed ``Completed``
+        snapshot (no token, no cookies, no session ids; ``result.handed_off`` true) for one
+        store margin, so the same browser can still load its final page; ``view`` shows that.
+        Raises FlowNotFound (unknown or expired), ResultUnavailable (not completed, or already
+        handed off) and FlowConflict (another request handed it off or changed it first);
+        on any error the stored flow is unchanged. No IdP call.
+        """
+        return await run_async(self._hand_off(flow_id))
+
+    @checked
+    async def view(self, flow_id: str) -> FlowView:
+        """The view of ``flow_id``'s current state, from the store alone: no IdP call, no write.
+
+        Raises FlowNotFound for an unknown or expired id.
+        """
+        return await run_async(self._view(flow_id))
+
+    @checked
+    async def delete(self, flow_id: str) -> None:
+        """Forget ``flow_id`` now (a missing flow is no error); :meth:`hand_off` is the usual
+        end of a completed flow. Otherwise flows are forgotten at deadline + margin."""
+        await run_async(self._delete(flow_id))
+
+    _transport_method = "send_async"
+
+    def _default_transport(self) -> AsyncTransport:
+        # Imported here: httpx is the 'async' extra, and only an AsyncEngine needs it.
+        from mfa_fsm.core.transport_async import HttpxTransport  # noqa: PLC0415
+
+        return HttpxTransport()
+
+    async def aclose(self) -> None:
+        """Close the transport the engine made for itself (not one it was given), in the
+        event loop that used it. The store is the application's to close."""
+        if self._owns_transport:
+            await self.transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _SealedSide(_Facade):
+    """The plans of the engines over sealed client-side state (:class:`SealedEngine`,
+    :class:`AsyncSealedEngine`)."""
+
+    sealed: SealedState
+
+    def _start(self, provider: str, options: Mapping[str, Any]) -> Plan[tuple[FlowView, str]]:
+        flow = yield from self._begin(provider, options)
+        if self.sealed.ledger is None:
+            return flow.view(), (yield from self.sealed.seal_plan(flow.snapshot()))
+        token = yield from self._save_held(
+            self.sealed.seal_plan,
+            self.sealed.reseal_plan,
+            flow.snapshot(),
+            claimed_at=None,
+            operation="ledger write",
+        )
+        return flow.view(), token
+
+    def _send(
+        self,
+        token: str,
+        flow_id: str,
+        event: str,
+        client_ip: str | None,
+        data: Mapping[str, Any],
+    ) -> Plan[tuple[FlowView, str]]:
+        snapshot = yield from self.sealed.open_plan(token, flow_id=check_flow_id(flow_id))
+        save = partial(self.sealed.seal_plan, expected_version=snapshot.version)
+        view, new_token = yield from self._step(
+            snapshot,
+            event,
+            data,
+            claims=self.sealed.ledger,
+            save=save,
+            recorded=self.sealed.reseal_plan,
+            client_ip=client_ip,
+        )
+        return view, token if new_token is None else new_token
+
+    def _hand_off(self, token: str, flow_id: str) -> Plan[tuple[FlowView, str]]:
+        snapshot = yield from self.sealed.open_plan(token, flow_id=check_flow_id(flow_id))
+        scrubbed = handed_off(snapshot, now=self.clock())
+        new_token = yield from self.sealed.seal_plan(scrubbed, expected_version=snapshot.version)
+        return FlowView.of(snapshot), new_token
+
+    def _view(self, token: str, flow_id: str) -> Plan[FlowView]:
+        snapshot = yield from self.sealed.open_plan(token, flow_id=check_flow_id(flow_id))
+        return FlowView.of(snapshot)
+
+    def _take_sealed(self, sealed: object, *, asynchronous: bool) -> None:
+        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - needs cryptography
+
+        if not isinstance(sealed, SealedState):
+            raise UsageError("sealed must be a SealedState(keys, ...) from mfa_fsm.stores.sealed")
+        ledger = sealed.ledger
+        if ledger is not None and inspect.iscoroutinefunction(ledger.advance) != asynchronous:
+            raise UsageError(
+                "AsyncSealedEngine takes a SealedState whose ledger is async "
+                "(AsyncStoreLedger), SealedEngine one whose ledger blocks (StoreLedger)"
+            )
+        self.sealed = sealed
+
+
+class SealedEngine(_SealedSide):
     """Runs flows whose snapshots travel with the client as sealed tokens, one call per request.
 
     Like :class:`Engine`, with a :class:`~mfa_fsm.stores.sealed.SealedState` instead of a
@@ -531,11 +860,7 @@ class SealedEngine(_Facade):
             step_timeout=step_timeout,
             save_retry=save_retry,
         )
-        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - needs cryptography
-
-        if not isinstance(sealed, SealedState):
-            raise UsageError("sealed must be a SealedState(keys, ...) from mfa_fsm.stores.sealed")
-        self.sealed = sealed
+        self._take_sealed(sealed, asynchronous=False)
 
     @checked
     def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:
@@ -545,17 +870,7 @@ class SealedEngine(_Facade):
         ``flow_id`` given is already recorded, and StepNotSaved when the ledger's store stays
         unavailable for ``save_retry`` seconds. No token is made on error.
         """
-        flow = self._begin(provider, neutral_fields("start", options, stacklevel=3))
-        if self.sealed.ledger is None:
-            return flow.view(), self.sealed.seal(flow.snapshot())
-        token = self._save_held(
-            self.sealed.seal,
-            self.sealed.reseal,
-            flow.snapshot(),
-            claimed_at=None,
-            operation="ledger write",
-        )
-        return flow.view(), token
+        return run(self._start(provider, neutral_fields("start", options, stacklevel=3)))
 
     @checked
     def send(
@@ -581,18 +896,7 @@ class SealedEngine(_Facade):
         advance the flow returns ``token`` itself.
         """
         data = neutral_fields(event, data, stacklevel=3)
-        snapshot = self.sealed.open(token, flow_id=check_flow_id(flow_id))
-        save = partial(self.sealed.seal, expected_version=snapshot.version)
-        view, new_token = self._step(
-            snapshot,
-            event,
-            data,
-            claims=self.sealed.ledger,
-            save=save,
-            recorded=self.sealed.reseal,
-            client_ip=client_ip,
-        )
-        return view, token if new_token is None else new_token
+        return run(self._send(token, flow_id, event, client_ip, data))
 
     @checked
     def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
@@ -605,9 +909,7 @@ class SealedEngine(_Facade):
         again until it expires. Raises SealedStateError (the token does not open),
         ResultUnavailable and FlowConflict as :meth:`Engine.hand_off`; no IdP call.
         """
-        snapshot = self.sealed.open(token, flow_id=check_flow_id(flow_id))
-        scrubbed = handed_off(snapshot, now=self.clock())
-        return FlowView.of(snapshot), self.sealed.seal(scrubbed, expected_version=snapshot.version)
+        return run(self._hand_off(token, flow_id))
 
     @checked
     def view(self, token: str, flow_id: str) -> FlowView:
@@ -615,7 +917,110 @@ class SealedEngine(_Facade):
 
         Raises SealedStateError when the token does not open (see :meth:`send`).
         """
-        return FlowView.of(self.sealed.open(token, flow_id=check_flow_id(flow_id)))
+        return run(self._view(token, flow_id))
+
+
+class AsyncSealedEngine(_SealedSide):
+    """:class:`SealedEngine` for asyncio applications, as :class:`AsyncEngine` is
+    :class:`Engine`'s: the same calls, checks, claims and errors (one code path), with the
+    IdP calls and the replay ledger's calls awaited. Sealing and opening tokens is CPU work
+    (AES-GCM over a few KiB) and is not awaited.
+
+    ``sealed`` is a :class:`~mfa_fsm.stores.sealed.SealedState` without a ledger, or with an
+    async one (an :class:`~mfa_fsm.stores.aio.AsyncStoreLedger`); one with a blocking ledger
+    is refused with UsageError. ``transport`` is an AsyncTransport (default: an
+    ``HttpxTransport`` the engine owns; ``await engine.aclose()``).
+    """
+
+    @checked
+    def __init__(
+        self,
+        sealed: SealedState,
+        configs: Iterable[object],
+        *,
+        transport: AsyncTransport | None = None,
+        clock: Clock = time.time,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
+        throttle: Throttle | None = None,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        save_retry: float = DEFAULT_SAVE_RETRY,
+    ) -> None:
+        super().__init__(
+            configs,
+            transport=transport,
+            clock=clock,
+            claim_ttl=claim_ttl,
+            throttle=throttle,
+            step_timeout=step_timeout,
+            save_retry=save_retry,
+        )
+        self._owns_transport = transport is None
+        self._take_sealed(sealed, asynchronous=True)
+
+    @checked
+    async def start(self, provider: str, /, **options: Any) -> tuple[FlowView, str]:
+        """Begin a flow of ``provider``; returns its first view and the token for the client.
+
+        Raises what the provider's ``start`` raises; with a ledger, FlowConflict when a
+        ``flow_id`` given is already recorded, and StepNotSaved when the ledger's store stays
+        unavailable for ``save_retry`` seconds. No token is made on error.
+        """
+        return await run_async(
+            self._start(provider, neutral_fields("start", options, stacklevel=2))
+        )
+
+    @checked
+    async def send(
+        self,
+        token: str,
+        flow_id: str,
+        event: str,
+        /,
+        *,
+        client_ip: str | None = None,
+        **data: Any,
+    ) -> tuple[FlowView, str]:
+        """Advance the flow sealed in ``token`` by one event; returns the view and the new token.
+
+        ``client_ip`` is the end user's address for this step, as for :meth:`Engine.send`.
+
+        Raises SealedStateError for a token that does not open (forged, expired, another
+        flow's, or, with a ledger, replayed), FlowBusy or FlowConflict (with a ledger: another
+        request is advancing the flow) before any IdP call, and whatever ``Flow.send`` raises;
+        with a ledger, StoreUnavailable when its store fails, and StepNotSaved when that lasts
+        ``save_retry`` seconds after the IdP accepted the step (see :meth:`Engine.send`).
+        After any error ``token`` is still the flow's current token. A step that did not
+        advance the flow returns ``token`` itself.
+        """
+        data = neutral_fields(event, data, stacklevel=2)
+        return await run_async(self._send(token, flow_id, event, client_ip, data))
+
+    @checked
+    async def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
+        """Give the application the result of the completed flow sealed in ``token``; returns
+        the ``Completed`` view with the full ``result`` and the token to give the client
+        instead, which seals a scrubbed snapshot (see :meth:`Engine.hand_off`).
+
+        With a ledger the old token (which holds the IdP's token) is refused from then on, so
+        the result is handed off once; without one, a copy of the old token can be handed off
+        again until it expires. Raises SealedStateError (the token does not open),
+        ResultUnavailable and FlowConflict as :meth:`Engine.hand_off`; no IdP call.
+        """
+        return await run_async(self._hand_off(token, flow_id))
+
+    @checked
+    async def view(self, token: str, flow_id: str) -> FlowView:
+        """The view of the flow sealed in ``token``: no IdP call, no write.
+
+        Raises SealedStateError when the token does not open (see :meth:`send`).
+        """
+        return await run_async(self._view(token, flow_id))
+
+    _transport_method = "send_async"
+    _default_transport = AsyncEngine._default_transport
+    aclose = AsyncEngine.aclose
+    __aenter__ = AsyncEngine.__aenter__
+    __aexit__ = AsyncEngine.__aexit__
 
 
 #: What the engine passes to every provider's ``start`` itself.
@@ -642,9 +1047,9 @@ def _flows_for(configs: Iterable[object]) -> dict[str, tuple[type[Flow], object]
     return flows
 
 
-def _release_quietly(claims: _Claims, flow_id: str, claim: str) -> None:
+def _release_quietly(claims: _Claims, flow_id: str, claim: str) -> Plan[None]:
     try:
-        claims.release(flow_id, claim)
+        yield from call(claims.release, flow_id, claim)
     except Exception as exc:
         # The step's own error (or result) matters more; the claim ends after claim_ttl anyway.
         log.warning("mfa_fsm.release_failed", flow_ref=flow_ref(flow_id), error=type(exc).__name__)

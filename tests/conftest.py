@@ -206,6 +206,7 @@ def postgres_service() -> Iterator[RunningServer]:
 
 
 def _store_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    kind = kind.removesuffix("-async")
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'flows.db'}"
     if kind == "postgresql":
@@ -217,7 +218,15 @@ def _store_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     return ""
 
 
-@pytest.fixture(params=STORE_KINDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``kit`` runs once per store kind: the module's ``KIT_KINDS`` (the
+    engine and store suites add the async stores), else every blocking store."""
+    if "kit" in metafunc.fixturenames:
+        kinds = getattr(metafunc.module, "KIT_KINDS", STORE_KINDS)
+        metafunc.parametrize("kit", kinds, indirect=True)
+
+
+@pytest.fixture
 def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit]:
     """One StoreKit per store kind: a test that takes it runs once against each backend."""
     store_kit = StoreKit(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 import pytest
 
 from mfa_fsm import (
+    AsyncEngine,
     CyberArkConfig,
     Engine,
     EntrustConfig,
@@ -18,6 +19,7 @@ from mfa_fsm import (
     FlowBusy,
     FlowConflict,
     FlowNotFound,
+    HttpxTransport,
     IdpError,
     InvalidInput,
     MemoryStore,
@@ -39,6 +41,7 @@ from mfa_fsm.core.transport import HttpRequest, HttpResponse, Transport
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE, EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder
+from tests.support.aio import Blocking
 from tests.support.engine import (
     Attempt,
     CallLog,
@@ -50,7 +53,7 @@ from tests.support.engine import (
     race_in_threads,
     sealed_step,
 )
-from tests.support.stores import STORE_KINDS, TEST_MARGIN, StoreKit
+from tests.support.stores import ALL_STORE_KINDS, STORE_KINDS, TEST_MARGIN, StoreKit
 
 KEY = bytes(range(32))
 PUSH_COMPLETE = "/authenticate/TOKENPUSH/complete"
@@ -64,10 +67,24 @@ def config(entrust_emulator: EntrustEmulator) -> EntrustConfig:
     return entrust_config(entrust_emulator.base_url, entrust_emulator.application_id)
 
 
+#: Every test that takes ``kit`` runs on each blocking store, and on each async store with an
+#: AsyncEngine (see the ``engine`` fixture).
+KIT_KINDS = ALL_STORE_KINDS
+
+
 @pytest.fixture
-def engine(kit: StoreKit, config: EntrustConfig, recorder: SecretRecorder) -> Engine:
-    """An engine on the kit's store (each kind in turn), over real HTTP to the emulator."""
-    return Engine(kit.store, [config], transport=recorder)
+def engine(kit: StoreKit, config: EntrustConfig, recorder: SecretRecorder) -> Iterator[Engine]:
+    """An engine on the kit's store (each kind in turn), over real HTTP to the emulator: an
+    Engine over requests, or for an async store an AsyncEngine over httpx, on the kit's event
+    loop behind a blocking face (tests.support.aio.Blocking), so each test here checks both."""
+    if not kit.is_async:
+        yield Engine(kit.store, [config], transport=recorder)
+        return
+    store: Any = kit.store
+    assert kit.loop is not None
+    recorder.inner_async = HttpxTransport()
+    yield Blocking(AsyncEngine(store.wrapped, [config], transport=recorder), kit.loop)  # type: ignore[misc]
+    kit.loop.run(recorder.inner_async.aclose())
 
 
 def to_push(engine: Engine) -> str:

@@ -21,8 +21,12 @@ import redis
 import structlog
 
 from mfa_fsm import (
+    AsyncEngine,
+    AsyncSealedEngine,
+    AsyncStoreLedger,
     Engine,
     FlowConflict,
+    HttpxTransport,
     MemoryStore,
     RedisStore,
     SealedEngine,
@@ -41,6 +45,7 @@ from mfa_fsm.stores.compact import pack, unpack
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.testing.leaks import SecretRecorder
+from tests.support.aio import Blocking, LoopThread
 from tests.support.engine import entrust_config
 from tests.support.servers import (
     Restartable,
@@ -48,6 +53,7 @@ from tests.support.servers import (
     restartable_postgres,
     restartable_redis,
 )
+from tests.support.stores import async_sql_url, build_async_store, close_async_store
 from tests.support.web import Visitor, make_app, state
 
 #: Logins per store and engine kind, each with the store killed after the IdP's acceptance.
@@ -83,6 +89,8 @@ class KillAfterAccept:
 
     def __init__(self, server: Restartable, down_for: float | None) -> None:
         self._inner = RequestsTransport()
+        #: For an AsyncEngine: its requests go over httpx (set by _engine).
+        self.inner_async: HttpxTransport | None = None
         self.server = server
         self.down_for = down_for
         self.armed = False
@@ -90,7 +98,13 @@ class KillAfterAccept:
         self.restarted: threading.Thread | None = None
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        reply = self._inner.send(request)
+        return self._after(request, self._inner.send(request))
+
+    async def send_async(self, request: HttpRequest) -> HttpResponse:
+        assert self.inner_async is not None
+        return self._after(request, await self.inner_async.send_async(request))
+
+    def _after(self, request: HttpRequest, reply: HttpResponse) -> HttpResponse:
         if self.armed and request.path.endswith("/complete") and reply.status == 200:
             self.armed = False
             self.server.kill()
@@ -109,6 +123,8 @@ class KillAfterAccept:
 
 #: Every store a test made, closed after it (the killed server's connections included).
 _OPENED: list[RecordStore] = []
+#: The event loop of a test's async engine and stores, and what to close on it.
+_LOOPS: list[tuple[LoopThread, list[Any]]] = []
 
 
 @pytest.fixture(autouse=True)
@@ -120,6 +136,14 @@ def _close_stores() -> Iterator[None]:
             store.close()
         elif isinstance(store, RedisStore):
             store.client.close()
+    while _LOOPS:
+        loop, opened = _LOOPS.pop()
+        for thing in opened:
+            if isinstance(thing, HttpxTransport):
+                loop.run(thing.aclose())
+            else:
+                loop.run(close_async_store(thing))
+        loop.close()
 
 
 def _store_on(server: Restartable, kind: str, purpose: str) -> RecordStore:
@@ -140,15 +164,19 @@ def _server(request: pytest.FixtureRequest, kind: str) -> Restartable:
 
 
 class Login:
-    """One engine kind over one store, driven step by step the way a web handler would."""
+    """One engine kind over one store, driven step by step the way a web handler would (an
+    async engine through its blocking face, tests.support.aio.Blocking)."""
 
-    def __init__(self, engine: Engine | SealedEngine) -> None:
+    def __init__(self, engine: Any) -> None:
         self.engine = engine
+        self.sealed = isinstance(engine, SealedEngine) or isinstance(
+            getattr(engine, "wrapped", None), AsyncSealedEngine
+        )
         self.token = ""
         self.flow_id = ""
 
     def start(self) -> str:
-        if isinstance(self.engine, SealedEngine):
+        if self.sealed:
             view, self.token = self.engine.start("entrust", verified_user=VerifiedUser("jsmith"))
         else:
             view = self.engine.start("entrust", verified_user=VerifiedUser("jsmith"))
@@ -156,7 +184,7 @@ class Login:
         return view.state
 
     def send(self, event: str, **data: Any) -> str:
-        if isinstance(self.engine, SealedEngine):
+        if self.sealed:
             view, self.token = self.engine.send(self.token, self.flow_id, event, **data)
         else:
             view = self.engine.send(self.flow_id, event, **data)
@@ -164,7 +192,7 @@ class Login:
 
     def stored(self) -> tuple[str, int]:
         """The state and version the store (or the client's token) holds now."""
-        if isinstance(self.engine, SealedEngine):
+        if self.sealed:
             view = self.engine.view(self.token, self.flow_id)
         else:
             view = self.engine.view(self.flow_id)
@@ -172,7 +200,7 @@ class Login:
 
     def hand_off(self) -> bool:
         """Whether the application gets the IdP's token for this login."""
-        if isinstance(self.engine, SealedEngine):
+        if self.sealed:
             view, self.token = self.engine.hand_off(self.token, self.flow_id)
         else:
             view = self.engine.hand_off(self.flow_id)
@@ -185,9 +213,29 @@ def _engine(
     server: Restartable,
     emulator: EntrustEmulator,
     transport: KillAfterAccept,
+    *,
+    asynchronous: bool = False,
     **options: Any,
-) -> Engine | SealedEngine:
+) -> Any:
     config = entrust_config(emulator.base_url, emulator.application_id)
+    if asynchronous:
+        loop = LoopThread()
+        transport.inner_async = HttpxTransport()
+        target = async_sql_url(server.url) if kind == "postgresql" else server.url
+        purpose = "ledger" if sealed else "flows"
+        store = build_async_store(
+            f"{kind}-async",
+            target,
+            **({"prefix": f"mfa_fsm:{purpose}:"} if kind == "redis" else {}),
+            **({"table": f"mfa_fsm_outage_async_{purpose}"} if kind != "redis" else {}),
+        )
+        _LOOPS.append((loop, [store, transport.inner_async]))
+        if sealed:
+            state_ = SealedState({"k": SealedState.generate_key()}, ledger=AsyncStoreLedger(store))
+            return Blocking(
+                AsyncSealedEngine(state_, [config], transport=transport, **options), loop
+            )
+        return Blocking(AsyncEngine(store, [config], transport=transport, **options), loop)
     if sealed:
         ledger = StoreLedger(_store_on(server, kind, "ledger"))
         state_ = SealedState({"k": SealedState.generate_key()}, ledger=ledger)
@@ -201,6 +249,7 @@ def _to_token_form(login: Login) -> None:
     assert login.send("select_second_factor", factor="TOKEN") == "SecondFactorSelected"
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
 @pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
 @pytest.mark.parametrize("kind", ["redis", "postgresql"])
 def test_store_killed_after_the_idp_accepted_loses_no_login(
@@ -208,13 +257,16 @@ def test_store_killed_after_the_idp_accepted_loses_no_login(
     entrust_emulator: EntrustEmulator,
     kind: str,
     sealed: bool,
+    asynchronous: bool,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Killed right after the IdP accepted the code and back within save_retry, the store
-    gets the step's save on a retry: every one of RUNS logins completes and hands off."""
+    gets the step's save on a retry: every one of RUNS logins completes and hands off
+    (with Engine and SealedEngine, and with AsyncEngine and AsyncSealedEngine on the async
+    stores, whose retries wait with asyncio.sleep)."""
     server = _server(request, kind)
     transport = KillAfterAccept(server, down_for=DOWN_FOR)
-    engine = _engine(kind, sealed, server, entrust_emulator, transport)
+    engine = _engine(kind, sealed, server, entrust_emulator, transport, asynchronous=asynchronous)
     completed, lost, retries, waits = 0, 0, 0, []
     for _ in range(RUNS):
         login = Login(engine)
@@ -234,7 +286,8 @@ def test_store_killed_after_the_idp_accepted_loses_no_login(
             lost += 1
     with capsys.disabled():  # the measure the issue asks for, in the run's output
         print(
-            f"\n{kind} {'sealed' if sealed else 'stored'}: {completed}/{RUNS} logins "
+            f"\n{kind} {'sealed' if sealed else 'stored'}"
+            f"{' async' if asynchronous else ''}: {completed}/{RUNS} logins "
             f"completed, {lost} lost; {retries} save retries; store down {DOWN_FOR} s after "
             f"the IdP's acceptance, longest step {max(waits):.2f} s after the kill"
         )

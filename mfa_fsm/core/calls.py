@@ -35,17 +35,37 @@ def checked(func: Callable[P, R]) -> Callable[P, R]:
     signature = inspect.signature(func)
     name = func.__qualname__.removesuffix(".__init__")
 
+    def refused(args: tuple[Any, ...], kwargs: dict[str, Any]) -> UsageError | None:
+        problem = call_problem(signature, args, kwargs)
+        if problem is None:
+            return None
+        return UsageError(f"{name}() {problem}; see help({name}) for the arguments it takes")
+
+    if inspect.iscoroutinefunction(func):
+        # A coroutine function stays one (inspect.iscoroutinefunction, which frameworks and
+        # the engines ask); a call that does not bind raises UsageError when awaited.
+        @functools.wraps(func)
+        async def awaited(*args: Any, **kwargs: Any) -> Any:
+            try:
+                coroutine = func(*args, **kwargs)
+            except TypeError:
+                error = refused(args, kwargs)
+                if error is None:
+                    raise
+                raise error from None
+            return await coroutine
+
+        return awaited  # type: ignore[return-value]  # the same signature, awaited
+
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except TypeError:
-            problem = call_problem(signature, args, kwargs)
-            if problem is None:
+            error = refused(args, kwargs)
+            if error is None:
                 raise
-            raise UsageError(
-                f"{name}() {problem}; see help({name}) for the arguments it takes"
-            ) from None
+            raise error from None
 
     return wrapper
 

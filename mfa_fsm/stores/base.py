@@ -48,7 +48,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 import structlog
@@ -64,6 +64,7 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.plans import Plan, call, run
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.compact import pack, unpack
 
@@ -221,13 +222,12 @@ class Record:
     state: str = ""
 
 
-class RecordStore(ABC):
-    """A :class:`FlowStore` built on six primitive operations that a backend implements.
-
-    The primitives must each be atomic and must treat a record past its ``expires_at`` as
-    absent. Everything else (version rules, error types and messages, expiry arithmetic,
-    automatic purging) lives here once.
-    """
+class Records:
+    """The rules every store shipped here shares, written once as plans
+    (:mod:`mfa_fsm.core.plans`) over six primitive record operations: :class:`RecordStore`
+    runs them blocking over blocking primitives, :class:`~mfa_fsm.stores.aio.AsyncRecordStore`
+    awaits them over async ones, so that errors and version rules are exactly the same
+    whatever the backend and whichever kind of caller."""
 
     #: After this many writes (creates and saves, flows' or a ledger's) the store deletes up
     #: to :attr:`purge_limit` expired records. Each flow writes at least once, so a purge of
@@ -261,35 +261,25 @@ class RecordStore(ABC):
             # from None: drivers quote bound parameters (flow ids, snapshot bytes).
             raise StoreUnavailable(type(self).__name__, operation, type(exc).__name__) from None
 
-    @checked
-    def purge_expired(self, limit: int | None = None) -> int:
-        """Delete expired records now, at most ``limit`` of them (all when None); returns how
-        many were deleted. Live records are never touched. For a periodic job, or tests.
-        Raises :class:`StoreUnavailable` when the backend fails."""
-        if limit is not None and not is_count(limit, least=1):
-            raise UsageError("limit must be at least 1 (or None: every expired record)")
-        with self._backend("purge"):
-            return self._purge(self._clock(), limit)
-
-    # -- the FlowStore interface ---------------------------------------------------------
+    # -- the FlowStore interface, as plans ---------------------------------------------------
     # Every operation raises StoreUnavailable when the backend fails, and FlowNotFound for
     # a flow id that is not a string of the form start() makes (check_flow_id).
 
-    @checked
-    def create(self, snapshot: Snapshot) -> None:
-        """Store a new flow; see :meth:`FlowStore.create` for what is refused."""
+    def _purge_expired_plan(self, limit: int | None) -> Plan[int]:
+        if limit is not None and not is_count(limit, least=1):
+            raise UsageError("limit must be at least 1 (or None: every expired record)")
+        with self._backend("purge"):
+            purged: int = yield from call(self._purge, self._clock(), limit)
+        return purged
+
+    def _create_plan(self, snapshot: Snapshot) -> Plan[None]:
         with self._backend("create"):
             flow_id = check_flow_id(check_snapshot(snapshot).flow_id)
-            self._create_record(flow_id, self._record_of(snapshot))
+            yield from self._create_record(flow_id, self._record_of(snapshot))
 
-    @checked
-    def load(self, flow_id: str) -> Snapshot:
-        """The newest snapshot of ``flow_id``; see :meth:`FlowStore.load` for what is raised.
-
-        Raises SnapshotError when the stored snapshot does not parse or names another flow
-        id than the key it is stored under (a record altered or copied in the store)."""
+    def _load_plan(self, flow_id: str) -> Plan[Snapshot]:
         with self._backend("load"):
-            found = self._fetch(check_flow_id(flow_id))
+            found = yield from call(self._fetch, check_flow_id(flow_id))
         if found is None:
             raise FlowNotFound(flow_id)
         snapshot = unpack(found[1])
@@ -300,52 +290,39 @@ class RecordStore(ABC):
             )
         return snapshot
 
-    @checked
-    def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
-        """Compare-and-set the stored snapshot; see :meth:`FlowStore.save` for what is refused."""
+    def _save_plan(self, snapshot: Snapshot, expected_version: int) -> Plan[None]:
         flow_id = check_flow_id(check_snapshot(snapshot).flow_id)
         if not is_count(expected_version, least=NO_VERSION):
             raise InvalidInput("expected_version", "must be the version the flow was loaded at")
         with self._backend("save"):
-            self._replace_record(flow_id, expected_version, self._record_of(snapshot))
+            yield from self._replace_record(flow_id, expected_version, self._record_of(snapshot))
 
-    @checked
-    def delete(self, flow_id: str) -> None:
-        """Forget ``flow_id``; deleting a flow that is not there is not an error."""
+    def _delete_plan(self, flow_id: str) -> Plan[None]:
         with self._backend("delete"):
-            self._remove(check_flow_id(flow_id))
+            yield from call(self._remove, check_flow_id(flow_id))
 
-    @checked
-    def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
-        """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`.
-
-        Works on any key of the store, so :class:`StoreLedger` claims with it too.
-        """
+    def _claim_plan(self, flow_id: str, version: int, ttl: float) -> Plan[str]:
         if not is_seconds(ttl):
             raise UsageError("a claim's ttl must be positive: it is how long the claim lasts")
         with self._backend("claim"):
-            return self._claim_or_say_why(check_flow_id(flow_id), version, ttl)
-
-    def _claim_or_say_why(self, flow_id: str, version: int, ttl: float) -> str:
-        claim = secrets.token_hex(8)
-        if not self._claim(flow_id, version, claim, self._clock() + ttl):
-            # Read back only to say why (as for save); a claim that ended meanwhile makes
-            # this say "busy" where a retry would succeed, which is the advice given anyway.
-            actual = self._version_of(flow_id)
-            if actual is None:
-                raise FlowNotFound(flow_id)
-            if actual != version:
-                raise FlowConflict(flow_id, version, actual)
-            raise FlowBusy(flow_id, version)
+            flow_id = check_flow_id(flow_id)
+            claim = secrets.token_hex(8)
+            if not (yield from call(self._claim, flow_id, version, claim, self._clock() + ttl)):
+                # Read back only to say why (as for save); a claim that ended meanwhile makes
+                # this say "busy" where a retry would succeed, which is the advice given anyway.
+                actual = yield from self._version_of(flow_id)
+                if actual is None:
+                    raise FlowNotFound(flow_id)
+                if actual != version:
+                    raise FlowConflict(flow_id, version, actual)
+                raise FlowBusy(flow_id, version)
         return claim
 
-    @checked
-    def release(self, flow_id: str, claim: str) -> None:
-        """End the claim ``claim`` early; a no-op if it has already ended."""
+    def _release_plan(self, flow_id: str, claim: str) -> Plan[None]:
         with self._backend("release"):
-            self._release(check_flow_id(flow_id), claim)
+            yield from call(self._release, check_flow_id(flow_id), claim)
 
-    # -- the rules, shared with StoreLedger ----------------------------------------------
+    # -- the rules, shared with the ledgers ------------------------------------------------
 
     def _record_of(self, snapshot: Snapshot) -> Record:
         return Record(
@@ -357,23 +334,23 @@ class RecordStore(ABC):
             state=sys.intern(snapshot.state),
         )
 
-    def _create_record(self, key: str, record: Record) -> None:
-        if not self._insert(key, record):
-            raise FlowConflict(key, NO_VERSION, self._version_of(key))
-        self._wrote()
+    def _create_record(self, key: str, record: Record) -> Plan[None]:
+        if not (yield from call(self._insert, key, record)):
+            raise FlowConflict(key, NO_VERSION, (yield from self._version_of(key)))
+        yield from self._wrote()
 
-    def _replace_record(self, key: str, expected_version: int, record: Record) -> None:
+    def _replace_record(self, key: str, expected_version: int, record: Record) -> Plan[None]:
         check_advances(key, record.version, expected_version)
-        if not self._swap(key, expected_version, record):
+        if not (yield from call(self._swap, key, expected_version, record)):
             # Read back only to say why; versions never go down, so what is read here is at
             # least the version that beat us (or nothing, if the flow has gone meanwhile).
-            actual = self._version_of(key)
+            actual = yield from self._version_of(key)
             if actual is None:
                 raise FlowNotFound(key)
             raise FlowConflict(key, expected_version, actual)
-        self._wrote()
+        yield from self._wrote()
 
-    def _wrote(self) -> None:
+    def _wrote(self) -> Plan[None]:
         """Count one write; every ``purge_every`` writes, purge a bounded batch."""
         if not self.needs_purging or self.purge_every <= 0:
             return
@@ -383,7 +360,7 @@ class RecordStore(ABC):
                 return
             self._writes = 0
         try:
-            purged = self._purge(self._clock(), self.purge_limit)
+            purged = yield from call(self._purge, self._clock(), self.purge_limit)
         except Exception as exc:
             # The caller's write has succeeded; failing it now would make the caller think
             # otherwise. The next purge (or the periodic job) deletes what this one did not.
@@ -392,9 +369,71 @@ class RecordStore(ABC):
         if purged:
             log.info("mfa_fsm.purged", records=purged)
 
-    def _version_of(self, key: str) -> int | None:
-        found = self._fetch(key)
+    def _version_of(self, key: str) -> Plan[int | None]:
+        found = yield from call(self._fetch, key)
         return None if found is None else found[0]
+
+    # The six primitives (and _purge) each backend defines, blocking (RecordStore) or async
+    # (AsyncRecordStore); see RecordStore for their contracts.
+    _insert: Callable[..., Any]
+    _fetch: Callable[..., Any]
+    _swap: Callable[..., Any]
+    _remove: Callable[..., Any]
+    _claim: Callable[..., Any]
+    _release: Callable[..., Any]
+    _purge: Callable[..., Any]
+
+
+class RecordStore(Records, ABC):
+    """A :class:`FlowStore` built on six primitive operations that a backend implements.
+
+    The primitives must each be atomic and must treat a record past its ``expires_at`` as
+    absent. Everything else (version rules, error types and messages, expiry arithmetic,
+    automatic purging) lives in :class:`Records` once, shared with the async stores.
+    """
+
+    @checked
+    def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired records now, at most ``limit`` of them (all when None); returns how
+        many were deleted. Live records are never touched. For a periodic job, or tests.
+        Raises :class:`StoreUnavailable` when the backend fails."""
+        return run(self._purge_expired_plan(limit))
+
+    @checked
+    def create(self, snapshot: Snapshot) -> None:
+        """Store a new flow; see :meth:`FlowStore.create` for what is refused."""
+        run(self._create_plan(snapshot))
+
+    @checked
+    def load(self, flow_id: str) -> Snapshot:
+        """The newest snapshot of ``flow_id``; see :meth:`FlowStore.load` for what is raised.
+
+        Raises SnapshotError when the stored snapshot does not parse or names another flow
+        id than the key it is stored under (a record altered or copied in the store)."""
+        return run(self._load_plan(flow_id))
+
+    @checked
+    def save(self, snapshot: Snapshot, *, expected_version: int) -> None:
+        """Compare-and-set the stored snapshot; see :meth:`FlowStore.save` for what is refused."""
+        run(self._save_plan(snapshot, expected_version))
+
+    @checked
+    def delete(self, flow_id: str) -> None:
+        """Forget ``flow_id``; deleting a flow that is not there is not an error."""
+        run(self._delete_plan(flow_id))
+
+    @checked
+    def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
+        """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`.
+
+        Works on any key of the store, so :class:`StoreLedger` claims with it too.
+        """
+        return run(self._claim_plan(flow_id, version, ttl))
+
+    @checked
+    def release(self, flow_id: str, claim: str) -> None:
+        """End the claim ``claim`` early; a no-op if it has already ended."""
+        run(self._release_plan(flow_id, claim))
 
     # -- the primitives a backend implements; each one atomic ----------------------------
 
@@ -429,7 +468,31 @@ class RecordStore(ABC):
         Must never delete a live record, even one written concurrently under the same key."""
 
 
-class StoreLedger:
+class LedgerPlans:
+    """The plans of a replay ledger kept in a store's records, shared by :class:`StoreLedger`
+    and :class:`~mfa_fsm.stores.aio.AsyncStoreLedger`."""
+
+    def __init__(self, records: Records) -> None:
+        self._records = records
+
+    def _current_plan(self, flow_id: str) -> Plan[int | None]:
+        with self._records._backend("ledger read"):
+            version: int | None = yield from self._records._version_of(check_flow_id(flow_id))
+        return version
+
+    def _advance_plan(
+        self, flow_id: str, expected_version: int | None, version: int, expires_at: float
+    ) -> Plan[None]:
+        record = Record(version=version, expires_at=expires_at, payload="")
+        check_flow_id(flow_id)
+        with self._records._backend("ledger write"):
+            if expected_version is None:
+                yield from self._records._create_record(flow_id, record)
+            else:
+                yield from self._records._replace_record(flow_id, expected_version, record)
+
+
+class StoreLedger(LedgerPlans):
     """A :class:`VersionLedger` kept in any :class:`RecordStore` (memory, SQL or Redis).
 
     It writes one small record per flow (a version, no snapshot), so give it a namespace of
@@ -440,29 +503,23 @@ class StoreLedger:
     """
 
     def __init__(self, records: RecordStore) -> None:
-        self._records = records
+        super().__init__(records)
+        self._store = records
 
     def current(self, flow_id: str) -> int | None:
         """The newest recorded version of ``flow_id``, or None if unknown or expired."""
-        with self._records._backend("ledger read"):
-            return self._records._version_of(check_flow_id(flow_id))
+        return run(self._current_plan(flow_id))
 
     def advance(
         self, flow_id: str, *, expected_version: int | None, version: int, expires_at: float
     ) -> None:
         """Compare-and-set the recorded version; see :meth:`VersionLedger.advance`."""
-        record = Record(version=version, expires_at=expires_at, payload="")
-        check_flow_id(flow_id)
-        with self._records._backend("ledger write"):
-            if expected_version is None:
-                self._records._create_record(flow_id, record)
-            else:
-                self._records._replace_record(flow_id, expected_version, record)
+        run(self._advance_plan(flow_id, expected_version, version, expires_at))
 
     def claim(self, flow_id: str, version: int, *, ttl: float) -> str:
         """Reserve ``flow_id`` at ``version`` for ``ttl`` seconds; see :meth:`FlowStore.claim`."""
-        return self._records.claim(flow_id, version, ttl=ttl)
+        return self._store.claim(flow_id, version, ttl=ttl)
 
     def release(self, flow_id: str, claim: str) -> None:
         """End the claim ``claim`` early; a no-op if it has already ended."""
-        self._records.release(flow_id, claim)
+        self._store.release(flow_id, claim)

@@ -87,6 +87,21 @@ return 1
 """
 
 
+def parse_value(raw: Any, prefix: str, key: str) -> tuple[int, bytes] | None:
+    """``(version, payload)`` of a key's value as GET returned it (None: no such key).
+    Raises SnapshotError when the value is not an mfa_fsm record."""
+    if raw is None:
+        return None
+    head, newline, payload = bytes(raw).partition(b"\n")
+    version = head.partition(b" ")[0].decode("ascii", "replace")  # then a claim, if any
+    if not newline or not version.isdigit():
+        raise SnapshotError(
+            f"a Redis key under prefix {prefix!r} (flow ref {flow_ref(key)}) does not "
+            "hold an mfa_fsm record; is another application using the same key prefix?"
+        )
+    return int(version), payload
+
+
 class RedisStore(RecordStore):
     """Snapshots in Redis, one key per flow; see :class:`~mfa_fsm.stores.base.FlowStore`.
 
@@ -147,16 +162,7 @@ class RedisStore(RecordStore):
         raw: Any = self.client.execute_command(  # type: ignore[no-untyped-call]
             "GET", self.prefix + key, **{NEVER_DECODE: []}
         )
-        if raw is None:
-            return None
-        head, newline, payload = bytes(raw).partition(b"\n")
-        version = head.partition(b" ")[0].decode("ascii", "replace")  # then a claim, if any
-        if not newline or not version.isdigit():
-            raise SnapshotError(
-                f"a Redis key under prefix {self.prefix!r} (flow ref {flow_ref(key)}) does not "
-                "hold an mfa_fsm record; is another application using the same key prefix?"
-            )
-        return int(version), payload
+        return parse_value(raw, self.prefix, key)
 
     def _swap(self, key: str, expected_version: int, record: Record) -> bool:
         written = self._swap_script(

@@ -66,6 +66,7 @@ import struct
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -80,6 +81,7 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.plans import Plan, call, run
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.base import (
     DEFAULT_MARGIN,
@@ -90,6 +92,9 @@ from mfa_fsm.stores.base import (
     expires_at,
 )
 from mfa_fsm.stores.compact import pack, unpack
+
+if TYPE_CHECKING:
+    from mfa_fsm.stores.aio import AsyncVersionLedger
 
 #: The first byte of every token sealed now; ``open`` also reads :data:`FORMATS_READ`.
 FORMAT_VERSION = 2
@@ -127,7 +132,10 @@ class SealedState:
     one seals. ``max_age`` (seconds) bounds how long one token is accepted; ``margin``
     (seconds) is how long after the snapshot's deadline it is still accepted (so a finished
     flow can be rendered), as for the server-side stores. ``ledger`` enables replay
-    protection. ``max_token_chars`` bounds the tokens :meth:`seal` makes (default
+    protection (an :class:`~mfa_fsm.stores.aio.AsyncVersionLedger`, such as an
+    :class:`~mfa_fsm.stores.aio.AsyncStoreLedger`, for ``AsyncSealedEngine``; then only that
+    engine can seal and open, and :meth:`seal` and :meth:`open` raise UsageError).
+    ``max_token_chars`` bounds the tokens :meth:`seal` makes (default
     :data:`DEFAULT_MAX_TOKEN_CHARS`, sized for a browser cookie; None: no limit). A malformed
     key list raises :class:`~mfa_fsm.core.errors.UsageError`.
     """
@@ -139,7 +147,7 @@ class SealedState:
         *,
         max_age: float = DEFAULT_MAX_AGE,
         margin: float = DEFAULT_MARGIN,
-        ledger: VersionLedger | None = None,
+        ledger: VersionLedger | AsyncVersionLedger | None = None,
         clock: Clock = time.time,
         max_token_chars: int | None = DEFAULT_MAX_TOKEN_CHARS,
     ) -> None:
@@ -200,6 +208,11 @@ class SealedState:
         a login the IdP completed). On any error no token is made and the ledger is
         unchanged.
         """
+        return run(self.seal_plan(snapshot, expected_version=expected_version))
+
+    def seal_plan(self, snapshot: Snapshot, *, expected_version: int | None = None) -> Plan[str]:
+        """:meth:`seal` as a plan (:mod:`mfa_fsm.core.plans`), for the engines: the sealed
+        engine runs it blocking, the async one awaits the ledger's ``advance``."""
         now = self._clock()
         expiry = min(now + self.max_age, expires_at(snapshot, self.margin))
         if expected_version is not None:
@@ -212,7 +225,8 @@ class SealedState:
         if limit is not None and len(token) > limit and not awaits_hand_off:
             raise SealedStateTooLarge(snapshot.flow_id, len(token), limit)
         if self.ledger is not None:
-            self.ledger.advance(
+            yield from call(
+                self.ledger.advance,
                 snapshot.flow_id,
                 expected_version=expected_version,
                 version=snapshot.version,
@@ -229,9 +243,13 @@ class SealedState:
         recorded) unless the ledger records exactly ``snapshot.version``, and UsageError
         without a ledger (then :meth:`seal` cannot half-succeed). Writes nothing.
         """
+        return run(self.reseal_plan(snapshot))
+
+    def reseal_plan(self, snapshot: Snapshot) -> Plan[str]:
+        """:meth:`reseal` as a plan (see :meth:`seal_plan`)."""
         if self.ledger is None:
             raise UsageError("reseal() is for a SealedState with a ledger; call seal()")
-        recorded = self.ledger.current(snapshot.flow_id)
+        recorded = yield from call(self.ledger.current, snapshot.flow_id)
         if recorded != snapshot.version:
             raise FlowConflict(snapshot.flow_id, snapshot.version, recorded)
         now = self._clock()
@@ -263,6 +281,10 @@ class SealedState:
         changes nothing, neither here nor in the ledger. A ``flow_id`` that is not a flow id
         raises InvalidInput (not a string) or FlowNotFound (``check_flow_id``).
         """
+        return run(self.open_plan(token, flow_id=flow_id))
+
+    def open_plan(self, token: str, *, flow_id: str) -> Plan[Snapshot]:
+        """:meth:`open` as a plan (see :meth:`seal_plan`)."""
         check_flow_id(flow_id)
         if not isinstance(token, str):
             raise SealedStateError(
@@ -313,7 +335,7 @@ class SealedState:
         if snapshot.flow_id != flow_id:  # pragma: no cover - the flow id is authenticated above
             raise SealedStateError(f"sealed state does not hold flow ref {flow_ref(flow_id)}")
         if self.ledger is not None:
-            _check_newest(self.ledger, snapshot)
+            _check_newest((yield from call(self.ledger.current, snapshot.flow_id)), snapshot)
         return snapshot
 
 
@@ -343,8 +365,7 @@ def _what_is_needed(snapshot: Snapshot) -> Snapshot:
     return attrs.evolve(snapshot, context=attrs.evolve(context, **defaults))
 
 
-def _check_newest(ledger: VersionLedger, snapshot: Snapshot) -> None:
-    newest = ledger.current(snapshot.flow_id)
+def _check_newest(newest: int | None, snapshot: Snapshot) -> None:
     if newest is None:
         raise SealedStateError(
             f"flow ref {flow_ref(snapshot.flow_id)} is not in the replay ledger (expired, or "

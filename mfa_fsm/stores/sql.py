@@ -95,19 +95,8 @@ class SqlStore(RecordStore):
         self.engine = sa.create_engine(url) if isinstance(url, str) else url
         if self._owns_engine and _is_sqlite_file(self.engine):
             sa.event.listen(self.engine, "connect", _wal_mode)
-        self.table = sa.Table(
-            table,
-            sa.MetaData(),
-            sa.Column("flow_id", sa.String(255), primary_key=True),
-            sa.Column("version", sa.BigInteger, nullable=False),
-            sa.Column("provider", sa.String(64), nullable=False),
-            sa.Column("state", sa.String(64), nullable=False),
-            sa.Column("expires_at", sa.Float, nullable=False, index=True),
-            sa.Column("payload", sa.Text, nullable=False),
-            sa.Column("claim", sa.String(32), nullable=True),
-            sa.Column("claimed_until", sa.Float, nullable=True),
-            sa.Column("packed", sa.LargeBinary, nullable=True),
-        )
+        self._sql = Statements(table, self.engine.dialect.name)
+        self.table = self._sql.table
         # Every operation but create is one statement, atomic on its own, so it runs in
         # autocommit mode: that spares a BEGIN and a COMMIT round trip each on PostgreSQL.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -142,29 +131,16 @@ class SqlStore(RecordStore):
     def _add_column(self, name: str) -> None:
         if name in self._columns():
             return
-        column = self.table.c[name]
-        quote = self.engine.dialect.identifier_preparer
-        ddl = (
-            f"ALTER TABLE {quote.format_table(self.table)} ADD COLUMN "
-            f"{quote.format_column(column)} {column.type.compile(self.engine.dialect)}"
-        )
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.text(ddl))
+                conn.execute(self._sql.add_column_ddl(name, self.engine.dialect))
         except DBAPIError:
             # As for the table: another process may have added it first.
             if name not in self._columns():
                 raise
 
     def _purge(self, now: float, limit: int | None) -> int:
-        t = self.table
-        expired = t.c.expires_at <= now
-        if limit is None:
-            return self._rowcount(sa.delete(t).where(expired))
-        batch = sa.select(t.c.flow_id).where(expired).limit(limit)
-        if self.engine.dialect.name == "postgresql":
-            batch = batch.with_for_update(skip_locked=True)
-        return self._rowcount(sa.delete(t).where(expired, t.c.flow_id.in_(batch)))
+        return self._rowcount(self._sql.purge(now, limit))
 
     def _rowcount(self, statement: sa.Executable) -> int:
         """Run one data-changing statement on its own; how many rows it changed."""
@@ -173,6 +149,61 @@ class SqlStore(RecordStore):
             return conn.execute(statement).rowcount
 
     def _values(self, key: str, record: Record) -> dict[str, object]:
+        """The row ``record`` is stored as (for bulk loads: the footprint bench and tests)."""
+        return Statements.values(key, record)
+
+    def _insert(self, key: str, record: Record) -> bool:
+        self.create_schema()
+        try:
+            with self.engine.begin() as conn:
+                for statement in self._sql.insert(key, record, self._clock()):
+                    conn.execute(statement)
+        except IntegrityError:
+            return False
+        return True
+
+    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
+        self.create_schema()
+        with self._autocommit.connect() as conn:
+            return Statements.fetched(conn.execute(self._sql.fetch(key, self._clock())))
+
+    def _swap(self, key: str, expected_version: int, record: Record) -> bool:
+        return self._rowcount(self._sql.swap(key, expected_version, record, self._clock())) == 1
+
+    def _remove(self, key: str) -> None:
+        self._rowcount(self._sql.remove(key))
+
+    def _claim(self, key: str, version: int, claim: str, until: float) -> bool:
+        return self._rowcount(self._sql.claim(key, version, claim, until, self._clock())) == 1
+
+    def _release(self, key: str, claim: str) -> None:
+        self._rowcount(self._sql.release(key, claim))
+
+
+class Statements:
+    """The table and every statement of the SQL stores, built once for both: ``SqlStore``
+    executes them on a blocking engine, ``AsyncSqlStore`` awaits them on an async one. Each
+    method returns statements for one primitive (see the module docs for why each is
+    atomic); times are epoch seconds from the store's clock."""
+
+    def __init__(self, table: str, dialect: str) -> None:
+        self.dialect = dialect
+        self.table = sa.Table(
+            table,
+            sa.MetaData(),
+            sa.Column("flow_id", sa.String(255), primary_key=True),
+            sa.Column("version", sa.BigInteger, nullable=False),
+            sa.Column("provider", sa.String(64), nullable=False),
+            sa.Column("state", sa.String(64), nullable=False),
+            sa.Column("expires_at", sa.Float, nullable=False, index=True),
+            sa.Column("payload", sa.Text, nullable=False),
+            sa.Column("claim", sa.String(32), nullable=True),
+            sa.Column("claimed_until", sa.Float, nullable=True),
+            sa.Column("packed", sa.LargeBinary, nullable=True),
+        )
+
+    @staticmethod
+    def values(key: str, record: Record) -> dict[str, object]:
         packed = isinstance(record.payload, bytes)
         return {
             "flow_id": key,
@@ -186,54 +217,44 @@ class SqlStore(RecordStore):
             "packed": record.payload if packed else None,
         }
 
-    def _insert(self, key: str, record: Record) -> bool:
-        self.create_schema()
+    def insert(self, key: str, record: Record, now: float) -> tuple[sa.Executable, ...]:
+        """Run in one transaction; IntegrityError when a live row holds ``key``."""
         t = self.table
-        try:
-            with self.engine.begin() as conn:
-                # An expired row still holds the primary key; clear it in the same transaction
-                # so that an expired flow id behaves as absent, like everywhere else.
-                conn.execute(
-                    sa.delete(t).where(t.c.flow_id == key, t.c.expires_at <= self._clock())
-                )
-                conn.execute(sa.insert(t).values(self._values(key, record)))
-        except IntegrityError:
-            return False
-        return True
-
-    def _fetch(self, key: str) -> tuple[int, str | bytes] | None:
-        self.create_schema()
-        t = self.table
-        query = sa.select(t.c.version, t.c.payload, t.c.packed).where(
-            t.c.flow_id == key, t.c.expires_at > self._clock()
+        # An expired row still holds the primary key; clear it in the same transaction so
+        # that an expired flow id behaves as absent, like everywhere else.
+        return (
+            sa.delete(t).where(t.c.flow_id == key, t.c.expires_at <= now),
+            sa.insert(t).values(self.values(key, record)),
         )
-        with self._autocommit.connect() as conn:
-            row = conn.execute(query).one_or_none()
+
+    def fetch(self, key: str, now: float) -> sa.Select[Any]:
+        t = self.table
+        return sa.select(t.c.version, t.c.payload, t.c.packed).where(
+            t.c.flow_id == key, t.c.expires_at > now
+        )
+
+    @staticmethod
+    def fetched(result: sa.Result[Any]) -> tuple[int, str | bytes] | None:
+        """What :meth:`fetch` found: ``(version, payload)``, or None."""
+        row = result.one_or_none()
         if row is None:
             return None
         return row.version, row.payload if row.packed is None else bytes(row.packed)
 
-    def _swap(self, key: str, expected_version: int, record: Record) -> bool:
+    def swap(self, key: str, expected_version: int, record: Record, now: float) -> sa.Update:
         t = self.table
-        statement = (
+        return (
             sa.update(t)
-            .where(
-                t.c.flow_id == key,
-                t.c.version == expected_version,
-                t.c.expires_at > self._clock(),
-            )
-            .values(self._values(key, record))
+            .where(t.c.flow_id == key, t.c.version == expected_version, t.c.expires_at > now)
+            .values(self.values(key, record))
         )
-        return self._rowcount(statement) == 1
 
-    def _remove(self, key: str) -> None:
-        t = self.table
-        self._rowcount(sa.delete(t).where(t.c.flow_id == key))
+    def remove(self, key: str) -> sa.Delete:
+        return sa.delete(self.table).where(self.table.c.flow_id == key)
 
-    def _claim(self, key: str, version: int, claim: str, until: float) -> bool:
+    def claim(self, key: str, version: int, claim: str, until: float, now: float) -> sa.Update:
         t = self.table
-        now = self._clock()
-        statement = (
+        return (
             sa.update(t)
             .where(
                 t.c.flow_id == key,
@@ -243,14 +264,32 @@ class SqlStore(RecordStore):
             )
             .values(claim=claim, claimed_until=until)
         )
-        return self._rowcount(statement) == 1
 
-    def _release(self, key: str, claim: str) -> None:
+    def release(self, key: str, claim: str) -> sa.Update:
         t = self.table
-        self._rowcount(
+        return (
             sa.update(t)
             .where(t.c.flow_id == key, t.c.claim == claim)
             .values(claim=None, claimed_until=None)
+        )
+
+    def purge(self, now: float, limit: int | None) -> sa.Delete:
+        t = self.table
+        expired = t.c.expires_at <= now
+        if limit is None:
+            return sa.delete(t).where(expired)
+        batch = sa.select(t.c.flow_id).where(expired).limit(limit)
+        if self.dialect == "postgresql":
+            batch = batch.with_for_update(skip_locked=True)
+        return sa.delete(t).where(expired, t.c.flow_id.in_(batch))
+
+    def add_column_ddl(self, name: str, dialect: sa.Dialect) -> sa.TextClause:
+        """``ALTER TABLE ... ADD COLUMN`` for a column an older table lacks."""
+        column = self.table.c[name]
+        quote = dialect.identifier_preparer
+        return sa.text(
+            f"ALTER TABLE {quote.format_table(self.table)} ADD COLUMN "
+            f"{quote.format_column(column)} {column.type.compile(dialect)}"
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mfa_fsm.core.errors import SnapshotError
+from mfa_fsm.core.plans import run
 from mfa_fsm.core.snapshot import MIGRATIONS, SCHEMA_VERSION, Snapshot, migrate
 from mfa_fsm.stores.base import Record
 from tests.support.stores import StoreKit, make_snapshot
@@ -54,7 +55,7 @@ def test_store_loads_an_older_snapshot_migrated(kit: StoreKit) -> None:
     """A flow saved by an older mfa_fsm loads from every store as the current schema."""
     snapshot = make_snapshot(now=kit.clock(), version=2)
     record = Record(2, kit.clock() + 60, json.dumps(_v0_from(snapshot)), snapshot.provider)
-    kit.store._create_record(snapshot.flow_id, record)
+    run(kit.store._create_record(snapshot.flow_id, record))
     assert kit.store.load(snapshot.flow_id) == snapshot
 
 

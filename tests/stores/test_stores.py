@@ -30,6 +30,7 @@ from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
 from tests.support.stores import (
+    ALL_STORE_KINDS,
     TEST_MARGIN,
     FakeClock,
     StoreKit,
@@ -40,6 +41,10 @@ from tests.support.stores import (
     make_snapshot,
     new_flow_id,
 )
+
+#: The contract below runs against every store, blocking and async (the async ones behind
+#: tests.support.aio.Blocking, their concurrent calls as tasks on one event loop).
+KIT_KINDS = ALL_STORE_KINDS
 
 # -- the contract, once per store ------------------------------------------------------------
 
@@ -421,11 +426,12 @@ def test_sql_errors_are_store_unavailable_and_change_nothing(tmp_path: Any) -> N
     store.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "sqlite-async", "postgresql-async"])
 def test_sql_table_of_the_first_release_gains_the_claim_columns(
     make_kit: Callable[[str], StoreKit], kind: str
 ) -> None:
-    """A table made before claims existed gets the claim columns; its rows load and claim."""
+    """A table made before claims existed gets the claim columns (by SqlStore and by
+    AsyncSqlStore); its rows load and claim."""
     kit = make_kit(kind)
     table = f"flows_{new_flow_id().replace('-', '_')}"
     old = sa.Table(
@@ -456,8 +462,8 @@ def test_sql_table_of_the_first_release_gains_the_claim_columns(
     assert first.load(snapshot.flow_id) == snapshot
     columns = {column["name"] for column in sa.inspect(engine).get_columns(table)}
     assert {"claim", "claimed_until"} <= columns
-    assert isinstance(second, SqlStore)
-    second.create_schema()  # a second process finds the columns already there
+    other: Any = second  # a SqlStore, or an AsyncSqlStore's blocking face
+    other.create_schema()  # a second process finds the columns already there
     first.claim(snapshot.flow_id, 0, ttl=30)
     with pytest.raises(FlowBusy):
         second.claim(snapshot.flow_id, 0, ttl=30)
@@ -569,3 +575,23 @@ def test_sqlite_files_run_in_wal_mode(tmp_path: Any) -> None:
     with own.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "delete"
     own.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis"])
+def test_blocking_and_async_stores_share_one_backend(
+    make_kit: Callable[[str], StoreKit], kind: str
+) -> None:
+    """A blocking and an async store on one database or Redis see the same flows, versions
+    and claims: workers of both kinds can serve one application during a migration."""
+    blocking, awaited = make_kit(kind), make_kit(f"{kind}-async")
+    snapshot = make_snapshot(now=blocking.clock())
+    blocking.store.create(snapshot)
+    assert awaited.store.load(snapshot.flow_id) == snapshot
+    claim = awaited.store.claim(snapshot.flow_id, 0, ttl=30)
+    with pytest.raises(FlowBusy):
+        blocking.store.claim(snapshot.flow_id, 0, ttl=30)
+    awaited.store.save(advanced(snapshot), expected_version=0)  # ends the claim
+    assert claim and blocking.store.load(snapshot.flow_id) == advanced(snapshot)
+    with pytest.raises(FlowConflict):
+        awaited.store.save(advanced(snapshot), expected_version=0)
+    blocking.store.claim(snapshot.flow_id, 1, ttl=30)

@@ -15,18 +15,27 @@ from typing import Any
 
 import attrs
 import redis
+import redis.asyncio
 
 from mfa_fsm.core.errors import FlowBusy, FlowConflict
 from mfa_fsm.core.snapshot import Challenge, Choice, Snapshot
+from mfa_fsm.stores.aio import AsyncMemoryStore
 from mfa_fsm.stores.base import RecordStore
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.stores.redis import RedisStore
+from mfa_fsm.stores.redis_async import AsyncRedisStore
 from mfa_fsm.stores.sql import SqlStore
+from mfa_fsm.stores.sql_async import AsyncSqlStore
+from tests.support.aio import Blocking, LoopThread
 
 PROVIDER = "teststore"
 
 #: The stores the behavioural suite runs against; each needs what its name says.
 STORE_KINDS = ("memory", "sqlite", "postgresql", "redis")
+#: Their async twins (mfa_fsm.stores.aio), run through the same tests behind a blocking face
+#: (tests.support.aio.Blocking); a test module opts in with ``KIT_KINDS = ALL_STORE_KINDS``.
+ASYNC_STORE_KINDS = ("memory-async", "sqlite-async", "postgresql-async", "redis-async")
+ALL_STORE_KINDS = STORE_KINDS + ASYNC_STORE_KINDS
 
 #: Stores tests give each record this long past its deadline (short, so expiry tests are quick).
 TEST_MARGIN = 1.0
@@ -138,13 +147,29 @@ class StoreKit:
     target: str
     clock: FakeClock
     stores: list[RecordStore] = attrs.field(factory=list)
+    #: The event loop of an async kind's stores (None for a blocking kind).
+    loop: LoopThread | None = None
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the stores are async ones (then ``store`` is their blocking face)."""
+        return self.kind.endswith("-async")
 
     def make(self, **options: Any) -> RecordStore:
-        """Another store on the same backend and clock (closed when the test ends)."""
+        """Another store on the same backend and clock (closed when the test ends); for an
+        async kind, its blocking face (``.wrapped`` is the async store itself)."""
         options.setdefault("margin", TEST_MARGIN)
-        store = build_store(self.kind, self.target, clock=self.clock, **options)
-        self.stores.append(store)
-        return store
+        if not self.is_async:
+            store = build_store(self.kind, self.target, clock=self.clock, **options)
+            self.stores.append(store)
+            return store
+        if self.loop is None:
+            self.loop = LoopThread()
+        made: Any = Blocking(
+            build_async_store(self.kind, self.target, clock=self.clock, **options), self.loop
+        )
+        self.stores.append(made)
+        return made  # type: ignore[no-any-return]
 
     @property
     def store(self) -> RecordStore:
@@ -156,13 +181,18 @@ class StoreKit:
     def let_time_pass(self, seconds: float) -> None:
         """Move the clock; Redis counts TTLs on its own clock, so for it really wait."""
         self.clock.advance(seconds)
-        if self.kind == "redis":
+        if self.kind.startswith("redis"):
             time.sleep(seconds)
 
     def close(self) -> None:
-        """Close every store made (SQL engines, Redis clients)."""
+        """Close every store made (SQL engines, Redis clients), and an async kind's loop."""
         for store in self.stores:
-            close_store(store)
+            if self.loop is None:
+                close_store(store)
+            else:
+                self.loop.run(close_async_store(store.wrapped))  # type: ignore[attr-defined]
+        if self.loop is not None:
+            self.loop.close()
 
 
 def build_store(kind: str, target: str, *, clock: Any = time.time, **options: Any) -> RecordStore:
@@ -174,6 +204,34 @@ def build_store(kind: str, target: str, *, clock: Any = time.time, **options: An
     if kind == "redis":
         return RedisStore(redis.Redis.from_url(target), clock=clock, **options)
     raise ValueError(f"unknown store kind {kind!r}")
+
+
+def build_async_store(kind: str, target: str, *, clock: Any = time.time, **options: Any) -> Any:
+    """An async store of ``kind`` (one of ASYNC_STORE_KINDS)."""
+    if kind == "memory-async":
+        return AsyncMemoryStore(clock=clock, **options)
+    if kind == "redis-async":
+        return AsyncRedisStore(redis.asyncio.Redis.from_url(target), clock=clock, **options)
+    if kind in ("sqlite-async", "postgresql-async"):
+        return AsyncSqlStore(async_sql_url(target), clock=clock, **options)
+    raise ValueError(f"unknown async store kind {kind!r}")
+
+
+def async_sql_url(url: str) -> str:
+    """The async driver's URL for a blocking store's: aiosqlite, psycopg's async mode."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+    return url  # postgresql+psycopg: SQLAlchemy's asyncio engine drives psycopg async
+
+
+async def close_async_store(store: Any) -> None:
+    """Release an async store's connections (its SQL engine, its Redis client)."""
+    close = getattr(store, "close", None)
+    if close is not None:
+        await close()
+    client = getattr(store, "client", None)
+    if client is not None:
+        await client.aclose()
 
 
 def close_store(store: RecordStore) -> None:
