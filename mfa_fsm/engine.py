@@ -62,8 +62,6 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-import structlog
-
 from mfa_fsm.core.calls import checked, is_seconds
 from mfa_fsm.core.errors import (
     FlowConflict,
@@ -74,7 +72,7 @@ from mfa_fsm.core.errors import (
 )
 from mfa_fsm.core.fields import neutral_fields
 from mfa_fsm.core.flow import Clock, Flow
-from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.registry import flow_for_config
 from mfa_fsm.core.retry import RetryPolicy
 from mfa_fsm.core.snapshot import FlowView, Snapshot, handed_off
@@ -110,7 +108,7 @@ DEFAULT_SAVE_RETRY = 10.0
 #: window is ``save_retry``.
 _SAVE_BACKOFF = RetryPolicy(first_delay=0.1, max_delay=1.0)
 
-log = structlog.get_logger("mfa_fsm")
+log = LazyLogger("mfa_fsm")
 
 Saved = TypeVar("Saved")
 

@@ -8,7 +8,6 @@ implementations share (the size bound, decompression, RFC 6265 cookie deletion) 
 
 from __future__ import annotations
 
-import http.cookiejar
 import re
 import time
 import urllib.parse
@@ -134,6 +133,11 @@ def set_cookies(kept: Mapping[str, str], set_cookie: Iterable[str], url: str) ->
     when its ``Domain``, if any, domain-matches the request's host (RFC 6265 section 5.1.3),
     as a jar would.
     """
+    # Imported here, not at module level: http.cookiejar pulls in http.client, urllib.request
+    # and the email package, a quarter of an Entrust-only import, and only the transports
+    # (which import it themselves) ever call this.
+    import http.cookiejar  # noqa: PLC0415
+
     result = dict(kept)
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
     now = time.time()
