@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -107,6 +106,8 @@ def decoded_body(
             path=path,
             status=status,
         )
+    import zlib  # noqa: PLC0415 - only for a compressed reply
+
     inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or a gzip header
     try:
         body = inflater.decompress(raw, limit + 1)
