@@ -81,7 +81,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 import attrs
-import structlog
 
 from mfa_fsm.core.calls import checked, is_seconds
 from mfa_fsm.core.errors import (
@@ -94,7 +93,7 @@ from mfa_fsm.core.errors import (
 from mfa_fsm.core.fields import neutral_fields
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.http import AsyncTransport
-from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.plans import Call, Plan, Sleep, call, run, run_async
 from mfa_fsm.core.registry import flow_for_config
 from mfa_fsm.core.retry import RetryPolicy
@@ -132,7 +131,7 @@ DEFAULT_SAVE_RETRY = 10.0
 #: window is ``save_retry``.
 _SAVE_BACKOFF = RetryPolicy(first_delay=0.1, max_delay=1.0)
 
-log = structlog.get_logger("mfa_fsm")
+log = LazyLogger("mfa_fsm")
 
 Saved = TypeVar("Saved")
 T = TypeVar("T")

@@ -91,6 +91,15 @@ NOT_FOR_ENTRUST = (
     # requests loads with the first flow that has no transport of its own
     "requests",
     "mfa_fsm.core.transport",
+    "httpx",
+    # loaded on first use (import time, issue 12): the snapshot codec's libraries with the
+    # first snapshot read or written, structlog with the first log event, the cookie and
+    # HTTP-date parsers by the transports and the first Retry-After date
+    "cattrs",
+    "msgspec",
+    "structlog",
+    "http.cookiejar",
+    "email",
 )
 
 

@@ -22,11 +22,14 @@ and sleep themselves, while here the wait is a number a driver, a page timer or 
 
 from __future__ import annotations
 
-import random
+from typing import TYPE_CHECKING
 
 import attrs
 
 from mfa_fsm.core.replies import MAX_RETRY_AFTER
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["MAX_RETRY_AFTER", "Backoff", "honour_retry_after"]
 

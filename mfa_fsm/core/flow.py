@@ -75,7 +75,6 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 import attrs
-import structlog
 from statemachine import State, StateMachine
 from statemachine.callbacks import CallbackGroup, SpecReference
 from statemachine.exceptions import TransitionNotAllowed
@@ -95,7 +94,7 @@ from mfa_fsm.core.exchange import CallRecord, Exchange, drive, drive_async, retu
 from mfa_fsm.core.fields import choice_kinds, neutral_fields, resolve_factor
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import client_address
-from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
 
@@ -110,7 +109,7 @@ Clock = Callable[[], float]
 #: SMS/e-mail/voice code, a phone call): counted as ``send`` by a throttle.
 SEND_KINDS = frozenset({"otp", "push", "call"})
 
-log = structlog.get_logger("mfa_fsm")
+log = LazyLogger("mfa_fsm")
 
 
 class FlowMachine(StateMachine):

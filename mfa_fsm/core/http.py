@@ -8,12 +8,9 @@ implementations share (the size bound, decompression, RFC 6265 cookie deletion) 
 
 from __future__ import annotations
 
-import http.cookiejar
-import json
 import re
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -117,6 +114,8 @@ def decoded_body(
             path=path,
             status=status,
         )
+    import zlib  # noqa: PLC0415 - only for a compressed reply
+
     inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a zlib or a gzip header
     try:
         body = inflater.decompress(raw, limit + 1)
@@ -143,6 +142,11 @@ def set_cookies(kept: Mapping[str, str], set_cookie: Iterable[str], url: str) ->
     when its ``Domain``, if any, domain-matches the request's host (RFC 6265 section 5.1.3),
     as a jar would.
     """
+    # Imported here, not at module level: http.cookiejar pulls in http.client, urllib.request
+    # and the email package, a quarter of an Entrust-only import, and only the transports
+    # (which import it themselves) ever call this.
+    import http.cookiejar  # noqa: PLC0415
+
     # A value outside RFC 6265's cookie-octets (a load balancer's "lb=café") could not be
     # sent back in a Cookie header: drop it, as section 5.2 lets a user agent ignore it.
     result = {name: value for name, value in kept.items() if _COOKIE_VALUE.fullmatch(value)}
@@ -179,6 +183,8 @@ def prepared(request: HttpRequest, deadline: float) -> tuple[bytes | None, dict[
     header value is not visible ASCII (a token or cookie an IdP sent that cannot go back on
     the wire); the message never quotes the value.
     """
+    import json  # noqa: PLC0415 - only a transport sends; an import need not load json
+
     body = None if request.json is None else json.dumps(request.json).encode()
     headers = dict(request.headers)
     if request.content is not None:

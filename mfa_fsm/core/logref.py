@@ -15,14 +15,15 @@ process cannot be joined with another's (or turned back into ids by anyone witho
 To correlate across worker processes and restarts, give every process the same key: set the
 environment variable ``MFA_FSM_LOG_KEY`` (at least 16 characters, from the application's
 secrets) before mfa_fsm is imported, or call :func:`set_log_key` at start-up.
+
+mfa_fsm's modules log through :class:`LazyLogger`, structlog's logger asked for on first use.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import secrets
+from collections.abc import Callable
+from typing import Any
 
 from mfa_fsm.core.errors import UsageError
 
@@ -45,7 +46,9 @@ def _initial_key() -> bytes:
     configured = os.environ.get(LOG_KEY_ENV)
     if configured:
         return _checked(configured.encode("utf-8"))
-    return secrets.token_bytes(32)
+    # What secrets.token_bytes(32) returns, without importing secrets (and with it hmac,
+    # hashlib and random) when mfa_fsm is imported.
+    return os.urandom(32)
 
 
 _key = _initial_key()
@@ -57,7 +60,7 @@ def set_log_key(key: bytes | str | None) -> None:
     key that is too short, and then keeps the current one."""
     global _key  # noqa: PLW0603 - one process-wide key, read by every flow_ref call
     if key is None:
-        _key = secrets.token_bytes(32)
+        _key = os.urandom(32)  # secrets.token_bytes(32)
         return
     _key = _checked(key.encode("utf-8") if isinstance(key, str) else key)
 
@@ -65,5 +68,46 @@ def set_log_key(key: bytes | str | None) -> None:
 def flow_ref(flow_id: str) -> str:
     """The reference log lines carry for ``flow_id``: 16 hex digits of HMAC-SHA256 under the
     log key. The same id and key always give the same reference."""
-    digest = hmac.new(_key, flow_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
-    return digest.hexdigest()[:16]
+    digest = (_hmac_digest or _load_hmac())(
+        _key, flow_id.encode("utf-8", "surrogatepass"), "sha256"
+    )
+    return digest.hex()[:16]
+
+
+#: hmac.digest, imported with the first reference (hmac loads hashlib and OpenSSL's hashes).
+_hmac_digest: Callable[[bytes, bytes, str], bytes] | None = None
+
+
+def _load_hmac() -> Callable[[bytes, bytes, str], bytes]:
+    global _hmac_digest  # noqa: PLW0603 - set once, on first use
+    import hmac  # noqa: PLC0415
+
+    _hmac_digest = hmac.digest
+    return _hmac_digest
+
+
+class LazyLogger:
+    """``structlog.get_logger(name)``, asked for when the first event is logged.
+
+    Importing structlog loads all of it (its standard-library integration, its console
+    renderer, asyncio): about a sixth of what an Entrust-only handler imports, paid on every
+    cold start of a serverless handler that may never log. Every attribute (``info``,
+    ``warning``, ``bind``...) is structlog's own, so logging behaves exactly as through
+    ``structlog.get_logger(name)``, configuration changes included (its lazy proxy reads the
+    configuration on each call).
+    """
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        logger = self._logger
+        if logger is None:
+            import structlog  # noqa: PLC0415 - the point of this class
+
+            # Two threads may both get here; either proxy is the same logger.
+            logger = self._logger = structlog.get_logger(self._name)
+        return getattr(logger, attribute)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -25,6 +23,9 @@ def retry_after(response: HttpResponse, *, now: float | None = None) -> float | 
     value = value.strip()
     if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
+    # The HTTP-date form is rare; email.utils (with the email package) loads only for it.
+    import email.utils  # noqa: PLC0415
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -41,6 +42,9 @@ def json_body(response: HttpResponse, path: str) -> Any:
             path=path,
             status=response.status,
         )
+    # json loads with the first reply, not at import (an Entrust-only import stays small).
+    import json  # noqa: PLC0415
+
     try:
         return json.loads(response.body)
     except (ValueError, RecursionError) as exc:

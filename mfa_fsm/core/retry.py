@@ -17,10 +17,9 @@ tries, which the sync driver waits out with ``time.sleep`` and the async one wit
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -28,6 +27,9 @@ from mfa_fsm.core.backoff import Backoff
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import IdpError, MfaError, TransportError
 from mfa_fsm.core.exchange import Exchange, pause
+
+if TYPE_CHECKING:
+    import random
 
 T = TypeVar("T")
 
@@ -82,7 +84,10 @@ class RetryPolicy:
         pass the step's deadline (``mfa_fsm.core.deadline.step_deadline``), or at once for
         an error that is not transient.
         """
-        rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        if rng is None:
+            import random  # noqa: PLC0415 - loaded with the first call, not at import
+
+            rng = random.Random()  # noqa: S311 - jitter, not cryptography
         waited = 0.0
         attempt = 1
         while True:
@@ -106,7 +111,10 @@ class RetryPolicy:
         ``operation`` builds a fresh exchange for each try (a generator runs only once), e.g.
         ``lambda: self._post(path, body)``. Raises as :meth:`call` does.
         """
-        rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        if rng is None:
+            import random  # noqa: PLC0415 - loaded with the first call, not at import
+
+            rng = random.Random()  # noqa: S311 - jitter, not cryptography
         waited = 0.0
         attempt = 1
         while True:

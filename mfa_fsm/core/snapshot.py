@@ -11,20 +11,20 @@ snapshot carries its ``schema`` number: one written by an older mfa_fsm is upgra
 
 from __future__ import annotations
 
-import json
 import math
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import attrs
-import cattrs
-import cattrs.gen
-import msgspec
 
 from mfa_fsm.core.errors import InvalidInput, ResultUnavailable, SnapshotError
 from mfa_fsm.core.inputs import identifier
+
+if TYPE_CHECKING:  # imported on first use (see "The codec is built on first use" below)
+    import cattrs
+    import msgspec
 
 #: Written into every snapshot; older ones are upgraded by :func:`migrate`, newer ones refused.
 SCHEMA_VERSION = 2
@@ -376,9 +376,24 @@ def handed_off(snapshot: Snapshot, *, now: float) -> Snapshot:
 # cattrs.preconf.msgspec's converter is not used: its speed-up is handing attrs classes to
 # msgspec whole, which writes the default fields too (the stored JSON would change), and its
 # hooks coerce as well (``"1"`` is read as ``1`` for an ``int | None``: checked, cattrs 26.2).
+#
+# The codec is built on first use, not at import: cattrs and msgspec are about a quarter of
+# what an Entrust-only handler imports (serverless handlers pay every import on each cold
+# start). Two threads racing to the first use each
+# build one; both are the same, and the last one kept is used from then on.
 
-_JSON_ENCODER = msgspec.json.Encoder()
-_JSON_DECODER = msgspec.json.Decoder()
+_JSON: tuple[msgspec.json.Encoder, msgspec.json.Decoder[Any]] | None = None
+
+
+def _json() -> tuple[msgspec.json.Encoder, msgspec.json.Decoder[Any]]:
+    global _JSON  # noqa: PLW0603 - built once, on first use
+    if _JSON is None:
+        import msgspec  # noqa: PLC0415 - loaded with the codec, on first use
+
+        _JSON = (msgspec.json.Encoder(), msgspec.json.Decoder())
+    return _JSON
+
+
 _WRONG = "has the wrong type"
 
 
@@ -449,6 +464,8 @@ def _dict_hook(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any
 
 
 def _attrs_hook(cls: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    import cattrs.gen  # noqa: PLC0415 - loaded with the codec, on first use
+
     inner: Callable[[Any, Any], Any] = cattrs.gen.make_dict_structure_fn(cls, converter)
 
     def structure(value: Any, _: Any) -> Any:
@@ -478,6 +495,8 @@ def _is_dict(tp: Any) -> bool:
 def _converter(*, detailed: bool = False) -> cattrs.Converter:
     # Fields still at their default are left out: the decoder restores them from the class,
     # and a snapshot small enough for a cookie matters more than a self-describing one.
+    import cattrs  # noqa: PLC0415 - loaded with the codec, on first use
+
     converter = cattrs.Converter(
         omit_if_default=True,
         forbid_extra_keys=True,
@@ -499,25 +518,42 @@ def _converter(*, detailed: bool = False) -> cattrs.Converter:
 
 #: Reads and writes every snapshot. Without cattrs' detailed validation its generated code
 #: is a straight line per class (about 20% faster to read); a snapshot it refuses is read
-#: again by _EXPLAINER, whose errors carry each field's path, to say what is wrong.
-_CONVERTER = _converter()
-_EXPLAINER = _converter(detailed=True)
+#: again by _EXPLAINER, whose errors carry each field's path, to say what is wrong. Both are
+#: built on first use (_structurer, _explainer).
+_CONVERTER: cattrs.Converter | None = None
+_EXPLAINER: cattrs.Converter | None = None
+
+
+def _structurer() -> cattrs.Converter:
+    global _CONVERTER  # noqa: PLW0603 - built once, on first use
+    if _CONVERTER is None:
+        _CONVERTER = _converter()
+    return _CONVERTER
+
+
+def _explainer() -> cattrs.Converter:
+    global _EXPLAINER  # noqa: PLW0603 - built once, on first use
+    if _EXPLAINER is None:
+        _EXPLAINER = _converter(detailed=True)
+    return _EXPLAINER
 
 
 def _encode(value: Any) -> Any:
-    return _CONVERTER.unstructure(value)
+    return (_CONVERTER or _structurer()).unstructure(value)
 
 
 def _dumps(snapshot: Snapshot) -> str:
     data = {"schema": snapshot.schema, **_encode(snapshot)}
     try:
-        text = _JSON_ENCODER.encode(data).decode("utf-8")
+        text = (_JSON or _json())[0].encode(data).decode("utf-8")
     except UnicodeEncodeError:
         text = None
     # msgspec writes NaN and infinities as null (only then can a null be new), and a lone
     # surrogate has no UTF-8 form; the standard library writes both as mfa_fsm always did
     # (NaN, Infinity, the raw character), and _loads reads them back the same way.
     if text is None or ("null" in text and _has_non_finite(data)):
+        import json  # noqa: PLC0415 - only for these rare values
+
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return text
 
@@ -534,25 +570,33 @@ def _has_non_finite(data: Any) -> bool:
 
 def _loads(text: str | bytes) -> Any:
     try:
-        return _JSON_DECODER.decode(text)
-    except (msgspec.DecodeError, UnicodeEncodeError):
+        return (_JSON or _json())[1].decode(text)
+    except (_msgspec_decode_error(), UnicodeEncodeError):  # evaluated only on an error
         # Strict JSON failed (or the text holds a lone surrogate, which has no UTF-8 form):
         # what _dumps wrote with the standard library (NaN, Infinity, the raw character)
         # still reads back; anything else fails here too and is refused by the caller.
+        import json  # noqa: PLC0415 - only for these rare texts
+
         return json.loads(text)
+
+
+def _msgspec_decode_error() -> type[Exception]:
+    import msgspec  # noqa: PLC0415 - loaded by then: _loads built the decoder
+
+    return msgspec.DecodeError
 
 
 def _decode(tp: Any, data: Any, where: str) -> Any:
     try:
-        return _CONVERTER.structure(data, tp)
-    except _REFUSALS as exc:
+        return (_CONVERTER or _structurer()).structure(data, tp)
+    except _refusals() as exc:  # an except clause's types are evaluated only on an error
         if isinstance(exc, _Unsupported):
             raise
         error: BaseException = exc
     try:
         # Read again, keeping each field's path, to say what is wrong and where.
-        _EXPLAINER.structure(data, tp)
-    except _REFUSALS as exc:
+        (_EXPLAINER or _explainer()).structure(data, tp)
+    except _refusals() as exc:
         error = exc
     path, problem = _first_problem(error, [where])
     raise SnapshotError(
@@ -560,20 +604,25 @@ def _decode(tp: Any, data: Any, where: str) -> Any:
     ) from None
 
 
-#: What cattrs and the hooks raise for data they refuse (TypeError, ValueError: the class
-#: refused the values).
-_REFUSALS = (
-    _Malformed,
-    cattrs.BaseValidationError,
-    cattrs.ForbiddenExtraKeysError,
-    KeyError,
-    TypeError,
-    ValueError,
-)
+def _refusals() -> tuple[type[BaseException], ...]:
+    """What cattrs and the hooks raise for data they refuse (TypeError, ValueError: the class
+    refused the values). Asked only after a converter raised, so cattrs is loaded by then."""
+    import cattrs  # noqa: PLC0415
+
+    return (
+        _Malformed,
+        cattrs.BaseValidationError,
+        cattrs.ForbiddenExtraKeysError,
+        KeyError,
+        TypeError,
+        ValueError,
+    )
 
 
 def _first_problem(exc: BaseException, path: list[str]) -> tuple[list[str], str]:
     """The path (field names, no list indexes) and the problem of the first refusal."""
+    import cattrs  # noqa: PLC0415 - loaded by then: this reads a cattrs refusal
+
     if isinstance(exc, _Malformed):
         return path, exc.problem
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):

@@ -36,7 +36,6 @@ import uuid
 from typing import TYPE_CHECKING, ClassVar
 
 import attrs
-import structlog
 
 from mfa_fsm.core.errors import (
     IdpError,
@@ -52,7 +51,7 @@ from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, state
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, secret_text
-from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.outcomes import (
     CANCELLED,
     COMPLETED,
@@ -78,7 +77,7 @@ from mfa_fsm.entrust.replies import AuthReply
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
 
-log = structlog.get_logger("mfa_fsm")
+log = LazyLogger("mfa_fsm")
 
 EXTERNAL = "EXTERNAL"
 PASSWORD_AND_SECONDFACTOR = "PASSWORD_AND_SECONDFACTOR"  # noqa: S105 (a name, not a secret)

@@ -12,7 +12,8 @@ store                   where the snapshot lives                   extra to inst
 Every server-side store implements :class:`FlowStore` (compare-and-set on the snapshot's
 version; see ``mfa_fsm.stores.base``). For ``AsyncEngine`` each has an async twin over the
 same rules and records (``mfa_fsm.stores.aio``): ``AsyncMemoryStore``, ``AsyncSqlStore``
-(``mfa_fsm[async-sql]``), ``AsyncRedisStore``, and ``AsyncStoreLedger``. The optional backends are imported on first use, so
+(``mfa_fsm[async-sql]``), ``AsyncRedisStore``, and ``AsyncStoreLedger``. The optional backends
+are imported on first use, so
 ``import mfa_fsm.stores`` needs none of their libraries.
 """
 

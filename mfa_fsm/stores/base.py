@@ -51,7 +51,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import attrs
-import structlog
 
 from mfa_fsm.core.calls import checked, is_count, is_seconds
 from mfa_fsm.core.errors import (
@@ -63,7 +62,7 @@ from mfa_fsm.core.errors import (
     StoreUnavailable,
     UsageError,
 )
-from mfa_fsm.core.logref import flow_ref
+from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.plans import Plan, call, run
 from mfa_fsm.core.snapshot import Snapshot
 from mfa_fsm.stores.compact import pack, unpack
@@ -76,7 +75,7 @@ DEFAULT_PURGE_EVERY = 64
 #: The most expired records one automatic purge deletes (see :attr:`RecordStore.purge_limit`).
 DEFAULT_PURGE_LIMIT = 256
 
-log = structlog.get_logger("mfa_fsm")
+log = LazyLogger("mfa_fsm")
 
 #: The ``expected`` version a FlowConflict from ``create`` carries: no flow was expected yet.
 NO_VERSION = -1

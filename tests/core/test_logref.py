@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import subprocess
 import sys
 
 import pytest
+import structlog
 
 from mfa_fsm import (
     CyberArkConfig,
@@ -18,6 +21,7 @@ from mfa_fsm import (
     set_log_key,
 )
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.core.logref import LazyLogger
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.entrust import EntrustEmulator
 from tests.support.engine import entrust_config
@@ -84,6 +88,30 @@ def test_the_reference_is_keyed(shared_key: object) -> None:
     assert other.stdout.strip() == ref
     set_log_key(b"another-key-of-16-bytes")
     assert flow_ref("flow-1") != ref
+
+
+def test_the_reference_is_the_first_16_hex_digits_of_hmac_sha256(shared_key: object) -> None:
+    """RFC 2104 HMAC with SHA-256 under the log key, as the module documents."""
+    key = b"correlation-key-0123456789"
+    for flow_id in ("flow-1", "é\udc80"):  # a lone surrogate is encoded, not refused
+        message = flow_id.encode("utf-8", "surrogatepass")
+        assert flow_ref(flow_id) == hmac.new(key, message, hashlib.sha256).hexdigest()[:16]
+
+
+def test_lazy_logger_logs_through_structlog_as_configured_at_each_call() -> None:
+    """LazyLogger is structlog.get_logger(name) made on first use: its events reach the
+    configuration in force when they are logged, bound values included."""
+    log = LazyLogger("mfa_fsm")
+    with structlog.testing.capture_logs() as first:
+        log.info("mfa_fsm.one", flow_ref="abc")
+        log.bind(provider="entrust").warning("mfa_fsm.two")
+    with structlog.testing.capture_logs() as second:
+        log.error("mfa_fsm.three")
+    assert first == [
+        {"event": "mfa_fsm.one", "flow_ref": "abc", "log_level": "info"},
+        {"event": "mfa_fsm.two", "provider": "entrust", "log_level": "warning"},
+    ]
+    assert second == [{"event": "mfa_fsm.three", "log_level": "error"}]
 
 
 def test_a_short_key_is_refused_and_the_old_one_kept(shared_key: object) -> None:
