@@ -642,8 +642,7 @@ class Flow:
         :class:`~mfa_fsm.core.http.AsyncTransport` (``transport=`` of :meth:`restore`).
         Raises :class:`UsageError` when the flow has no asynchronous transport.
         """
-        # A coroutine runs after its wrapper returned: its caller is the awaiting frame.
-        data = neutral_fields(event, data, stacklevel=2)
+        data = neutral_fields(event, data, stacklevel=3)  # past checked's async wrapper
         prepared = self._prepare(event, client_ip)
         transport = self._async_transport_for(self._transport)
         with self._bounded():
