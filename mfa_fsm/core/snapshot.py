@@ -27,7 +27,7 @@ from mfa_fsm.core.errors import InvalidInput, ResultUnavailable, SnapshotError
 from mfa_fsm.core.inputs import identifier
 
 #: Written into every snapshot; older ones are upgraded by :func:`migrate`, newer ones refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: How to read snapshots written by an older mfa_fsm: ``MIGRATIONS[n]`` turns the ``to_dict``
 #: data of schema ``n`` into that of schema ``n + 1`` (it need not set ``schema``). Empty while
@@ -38,6 +38,9 @@ Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {
     # Schema 2 added Result.handed_off (default false): schema 1 data reads unchanged.
     1: lambda data: data,
+    # Schema 3 added Challenge.resend_at (default null) and the failure reason
+    # ``unavailable``: schema 2 data reads unchanged.
+    2: lambda data: data,
 }
 
 #: The shared state vocabulary (DESIGN.md); every provider's machine uses these names.
@@ -52,7 +55,11 @@ STATES = (
 FINAL_STATES = frozenset({"Completed", "Failed"})
 
 #: Why a flow ended in ``Failed``.
-FAILURE_REASONS = frozenset({"rejected", "denied", "expired", "locked", "cancelled", "idp_error"})
+#: ``unavailable``: the IdP offered only factors that cannot be used here (not enrolled, or a
+#: FIDO2/U2F key, which needs the browser's WebAuthn); ``failure_detail`` says which.
+FAILURE_REASONS = frozenset(
+    {"rejected", "denied", "expired", "locked", "cancelled", "idp_error", "unavailable"}
+)
 
 
 @attrs.frozen
@@ -112,6 +119,10 @@ class Challenge:
     accepts_code: bool = True
     #: whether the last answer was wrong (the page says "try again")
     rejected: bool = False
+    #: when ``resend`` (a new code or push to the same factor) may be sent, in epoch seconds
+    #: (UTC); ``None`` when this challenge offers no resend (nothing was sent: a typed
+    #: password, an authenticator app, a QR code)
+    resend_at: float | None = None
 
 
 @attrs.frozen
