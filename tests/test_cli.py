@@ -84,7 +84,31 @@ def test_login_with_otp_by_sms() -> None:
     term.expect(r"Send the code by \[1-3\]: ")
     term.type("1")
     code = term.expect(r"the code sent is (\d+)").group(1)
-    term.expect(r"Type the code sent by SMS: ")
+    term.expect(r"Type the code sent by SMS[^:]*: ")
+    term.type(code)
+    term.expect("Authenticated as John Smith")
+    assert term.close() == 0
+
+
+def test_a_malformed_code_and_an_early_resend_are_said_and_asked_again() -> None:
+    """The walk-through's recovery paths: a code of the wrong shape is refused before IDaaS
+    ("Not sent", asked again), Enter alone asks for a new code (refused inside the 30 s
+    cooldown, saying when), and the right code still logs in."""
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
+    term.expect("Demo application password: ")
+    term.type("jsmith-app-password")
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("3")
+    term.expect(r"Send the code by \[1-3\]: ")
+    term.type("1")
+    code = term.expect(r"the code sent is (\d+)").group(1)
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code\): ")
+    term.type("12")
+    term.expect(r"Not sent: answer: must be 4 to 16 digits")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code\): ")
+    term.type("")
+    term.expect(r"A new code was sent a moment ago; ask again in \d+ s\.")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code\): ")
     term.type(code)
     term.expect("Authenticated as John Smith")
     assert term.close() == 0
@@ -216,7 +240,7 @@ def test_cyberark_login_with_password_and_sms_code() -> None:
     term.expect(r"Second factor \[1-4\]: ")
     term.type("2")
     code = term.expect(r"the code sent is (\d+)").group(1)
-    term.expect(r"Type the code \(or press Enter to wait\): ")
+    term.expect(r"Type the code \(or press Enter to wait[^)]*\): ")
     term.type(code)
     term.expect("Authenticated as Alice")
     assert "alice-password" not in term.transcript
@@ -246,7 +270,7 @@ def test_cyberark_sms_can_be_waited_for_instead() -> None:
     term.type("dave-password")
     term.expect(r"Second factor \[1-2\]: ")
     term.type("1")
-    term.expect(r"Type the code \(or press Enter to wait\): ")
+    term.expect(r"Type the code \(or press Enter to wait[^)]*\): ")
     term.type("")
     term.expect("Authenticated as")
     assert term.close() == 0

@@ -70,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
@@ -886,6 +887,12 @@ class Flow:
             )
         transport: AsyncTransport = given  # type: ignore[assignment]  # checked just above
         return transport
+
+
+def resend_time(now: float, cooldown: float) -> int:
+    """``Challenge.resend_at`` for a send at ``now``: ``cooldown`` seconds on, rounded up to
+    a whole epoch second (a page shows it to the second, and the snapshot stays short)."""
+    return math.ceil(now + cooldown)
 
 
 def _check_resend(snapshot: Snapshot, now: float) -> None:

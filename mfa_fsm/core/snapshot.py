@@ -27,7 +27,7 @@ from mfa_fsm.core.errors import InvalidInput, ResultUnavailable, SnapshotError
 from mfa_fsm.core.inputs import identifier
 
 #: Written into every snapshot; older ones are upgraded by :func:`migrate`, newer ones refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 
 #: How to read snapshots written by an older mfa_fsm: ``MIGRATIONS[n]`` turns the ``to_dict``
 #: data of schema ``n`` into that of schema ``n + 1`` (it need not set ``schema``). Empty while
@@ -38,9 +38,6 @@ Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {
     # Schema 2 added Result.handed_off (default false): schema 1 data reads unchanged.
     1: lambda data: data,
-    # Schema 3 added Challenge.resend_at (default null) and the failure reason
-    # ``unavailable``: schema 2 data reads unchanged.
-    2: lambda data: data,
 }
 
 #: The shared state vocabulary (DESIGN.md); every provider's machine uses these names.
@@ -122,7 +119,7 @@ class Challenge:
     #: when ``resend`` (a new code or push to the same factor) may be sent, in epoch seconds
     #: (UTC); ``None`` when this challenge offers no resend (nothing was sent: a typed
     #: password, an authenticator app, a QR code)
-    resend_at: float | None = None
+    resend_at: int | None = None
 
 
 @attrs.frozen

@@ -114,7 +114,17 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.exchange import Exchange, returned
-from mfa_fsm.core.flow import SEND_KINDS, Clock, Flow, FlowMachine, Outcome, on, rows, states
+from mfa_fsm.core.flow import (
+    SEND_KINDS,
+    Clock,
+    Flow,
+    FlowMachine,
+    Outcome,
+    on,
+    resend_time,
+    rows,
+    states,
+)
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, numeric_code, secret_text
@@ -804,7 +814,9 @@ class CyberArkFlow(Flow):
         mechanism = _held(ctx)
         challenge = _challenge(mechanism, number=reply.generated_auth_value)
         if challenge.kind in SEND_KINDS:
-            challenge = attrs.evolve(challenge, resend_at=now + self.config.resend_cooldown)
+            challenge = attrs.evolve(
+                challenge, resend_at=resend_time(now, self.config.resend_cooldown)
+            )
         return {
             "choices": _choices(ctx.current),
             "challenge": challenge,

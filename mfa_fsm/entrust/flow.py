@@ -11,8 +11,10 @@ Theory of operation
   either finishes (risk rules need no second factor) or hands back a token for the second.
 * ``select_second_factor(factor=..., delivery=...)`` challenges the chosen authenticator:
   a code is now due (OTP, TOKEN, TOKENCR, KBA, GRID, TEMP_ACCESS_CODE) or a push runs
-  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). IDaaS rotates the token at every step,
-  so a flow cannot go back to the picker: to try another factor, cancel and start again.
+  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). It is taken during a running challenge
+  too ("try another way": the choices stay in the view): IDaaS rotates the token at every
+  step, so that select carries the current token, and a refusal raises :class:`IdpError`
+  saying so with the flow unchanged (the running challenge still works).
 * ``submit_response(answer=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
   (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
 * ``resend()`` (a code sent by SMS, e-mail or voice, or a push) re-issues the select of the
@@ -55,7 +57,17 @@ from mfa_fsm.core.errors import (
     VerifiedUserRequired,
 )
 from mfa_fsm.core.exchange import Exchange, returned
-from mfa_fsm.core.flow import SEND_KINDS, Clock, Flow, FlowMachine, Outcome, on, rows, states
+from mfa_fsm.core.flow import (
+    SEND_KINDS,
+    Clock,
+    Flow,
+    FlowMachine,
+    Outcome,
+    on,
+    resend_time,
+    rows,
+    states,
+)
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier, numeric_code, secret_text
@@ -133,8 +145,9 @@ class EntrustMachine(FlowMachine):
             FAILED: Failed,
         },
     )
+    # From a running challenge too: "try another way" (a new select with the current token).
     select_second_factor = rows(
-        AwaitingSecondFactor,
+        (AwaitingSecondFactor, SecondFactorSelected, OobPending),
         {
             RESPONSE_DUE: SecondFactorSelected,
             OOB_PENDING: OobPending,
@@ -370,7 +383,12 @@ class EntrustFlow(Flow):
         choice = _offered(snapshot, check_authenticator(factor))
         if delivery is not None and delivery not in choice.deliveries:
             raise InvalidInput("delivery", f"must be one of {list(choice.deliveries)}")
-        reply = yield from self._select(ctx, factor, delivery, ctx.first_factor_token)
+        if snapshot.state == "AwaitingSecondFactor":
+            reply = yield from self._select(ctx, factor, delivery, ctx.first_factor_token)
+        else:
+            # "Try another way" from a running challenge: IDaaS rotated the first factor's
+            # token at the last select, so the new select carries the current one.
+            reply = yield from self._reselect(ctx, factor, delivery, "switch to another method")
         if reply is None:
             return _locked()
         return self._challenged(
@@ -390,6 +408,27 @@ class EntrustFlow(Flow):
             if exc.error_code in self.config.lockout_codes:
                 return None
             raise
+        return reply
+
+    def _reselect(
+        self, ctx: EntrustContext, factor: str, delivery: str | None, what: str
+    ) -> Exchange[AuthReply | None]:
+        """A select during a running challenge, with its token (a resend, or another
+        authenticator). Whatever IDaaS says against it, even that this token cannot select,
+        the running challenge is untouched: raise an IdpError that says IDaaS refused, never
+        one that would end the flow as gone."""
+        try:
+            reply = yield from self._select(ctx, factor, delivery, self._held_token(ctx))
+        except IdpError as exc:
+            if exc.transient:
+                raise
+            raise IdpError(
+                f"IDaaS refused to {what} for this challenge; use the one already sent, or "
+                "cancel and start again",
+                path=exc.path,
+                status=exc.status,
+                error_code=exc.error_code,
+            ) from exc
         return reply
 
     def _challenged(
@@ -416,7 +455,9 @@ class EntrustFlow(Flow):
             kba_question_ids=tuple(qid for qid, _ in reply.kba_questions),
             polls=0,
         )
-        resend_at = now + self.config.resend_cooldown if choice.kind in SEND_KINDS else None
+        resend_at = (
+            resend_time(now, self.config.resend_cooldown) if choice.kind in SEND_KINDS else None
+        )
         if factor in PUSH_FACTORS:
             return Outcome(
                 OOB_PENDING,
@@ -468,20 +509,7 @@ class EntrustFlow(Flow):
         factor = ctx.factor or ""
         choice = _offered(snapshot, factor)
         delivery = challenge.delivery if challenge is not None else None
-        try:
-            reply = yield from self._select(ctx, factor, delivery, self._held_token(ctx))
-        except IdpError as exc:
-            if exc.transient:
-                raise
-            # Whatever IDaaS says about a resend (even that this token cannot select), the
-            # code or push already sent is untouched: say so and keep the flow as it was.
-            raise IdpError(
-                "IDaaS refused to send a new code or push for this challenge; use the one "
-                "already sent, or cancel and start again",
-                path=exc.path,
-                status=exc.status,
-                error_code=exc.error_code,
-            ) from exc
+        reply = yield from self._reselect(ctx, factor, delivery, "send a new code or push")
         if reply is None:
             return _locked()
         return self._challenged(

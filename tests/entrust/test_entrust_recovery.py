@@ -30,7 +30,7 @@ SELECT = "/authenticate/"
 @pytest.fixture
 def clock() -> Clock:
     # IDaaS's token expiry is the emulator's real time: the flow's clock starts there.
-    return Clock(time.time())
+    return Clock(float(int(time.time())))
 
 
 def config_for(emulator: EntrustEmulator, **overrides: Any) -> EntrustConfig:
@@ -170,3 +170,41 @@ def test_a_malformed_code_costs_no_attempt(
     assert entrust_emulator.remaining_attempts("jsmith", factor) == attempts
     right = DEMO_TOKEN_CODE if factor == "TOKEN" else entrust_emulator.last_otp("jsmith")
     assert flow.send("submit_response", answer=right).state == "Completed"
+
+
+# -- try another way ----------------------------------------------------------------------
+
+
+def test_another_way_from_a_code_to_an_sms(entrust_emulator: EntrustEmulator, clock: Clock) -> None:
+    """From a TOKEN challenge, the choices are still offered and picking the OTP by SMS
+    re-selects with the current token: the SMS code completes the login."""
+    flow = started(entrust_emulator, clock, "TOKEN")
+    assert {choice.id for choice in flow.view().choices} >= {"OTP", "TOKENPUSH"}
+    view = flow.send("select_second_factor", factor="OTP", delivery="SMS")
+    assert view.state == "SecondFactorSelected"
+    assert view.challenge is not None and view.challenge.factor == "OTP"
+    code = entrust_emulator.last_otp("jsmith")
+    assert flow.send("submit_response", answer=code).state == "Completed"
+
+
+def test_another_way_from_a_pending_push_to_the_token_code(
+    entrust_emulator: EntrustEmulator, clock: Clock
+) -> None:
+    """On a pending push, a user who has TOKEN types its code instead: the select of TOKEN
+    ends the push at IDaaS and the code completes."""
+    flow = started(entrust_emulator, clock, "TOKENPUSH")
+    assert flow.state == "OobPending"
+    view = flow.send("select_second_factor", factor="TOKEN")
+    assert view.state == "SecondFactorSelected"
+    assert flow.send("submit_response", answer=DEMO_TOKEN_CODE).state == "Completed"
+
+
+def test_a_tenant_refusing_another_way_says_so(refusing: EntrustEmulator, clock: Clock) -> None:
+    flow = started(refusing, clock, "TOKENPUSH")
+    before = flow.snapshot()
+    with pytest.raises(IdpError, match="refused to switch to another method") as caught:
+        flow.send("select_second_factor", factor="TOKEN")
+    assert not caught.value.gone
+    assert flow.snapshot() == before
+    refusing.approve_push("jsmith")
+    assert flow.send("poll").state == "Completed"
