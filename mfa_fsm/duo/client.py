@@ -120,9 +120,10 @@ class DuoConfig:
     poll, so a short interval costs little); ``push_lifetime`` caps a push or call (Duo times
     one out after about a minute and says so; this is the flow's own hard limit, kept a
     little longer); ``flow_lifetime`` caps the whole login; ``max_poll_backoff`` caps the wait
-    after failed polls. ``extra_headers`` (a mapping of header names to values) is added to
-    every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`; Duo's
-    signed ``X-Duo-*`` headers are refused).
+    after failed polls; ``resend_cooldown`` is how long after a push, call or SMS the flow
+    refuses ``resend`` without calling Duo. ``extra_headers`` (a mapping of header names to
+    values) is added to every call without writing a Transport
+    (:func:`mfa_fsm.core.http.extra_headers`; Duo's signed ``X-Duo-*`` headers are refused).
     """
 
     credentials: DuoCredentials
@@ -133,6 +134,7 @@ class DuoConfig:
     flow_lifetime: float = 600.0
     max_poll_backoff: float = 60.0
     extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
+    resend_cooldown: float = 30.0
 
     @property
     def poll_schedule(self) -> PollSchedule:

@@ -11,6 +11,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing.cyberark import UserMechanism
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
 from tests.web.conftest import Shot
 from tests.web.test_browser import last_code, sign_in, start
@@ -151,3 +152,20 @@ def test_a_security_key_only_account_gets_the_typed_forms_one_refusal(
     expect(page.get_by_role("alert")).to_have_text("The user id or password was not accepted.")
     actions = [c.body["Action"] for c in quick_demo.emulator("cyberark").calls_to("Advance")]
     assert actions[-1] == "Answer"  # the password was taken; nothing was sent to a key
+
+
+def test_entrust_pending_push_then_the_token_code_instead(
+    page: Page, quick_demo: Demo, shot: Shot
+) -> None:
+    """While an Entrust push is pending, "Try another way" offers the other authenticators;
+    the token code typed instead signs in (the select carries the current token)."""
+    sign_in(page, quick_demo, "jsmith")
+    page.get_by_role("button", name="Approve on the Entrust mobile app").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
+    page.get_by_text("Try another way").click()
+    shot(page, "push-another-way")
+    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
+    page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
