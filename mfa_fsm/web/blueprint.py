@@ -760,6 +760,15 @@ class _Web:
         keep = {} if step in _SECRET_STEPS else {k: form(k) for k in ("factor", "delivery")}
         return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
 
+    def _again(self, view: FlowView) -> Mapping[str, str] | None:
+        """The failed page's "try again" form (``POST /begin``, the start page's CSRF token)
+        when the application has a signed-in user to begin a new flow for; else ``None``."""
+        if view.state != "Failed" or view.failure == "unavailable":
+            return None
+        if self._vouched() is None:
+            return None
+        return {"url": self._url("begin"), "csrf": self._form_token(""), "provider": view.provider}
+
     def _resend_refused(self, handle: str, carry: _Carry, *, wants_json: bool) -> BaseResponse:
         """The IdP refused ``resend``: the flow is unchanged; its page (409) says so."""
         log.info("mfa_fsm.web.resend_refused")
@@ -1140,6 +1149,10 @@ class _Web:
             "takes_code": events.takes_code(view),
             "can_resend": events.can_resend(view),
             "notice": notice,
+            # A fresh flow for the application's signed-in user, straight to the picker:
+            # "send another push" after one expired, "try another way" after any ending,
+            # with nothing the application vouched for asked again.
+            "again": self._again(view),
             "answers_as_list": events.answers_as_list(challenge),
             "failure_text": FAILURES.get(view.failure or "", "The sign-in ended."),
             "error": _problem(error) if error is not None else None,

@@ -19,10 +19,24 @@ from tests.web.test_browser import last_code, sign_in, start
 
 @pytest.fixture(scope="module")
 def quick_demo() -> Iterator[Demo]:
-    """A demo whose resend cooldown is over at once (the default 30 s is the `demo`'s)."""
+    """A demo whose resend cooldown is over at once (the default 30 s is the `demo`'s), and
+    whose throttle lets one test user's many sends through (resends count as sends)."""
     options = {"entrust": {"resend_cooldown": 0.0}, "cyberark": {"resend_cooldown": 0.0}}
-    with Demo(options=options, throttle=Throttle(send_cooldown="10/second")) as running:
+    throttle = Throttle(send_cooldown="10/second", sends_per_user="100/15 minutes")
+    with Demo(options=options, throttle=throttle) as running:
         yield running
+
+
+def after_the_cooldown(page: Page) -> None:
+    """``resend_at`` is a whole epoch second (rounded up), so even a cooldown of 0 ends at
+    the next second: wait that long before clicking."""
+    page.wait_for_timeout(1_000)
+
+
+def push_selects(demo: Demo) -> int:
+    """The TOKENPUSH selects IDaaS has seen (not the page's polls, ``.../complete``)."""
+    calls = demo.emulator("entrust").calls
+    return sum(1 for call in calls if call.path.endswith("/authenticate/TOKENPUSH"))
 
 
 def heading(page: Page) -> object:
@@ -39,6 +53,7 @@ def test_entrust_send_a_new_code(
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     first = last_code(context, quick_demo, "jsmith")
     shot(page, "code-with-resend")
+    after_the_cooldown(page)
     page.get_by_role("button", name="Send a new code").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     second = last_code(context, quick_demo, "jsmith")
@@ -54,10 +69,11 @@ def test_entrust_send_another_push(
     sign_in(page, quick_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
-    selects = len(quick_demo.emulator("entrust").calls_to("authenticate/TOKENPUSH"))
+    selects = push_selects(quick_demo)
+    after_the_cooldown(page)
     page.get_by_role("button", name="Send another request").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
-    assert len(quick_demo.emulator("entrust").calls_to("authenticate/TOKENPUSH")) == selects + 1
+    assert push_selects(quick_demo) == selects + 1
     shot(page, "push-sent-again")
     quick_demo.emulator("entrust").approve_push("jsmith")
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
@@ -70,6 +86,7 @@ def test_cyberark_send_a_new_code(page: Page, context: BrowserContext, quick_dem
     page.get_by_role("button", name="SMS... XXX-6789").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     first = last_code(context, quick_demo, "alice")
+    after_the_cooldown(page)
     page.get_by_role("button", name="Send a new code").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     actions = [c.body["Action"] for c in quick_demo.emulator("cyberark").calls_to("Advance")]
@@ -168,4 +185,33 @@ def test_entrust_pending_push_then_the_token_code_instead(
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
+
+
+@pytest.fixture
+def impatient_demo() -> Iterator[Demo]:
+    """A demo whose Entrust pushes expire after two seconds (and whose throttle lets the
+    second push through at once)."""
+    throttle = Throttle(send_cooldown="10/second")
+    with Demo(options={"entrust": {"push_lifetime": 2.0}}, throttle=throttle) as running:
+        yield running
+
+
+def test_after_an_expired_push_try_again_goes_straight_to_the_picker(
+    page: Page, impatient_demo: Demo, shot: Shot
+) -> None:
+    """A push nobody answered ends Failed(expired); "Try again" begins a fresh flow for the
+    application's signed-in user, straight to the picker (no password asked again), and a
+    new push there signs in."""
+    sign_in(page, impatient_demo, "jsmith")
+    page.get_by_role("button", name="Approve on the Entrust mobile app").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
+    expect(page.locator(".mfa-reason")).to_have_attribute("data-reason", "expired")
+    expect(page.get_by_role("button", name="Try again")).to_be_focused()
+    shot(page, "expired-try-again")
+    page.get_by_role("button", name="Try again").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
+    page.get_by_role("button", name="Approve on the Entrust mobile app").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
+    impatient_demo.emulator("entrust").approve_push("jsmith")
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
