@@ -356,6 +356,15 @@ class EntrustFlow(Flow):
         ctx = _seen(ctx, reply)
         if reply.completed:
             return self._completed(snapshot, reply, now)
+        dead_end = _no_usable_factor(snapshot.choices)
+        if dead_end is not None:
+            # Nothing the picker could offer: end here, saying why, not on an empty page.
+            # Between challenges: the new token's session is removed (logout).
+            between = attrs.evolve(
+                snapshot, state="AwaitingSecondFactor", context=attrs.evolve(ctx, token=reply.token)
+            )
+            yield from self._cancel_quietly(between, "no usable second factor", every_state=True)
+            return dead_end
         token = self._required_token(reply)
         return Outcome(
             SECOND_FACTOR_DUE,
@@ -756,6 +765,13 @@ class EntrustFlow(Flow):
 def _choice(name: str, deliveries: tuple[str, ...], default: str | None, locked: bool) -> Choice:
     kind, label = SECOND_FACTORS.get(name, ("unsupported", name.replace("_", " ").title()))
     is_otp = name == "OTP"
+    detail = "locked" if locked else None
+    if name not in SECOND_FACTORS:
+        detail = (
+            "a security key or passkey, which this sign-in cannot use"
+            if name in ("FIDO", "PASSKEY")
+            else "a method this sign-in cannot use"
+        )
     return Choice(
         id=name,
         kind=kind,
@@ -763,7 +779,24 @@ def _choice(name: str, deliveries: tuple[str, ...], default: str | None, locked:
         supported=name in SECOND_FACTORS and not locked,
         deliveries=deliveries if is_otp else (),
         default_delivery=default if is_otp else None,
-        detail="locked" if locked else None,
+        detail=detail,
+    )
+
+
+def _no_usable_factor(choices: tuple[Choice, ...]) -> Outcome | None:
+    """``Failed`` saying why when no second factor can be picked (all locked: ``locked``;
+    else ``unavailable``, naming each), or ``None`` when one can."""
+    if any(choice.supported for choice in choices):
+        return None
+    if choices and all(choice.detail == "locked" for choice in choices):
+        return _locked()
+    listed = "; ".join(f"{c.label}: {c.detail or 'not offered'}" for c in choices)
+    detail = (
+        "IDaaS asks for a second factor that cannot be used here "
+        f"({listed or 'none offered'}). Set up another method with your administrator."
+    )
+    return Outcome(
+        FAILED, {"failure": "unavailable", "failure_detail": detail, "next_poll_at": None}
     )
 
 

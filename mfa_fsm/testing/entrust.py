@@ -172,6 +172,10 @@ SUPPORTED_AUTHENTICATORS: frozenset[str] = PUSH_AUTHENTICATORS | {
     "GRID",
     "TEMP_ACCESS_CODE",
 }
+#: Authenticators IDaaS offers that a server-side client cannot drive (a FIDO2 security key
+#: or passkey needs the browser's WebAuthn): a user may have them, to show how a client
+#: offers them as unavailable; selecting one is refused.
+UNDRIVABLE_AUTHENTICATORS: frozenset[str] = frozenset({"FIDO"})
 OTP_DELIVERIES: frozenset[str] = frozenset({"EMAIL", "SMS", "VOICE", "WECHAT", "WHATSAPP"})
 FirstFactor = Literal["EXTERNAL", "PASSWORD_AND_SECONDFACTOR"]
 
@@ -307,7 +311,8 @@ class EntrustUser:
     def lockable(self) -> list[str]:
         """Authenticators with a lockout counter (those that take an answer)."""
         names = ["PASSWORD"] if self.first_factor == "PASSWORD_AND_SECONDFACTOR" else []
-        return names + [a for a in self.authenticators if a not in PUSH_AUTHENTICATORS]
+        undriven = PUSH_AUTHENTICATORS | UNDRIVABLE_AUTHENTICATORS
+        return names + [a for a in self.authenticators if a not in undriven]
 
 
 @attrs.define
@@ -437,7 +442,7 @@ class EntrustEmulator(EmulatorServer):
         strings (default: a 5x10 card derived from ``user_id``).
         """
         names = tuple(authenticators)
-        unsupported = set(names) - SUPPORTED_AUTHENTICATORS
+        unsupported = set(names) - SUPPORTED_AUTHENTICATORS - UNDRIVABLE_AUTHENTICATORS
         if unsupported:
             raise ValueError(f"unsupported authenticators: {sorted(unsupported)}")
         if first_factor not in (None, "EXTERNAL", "PASSWORD_AND_SECONDFACTOR"):

@@ -208,3 +208,36 @@ def test_a_tenant_refusing_another_way_says_so(refusing: EntrustEmulator, clock:
     assert flow.snapshot() == before
     refusing.approve_push("jsmith")
     assert flow.send("poll").state == "Completed"
+
+
+# -- no state without a way forward ---------------------------------------------------------
+
+
+def test_only_a_security_key_ends_failed_saying_why(
+    entrust_emulator: EntrustEmulator, clock: Clock
+) -> None:
+    """A user whose only second factor is FIDO (a security key or passkey, which needs the
+    browser's WebAuthn): the first factor ends the flow Failed(unavailable) naming why, and
+    the IDaaS session is logged out, instead of an empty picker with only Cancel."""
+    entrust_emulator.add_user("kim", authenticators=("FIDO",))
+    flow = EntrustFlow.start(
+        config=config_for(entrust_emulator), verified_user=VerifiedUser("kim"), clock=clock
+    )
+    (fido,) = flow.view().choices
+    assert not fido.supported and fido.detail is not None and "security key" in fido.detail
+    view = flow.send("submit_first_factor")
+    assert (view.state, view.failure) == ("Failed", "unavailable")
+    assert view.failure_detail is not None and "security key" in view.failure_detail
+    assert entrust_emulator.calls[-1].path.endswith("/logout")
+
+
+def test_a_security_key_beside_a_token_is_offered_as_unavailable(
+    entrust_emulator: EntrustEmulator, clock: Clock
+) -> None:
+    entrust_emulator.add_user("lee", authenticators=("FIDO", "TOKEN"))
+    flow = EntrustFlow.start(
+        config=config_for(entrust_emulator), verified_user=VerifiedUser("lee"), clock=clock
+    )
+    view = flow.send("submit_first_factor")
+    assert view.state == "AwaitingSecondFactor"
+    assert {c.id: c.supported for c in view.choices} == {"FIDO": False, "TOKEN": True}
