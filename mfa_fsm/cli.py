@@ -167,10 +167,15 @@ def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
         typed = _ask_questions(challenge.questions, term)
     else:
         offer = events.can_resend(view)
-        hint = " (or press Enter alone to send a new code)" if offer else ""
+        other = events.can_choose(view)
+        hints = ["press Enter alone to send a new code"] if offer else []
+        hints += ['type "other" to try another way'] if other else []
+        hint = f" (or {'; or '.join(hints)})" if hints else ""
         typed = [term.ask(f"{challenge.prompt}{hint}: ")]
         if offer and not typed[0].strip():
             return _resend(flow, view, term)
+        if other and typed[0].strip().lower() == "other":
+            return _pick_second_factor(flow, view, term)
     return _submit(flow, view, term, events.response_data(view, typed))
 
 

@@ -25,6 +25,7 @@ from mfa_fsm.engine import Engine
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
 from mfa_fsm.testing import EntrustEmulator
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,25 @@ def test_login_with_otp_by_sms() -> None:
     assert term.close() == 0
 
 
+def test_another_way_from_the_code_prompt() -> None:
+    """Typing "other" at a code prompt lists the factors again; the token code signs in."""
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
+    term.expect("Demo application password: ")
+    term.type("jsmith-app-password")
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("3")
+    term.expect(r"Send the code by \[1-3\]: ")
+    term.type("1")
+    term.expect(r'type "other" to try another way\): ')
+    term.type("other")
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("2")
+    term.expect(r"Code from your token or authenticator app[^:]*: ")
+    term.type(DEMO_TOKEN_CODE)
+    term.expect("Authenticated as John Smith")
+    assert term.close() == 0
+
+
 def test_a_malformed_code_and_an_early_resend_are_said_and_asked_again() -> None:
     """The walk-through's recovery paths: a code of the wrong shape is refused before IDaaS
     ("Not sent", asked again), Enter alone asks for a new code (refused inside the 30 s
@@ -102,13 +122,13 @@ def test_a_malformed_code_and_an_early_resend_are_said_and_asked_again() -> None
     term.expect(r"Send the code by \[1-3\]: ")
     term.type("1")
     code = term.expect(r"the code sent is (\d+)").group(1)
-    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code\): ")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type("12")
     term.expect(r"Not sent: answer: must be 4 to 16 digits")
-    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code\): ")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type("")
     term.expect(r"A new code was sent a moment ago; ask again in \d+ s\.")
-    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code\): ")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type(code)
     term.expect("Authenticated as John Smith")
     assert term.close() == 0
