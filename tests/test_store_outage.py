@@ -222,7 +222,7 @@ def test_store_killed_after_the_idp_accepted_loses_no_login(
         transport.armed = True
         with structlog.testing.capture_logs() as events:
             try:
-                final = login.send("submit_response", response=DEMO_TOKEN_CODE)
+                final = login.send("submit_response", answer=DEMO_TOKEN_CODE)
             finally:
                 transport.settle()
         assert transport.killed_at is not None and not transport.armed
@@ -255,7 +255,7 @@ def test_without_save_retry_the_same_kill_loses_the_login(
     transport.armed = True
     try:
         with pytest.raises(StoreUnavailable) as raised:
-            login.send("submit_response", response=DEMO_TOKEN_CODE)
+            login.send("submit_response", answer=DEMO_TOKEN_CODE)
     finally:
         transport.settle()
     assert not isinstance(raised.value, StepNotSaved)
@@ -282,7 +282,7 @@ def test_store_down_past_the_window_is_step_not_saved_and_the_flow_as_before(
     began = time.monotonic()
     try:
         with pytest.raises(StepNotSaved) as raised:
-            login.send("submit_response", response=DEMO_TOKEN_CODE)
+            login.send("submit_response", answer=DEMO_TOKEN_CODE)
         took = time.monotonic() - began
     finally:
         server.start()
@@ -292,7 +292,7 @@ def test_store_down_past_the_window_is_step_not_saved_and_the_flow_as_before(
     assert took < 3
     assert login.stored() == before
     time.sleep(3)  # the claim the failed step could not release (the store was down) ends
-    assert login.send("submit_response", response=DEMO_TOKEN_CODE) == "Failed"
+    assert login.send("submit_response", answer=DEMO_TOKEN_CODE) == "Failed"
     assert isinstance(engine, Engine)
     assert engine.view(login.flow_id).failure == "expired"
 
@@ -368,7 +368,7 @@ def test_a_save_applied_before_its_answer_was_lost_counts_as_saved(
     _to_token_form(login)
     calls = len(entrust_emulator.calls)
     records.lose = 1
-    assert login.send("submit_response", response=DEMO_TOKEN_CODE) == "Completed"
+    assert login.send("submit_response", answer=DEMO_TOKEN_CODE) == "Completed"
     assert len(entrust_emulator.calls) == calls + 1
     assert login.stored() == ("Completed", 3)
     assert login.hand_off()
@@ -395,4 +395,4 @@ def test_a_retry_that_finds_another_step_saved_is_a_conflict(
     _to_token_form(login)
     records.lose = 1
     with pytest.raises(FlowConflict):
-        login.send("submit_response", response=DEMO_TOKEN_CODE)
+        login.send("submit_response", answer=DEMO_TOKEN_CODE)
