@@ -38,7 +38,7 @@ from mfa_fsm.cyberark.replies import Mechanism
 from mfa_fsm.duo.flow import DuoContext
 from mfa_fsm.entrust.flow import EntrustContext
 from mfa_fsm.testing import CyberArkEmulator
-from mfa_fsm.testing.cyberark import Mechanism as EmulatedMechanism
+from mfa_fsm.testing.cyberark import UserMechanism as EmulatedMechanism
 from mfa_fsm.web.blueprint import _Carry
 from tests.support.web import Visitor, heading, make_app
 

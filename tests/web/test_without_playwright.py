@@ -15,8 +15,8 @@ import sys
 sys.modules["playwright"] = None  # import playwright -> ModuleNotFoundError
 import pytest
 sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider",
-                      "--ignore=tests/web/test_browser.py",
-                      "--ignore=tests/web/test_browser_recovery.py", "tests/web"]))
+                      "--ignore=tests/web/test_browser_recovery.py",
+                      "--ignore=tests/web/test_browser.py", "tests/web"]))
 """
 
 
