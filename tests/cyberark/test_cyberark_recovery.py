@@ -22,7 +22,7 @@ from mfa_fsm.testing.leaks import SecretRecorder
 from mfa_fsm.verify import usable_events, view_problems
 from tests.cyberark.conftest import Login
 from tests.support.cyberark import Clock, config_for, pick
-from tests.support.stateless import StatelessClient
+from tests.support.stateless import Driver, StatelessClient
 
 ADVANCE = "/Security/AdvanceAuthentication"
 #: CyberArk's one generic failure envelope (vendor spec "Failures").
@@ -273,3 +273,19 @@ def test_the_view_check_finds_a_page_with_only_cancel() -> None:
         choices=(Choice(id="sms", kind="otp", label="SMS"),),
     )
     assert view_problems(CyberArkFlow, alive) == []
+
+
+def test_resend_over_both_drivers(
+    cyberark_emulator: CyberArkEmulator, clock: Clock, driver: Driver
+) -> None:
+    """The same RetryOOB step over the sync driver (requests) and the async one (httpx)."""
+    config = config_for(cyberark_emulator)
+    transport = driver.recorder()
+    flow = driver.start(CyberArkFlow, config=config, user="alice", transport=transport, clock=clock)
+    driver.send(flow, "submit_first_factor", answer="alice-password")
+    driver.send(flow, "select_second_factor", factor="sms")
+    clock.advance(30.0)
+    assert driver.send(flow, "resend").state == "OobPending"
+    assert actions(cyberark_emulator)[-1] == "RetryOOB"
+    code = cyberark_emulator.last_code("alice")
+    assert driver.send(flow, "submit_response", answer=code).state == "Completed"

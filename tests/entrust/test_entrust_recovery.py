@@ -23,6 +23,7 @@ from mfa_fsm import (
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from tests.support.cyberark import Clock
+from tests.support.stateless import Driver
 
 SELECT = "/authenticate/"
 
@@ -241,3 +242,26 @@ def test_a_security_key_beside_a_token_is_offered_as_unavailable(
     view = flow.send("submit_first_factor")
     assert view.state == "AwaitingSecondFactor"
     assert {c.id: c.supported for c in view.choices} == {"FIDO": False, "TOKEN": True}
+
+
+def test_resend_and_another_way_over_both_drivers(
+    entrust_emulator: EntrustEmulator, clock: Clock, driver: Driver
+) -> None:
+    """The re-select (resend, then another authenticator) over the sync and async drivers."""
+    config = config_for(entrust_emulator)
+    flow = driver.start(
+        EntrustFlow,
+        config=config,
+        verified_user=VerifiedUser("jsmith"),
+        clock=clock,
+        transport=driver.recorder(),
+    )
+    driver.send(flow, "submit_first_factor")
+    driver.send(flow, "select_second_factor", factor="TOKENPUSH")
+    clock.advance(30.0)
+    assert driver.send(flow, "resend").state == "OobPending"
+    assert driver.send(flow, "select_second_factor", factor="TOKEN").state == (
+        "SecondFactorSelected"
+    )
+    view = driver.send(flow, "submit_response", answer=DEMO_TOKEN_CODE)
+    assert view.state == "Completed"
