@@ -168,7 +168,7 @@ def test_login_with_password_hides_it_and_retries() -> None:
     term.expect("Please type a number from 1 to 3")
     term.type("2")
     token = term.expect(r"the token shows (\d+)").group(1)
-    term.expect("Code from your token or authenticator app: ")
+    term.expect(r"Code from your token or authenticator app[^:]*: ")
     term.type(token)
     term.expect("Authenticated as Pat")
     assert "Passw0rd!" not in term.transcript
@@ -184,7 +184,7 @@ def test_login_failure_exits_1() -> None:
     term.expect(r"Second factor \[1-6\]: ")
     term.type("2")
     for _ in range(5):
-        term.expect("Code from your token or authenticator app: ")
+        term.expect(r"Code from your token or authenticator app[^:]*: ")
         term.type("00000000")
     term.expect(r"Login failed \(locked\)")
     assert term.close() == 1
