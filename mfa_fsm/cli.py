@@ -39,7 +39,7 @@ import structlog
 
 from mfa_fsm import diagrams, verify
 from mfa_fsm.core.driver import wait_while_pending
-from mfa_fsm.core.errors import MfaError, UsageError
+from mfa_fsm.core.errors import IdpError, InvalidInput, MfaError, ResendTooSoon, UsageError
 from mfa_fsm.core.flow import Flow
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.registry import (
@@ -172,8 +172,44 @@ def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if challenge.questions:
         typed = _ask_questions(challenge.questions, term)
     else:
-        typed = [term.ask(f"{challenge.prompt}: ")]
-    return flow.send("submit_response", **events.response_data(view, typed))
+        offer = events.can_resend(view)
+        other = events.can_choose(view)
+        hints = ["press Enter alone to send a new code"] if offer else []
+        hints += ['type "other" to try another way'] if other else []
+        hint = f" (or {'; or '.join(hints)})" if hints else ""
+        typed = [term.ask(f"{challenge.prompt}{hint}: ")]
+        if offer and not typed[0].strip():
+            return _resend(flow, view, term)
+        if other and typed[0].strip().lower() == "other":
+            return _pick_second_factor(flow, view, term)
+    return _submit(flow, view, term, events.response_data(view, typed))
+
+
+def _submit(flow: Flow, view: FlowView, term: Terminal, data: dict[str, Any]) -> FlowView:
+    """``submit_response``; a code refused locally (wrong length or characters: nothing was
+    sent to the IdP, no attempt spent) is said and asked again."""
+    try:
+        return flow.send("submit_response", **data)
+    except InvalidInput as exc:
+        term.say(f"Not sent: {exc}.")
+        return view
+
+
+def _resend(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
+    """``resend``: a new code or request; a cooldown not yet over, or an IdP that refuses,
+    is said, and the flow carries on as it was."""
+    try:
+        view = flow.send("resend")
+    except ResendTooSoon as exc:
+        term.say(f"A new code was sent a moment ago; ask again in {exc.retry_after:.0f} s.")
+        return view
+    except IdpError as exc:
+        if exc.transient:
+            raise
+        term.say(f"{exc}.")
+        return view
+    term.say("Sent again.")
+    return view
 
 
 def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -181,9 +217,14 @@ def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     if challenge is not None and challenge.number_to_match:
         term.say(f"Select {challenge.number_to_match} on your device.")
     if challenge is not None and challenge.kind in CODE_KINDS and events.takes_code(view):
-        code = term.ask(f"{challenge.prompt}\nType the code (or press Enter to wait): ").strip()
+        offer = events.can_resend(view)
+        new = '; type "new" for a new code' if offer else ""
+        code = term.ask(f"{challenge.prompt}\nType the code (or press Enter to wait{new}): ")
+        code = code.strip()
+        if offer and code.lower() == "new":
+            return _resend(flow, view, term)
         if code:
-            return flow.send("submit_response", answer=code)
+            return _submit(flow, view, term, {"answer": code})
     view = wait_while_pending(flow, on_tick=_spinner(term, flow))
     term.stdout.write("\r" + " " * 78 + "\r")
     return view

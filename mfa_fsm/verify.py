@@ -22,6 +22,12 @@ breaks, as :class:`Problem` values:
     from every live state some event other than ``cancel`` and ``expire`` leads, step by
     step, to ``Completed``: no page is a dead end.
 
+The table can have a way forward while one real page has none (a challenge whose only
+mechanism cannot be used: no choice to pick, nothing to type). :func:`view_problems` checks
+one :class:`~mfa_fsm.core.snapshot.FlowView` against its flow (rule ``view-way-forward``):
+every live view offers at least one event the page can send with what the view shows. The
+test suite runs it on every view every provider's flow produces.
+
 A third-party provider runs it on its own flow class, in its tests or from the shell::
 
     assert verify_flow(MyFlow) == []
@@ -41,6 +47,7 @@ from statemachine.exceptions import TransitionNotAllowed
 
 from mfa_fsm.core.flow import Flow, Outcome, _Model, said_kinds
 from mfa_fsm.core.outcomes import OutcomeKind
+from mfa_fsm.core.snapshot import FlowView
 
 #: The shared vocabulary's state ids that every flow must have.
 COMPLETED = "Completed"
@@ -273,6 +280,59 @@ def _ways_forward(name: str, live: list[str], firing: list[Row]) -> Iterable[Pro
             )
 
 
+def usable_events(flow: type[Flow], view: FlowView) -> tuple[str, ...]:
+    """The events of ``view``'s state that can move the flow on with what the view shows,
+    sorted; empty for an ended flow.
+
+    ``select_second_factor`` needs a supported choice; ``submit_first_factor`` and
+    ``submit_response`` a challenge (``submit_response`` one that takes a code, or runs
+    where a typed answer is due); ``poll`` a ``next_poll_at``; ``resend`` a
+    ``Challenge.resend_at``. ``cancel`` and ``expire`` end the flow: never forward. Any other
+    event (a provider's own) counts as usable: this check cannot judge it.
+    """
+    if view.is_final:
+        return ()
+    challenge = view.challenge
+    usable: list[str] = []
+    for event in flow._events_by_state.get(view.state, frozenset()):
+        if event in ENDING_EVENTS or event in flow.internal_events:
+            continue
+        if event == "select_second_factor":
+            ok = any(choice.supported for choice in view.choices)
+        elif event == "submit_first_factor":
+            ok = challenge is not None
+        elif event == "submit_response":
+            ok = challenge is not None and (
+                challenge.accepts_code or view.state == "SecondFactorSelected"
+            )
+        elif event == "poll":
+            ok = view.next_poll_at is not None
+        elif event == "resend":
+            ok = challenge is not None and challenge.resend_at is not None
+        else:
+            ok = True
+        if ok:
+            usable.append(event)
+    return tuple(sorted(usable))
+
+
+def view_problems(flow: type[Flow], view: FlowView) -> list[Problem]:
+    """``[]`` when ``view`` is ended or offers a way forward (:func:`usable_events`), else
+    the ``view-way-forward`` problem: a page that could only be cancelled."""
+    if view.is_final or usable_events(flow, view):
+        return []
+    return [
+        Problem(
+            flow.__name__,
+            "view-way-forward",
+            f"a {view.state} view offers no event that can move it forward (choices: "
+            f"{[c.id for c in view.choices if c.supported]}, challenge: "
+            f"{None if view.challenge is None else view.challenge.kind}): end the flow "
+            "Failed with a reason, or offer something the user can do",
+        )
+    ]
+
+
 # -- asking the machine ------------------------------------------------------------------
 
 
@@ -304,4 +364,12 @@ def _closure(start: str, rows: list[Row]) -> set[str]:
     return reached
 
 
-__all__ = ["Problem", "Row", "summary", "table", "verify_flow"]
+__all__ = [
+    "Problem",
+    "Row",
+    "summary",
+    "table",
+    "usable_events",
+    "verify_flow",
+    "view_problems",
+]

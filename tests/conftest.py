@@ -99,6 +99,41 @@ def replies_match_vendor_schemas(vendor_schema_check: ReplyChecker) -> Iterator[
         pytest.fail(f"{len(mismatches)} reply(ies); first: {str(mismatches[0])[:400]}")
 
 
+@pytest.fixture(autouse=True)
+def views_have_a_way_forward(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Fail the test when any provider's flow it runs shows a live view with no way forward.
+
+    Every ``Flow.view()`` of a shipped provider (each step's result, each page the engines
+    and the blueprint render) is checked with :func:`mfa_fsm.verify.view_problems`: a live
+    state must offer an event the page can send with what the view shows. A test that
+    builds a dead end on purpose (to show the check finds it) marks itself
+    ``allow_dead_end_views``.
+    """
+    from mfa_fsm.core.flow import Flow  # noqa: PLC0415
+    from mfa_fsm.verify import view_problems  # noqa: PLC0415
+
+    found: list[str] = []
+    if request.node.get_closest_marker("allow_dead_end_views"):
+        yield found
+        return
+    original = Flow.view
+
+    def checked_view(self: Flow) -> Any:
+        view = original(self)
+        if type(self).__module__.startswith("mfa_fsm."):  # the shipped providers' flows, not
+            # the engine tests' toy machines
+            found.extend(str(problem) for problem in view_problems(type(self), view))
+        return view
+
+    Flow.view = checked_view  # type: ignore[method-assign]
+    try:
+        yield found
+    finally:
+        Flow.view = original  # type: ignore[method-assign]
+    if found:
+        pytest.fail(f"{len(found)} view(s) with no way forward; first: {found[0]}")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Report the size of each provider's fault matrix that ran, and the schema check."""
     for line in fault_matrix.summary_lines():

@@ -25,6 +25,7 @@ from mfa_fsm.engine import Engine
 from mfa_fsm.stores.redis import RedisStore
 from mfa_fsm.stores.sql import SqlStore
 from mfa_fsm.testing import EntrustEmulator
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,50 @@ def test_login_with_otp_by_sms() -> None:
     term.expect(r"Send the code by \[1-3\]: ")
     term.type("1")
     code = term.expect(r"the code sent is (\d+)").group(1)
-    term.expect(r"Type the code sent by SMS: ")
+    term.expect(r"Type the code sent by SMS[^:]*: ")
+    term.type(code)
+    term.expect("Authenticated as John Smith")
+    assert term.close() == 0
+
+
+def test_another_way_from_the_code_prompt() -> None:
+    """Typing "other" at a code prompt lists the factors again; the token code signs in."""
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
+    term.expect("Demo application password: ")
+    term.type("jsmith-app-password")
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("3")
+    term.expect(r"Send the code by \[1-3\]: ")
+    term.type("1")
+    term.expect(r'type "other" to try another way\): ')
+    term.type("other")
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("2")
+    term.expect(r"Code from your token or authenticator app[^:]*: ")
+    term.type(DEMO_TOKEN_CODE)
+    term.expect("Authenticated as John Smith")
+    assert term.close() == 0
+
+
+def test_a_malformed_code_and_an_early_resend_are_said_and_asked_again() -> None:
+    """The walk-through's recovery paths: a code of the wrong shape is refused before IDaaS
+    ("Not sent", asked again), Enter alone asks for a new code (refused inside the 30 s
+    cooldown, saying when), and the right code still logs in."""
+    term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
+    term.expect("Demo application password: ")
+    term.type("jsmith-app-password")
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("3")
+    term.expect(r"Send the code by \[1-3\]: ")
+    term.type("1")
+    code = term.expect(r"the code sent is (\d+)").group(1)
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
+    term.type("12")
+    term.expect(r"Not sent: answer: must be 4 to 16 digits")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
+    term.type("")
+    term.expect(r"A new code was sent a moment ago; ask again in \d+ s\.")
+    term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type(code)
     term.expect("Authenticated as John Smith")
     assert term.close() == 0
@@ -124,7 +168,7 @@ def test_login_with_password_hides_it_and_retries() -> None:
     term.expect("Please type a number from 1 to 3")
     term.type("2")
     token = term.expect(r"the token shows (\d+)").group(1)
-    term.expect("Code from your token or authenticator app: ")
+    term.expect(r"Code from your token or authenticator app[^:]*: ")
     term.type(token)
     term.expect("Authenticated as Pat")
     assert "Passw0rd!" not in term.transcript
@@ -140,7 +184,7 @@ def test_login_failure_exits_1() -> None:
     term.expect(r"Second factor \[1-6\]: ")
     term.type("2")
     for _ in range(5):
-        term.expect("Code from your token or authenticator app: ")
+        term.expect(r"Code from your token or authenticator app[^:]*: ")
         term.type("00000000")
     term.expect(r"Login failed \(locked\)")
     assert term.close() == 1
@@ -227,7 +271,7 @@ def test_cyberark_login_with_password_and_sms_code() -> None:
     term.expect(r"Second factor \[1-4\]: ")
     term.type("2")
     code = term.expect(r"the code sent is (\d+)").group(1)
-    term.expect(r"Type the code \(or press Enter to wait\): ")
+    term.expect(r"Type the code \(or press Enter to wait[^)]*\): ")
     term.type(code)
     term.expect("Authenticated as Alice")
     assert "alice-password" not in term.transcript
@@ -257,7 +301,7 @@ def test_cyberark_sms_can_be_waited_for_instead() -> None:
     term.type("dave-password")
     term.expect(r"Second factor \[1-2\]: ")
     term.type("1")
-    term.expect(r"Type the code \(or press Enter to wait\): ")
+    term.expect(r"Type the code \(or press Enter to wait[^)]*\): ")
     term.type("")
     term.expect("Authenticated as")
     assert term.close() == 0

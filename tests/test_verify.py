@@ -39,9 +39,9 @@ def test_the_command_verifies_every_provider_and_says_what_it_checked() -> None:
     assert main(["verify"], stdout=out) == 0
     lines = out.getvalue().splitlines()
     assert lines[:3] == [
-        "cyberark (CyberArkFlow): 6 states, 47 rows (47 transitions), 5 handlers: ok",
-        "duo (DuoFlow): 6 states, 21 rows (21 transitions), 5 handlers: ok",
-        "entrust (EntrustFlow): 6 states, 22 rows (22 transitions), 5 handlers: ok",
+        "cyberark (CyberArkFlow): 6 states, 50 rows (50 transitions), 6 handlers: ok",
+        "duo (DuoFlow): 6 states, 33 rows (33 transitions), 6 handlers: ok",
+        "entrust (EntrustFlow): 6 states, 34 rows (34 transitions), 6 handlers: ok",
     ]
     assert lines[3].startswith("3 flow(s) verified: every state reachable;")
 

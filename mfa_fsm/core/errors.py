@@ -19,6 +19,7 @@
     │   └── StoreUnavailable      the store's database or Redis failed or did not answer
     │       └── StepNotSaved      ... after the IdP accepted the step, for longer than save_retry
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
+    │   └── ResendTooSoon         a resend inside the challenge's cooldown: wait ``retry_after`` s
     ├── UnmodelledOutcome         a provider's handler returned an outcome its table has no
     │                             row for: a bug in that provider, not the IdP's doing
     ├── IdpError                  the IdP answered, but refused or misbehaved
@@ -263,6 +264,22 @@ class Throttled(MfaError):
         super().__init__(
             f"too many {action} steps for this {scope} in a short time; nothing was sent to "
             f"the IdP: try again in {retry_after:.0f} s"
+        )
+
+
+class ResendTooSoon(Throttled):
+    """``resend`` was sent before the challenge's cooldown ended (``Challenge.resend_at``).
+
+    Raised before any IdP call; the flow is unchanged. ``retry_after`` is the seconds left
+    of the cooldown. A :class:`Throttled`, so a page that answers throttling (HTTP 429 with
+    ``Retry-After``) answers this the same way.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("resend", "flow", retry_after)
+        self.args = (
+            "a new code or push was sent a moment ago; nothing was sent to the IdP: wait "
+            f"{max(retry_after, 1):.0f} s before asking for another",
         )
 
 

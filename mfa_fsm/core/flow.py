@@ -70,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
@@ -86,6 +87,7 @@ from mfa_fsm.core.errors import (
     IdpError,
     InvalidInput,
     MfaError,
+    ResendTooSoon,
     SnapshotError,
     UnmodelledOutcome,
     UsageError,
@@ -684,6 +686,8 @@ class Flow:
         if event == "select_second_factor":
             data = resolve_factor(before, data, functools.partial(self.factor_kinds, before))
         self._check_data(event, data)
+        if event == "resend":
+            _check_resend(before, now)
         action = self.throttle_action(before, event, data)
         if self.throttle is not None and action is not None:
             # Counted atomically before the IdP call, so parallel requests cannot all pass;
@@ -732,6 +736,8 @@ class Flow:
         """
         if event == "submit_response":
             return "answer"
+        if event == "resend":
+            return "send"  # a new code or push reaches the user's device, as the first did
         if event == "submit_first_factor":
             if data:
                 return "answer"
@@ -893,6 +899,25 @@ class Flow:
             )
         transport: AsyncTransport = given  # type: ignore[assignment]  # checked just above
         return transport
+
+
+def resend_time(now: float, cooldown: float) -> int:
+    """``Challenge.resend_at`` for a send at ``now``: ``cooldown`` seconds on, rounded up to
+    a whole epoch second (a page shows it to the second, and the snapshot stays short)."""
+    return math.ceil(now + cooldown)
+
+
+def _check_resend(snapshot: Snapshot, now: float) -> None:
+    """Refuse a ``resend`` the challenge does not offer, or one inside its cooldown: before
+    the throttle counts it and before any IdP call."""
+    challenge = snapshot.challenge
+    if challenge is None or challenge.resend_at is None:
+        raise UsageError(
+            "this challenge sent nothing that can be sent again (a typed password, an "
+            "authenticator app or a QR code); answer it, or pick another factor"
+        )
+    if now < challenge.resend_at:
+        raise ResendTooSoon(challenge.resend_at - now)
 
 
 @attrs.frozen

@@ -63,3 +63,22 @@ def identifier(field: str, value: Any, *, max_length: int = MAX_ID) -> str:
     if not _ID.fullmatch(value):
         raise InvalidInput(field, "may contain only ASCII letters, digits and . _ @ + -")
     return value
+
+
+def numeric_code(field: str, value: Any, *, lengths: tuple[int, int], source: str) -> str:
+    """A one-time code that is only digits, ``lengths[0]`` to ``lengths[1]`` of them.
+
+    Checked before any IdP call, so a mistyped code (a letter, a digit too few) costs the
+    user no attempt at the IdP. Spaces are dropped as :func:`code` does; ``source`` names
+    the document the lengths come from (for the message: "6 to 8 digits (RFC 4226)").
+    """
+    text = secret_text(field, value, max_length=MAX_CODE).replace(" ", "")
+    low, high = lengths
+    if not (text.isdigit() and text.isascii()) or not low <= len(text) <= high:
+        count = f"{low}" if low == high else f"{low} to {high}"
+        raise InvalidInput(
+            field,
+            f"must be {count} digits ({source}); check the code and type it again "
+            "(nothing was sent to the identity provider)",
+        )
+    return text

@@ -52,7 +52,11 @@ STATES = (
 FINAL_STATES = frozenset({"Completed", "Failed"})
 
 #: Why a flow ended in ``Failed``.
-FAILURE_REASONS = frozenset({"rejected", "denied", "expired", "locked", "cancelled", "idp_error"})
+#: ``unavailable``: the IdP offered only factors that cannot be used here (not enrolled, or a
+#: FIDO2/U2F key, which needs the browser's WebAuthn); ``failure_detail`` says which.
+FAILURE_REASONS = frozenset(
+    {"rejected", "denied", "expired", "locked", "cancelled", "idp_error", "unavailable"}
+)
 
 
 @attrs.frozen
@@ -112,6 +116,10 @@ class Challenge:
     accepts_code: bool = True
     #: whether the last answer was wrong (the page says "try again")
     rejected: bool = False
+    #: when ``resend`` (a new code or push to the same factor) may be sent, in epoch seconds
+    #: (UTC); ``None`` when this challenge offers no resend (nothing was sent: a typed
+    #: password, an authenticator app, a QR code)
+    resend_at: int | None = None
 
 
 @attrs.frozen

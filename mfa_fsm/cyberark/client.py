@@ -67,7 +67,9 @@ class CyberArkConfig:
     ``retry`` applies to the calls that are safe to repeat (StartAuthentication, which only
     opens a session, and Poll), within a few seconds of one step, as for Entrust; never to an
     Answer or a StartOOB. Past its budget a failed poll says when to try again
-    (``retry_after``). ``extra_headers`` (a mapping of header names to values) is added to
+    (``retry_after``). ``resend_cooldown`` (seconds) is how long after a code or push was
+    sent (StartOOB, RetryOOB) the flow refuses ``resend`` without calling CyberArk.
+    ``extra_headers`` (a mapping of header names to values) is added to
     every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`).
     """
 
@@ -83,6 +85,7 @@ class CyberArkConfig:
     flow_lifetime: float = attrs.field(default=600.0, validator=_non_negative)
     retry: RetryPolicy = DEFAULT_RETRY
     extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
+    resend_cooldown: float = attrs.field(default=30.0, validator=_non_negative)
 
     @property
     def poll_schedule(self) -> PollSchedule:
@@ -153,7 +156,8 @@ class CyberArkClient:
         answer: str | dict[str, str] | None = None,
         cookies: Mapping[str, str] | None = None,
     ) -> Exchange[Reply]:
-        """AdvanceAuthentication: ``Answer``, ``StartOOB`` or ``Poll`` one mechanism."""
+        """AdvanceAuthentication: ``Answer``, ``StartOOB``, ``RetryOOB`` or ``Poll`` one
+        mechanism (vendor spec, AdvanceAuthentication ``Action``)."""
         body: dict[str, Any] = {}
         if tenant_id:
             body["TenantId"] = tenant_id

@@ -34,6 +34,11 @@ Events
 * ``submit_response(answer=...)`` answers a later ``Text`` mechanism, or, in ``OobPending``,
   types the code of a ``StartTextOob`` mechanism (SMS, EMAIL, OATH, OTP) while it is polled.
   ``StartOob`` mechanisms (PF phone call, QR) take no code: they are only polled.
+* ``resend()`` sends the running mechanism again (AdvanceAuthentication ``Action:
+  RetryOOB``, one of the vendor spec's ``Action`` values): a new SMS or e-mail code, a new
+  push, a new call. Offered (``Challenge.resend_at``) for mechanisms that reach the user's
+  device, not ``resend_cooldown`` seconds before the last send (:class:`ResendTooSoon`); a
+  throttle counts it as a ``send``. The answer is read as a StartOOB's.
 * ``poll()`` asks whether the running mechanism was answered, never before ``next_poll_at``.
   A transient failure (HTTP 429/5xx, network) changes nothing and raises with ``retry_after``
   from :class:`~mfa_fsm.core.polling.PollSchedule`.
@@ -74,8 +79,19 @@ Deadlines: the package has ``flow_lifetime`` from the start; a running out-of-ba
 has ``oob_lifetime`` from its StartOOB (capped by the package's). Past it, any event ends
 ``Failed(expired)`` without calling CyberArk. All transitions are in ``CyberArkMachine``.
 
-Not driven: federated users (``IdpRedirectUrl``: ``start`` refuses them), FIDO2 keys (U2F,
-shown as unsupported), ``ForgotPassword`` / ``RetryOOB``, and ``MultipleOperations`` batches
+Mechanisms that cannot be used here (``Enrolled: false``, or a FIDO2/U2F key, which needs
+the browser's WebAuthn) are offered as choices with ``supported=False`` and the reason as
+``detail``; a challenge with no usable mechanism at all ends the flow ``Failed(unavailable)``
+with a detail that says why (at the start, on a ``NewPackage`` or on the next challenge), so
+no page is left without a way forward.
+
+A typed code of an ``OATH`` mechanism (an authenticator app's OTP) must be 6 to 8 digits
+(RFC 4226 section 5.3, RFC 6238): anything else is refused locally (:class:`InvalidInput`)
+and costs no attempt at CyberArk. The vendor documents give no format for SMS and e-mail
+codes, so those are only checked for letters and digits.
+
+Not driven: federated users (``IdpRedirectUrl``: ``start`` refuses them), FIDO2 keys (U2F),
+``ForgotPassword``, and ``MultipleOperations`` batches
 (each mechanism gets its own AdvanceAuthentication, as the vendor describes first).
 """
 
@@ -98,10 +114,20 @@ from mfa_fsm.core.errors import (
     UsageError,
 )
 from mfa_fsm.core.exchange import Exchange, returned
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
+from mfa_fsm.core.flow import (
+    SEND_KINDS,
+    Clock,
+    Flow,
+    FlowMachine,
+    Outcome,
+    on,
+    resend_time,
+    rows,
+    states,
+)
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
-from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.inputs import code, identifier, numeric_code, secret_text
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.outcomes import (
     CANCELLED,
@@ -164,6 +190,12 @@ KINDS = {
 CHANNELS = {"SMS": "sms", "EMAIL": "email"}
 #: Mechanisms mfa_fsm cannot drive: a FIDO2 key needs a WebAuthn assertion from the browser.
 UNSUPPORTED = frozenset({"U2F"})
+#: Typed codes with a documented format: an OATH OTP is 6 to 8 digits (RFC 4226 section
+#: 5.3: "a 6-digit code at a minimum and possibly 7 and 8-digit code"; RFC 6238 TOTP).
+OATH_LENGTHS = {"OATH": (6, 8)}
+_RFC = "RFC 4226"
+#: AdvanceAuthentication actions that send to the user's device; both answer OobPending.
+_SENDS = frozenset({"StartOOB", "RetryOOB"})
 
 _REJECTED = (
     "CyberArk refused the sign-in: a wrong answer to this or an earlier challenge, or the "
@@ -229,6 +261,9 @@ class CyberArkMachine(FlowMachine):
     ) | rows(live[1:], {RESPONSE_DUE: SecondFactorSelected})
     submit_response = rows((SecondFactorSelected, OobPending), answer_leads_to)
     poll = rows(OobPending, answer_leads_to)
+    resend = rows(
+        OobPending, {OOB_PENDING: OobPending, FIRST_FACTOR_DUE: AwaitingFirstFactor, FAILED: Failed}
+    )
     cancel = rows(live, {CANCELLED: Failed})
     expire = rows(live, {EXPIRED: Failed})
 
@@ -381,10 +416,16 @@ class CyberArkFlow(Flow):
             changes = flow._completed(placeholder, context, reply, now, path=START_PATH)
             state = "Completed"
         elif reply.summary == NEW_PACKAGE and reply.challenges and reply.session_id:
-            state, changes = (
-                "AwaitingFirstFactor",
-                flow._first_challenge(placeholder, context, reply),
-            )
+            unusable = _unusable(reply.challenges[0])
+            if unusable is not None:
+                # Nothing of the first challenge can be used here: the flow starts ended,
+                # saying why, rather than on a page with no way forward.
+                state, changes = "Failed", _ended(context, "unavailable", unusable)
+            else:
+                state, changes = (
+                    "AwaitingFirstFactor",
+                    flow._first_challenge(placeholder, context, reply),
+                )
         else:
             raise IdpReplyError(
                 "CyberArk's StartAuthentication reply holds neither a package nor a login",
@@ -551,9 +592,24 @@ class CyberArkFlow(Flow):
                 "answers",
                 f"is only for security questions; {mechanism.name} takes a code as answer",
             )
+        elif mechanism.name in OATH_LENGTHS:
+            lengths = OATH_LENGTHS[mechanism.name]
+            value = numeric_code("answer", answer, lengths=lengths, source=_RFC)
         else:
             value = code("answer", answer)
         return (yield from self._advance(snapshot, now, ctx, "Answer", value))
+
+    @on(
+        CyberArkMachine.resend,
+        outcomes=(OOB_PENDING, FIRST_FACTOR_DUE, FAILED),
+        calls=f"POST {ADVANCE_PATH} (RetryOOB)",
+    )
+    def _on_resend(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        # The engine has checked that the challenge offers a resend and its cooldown is over.
+        ctx: CyberArkContext = snapshot.context
+        mechanism = _held(ctx)
+        reply = yield from self._call(ctx, mechanism.id, "RetryOOB")
+        return (yield from self._dispatch(snapshot, now, ctx, reply, "RetryOOB"))
 
     @on(CyberArkMachine.poll, outcomes=ANSWERED, calls=f"POST {ADVANCE_PATH} (Poll)")
     def _on_poll(self, snapshot: Snapshot, now: float) -> Exchange[Outcome | None]:
@@ -639,19 +695,14 @@ class CyberArkFlow(Flow):
                 return Outcome(FAILED, _ended(ctx, "expired", _OOB_ENDED))
             return Outcome(FAILED, _ended(ctx, "rejected", _REJECTED))
         if summary == NEW_PACKAGE:
-            if not reply.challenges:
-                raise IdpReplyError(
-                    "CyberArk sent a NewPackage without challenges", path=ADVANCE_PATH
-                )
-            ctx = attrs.evolve(ctx, session_id=reply.session_id or ctx.session_id)
-            return Outcome(FIRST_FACTOR_DUE, self._first_challenge(snapshot, ctx, reply))
-        if summary == SUMMARY_OOB_PENDING and action == "StartOOB":
+            return self._new_package(snapshot, ctx, reply)
+        if summary == SUMMARY_OOB_PENDING and action in _SENDS:
             return Outcome(OOB_PENDING, self._oob_started(snapshot, now, ctx, reply))
-        if action == "StartOOB":
+        if action in _SENDS:
             # StartOOB is documented to answer OobPending, a failure, or (any time) a new
             # package; anything else would skip a challenge the user never saw.
             raise IdpReplyError(
-                f"CyberArk answered StartOOB with an unexpected Summary ({_short(summary)})",
+                f"CyberArk answered {action} with an unexpected Summary ({_short(summary)})",
                 path=ADVANCE_PATH,
                 status=200,
             )
@@ -677,6 +728,16 @@ class CyberArkFlow(Flow):
         detail = f"CyberArk answered an unknown Summary ({_short(summary)}); start again"
         return Outcome(FAILED, _ended(ctx, "idp_error", detail))
 
+    def _new_package(self, snapshot: Snapshot, ctx: CyberArkContext, reply: Reply) -> Outcome:
+        """A ``NewPackage``: its first challenge is due, unless nothing of it can be used."""
+        if not reply.challenges:
+            raise IdpReplyError("CyberArk sent a NewPackage without challenges", path=ADVANCE_PATH)
+        ctx = attrs.evolve(ctx, session_id=reply.session_id or ctx.session_id)
+        unusable = _unusable(reply.challenges[0])
+        if unusable is not None:
+            return Outcome(FAILED, _ended(ctx, "unavailable", unusable))
+        return Outcome(FIRST_FACTOR_DUE, self._first_challenge(snapshot, ctx, reply))
+
     def _next_challenge(
         self, snapshot: Snapshot, now: float, ctx: CyberArkContext
     ) -> Exchange[Outcome]:
@@ -686,6 +747,9 @@ class CyberArkFlow(Flow):
             )
         ctx = _choose(attrs.evolve(ctx, index=ctx.index + 1), None)
         mechanisms = ctx.current
+        unusable = _unusable(mechanisms)
+        if unusable is not None:
+            return Outcome(FAILED, _ended(ctx, "unavailable", unusable))
         single = mechanisms[0] if len(mechanisms) == 1 and _supported(mechanisms[0]) else None
         if single is None:
             return Outcome(SECOND_FACTOR_DUE, self._choosing(snapshot, ctx, _choices(mechanisms)))
@@ -748,9 +812,14 @@ class CyberArkFlow(Flow):
         self, snapshot: Snapshot, now: float, ctx: CyberArkContext, reply: Reply
     ) -> dict[str, Any]:
         mechanism = _held(ctx)
+        challenge = _challenge(mechanism, number=reply.generated_auth_value)
+        if challenge.kind in SEND_KINDS:
+            challenge = attrs.evolve(
+                challenge, resend_at=resend_time(now, self.config.resend_cooldown)
+            )
         return {
             "choices": _choices(ctx.current),
-            "challenge": _challenge(mechanism, number=reply.generated_auth_value),
+            "challenge": challenge,
             "next_poll_at": self.config.poll_schedule.next_poll(now),
             "deadline": min(self._flow_deadline(snapshot), now + self.config.oob_lifetime),
             "context": attrs.evolve(ctx, oob_started_at=now, last_answer_at=now, polls=0),
@@ -813,13 +882,39 @@ def _kind(mechanism: Mechanism) -> str:
     return KINDS.get(mechanism.name) or fallback.get(mechanism.answer_type, "unsupported")
 
 
+def _why_unusable(mechanism: Mechanism) -> str | None:
+    """Why ``mechanism`` cannot be used here, for the user; ``None`` when it can."""
+    if not mechanism.enrolled:
+        return "not set up for this account (not enrolled)"
+    if mechanism.name in UNSUPPORTED:
+        return "a security key (FIDO2/U2F), which this sign-in cannot use"
+    if mechanism.answer_type not in ANSWER_TYPES:
+        return "a kind of verification this sign-in cannot use"
+    return None
+
+
+def _unusable(mechanisms: Sequence[Mechanism]) -> str | None:
+    """The failure detail when no mechanism of a challenge can be used, else ``None``."""
+    reasons = [_why_unusable(m) for m in mechanisms]
+    if any(reason is None for reason in reasons):
+        return None
+    listed = "; ".join(
+        f"{m.label or m.name}: {reason}" for m, reason in zip(mechanisms, reasons, strict=True)
+    )
+    return (
+        "CyberArk asks for a verification that cannot be completed here "
+        f"({listed or 'no mechanism offered'}). Set up another method with your "
+        "administrator, or sign in where that method is supported."
+    )
+
+
 def _choice(mechanism: Mechanism) -> Choice:
     return Choice(
         id=mechanism.id,
         kind=_kind(mechanism),
         label=mechanism.label,
         supported=_supported(mechanism),
-        detail=mechanism.detail,
+        detail=_why_unusable(mechanism) or mechanism.detail,
     )
 
 

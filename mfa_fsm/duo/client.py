@@ -142,9 +142,11 @@ class DuoConfig:
     poll, so a short interval costs little); ``push_lifetime`` caps a push or call (Duo times
     one out after about a minute and says so; this is the flow's own hard limit, kept a
     little longer); ``flow_lifetime`` caps the whole login; ``max_poll_backoff`` caps the wait
-    after failed polls. ``extra_headers`` (a mapping of header names to values) is added to
-    every call without writing a Transport (:func:`mfa_fsm.core.http.extra_headers`;
-    ``X-Duo-*`` names are refused, :func:`duo_extra_headers`).
+    after failed polls; ``resend_cooldown`` is how long after a push, call or SMS the flow
+    refuses ``resend`` without calling Duo. ``extra_headers`` (a mapping of header names to
+    values) is added to every call without writing a Transport
+    (:func:`mfa_fsm.core.http.extra_headers`; ``X-Duo-*`` names are refused,
+    :func:`duo_extra_headers`).
 
     :meth:`from_settings` builds one from flat values (the integration's three keys as
     separate keywords), as ``mfa-fsm login --provider duo`` reads them.
@@ -158,6 +160,7 @@ class DuoConfig:
     flow_lifetime: float = 600.0
     max_poll_backoff: float = 60.0
     extra_headers: HeaderPairs = attrs.field(default=(), converter=duo_extra_headers)
+    resend_cooldown: float = 30.0
 
     @classmethod
     @checked

@@ -17,6 +17,12 @@ the EXTERNAL stage, for the application to say the first factor passed.
   ``async=1`` and runs in ``OobPending``; ``sms`` sends a batch of passcodes (``/auth`` answers
   ``deny``/``sent``) and ``passcode`` calls nothing: both wait in ``SecondFactorSelected``
   for a typed passcode.
+  It is taken during a running challenge too ("try another way": Duo holds nothing between
+  calls, so the choices stay offered).
+* ``resend()`` sends the running challenge again where Duo can: a new SMS batch, or a new
+  push or call (a new ``txid``; the Auth API cannot withdraw the first, which times out at
+  Duo). Offered (``Challenge.resend_at``) ``resend_cooldown`` seconds after the last send
+  (:class:`ResendTooSoon` before); a throttle counts it as a ``send``.
 * ``submit_response(answer=...)`` checks the passcode (``/auth`` ``factor=passcode``):
   ``allow`` completes, ``deny`` stays for another try, ``locked_out`` ends ``Failed(locked)``.
 * ``poll()`` calls ``/auth_status`` with the ``txid``, never before ``next_poll_at``:
@@ -72,7 +78,7 @@ from mfa_fsm.core.errors import (
     VerifiedUserRequired,
 )
 from mfa_fsm.core.exchange import Exchange, returned
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
+from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, resend_time, rows, states
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.inputs import code, identifier
@@ -124,8 +130,9 @@ class DuoMachine(FlowMachine):
         AwaitingFirstFactor,
         {SECOND_FACTOR_DUE: AwaitingSecondFactor, COMPLETED: Completed, FAILED: Failed},
     )
+    # From a running challenge too: "try another way" (Duo holds no state between calls).
     select_second_factor = rows(
-        AwaitingSecondFactor,
+        (AwaitingSecondFactor, SecondFactorSelected, OobPending),
         {
             RESPONSE_DUE: SecondFactorSelected,
             OOB_PENDING: OobPending,
@@ -138,6 +145,10 @@ class DuoMachine(FlowMachine):
         {COMPLETED: Completed, REJECTED: SecondFactorSelected, FAILED: Failed},
     )
     poll = rows(OobPending, {OOB_PENDING: OobPending, COMPLETED: Completed, FAILED: Failed})
+    resend = rows(
+        SecondFactorSelected,
+        {RESPONSE_DUE: SecondFactorSelected, COMPLETED: Completed, FAILED: Failed},
+    ) | rows(OobPending, {OOB_PENDING: OobPending})
     cancel = rows(live, {CANCELLED: Failed})
     expire = rows(live, {EXPIRED: Failed})
 
@@ -347,6 +358,7 @@ class DuoFlow(Flow):
                 kind=choice.kind,
                 prompt=f"Type a passcode from the text message sent to {choice.detail}",
                 delivery="SMS",
+                resend_at=resend_time(now, self.config.resend_cooldown),
             )
             return Outcome(RESPONSE_DUE, {"challenge": challenge, "context": context})
         started = yield from self.client.auth_async(
@@ -357,12 +369,31 @@ class DuoFlow(Flow):
             {
                 "context": attrs.evolve(context, txid=started.txid),
                 "challenge": Challenge(
-                    factor=factor, kind=choice.kind, prompt=choice.label, accepts_code=False
+                    factor=factor,
+                    kind=choice.kind,
+                    prompt=choice.label,
+                    accepts_code=False,
+                    resend_at=resend_time(now, self.config.resend_cooldown),
                 ),
                 "next_poll_at": self.config.poll_schedule.next_poll(now),
                 "deadline": min(snapshot.deadline, now + self.config.push_lifetime),
             },
         )
+
+    @on(
+        DuoMachine.resend,
+        outcomes={
+            "SecondFactorSelected": [RESPONSE_DUE, COMPLETED, FAILED],
+            "OobPending": [OOB_PENDING],
+        },
+        calls=f"POST {AUTH_PATH}",
+    )
+    def _on_resend(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        """A new SMS batch (``/auth`` ``factor=sms``), or a new push or call (``/auth``
+        ``async=1``, a new ``txid``; the Auth API cannot withdraw the first, which times out
+        at Duo). The engine has checked the cooldown."""
+        ctx: DuoContext = snapshot.context
+        return (yield from self._on_select_second_factor(snapshot, now, factor=ctx.factor or ""))
 
     @on(
         DuoMachine.submit_response,

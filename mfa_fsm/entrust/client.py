@@ -67,8 +67,11 @@ class EntrustConfig:
     push polling, and ``max_poll_backoff`` caps the wait after failed polls;
     ``flow_lifetime`` caps a flow whose token carries no expiry. ``retry`` applies to the
     calls that are safe to repeat (the query and push polls), never to a select or an
-    answer. ``extra_headers`` (a mapping of header names to values) is added to every call,
-    e.g. a gateway's routing header, without writing a Transport
+    answer. ``resend_cooldown`` (seconds) is how long after a code or push was sent the flow
+    refuses ``resend`` without calling IDaaS; ``otp_length`` (digits), when set to the
+    tenant's ``otpLength`` (admin ``OTPAuthenticatorSettings``, 8 by default), refuses a
+    typed OTP of another length locally. ``extra_headers`` (a mapping of header names to
+    values) is added to every call, e.g. a gateway's routing header, without writing a Transport
     (:func:`mfa_fsm.core.http.extra_headers` says what is refused).
     """
 
@@ -83,6 +86,8 @@ class EntrustConfig:
     retry: RetryPolicy = DEFAULT_RETRY
     max_poll_backoff: float = 60.0
     extra_headers: HeaderPairs = attrs.field(default=(), converter=extra_headers)
+    resend_cooldown: float = 30.0
+    otp_length: int | None = None
 
     @property
     def poll_schedule(self) -> PollSchedule:

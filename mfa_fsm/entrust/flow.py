@@ -11,10 +11,19 @@ Theory of operation
   either finishes (risk rules need no second factor) or hands back a token for the second.
 * ``select_second_factor(factor=..., delivery=...)`` challenges the chosen authenticator:
   a code is now due (OTP, TOKEN, TOKENCR, KBA, GRID, TEMP_ACCESS_CODE) or a push runs
-  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). IDaaS rotates the token at every step,
-  so a flow cannot go back to the picker: to try another factor, cancel and start again.
+  (TOKENPUSH, SMARTCREDENTIALPUSH, FACE, MAGICLINK). It is taken during a running challenge
+  too ("try another way": the choices stay in the view): IDaaS rotates the token at every
+  step, so that select carries the current token, and a refusal raises :class:`IdpError`
+  saying so with the flow unchanged (the running challenge still works).
 * ``submit_response(answer=...)`` (``answers=[...]`` for KBA) completes it; a wrong answer
   (``invalid_user_response``) stays for another try until IDaaS locks the authenticator.
+* ``resend()`` (a code sent by SMS, e-mail or voice, or a push) re-issues the select of the
+  same authenticator with the current token, as other Entrust integrations offer "resend
+  authentication request": a new code or push, a new token. Offered
+  (``Challenge.resend_at``) ``resend_cooldown`` seconds after the last send
+  (:class:`ResendTooSoon` before; a throttle counts it as a ``send``). If IDaaS refuses it,
+  the step raises :class:`IdpError` saying so and the flow is unchanged: the code or push
+  already sent still works.
 * ``poll()`` asks whether the push was answered, never before ``next_poll_at``: NO_RESPONSE
   stays, CONFIRM completes, CANCEL / CONCERN (the user's explicit refusal) end
   ``Failed(denied)``.
@@ -47,10 +56,20 @@ from mfa_fsm.core.errors import (
     VerifiedUserRequired,
 )
 from mfa_fsm.core.exchange import Exchange, returned
-from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, rows, states
+from mfa_fsm.core.flow import (
+    SEND_KINDS,
+    Clock,
+    Flow,
+    FlowMachine,
+    Outcome,
+    on,
+    resend_time,
+    rows,
+    states,
+)
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
-from mfa_fsm.core.inputs import code, identifier, secret_text
+from mfa_fsm.core.inputs import code, identifier, numeric_code, secret_text
 from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.outcomes import (
     CANCELLED,
@@ -125,8 +144,9 @@ class EntrustMachine(FlowMachine):
             FAILED: Failed,
         },
     )
+    # From a running challenge too: "try another way" (a new select with the current token).
     select_second_factor = rows(
-        AwaitingSecondFactor,
+        (AwaitingSecondFactor, SecondFactorSelected, OobPending),
         {
             RESPONSE_DUE: SecondFactorSelected,
             OOB_PENDING: OobPending,
@@ -139,6 +159,9 @@ class EntrustMachine(FlowMachine):
         {COMPLETED: Completed, REJECTED: SecondFactorSelected, FAILED: Failed},
     )
     poll = rows(OobPending, {OOB_PENDING: OobPending, COMPLETED: Completed, FAILED: Failed})
+    resend = rows(
+        SecondFactorSelected, {RESPONSE_DUE: SecondFactorSelected, FAILED: Failed}
+    ) | rows(OobPending, {OOB_PENDING: OobPending, FAILED: Failed})
     cancel = rows(live, {CANCELLED: Failed})
     expire = rows(live, {EXPIRED: Failed})
 
@@ -332,6 +355,15 @@ class EntrustFlow(Flow):
         ctx = _seen(ctx, reply)
         if reply.completed:
             return self._completed(snapshot, reply, now)
+        dead_end = _no_usable_factor(snapshot.choices)
+        if dead_end is not None:
+            # Nothing the picker could offer: end here, saying why, not on an empty page.
+            # Between challenges: the new token's session is removed (logout).
+            between = attrs.evolve(
+                snapshot, state="AwaitingSecondFactor", context=attrs.evolve(ctx, token=reply.token)
+            )
+            yield from self._cancel_quietly(between, "no usable second factor", every_state=True)
+            return dead_end
         token = self._required_token(reply)
         return Outcome(
             SECOND_FACTOR_DUE,
@@ -359,18 +391,66 @@ class EntrustFlow(Flow):
         choice = _offered(snapshot, check_authenticator(factor))
         if delivery is not None and delivery not in choice.deliveries:
             raise InvalidInput("delivery", f"must be one of {list(choice.deliveries)}")
+        if snapshot.state == "AwaitingSecondFactor":
+            reply = yield from self._select(ctx, factor, delivery, ctx.first_factor_token)
+        else:
+            # "Try another way" from a running challenge: IDaaS rotated the first factor's
+            # token at the last select, so the new select carries the current one.
+            reply = yield from self._reselect(ctx, factor, delivery, "switch to another method")
+        if reply is None:
+            return _locked()
+        return self._challenged(
+            snapshot, now, ctx, choice=choice, factor=factor, delivery=delivery, reply=reply
+        )
+
+    def _select(
+        self, ctx: EntrustContext, factor: str, delivery: str | None, auth_token: str | None
+    ) -> Exchange[AuthReply | None]:
+        """The select of ``factor``; ``None`` when IDaaS says the authenticator is locked."""
         path, second = self._paths(ctx, factor)
         try:
-            reply = yield from self.client.select(
-                path,
-                auth_token=ctx.first_factor_token,
-                second_factor=second,
-                delivery=delivery,
+            reply: AuthReply = yield from self.client.select(
+                path, auth_token=auth_token, second_factor=second, delivery=delivery
             )
         except IdpError as exc:
             if exc.error_code in self.config.lockout_codes:
-                return _locked()
+                return None
             raise
+        return reply
+
+    def _reselect(
+        self, ctx: EntrustContext, factor: str, delivery: str | None, what: str
+    ) -> Exchange[AuthReply | None]:
+        """A select during a running challenge, with its token (a resend, or another
+        authenticator). Whatever IDaaS says against it, even that this token cannot select,
+        the running challenge is untouched: raise an IdpError that says IDaaS refused, never
+        one that would end the flow as gone."""
+        try:
+            reply = yield from self._select(ctx, factor, delivery, self._held_token(ctx))
+        except IdpError as exc:
+            if exc.transient:
+                raise
+            raise IdpError(
+                f"IDaaS refused to {what} for this challenge; use the one already sent, or "
+                "cancel and start again",
+                path=exc.path,
+                status=exc.status,
+                error_code=exc.error_code,
+            ) from exc
+        return reply
+
+    def _challenged(
+        self,
+        snapshot: Snapshot,
+        now: float,
+        ctx: EntrustContext,
+        *,
+        choice: Choice,
+        factor: str,
+        delivery: str | None,
+        reply: AuthReply,
+    ) -> Outcome:
+        """What a select's reply means: completed, a push running, or a code due."""
         ctx = _seen(ctx, reply)
         if reply.completed:
             return self._completed(snapshot, reply, now)
@@ -383,6 +463,9 @@ class EntrustFlow(Flow):
             kba_question_ids=tuple(qid for qid, _ in reply.kba_questions),
             polls=0,
         )
+        resend_at = (
+            resend_time(now, self.config.resend_cooldown) if choice.kind in SEND_KINDS else None
+        )
         if factor in PUSH_FACTORS:
             return Outcome(
                 OOB_PENDING,
@@ -394,6 +477,7 @@ class EntrustFlow(Flow):
                         prompt=choice.label,
                         number_to_match=reply.mutual_challenge,
                         accepts_code=False,
+                        resend_at=resend_at,
                     ),
                     "next_poll_at": now + self.config.poll_interval,
                     "deadline": _deadline(now + self.config.push_lifetime, ctx.token_expires_at),
@@ -411,10 +495,33 @@ class EntrustFlow(Flow):
                     questions=tuple(question for _, question in reply.kba_questions),
                     cells=reply.grid_cells,
                     attempts_left=ctx.remaining_attempts.get(factor),
+                    resend_at=resend_at,
                 ),
                 "next_poll_at": None,
                 "deadline": _deadline(snapshot.deadline, reply.expires_at),
             },
+        )
+
+    @on(
+        EntrustMachine.resend,
+        outcomes={
+            "SecondFactorSelected": [RESPONSE_DUE, FAILED],
+            "OobPending": [OOB_PENDING, FAILED],
+        },
+        calls=f"POST {SELECT_PATH}",
+    )
+    def _on_resend(self, snapshot: Snapshot, now: float) -> Exchange[Outcome]:
+        # The engine has checked that the challenge offers a resend and its cooldown is over.
+        ctx: EntrustContext = snapshot.context
+        challenge = snapshot.challenge
+        factor = ctx.factor or ""
+        choice = _offered(snapshot, factor)
+        delivery = challenge.delivery if challenge is not None else None
+        reply = yield from self._reselect(ctx, factor, delivery, "send a new code or push")
+        if reply is None:
+            return _locked()
+        return self._challenged(
+            snapshot, now, ctx, choice=choice, factor=factor, delivery=delivery, reply=reply
         )
 
     @on(
@@ -446,7 +553,7 @@ class EntrustFlow(Flow):
         else:
             if answers is not None:
                 raise InvalidInput("answers", f"is only for KBA; {factor} takes an answer")
-            response = code("answer", answer)
+            response = self._typed_code(factor, answer)
         path, second = self._paths(ctx, factor)
         try:
             reply = yield from self.client.complete(
@@ -546,6 +653,20 @@ class EntrustFlow(Flow):
             return PASSWORD_AND_SECONDFACTOR, factor
         return factor, None
 
+    def _typed_code(self, factor: str, answer: object) -> str:
+        """A typed code, checked locally where its format is documented, so a mistyped one
+        costs no IDaaS attempt (nor a step towards the authenticator's lockout)."""
+        if factor == "TOKEN":
+            # A soft or hard token's OTP: 6 to 8 digits (RFC 4226 section 5.3, RFC 6238).
+            return numeric_code("answer", answer, lengths=(6, 8), source="RFC 4226")
+        if factor == "OTP":
+            # Digits, ``otpLength`` of them (admin OTPAuthenticatorSettings, default 8) when
+            # the application says its tenant's length; any sensible length otherwise.
+            length = self.config.otp_length
+            lengths = (length, length) if length else (4, 16)
+            return numeric_code("answer", answer, lengths=lengths, source="the tenant's otpLength")
+        return code("answer", answer)
+
     def _held_token(self, ctx: EntrustContext) -> str:
         if ctx.token is None:
             raise UsageError("this flow holds no IDaaS token; start a new flow")
@@ -643,6 +764,13 @@ class EntrustFlow(Flow):
 def _choice(name: str, deliveries: tuple[str, ...], default: str | None, locked: bool) -> Choice:
     kind, label = SECOND_FACTORS.get(name, ("unsupported", name.replace("_", " ").title()))
     is_otp = name == "OTP"
+    detail = "locked" if locked else None
+    if name not in SECOND_FACTORS:
+        detail = (
+            "a security key or passkey, which this sign-in cannot use"
+            if name in ("FIDO", "PASSKEY")
+            else "a method this sign-in cannot use"
+        )
     return Choice(
         id=name,
         kind=kind,
@@ -650,7 +778,24 @@ def _choice(name: str, deliveries: tuple[str, ...], default: str | None, locked:
         supported=name in SECOND_FACTORS and not locked,
         deliveries=deliveries if is_otp else (),
         default_delivery=default if is_otp else None,
-        detail="locked" if locked else None,
+        detail=detail,
+    )
+
+
+def _no_usable_factor(choices: tuple[Choice, ...]) -> Outcome | None:
+    """``Failed`` saying why when no second factor can be picked (all locked: ``locked``;
+    else ``unavailable``, naming each), or ``None`` when one can."""
+    if any(choice.supported for choice in choices):
+        return None
+    if choices and all(choice.detail == "locked" for choice in choices):
+        return _locked()
+    listed = "; ".join(f"{c.label}: {c.detail or 'not offered'}" for c in choices)
+    detail = (
+        "IDaaS asks for a second factor that cannot be used here "
+        f"({listed or 'none offered'}). Set up another method with your administrator."
+    )
+    return Outcome(
+        FAILED, {"failure": "unavailable", "failure_detail": detail, "next_poll_at": None}
     )
 
 

@@ -172,6 +172,10 @@ SUPPORTED_AUTHENTICATORS: frozenset[str] = PUSH_AUTHENTICATORS | {
     "GRID",
     "TEMP_ACCESS_CODE",
 }
+#: Authenticators IDaaS offers that a server-side client cannot drive (a FIDO2 security key
+#: or passkey needs the browser's WebAuthn): a user may have them, to show how a client
+#: offers them as unavailable; selecting one is refused.
+UNDRIVABLE_AUTHENTICATORS: frozenset[str] = frozenset({"FIDO"})
 OTP_DELIVERIES: frozenset[str] = frozenset({"EMAIL", "SMS", "VOICE", "WECHAT", "WHATSAPP"})
 FirstFactor = Literal["EXTERNAL", "PASSWORD_AND_SECONDFACTOR"]
 
@@ -307,7 +311,8 @@ class EntrustUser:
     def lockable(self) -> list[str]:
         """Authenticators with a lockout counter (those that take an answer)."""
         names = ["PASSWORD"] if self.first_factor == "PASSWORD_AND_SECONDFACTOR" else []
-        return names + [a for a in self.authenticators if a not in PUSH_AUTHENTICATORS]
+        undriven = PUSH_AUTHENTICATORS | UNDRIVABLE_AUTHENTICATORS
+        return names + [a for a in self.authenticators if a not in undriven]
 
 
 @attrs.define
@@ -368,6 +373,10 @@ class EntrustEmulator(EmulatorServer):
             tenant's "Provided in the API" client-IP source).
         tls: serve HTTPS with a certificate from a throwaway authority whose PEM
             file is :attr:`ca_file` (see :mod:`mfa_fsm.testing._server`).
+        reselect: accept a select whose ``authToken`` is the token of a running
+            second-factor challenge (as Entrust integrations' "resend authentication
+            request"): a new code or push, a new token. With ``False`` such a select is
+            refused (401 ``invalid_token``), a tenant that does not allow it.
     """
 
     fault_kinds: ClassVar[frozenset[str]] = BASE_FAULT_KINDS | {"stale_success"}
@@ -385,8 +394,10 @@ class EntrustEmulator(EmulatorServer):
         require_client_ip: bool = False,
         query_tokens: bool = True,
         tls: bool = False,
+        reselect: bool = True,
     ) -> None:
         super().__init__(host, port, tls=tls)
+        self.reselect = reselect
         self.query_tokens = query_tokens
         self.application_id = application_id
         self.session_lifetime = session_lifetime
@@ -431,7 +442,7 @@ class EntrustEmulator(EmulatorServer):
         strings (default: a 5x10 card derived from ``user_id``).
         """
         names = tuple(authenticators)
-        unsupported = set(names) - SUPPORTED_AUTHENTICATORS
+        unsupported = set(names) - SUPPORTED_AUTHENTICATORS - UNDRIVABLE_AUTHENTICATORS
         if unsupported:
             raise ValueError(f"unsupported authenticators: {sorted(unsupported)}")
         if first_factor not in (None, "EXTERNAL", "PASSWORD_AND_SECONDFACTOR"):
@@ -832,7 +843,7 @@ class EntrustEmulator(EmulatorServer):
             if path not in allowed:
                 raise _ApiError(403, "authenticator_not_available", f"{path} is not available")
             return self._new_txn(user), path
-        txn = self._txn_for(str(auth_token), "select")
+        txn = self._txn_for(str(auth_token), self._select_step(str(auth_token)))
         self._check_same_user(txn, body)
         factor = path
         if txn.user.first_factor == "PASSWORD_AND_SECONDFACTOR":
@@ -849,6 +860,17 @@ class EntrustEmulator(EmulatorServer):
         if factor not in txn.user.second_factors:
             raise _ApiError(403, "authenticator_not_available", f"{factor} is not available")
         return txn, factor
+
+    def _select_step(self, token: str) -> str:
+        """The step a select's ``authToken`` must be good for: ``select``, or, with
+        :attr:`reselect`, the ``complete`` of a running second-factor challenge (a new
+        select then resends it, or challenges another authenticator; the old challenge and
+        its token end)."""
+        txn = self._tokens.get(token)
+        running = txn is not None and txn.stage == "second" and txn.challenge is not None
+        if self.reselect and running and txn is not None and txn.next_step == "complete":
+            return "complete"
+        return "select"
 
     @staticmethod
     def _challenge_fields(user: EntrustUser, challenge: _Challenge) -> dict[str, Any]:

@@ -114,6 +114,7 @@ from mfa_fsm.core.errors import (
     IdpError,
     InvalidInput,
     MfaError,
+    ResendTooSoon,
     ResultUnavailable,
     SealedStateError,
     SealedStateStale,
@@ -156,6 +157,7 @@ FAILURES = {
     "locked": "Too many wrong answers: this sign-in method is now locked.",
     "cancelled": "You cancelled the sign-in.",
     "idp_error": "The identity provider ended the sign-in.",
+    "unavailable": "None of the sign-in methods the identity provider asked for can be used here.",
 }
 
 #: What a throttled step is, for people.
@@ -164,6 +166,12 @@ THROTTLED = {
     "send": "Too many requests were sent to your device",
     "answer": "Too many answers were tried",
 }
+
+#: The page's notice when the IdP refuses to send a code or request again.
+RESEND_REFUSED = (
+    "The identity provider would not send a new code or request. Use the one already "
+    "sent, try another way, or cancel and start again"
+)
 
 #: The one answer of the typed start form to every refusal (unknown user id, wrong password,
 #: locked or EXTERNAL-only account), so that it tells nobody which accounts exist.
@@ -710,8 +718,7 @@ class _Web:
         except Throttled as exc:
             return self._throttled(exc, handle=handle, wants_json=wants_json)
         except (IdpError, TransportError) as exc:
-            keep = {} if step in _SECRET_STEPS else {k: form(k) for k in ("factor", "delivery")}
-            return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
+            return self._idp_failed(exc, handle, step, carry, form, wants_json=wants_json)
         except StoreUnavailable as exc:
             return self._store_unavailable(handle, exc, wants_json=wants_json, step=step)
         except (UsageError, StoreError) as exc:
@@ -734,6 +741,44 @@ class _Web:
         if new_carry != carry:
             self._set_flow_cookie(response, handle, new_carry)
         return response
+
+    def _idp_failed(
+        self,
+        exc: IdpError | TransportError,
+        handle: str,
+        step: str,
+        carry: _Carry,
+        form: events.Form,
+        *,
+        wants_json: bool,
+    ) -> BaseResponse:
+        """A step the IdP did not take: a refused resend says so on its page; anything else
+        is the IdP being unavailable (503, with a retry form where no secret was typed)."""
+        if step == "resend" and isinstance(exc, IdpError) and not exc.transient:
+            # The IdP refused to send again; the code or request already sent still works.
+            return self._resend_refused(handle, carry, wants_json=wants_json)
+        keep = {} if step in _SECRET_STEPS else {k: form(k) for k in ("factor", "delivery")}
+        return self._unavailable(exc, handle, step, keep, wants_json=wants_json)
+
+    def _again(self, view: FlowView) -> Mapping[str, str] | None:
+        """The failed page's "try again" form (``POST /begin``, the start page's CSRF token)
+        when the application has a signed-in user to begin a new flow for; else ``None``."""
+        if view.state != "Failed" or view.failure == "unavailable":
+            return None
+        if self._vouched() is None:
+            return None
+        return {"url": self._url("begin"), "csrf": self._form_token(""), "provider": view.provider}
+
+    def _resend_refused(self, handle: str, carry: _Carry, *, wants_json: bool) -> BaseResponse:
+        """The IdP refused ``resend``: the flow is unchanged; its page (409) says so."""
+        log.info("mfa_fsm.web.resend_refused")
+        if wants_json:
+            response = jsonify(message=RESEND_REFUSED, location=self._url("flow", handle=handle))
+            response.status_code = 409
+            return response
+        return self._page(
+            handle, self.flows.view(carry), notice=RESEND_REFUSED, status=409, who=carry.who
+        )
 
     def _invalid(
         self,
@@ -1091,6 +1136,7 @@ class _Web:
         error: InvalidInput | None = None,
         status: int = 200,
         who: str | None = None,
+        notice: str | None = None,
     ) -> Response:
         challenge = view.challenge
         context = {
@@ -1103,6 +1149,12 @@ class _Web:
             "typed_first_factor": events.typed_first_factor(view),
             "can_choose": events.can_choose(view),
             "takes_code": events.takes_code(view),
+            "can_resend": events.can_resend(view),
+            "notice": notice,
+            # A fresh flow for the application's signed-in user, straight to the picker:
+            # "send another push" after one expired, "try another way" after any ending,
+            # with nothing the application vouched for asked again.
+            "again": self._again(view),
             "answers_as_list": events.answers_as_list(challenge),
             "failure_text": FAILURES.get(view.failure or "", "The sign-in ended."),
             "next_steps": events.next_steps(view),
@@ -1177,6 +1229,11 @@ class _Web:
             f"{THROTTLED.get(exc.action, 'Too many attempts')} in a short time. Nothing was "
             f"sent. Please try again in {wait} seconds (at {when})."
         )
+        if isinstance(exc, ResendTooSoon):
+            message = (
+                "A new code or request was sent a moment ago, so nothing was sent now. You "
+                f"can ask for another in {wait} seconds (at {when})."
+            )
         back_url = self._url("flow", handle=handle) if handle else None
         heading = "Please wait before trying again"
         return self._wait_answer(

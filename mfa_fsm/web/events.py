@@ -165,5 +165,17 @@ EVENTS: Mapping[str, tuple[str, Callable[[FlowView, Form], dict[str, Any]]]] = {
         lambda view, form: response_data(view, _form_answers(view, form, "response")),
     ),
     "poll": ("poll", lambda view, form: {}),
+    "resend": ("resend", lambda view, form: {}),
     "cancel": ("cancel", lambda view, form: {}),
 }
+
+
+def can_resend(view: FlowView) -> bool:
+    """Whether the page offers "send a new code / request" (``resend``): the challenge sent
+    something to the user's device and the flow takes ``resend`` now."""
+    challenge = view.challenge
+    return (
+        challenge is not None
+        and challenge.resend_at is not None
+        and "resend" in allowed_events(view)
+    )

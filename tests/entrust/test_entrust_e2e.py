@@ -246,13 +246,18 @@ def test_cancel_while_push_pending(login, entrust_emulator: EntrustEmulator) -> 
         client.send("poll")
 
 
-def test_no_second_selection(login, entrust_emulator: EntrustEmulator) -> None:
-    """Once a factor is chosen the picker is closed: IDaaS has rotated the token."""
+def test_another_selection_carries_the_current_token(
+    login, entrust_emulator: EntrustEmulator
+) -> None:
+    """Once a factor is chosen, picking another ("try another way") selects it with the
+    challenge's token: IDaaS rotated the first factor's at the first select."""
     client = login()
     through_first_factor(client)
     client.send("select_second_factor", factor="TOKENPUSH")
-    with pytest.raises(EventNotAllowed):
-        client.send("select_second_factor", factor="TOKEN")
+    held = client.restore().snapshot().context.token
+    view = client.send("select_second_factor", factor="TOKEN")
+    assert view.state == "SecondFactorSelected"
+    assert entrust_emulator.calls[-1].body["authToken"] == held
 
 
 def test_low_risk_completes_at_first_factor(login) -> None:

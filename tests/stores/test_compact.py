@@ -22,8 +22,11 @@ from tests.support.stores import StoreKit, new_flow_id
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-#: What a stored flow may cost beyond the secrets it must hold (issue: "plus 300 bytes").
-OVERHEAD_BUDGET = 300
+#: What a stored flow may cost beyond the secrets it must hold (issue: "plus 300 bytes"),
+#: plus 20 for the resend cooldown a code challenge now carries (``Challenge.resend_at``,
+#: about 10 packed bytes, 14 sealed characters; issue 11 item 6): the sealed token of this
+#: flow measured 1,483-1,487 characters without it and 1,496-1,502 with it.
+OVERHEAD_BUDGET = 320
 FLOWS = 60
 
 

@@ -45,6 +45,21 @@ def make_app(engine: Engine | SealedEngine, **options: Any) -> Flask:
     return app
 
 
+def flow_csrf(body: str) -> str | None:
+    """The CSRF token of a page's forms: the first one not in a form that begins a new flow
+    (``/begin``: the failure page's "Try again", whose token is the start page's); ``None``
+    when the page has no other form (the client keeps the token it had, as a browser keeps
+    the older page)."""
+    for form in body.split("<form")[1:]:
+        action = re.match(r'[^>]*action="([^"]*)"', form)
+        if action and action.group(1).endswith("/begin"):
+            continue
+        found = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        if found:
+            return found.group(1)
+    return None
+
+
 class Visitor:
     """One browser profile: cookies kept by the test client, the CSRF token read from pages."""
 
@@ -57,9 +72,9 @@ class Visitor:
     def _seen(self, response: TestResponse) -> TestResponse:
         body = response.get_data(as_text=True)
         self.bodies.append(body)
-        found = re.search(r'name="csrf_token" value="([^"]+)"', body)
+        found = flow_csrf(body)
         if found:
-            self.csrf = found.group(1)
+            self.csrf = found
         return response
 
     def get(self, url: str) -> TestResponse:
@@ -168,9 +183,9 @@ class Client:
         reply = self.session.request(
             method, self.base + path, data=data, timeout=10, allow_redirects=False
         )
-        found = re.search(r'name="csrf_token" value="([^"]+)"', reply.text)
+        found = flow_csrf(reply.text)
         if found:
-            self.csrf = found.group(1)
+            self.csrf = found
         return reply
 
     def get(self, path: str) -> requests.Response:

@@ -617,8 +617,10 @@ def test_concurrent_polling_and_approval(emu: EntrustEmulator) -> None:
 # -- tokens -----------------------------------------------------------------------------
 
 
-def test_old_tokens_are_refused(api: Api) -> None:
-    """Each token is good for the next step only: reusing an earlier one gets 401 invalid_token."""
+def test_old_tokens_are_refused(emu: EntrustEmulator, api: Api) -> None:
+    """Each token is good for the next step only: reusing an earlier one gets 401 invalid_token
+    (here on a tenant that takes no select during a running challenge, ``reselect=False``)."""
+    emu.reselect = False
     t1 = api.ok(api.query("jsmith"))["token"]
     t2 = api.ok(api.complete("EXTERNAL", t1))["token"]
     error(api.complete("EXTERNAL", t1), 401, "invalid_token")
@@ -627,6 +629,18 @@ def test_old_tokens_are_refused(api: Api) -> None:
     # A token for "complete" is not an authToken for "select", and vice versa.
     error(api.select("TOKEN", authToken=t3), 401, "invalid_token")
     error(api.complete("EXTERNAL", t3), 400, "invalid_authenticator")
+
+
+def test_a_running_challenge_token_selects_again(api: Api) -> None:
+    """With ``reselect`` (the default), the token of a running second-factor challenge also
+    selects: the same authenticator again (a resend: a new OTP) or another one; the old
+    challenge's token then stops working."""
+    t1 = api.ok(api.query("jsmith"))["token"]
+    t2 = api.ok(api.complete("EXTERNAL", t1))["token"]
+    t3 = api.ok(api.select("OTP", authToken=t2))["token"]
+    t4 = api.ok(api.select("OTP", authToken=t3))["token"]
+    error(api.select("TOKEN", authToken=t3), 401, "invalid_token")
+    api.ok(api.select("TOKEN", authToken=t4))
 
 
 def test_authorization_header_forms(api: Api) -> None:
@@ -766,7 +780,7 @@ def test_empty_emulator_and_custom_application() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"authenticators": ("FIDO",)},
+        {"authenticators": ("NOT_AN_AUTHENTICATOR",)},
         {"first_factor": "PASSWORD"},
         {"first_factor": "PASSWORD_AND_SECONDFACTOR"},
         {"otp_deliveries": ("PIGEON",)},

@@ -114,8 +114,9 @@ def test_choices_and_codes_offered_where_the_state_takes_them() -> None:
     assert events.takes_code(cyberark)
     push = Challenge(factor="TOKENPUSH", kind="push", prompt="Approve", accepts_code=False)
     entrust = view("entrust", "OobPending", choices=(choice,), challenge=push)
-    assert not events.can_choose(entrust)
+    assert events.can_choose(entrust)  # try another way: a select with the current token
     assert not events.takes_code(entrust)
+    assert not events.can_choose(view("entrust", "AwaitingFirstFactor", choices=(choice,)))
     assert not events.takes_code(view("entrust", "OobPending"))
 
 
