@@ -216,7 +216,7 @@ def make_async_steps(saved: str) -> Callable[[int], float]:
         started = time.perf_counter()
         for _ in range(count):
             flow = EntrustFlow.restore(saved, config=CONFIG, transport=transport)
-            await flow.send_async("submit_response", response="12345678")
+            await flow.send_async("submit_response", answer="12345678")
             assert flow.state == "Completed"
             flow.snapshot().to_json()
         return (time.perf_counter() - started) / count * 1e6
