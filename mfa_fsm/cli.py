@@ -126,7 +126,13 @@ def _cancel_at_idp(flow: Flow, term: Terminal) -> None:
     except MfaError as exc:  # the IdP transaction dies with its token anyway
         term.say(f"\ncould not cancel at the identity provider: {exc}")
         return
-    term.say("\ncancelled: the sign-in request was withdrawn at the identity provider")
+    if flow.calls:  # the cancel step itself reached the IdP (Entrust's complete or logout)
+        term.say("\ncancelled: the sign-in request was withdrawn at the identity provider")
+    else:  # the IdP documents no call that withdraws it (CyberArk, Duo): it times out there
+        term.say(
+            "\ncancelled here; the identity provider offers no call to withdraw the request, "
+            "so it ends there when it times out"
+        )
 
 
 def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:

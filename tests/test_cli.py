@@ -470,6 +470,22 @@ def test_login_checks_client_ip_before_any_prompt() -> None:
     assert "client_ip" in out.getvalue() and "User id" not in out.getvalue()
 
 
+def test_ctrl_c_where_the_idp_cannot_withdraw_a_push_says_so() -> None:
+    """Duo's Auth API has no call that withdraws a push: Ctrl-C ends the flow here and says
+    the request times out at Duo, never that it was withdrawn there."""
+    term = Terminal(
+        "login", "--provider", "duo", "--emulator", "--user", "dsmith",
+        "--first-factor-checked-by", "a test's own check",
+    )  # fmt: skip
+    term.expect(r"Second factor \[1-\d\]: ")
+    term.type("1")
+    term.expect(r"waiting for approval on your device")
+    term.process.send_signal(signal.SIGINT)
+    term.expect("cancelled here; the identity provider offers no call to withdraw the request")
+    assert term.close() == 130
+    assert "withdrawn at the identity provider" not in term.transcript
+
+
 def test_ctrl_c_while_a_push_is_pending_cancels_it_at_the_idp() -> None:
     """SIGINT during the wait for a push (a person pressing Ctrl-C): the command withdraws
     the push at IDaaS (complete with ``cancel: true``), says so, and exits 130; the push can

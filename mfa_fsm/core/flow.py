@@ -688,6 +688,9 @@ class Flow:
         self._check_data(event, data)
         if event == "resend":
             _check_resend(before, now)
+        elif event == "select_second_factor" and _same_factor_again(before, data):
+            # Picking the running factor again sends again: the resend cooldown holds.
+            _check_resend(before, now)
         action = self.throttle_action(before, event, data)
         if self.throttle is not None and action is not None:
             # Counted atomically before the IdP call, so parallel requests cannot all pass;
@@ -918,6 +921,17 @@ def _check_resend(snapshot: Snapshot, now: float) -> None:
         )
     if now < challenge.resend_at:
         raise ResendTooSoon(challenge.resend_at - now)
+
+
+def _same_factor_again(snapshot: Snapshot, data: Mapping[str, Any]) -> bool:
+    """Whether ``select_second_factor`` names the factor whose challenge is running and has
+    sent something (``resend_at`` set): a re-send by another name."""
+    challenge = snapshot.challenge
+    return (
+        challenge is not None
+        and challenge.resend_at is not None
+        and data.get("factor") == challenge.factor
+    )
 
 
 @attrs.frozen

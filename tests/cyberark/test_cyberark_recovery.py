@@ -90,6 +90,24 @@ def test_resend_inside_the_cooldown_is_refused_before_cyberark(
     assert actions(cyberark_emulator) == ["Answer", "StartOOB"]
 
 
+def test_picking_the_running_mechanism_again_keeps_the_cooldown(
+    login: Login, cyberark_emulator: CyberArkEmulator, clock: Clock
+) -> None:
+    """Selecting the running SMS mechanism again would StartOOB again: held to the resend
+    cooldown, no CyberArk call; after it, allowed."""
+    client = sms_pending(login)
+    before = client.saved
+    sms = pick(client.view, "SMS")
+    clock.advance(12.0)
+    with pytest.raises(ResendTooSoon):
+        client.send("select_second_factor", factor=sms)
+    assert client.saved == before
+    assert actions(cyberark_emulator) == ["Answer", "StartOOB"]
+    clock.advance(18.0)
+    assert client.send("select_second_factor", factor=sms).state == "OobPending"
+    assert actions(cyberark_emulator) == ["Answer", "StartOOB", "StartOOB"]
+
+
 def test_resend_of_a_push_and_number_matching(
     login: Login, cyberark_emulator: CyberArkEmulator, clock: Clock
 ) -> None:

@@ -97,3 +97,24 @@ def test_another_way_from_a_pending_push_to_a_passcode(duo_emulator: DuoEmulator
     assert view.state == "SecondFactorSelected"
     code = duo_emulator.passcode("jsmith")
     assert flow.send("submit_response", answer=code).state == "Completed"
+
+
+@pytest.mark.parametrize("factor", ["sms", "push"])
+def test_picking_the_running_factor_again_keeps_the_cooldown(
+    duo_emulator: DuoEmulator, factor: str
+) -> None:
+    """select_second_factor naming the factor already running sends again: it is held to
+    the resend cooldown (ResendTooSoon, no Duo call); another factor is still allowed."""
+    clock = Clock()
+    flow = picker(duo_emulator, clock)
+    view = flow.send("select_second_factor", factor=factor)
+    assert view.challenge is not None
+    running = view.challenge.factor
+    before, calls = flow.snapshot(), len(duo_emulator.calls)
+    clock.now += 10
+    for named in (factor, running):  # by kind, and by the choice's own id
+        with pytest.raises(ResendTooSoon):
+            flow.send("select_second_factor", factor=named)
+    assert flow.snapshot() == before and len(duo_emulator.calls) == calls
+    clock.now += 20
+    assert flow.send("select_second_factor", factor=factor).version == before.version + 1

@@ -265,3 +265,20 @@ def test_resend_and_another_way_over_both_drivers(
     )
     view = driver.send(flow, "submit_response", answer=DEMO_TOKEN_CODE)
     assert view.state == "Completed"
+
+
+@pytest.mark.parametrize("factor", ["OTP", "TOKENPUSH"])
+def test_picking_the_running_factor_again_keeps_the_cooldown(
+    entrust_emulator: EntrustEmulator, clock: Clock, factor: str
+) -> None:
+    """Selecting the factor already running re-sends it: held to the resend cooldown before
+    any IDaaS call; once the cooldown has passed it is allowed, like resend."""
+    flow = started(entrust_emulator, clock, factor)
+    before, calls = flow.snapshot(), len(entrust_emulator.calls)
+    clock.advance(10.0)
+    with pytest.raises(ResendTooSoon) as caught:
+        flow.send("select_second_factor", factor=factor)
+    assert caught.value.retry_after == pytest.approx(20.0)
+    assert flow.snapshot() == before and len(entrust_emulator.calls) == calls
+    clock.advance(20.0)
+    assert flow.send("select_second_factor", factor=factor).version == before.version + 1
