@@ -27,13 +27,19 @@ IdpReplyError, the engine's claim refusal), the driver throws that exception *in
 generator at the ``yield``, so a handler's ``try``/``except`` around ``yield from`` works as it
 would around a blocking call. Each request the transport was asked to send is noted as a
 :class:`CallRecord` (path, status, milliseconds) for the step's log line.
+
+Tracing: :func:`mfa_fsm.otel.instrument` sets :data:`tracing`, which then hears of every
+flow step (:func:`traced_step`, opened by ``Flow.start`` and ``Flow.send`` and their async
+twins) and of every request a driver sent. Left ``None`` (the default), a step pays one
+attribute look-up and nothing of OpenTelemetry is imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import attrs
 
@@ -50,6 +56,7 @@ __all__ = [
     "pause",
     "returned",
     "send",
+    "traced_step",
 ]
 
 T = TypeVar("T")
@@ -82,6 +89,47 @@ class CallRecord:
     path: str
     status: int | None
     ms: float
+
+
+class Tracing(Protocol):
+    """What :data:`tracing` holds: told of each flow step and each IdP request
+    (:class:`mfa_fsm.otel.FlowTracing` is the implementation)."""
+
+    def step(
+        self, flow: Any, event: str, before: Any
+    ) -> contextlib.AbstractContextManager[Callable[[Any], Any]]:
+        """A context around one step of ``flow`` (a flow, or for ``start`` its class) taking
+        ``event`` (``"start"`` for the opening) from the ``before`` snapshot (``None`` for the
+        opening). It yields a function the step passes its result through (the opening's
+        flow, or the step's ``(event taken, outcome)``) and ends with the step."""
+
+    def call(
+        self, request: HttpRequest, status: int | None, error: BaseException | None, started: float
+    ) -> None:
+        """One request a driver sent: the reply's HTTP ``status`` (``None``: no reply; then
+        ``error`` is what the transport raised), ``started`` its ``perf_counter`` start."""
+
+
+#: The tracing installed by :func:`mfa_fsm.otel.instrument`; ``None``: no tracing (default).
+tracing: Tracing | None = None
+
+
+def _passed(result: T) -> T:
+    return result
+
+
+_UNTRACED = contextlib.nullcontext(_passed)
+
+
+def traced_step(
+    flow: Any, event: str, before: Any = None
+) -> contextlib.AbstractContextManager[Callable[[T], T]]:
+    """The installed :data:`tracing`'s context around one step (see :class:`Tracing`), or one
+    that does nothing (yields a function returning its argument) when none is installed."""
+    installed = tracing
+    if installed is None:
+        return _UNTRACED
+    return installed.step(flow, event, before)
 
 
 def send(request: HttpRequest) -> Exchange[HttpResponse]:
@@ -170,6 +218,8 @@ def drive(
                 error = exc
             if calls is not None:
                 calls.append(_record(step, status, started))
+            if tracing is not None:
+                tracing.call(step, status, error, started)
     finally:
         exchange.close()
 
@@ -225,6 +275,8 @@ async def drive_async(
                 error = exc
             if calls is not None:
                 calls.append(_record(step, status, started))
+            if tracing is not None:
+                tracing.call(step, status, error, started)
     finally:
         exchange.close()
 

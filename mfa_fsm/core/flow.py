@@ -92,7 +92,7 @@ from mfa_fsm.core.errors import (
     UnmodelledOutcome,
     UsageError,
 )
-from mfa_fsm.core.exchange import CallRecord, Exchange, drive, drive_async, returned
+from mfa_fsm.core.exchange import CallRecord, Exchange, drive, drive_async, returned, traced_step
 from mfa_fsm.core.fields import choice_kinds, neutral_fields, resolve_factor
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import client_address
@@ -475,7 +475,8 @@ class Flow:
         options = cls._opening_options(args, options)
         transport = cls._sync_transport_for(options.get("transport"), options["config"])
         opening = cls.opening(**{**options, "transport": transport})
-        flow: Self = drive(returned(opening), transport)
+        with traced_step(cls, "start") as traced:
+            flow: Self = traced(drive(returned(opening), transport))
         return flow
 
     @classmethod
@@ -487,7 +488,8 @@ class Flow:
         """
         options = cls._opening_options(args, options)
         transport = cls._async_transport_for(options.get("transport"))
-        flow: Self = await drive_async(returned(cls.opening(**options)), transport)
+        with traced_step(cls, "start") as traced:
+            flow: Self = traced(await drive_async(returned(cls.opening(**options)), transport))
         return flow
 
     @classmethod
@@ -631,9 +633,9 @@ class Flow:
         prepared = self._prepare(event, client_ip)
         transport = self._sync_transport_for(self._transport, self.config)
         self._transport = transport  # the shared default, once looked up
-        with self._bounded():
-            taken, outcome = drive(self._step(prepared, data), transport, calls=self._calls)
-        return self._commit(prepared, taken, outcome)
+        with self._bounded(), traced_step(self, event, prepared.before) as traced:
+            taken, outcome = traced(drive(self._step(prepared, data), transport, calls=self._calls))
+            return self._commit(prepared, taken, outcome)
 
     @checked
     async def send_async(
@@ -647,11 +649,11 @@ class Flow:
         data = neutral_fields(event, data, stacklevel=3)  # past checked's async wrapper
         prepared = self._prepare(event, client_ip)
         transport = self._async_transport_for(self._transport)
-        with self._bounded():
-            taken, outcome = await drive_async(
-                self._step(prepared, data), transport, calls=self._calls
+        with self._bounded(), traced_step(self, event, prepared.before) as traced:
+            taken, outcome = traced(
+                await drive_async(self._step(prepared, data), transport, calls=self._calls)
             )
-        return self._commit(prepared, taken, outcome)
+            return self._commit(prepared, taken, outcome)
 
     def _prepare(self, event: str, client_ip: str | None) -> _Prepared:
         """The checks made before the step's deadline opens: the address, a known event, a

@@ -74,6 +74,14 @@ def flow_ref(flow_id: str) -> str:
     return digest.hex()[:16]
 
 
+def flow_digest(flow_id: str, purpose: str) -> bytes:
+    """HMAC-SHA256 under the log key of ``purpose``, a NUL byte and ``flow_id`` (32 bytes):
+    a keyed value per flow for another ``purpose`` than :func:`flow_ref` (the OpenTelemetry
+    trace id of :mod:`mfa_fsm.otel`), equally impossible to turn back into the id."""
+    message = purpose.encode("utf-8") + b"\0" + flow_id.encode("utf-8", "surrogatepass")
+    return (_hmac_digest or _load_hmac())(_key, message, "sha256")
+
+
 #: hmac.digest, imported with the first reference (hmac loads hashlib and OpenSSL's hashes).
 _hmac_digest: Callable[[bytes, bytes, str], bytes] | None = None
 
