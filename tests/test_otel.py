@@ -31,6 +31,7 @@ from mfa_fsm import (
     TransportError,
     flow_ref,
     otel,
+    set_log_key,
 )
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.testing import CyberArkEmulator
@@ -384,8 +385,6 @@ def test_uninstrumented_steps_write_nothing(
 def test_flow_root_follows_the_log_key() -> None:
     """The flow root is the same for the same id and key (every process sharing
     MFA_FSM_LOG_KEY agrees on a login's trace), and another key gives another trace."""
-    from mfa_fsm import set_log_key
-
     try:
         set_log_key("k" * 32)
         first = otel.flow_root("flow-1")
