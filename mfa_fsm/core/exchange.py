@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 import attrs
 
@@ -91,23 +91,30 @@ class CallRecord:
     ms: float
 
 
-class Tracing(Protocol):
-    """What :data:`tracing` holds: told of each flow step and each IdP request
-    (:class:`mfa_fsm.otel.FlowTracing` is the implementation)."""
+if TYPE_CHECKING:  # a Protocol class costs import time; only the type checker needs it
 
-    def step(
-        self, flow: Any, event: str, before: Any
-    ) -> contextlib.AbstractContextManager[Callable[[Any], Any]]:
-        """A context around one step of ``flow`` (a flow, or for ``start`` its class) taking
-        ``event`` (``"start"`` for the opening) from the ``before`` snapshot (``None`` for the
-        opening). It yields a function the step passes its result through (the opening's
-        flow, or the step's ``(event taken, outcome)``) and ends with the step."""
+    class Tracing(Protocol):
+        """What :data:`tracing` holds: told of each flow step and each IdP request
+        (:class:`mfa_fsm.otel.FlowTracing` is the implementation)."""
 
-    def call(
-        self, request: HttpRequest, status: int | None, error: BaseException | None, started: float
-    ) -> None:
-        """One request a driver sent: the reply's HTTP ``status`` (``None``: no reply; then
-        ``error`` is what the transport raised), ``started`` its ``perf_counter`` start."""
+        def step(
+            self, flow: Any, event: str, before: Any
+        ) -> contextlib.AbstractContextManager[Callable[[Any], Any]]:
+            """A context around one step of ``flow`` (a flow, or for ``start`` its class)
+            taking ``event`` (``"start"`` for the opening) from the ``before`` snapshot
+            (``None`` for the opening). It yields a function the step passes its result
+            through (the opening's flow, or the step's ``(event taken, outcome)``) and ends
+            with the step."""
+
+        def call(
+            self,
+            request: HttpRequest,
+            status: int | None,
+            error: BaseException | None,
+            started: float,
+        ) -> None:
+            """One request a driver sent: the reply's HTTP ``status`` (``None``: no reply; then
+            ``error`` is what the transport raised), ``started`` its ``perf_counter`` start."""
 
 
 #: The tracing installed by :func:`mfa_fsm.otel.instrument`; ``None``: no tracing (default).
