@@ -7,6 +7,7 @@ async one (httpx); every step restores the flow from JSON, as a stateless web ha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -23,11 +24,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mfa_fsm import (
+    AsyncEngine,
+    AsyncMemoryStore,
     CyberArkFlow,
+    Engine,
     EntrustConfig,
     EntrustFlow,
     EventNotAllowed,
+    HttpxTransport,
     IdpError,
+    MemoryStore,
     TransportError,
     flow_ref,
     otel,
@@ -269,6 +275,52 @@ def test_cyberark_push_polled_to_approval(
         ({**provider, "mfa_fsm.outcome": "completed"}, (1, 2))
     ]
     assert_no_leak(telemetry, recorder, flow_id, "alice-password")
+
+
+def test_engine_logins_are_traced(
+    telemetry: Telemetry, entrust_emulator: EntrustEmulator, recorder: SecretRecorder
+) -> None:
+    """Through Engine (memory store) and AsyncEngine (async memory store, httpx) each login is
+    one trace of its own: the engines' steps are the flows' steps."""
+    config = entrust_config(entrust_emulator)
+    user = VerifiedUser("jsmith", checked_by="the test")
+
+    engine = Engine(MemoryStore(), [config], transport=recorder)
+    view = engine.start("entrust", verified_user=user)
+    engine.send(view.flow_id, "submit_first_factor")
+    engine.send(view.flow_id, "select_second_factor", factor="OTP")
+    otp = entrust_emulator.last_otp("jsmith")
+    assert otp is not None
+    assert engine.send(view.flow_id, "submit_response", answer=otp).state == "Completed"
+
+    async def async_login() -> str:
+        async with HttpxTransport() as transport:
+            engine = AsyncEngine(AsyncMemoryStore(), [config], transport=transport)
+            view = await engine.start("entrust", verified_user=user)
+            await engine.send(view.flow_id, "submit_first_factor")
+            await engine.send(view.flow_id, "cancel")
+            return view.flow_id
+
+    async_flow = asyncio.run(async_login())
+
+    by_trace: dict[int, list[str]] = {}
+    for span in telemetry.steps():
+        by_trace.setdefault(span.context.trace_id, []).append(span.name.removeprefix("mfa_fsm "))
+    assert by_trace == {
+        otel.flow_root(view.flow_id).trace_id: [
+            "start",
+            "submit_first_factor",
+            "select_second_factor",
+            "submit_response",
+        ],
+        otel.flow_root(async_flow).trace_id: ["start", "submit_first_factor", "cancel"],
+    }
+    metrics = telemetry.metrics()
+    assert metrics["mfa_fsm.flows.started"] == [({"mfa_fsm.provider": "entrust"}, 2)]
+    assert metrics["mfa_fsm.flows.failed"] == [
+        ({"mfa_fsm.provider": "entrust", "mfa_fsm.failure": "cancelled"}, 1)
+    ]
+    assert_no_leak(telemetry, recorder, view.flow_id, otp)
 
 
 def test_push_past_its_deadline_fails_by_reason(
