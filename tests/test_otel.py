@@ -40,7 +40,9 @@ from mfa_fsm import (
     set_log_key,
 )
 from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
 from mfa_fsm.testing import CyberArkEmulator
+from mfa_fsm.testing.duo import DuoEmulator
 from mfa_fsm.testing.entrust import EntrustEmulator
 from mfa_fsm.testing.leaks import SecretRecorder, find_leaks
 from tests.support.cyberark import Clock, pick
@@ -323,6 +325,42 @@ def test_engine_logins_are_traced(
     assert_no_leak(telemetry, recorder, view.flow_id, otp)
 
 
+def test_duo_push_polls_carry_no_query(telemetry: Telemetry, recorder: SecretRecorder) -> None:
+    """Duo's status polls are GETs whose query holds the transaction id (a secret): their
+    spans carry the declared template, never the query, and the histogram counts them."""
+    with DuoEmulator() as emulator:
+        creds = emulator.credentials
+        config = DuoConfig(
+            credentials=DuoCredentials(creds.integration_key, creds.secret_key, creds.api_hostname),
+            base_url=emulator.base_url,
+            poll_interval=0.0,
+        )
+        flow = DuoFlow.start(
+            config=config,
+            verified_user=VerifiedUser("jsmith", checked_by="the test"),
+            transport=recorder,
+        )
+        flow.send("submit_first_factor")
+        push = next(choice.id for choice in flow.view().choices if choice.kind == "push")
+        flow.send("select_second_factor", factor=push)
+        assert flow.send("poll").state == "OobPending"
+        emulator.answer("jsmith", "approve")
+        assert flow.send("poll").state == "Completed"
+
+    polls = [span for span in telemetry.steps() if span.name == "mfa_fsm poll"]
+    assert len(polls) == 2
+    for span in polls:
+        (http,) = telemetry.children(span)
+        assert http.name == "GET /auth/v2/auth_status"
+        assert dict(http.attributes or {})["url.template"] == "/auth/v2/auth_status"
+    assert "?" not in "\n".join(telemetry.texts())
+    assert telemetry.metrics()["mfa_fsm.approval.polls"] == [
+        ({"mfa_fsm.provider": "duo", "mfa_fsm.outcome": "completed"}, (1, 2))
+    ]
+    assert any(len(secret) > 20 for secret in recorder.secrets)  # the txid, among others
+    assert_no_leak(telemetry, recorder, flow.flow_id)
+
+
 def test_push_past_its_deadline_fails_by_reason(
     telemetry: Telemetry, recorder: SecretRecorder
 ) -> None:
@@ -457,6 +495,7 @@ def test_without_instrument_opentelemetry_is_never_imported() -> None:
         import json, sys
         from mfa_fsm import EntrustConfig, EntrustFlow
         from mfa_fsm.core.identity import VerifiedUser
+from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
         from mfa_fsm.testing.entrust import EntrustEmulator
 
         with EntrustEmulator() as emulator:
