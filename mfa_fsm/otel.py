@@ -41,6 +41,10 @@ One span per flow step, ``Flow.start`` and every ``Flow.send``, sync or async, n
                                         span's status is then ``ERROR``; no message)
 ======================================  ================================================
 
+An event refused before its step begins (an unknown event name, any event once the flow has
+ended, a call ``start`` would refuse) writes no span; every other refusal or failure is a
+step span with an error.
+
 Each IdP request is a child span of its step (kind ``CLIENT``), named ``METHOD template``
 with the OpenTelemetry HTTP semantic conventions' attributes: ``http.request.method``,
 ``url.template``, ``server.address``, ``server.port``, ``http.response.status_code`` and, on

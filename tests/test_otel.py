@@ -495,7 +495,6 @@ def test_without_instrument_opentelemetry_is_never_imported() -> None:
         import json, sys
         from mfa_fsm import EntrustConfig, EntrustFlow
         from mfa_fsm.core.identity import VerifiedUser
-from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
         from mfa_fsm.testing.entrust import EntrustEmulator
 
         with EntrustEmulator() as emulator:
