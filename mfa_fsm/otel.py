@@ -137,11 +137,15 @@ _OOB_PENDING = "OobPending"
 log = LazyLogger("mfa_fsm")
 
 
-@attrs.define
+@attrs.frozen
 class _Call:
-    """One IdP request of a step: what its span says, and when it ran (epoch nanoseconds)."""
+    """One IdP request of a step: what its span says (never the URL's query, a header or a
+    body: the request itself is not kept), and when it ran (epoch nanoseconds)."""
 
-    request: HttpRequest
+    method: str
+    path: str
+    host: str | None
+    port: int | None
     status: int | None
     error: str | None
     start_ns: int
@@ -253,9 +257,13 @@ class FlowTracing:
         step = _CURRENT.get()
         if step is None:
             return
+        url = urllib.parse.urlsplit(request.url)
         step.calls.append(
             _Call(
-                request,
+                request.method.upper(),
+                request.path,
+                url.hostname,
+                url.port or {"https": 443, "http": 80}.get(url.scheme),
                 status,
                 None if error is None else _error_type(error),
                 step.epoch_ns(started),
@@ -326,7 +334,7 @@ class FlowTracing:
                 attributes["mfa_fsm.failure"] = after.failure
         if step.calls:
             last = step.calls[-1]
-            method, template = self._template(flow_class, last.request)
+            method, template = self._template(flow_class, last.method, last.path)
             attributes["mfa_fsm.idp.call"] = f"{method} {template}"
             if last.status is not None:
                 attributes["mfa_fsm.idp.status_code"] = last.status
@@ -336,18 +344,15 @@ class FlowTracing:
         return attributes, outcome
 
     def _write_call(self, flow_class: type, call: _Call, inside: Any) -> None:
-        request = call.request
-        method, template = self._template(flow_class, request)
-        url = urllib.parse.urlsplit(request.url)
+        method, template = self._template(flow_class, call.method, call.path)
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method,
             "url.template": template,
         }
-        if url.hostname:
-            attributes["server.address"] = url.hostname
-            port = url.port or {"https": 443, "http": 80}.get(url.scheme)
-            if port is not None:
-                attributes["server.port"] = port
+        if call.host:
+            attributes["server.address"] = call.host
+            if call.port is not None:
+                attributes["server.port"] = call.port
         error = call.error
         if call.status is not None:
             attributes["http.response.status_code"] = call.status
@@ -388,17 +393,16 @@ class FlowTracing:
                 # The context counts the polls answered "pending"; this one ended the wait.
                 self.polls.record(polls + 1, {**labels, "mfa_fsm.outcome": outcome})
 
-    def _template(self, flow_class: type, request: HttpRequest) -> tuple[str, str]:
-        """``(method, template)`` of ``request``: the declared template its path fits, or
-        its path (which the log lines carry as ``idp_path``; never the query)."""
+    def _template(self, flow_class: type, method: str, path: str) -> tuple[str, str]:
+        """``(method, template)`` of a request: the declared template its path fits, or its
+        path (which the log lines carry as ``idp_path``; a request's path has no query)."""
         templates = self._templates.get(flow_class)
         if templates is None:
             templates = self._templates[flow_class] = _declared_templates(flow_class)
-        method = request.method.upper()
         for declared_method, pattern, template in templates:
-            if declared_method == method and pattern.fullmatch(request.path):
+            if declared_method == method and pattern.fullmatch(path):
                 return method, template
-        return method, request.path
+        return method, path
 
 
 def _declared_templates(flow_class: type) -> tuple[tuple[str, re.Pattern[str], str], ...]:

@@ -61,10 +61,10 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
+        self.tracer_provider = TracerProvider(shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
@@ -516,3 +516,38 @@ def test_without_instrument_opentelemetry_is_never_imported() -> None:
     )
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == {"state": "Completed", "otel": []}
+
+
+class _BrokenTracer(trace.Tracer):
+    """A tracer whose every span fails, as a misconfigured SDK or exporter might."""
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        raise RuntimeError("the tracer is broken")
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the tracer is broken")
+
+
+class _BrokenTracerProvider(trace.TracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _BrokenTracer()
+
+
+def test_broken_telemetry_never_breaks_a_login(
+    entrust_emulator: EntrustEmulator,
+    recorder: SecretRecorder,
+    leak_guard: list[dict[str, object]],
+) -> None:
+    """When writing a span fails, the step still succeeds, exactly as without tracing, and
+    the failure is logged by its class."""
+    meters = MeterProvider(shutdown_on_exit=False)
+    otel.instrument(tracer_provider=_BrokenTracerProvider(), meter_provider=meters)
+    try:
+        client = entrust_login(entrust_emulator, recorder)
+        assert client.send("submit_first_factor").state == "AwaitingSecondFactor"
+    finally:
+        otel.uninstrument()
+        meters.shutdown()
+    failures = [event for event in leak_guard if event["event"] == "mfa_fsm.otel_failed"]
+    assert [event["error"] for event in failures] == ["RuntimeError", "RuntimeError"]
+    assert [event["log_level"] for event in failures] == ["warning", "warning"]
