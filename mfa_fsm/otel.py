@@ -55,10 +55,12 @@ fits it, else the request's path, the same value the step's log line carries as
 is a secret: no answer, code, token, cookie, session id, user name or flow id, and no error
 message, only an error's class.
 
-Spans are written when the step ends, with the step's own start and end times: the step's
-IdP requests are timed as they are sent and become child spans then. (So a span another
-instrumentation opens during a step, such as ``requests``' own, is a sibling of the step's
-span, not its child.)
+A ``send``'s span is opened as the step begins and is the current span while it runs, so a
+span or log line another instrumentation makes meanwhile belongs to the step (the
+``mfa_fsm.transition`` log line included). The IdP requests are timed as they are sent and
+written as child spans when the step ends (a span ``requests``' or ``httpx``' own
+instrumentation opens is their sibling, under the step). ``start`` learns the flow's id only
+at its end, so its span is written then, with the step's own start time, in the flow's trace.
 
 One login, one trace
 --------------------
@@ -113,6 +115,7 @@ from mfa_fsm.core.http import HttpRequest
 from mfa_fsm.core.logref import LazyLogger, flow_digest, flow_ref
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import metrics, trace
     from opentelemetry.util.types import AttributeValue
 except ImportError as missing:  # pragma: no cover - the extra is installed in the suite
@@ -165,6 +168,10 @@ class _Step:
     start_perf: float
     calls: list[_Call] = attrs.field(factory=list)
     result: Any = None
+    #: the step's span, when it was opened as the step began (a ``send``)
+    span: trace.Span | None = None
+    #: whether opening the span failed (then nothing more is written for the step)
+    broken: bool = False
 
     def passed(self, result: Any) -> Any:
         """Keep ``result`` (the opening's flow, or ``(event taken, outcome)``) and return it."""
@@ -233,9 +240,23 @@ class FlowTracing:
 
     @contextlib.contextmanager
     def step(self, flow: Any, event: str, before: Any) -> Iterator[Callable[[Any], Any]]:
-        """Around one step: note its requests, then write its spans and metrics."""
+        """Around one step: note its requests, then write its spans and metrics.
+
+        A ``send`` knows its flow from the start, so its span is opened at once and is the
+        current span while the step runs (a span or a log line made meanwhile, by another
+        instrumentation, belongs to the step); ``start`` learns its flow id only at its end,
+        so its span is written then, with the step's start time, in the flow's trace.
+        """
         step = _Step(flow, event, before, time.time_ns(), time.perf_counter())
         token = _CURRENT.set(step)
+        attached: contextvars.Token[Any] | None = None
+        if before is not None:
+            try:
+                step.span = self._open(step, before)
+                attached = otel_context.attach(trace.set_span_in_context(step.span))
+            except Exception as exc:  # telemetry never breaks a login
+                step.broken = True
+                log.warning("mfa_fsm.otel_failed", error=type(exc).__name__)
         error: BaseException | None = None
         try:
             yield step.passed
@@ -245,10 +266,13 @@ class FlowTracing:
         finally:
             _CURRENT.reset(token)
             end_ns = time.time_ns()
-            try:
-                self._write(step, error, end_ns)
-            except Exception as exc:  # telemetry never breaks a login
-                log.warning("mfa_fsm.otel_failed", error=type(exc).__name__)
+            if attached is not None:
+                otel_context.detach(attached)
+            if not step.broken:
+                try:
+                    self._write(step, error, end_ns)
+                except Exception as exc:  # telemetry never breaks a login
+                    log.warning("mfa_fsm.otel_failed", error=type(exc).__name__)
 
     def call(
         self, request: HttpRequest, status: int | None, error: BaseException | None, started: float
@@ -273,24 +297,21 @@ class FlowTracing:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _write(self, step: _Step, error: BaseException | None, end_ns: int) -> None:
-        flow, before = step.flow, step.before
-        opened = flow if before is not None else (step.result if error is None else None)
-        after = opened.snapshot() if opened is not None else None
-        flow_class: Any = flow if isinstance(flow, type) else type(flow)
-        attributes, outcome = self._step_attributes(step, flow_class, after, error)
-
-        known = before if before is not None else after
+    def _open(self, step: _Step, known: Any) -> trace.Span:
+        """The step's span, begun at its start: in the current span if one is open (the
+        request's), else in the flow's trace under its flow root; linked to the flow root.
+        ``known`` is a snapshot of the flow (``None``: the flow is unknown, a failed
+        ``start``, so the span is only in the current context)."""
         parent: Any = None  # the current context: the request's span, if one is open
         links: list[trace.Link] = []
+        attributes: dict[str, AttributeValue] = {}
         if known is not None:
             attributes["mfa_fsm.flow_ref"] = flow_ref(known.flow_id)
             root = flow_root(known.flow_id)
             links.append(trace.Link(root))
             if not trace.get_current_span().get_span_context().is_valid:
                 parent = trace.set_span_in_context(trace.NonRecordingSpan(root))
-
-        span = self.tracer.start_span(
+        return self.tracer.start_span(
             f"mfa_fsm {step.event}",
             context=parent,
             kind=trace.SpanKind.INTERNAL,
@@ -298,6 +319,15 @@ class FlowTracing:
             links=links,
             start_time=step.start_ns,
         )
+
+    def _write(self, step: _Step, error: BaseException | None, end_ns: int) -> None:
+        flow, before = step.flow, step.before
+        opened = flow if before is not None else (step.result if error is None else None)
+        after = opened.snapshot() if opened is not None else None
+        flow_class: Any = flow if isinstance(flow, type) else type(flow)
+        attributes, outcome = self._step_attributes(step, flow_class, after, error)
+        span = step.span if step.span is not None else self._open(step, after)
+        span.set_attributes(attributes)
         inside = trace.set_span_in_context(span)
         for call in step.calls:
             self._write_call(flow_class, call, inside)

@@ -71,7 +71,13 @@ class Telemetry:
 
     def steps(self) -> list[ReadableSpan]:
         """The step spans, in the order the steps started."""
-        found = [span for span in self.spans() if span.kind is trace.SpanKind.INTERNAL]
+        found = [
+            span
+            for span in self.spans()
+            if span.instrumentation_scope is not None
+            and span.instrumentation_scope.name == otel.SCOPE
+            and span.kind is trace.SpanKind.INTERNAL
+        ]
         return sorted(found, key=lambda span: span.start_time or 0)
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
@@ -551,3 +557,38 @@ def test_broken_telemetry_never_breaks_a_login(
     failures = [event for event in leak_guard if event["event"] == "mfa_fsm.otel_failed"]
     assert [event["error"] for event in failures] == ["RuntimeError", "RuntimeError"]
     assert [event["log_level"] for event in failures] == ["warning", "warning"]
+
+
+class _InstrumentedTransport:
+    """A transport that opens a span of its own around each request, as the ``requests``
+    instrumentation of OpenTelemetry would."""
+
+    def __init__(self, inner: SecretRecorder, tracer: trace.Tracer) -> None:
+        self.inner = inner
+        self.tracer = tracer
+
+    def send(self, request: Any) -> Any:
+        with self.tracer.start_as_current_span("requests POST"):
+            return self.inner.send(request)
+
+
+def test_a_send_step_span_is_current_while_it_runs(
+    telemetry: Telemetry, entrust_emulator: EntrustEmulator, recorder: SecretRecorder
+) -> None:
+    """A span another instrumentation opens during a ``send`` is a child of the step's span
+    (the step's span is current while it runs), next to the step's own IdP request span."""
+    transport = _InstrumentedTransport(
+        recorder, telemetry.tracer_provider.get_tracer("requests instrumentation")
+    )
+    config = entrust_config(entrust_emulator)
+    flow = EntrustFlow.start(
+        config=config, verified_user=VerifiedUser("jsmith"), transport=transport
+    )
+    flow.send("submit_first_factor")
+    step = telemetry.steps()[-1]
+    children = telemetry.children(step)
+    assert sorted(span.name for span in children) == [
+        f"POST {ENTRUST_COMPLETE}",
+        "requests POST",
+    ]
+    assert {span.context.trace_id for span in children} == {otel.flow_root(flow.flow_id).trace_id}
