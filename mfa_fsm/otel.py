@@ -78,7 +78,9 @@ alike. As for ``flow_ref`` in log lines, the processes of one application agree 
 trace id only when they share the log key (``MFA_FSM_LOG_KEY``, or
 :func:`~mfa_fsm.set_log_key`); without it each process draws its own. The flow root itself
 is never exported (no process holds it to end), so a trace viewer shows the steps under a
-missing root. It is marked sampled: a parent-based sampler keeps every step of a login.
+missing root. It is marked sampled, so a parent-based sampler keeps every step of a login
+whole (a ratio sampler at the root does not thin logins: sample mfa_fsm's steps, scope
+``mfa_fsm``, with a sampler of your own if they are too many).
 
 Metrics
 -------
