@@ -251,7 +251,7 @@ class FlowTracing:
         """
         step = _Step(flow, event, before, time.time_ns(), time.perf_counter())
         token = _CURRENT.set(step)
-        attached: contextvars.Token[Any] | None = None
+        attached: Any = None  # attach's token (its type differs between API versions)
         if before is not None:
             try:
                 step.span = self._open(step, before)
