@@ -177,7 +177,7 @@ def test_login_with_password_hides_it_and_retries() -> None:
 
 
 def test_login_failure_exits_1() -> None:
-    """A login that ends Failed says why and exits 1."""
+    """A login that ends Failed says why, offers to start again, and exits 1 on "no"."""
     term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
     term.expect("Demo application password: ")
     term.type("jsmith-app-password")
@@ -187,6 +187,8 @@ def test_login_failure_exits_1() -> None:
         term.expect(r"Code from your token or authenticator app[^:]*: ")
         term.type("00000000")
     term.expect(r"Login failed \(locked\)")
+    term.expect(r"Start again for jsmith\? \[y/N\]: ")
+    term.type("")
     assert term.close() == 1
 
 
