@@ -25,6 +25,7 @@ import hmac
 import importlib
 import ipaddress
 import logging
+import math
 import os
 import select
 import signal
@@ -297,7 +298,8 @@ def _resend(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
         view = flow.send("resend")
     except ResendTooSoon as exc:
         sent = "code" if view.state == "SecondFactorSelected" else "request"
-        term.say(f"A new {sent} was sent a moment ago; ask again in {exc.retry_after:.0f} s.")
+        wait = math.ceil(exc.retry_after)
+        term.say(f"A new {sent} was sent a moment ago; ask again in {wait} s.")
         return view
     except IdpError as exc:
         if exc.transient:
