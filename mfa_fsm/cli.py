@@ -147,7 +147,9 @@ class Terminal:
         ended.
 
         A terminal or pipe is asked with ``select`` (POSIX) whether a read would block; a
-        stream without a file descriptor (a script's ``StringIO``) is simply read."""
+        stream without a file descriptor (a script's ``StringIO``) is simply read. On a pipe
+        that stays open, a line already read ahead into Python's buffer is seen only with
+        the next input or the end of input (a terminal delivers one line per read)."""
         if self._ended:
             return None
         try:

@@ -639,7 +639,7 @@ class Flow:
         """
         options = self._again_options(verified_user, client_ip, flow_id)
         flow = type(self).start(**options)
-        if _vouched_first_factor_due(flow.view(), verified_user):
+        if verified_user is not None and vouched_first_factor_due(flow.view()):
             flow.send("submit_first_factor", client_ip=client_ip)
         return flow
 
@@ -655,7 +655,7 @@ class Flow:
         :class:`~mfa_fsm.core.http.AsyncTransport`: the same checks, IdP calls and errors."""
         options = self._again_options(verified_user, client_ip, flow_id)
         flow = await type(self).start_async(**options)
-        if _vouched_first_factor_due(flow.view(), verified_user):
+        if verified_user is not None and vouched_first_factor_due(flow.view()):
             await flow.send_async("submit_first_factor", client_ip=client_ip)
         return flow
 
@@ -1007,15 +1007,16 @@ def can_start_again(view: FlowView) -> bool:
     return view.state == "Failed" and view.failure != "unavailable"
 
 
-def _vouched_first_factor_due(view: FlowView, verified_user: VerifiedUser | None) -> bool:
-    """Whether a fresh flow waits for the application's word on a first factor the IdP does
-    not check (``challenge.kind == "external"``: Entrust EXTERNAL, Duo) and the application
-    has vouched for the user: then :meth:`Flow.again` confirms it at once, as the web
-    integration's ``begin()`` does."""
+def vouched_first_factor_due(view: FlowView) -> bool:
+    """Whether ``view`` waits for the application's word on a first factor the IdP does not
+    check (``challenge.kind == "external"``: Entrust EXTERNAL, Duo). For a flow started for
+    a :class:`~mfa_fsm.core.identity.VerifiedUser`, the application's own check *is* that
+    word, so ``submit_first_factor`` (no data) is sent at once and the user lands on the
+    factor picker: :meth:`Flow.again` does so, and so should any caller that begins a flow
+    for a vouched user (the web integration's ``begin()``)."""
     challenge = view.challenge
     return (
-        verified_user is not None
-        and view.state == "AwaitingFirstFactor"
+        view.state == "AwaitingFirstFactor"
         and challenge is not None
         and challenge.kind == "external"
     )
