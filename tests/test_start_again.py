@@ -253,3 +253,26 @@ def test_unavailable_is_not_started_again(cyberark_emulator: CyberArkEmulator) -
     assert not can_start_again(view)
     with pytest.raises(UsageError, match="set up another method"):
         flow.again()
+
+
+def test_async_sealed_engine_again(short_pushes: EntrustEmulator) -> None:
+    """AsyncSealedEngine (no ledger): a new token for the new flow, at the picker."""
+    from mfa_fsm import AsyncSealedEngine  # noqa: PLC0415
+
+    async def scenario() -> str:
+        sealed = SealedState({"k": SealedState.generate_key()})
+        async with AsyncSealedEngine(sealed, [entrust(short_pushes)]) as engine:
+            view, token = await engine.start("entrust", verified_user=JSMITH)
+            flow_id = view.flow_id
+            view, token = await engine.send(token, flow_id, "submit_first_factor")
+            view, token = await engine.send(
+                token, flow_id, "select_second_factor", factor="TOKENPUSH"
+            )
+            await asyncio.sleep(PUSH_LIFETIME + 0.1)
+            view, token = await engine.send(token, flow_id, "poll")
+            assert view.failure == "expired"
+            fresh, fresh_token = await engine.again(token, flow_id, verified_user=JSMITH)
+            assert fresh.flow_id != flow_id and fresh_token != token
+            return fresh.state
+
+    assert asyncio.run(scenario()) == "AwaitingSecondFactor"
