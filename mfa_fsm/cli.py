@@ -508,21 +508,31 @@ def _emulator_hint(
     idp = target.idp
     if idp is None:
         return None
-    timers: list[threading.Timer] = []
+    # The pending requests already hinted at: one per flow, factor and send (a resend moves
+    # resend_at; another way or a start again changes the others), so a wait resumed after
+    # a typed line is quiet.
+    hinted: set[tuple[str, str | None, int | None]] = set()
 
     def hint(view: FlowView) -> None:
-        shown = idp.hint(user, view)
-        if shown is not None:
-            term.say(f"[emulator] {shown}")
-        if view.state == "OobPending":
-            if args.approve_after is not None and not timers:
-                term.say(f"[emulator] approving the push in {args.approve_after:g}s")
-                timer = threading.Timer(args.approve_after, _approve_quietly, args=(idp, user))
-                timer.daemon = True
-                timers.append(timer)
-                timer.start()
-            elif args.approve_after is None and (url := idp.approve_route(user)) is not None:
-                term.say(f"[emulator] approve from another terminal: curl -X POST {url}")
+        said = idp.hint(user, view)
+        if said is not None:
+            term.say(f"[emulator] {said}")
+        challenge = view.challenge
+        request = (
+            view.flow_id,
+            challenge.factor if challenge else None,
+            challenge.resend_at if challenge else None,
+        )
+        if view.state != "OobPending" or request in hinted:
+            return
+        hinted.add(request)
+        if args.approve_after is not None:
+            term.say(f"[emulator] approving the push in {args.approve_after:g}s")
+            timer = threading.Timer(args.approve_after, _approve_quietly, args=(idp, user))
+            timer.daemon = True
+            timer.start()
+        elif (url := idp.approve_route(user)) is not None:
+            term.say(f"[emulator] approve from another terminal: curl -X POST {url}")
 
     return hint
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import requests
 
 from mfa_fsm import cli
 from mfa_fsm.cli import main, printable, shown
@@ -346,3 +347,28 @@ def test_a_terminal_login_writes_log_lines_only_when_asked(
         assert done.stderr == ""
     else:
         assert logged in done.stderr
+
+
+def test_the_emulator_approves_the_push_of_a_flow_started_again() -> None:
+    """``--emulator --approve-after``: after the first push timed out (the emulator's control
+    route, as another terminal would) and the person starts again, the new push is
+    approved too, and the hint is said once per push."""
+
+    def time_out(screen: str) -> None:
+        base = re.findall(r"Duo Auth API emulator at (http://\S+) ", screen)[-1]
+        requests.post(f"{base}/_emulator/push/dsmith/timeout", timeout=5).raise_for_status()
+
+    argv = ["login", "--provider", "duo", "--emulator", "--user", "dsmith", *CHECKED]
+    status, out = login(
+        [*argv, "--approve-after", "2"],
+        [
+            (PICK, lambda screen: option(screen, "Duo Push to")),
+            (PENDING, time_out),
+            (r"\[y/N\]: ", "y"),
+            (PICK, lambda screen: option(screen, "Duo Push to")),
+        ],
+    )
+    assert status == 0, out
+    assert "Login failed (expired)" in out
+    assert out.count("[emulator] approving the push in 2s") == 2
+    assert "Authenticated as dsmith." in out
