@@ -157,7 +157,10 @@ class Terminal:
         except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
             fileno = None
         if fileno is not None:
-            ready, _, _ = select.select([fileno], [], [], 0)
+            try:
+                ready, _, _ = select.select([fileno], [], [], 0)
+            except (OSError, ValueError):  # not selectable here (a console on Windows)
+                return None
             if not ready:
                 return None
         line = self.stdin.readline()
