@@ -25,11 +25,14 @@ import hmac
 import importlib
 import ipaddress
 import logging
+import math
 import os
+import select
 import signal
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -39,8 +42,15 @@ import structlog
 
 from mfa_fsm import diagrams, verify
 from mfa_fsm.core.driver import wait_while_pending
-from mfa_fsm.core.errors import IdpError, InvalidInput, MfaError, ResendTooSoon, UsageError
-from mfa_fsm.core.flow import Flow
+from mfa_fsm.core.errors import (
+    IdpError,
+    InvalidInput,
+    MfaError,
+    ResendTooSoon,
+    UsageError,
+    VerifiedUserRequired,
+)
+from mfa_fsm.core.flow import Flow, can_start_again
 from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.registry import (
     Setting,
@@ -49,7 +59,7 @@ from mfa_fsm.core.registry import (
     provider_flows,
     provider_names,
 )
-from mfa_fsm.core.snapshot import FlowView
+from mfa_fsm.core.snapshot import Choice, FlowView
 from mfa_fsm.web import events
 
 if TYPE_CHECKING:
@@ -61,18 +71,59 @@ SPINNER = "|/-\\"
 CODE_KINDS = frozenset({"otp", "token"})
 
 
+#: Unicode categories never written to the terminal as they are (OWASP "Log Injection" and
+#: CWE-150, improper neutralisation of escape sequences): controls (``Cc``: ESC starts the
+#: ECMA-48 sequences that move the cursor, retitle the window or rewrite what was shown),
+#: format characters (``Cf``: the bidi overrides and isolates of Unicode UAX #9, which make a
+#: line read differently from its text: CVE-2021-42574, "Trojan Source"), line and paragraph
+#: separators, surrogates and private-use characters.
+UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every character of :data:`UNPRINTABLE` written as a visible escape
+    (``\\x1b``, ``\\u202e``), so nothing it holds acts on the terminal; ``keep_newlines``
+    keeps ``\\n`` (the tool's own multi-line messages)."""
+    out: list[str] = []
+    for char in text:
+        if (keep_newlines and char == "\n") or unicodedata.category(char) not in UNPRINTABLE:
+            out.append(char)
+            continue
+        code = ord(char)
+        if code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def shown(text: str | None) -> str:
+    """Text the IdP sent (a prompt, a label, a message), fit to print on one line: line
+    breaks and tabs become spaces, any other control or bidi character a visible escape."""
+    if not text:
+        return ""
+    return printable(" ".join(text.replace("\t", " ").splitlines()))
+
+
 class Terminal:
-    """Prompts and output; secrets are read without echo when a terminal is attached."""
+    """Prompts and output; secrets are read without echo when a terminal is attached.
+
+    Everything written goes through :func:`printable`: whatever the IdP sent cannot reach
+    the terminal as an escape sequence or a bidi control, whichever code path prints it."""
 
     def __init__(self, stdin: TextIO, stdout: TextIO) -> None:
         self.stdin = stdin
         self.stdout = stdout
+        self._ended = False
 
     def say(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
+        self.stdout.write(printable(text, keep_newlines=True) + "\n")
         self.stdout.flush()
 
     def ask(self, prompt: str, *, secret: bool = False) -> str:
+        prompt = printable(prompt, keep_newlines=True)
         if secret and self.stdin.isatty():
             return getpass.getpass(prompt, stream=self.stdout)
         self.stdout.write(prompt)
@@ -82,9 +133,45 @@ class Terminal:
             raise UsageError("input ended before the login finished")
         return line.rstrip("\n")
 
+    def confirm(self, prompt: str) -> bool:
+        """A yes/no question; no (the default) on Enter alone or when input has ended."""
+        try:
+            answer = self.ask(prompt)
+        except UsageError:  # input ended: nobody is there to say yes
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    def typed_line(self) -> str | None:
+        """A line the person has typed, if one is waiting; never waits for one (a push is
+        being polled meanwhile). ``None`` when nothing was typed, and always once input has
+        ended.
+
+        A terminal or pipe is asked with ``select`` (POSIX) whether a read would block; a
+        stream without a file descriptor (a script's ``StringIO``) is simply read. On a pipe
+        that stays open, a line already read ahead into Python's buffer is seen only with
+        the next input or the end of input (a terminal delivers one line per read)."""
+        if self._ended:
+            return None
+        try:
+            fileno = self.stdin.fileno()
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+            fileno = None
+        if fileno is not None:
+            try:
+                ready, _, _ = select.select([fileno], [], [], 0)
+            except (OSError, ValueError):  # not selectable here (a console on Windows)
+                return None
+            if not ready:
+                return None
+        line = self.stdin.readline()
+        if not line:
+            self._ended = True
+            return None
+        return line.rstrip("\n")
+
     def choose(self, prompt: str, options: Sequence[str]) -> int:
         for number, option in enumerate(options, 1):
-            self.say(f"  {number}. {option}")
+            self.say(f"  {number}. {shown(option)}")
         while True:
             answer = self.ask(f"{prompt} [1-{len(options)}]: ").strip()
             if answer.isdigit() and 1 <= int(answer) <= len(options):
@@ -96,7 +183,9 @@ def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = N
     """Drive ``flow`` to its end, asking the person at ``term`` for each input.
 
     Works for every provider: what to ask is read from the view (see
-    :mod:`mfa_fsm.web.events`, which the web pages use too).
+    :mod:`mfa_fsm.web.events`, which the web pages use too). Everything the IdP sent is
+    printed through :func:`shown`. Ctrl-C ends the flow at the IdP too (see
+    :func:`_cancel_at_idp`) and goes on as KeyboardInterrupt.
     """
     steps = {
         "AwaitingFirstFactor": _first_factor,
@@ -118,7 +207,7 @@ def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = N
 
 def _cancel_at_idp(flow: Flow, term: Terminal) -> None:
     """Ctrl-C left the flow unfinished: end it at the IdP too (withdraws a pending push)."""
-    term.stdout.write("\r" + " " * 78 + "\r")
+    _clear_line(term)
     if flow.is_final or "cancel" not in flow.allowed_events():
         return
     try:
@@ -135,6 +224,12 @@ def _cancel_at_idp(flow: Flow, term: Terminal) -> None:
         )
 
 
+def _clear_line(term: Terminal) -> None:
+    """Wipe the spinner's line (the cursor back at its start)."""
+    term.stdout.write("\r" + " " * 78 + "\r")
+    term.stdout.flush()
+
+
 def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     challenge = view.challenge
     if challenge is None:
@@ -144,17 +239,17 @@ def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
         if challenge.questions:
             typed = _ask_questions(challenge.questions, term)
         else:
-            typed = [term.ask(f"{prefix}{challenge.prompt or 'Password'}: ", secret=True)]
+            typed = [term.ask(f"{prefix}{shown(challenge.prompt) or 'Password'}: ", secret=True)]
         return flow.send("submit_first_factor", **events.first_factor_data(view, typed))
     if challenge.kind == "external":
         term.say("First factor checked by the application; asking the IdP what next.")
     else:
-        term.say(challenge.prompt)
+        term.say(shown(challenge.prompt))
     return flow.send("submit_first_factor")
 
 
 def _ask_questions(questions: Sequence[str], term: Terminal) -> list[str]:
-    return [term.ask(f"{question} ", secret=True) for question in questions]
+    return [term.ask(f"{shown(question)} ", secret=True) for question in questions]
 
 
 def _pick_second_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -183,7 +278,7 @@ def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
         hints = ["press Enter alone to send a new code"] if offer else []
         hints += ['type "other" to try another way'] if other else []
         hint = f" (or {'; or '.join(hints)})" if hints else ""
-        typed = [term.ask(f"{challenge.prompt}{hint}: ")]
+        typed = [term.ask(f"{shown(challenge.prompt)}{hint}: ")]
         if offer and not typed[0].strip():
             return _resend(flow, view, term)
         if other and typed[0].strip().lower() == "other":
@@ -198,7 +293,7 @@ def _submit(flow: Flow, view: FlowView, term: Terminal, data: dict[str, Any]) ->
         return flow.send("submit_response", **data)
     except InvalidInput as exc:
         term.say(f"Not sent: {exc}.")
-        return view
+        return flow.view()
 
 
 def _resend(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -207,7 +302,9 @@ def _resend(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     try:
         view = flow.send("resend")
     except ResendTooSoon as exc:
-        term.say(f"A new code was sent a moment ago; ask again in {exc.retry_after:.0f} s.")
+        sent = "code" if view.state == "SecondFactorSelected" else "request"
+        wait = math.ceil(exc.retry_after)
+        term.say(f"A new {sent} was sent a moment ago; ask again in {wait} s.")
         return view
     except IdpError as exc:
         if exc.transient:
@@ -219,28 +316,98 @@ def _resend(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
 
 
 def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
+    """``OobPending``: poll until the device answers, with a spinner; meanwhile the person
+    may type ``new`` (send another request, after the resend cooldown), ``other`` (try
+    another way) or a code (where the IdP takes one while it polls, or from a token app the
+    user also has: Entrust TOKEN during a TOKENPUSH, Duo's passcode during a push)."""
     challenge = view.challenge
     if challenge is not None and challenge.number_to_match:
-        term.say(f"Select {challenge.number_to_match} on your device.")
+        term.say(f"Select {shown(challenge.number_to_match)} on your device.")
     if challenge is not None and challenge.kind in CODE_KINDS and events.takes_code(view):
         offer = events.can_resend(view)
         new = '; type "new" for a new code' if offer else ""
-        code = term.ask(f"{challenge.prompt}\nType the code (or press Enter to wait{new}): ")
+        code = term.ask(f"{shown(challenge.prompt)}\nType the code (or press Enter to wait{new}): ")
         code = code.strip()
         if offer and code.lower() == "new":
             return _resend(flow, view, term)
         if code:
             return _submit(flow, view, term, {"answer": code})
-    view = wait_while_pending(flow, on_tick=_spinner(term, flow))
-    term.stdout.write("\r" + " " * 78 + "\r")
+    offers = _pending_offers(view)
+    if offers:
+        term.say("While you wait, type " + "; or ".join(offers) + ", then Enter.")
+    try:
+        view = wait_while_pending(flow, on_tick=_spinner(term, flow, listen=bool(offers)))
+    except _Typed as typed:
+        _clear_line(term)
+        return _typed_while_pending(flow, flow.view(), term, typed.line)
+    _clear_line(term)
     return view
 
 
-def _spinner(term: Terminal, flow: Flow) -> Callable[[FlowView], None]:
+class _Typed(Exception):
+    """Raised from the spinner to stop waiting: the person typed ``line``."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__("typed")
+        self.line = line
+
+
+def _token_instead(view: FlowView) -> Choice | None:
+    """The choice of a code from a token or authenticator app (kind ``token``) the person
+    may switch to while a push or call is pending, where the flow takes a new choice."""
+    if not events.can_choose(view):
+        return None
+    running = view.challenge.factor if view.challenge is not None else None
+    for choice in view.choices:
+        if choice.supported and choice.kind == "token" and choice.id != running:
+            return choice
+    return None
+
+
+def _pending_offers(view: FlowView) -> list[str]:
+    """What may be typed while ``view``'s request is pending, for the hint line."""
+    offers = ['"new" to send another request'] if events.can_resend(view) else []
+    if events.can_choose(view):
+        offers.append('"other" to try another way')
+    if _token_instead(view) is not None:
+        offers.append("the code from your token or authenticator app instead")
+    return offers
+
+
+def _typed_while_pending(flow: Flow, view: FlowView, term: Terminal, line: str) -> FlowView:
+    """Act on a line typed while a request is pending (see :func:`_wait`); the flow goes on
+    waiting when the line asks for nothing it offers."""
+    word = line.strip()
+    if not word:
+        return view
+    if word.lower() == "new" and events.can_resend(view):
+        return _resend(flow, view, term)
+    if word.lower() == "other" and events.can_choose(view):
+        return _pick_second_factor(flow, view, term)
+    token = _token_instead(view)
+    if token is not None and word.replace(" ", "").isdigit():
+        try:  # Entrust re-selects with the current token (the push ends); Duo calls nothing
+            switched = flow.send("select_second_factor", **events.select_data(token.id))
+        except IdpError as exc:
+            if exc.transient:
+                raise
+            term.say(f"{exc}; still waiting for the request on your device.")
+            return flow.view()
+        return _submit(flow, switched, term, events.response_data(switched, [word]))
+    offers = _pending_offers(view)
+    term.say("Still waiting. Type " + "; or ".join(offers) + "." if offers else "Still waiting.")
+    return view
+
+
+def _spinner(term: Terminal, flow: Flow, *, listen: bool = False) -> Callable[[FlowView], None]:
+    """The wait's tick: the spinner line, and with ``listen`` a look for a typed line
+    (raises :class:`_Typed` with it, which stops the wait; the flow is between polls)."""
     started = flow.clock()
     ticks = iter(range(sys.maxsize))
 
     def tick(view: FlowView) -> None:
+        if listen and (line := term.typed_line()) is not None:
+            raise _Typed(line)
         now = flow.clock()
         frame = SPINNER[next(ticks) % len(SPINNER)]
         left = max(view.deadline - now, 0)
@@ -344,21 +511,31 @@ def _emulator_hint(
     idp = target.idp
     if idp is None:
         return None
-    timers: list[threading.Timer] = []
+    # The pending requests already hinted at: one per flow, factor and send (a resend moves
+    # resend_at; another way or a start again changes the others), so a wait resumed after
+    # a typed line is quiet.
+    hinted: set[tuple[str, str | None, int | None]] = set()
 
     def hint(view: FlowView) -> None:
-        shown = idp.hint(user, view)
-        if shown is not None:
-            term.say(f"[emulator] {shown}")
-        if view.state == "OobPending":
-            if args.approve_after is not None and not timers:
-                term.say(f"[emulator] approving the push in {args.approve_after:g}s")
-                timer = threading.Timer(args.approve_after, _approve_quietly, args=(idp, user))
-                timer.daemon = True
-                timers.append(timer)
-                timer.start()
-            elif args.approve_after is None and (url := idp.approve_route(user)) is not None:
-                term.say(f"[emulator] approve from another terminal: curl -X POST {url}")
+        said = idp.hint(user, view)
+        if said is not None:
+            term.say(f"[emulator] {said}")
+        challenge = view.challenge
+        request = (
+            view.flow_id,
+            challenge.factor if challenge else None,
+            challenge.resend_at if challenge else None,
+        )
+        if view.state != "OobPending" or request in hinted:
+            return
+        hinted.add(request)
+        if args.approve_after is not None:
+            term.say(f"[emulator] approving the push in {args.approve_after:g}s")
+            timer = threading.Timer(args.approve_after, _approve_quietly, args=(idp, user))
+            timer.daemon = True
+            timer.start()
+        elif (url := idp.approve_route(user)) is not None:
+            term.say(f"[emulator] approve from another terminal: curl -X POST {url}")
 
     return hint
 
@@ -405,17 +582,71 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
         raise UsageError(f"give --provider, one of {list(provider_names())}")
     with _target(args, term) as target:
         user = args.user or term.ask("User id: ").strip()
-        flow = target.flow_class.start(config=target.config, **_who(args, target, term, user))
-        view = walk(flow, term, _emulator_hint(args, target, term, user))
-    if view.state == "Completed" and view.result is not None:
-        name = view.result.display_name or view.result.user_id
-        term.say(f"Authenticated as {name} (IdP token of {len(view.result.token)} characters).")
-        return 0
-    detail = f": {view.failure_detail}" if view.failure_detail else ""
+        who = _who(args, target, term, user)
+        hint = _emulator_hint(args, target, term, user)
+        with _cli_advice(args, target, user):
+            flow = target.flow_class.start(config=target.config, **who)
+        view = walk(flow, term, hint)
+        while view.state == "Failed":
+            _say_failed(view, term)
+            if not _again_wanted(view, term, user):
+                return 1
+            # A fresh flow for the same user (Flow.again): straight to the factors when the
+            # first factor was vouched for, as the web pages' "Try again" does.
+            with _cli_advice(args, target, user):
+                vouched = who.get("verified_user")
+                flow = flow.again(
+                    verified_user=vouched if isinstance(vouched, VerifiedUser) else None
+                )
+            view = walk(flow, term, hint)
+    result = view.result
+    if result is None:  # pragma: no cover - a Completed view always holds its result
+        raise UsageError("the flow completed without a result")
+    name = shown(result.display_name or result.user_id)
+    # Only a result that holds a token says so: Duo's Auth API hands back none (its
+    # trusted_device_token only where the application remembers devices).
+    held = f" (the result holds a token of {len(result.token)} characters)" if result.token else ""
+    term.say(f"Authenticated as {name}{held}.")
+    return 0
+
+
+def _say_failed(view: FlowView, term: Terminal) -> None:
+    """Say why the flow failed, and the links the IdP offers."""
+    detail = f": {shown(view.failure_detail)}" if view.failure_detail else ""
     term.say(f"Login failed ({view.failure}){detail}.")
     for label, url in events.next_steps(view):
-        term.say(f"{label}: {url}")
-    return 1
+        term.say(f"{shown(label)}: {shown(url)}")
+
+
+def _again_wanted(view: FlowView, term: Terminal, user: str) -> bool:
+    """Whether the person wants a fresh flow after ``view`` failed: "send another request"
+    after one expired, "start again" after any other ending that a new flow may get past
+    (:func:`~mfa_fsm.core.flow.can_start_again`); no when input has ended."""
+    if not can_start_again(view):
+        return False
+    if view.failure == "expired":
+        return term.confirm(f"Send another request to {user}'s device? [y/N]: ")
+    return term.confirm(f"Start again for {user}? [y/N]: ")
+
+
+@contextlib.contextmanager
+def _cli_advice(args: argparse.Namespace, target: _Target, user: str) -> Iterator[None]:
+    """A provider's refusal to start for an unvouched user, as command-line advice (the
+    library's message speaks of its Python API)."""
+    try:
+        yield
+    except VerifiedUserRequired:
+        demo = (
+            "; with --emulator, a demo user whose application password this command asks "
+            "for (`mfa-fsm demo` lists them)"
+            if target.idp is not None
+            else ""
+        )
+        raise UsageError(
+            f"{target.flow_class.label} does not check {user}'s first factor here, so this "
+            "login needs --first-factor-checked-by WHO: your statement that WHO (e.g. 'ACME "
+            f"VPN password') has checked {user}'s first factor{demo}"
+        ) from None
 
 
 def cmd_demo(args: argparse.Namespace, term: Terminal) -> int:
@@ -719,7 +950,18 @@ def _add_settings(login: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mfa-fsm", description=DESCRIPTION)
-    top.add_argument("-v", "--verbose", action="store_true", help="log every transition")
+    top.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log every transition to stderr (the same as --log-level info)",
+    )
+    top.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="write log lines of this level and above to stderr (default: none, so a "
+        "terminal login shows only its walk-through)",
+    )
     commands = top.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the web login demo, with both IdP emulators")
     demo.add_argument("--host", default="127.0.0.1", help="loopback only: see the docs")
@@ -804,21 +1046,38 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+#: ``--log-level`` values, lowest first.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _route_logs(level: str | None) -> None:
+    """Where log lines go. The CLI is an application, so it (not the library) decides: by
+    default nowhere, so a terminal login shows only its walk-through (a refused code, a
+    resend inside its cooldown are said there, in words; their ``mfa_fsm.step_failed``
+    warnings are for operators); with ``--log-level`` (or ``-v``: info, every transition and
+    every demo request) that level and above, to stderr."""
+    if level is None:
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+            logger_factory=structlog.ReturnLoggerFactory(),  # formats nothing, writes nothing
+        )
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        return
+    number = logging.getLevelNamesMapping()[level.upper()]
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    logging.getLogger("werkzeug").setLevel(number)
+
+
 def main(
     argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None
 ) -> int:
     """Run the command line; returns the exit status (0 ok, 1 login failed, 2 error)."""
     args = parser().parse_args(argv)
     term = Terminal(stdin or sys.stdin, stdout or sys.stdout)
-    # The CLI is an application, so it (not the library) decides where log lines go:
-    # warnings to stderr by default, every transition (and every demo request) with --verbose.
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.INFO if args.verbose else logging.WARNING
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    _route_logs(args.log_level or ("info" if args.verbose else None))
     try:
         status: int = args.run(args, term)
     except MfaError as exc:

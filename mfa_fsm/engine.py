@@ -93,6 +93,7 @@ from mfa_fsm.core.errors import (
 from mfa_fsm.core.fields import neutral_fields
 from mfa_fsm.core.flow import Clock, Flow
 from mfa_fsm.core.http import AsyncTransport
+from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.plans import Call, Plan, Sleep, call, run, run_async
 from mfa_fsm.core.registry import flow_for_config
@@ -171,6 +172,20 @@ class _Send:
 
     async def awaited(self) -> FlowView:
         return await self.flow.send_async(self.event, client_ip=self.client_ip, **self.data)
+
+
+@attrs.frozen
+class _Again:
+    """An ended flow's ``again`` (blocking) or ``again_async`` (awaited): a fresh flow."""
+
+    flow: Flow
+    options: Mapping[str, Any]
+
+    def blocking(self) -> Flow:
+        return self.flow.again(**self.options)
+
+    async def awaited(self) -> Flow:
+        return await self.flow.again_async(**self.options)
 
 
 class _Claims(Protocol):
@@ -318,6 +333,21 @@ class _Facade:
             flow: Flow = yield _Start(flow_class, {**settings, **options})
         return flow
 
+    def _again_flow(self, snapshot: Snapshot, options: Mapping[str, Any]) -> Plan[Flow]:
+        """The fresh flow :meth:`Flow.again` starts after the ended flow in ``snapshot``
+        (with the engine's configuration, transport, clock and throttle), not yet saved."""
+        flow_class, config = self._flow_class(snapshot.provider)
+        ended = flow_class.restore(
+            snapshot,
+            config=config,
+            transport=self.transport,
+            clock=self.clock,
+            throttle=self.throttle,
+        )
+        with step_deadline(self.step_timeout):
+            flow: Flow = yield _Again(ended, options)
+        return flow
+
     def _save_held(
         self,
         save: Callable[[Snapshot], Plan[Saved]],
@@ -450,6 +480,18 @@ class _ServerSide(_Facade):
 
     def _start(self, provider: str, options: Mapping[str, Any]) -> Plan[FlowView]:
         flow = yield from self._begin(provider, options)
+        yield from self._save_held(
+            self._create,
+            self._stored,
+            flow.snapshot(),
+            claimed_at=None,
+            operation="create",
+        )
+        return flow.view()
+
+    def _again(self, flow_id: str, options: Mapping[str, Any]) -> Plan[FlowView]:
+        snapshot: Snapshot = yield from call(self.store.load, check_flow_id(flow_id))
+        flow = yield from self._again_flow(snapshot, options)
         yield from self._save_held(
             self._create,
             self._stored,
@@ -603,6 +645,31 @@ class Engine(_ServerSide):
         return run(self._send(flow_id, event, client_ip, data))
 
     @checked
+    def again(
+        self,
+        flow_id: str,
+        /,
+        *,
+        verified_user: VerifiedUser | None = None,
+        client_ip: str | None = None,
+    ) -> FlowView:
+        """Start again after the flow ``flow_id`` ended; returns the new flow's view.
+
+        A fresh flow for the user of the ended flow ``flow_id``, straight to the factor
+        picker, stored under a new flow id: "send another push" after a push expired, "try
+        another way" after any other ending (:meth:`mfa_fsm.core.flow.Flow.again`, whose
+        rules apply: the flow must be ``Failed``, not ``unavailable``; with
+        ``verified_user``, for that same user, a first factor the IdP does not check is
+        confirmed at once; without it the IdP checks a first factor again).
+
+        Raises FlowNotFound, EventNotAllowed, UsageError, VerifiedUserRequired, Throttled,
+        IdpError, TransportError, and StepNotSaved as :meth:`start`; the ended flow is left
+        as it was (it is forgotten at its deadline + margin, or by :meth:`delete`).
+        """
+        options = {"verified_user": verified_user, "client_ip": client_ip}
+        return run(self._again(flow_id, options))
+
+    @checked
     def hand_off(self, flow_id: str) -> FlowView:
         """Give the application the result of the completed flow ``flow_id``, once, and erase
         the IdP's token from the store.
@@ -715,6 +782,19 @@ class AsyncEngine(_ServerSide):
         return await run_async(self._send(flow_id, event, client_ip, data))
 
     @checked
+    async def again(
+        self,
+        flow_id: str,
+        /,
+        *,
+        verified_user: VerifiedUser | None = None,
+        client_ip: str | None = None,
+    ) -> FlowView:
+        """:meth:`Engine.again`, awaited: the same rules, calls and errors."""
+        options = {"verified_user": verified_user, "client_ip": client_ip}
+        return await run_async(self._again(flow_id, options))
+
+    @checked
     async def hand_off(self, flow_id: str) -> FlowView:
         """Give the application the result of the completed flow ``flow_id``, once, and erase
         the IdP's token from the store.
@@ -772,6 +852,17 @@ class _SealedSide(_Facade):
 
     def _start(self, provider: str, options: Mapping[str, Any]) -> Plan[tuple[FlowView, str]]:
         flow = yield from self._begin(provider, options)
+        return (yield from self._sealed_start(flow))
+
+    def _again(
+        self, token: str, flow_id: str, options: Mapping[str, Any]
+    ) -> Plan[tuple[FlowView, str]]:
+        snapshot = yield from self.sealed.open_plan(token, flow_id=check_flow_id(flow_id))
+        flow = yield from self._again_flow(snapshot, options)
+        return (yield from self._sealed_start(flow))
+
+    def _sealed_start(self, flow: Flow) -> Plan[tuple[FlowView, str]]:
+        """Seal a flow just started (recording it in the ledger, if any)."""
         if self.sealed.ledger is None:
             return flow.view(), (yield from self.sealed.seal_plan(flow.snapshot()))
         token = yield from self._save_held(
@@ -898,6 +989,22 @@ class SealedEngine(_SealedSide):
         return run(self._send(token, flow_id, event, client_ip, data))
 
     @checked
+    def again(
+        self,
+        token: str,
+        flow_id: str,
+        /,
+        *,
+        verified_user: VerifiedUser | None = None,
+        client_ip: str | None = None,
+    ) -> tuple[FlowView, str]:
+        """Start again after the flow sealed in ``token`` ended; returns the new flow's view
+        and its token (:meth:`Engine.again`'s rules and errors; SealedStateError for a token
+        that does not open)."""
+        options = {"verified_user": verified_user, "client_ip": client_ip}
+        return run(self._again(token, flow_id, options))
+
+    @checked
     def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:
         """Give the application the result of the completed flow sealed in ``token``; returns
         the ``Completed`` view with the full ``result`` and the token to give the client
@@ -993,6 +1100,20 @@ class AsyncSealedEngine(_SealedSide):
         """
         data = neutral_fields(event, data, stacklevel=2)
         return await run_async(self._send(token, flow_id, event, client_ip, data))
+
+    @checked
+    async def again(
+        self,
+        token: str,
+        flow_id: str,
+        /,
+        *,
+        verified_user: VerifiedUser | None = None,
+        client_ip: str | None = None,
+    ) -> tuple[FlowView, str]:
+        """:meth:`SealedEngine.again`, awaited: the same rules, calls and errors."""
+        options = {"verified_user": verified_user, "client_ip": client_ip}
+        return await run_async(self._again(token, flow_id, options))
 
     @checked
     async def hand_off(self, token: str, flow_id: str) -> tuple[FlowView, str]:

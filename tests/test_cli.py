@@ -177,7 +177,7 @@ def test_login_with_password_hides_it_and_retries() -> None:
 
 
 def test_login_failure_exits_1() -> None:
-    """A login that ends Failed says why and exits 1."""
+    """A login that ends Failed says why, offers to start again, and exits 1 on "no"."""
     term = Terminal("login", "--provider", "entrust", "--emulator", "--user", "jsmith")
     term.expect("Demo application password: ")
     term.type("jsmith-app-password")
@@ -187,6 +187,8 @@ def test_login_failure_exits_1() -> None:
         term.expect(r"Code from your token or authenticator app[^:]*: ")
         term.type("00000000")
     term.expect(r"Login failed \(locked\)")
+    term.expect(r"Start again for jsmith\? \[y/N\]: ")
+    term.type("")
     assert term.close() == 1
 
 
@@ -546,3 +548,23 @@ def test_a_bad_argument_exits_non_zero(argv: list[str]) -> None:
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False, timeout=30)
     assert done.returncode == 2
     assert "error:" in done.stderr
+
+
+def test_a_token_code_typed_on_the_terminal_while_a_push_is_pending() -> None:
+    """On a real terminal (the line arrives while the spinner runs): the push's wait offers
+    "new", "other" and the token code; "new" inside the cooldown says when, and the TOKEN
+    code typed during the wait signs in."""
+    term = Terminal(
+        "login", "--provider", "entrust", "--emulator", "--user", "jsmith",
+        "--first-factor-checked-by", "a test's own check",
+    )  # fmt: skip
+    term.expect(r"Second factor \[1-6\]: ")
+    term.type("1")
+    term.expect(r'While you wait, type "new" to send another request; or "other" to try another')
+    term.expect(r"waiting for approval on your device")
+    term.type("new")
+    term.expect(r"A new request was sent a moment ago; ask again in \d+ s\.")
+    term.expect(r"waiting for approval on your device")
+    term.type(DEMO_TOKEN_CODE)
+    term.expect("Authenticated as John Smith")
+    assert term.close() == 0

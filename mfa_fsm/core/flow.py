@@ -95,7 +95,7 @@ from mfa_fsm.core.errors import (
 from mfa_fsm.core.exchange import CallRecord, Exchange, drive, drive_async, returned, traced_step
 from mfa_fsm.core.fields import choice_kinds, neutral_fields, resolve_factor
 from mfa_fsm.core.http import AsyncTransport, Transport
-from mfa_fsm.core.identity import client_address
+from mfa_fsm.core.identity import VerifiedUser, client_address
 from mfa_fsm.core.logref import LazyLogger, flow_ref
 from mfa_fsm.core.outcomes import OutcomeKind
 from mfa_fsm.core.snapshot import FINAL_STATES, FlowView, Snapshot
@@ -606,6 +606,101 @@ class Flow:
         allowed = self._events_by_state[self._snapshot.state] - self.internal_events
         return tuple(sorted(allowed))
 
+    # -- starting again -----------------------------------------------------------------
+
+    @checked
+    def again(
+        self,
+        *,
+        verified_user: VerifiedUser | None = None,
+        client_ip: str | None = None,
+        flow_id: str | None = None,
+    ) -> Self:
+        """A fresh flow for this ended flow's user, straight to the factor picker: "send
+        another push" after one expired, "try another way" after any other ending.
+
+        This flow must be ``Failed`` (:func:`can_start_again`: for any reason but
+        ``unavailable``, where a new flow would end the same way). The new flow is started
+        with this flow's configuration, transport, clock and throttle (so it counts as a
+        ``start``, and its push as a ``send``), exactly as :meth:`start` would:
+
+        * with ``verified_user`` (a :class:`~mfa_fsm.core.identity.VerifiedUser` your
+          application checked, for this flow's user), a first factor the IdP does not check
+          (Entrust ``EXTERNAL``, Duo) is confirmed at once (``submit_first_factor``), so the
+          returned flow shows the IdP's factors (``AwaitingSecondFactor``) with nothing the
+          application vouched for asked again;
+        * without it, the user is the typed ``user=`` of :meth:`start`: the IdP checks a first
+          factor again (``AwaitingFirstFactor``), and a provider that needs a verified user
+          (Duo, Entrust EXTERNAL only) raises :class:`VerifiedUserRequired` as ``start`` does.
+
+        This flow is not changed. Raises :class:`EventNotAllowed` (event ``"again"``) for a
+        flow that has not ended in ``Failed``, :class:`UsageError` for ``Failed(unavailable)``
+        or a ``verified_user`` who is another user, and whatever :meth:`start` and
+        :meth:`send` raise (``Throttled``, ``IdpError``, ``TransportError``), with no new flow.
+        ``client_ip`` is the end user's address, as for :meth:`send`.
+        """
+        options = self._again_options(verified_user, client_ip, flow_id)
+        flow = type(self).start(**options)
+        if verified_user is not None and vouched_first_factor_due(flow.view()):
+            flow.send("submit_first_factor", client_ip=client_ip)
+        return flow
+
+    @checked
+    async def again_async(
+        self,
+        *,
+        verified_user: VerifiedUser | None = None,
+        client_ip: str | None = None,
+        flow_id: str | None = None,
+    ) -> Self:
+        """:meth:`again`, awaited, over the flow's
+        :class:`~mfa_fsm.core.http.AsyncTransport`: the same checks, IdP calls and errors."""
+        options = self._again_options(verified_user, client_ip, flow_id)
+        flow = await type(self).start_async(**options)
+        if verified_user is not None and vouched_first_factor_due(flow.view()):
+            await flow.send_async("submit_first_factor", client_ip=client_ip)
+        return flow
+
+    def _again_options(
+        self, verified_user: VerifiedUser | None, client_ip: str | None, flow_id: str | None
+    ) -> dict[str, Any]:
+        """:meth:`start`'s options for :meth:`again`, after its checks (no IdP call)."""
+        view = self.view()
+        if view.state != "Failed":
+            raise EventNotAllowed("again", view.state, self.allowed_events())
+        if not can_start_again(view):
+            raise UsageError(
+                "this flow ended because the IdP offers the user no factor that can be used "
+                "here; a new flow would end the same way: the user must set up another "
+                "method with an administrator"
+            )
+        user_id = self._snapshot.user_id
+        options: dict[str, Any] = {
+            "config": self.config,
+            "transport": self._transport,
+            "clock": self.clock,
+            "throttle": self.throttle,
+            "client_ip": client_ip,
+        }
+        if flow_id is not None:
+            options["flow_id"] = flow_id
+        if verified_user is None:
+            options["user"] = user_id
+            return options
+        if not isinstance(verified_user, VerifiedUser):
+            raise UsageError(
+                "verified_user must be a VerifiedUser(user_id, checked_by=...) from your own "
+                f"verified session, not a {type(verified_user).__name__}"
+            )
+        same = type(self).throttle_user_key
+        if same(verified_user.user_id) != same(user_id):
+            raise UsageError(
+                "verified_user is another user than this flow's: start a new flow for them "
+                "with start() instead of again()"
+            )
+        options["verified_user"] = verified_user
+        return options
+
     # -- stepping -----------------------------------------------------------------------
 
     @checked
@@ -904,6 +999,29 @@ class Flow:
             )
         transport: AsyncTransport = given  # type: ignore[assignment]  # checked just above
         return transport
+
+
+def can_start_again(view: FlowView) -> bool:
+    """Whether :meth:`Flow.again` (and the engines' ``again``) may start a fresh flow after
+    ``view``: the flow ended ``Failed`` for any reason but ``unavailable`` (the IdP offers
+    the user no factor usable here, so a new flow would end the same way). A page shows its
+    "Try again" / "Send another push" only then."""
+    return view.state == "Failed" and view.failure != "unavailable"
+
+
+def vouched_first_factor_due(view: FlowView) -> bool:
+    """Whether ``view`` waits for the application's word on a first factor the IdP does not
+    check (``challenge.kind == "external"``: Entrust EXTERNAL, Duo). For a flow started for
+    a :class:`~mfa_fsm.core.identity.VerifiedUser`, the application's own check *is* that
+    word, so ``submit_first_factor`` (no data) is sent at once and the user lands on the
+    factor picker: :meth:`Flow.again` does so, and so should any caller that begins a flow
+    for a vouched user (the web integration's ``begin()``)."""
+    challenge = view.challenge
+    return (
+        view.state == "AwaitingFirstFactor"
+        and challenge is not None
+        and challenge.kind == "external"
+    )
 
 
 def resend_time(now: float, cooldown: float) -> int:

@@ -81,7 +81,7 @@ from mfa_fsm.core.exchange import Exchange, returned
 from mfa_fsm.core.flow import Clock, Flow, FlowMachine, Outcome, on, resend_time, rows, states
 from mfa_fsm.core.http import AsyncTransport, Transport
 from mfa_fsm.core.identity import VerifiedUser, client_address
-from mfa_fsm.core.inputs import code, identifier
+from mfa_fsm.core.inputs import identifier, numeric_code
 from mfa_fsm.core.logref import flow_ref
 from mfa_fsm.core.outcomes import (
     CANCELLED,
@@ -102,6 +102,15 @@ if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
 
 log = structlog.get_logger("mfa_fsm")
+
+#: The lengths (digits) of the passcodes Duo checks: 6 from Duo Mobile and most hardware
+#: tokens, 7 in an SMS batch, 8 from an 8-digit OATH token (RFC 4226 section 5.3 allows 6 to
+#: 8), 9 for a bypass code the Duo Admin Panel generates ("a random string of nine digits").
+#: The Auth API documents ``passcode`` only as "Passcode entered by the user", so nothing
+#: outside this range is a passcode Duo issues: such a typed code is refused before any call
+#: (no attempt spent towards ``locked_out``). YubiKey passcodes (Yubico OTP, 44 letters)
+#: are not taken.
+PASSCODE_LENGTHS = (6, 9)
 
 #: The choice id of a typed passcode (Duo Mobile, a hardware token, or SMS after ``sms``).
 PASSCODE = "passcode"
@@ -402,9 +411,9 @@ class DuoFlow(Flow):
     )
     def _on_submit_response(self, snapshot: Snapshot, now: float, answer: str) -> Exchange[Outcome]:
         ctx: DuoContext = snapshot.context
-        passcode = code("answer", answer)
-        if not passcode.isdigit():
-            raise InvalidInput("answer", "must be the digits of a Duo passcode")
+        passcode = numeric_code(
+            "answer", answer, lengths=PASSCODE_LENGTHS, source="the length of Duo's passcodes"
+        )
         reply = yield from self.client.auth("passcode", snapshot.user_id, passcode=passcode)
         if reply.result == "allow":
             return _completed(snapshot, reply.trusted_device_token)

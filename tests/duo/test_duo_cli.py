@@ -126,11 +126,24 @@ def test_an_unenrolled_user_is_shown_the_enrolment_link() -> None:
     assert re.search(r"Enrol a device with Duo: https://\S+/portal\?code=\w+", out)
 
 
-def test_a_typed_user_without_a_voucher_is_refused() -> None:
-    """Duo checks only a second factor: a user nobody vouches for does not start."""
+def test_a_typed_user_without_a_voucher_is_refused_with_command_line_advice(
+    emulator: DuoEmulator, monkeypatch: pytest.MonkeyPatch, no_duo_env: None
+) -> None:
+    """Duo checks only a second factor: a user nobody vouches for does not start, and the
+    error says what to give this command (not the Python API's ``verified_user=``); Duo is
+    not called."""
     status, out = run(["login", "--provider", "duo", "--emulator", "--user", "stranger"], "")
     assert status == 2
-    assert "Duo checks only the second factor" in out
+    assert "error: Duo does not check stranger's first factor here" in out
+    assert "--first-factor-checked-by WHO" in out and "with --emulator, a demo user" in out
+    assert "verified_user" not in out and "VerifiedUser" not in out
+    monkeypatch.setenv("MFA_FSM_DUO_SKEY", emulator.credentials.secret_key)
+    argv = [arg for arg in tenant_args(emulator) if arg not in CHECKED]
+    status, out = run(argv, "")
+    assert status == 2
+    assert "login needs --first-factor-checked-by WHO" in out
+    assert "verified_user" not in out and "--emulator" not in out
+    assert emulator.calls == []
 
 
 def test_tenant_settings_with_the_secret_key_from_the_environment(

@@ -9,9 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from mfa_fsm import ResendTooSoon, VerifiedUser
+from mfa_fsm import (
+    Engine,
+    InvalidInput,
+    MemoryStore,
+    ResendTooSoon,
+    SealedEngine,
+    SealedState,
+    StoreLedger,
+    VerifiedUser,
+)
 from mfa_fsm.duo import DuoConfig, DuoCredentials, DuoFlow
-from mfa_fsm.testing.duo import DuoEmulator
+from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator
 
 PHONE = "DPFZRS9FB0D46QFTM891"
 
@@ -118,3 +127,69 @@ def test_picking_the_running_factor_again_keeps_the_cooldown(
     assert flow.snapshot() == before and len(duo_emulator.calls) == calls
     clock.now += 20
     assert flow.send("select_second_factor", factor=factor).version == before.version + 1
+
+
+# -- a malformed passcode costs no attempt, on every entry point -----------------------------
+
+#: Not a passcode Duo issues: too short, too long, not ASCII digits (see duo.flow.PASSCODE_LENGTHS).
+MALFORMED = ["12345", "1234567890", "12a456", "\uff11\uff12\uff13\uff14\uff15\uff16"]
+
+
+def duo_config(emulator: DuoEmulator) -> DuoConfig:
+    creds = emulator.credentials
+    return DuoConfig(
+        credentials=DuoCredentials(creds.integration_key, creds.secret_key, creds.api_hostname),
+        base_url=emulator.base_url,
+        poll_interval=0.0,
+    )
+
+
+@pytest.mark.parametrize("typed", MALFORMED)
+def test_a_malformed_passcode_is_refused_before_duo_by_the_engines(
+    duo_emulator: DuoEmulator, typed: str
+) -> None:
+    """Engine and SealedEngine: InvalidInput naming the rule, Duo's request count unchanged,
+    the stored (or sealed) flow as it was; the right passcode then signs in."""
+    user = VerifiedUser("jsmith", checked_by="a test")
+    engine = Engine(MemoryStore(), [duo_config(duo_emulator)])
+    flow_id = engine.start("duo", verified_user=user).flow_id
+    engine.send(flow_id, "submit_first_factor")
+    before = engine.send(flow_id, "select_second_factor", factor="passcode")
+    calls = len(duo_emulator.calls)
+    with pytest.raises(InvalidInput, match="6 to 9 digits") as caught:
+        engine.send(flow_id, "submit_response", answer=typed)
+    assert caught.value.field == "answer" and typed not in str(caught.value)
+    assert len(duo_emulator.calls) == calls
+    assert engine.view(flow_id) == before
+
+    sealed = SealedEngine(
+        SealedState({"k": SealedState.generate_key()}, ledger=StoreLedger(MemoryStore())),
+        [duo_config(duo_emulator)],
+    )
+    view, token = sealed.start("duo", verified_user=user)
+    view, token = sealed.send(token, view.flow_id, "submit_first_factor")
+    view, token = sealed.send(token, view.flow_id, "select_second_factor", factor="passcode")
+    calls = len(duo_emulator.calls)
+    with pytest.raises(InvalidInput, match="6 to 9 digits"):
+        sealed.send(token, view.flow_id, "submit_response", answer=typed)
+    assert len(duo_emulator.calls) == calls
+    done, _ = sealed.send(token, view.flow_id, "submit_response", answer=DEMO_PASSCODE)
+    assert done.state == "Completed"
+
+
+def test_a_malformed_passcode_is_refused_before_duo_by_the_flow(
+    duo_emulator: DuoEmulator,
+) -> None:
+    """Flow API: each malformed passcode is refused with no Duo call and no attempt spent
+    towards ``locked_out``; a seven-digit SMS passcode is still taken."""
+    clock = Clock()
+    flow = picker(duo_emulator, clock)
+    flow.send("select_second_factor", factor="sms")
+    before, calls = flow.snapshot(), len(duo_emulator.calls)
+    for typed in MALFORMED:
+        with pytest.raises(InvalidInput):
+            flow.send("submit_response", answer=typed)
+    assert flow.snapshot() == before and len(duo_emulator.calls) == calls
+    sms = duo_emulator.sms_passcodes("jsmith")[0]
+    assert len(sms) == 7
+    assert flow.send("submit_response", answer=sms).state == "Completed"
