@@ -1623,10 +1623,13 @@ class WebCore:
         handle = context.get("handle") or ""
         mount = ctx.request.mount
         csrf = self._form_token(ctx, handle)
+        csrf_name = ctx.request.framework_csrf[0] if ctx.request.framework_csrf else "csrf_token"
         html = self.jinja.get_template(template).render(
             title=self.title,
             csrf=csrf,
-            csrf_name=ctx.request.framework_csrf[0] if ctx.request.framework_csrf else "csrf_token",
+            csrf_name=csrf_name,
+            # The whole hidden field, for templates that write {{ csrf_field }} in a form.
+            csrf_field=Markup('<input type="hidden" name="{}" value="{}">').format(csrf_name, csrf),
             start_url=self.url(mount, "start_page"),
             static=lambda name: self.url(mount, "static", filename=name),
             provider_label=events.provider_label,
