@@ -267,6 +267,23 @@ def test_cancel_ends_the_flow_and_head_is_get(live: Live) -> None:
     check_security_headers(head)
 
 
+@pytest.mark.parametrize("complete", ["page", "raise"])
+def test_on_complete_returning_nothing_or_failing(live: Live, complete: str) -> None:
+    """on_complete returning nothing: the flow's own success page. on_complete raising: the
+    pages' 500, which shows nothing of the error."""
+    client = Client(live(complete=complete))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    check_security_headers(done)
+    if complete == "page":
+        assert done.status_code == 303 and done.headers["Location"] == client.flow_url
+        assert state(client.get(client.flow_url)) == "Completed"
+    else:
+        assert done.status_code == 500
+        assert "on_complete failed" not in done.text
+
+
 def test_a_form_over_the_size_limit_is_refused(live: Live) -> None:
     """A body over max_form_bytes is refused with 413, never echoed."""
     client = Client(live(max_form_bytes=2048))
