@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TypeAlias, TypeVar
-
-import attrs
+from typing import NamedTuple, TypeAlias, TypeVar
 
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import StoreError, UsageError
@@ -55,8 +53,10 @@ __all__ = [
 T = TypeVar("T")
 
 
-@attrs.frozen
-class Pause:
+# Pause and CallRecord are NamedTuples, not attrs classes: both are built on every flow's
+# import path, where attrs' generated methods cost most of a millisecond per class (issue 12),
+# and an immutable record with equality and a repr is all either needs.
+class Pause(NamedTuple):
     """An instruction to the driver: wait ``seconds`` (wall clock) before resuming.
 
     A retry of a safe call yields one between its tries, so provider code never sleeps: the
@@ -73,8 +73,7 @@ class Pause:
 Exchange: TypeAlias = Generator[HttpRequest | Pause, HttpResponse | None, T]
 
 
-@attrs.frozen
-class CallRecord:
+class CallRecord(NamedTuple):
     """One IdP call made during a step, as the step's log line reports it: the request's
     ``path``, the reply's HTTP ``status`` (``None`` when no reply came) and the call's
     duration in milliseconds (``ms``)."""
