@@ -22,7 +22,9 @@ and sleep themselves, while here the wait is a number a driver, a page timer or 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+import attrs
 
 from mfa_fsm.core.replies import MAX_RETRY_AFTER
 
@@ -32,27 +34,20 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RETRY_AFTER", "Backoff", "honour_retry_after"]
 
 
-class _BackoffFields(NamedTuple):
-    first: float
-    cap: float
+def _not_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative")
 
 
-# A NamedTuple (immutable, with equality and a repr) checked in __new__, not an attrs class:
-# this module is on every flow's import path, where attrs' generated methods cost most of a
-# millisecond per class (issue 12).
-class Backoff(_BackoffFields):
+@attrs.frozen
+class Backoff:
     """Capped exponential back-off: the ``n``-th wait is ``min(cap, first * 2**(n-1))`` s.
 
     ``first`` is the first wait and ``cap`` the longest, in seconds (both at least 0).
     """
 
-    __slots__ = ()
-
-    def __new__(cls, first: float, cap: float) -> Backoff:
-        for name, value in (("first", first), ("cap", cap)):
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
-        return super().__new__(cls, first, cap)
+    first: float = attrs.field(validator=_not_negative)
+    cap: float = attrs.field(validator=_not_negative)
 
     def ceiling(self, attempt: int) -> float:
         """The wait after failure number ``attempt`` (counted from 1), without jitter."""
