@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 
 # Pause and CallRecord are NamedTuples, not attrs classes: both are built on every flow's
-# import path, where attrs' generated methods cost most of a millisecond per class (issue 12),
+# import path, where attrs' generated methods cost about half a millisecond per class (issue 12),
 # and an immutable record with equality and a repr is all either needs.
 class Pause(NamedTuple):
     """An instruction to the driver: wait ``seconds`` (wall clock) before resuming.

@@ -55,7 +55,7 @@ class _SettingFields(NamedTuple):
 
 # A NamedTuple (immutable, with equality and a repr) checked in __new__, not an attrs class:
 # every flow class builds its settings when it is imported, where attrs' generated methods
-# cost most of a millisecond per class (issue 12).
+# cost about half a millisecond per class (issue 12).
 class Setting(_SettingFields):
     """One field of a provider's configuration that a command line or the environment gives
     (``mfa-fsm login`` against a real tenant reads them; a flow class lists its own in

@@ -203,7 +203,7 @@ class EntrustClient:
 
 # The reply parsers (mfa_fsm.entrust.replies) are imported by the first call that reads a
 # reply, not with this module: importing the Entrust flow (a serverless handler's cold start)
-# does not build the reply records, attrs classes of a millisecond each (issue 12).
+# does not build the reply records, attrs classes of about half a millisecond each (issue 12).
 def _decipher(response: HttpResponse, path: str) -> Fields:
     from mfa_fsm.entrust.replies import decipher  # noqa: PLC0415 - on first use
 
