@@ -100,6 +100,10 @@ NOT_FOR_ENTRUST = (
     "structlog",
     "http.cookiejar",
     "email",
+    # the Entrust reply records with the first IdP reply, the back-off with the first retry
+    # or failed poll (their attrs classes cost import time)
+    "mfa_fsm.entrust.replies",
+    "mfa_fsm.core.backoff",
 )
 
 

@@ -41,9 +41,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import StoreError, UsageError
@@ -67,8 +65,10 @@ __all__ = [
 T = TypeVar("T")
 
 
-@attrs.frozen
-class Pause:
+# Pause and CallRecord are NamedTuples, not attrs classes: both are built on every flow's
+# import path, where attrs' generated methods cost about half a millisecond per class (issue 12),
+# and an immutable record with equality and a repr is all either needs.
+class Pause(NamedTuple):
     """An instruction to the driver: wait ``seconds`` (wall clock) before resuming.
 
     A retry of a safe call yields one between its tries, so provider code never sleeps: the
@@ -85,8 +85,7 @@ class Pause:
 Exchange: TypeAlias = Generator["HttpRequest | Pause | Io", Any, T]
 
 
-@attrs.frozen
-class CallRecord:
+class CallRecord(NamedTuple):
     """One IdP call made during a step, as the step's log line reports it: the request's
     ``path``, the reply's HTTP ``status`` (``None`` when no reply came) and the call's
     duration in milliseconds (``ms``)."""
@@ -183,6 +182,20 @@ def _pause_length(pause: Pause) -> float:
     return seconds
 
 
+def _account(
+    calls: list[CallRecord] | None,
+    request: HttpRequest,
+    status: int | None,
+    error: Exception | None,
+    started: float,
+) -> None:
+    """Report one IdP call the transport took: to the step's ``calls``, and to tracing."""
+    if calls is not None:
+        calls.append(_record(request, status, started))
+    if tracing is not None:
+        tracing.call(request, status, error, started)
+
+
 def drive(
     exchange: Exchange[T],
     transport: Transport,
@@ -233,10 +246,7 @@ def drive(
                 continue
             except Exception as exc:
                 error = exc
-            if calls is not None:
-                calls.append(_record(step, status, started))
-            if tracing is not None:
-                tracing.call(step, status, error, started)
+            _account(calls, step, status, error, started)
     finally:
         exchange.close()
 
@@ -291,10 +301,7 @@ async def drive_async(
                 continue
             except Exception as exc:
                 error = exc
-            if calls is not None:
-                calls.append(_record(step, status, started))
-            if tracing is not None:
-                tracing.call(step, status, error, started)
+            _account(calls, step, status, error, started)
     finally:
         exchange.close()
 

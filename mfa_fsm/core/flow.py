@@ -73,7 +73,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar
 
 import attrs
 from statemachine import State, StateMachine
@@ -202,8 +202,9 @@ def rows(sources: State | Iterable[State], leads_to: Mapping[OutcomeKind, State]
     return declared
 
 
-@attrs.frozen
-class Handler:
+# Handler and _Prepared are NamedTuples, not attrs classes: they are built on every flow's
+# import path, where attrs' generated methods cost about half a millisecond per class (issue 12).
+class Handler(NamedTuple):
     """What an :func:`on` declaration says about one event's handler.
 
     ``outcomes`` are what the handler may return, by the state it runs in (``None``: every
@@ -262,7 +263,7 @@ def on(
     )
 
     def mark(method: Method) -> Method:
-        setattr(method, _HANDLER, attrs.evolve(declared, name=method.__name__))
+        setattr(method, _HANDLER, declared._replace(name=method.__name__))
         return method
 
     return mark
@@ -1065,8 +1066,7 @@ def _same_factor_again(snapshot: Snapshot, data: Mapping[str, Any]) -> bool:
     )
 
 
-@attrs.frozen
-class _Prepared:
+class _Prepared(NamedTuple):
     """A step that passed the first checks: its event, the snapshot before it, the flow's
     clock at its start (epoch seconds) and its ``perf_counter`` start (for ``duration_ms``)."""
 
@@ -1091,6 +1091,6 @@ def _declared_handlers(flow: type[Flow]) -> dict[str, Handler]:
                     f"{klass.__name__} declares two handlers for {declared.event!r}: "
                     f"{mine[declared.event].name} and {name}"
                 )
-            mine[declared.event] = attrs.evolve(declared, name=name)
+            mine[declared.event] = declared._replace(name=name)
         found.update(mine)
     return found

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import attrs
 
-from mfa_fsm.core.backoff import Backoff, honour_retry_after
-
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if value < 0:
@@ -50,6 +48,9 @@ class PollSchedule:
         normal interval. Otherwise the wait doubles the outage, between ``interval`` and
         ``max_backoff``.
         """
+        # Loaded with the first failure, not with every flow's import (issue 12).
+        from mfa_fsm.core.backoff import Backoff, honour_retry_after  # noqa: PLC0415
+
         if retry_after is not None:
             return honour_retry_after(retry_after, floor=self.interval)
         return Backoff(first=self.interval, cap=self.max_backoff).after_outage(outage)

@@ -31,9 +31,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mfa_fsm.core.errors import UsageError
 
@@ -46,8 +44,19 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "mfa_fsm.providers"
 
 
-@attrs.frozen
-class Setting:
+class _SettingFields(NamedTuple):
+    field: str
+    option: str | None
+    help: str
+    env: str | None = None
+    required: bool = False
+    secret: bool = False
+
+
+# A NamedTuple (immutable, with equality and a repr) checked in __new__, not an attrs class:
+# every flow class builds its settings when it is imported, where attrs' generated methods
+# cost about half a millisecond per class (issue 12).
+class Setting(_SettingFields):
     """One field of a provider's configuration that a command line or the environment gives
     (``mfa-fsm login`` against a real tenant reads them; a flow class lists its own in
     ``settings``).
@@ -64,21 +73,25 @@ class Setting:
     names neither an option nor an environment variable.
     """
 
-    field: str
-    option: str | None
-    help: str
-    env: str | None = None
-    required: bool = False
-    secret: bool = False
+    __slots__ = ()
 
-    def __attrs_post_init__(self) -> None:
-        if self.secret and self.option is not None:
+    def __new__(  # noqa: PLR0917 - the fields, positional as the NamedTuple takes them
+        cls,
+        field: str,
+        option: str | None,
+        help: str,
+        env: str | None = None,
+        required: bool = False,
+        secret: bool = False,
+    ) -> Setting:
+        if secret and option is not None:
             raise UsageError(
-                f"setting {self.field!r} is secret: give it env= and option=None (a command "
+                f"setting {field!r} is secret: give it env= and option=None (a command "
                 "line is visible to every user of the machine)"
             )
-        if self.option is None and self.env is None and not self.secret:
-            raise UsageError(f"setting {self.field!r} needs an option or an env variable")
+        if option is None and env is None and not secret:
+            raise UsageError(f"setting {field!r} needs an option or an env variable")
+        return super().__new__(cls, field, option, help, env, required, secret)
 
 
 def config_from_settings(flow: type[Flow], values: Mapping[str, Any]) -> object:

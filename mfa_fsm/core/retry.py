@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
-from mfa_fsm.core.backoff import Backoff
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import IdpError, MfaError, TransportError
 from mfa_fsm.core.exchange import Exchange, pause
@@ -58,6 +57,9 @@ class RetryPolicy:
         ``retry_after`` if it gave one, else full jitter below the capped exponential."""
         if retry_after is not None:
             return retry_after
+        # Loaded with the first retry, not with every flow's import (issue 12).
+        from mfa_fsm.core.backoff import Backoff  # noqa: PLC0415
+
         return Backoff(self.first_delay, self.max_delay).jittered(attempt, rng)
 
     def _wait(self, error: MfaError, attempt: int, waited: float, rng: random.Random) -> float:

@@ -12,7 +12,7 @@ it: ``reply = yield from client.query(user_id)``.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -22,13 +22,11 @@ from mfa_fsm.core.exchange import Exchange, send
 from mfa_fsm.core.http import HeaderPairs, HttpRequest, extra_headers
 from mfa_fsm.core.polling import PollSchedule
 from mfa_fsm.core.retry import DEFAULT_RETRY, RetryPolicy
-from mfa_fsm.entrust.replies import (
-    AuthReply,
-    QueryReply,
-    decipher,
-    parse_authenticated,
-    parse_query,
-)
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.http import HttpResponse
+    from mfa_fsm.core.replies import Fields
+    from mfa_fsm.entrust.replies import AuthReply, QueryReply
 
 QUERY_PATH = "/api/web/v2/authentication/users"
 SELECT_PATH = "/api/web/v2/authentication/users/authenticate/{authenticator}"
@@ -129,7 +127,7 @@ class EntrustClient:
         fields = yield from self.config.retry.exchange(
             lambda: self._post(QUERY_PATH, {"userId": user_id})
         )
-        return parse_query(fields)
+        return _parse_query(fields)
 
     def select(
         self,
@@ -149,7 +147,7 @@ class EntrustClient:
         }
         path = SELECT_PATH.format(authenticator=check_authenticator(authenticator))
         fields = yield from self._post(path, body)
-        return parse_authenticated(fields)
+        return _parse_authenticated(fields)
 
     def complete(
         self,
@@ -170,7 +168,7 @@ class EntrustClient:
         }
         path = COMPLETE_PATH.format(authenticator=check_authenticator(authenticator))
         fields = yield from self._post(path, body, token=token)
-        return parse_authenticated(fields)
+        return _parse_authenticated(fields)
 
     def poll(
         self, authenticator: str, token: str, *, second_factor: str | None = None
@@ -184,7 +182,7 @@ class EntrustClient:
         """End the IDaaS session of a final token."""
         response = yield from send(self._request(LOGOUT_PATH, None, token))
         if response.status >= 300:
-            decipher(response, LOGOUT_PATH)
+            _decipher(response, LOGOUT_PATH)
 
     def _post(self, path: str, fields: dict[str, Any], token: str | None = None) -> Exchange[Any]:
         body = {"applicationId": self.config.application_id}
@@ -193,7 +191,7 @@ class EntrustClient:
             body["clientIp"] = client_ip
         body.update((key, value) for key, value in fields.items() if value is not None)
         response = yield from send(self._request(path, body, token))
-        return decipher(response, path)
+        return _decipher(response, path)
 
     def _request(self, path: str, body: dict[str, Any] | None, token: str | None) -> HttpRequest:
         headers = dict(self.config.extra_headers)
@@ -201,3 +199,24 @@ class EntrustClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}" if self.config.bearer else token
         return HttpRequest("POST", self.config.base_url + path, path, headers, body)
+
+
+# The reply parsers (mfa_fsm.entrust.replies) are imported by the first call that reads a
+# reply, not with this module: importing the Entrust flow (a serverless handler's cold start)
+# does not build the reply records, attrs classes of about half a millisecond each (issue 12).
+def _decipher(response: HttpResponse, path: str) -> Fields:
+    from mfa_fsm.entrust.replies import decipher  # noqa: PLC0415 - on first use
+
+    return decipher(response, path)
+
+
+def _parse_query(fields: Fields) -> QueryReply:
+    from mfa_fsm.entrust.replies import parse_query  # noqa: PLC0415 - on first use
+
+    return parse_query(fields)
+
+
+def _parse_authenticated(fields: Fields) -> AuthReply:
+    from mfa_fsm.entrust.replies import parse_authenticated  # noqa: PLC0415 - on first use
+
+    return parse_authenticated(fields)

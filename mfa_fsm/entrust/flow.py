@@ -91,10 +91,10 @@ from mfa_fsm.entrust.client import (
     EntrustConfig,
     check_authenticator,
 )
-from mfa_fsm.entrust.replies import AuthReply
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
+    from mfa_fsm.entrust.replies import AuthReply
 
 log = LazyLogger("mfa_fsm")
 
