@@ -10,7 +10,7 @@
     # urls.py
     from mfa_fsm.web.django import mfa_urls
     mfa = mfa_urls(engine, current_user=current_user, on_complete=signed_in)
-    urlpatterns = [path("login/", include(mfa.urls)), path("signin", signin), ...]
+    urlpatterns = [path("login/", mfa.urls), path("signin", signin), ...]
 
 or configured from settings (``MFA_FSM``, see :mod:`mfa_fsm.web.django.urls`). See
 :mod:`mfa_fsm.web.django.views` for what each piece does.

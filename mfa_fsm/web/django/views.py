@@ -69,7 +69,7 @@ def _django_path(route_path: str) -> str:
 
 
 class MfaUrls:
-    """The login pages for one engine: ``include(mfa.urls)`` under a prefix, and
+    """The login pages for one engine: ``path("login/", mfa.urls)`` (as Django's admin), and
     :meth:`begin` for the application's own sign-in view. Built by :func:`mfa_urls`."""
 
     app_name = "mfa_fsm"
@@ -106,7 +106,12 @@ class MfaUrls:
             if not length.isdigit() or int(length) > self.core.max_form_bytes:
                 page = self._page_request(request, route, params, form=False)
                 return self._respond(request, self.core.refuse(page, 413))
+            # The pages' script sends the token as X-CSRF-Token, and a page may name its
+            # field csrf_token (an application's template override): Django's check reads
+            # them as its own header (settings.CSRF_HEADER_NAME).
             sent = request.META.get("HTTP_X_CSRF_TOKEN")
+            if not sent and request.method == "POST" and CSRF_FIELD not in request.POST:
+                sent = request.POST.get("csrf_token")
             if sent and settings.CSRF_HEADER_NAME not in request.META:
                 request.META[settings.CSRF_HEADER_NAME] = sent
             response: HttpResponse = protected(request, **params)
@@ -129,7 +134,7 @@ class MfaUrls:
 
     @property
     def urls(self) -> tuple[list[URLPattern], str, str]:
-        """For ``path("login/", include(mfa.urls))``: the patterns, the app name
+        """For ``path("login/", mfa.urls)``: the patterns, the app name
         (``"mfa_fsm"``) and the instance namespace (``reverse("mfa_fsm:start_page")``)."""
         return self.patterns, self.app_name, self.namespace
 
@@ -230,7 +235,7 @@ def mfa_urls(
     :class:`~mfa_fsm.engine.SealedEngine`), to include under a prefix::
 
         mfa = mfa_urls(engine, current_user=current_user, on_complete=signed_in)
-        urlpatterns = [path("login/", include(mfa.urls))]
+        urlpatterns = [path("login/", mfa.urls)]
 
     ``on_complete(request, view)`` answers a completed login with an ``HttpResponse``;
     ``current_user(request)`` returns the application's signed-in user (a VerifiedUser, a

@@ -82,8 +82,9 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
     from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415 - after configure()
     from django.http import HttpResponse, HttpResponseNotAllowed  # noqa: PLC0415
     from django.middleware.csrf import get_token  # noqa: PLC0415
-    from django.urls import include, path  # noqa: PLC0415
+    from django.urls import path  # noqa: PLC0415
     from django.views.decorators.csrf import csrf_exempt  # noqa: PLC0415
+
     from mfa_fsm.web.django import mfa_urls  # noqa: PLC0415
 
     pages = DemoPages(live.idps)
@@ -156,7 +157,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
         path("signin", signin),
         path("emulator", control),
         path("emulator/<str:provider>/<str:user>/<str:action>", act),
-        path("login/", include(mfa.urls)),
+        path("login/", mfa.urls),
     ]
     handler = WSGIHandler()
 
