@@ -176,7 +176,10 @@ class MfaUrls:
     # -- translation -------------------------------------------------------------------------
 
     def _mount(self) -> str:
-        return reverse(f"{self.namespace}:start_page").rstrip("/")
+        """The pages' URL prefix, as Django reverses it (the include's prefix, and the
+        SCRIPT_NAME of a project served under a sub-path)."""
+        start: str = reverse(f"{self.namespace}:start_page")
+        return start.rstrip("/")
 
     def _page_request(
         self, request: HttpRequest, route: str, params: Mapping[str, str], *, form: bool = True

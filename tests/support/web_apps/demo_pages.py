@@ -23,6 +23,7 @@ from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.testing.demo_idps import DemoIdp
 from mfa_fsm.web import events
+from mfa_fsm.web.core import STATIC_PATH
 from mfa_fsm.web.demo import DEMO_CHECKED_BY
 
 #: Where the login pages are mounted in every test app.
@@ -42,7 +43,7 @@ _PATHS = {
 def url_for(endpoint: str, **values: str) -> str:
     """The path of one of the demo templates' Flask endpoint names, in every test app."""
     if endpoint == "mfa_fsm.static":
-        return f"{LOGIN}/static/{values['filename']}"
+        return f"{LOGIN}{STATIC_PATH}/{values['filename']}"
     if endpoint == "emulator_act":
         return f"/emulator/{values['provider']}/{values['user']}/{values['action']}"
     return _PATHS[endpoint]
