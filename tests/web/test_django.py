@@ -22,9 +22,11 @@ from tests.support.web_apps import LiveApp, demo_pages
 from tests.support.web_apps.django_app import configure
 
 
-@pytest.fixture(scope="module")
-def live() -> Iterator[LiveApp]:
-    with LiveApp("django") as running:
+@pytest.fixture(scope="module", params=["sync", "async"])
+def live(request: pytest.FixtureRequest) -> Iterator[LiveApp]:
+    """The Django test app: blocking views over an Engine under WSGI, or async views over an
+    AsyncEngine under ASGI (uvicorn)."""
+    with LiveApp("django", asynchronous=request.param == "async") as running:
         yield running
 
 

@@ -23,15 +23,20 @@ adds is Django's own conventions:
 * The flow cookie is signed with ``settings.SECRET_KEY`` (read per request, so key rotation
   applies).
 
-Why blocking views: the engines ``Engine`` and ``SealedEngine`` block on the IdP's HTTP call,
-and so do Django's ORM, sessions and most middleware; a WSGI server (gunicorn, threads)
-serves them as every other Django view. Under ASGI, Django runs a blocking view in a thread
-(``sync_to_async``): it works, but a long IdP call then holds one of those threads.
+Blocking or async views, by the engine. Over an ``Engine`` or ``SealedEngine`` the views block
+on the IdP's HTTP call, as Django's ORM, sessions and most middleware do: serve the project
+with a WSGI server (gunicorn with threads) like every other Django view. Over an
+``AsyncEngine`` or ``AsyncSealedEngine`` they are async views (the same core plans, awaited):
+serve the project under ASGI (uvicorn, daphne), and a page waiting on the IdP holds no thread.
+Then start flows with ``await mfa.abegin(request, ...)``, and ``current_user`` and
+``on_complete`` may be coroutines (use the session's async methods there, ``aget``, ``aset``,
+``aflush``: a database session backend refuses blocking calls in an async view).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import mimetypes
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,8 +49,10 @@ from django.urls import URLPattern, path, re_path, reverse
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from mfa_fsm.core.plans import run
+from mfa_fsm.core.errors import UsageError
+from mfa_fsm.core.plans import run, run_async
 from mfa_fsm.core.snapshot import FlowView
+from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine
 from mfa_fsm.web.core import (
     ROUTES,
     STATIC_DIR,
@@ -59,7 +66,7 @@ from mfa_fsm.web.core import (
 #: The hidden form field Django's CsrfViewMiddleware reads.
 CSRF_FIELD = "csrfmiddlewaretoken"
 
-OnComplete = Callable[[HttpRequest, FlowView], HttpResponse | None]
+OnComplete = Callable[[HttpRequest, FlowView], Any]
 CurrentUser = Callable[[HttpRequest], Any]
 
 
@@ -93,32 +100,66 @@ class MfaUrls:
         self.current_user = current_user
         self.namespace = namespace
         self._static: dict[str, tuple[bytes, str]] = {}
+        #: The views are async (awaiting the engine) for an AsyncEngine / AsyncSealedEngine.
+        self.is_async = isinstance(engine, AsyncEngine | AsyncSealedEngine)
 
-    def _guarded(self, route: str) -> Callable[..., HttpResponse]:
+    def _guarded(self, route: str) -> Callable[..., Any]:
         """The view of ``route``: a body over ``max_form_bytes`` refused (413) before anything
         reads it, then Django's CSRF check (``csrf_protect``: Django's CsrfViewMiddleware,
         also in a project that left the middleware out), which also takes the token the
-        pages' script sends as ``X-CSRF-Token``, then the core."""
-        protected = csrf_protect(functools.partial(self._view, route=route))
+        pages' script sends as ``X-CSRF-Token``, then the core. An async view for an
+        AsyncEngine / AsyncSealedEngine, a blocking one otherwise."""
+        if self.is_async:
+
+            async def handled_async(request: HttpRequest, **params: str) -> HttpResponse:
+                page = self._page_request(request, route, params)
+                answer = await run_async(self.core.handle(page))
+                return await self._respond_async(request, answer)
+
+            protected_async = csrf_protect(handled_async)
+
+            async def view_async(request: HttpRequest, **params: str) -> HttpResponse:
+                refused = self._before_csrf(request, route, params)
+                if refused is not None:
+                    return refused
+                response: HttpResponse = await protected_async(request, **params)
+                return response
+
+            # Checked above; the middleware would check before the header's copy.
+            return csrf_exempt(view_async)  # type: ignore[no-any-return]
+
+        def handled(request: HttpRequest, **params: str) -> HttpResponse:
+            page = self._page_request(request, route, params)
+            return self._respond(request, run(self.core.handle(page)))
+
+        protected = csrf_protect(handled)
 
         def view(request: HttpRequest, **params: str) -> HttpResponse:
-            length = request.META.get("CONTENT_LENGTH") or "0"
-            if not length.isdigit() or int(length) > self.core.max_form_bytes:
-                page = self._page_request(request, route, params, form=False)
-                return self._respond(request, self.core.refuse(page, 413))
-            # The pages' script sends the token as X-CSRF-Token, and a page may name its
-            # field csrf_token (an application's template override): Django's check reads
-            # them as its own header (settings.CSRF_HEADER_NAME).
-            sent = request.META.get("HTTP_X_CSRF_TOKEN")
-            if not sent and request.method == "POST" and CSRF_FIELD not in request.POST:
-                sent = request.POST.get("csrf_token")
-            if sent and settings.CSRF_HEADER_NAME not in request.META:
-                request.META[settings.CSRF_HEADER_NAME] = sent
+            refused = self._before_csrf(request, route, params)
+            if refused is not None:
+                return refused
             response: HttpResponse = protected(request, **params)
             return response
 
-        # Checked above; the middleware (if installed) would check before the header's copy.
         return csrf_exempt(view)  # type: ignore[no-any-return]
+
+    def _before_csrf(
+        self, request: HttpRequest, route: str, params: Mapping[str, str]
+    ) -> HttpResponse | None:
+        """A 413 for a body over ``max_form_bytes`` (nothing has read it yet); else hands
+        the token of the pages' script (``X-CSRF-Token``) or of a form field named
+        ``csrf_token`` (an application's template override) to Django's check as the header
+        it reads (``settings.CSRF_HEADER_NAME``) and answers ``None``."""
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > self.core.max_form_bytes:
+            page = self._page_request(request, route, params, form=False)
+            return _response(self.core.refuse(page, 413))
+        sent = request.META.get("HTTP_X_CSRF_TOKEN")
+        if not sent and request.method == "POST" and CSRF_FIELD not in request.POST:
+            sent = request.POST.get("csrf_token")
+        if sent and settings.CSRF_HEADER_NAME not in request.META:
+            request.META[settings.CSRF_HEADER_NAME] = sent
+        return None
 
     @property
     def patterns(self) -> list[URLPattern]:
@@ -147,14 +188,22 @@ class MfaUrls:
         provider's ``start`` (e.g. ``factor="PUSH"``). Raises VerifiedUserRequired when
         ``current_user`` returns nobody, UsageError for an unknown ``provider``; IdP,
         network and throttle failures become pages."""
+        if self.is_async:
+            raise UsageError("this engine is asynchronous: await mfa.abegin(request, ...)")
         page = self._page_request(request, "begin", {})
         return self._respond(request, run(self.core.begin(page, provider, options)))
 
-    # -- views -------------------------------------------------------------------------------
+    async def abegin(
+        self, request: HttpRequest, provider: str | None = None, **options: Any
+    ) -> HttpResponse:
+        """:meth:`begin` for an AsyncEngine / AsyncSealedEngine, from an async view."""
+        if not self.is_async:
+            raise UsageError("this engine blocks: call mfa.begin(request, ...)")
+        page = self._page_request(request, "begin", {})
+        answer = await run_async(self.core.begin(page, provider, options))
+        return await self._respond_async(request, answer)
 
-    def _view(self, request: HttpRequest, route: str, **params: str) -> HttpResponse:
-        page = self._page_request(request, route, params)
-        return self._respond(request, run(self.core.handle(page)))
+    # -- views -------------------------------------------------------------------------------
 
     def _file(self, request: HttpRequest, filename: str) -> HttpResponse:
         """A static file of the pages (CSS, the polling script), from the package; only the
@@ -166,7 +215,7 @@ class MfaUrls:
         found = self._static.get(filename)
         if found is None or request.method not in ("GET", "HEAD"):
             page = self._page_request(request, "not_found", {}, form=False)
-            return self._respond(request, self.core.refuse(page, 404))
+            return _response(self.core.refuse(page, 404))
         body, kind = found
         response = HttpResponse(body, content_type=kind)
         response["Cache-Control"] = "public, max-age=3600"
@@ -200,13 +249,36 @@ class MfaUrls:
         )
 
     def _respond(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:
-        if answer.complete is not None:
-            app = self.on_complete(request, answer.complete)
-            answer = self.core.finish(answer, None if app is None else _app_answer(app))
-            if answer.use_app and app is not None:
-                return _merged(app, answer)
-        response = HttpResponse(answer.body, status=answer.status)
-        return _merged(response, answer, replace=True)
+        if answer.complete is None:
+            return _response(answer)
+        app = self.on_complete(request, answer.complete)
+        if inspect.isawaitable(app):
+            if inspect.iscoroutine(app):
+                app.close()
+            raise UsageError(
+                "on_complete is asynchronous and this engine blocks: give a plain function, "
+                "or an AsyncEngine"
+            )
+        return self._completed(answer, app)
+
+    async def _respond_async(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:
+        if answer.complete is None:
+            return _response(answer)
+        app = self.on_complete(request, answer.complete)
+        if inspect.isawaitable(app):
+            app = await app
+        return self._completed(answer, app)
+
+    def _completed(self, answer: PageAnswer, app: HttpResponse | None) -> HttpResponse:
+        """The answer to a request that completed a flow, once ``on_complete`` answered."""
+        answer = self.core.finish(answer, None if app is None else _app_answer(app))
+        if answer.use_app and app is not None:
+            return _merged(app, answer)
+        return _response(answer)
+
+
+def _response(answer: PageAnswer) -> HttpResponse:
+    return _merged(HttpResponse(answer.body, status=answer.status), answer, replace=True)
 
 
 def _app_answer(response: HttpResponse) -> AppAnswer:

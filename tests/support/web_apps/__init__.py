@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from werkzeug.serving import make_server
 
-from mfa_fsm.engine import Engine, SealedEngine
+from mfa_fsm.engine import AsyncEngine, Engine, SealedEngine
+from mfa_fsm.stores.aio import AsyncMemoryStore
 from mfa_fsm.stores.base import StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.web.demo import Demo
@@ -48,18 +49,27 @@ class LiveApp(Demo):
     ``throttle``); ``url`` is the application's home, ``emulator(provider)`` an emulator.
     """
 
-    def __init__(self, framework: str, **options: Any) -> None:
+    def __init__(self, framework: str, *, asynchronous: bool = False, **options: Any) -> None:
         if framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {framework!r}; one of {FRAMEWORKS}")
         super().__init__(**options)
         self.framework = framework
+        #: Django only: async views over an AsyncEngine, served as ASGI (FastAPI always is).
+        self.asynchronous = asynchronous
         self._stop_server: Callable[[], None] | None = None
         self._port = 0
+
+    def async_engine(self) -> AsyncEngine:
+        """A new AsyncEngine over the emulators, its flows in memory (this process's)."""
+        settings = self.options or {}
+        configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in self.idps.items()]
+        return AsyncEngine(AsyncMemoryStore(), configs)
 
     def engine(self) -> Engine | SealedEngine:
         """A new engine over the emulators and the store, as the demo makes it."""
         settings = self.options or {}
         configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in self.idps.items()]
+        assert not self.sealed or not self.asynchronous, "no async sealed test app"
         if self.sealed:
             from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
 

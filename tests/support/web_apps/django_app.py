@@ -24,7 +24,7 @@ from django.conf import settings
 
 from mfa_fsm.web import demo
 
-from .demo_pages import FORM_EXPIRED, NOT_ACCEPTED, DemoPages, current_user, signed_in
+from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -72,14 +72,18 @@ class PerAppUrls:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.urlconf = request.META[URLCONF_KEY]
+        scope = getattr(request, "scope", None)  # an ASGI request's
+        request.urlconf = scope[URLCONF_KEY] if scope else request.META[URLCONF_KEY]
         return self.get_response(request)
 
 
-def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
-    """The Django test app over ``live``'s emulators and a new engine: a WSGI app."""
+def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - one app
+    """The Django test app over ``live``'s emulators and a new engine: a WSGI app, or an
+    ASGI app with async views over an AsyncEngine when ``live.asynchronous``."""
     configure()
-    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415 - after configure()
+    from asgiref.sync import sync_to_async  # noqa: PLC0415
+    from django.core.handlers.asgi import ASGIHandler  # noqa: PLC0415 - after configure()
+    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415
     from django.http import HttpResponse, HttpResponseNotAllowed  # noqa: PLC0415
     from django.middleware.csrf import get_token  # noqa: PLC0415
     from django.urls import path  # noqa: PLC0415
@@ -94,10 +98,15 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
         request.session["signed_in"] = signed_in(view)
         return see_other("/")
 
+    async def on_complete_async(request: HttpRequest, view: Any) -> HttpResponse:
+        await request.session.aflush()
+        await request.session.aset("signed_in", signed_in(view))
+        return see_other("/")
+
     mfa = mfa_urls(
-        live.engine(),
+        live.async_engine() if live.asynchronous else live.engine(),
         current_user=lambda request: current_user(request.session.get("demo_user")),
-        on_complete=on_complete,
+        on_complete=on_complete_async if live.asynchronous else on_complete,
         throttle=live.throttle,
         secure_cookies=False,
         aside=functools.partial(demo._aside, live.idps),
@@ -137,6 +146,17 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
         request.session["demo_user"] = user
         return mfa.begin(request, provider)
 
+    async def signin_async(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return await sync_to_async(signin)(request)
+        user = request.POST.get("user", "")
+        provider = pages.check_password(user, request.POST.get("password", ""))
+        if provider is None:
+            return signin_page(request, NOT_ACCEPTED, 401)
+        await request.session.aflush()
+        await request.session.aset("demo_user", user)
+        return await mfa.abegin(request, provider)
+
     def control(request: HttpRequest) -> HttpResponse:
         return html(pages.control_page(request.GET.get("done", "")))
 
@@ -154,16 +174,22 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
     urls = types.ModuleType(f"{__name__}.urls_{secrets.token_hex(4)}")
     urls.urlpatterns = [  # type: ignore[attr-defined]
         path("", home),
-        path("signin", signin),
+        path("signin", signin_async if live.asynchronous else signin),
         path("emulator", control),
         path("emulator/<str:provider>/<str:user>/<str:action>", act),
         path("login/", mfa.urls),
     ]
+    if live.asynchronous:
+        asgi = ASGIHandler()
+
+        async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await asgi(dict(scope, **{URLCONF_KEY: urls}), receive, send)
+
+        return "asgi", asgi_app
     handler = WSGIHandler()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         environ[URLCONF_KEY] = urls
         return handler(environ, start_response)
 
-    _ = FORM_EXPIRED  # Django's CSRF failure page answers an expired sign-in form
     return "wsgi", app
