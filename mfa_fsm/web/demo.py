@@ -52,7 +52,7 @@ from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing.demo_idps import DemoIdp
 from mfa_fsm.web import events
-from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
+from mfa_fsm.web.flask import MfaBlueprint, mfa_blueprint
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
