@@ -85,7 +85,7 @@ class MfaUrls:
         self,
         engine: Any,
         *,
-        on_complete: OnComplete,
+        on_complete: OnComplete | None = None,
         current_user: CurrentUser | None = None,
         namespace: str = "mfa_fsm",
         **options: Any,
@@ -251,7 +251,7 @@ class MfaUrls:
     def _respond(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:
         if answer.complete is None:
             return _response(answer)
-        app = self.on_complete(request, answer.complete)
+        app = None if self.on_complete is None else self.on_complete(request, answer.complete)
         if inspect.isawaitable(app):
             if inspect.iscoroutine(app):
                 app.close()
@@ -264,7 +264,7 @@ class MfaUrls:
     async def _respond_async(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:
         if answer.complete is None:
             return _response(answer)
-        app = self.on_complete(request, answer.complete)
+        app = None if self.on_complete is None else self.on_complete(request, answer.complete)
         if inspect.isawaitable(app):
             app = await app
         return self._completed(answer, app)
@@ -301,7 +301,7 @@ def _merged(response: HttpResponse, answer: PageAnswer, *, replace: bool = False
 def mfa_urls(
     engine: Any,
     *,
-    on_complete: OnComplete,
+    on_complete: OnComplete | None = None,
     current_user: CurrentUser | None = None,
     namespace: str = "mfa_fsm",
     **options: Any,
@@ -312,7 +312,8 @@ def mfa_urls(
         mfa = mfa_urls(engine, current_user=current_user, on_complete=signed_in)
         urlpatterns = [path("login/", mfa.urls)]
 
-    ``on_complete(request, view)`` answers a completed login with an ``HttpResponse``;
+    ``on_complete(request, view)`` answers a completed login with an ``HttpResponse`` (or
+    ``None``, or nothing given: the pages' own "you are signed in" page);
     ``current_user(request)`` returns the application's signed-in user (a VerifiedUser, a
     user id, or ``None``), required when a provider's first factor is the application's.
     ``namespace``: the URL namespace (``reverse("mfa_fsm:start_page")``); ``options`` are the
@@ -328,11 +329,12 @@ def mfa_urls(
 def from_settings() -> MfaUrls:
     """The pages configured by ``settings.MFA_FSM`` (see :mod:`mfa_fsm.web.django.urls`)."""
     config = getattr(settings, "MFA_FSM", None)
-    if not isinstance(config, Mapping) or "ENGINE" not in config or "ON_COMPLETE" not in config:
+    if not isinstance(config, Mapping) or "ENGINE" not in config:
         raise ImproperlyConfigured(
             "include('mfa_fsm.web.django.urls') reads settings.MFA_FSM = {'ENGINE': "
             "'<dotted path of an Engine>', 'ON_COMPLETE': '<dotted path of on_complete"
-            "(request, view)>'} (optional: 'CURRENT_USER', 'OPTIONS'); or build the URLs "
+            "(request, view)>', 'CURRENT_USER': '<dotted path of current_user(request)>', "
+            "'OPTIONS': {...}} (ENGINE is required, the others optional); or build the URLs "
             "with mfa_fsm.web.django.mfa_urls(engine, ...)"
         )
 
@@ -344,7 +346,7 @@ def from_settings() -> MfaUrls:
 
     return mfa_urls(
         load("ENGINE"),
-        on_complete=load("ON_COMPLETE"),
+        on_complete=load("ON_COMPLETE") if config.get("ON_COMPLETE") else None,
         current_user=load("CURRENT_USER") if config.get("CURRENT_USER") else None,
         **dict(config.get("OPTIONS", {})),
     )

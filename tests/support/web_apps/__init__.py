@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from werkzeug.serving import make_server
 
-from mfa_fsm.engine import AsyncEngine, Engine, SealedEngine
-from mfa_fsm.stores.aio import AsyncMemoryStore
+from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine, Engine, SealedEngine
+from mfa_fsm.stores.aio import AsyncMemoryStore, AsyncStoreLedger
 from mfa_fsm.stores.base import StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.web.demo import Demo
@@ -59,17 +59,23 @@ class LiveApp(Demo):
         self._stop_server: Callable[[], None] | None = None
         self._port = 0
 
-    def async_engine(self) -> AsyncEngine:
-        """A new AsyncEngine over the emulators, its flows in memory (this process's)."""
+    def async_engine(self) -> AsyncEngine | AsyncSealedEngine:
+        """A new AsyncEngine over the emulators, its flows in memory (this process's), or an
+        AsyncSealedEngine (a replay ledger in memory) when ``sealed``."""
         settings = self.options or {}
         configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in self.idps.items()]
+        if self.sealed:
+            from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
+
+            ledger = AsyncStoreLedger(AsyncMemoryStore())
+            keys = {"demo": SealedState.generate_key()}
+            return AsyncSealedEngine(SealedState(keys, ledger=ledger), configs)
         return AsyncEngine(AsyncMemoryStore(), configs)
 
     def engine(self) -> Engine | SealedEngine:
         """A new engine over the emulators and the store, as the demo makes it."""
         settings = self.options or {}
         configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in self.idps.items()]
-        assert not self.sealed or not self.asynchronous, "no async sealed test app"
         if self.sealed:
             from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
 

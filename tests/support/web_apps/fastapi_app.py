@@ -13,7 +13,7 @@ import functools
 import hmac
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -40,6 +40,11 @@ def _signin_token(request: Request) -> str:
     return token
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form (what the demo's pages send), without python-multipart."""
+    return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+
+
 def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
     """The FastAPI test app over ``live``'s emulators and a new AsyncEngine: an ASGI app."""
     pages = DemoPages(live.idps)
@@ -51,6 +56,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
 
     router = mfa_router(
         live.async_engine(),
+        secret_key=secrets.token_bytes(32),
         current_user=lambda request: current_user(request.session.get("demo_user")),
         on_complete=on_complete,
         throttle=live.throttle,
@@ -75,16 +81,16 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
 
     @app.post("/signin")
     async def signin(request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         expected = request.session.get("signin_csrf")
-        sent = str(form.get("csrf_token", ""))
+        sent = form.get("csrf_token", "")
         if not isinstance(expected, str) or not hmac.compare_digest(
             sent.encode(), expected.encode()
         ):
             body = pages.signin_page(_signin_token(request), FORM_EXPIRED)
             return HTMLResponse(body, status_code=400)
-        user = str(form.get("user", ""))
-        provider = pages.check_password(user, str(form.get("password", "")))
+        user = form.get("user", "")
+        provider = pages.check_password(user, form.get("password", ""))
         if provider is None:
             body = pages.signin_page(_signin_token(request), NOT_ACCEPTED)
             return HTMLResponse(body, status_code=401)
@@ -98,8 +104,8 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
 
     @app.post("/emulator/{provider}/{user}/{action}")
     async def act(request: Request, provider: str, user: str, action: str) -> Response:
-        form = await request.form()
-        status, done = pages.act(provider, user, action, str(form.get("token", "")))
+        form = await _form(request)
+        status, done = pages.act(provider, user, action, form.get("token", ""))
         if status != 303:
             return PlainTextResponse(done, status_code=status)
         return RedirectResponse("/emulator?" + urlencode({"done": done}), status_code=303)
