@@ -29,7 +29,7 @@ from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
-    from . import Kind, LiveApp
+    from .live import Kind, LiveApp
 
 #: The WSGI environ key that carries a test app's URLconf to :class:`PerAppUrls`.
 URLCONF_KEY = "mfa_fsm.test.urlconf"

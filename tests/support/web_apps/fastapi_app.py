@@ -27,7 +27,7 @@ from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from . import Kind, LiveApp
+    from .live import Kind, LiveApp
 
 FORM_EXPIRED = "The form has expired; please sign in again."
 
