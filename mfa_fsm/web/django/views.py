@@ -70,6 +70,9 @@ CSRF_FIELD = "csrfmiddlewaretoken"
 #: The heading of the page (400) for a step Django's CSRF check refused.
 CSRF_REFUSED = "The form has expired: reload the page and try again"
 
+#: The methods each route takes (any other is the core's 405, an unknown path its 404).
+_METHODS = {route.name: route.methods for route in ROUTES}
+
 OnComplete = Callable[[HttpRequest, FlowView], Any]
 CurrentUser = Callable[[HttpRequest], Any]
 
@@ -139,7 +142,9 @@ class MfaUrls:
     ) -> HttpResponse | None:
         """``None`` for a request the pages may handle, else the refusal: 413 for a body
         over ``max_form_bytes`` (before anything reads it), 400 (the core's page; JSON to
-        the pages' script) when Django's CSRF check refuses it.
+        the pages' script) when Django's CSRF check refuses it. A method the route does not
+        take, or a path that is none of the pages', goes to the core's 405 or 404 unchecked
+        (it changes nothing).
 
         The check is Django's ``CsrfViewMiddleware`` (its ``process_view``, as
         ``csrf_protect`` runs it, so also in a project that left the middleware out). The
@@ -150,6 +155,8 @@ class MfaUrls:
         if not length.isdigit() or int(length) > self.core.max_form_bytes:
             page = self._page_request(request, route, params, form=False)
             return _response(self.core.refuse(page, 413))
+        if request.method not in _METHODS.get(route, ()):
+            return None  # the core answers 404 or 405 and does nothing else
         sent = request.META.get("HTTP_X_CSRF_TOKEN")
         if not sent and request.method == "POST" and CSRF_FIELD not in request.POST:
             sent = request.POST.get("csrf_token")

@@ -18,4 +18,4 @@ from __future__ import annotations
 
 PREFIX = "/login"
 APP_PASSWORD = "app-password"
-FRAMEWORKS = ("flask", "starlette")
+FRAMEWORKS = ("flask", "starlette", "django")
