@@ -9,6 +9,7 @@ Sheet), as the Flask demo's does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import secrets
@@ -25,7 +26,7 @@ from mfa_fsm.web.starlette import mfa_router
 from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from .live import Kind, LiveApp
 
@@ -54,8 +55,15 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
         request.session["signed_in"] = signed_in(view)
         return RedirectResponse("/", status_code=303)
 
+    engine = live.async_engine()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.aclose()  # the engine's httpx client, in the loop that used it
+
     router = mfa_router(
-        live.async_engine(),
+        engine,
         secret_key=secrets.token_bytes(32),
         current_user=lambda request: current_user(request.session.get("demo_user")),
         on_complete=on_complete,
@@ -64,7 +72,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
         aside=functools.partial(demo._aside, live.idps),
         title="mfa_fsm demo",
     )
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), https_only=False)
     app.mount("/login", router)
 

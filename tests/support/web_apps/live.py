@@ -137,7 +137,8 @@ class LiveApp(Demo):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # Lifespan "auto": FastAPI closes its engine at shutdown; Django has no lifespan.
+        config = uvicorn.Config(app, log_level="warning", lifespan="auto", access_log=False)
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=lambda: asyncio.run(server.serve(sockets=[sock])),
