@@ -18,9 +18,8 @@ import requests
 
 from mfa_fsm.core.errors import VerifiedUserRequired
 from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS
-from tests.support.web_apps import demo_pages
+from tests.support.web_apps import LiveApp, demo_pages
 from tests.support.web_apps.django_app import configure
-from tests.support.web_apps.live import LiveApp
 
 
 @pytest.fixture(scope="module", params=["sync", "async"])
