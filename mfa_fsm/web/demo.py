@@ -27,6 +27,7 @@ demo's home (``/``), which says who is signed in, as an application's would.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import importlib.util
 import secrets
@@ -57,8 +58,45 @@ from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
 
+#: The web frameworks the demo can serve its pages with (``mfa-fsm demo --framework``):
+#: name -> (the mfa_fsm adapter module it needs, the extra that installs the framework).
+FRAMEWORKS: dict[str, tuple[str, str]] = {
+    "flask": ("mfa_fsm.web.blueprint", "web"),
+    "fastapi": ("mfa_fsm.web.starlette", "fastapi"),
+    "django": ("mfa_fsm.web.django", "django"),
+}
+
 #: Who checked an EXTERNAL user's first factor, as the pages say it.
 DEMO_CHECKED_BY = "the mfa_fsm demo application (not the identity provider)"
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """Raise UsageError saying which extra to install when ``module`` cannot be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"{what} needs the {extra} extra: pip install 'mfa_fsm[{extra}]'")
+
+
+def check_framework(framework: str) -> None:
+    """Raise UsageError unless the demo can serve its pages with ``framework`` here: a name of
+    :data:`FRAMEWORKS` whose mfa_fsm adapter this build has."""
+    if framework not in FRAMEWORKS:
+        raise UsageError(f"the demo's framework is one of {', '.join(FRAMEWORKS)}")
+    adapter, extra = FRAMEWORKS[framework]
+    try:
+        found = importlib.util.find_spec(adapter) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    if not found:
+        raise UsageError(
+            f"this mfa_fsm has no {framework} adapter ({adapter}) yet; "
+            "run the demo with --framework flask"
+        )
+    if framework != "flask":
+        # Only Flask's demo is wired so far; the adapters arrive on their own branches.
+        raise UsageError(
+            f"the demo does not serve its pages with {framework} yet ({extra} extra); "
+            "run it with --framework flask"
+        )
 
 
 def demo_idps() -> dict[str, type[DemoIdp]]:
@@ -91,6 +129,7 @@ def create_app(
     configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in idps.items()]
     engine: Engine | SealedEngine
     if sealed:
+        require("cryptography", "sealed", "sealed client-side state (--sealed)")
         from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
 
         # The replay ledger (one version number per flow) refuses old cookies.
@@ -121,6 +160,7 @@ def create_app(
     app.add_url_rule("/signin", "signin", signin.page, methods=["GET"])
     app.add_url_rule("/signin", "signin_post", signin.check, methods=["POST"])
     app.add_url_rule("/emulator", "emulator", control.page, methods=["GET"])
+    app.add_url_rule("/emulator/state", "emulator_state", control.state, methods=["GET"])
     app.add_url_rule(
         "/emulator/<provider>/<user>/<action>", "emulator_act", control.act, methods=["POST"]
     )
@@ -219,32 +259,71 @@ class _SignIn:
         return self.login.begin(provider)
 
 
+#: Seconds between two refreshes of the control page when scripts are off (its script asks
+#: every 2 seconds and reloads only on a change).
+CONTROL_REFRESH_SECONDS = 5
+
+
 class _Control:
-    """The emulator control page: the demo user's phone and inbox."""
+    """The emulator control page: the demo users' phones, inboxes and grid cards."""
 
     def __init__(self, idps: Mapping[str, DemoIdp], key: bytes) -> None:
         self.idps = idps
         # One token per run, in the page's forms: a cross-site page cannot read it.
         self.token = hmac.new(key, b"mfa_fsm.demo.control", "sha256").hexdigest()
 
-    def page(self) -> str:
-        rows = [
-            (demo, idp.last_code(demo.user)) for idp in self.idps.values() for demo in idp.users
-        ]
-        numbers = {
-            (demo.provider, demo.user): number
+    def _rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "provider": demo.provider,
+                "user": demo.user,
+                "code": idp.last_code(demo.user),
+                "choices": idp.number_choices(demo.user),
+                "approve_url": url_for(
+                    "emulator_act", provider=demo.provider, user=demo.user, action="approve"
+                ),
+                "deny_url": url_for(
+                    "emulator_act", provider=demo.provider, user=demo.user, action="deny"
+                ),
+            }
             for idp in self.idps.values()
             for demo in idp.users
-            if (number := idp.number_shown(demo.user))
-        }
+        ]
+
+    def _fingerprint(self) -> str:
+        """What the page shows that changes by itself (codes sent, numbers to match)."""
+        seen = [
+            (demo.provider, demo.user, idp.last_code(demo.user), idp.number_shown(demo.user))
+            for idp in self.idps.values()
+            for demo in idp.users
+        ]
+        # A digest, so the state route never carries a code itself.
+        return hashlib.sha256(repr(seen).encode()).hexdigest()[:16]
+
+    def page(self) -> str:
+        grids = [
+            (demo.user, card)
+            for idp in self.idps.values()
+            for demo in idp.users
+            if (card := idp.grid_card(demo.user)) is not None
+        ]
         return render_template(
             "mfa_fsm/demo/emulator.html",
-            rows=rows,
+            rows=self._rows(),
+            grids=grids,
             token=self.token,
             done=request.args.get("done", ""),
             answers=[idp.answers for idp in self.idps.values() if idp.answers],
-            number=numbers,
+            fingerprint=self._fingerprint(),
+            state_url=url_for("emulator_state"),
+            refresh_seconds=CONTROL_REFRESH_SECONDS,
+            login_url=url_for("mfa_fsm.start_page"),
+            static_url=lambda name: url_for("mfa_fsm.static", filename=name),
         )
+
+    def state(self) -> dict[str, str]:
+        """The page's fingerprint, for its script: it reloads when this changes."""
+        return {"fingerprint": self._fingerprint()}
 
     def act(self, provider: str, user: str, action: str) -> BaseResponse:
         sent = request.form.get("token", "")
@@ -255,12 +334,24 @@ class _Control:
             abort(404)
         if action not in ("approve", "deny"):
             abort(404)
+        number = request.form.get("number") or None
+        shown = idp.number_shown(user)
         try:
-            if action == "approve":
-                idp.approve(user)
-            else:
+            if action == "deny":
                 idp.deny(user)
-            done = f"{action}d the request for {user}"
+                done = f"denied the request for {user}"
+            elif shown is not None and number is None:
+                # A real phone offers no plain "Approve" when a number is to be matched.
+                done = f"tap the number the login page shows to approve {user}'s request"
+            else:
+                idp.approve(user, number=number)
+                if shown is not None and number != shown:
+                    done = (
+                        f"{number} is not the number the login page shows: "
+                        f"{user}'s request was refused"
+                    )
+                else:
+                    done = f"approved the request for {user}"
         except LookupError:
             done = f"no request is waiting for {user}"
         return redirect(url_for("emulator", done=done), code=303)
@@ -315,7 +406,10 @@ def _aside(idps: Mapping[str, DemoIdp], view: FlowView | None) -> str:
 
 
 class Demo:
-    """The demo running: both emulators, the app and its HTTP server, on loopback.
+    """The demo running: the emulators, the app and its HTTP server, on loopback.
+
+    ``framework`` names the web framework serving the pages (:data:`FRAMEWORKS`; Flask by
+    default); :meth:`start` raises UsageError for one this build cannot serve.
 
     ``store`` keeps the flows; by default SQLite in a temporary directory, removed on
     :meth:`stop`. ``sealed=True`` keeps them in the flow's cookie instead. Use as a context
@@ -331,8 +425,11 @@ class Demo:
         sealed: bool = False,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         throttle: Throttle | Literal["default"] | None = "default",
+        framework: str = "flask",
     ) -> None:
         self.host = host
+        #: the web framework serving the pages: a name of :data:`FRAMEWORKS`
+        self.framework = framework
         self.throttle = throttle
         self.port = port
         self.store = store
@@ -366,8 +463,11 @@ class Demo:
 
     def start(self) -> Self:
         """Start the emulators, build the app, and serve it on a background thread."""
+        check_framework(self.framework)
         if not self.sealed and self.store is None:
-            from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the sql extra
+            # SQLAlchemy comes with the web extra (older installs: the sql extra).
+            require("sqlalchemy", "web", "the demo's embedded SQLite store")
+            from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the web extra
 
             self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
             self.store = SqlStore(f"sqlite:///{self._tmp / 'flows.db'}")
