@@ -5,14 +5,20 @@
     with Demo(port=8700) as demo:       # emulators, engine, Flask app, HTTP server
         print(demo.url)                 # http://127.0.0.1:8700/ : the start page
 
-The demo runs the real library end to end: the blueprint of :mod:`mfa_fsm.web.blueprint`
+The demo runs the real library end to end: the login pages (by default Flask's blueprint of
+:mod:`mfa_fsm.web.blueprint`; ``framework=`` picks another of :data:`FRAMEWORKS`)
 over an :class:`~mfa_fsm.engine.Engine` whose store is SQLite in a temporary directory (the
 embedded default; any store URL, or sealed client-side state, on request), talking HTTP to
 the emulator of every registered provider that declares one (``Flow.emulator``, a
 :class:`~mfa_fsm.testing.demo_idps.DemoIdp`), found through the provider registry.
 Beside every page it shows the flow's diagram with the current state filled in. The emulator
 control page (``/emulator``) plays the user's phone: approve or deny a push, read the last
-code sent. The demo is for loopback only: its control page would let anyone approve a push.
+code sent, pick the number to match, read a grid card. The demo is for loopback only: its
+control page would let anyone approve a push.
+
+The demo application's own pages (sign-in, home, control page) are framework-neutral, in
+:mod:`mfa_fsm.web.demo_pages`; this module holds the Flask glue (its session, redirects, the
+blueprint) and :class:`Demo`, which runs it all.
 
 The demo shows the pattern an application follows for an EXTERNAL first factor: its own
 sign-in page (``/signin``) checks the user's *application* password (each emulator's
@@ -26,9 +32,7 @@ demo's home (``/``), which says who is signed in, as an application's would.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
+import importlib
 import importlib.util
 import secrets
 import shutil
@@ -38,22 +42,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
-from markupsafe import Markup, escape
+from flask import Flask, Response, abort, jsonify, redirect, request, session, url_for
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response as BaseResponse
 
-from mfa_fsm import diagrams
 from mfa_fsm.core.errors import UsageError
-from mfa_fsm.core.identity import VerifiedUser
-from mfa_fsm.core.registry import provider_flow, provider_flows
+from mfa_fsm.core.registry import provider_flows
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.engine import Engine, SealedEngine
 from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing.demo_idps import DemoIdp
-from mfa_fsm.web import events
-from mfa_fsm.web.blueprint import MfaBlueprint, mfa_blueprint
+from mfa_fsm.web import demo_pages
+from mfa_fsm.web.blueprint import mfa_blueprint
+from mfa_fsm.web.demo_pages import DEMO_CHECKED_BY, FORM_EXPIRED, LOGIN, NOT_ACCEPTED, DemoPages
+from mfa_fsm.web.demo_pages import diagram as _diagram
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -66,8 +69,8 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "django": ("mfa_fsm.web.django", "django"),
 }
 
-#: Who checked an EXTERNAL user's first factor, as the pages say it.
-DEMO_CHECKED_BY = "the mfa_fsm demo application (not the identity provider)"
+__all__ = ["DEMO_CHECKED_BY", "FRAMEWORKS", "Demo", "check_framework", "create_app", "require"]
+_ = _diagram  # re-exported for tests and older callers: the live diagram beside a flow
 
 
 def require(module: str, extra: str, what: str) -> None:
@@ -92,7 +95,7 @@ def check_framework(framework: str) -> None:
             "run the demo with --framework flask"
         )
     if framework != "flask":
-        # Only Flask's demo is wired so far; the adapters arrive on their own branches.
+        # Only Flask's glue is written so far; the other adapters arrive on their own branches.
         raise UsageError(
             f"the demo does not serve its pages with {framework} yet ({extra} extra); "
             "run it with --framework flask"
@@ -109,6 +112,32 @@ def demo_idps() -> dict[str, type[DemoIdp]]:
     return found
 
 
+def demo_engine(
+    idps: Mapping[str, DemoIdp],
+    *,
+    store: FlowStore | None = None,
+    sealed: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Engine | SealedEngine:
+    """The demo's engine over running emulators: on ``store``, or on sealed client-side
+    state with a key made for this run (the replay ledger in memory). ``options`` maps a
+    provider name to extra settings of its configuration (tests shorten the push lifetime).
+    Raises ValueError with neither a store nor ``sealed``."""
+    settings = options or {}
+    configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in idps.items()]
+    if sealed:
+        require("cryptography", "sealed", "sealed client-side state (--sealed)")
+        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
+
+        # The replay ledger (one version number per flow) refuses old cookies.
+        ledger = StoreLedger(MemoryStore())
+        keys = {"demo": SealedState.generate_key()}
+        return SealedEngine(SealedState(keys, ledger=ledger), configs)
+    if store is None:
+        raise ValueError("give the demo a store, or sealed=True")
+    return Engine(store, configs)
+
+
 def create_app(
     idps: Mapping[str, DemoIdp],
     *,
@@ -120,49 +149,72 @@ def create_app(
     """The demo's Flask application, over running emulators (provider name -> its DemoIdp).
 
     ``throttle`` is the blueprint's (by default its default rates, in this process).
-
-    ``store`` keeps the flows (required unless ``sealed``, which seals them into the cookie
-    with a key made for this run); ``options`` maps a provider name to extra settings of its
-    configuration (tests shorten the push lifetime).
+    ``store``, ``sealed`` and ``options`` are :func:`demo_engine`'s.
     """
-    settings = options or {}
-    configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in idps.items()]
-    engine: Engine | SealedEngine
-    if sealed:
-        require("cryptography", "sealed", "sealed client-side state (--sealed)")
-        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
-
-        # The replay ledger (one version number per flow) refuses old cookies.
-        ledger = StoreLedger(MemoryStore())
-        keys = {"demo": SealedState.generate_key()}
-        engine = SealedEngine(SealedState(keys, ledger=ledger), configs)
-    else:
-        if store is None:
-            raise ValueError("give the demo a store, or sealed=True")
-        engine = Engine(store, configs)
-
+    engine = demo_engine(idps, store=store, sealed=sealed, options=options)
+    pages = DemoPages(idps, static=lambda name: url_for("mfa_fsm.static", filename=name))
     app = Flask(__name__)
     # A new key per run: cookies of an earlier run are refused, and nothing needs keeping.
     app.secret_key = secrets.token_bytes(32)
     login = mfa_blueprint(
         engine,
-        current_user=_current_user,
+        current_user=lambda: demo_pages.current_user(session.get("demo_user")),
         on_complete=_signed_in,
         throttle=throttle,
         secure_cookies=False,
-        aside=functools.partial(_aside, idps),
+        aside=pages.aside,
         title="mfa_fsm demo",
     )
-    app.register_blueprint(login, url_prefix="/login")
-    control = _Control(idps, app.secret_key)
-    signin = _SignIn(login, idps)
-    app.add_url_rule("/", "home", _home)
-    app.add_url_rule("/signin", "signin", signin.page, methods=["GET"])
-    app.add_url_rule("/signin", "signin_post", signin.check, methods=["POST"])
-    app.add_url_rule("/emulator", "emulator", control.page, methods=["GET"])
-    app.add_url_rule("/emulator/state", "emulator_state", control.state, methods=["GET"])
+    app.register_blueprint(login, url_prefix=LOGIN)
+
+    def home() -> BaseResponse | str:
+        signed_in = session.get("signed_in")
+        if not isinstance(signed_in, dict):
+            return redirect(url_for("signin"))
+        return pages.home_page(signed_in)
+
+    def signin(error: str | None = None, status: int = 200) -> tuple[str, int]:
+        token = session.get("signin_csrf")
+        if not isinstance(token, str):
+            token = session["signin_csrf"] = demo_pages.new_csrf_token()
+        return pages.signin_page(token, error), status
+
+    def signin_post() -> BaseResponse | tuple[str, int]:
+        if not demo_pages.same_token(
+            request.form.get("csrf_token", ""), session.get("signin_csrf")
+        ):
+            return signin(FORM_EXPIRED, 400)
+        user = request.form.get("user", "")
+        provider = pages.check_password(user, request.form.get("password", ""))
+        if provider is None:
+            return signin(NOT_ACCEPTED, 401)
+        session.clear()  # a new session for the signed-in user (no session fixation)
+        session["demo_user"] = user
+        return login.begin(provider)
+
+    def control(provider: str, user: str, action: str) -> BaseResponse:
+        status, done = pages.act(
+            provider,
+            user,
+            action,
+            request.form.get("token", ""),
+            request.form.get("number") or None,
+        )
+        if status != 303:
+            abort(status)
+        return redirect(url_for("emulator", done=done), code=303)
+
+    app.add_url_rule("/", "home", home)
+    app.add_url_rule("/signin", "signin", signin, methods=["GET"])
+    app.add_url_rule("/signin", "signin_post", signin_post, methods=["POST"])
     app.add_url_rule(
-        "/emulator/<provider>/<user>/<action>", "emulator_act", control.act, methods=["POST"]
+        "/emulator", "emulator", lambda: pages.control_page(request.args.get("done", ""))
+    )
+    app.add_url_rule(
+        "/emulator/state", "emulator_state", lambda: jsonify(fingerprint=pages.fingerprint())
+    )
+    app.add_url_rule(
+        "/emulator/<provider>/<user>/<action>", "emulator_act", control, methods=["POST"]
     )
     app.after_request(_headers)
     return app
@@ -177,232 +229,11 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _current_user() -> VerifiedUser | None:
-    """The user the demo's own sign-in page checked, from the demo's session."""
-    user = session.get("demo_user")
-    return VerifiedUser(user, checked_by=DEMO_CHECKED_BY) if isinstance(user, str) else None
-
-
 def _signed_in(view: FlowView) -> BaseResponse:
     """The demo's ``on_complete``: a new session for the user the IdP confirmed, then home."""
-    result = view.result
-    assert result is not None  # noqa: S101 - on_complete sees a Completed view
     session.clear()  # a new session for the signed-in user (no session fixation)
-    session["signed_in"] = {
-        "user": result.user_id,
-        "name": result.display_name or result.user_id,
-        "provider": events.provider_label(view.provider),
-    }
+    session["signed_in"] = demo_pages.signed_in(view)
     return redirect(url_for("home"), code=303)
-
-
-def _home() -> BaseResponse | str:
-    """The demo application's home: who is signed in, or its sign-in page."""
-    signed_in = session.get("signed_in")
-    if not isinstance(signed_in, dict):
-        return redirect(url_for("signin"))
-    return render_template(
-        "mfa_fsm/demo/home.html", signed_in=signed_in, login_url=url_for("mfa_fsm.start_page")
-    )
-
-
-def _csrf_token() -> str:
-    """The demo sign-in form's CSRF token: a random value kept in the (signed) session and
-    repeated in the form (OWASP CSRF Prevention Cheat Sheet, "synchronizer token")."""
-    token = session.get("signin_csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["signin_csrf"] = token
-    return token
-
-
-class _SignIn:
-    """The demo application's own sign-in page: it checks an EXTERNAL user's *application*
-    password, then begins the second factor at that user's IdP."""
-
-    def __init__(self, login: MfaBlueprint, idps: Mapping[str, DemoIdp]) -> None:
-        self.login = login
-        #: user -> (their IdP's provider name, the demo application's password)
-        self.passwords = {
-            user: (name, password)
-            for name, idp in idps.items()
-            for user, password in idp.app_passwords.items()
-        }
-
-    def page(self, error: str | None = None, status: int = 200) -> tuple[str, int]:
-        users = [(user, self.passwords[user][1]) for user in sorted(self.passwords)]
-        html = render_template(
-            "mfa_fsm/demo/signin.html",
-            users=users,
-            error=error,
-            checked_by=DEMO_CHECKED_BY,
-            login_url=url_for("mfa_fsm.start_page"),
-            csrf_token=_csrf_token(),
-        )
-        return html, status
-
-    def check(self) -> BaseResponse | tuple[str, int]:
-        expected_token = session.get("signin_csrf")
-        sent_token = request.form.get("csrf_token", "")
-        if not isinstance(expected_token, str) or not hmac.compare_digest(
-            sent_token.encode(), expected_token.encode()
-        ):
-            return self.page("The form has expired; please sign in again.", 400)
-        user = request.form.get("user", "")
-        password = request.form.get("password", "")
-        provider, expected = self.passwords.get(user, (None, None))
-        # Compared in constant time, as any application's password check should be.
-        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
-            return self.page("The user id or password was not accepted.", 401)
-        session.clear()  # a new session for the signed-in user (no session fixation)
-        session["demo_user"] = user
-        return self.login.begin(provider)
-
-
-#: Seconds between two refreshes of the control page when scripts are off (its script asks
-#: every 2 seconds and reloads only on a change).
-CONTROL_REFRESH_SECONDS = 5
-
-
-class _Control:
-    """The emulator control page: the demo users' phones, inboxes and grid cards."""
-
-    def __init__(self, idps: Mapping[str, DemoIdp], key: bytes) -> None:
-        self.idps = idps
-        # One token per run, in the page's forms: a cross-site page cannot read it.
-        self.token = hmac.new(key, b"mfa_fsm.demo.control", "sha256").hexdigest()
-
-    def _rows(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "provider": demo.provider,
-                "user": demo.user,
-                "code": idp.last_code(demo.user),
-                "choices": idp.number_choices(demo.user),
-                "approve_url": url_for(
-                    "emulator_act", provider=demo.provider, user=demo.user, action="approve"
-                ),
-                "deny_url": url_for(
-                    "emulator_act", provider=demo.provider, user=demo.user, action="deny"
-                ),
-            }
-            for idp in self.idps.values()
-            for demo in idp.users
-        ]
-
-    def _fingerprint(self) -> str:
-        """What the page shows that changes by itself (codes sent, numbers to match)."""
-        seen = [
-            (demo.provider, demo.user, idp.last_code(demo.user), idp.number_shown(demo.user))
-            for idp in self.idps.values()
-            for demo in idp.users
-        ]
-        # A digest, so the state route never carries a code itself.
-        return hashlib.sha256(repr(seen).encode()).hexdigest()[:16]
-
-    def page(self) -> str:
-        grids = [
-            (demo.user, card)
-            for idp in self.idps.values()
-            for demo in idp.users
-            if (card := idp.grid_card(demo.user)) is not None
-        ]
-        return render_template(
-            "mfa_fsm/demo/emulator.html",
-            rows=self._rows(),
-            grids=grids,
-            token=self.token,
-            done=request.args.get("done", ""),
-            answers=[idp.answers for idp in self.idps.values() if idp.answers],
-            fingerprint=self._fingerprint(),
-            state_url=url_for("emulator_state"),
-            refresh_seconds=CONTROL_REFRESH_SECONDS,
-            login_url=url_for("mfa_fsm.start_page"),
-            static_url=lambda name: url_for("mfa_fsm.static", filename=name),
-        )
-
-    def state(self) -> dict[str, str]:
-        """The page's fingerprint, for its script: it reloads when this changes."""
-        return {"fingerprint": self._fingerprint()}
-
-    def act(self, provider: str, user: str, action: str) -> BaseResponse:
-        sent = request.form.get("token", "")
-        if not hmac.compare_digest(sent.encode(), self.token.encode()):
-            abort(400)
-        idp = self.idps.get(provider)
-        if idp is None or user not in {demo.user for demo in idp.users}:
-            abort(404)
-        if action not in ("approve", "deny"):
-            abort(404)
-        number = request.form.get("number") or None
-        shown = idp.number_shown(user)
-        try:
-            if action == "deny":
-                idp.deny(user)
-                done = f"denied the request for {user}"
-            elif shown is not None and number is None:
-                # A real phone offers no plain "Approve" when a number is to be matched.
-                done = f"tap the number the login page shows to approve {user}'s request"
-            else:
-                idp.approve(user, number=number)
-                if shown is not None and number != shown:
-                    done = (
-                        f"{number} is not the number the login page shows: "
-                        f"{user}'s request was refused"
-                    )
-                else:
-                    done = f"approved the request for {user}"
-        except LookupError:
-            done = f"no request is waiting for {user}"
-        return redirect(url_for("emulator", done=done), code=303)
-
-
-@functools.lru_cache(maxsize=64)
-def _diagram(provider: str, state: str) -> Markup:
-    """A flow's diagram with ``state`` filled: inline SVG with Graphviz, else Mermaid text."""
-    try:
-        flow = provider_flow(provider)
-    except UsageError:
-        return Markup("")
-    source = escape(diagrams.mermaid(flow, current_state=state))
-    # SVG needs Graphviz's dot and pydot (the diagrams extra); Mermaid text needs neither.
-    if shutil.which("dot") and importlib.util.find_spec("pydot") is not None:
-        svg = diagrams.svg(flow, current_state=state).decode("utf-8")
-        drawing = Markup(svg[svg.index("<svg") :])  # noqa: S704 - Graphviz's output of our machine
-        return Markup(
-            '<div role="img" aria-label="Diagram of the {p} flow; the current state, {s}, is '
-            'filled">{d}</div><details><summary>Mermaid source</summary><pre>{m}</pre></details>'
-        ).format(p=provider, s=state, d=drawing, m=source)
-    return Markup("<pre>{m}</pre>").format(m=source)
-
-
-def _aside(idps: Mapping[str, DemoIdp], view: FlowView | None) -> str:
-    control = Markup(
-        '<p><a href="/emulator" target="_blank" rel="noopener">Open the emulator control '
-        "page</a> (your phone: approve or deny a push, read the code sent).</p>"
-    )
-    if view is None:
-        rows = Markup("").join(
-            Markup("<tr><td>{p}</td><td><code>{u}</code></td><td>{h}</td></tr>").format(
-                p=d.provider, u=d.user, h=d.how
-            )
-            for idp in idps.values()
-            for d in idp.users
-        )
-        answers = Markup("").join(
-            Markup("<p>{a}.</p>").format(a=idp.answers) for idp in idps.values() if idp.answers
-        )
-        return Markup(
-            "<h2>Demo users</h2><p>EXTERNAL users (those with a demo sign-in "
-            'password) sign in on the <a href="/signin">demo application\'s sign-in page</a> '
-            "first; the others type the password their identity provider checks here.</p>"
-            "<table><thead><tr><th>provider</th><th>user id</th>"
-            "<th>how to sign in</th></tr></thead><tbody>{rows}</tbody></table>"
-            "{answers}{control}"
-        ).format(rows=rows, answers=answers, control=control)
-    return Markup(
-        "<h2>The flow, live</h2><p>Current state: <strong>{s}</strong> (step {v})</p>{d}{control}"
-    ).format(s=view.state, v=view.version, d=_diagram(view.provider, view.state), control=control)
 
 
 class Demo:
