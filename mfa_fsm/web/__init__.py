@@ -13,12 +13,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mfa_fsm.web.blueprint import mfa_blueprint
+    from mfa_fsm.web.flask import mfa_blueprint
 
 __all__ = ["mfa_blueprint"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "mfa_blueprint":
-        return importlib.import_module("mfa_fsm.web.blueprint").mfa_blueprint
+        return importlib.import_module("mfa_fsm.web.flask").mfa_blueprint
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,9 +54,9 @@ from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing.demo_idps import DemoIdp
 from mfa_fsm.web import demo_pages
-from mfa_fsm.web.blueprint import mfa_blueprint
 from mfa_fsm.web.demo_pages import DEMO_CHECKED_BY, FORM_EXPIRED, LOGIN, NOT_ACCEPTED, DemoPages
 from mfa_fsm.web.demo_pages import diagram as _diagram
+from mfa_fsm.web.flask import mfa_blueprint
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 #: The web frameworks the demo can serve its pages with (``mfa-fsm demo --framework``):
 #: name -> (the mfa_fsm adapter module it needs, the extra that installs the framework).
 FRAMEWORKS: dict[str, tuple[str, str]] = {
-    "flask": ("mfa_fsm.web.blueprint", "web"),
+    "flask": ("mfa_fsm.web.flask", "web"),
     "fastapi": ("mfa_fsm.web.starlette", "fastapi"),
     "django": ("mfa_fsm.web.django", "django"),
 }

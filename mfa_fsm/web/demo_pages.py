@@ -44,6 +44,7 @@ from mfa_fsm.core.registry import provider_flow
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.testing.demo_idps import DemoIdp
 from mfa_fsm.web import events
+from mfa_fsm.web.core import STATIC_PATH
 
 #: Who checked an EXTERNAL user's first factor, as the pages say it.
 DEMO_CHECKED_BY = "the mfa_fsm demo application (not the identity provider)"
@@ -70,10 +71,10 @@ def url_for(endpoint: str, static: Callable[[str], str] | None = None, **values:
     """The demo's path for one of the endpoint names its templates use (Flask's names).
 
     ``static`` maps a file name of the login pages' static files to its URL (the adapter's
-    static route; ``/login/static/NAME`` by default)."""
+    static route; the web core's ``/login/_mfa_fsm_static/NAME`` by default)."""
     if endpoint == "mfa_fsm.static":
         name = values["filename"]
-        return static(name) if static is not None else f"{LOGIN}/static/{name}"
+        return static(name) if static is not None else f"{LOGIN}{STATIC_PATH}/{name}"
     if endpoint == "emulator_act":
         return f"/emulator/{values['provider']}/{values['user']}/{values['action']}"
     return _PATHS[endpoint]

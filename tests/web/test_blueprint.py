@@ -590,14 +590,18 @@ def test_security_questions_are_one_field_each(visitor: Visitor) -> None:
 def test_on_complete_runs_once_and_may_redirect(
     engine: Engine, entrust_emulator: EntrustEmulator
 ) -> None:
-    """on_complete gets the view with the IdP's token, once; its redirect is what the user sees."""
+    """on_complete gets the view with the IdP's token, once per completion; its redirect is
+    what the user sees. With the completion replay off (``replay_window=0``) a repeat of the
+    completing step goes to the flow's page and on_complete is not called again (the
+    replay itself: tests/web/test_replay.py)."""
     seen: list[FlowView] = []
 
     def sign_in(view: FlowView) -> Any:
         seen.append(view)
         return redirect("/home")
 
-    visitor = Visitor(make_app(engine, on_complete=sign_in).test_client())
+    app = make_app(engine, on_complete=sign_in, replay_window=0)
+    visitor = Visitor(app.test_client())
     visitor.begin("entrust", "jsmith")
     visitor.step("factor", factor="TOKEN")
     response = visitor.step("response", response=DEMO_TOKEN_CODE)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, make_response
+from flask import Flask
 
 from mfa_fsm import (
     CyberArkConfig,
@@ -39,7 +39,7 @@ from mfa_fsm.duo.flow import DuoContext
 from mfa_fsm.entrust.flow import EntrustContext
 from mfa_fsm.testing import CyberArkEmulator
 from mfa_fsm.testing.cyberark import UserMechanism as EmulatedMechanism
-from mfa_fsm.web.blueprint import _Carry
+from mfa_fsm.web.core import Carry
 from tests.support.web import Visitor, heading, make_app
 
 #: What a browser keeps of one cookie, name, value and attributes together: RFC 6265 section
@@ -285,15 +285,13 @@ def flow_cookie_header(app: Flask, snapshot: Snapshot, expected_version: int | N
     """The Set-Cookie value the blueprint sends for ``snapshot``: sealed by the engine's
     SealedState, carried with the longest "who checked the first factor" line a user id
     makes. Raises SealedStateTooLarge where the blueprint refuses it."""
-    web = app.blueprints["mfa_fsm"]._web  # type: ignore[attr-defined]
+    web = app.blueprints["mfa_fsm"].core  # type: ignore[attr-defined]
     sealed: SealedState = web.flows.engine.sealed
     token = sealed.seal(snapshot, expected_version=expected_version)
     who = f"{snapshot.user_id}'s password, checked by example.com password"
     handle = secrets.token_urlsafe(9)
     with app.test_request_context(f"/login/f/{handle}/response", method="POST"):
-        response = make_response("")
-        web._set_flow_cookie(response, handle, _Carry(snapshot.flow_id, token, who))
-        (header,) = response.headers.getlist("Set-Cookie")
+        header = web.flow_cookie(handle, Carry(snapshot.flow_id, token, who))
     return str(header)
 
 
@@ -320,7 +318,7 @@ def test_every_state_with_maximal_content_fits_a_cookie_or_is_refused(
     if state == "Completed":
         # The completing request hands the result off before it sets the cookie (the full
         # result is sealed for the engine's answer, exempt from the limit, never a cookie).
-        web = app.blueprints["mfa_fsm"]._web  # type: ignore[attr-defined]
+        web = app.blueprints["mfa_fsm"].core  # type: ignore[attr-defined]
         assert web.flows.engine.sealed.seal(snapshot)
         snapshot, expected = handed_off(snapshot, now=NOW), snapshot.version
     refused = qr_image and not snapshot.is_final
@@ -340,16 +338,14 @@ def test_every_state_with_maximal_content_fits_a_cookie_or_is_refused(
 def test_the_cookie_check_counts_name_and_attributes(app: Flask) -> None:
     """A token that SealedState lets through but whose cookie (with a very long flow id and
     first-factor line) passes 4,093 bytes is refused by the blueprint itself."""
-    web = app.blueprints["mfa_fsm"]._web  # type: ignore[attr-defined]
+    web = app.blueprints["mfa_fsm"].core  # type: ignore[attr-defined]
     handle = secrets.token_urlsafe(9)
     token = text(3400, string.ascii_letters + string.digits + "-_")
     with app.test_request_context(f"/login/f/{handle}/response", method="POST"):
-        response = make_response("")
-        carry = _Carry(text(255), token, text(400))
+        carry = Carry(text(255), token, text(400))
         with pytest.raises(SealedStateTooLarge) as raised:
-            web._set_flow_cookie(response, handle, carry)
+            web.flow_cookie(handle, carry)
     assert raised.value.limit == COOKIE_LIMIT and raised.value.size > COOKIE_LIMIT
-    assert not response.headers.getlist("Set-Cookie")
 
 
 def test_a_qr_image_too_large_for_a_cookie_is_a_clear_page(
