@@ -1,4 +1,5 @@
-"""Fixtures of the web tests: the demo on loopback, and one Debian Chromium per session.
+"""Fixtures of the web tests: the demo on loopback (on each web framework), and one Debian
+Chromium per package.
 
 The browser is Debian's ``chromium`` (``scripts/setup.sh`` installs it with apt-get), driven
 by Playwright through its executable path: Playwright's own browser downloads are never used.
@@ -19,6 +20,7 @@ import pytest
 
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.web.demo import Demo
+from tests.support.web_apps import FRAMEWORKS, LiveApp
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -40,13 +42,22 @@ CHROMIUM_ARGS = [
 Shot = Callable[["Page", str], None]
 
 
+@pytest.fixture(scope="session", params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    """The web framework the browser tests run on: each test runs once per framework
+    (its id ends in ``[flask]``, ``[fastapi]`` or ``[django]``; ``-k django`` picks one)."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture(scope="session")
-def demo() -> Iterator[Demo]:
-    """The demo (both emulators, the app, SQLite in a temporary directory) on loopback.
+def demo(framework: str) -> Iterator[Demo]:
+    """The demo's shape (the emulators, the app, SQLite in a temporary directory) on
+    loopback, served by ``framework``'s test app (tests/support/web_apps).
 
     Its throttles keep the default rates but for the send cooldown: the tests click from one
     push to the next faster than people (tests/web/test_attacks.py checks the defaults)."""
-    with Demo(throttle=Throttle(send_cooldown="10/second")) as running:
+    with LiveApp(framework, throttle=Throttle(send_cooldown="10/second")) as running:
         yield running
 
 

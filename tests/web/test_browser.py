@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Response, expect
 
 from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS, DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
+from tests.support.web_apps import LiveApp
 from tests.web.conftest import Shot
 
 PROVIDERS = {"entrust": "Entrust Identity as a Service", "cyberark": "CyberArk Identity"}
@@ -155,9 +156,9 @@ def test_entrust_push_approved_with_number(
 
 
 @pytest.fixture(scope="module")
-def sealed_demo() -> Iterator[Demo]:
+def sealed_demo(framework: str) -> Iterator[Demo]:
     """The demo with flows sealed in their cookies (and a replay ledger)."""
-    with Demo(sealed=True) as running:
+    with LiveApp(framework, sealed=True) as running:
         yield running
 
 
@@ -271,9 +272,9 @@ def test_denied_push(page: Page, context: BrowserContext, demo: Demo, shot: Shot
 
 
 @pytest.fixture
-def impatient_demo() -> Iterator[Demo]:
+def impatient_demo(framework: str) -> Iterator[Demo]:
     """A demo whose Entrust pushes expire after two seconds."""
-    with Demo(options={"entrust": {"push_lifetime": 2.0}}) as running:
+    with LiveApp(framework, options={"entrust": {"push_lifetime": 2.0}}) as running:
         yield running
 
 

@@ -13,17 +13,18 @@ from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing.cyberark import UserMechanism
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
+from tests.support.web_apps import LiveApp
 from tests.web.conftest import Shot
 from tests.web.test_browser import last_code, sign_in, start
 
 
 @pytest.fixture(scope="module")
-def quick_demo() -> Iterator[Demo]:
+def quick_demo(framework: str) -> Iterator[Demo]:
     """A demo whose resend cooldown is over at once (the default 30 s is the `demo`'s), and
     whose throttle lets one test user's many sends through (resends count as sends)."""
     options = {"entrust": {"resend_cooldown": 0.0}, "cyberark": {"resend_cooldown": 0.0}}
     throttle = Throttle(send_cooldown="10/second", sends_per_user="100/15 minutes")
-    with Demo(options=options, throttle=throttle) as running:
+    with LiveApp(framework, options=options, throttle=throttle) as running:
         yield running
 
 
@@ -189,11 +190,13 @@ def test_entrust_pending_push_then_the_token_code_instead(
 
 
 @pytest.fixture
-def impatient_demo() -> Iterator[Demo]:
+def impatient_demo(framework: str) -> Iterator[Demo]:
     """A demo whose Entrust pushes expire after two seconds (and whose throttle lets the
     second push through at once)."""
     throttle = Throttle(send_cooldown="10/second")
-    with Demo(options={"entrust": {"push_lifetime": 2.0}}, throttle=throttle) as running:
+    with LiveApp(
+        framework, options={"entrust": {"push_lifetime": 2.0}}, throttle=throttle
+    ) as running:
         yield running
 
 

@@ -1,0 +1,109 @@
+"""The FastAPI test app: the demo's shape (see :mod:`tests.support.web_apps`) on FastAPI.
+
+The login pages are :func:`mfa_fsm.web.starlette.mfa_router` over an
+:class:`~mfa_fsm.engine.AsyncEngine` (flows in memory), mounted at ``/login``; the
+application's session is Starlette's ``SessionMiddleware`` (a signed cookie); its sign-in
+form carries a synchronizer CSRF token kept in that session (OWASP CSRF Prevention Cheat
+Sheet), as the Flask demo's does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from mfa_fsm.web.starlette import mfa_router
+from starlette.middleware.sessions import SessionMiddleware
+
+from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from . import Kind, LiveApp
+
+FORM_EXPIRED = "The form has expired; please sign in again."
+
+
+def _signin_token(request: Request) -> str:
+    token = request.session.get("signin_csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["signin_csrf"] = token
+    return token
+
+
+def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
+    """The FastAPI test app over ``live``'s emulators and a new AsyncEngine: an ASGI app."""
+    pages = DemoPages(live.idps)
+
+    async def on_complete(request: Request, view: Any) -> Response:
+        request.session.clear()  # a new session for the signed-in user (no session fixation)
+        request.session["signed_in"] = signed_in(view)
+        return RedirectResponse("/", status_code=303)
+
+    router = mfa_router(
+        live.async_engine(),
+        current_user=lambda request: current_user(request.session.get("demo_user")),
+        on_complete=on_complete,
+        throttle=live.throttle,
+        secure_cookies=False,
+        aside=pages.aside,
+        title="mfa_fsm demo",
+    )
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), https_only=False)
+    app.mount("/login", router)
+
+    @app.get("/")
+    async def home(request: Request) -> Response:
+        who = request.session.get("signed_in")
+        if not isinstance(who, dict):
+            return RedirectResponse("/signin", status_code=303)
+        return HTMLResponse(pages.home_page(who))
+
+    @app.get("/signin")
+    async def signin_page(request: Request) -> Response:
+        return HTMLResponse(pages.signin_page(_signin_token(request)))
+
+    @app.post("/signin")
+    async def signin(request: Request) -> Response:
+        form = await request.form()
+        expected = request.session.get("signin_csrf")
+        sent = str(form.get("csrf_token", ""))
+        if not isinstance(expected, str) or not hmac.compare_digest(
+            sent.encode(), expected.encode()
+        ):
+            body = pages.signin_page(_signin_token(request), FORM_EXPIRED)
+            return HTMLResponse(body, status_code=400)
+        user = str(form.get("user", ""))
+        provider = pages.check_password(user, str(form.get("password", "")))
+        if provider is None:
+            body = pages.signin_page(_signin_token(request), NOT_ACCEPTED)
+            return HTMLResponse(body, status_code=401)
+        request.session.clear()  # a new session for the signed-in user (no session fixation)
+        request.session["demo_user"] = user
+        return await router.begin(request, provider)
+
+    @app.get("/emulator")
+    async def control(request: Request) -> Response:
+        return HTMLResponse(pages.control_page(request.query_params.get("done", "")))
+
+    @app.get("/emulator/state")
+    async def control_state() -> dict[str, str]:
+        return {"fingerprint": pages.fingerprint()}
+
+    @app.post("/emulator/{provider}/{user}/{action}")
+    async def act(request: Request, provider: str, user: str, action: str) -> Response:
+        form = await request.form()
+        number = str(form.get("number", "")) or None
+        status, done = pages.act(provider, user, action, str(form.get("token", "")), number)
+        if status != 303:
+            return PlainTextResponse(done, status_code=status)
+        return RedirectResponse("/emulator?" + urlencode({"done": done}), status_code=303)
+
+    return "asgi", app
