@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import pty
@@ -340,6 +341,23 @@ def test_demo_prints_the_url_and_the_demo_users() -> None:
     assert "SQLite in" in text
     for user in ("jsmith", "pwuser", "alice", "bob"):
         assert re.search(rf"^  \w+ +{user} ", text, re.M), user
+
+
+def test_demo_framework_option() -> None:
+    """`demo --framework django` serves the demo with Django and says so; flask is the
+    default; a framework this build cannot serve exits 2 with what to use instead."""
+    out = io.StringIO()
+    assert main(["demo", "--port", "0", "--seconds", "0.2"], stdout=out) == 0
+    assert "pages served by flask" in out.getvalue()
+    out = io.StringIO()
+    assert (
+        main(["demo", "--port", "0", "--seconds", "0.2", "--framework", "django"], stdout=out) == 0
+    )
+    assert "pages served by django" in out.getvalue()
+    if importlib.util.find_spec("mfa_fsm.web.starlette") is None:
+        out = io.StringIO()
+        assert main(["demo", "--port", "0", "--framework", "fastapi"], stdout=out) == 2
+        assert "--framework flask or django" in out.getvalue()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])

@@ -54,7 +54,14 @@ from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing.demo_idps import DemoIdp
 from mfa_fsm.web import demo_pages
-from mfa_fsm.web.demo_pages import DEMO_CHECKED_BY, FORM_EXPIRED, LOGIN, NOT_ACCEPTED, DemoPages
+from mfa_fsm.web.demo_pages import (
+    DEMO_CHECKED_BY,
+    DEMO_HEADERS,
+    FORM_EXPIRED,
+    LOGIN,
+    NOT_ACCEPTED,
+    DemoPages,
+)
 from mfa_fsm.web.demo_pages import diagram as _diagram
 from mfa_fsm.web.flask import mfa_blueprint
 
@@ -92,13 +99,15 @@ def check_framework(framework: str) -> None:
     if not found:
         raise UsageError(
             f"this mfa_fsm has no {framework} adapter ({adapter}) yet; "
-            "run the demo with --framework flask"
+            "run the demo with --framework flask or django"
         )
-    if framework != "flask":
-        # Only Flask's glue is written so far; the other adapters arrive on their own branches.
+    framework_module = {"flask": "flask", "fastapi": "fastapi", "django": "django"}[framework]
+    require(framework_module, extra, f"the demo on {framework}")
+    if framework == "fastapi":
+        # The Starlette adapter arrives on its own branch; the demo's glue follows it.
         raise UsageError(
-            f"the demo does not serve its pages with {framework} yet ({extra} extra); "
-            "run it with --framework flask"
+            "the demo does not serve its pages with fastapi yet; "
+            "run it with --framework flask or django"
         )
 
 
@@ -221,11 +230,8 @@ def create_app(
 
 
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers.setdefault(
-        "Content-Security-Policy", "default-src 'self'; form-action 'self'; frame-ancestors 'none'"
-    )
+    for name, value in DEMO_HEADERS:
+        response.headers.setdefault(name, value)
     return response
 
 
@@ -304,13 +310,23 @@ class Demo:
             self.store = SqlStore(f"sqlite:///{self._tmp / 'flows.db'}")
         for idp in self.idps.values():
             idp.start()
-        app = create_app(
-            self.idps,
-            store=self.store,
-            sealed=self.sealed,
-            options=self.options,
-            throttle=self.throttle,
-        )
+        app: Any
+        if self.framework == "django":
+            from mfa_fsm.web import demo_django  # noqa: PLC0415 - the django extra
+
+            engine = demo_engine(
+                self.idps, store=self.store, sealed=self.sealed, options=self.options
+            )
+            app = demo_django.create_app(self.idps, engine, throttle=self.throttle)
+        else:
+            app = create_app(
+                self.idps,
+                store=self.store,
+                sealed=self.sealed,
+                options=self.options,
+                throttle=self.throttle,
+            )
+        # Both are WSGI apps: werkzeug's threaded server serves either.
         self._server = make_server(self.host, self.port, app, threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="mfa_fsm-demo", daemon=True

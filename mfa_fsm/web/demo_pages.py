@@ -57,6 +57,16 @@ FORM_EXPIRED = "The form has expired; please sign in again."
 #: every 2 seconds and reloads only on a change).
 CONTROL_REFRESH_SECONDS = 5
 
+#: Headers of the demo's own pages, whatever the framework (the login pages carry the core's).
+DEMO_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
+    ),
+)
+
 _PATHS = {
     "home": "/",
     "signin": "/signin",
@@ -146,8 +156,11 @@ class DemoPages:
 
     # -- the application's sign-in and home ---------------------------------------------
 
-    def signin_page(self, csrf_token: str, error: str | None = None) -> str:
-        """The sign-in page (the demo passwords beside it), with ``error`` if refused."""
+    def signin_page(
+        self, csrf_token: str, error: str | None = None, csrf_field: str = "csrf_token"
+    ) -> str:
+        """The sign-in page (the demo passwords beside it), with ``error`` if refused.
+        ``csrf_field`` names the form's token field (Django's middleware reads its own)."""
         users = [(user, self.passwords[user][1]) for user in sorted(self.passwords)]
         return self._render(
             "signin.html",
@@ -156,6 +169,7 @@ class DemoPages:
             checked_by=DEMO_CHECKED_BY,
             login_url=url_for("mfa_fsm.start_page"),
             csrf_token=csrf_token,
+            csrf_field=csrf_field,
         )
 
     def check_password(self, user: str, password: str) -> str | None:

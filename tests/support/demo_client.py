@@ -11,7 +11,8 @@ import time
 
 import requests
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+#: The form's CSRF field: the web core's own, or Django's (its middleware checks it).
+CSRF = re.compile(r'name="(csrf_token|csrfmiddlewaretoken)" value="([^"]+)"')
 CONTROL_TOKEN = re.compile(r'name="token" value="([^"]+)"')
 STATE = re.compile(r'data-state="([A-Za-z]+)"')
 
@@ -20,6 +21,13 @@ def field(pattern: re.Pattern[str], page: str, what: str) -> str:
     found = pattern.search(page)
     assert found, f"no {what} on the page:\n{page[:2000]}"
     return html.unescape(found.group(1))
+
+
+def csrf(page: str) -> dict[str, str]:
+    """The page form's CSRF field, as form data."""
+    found = CSRF.search(page)
+    assert found, f"no CSRF token on the page:\n{page[:2000]}"
+    return {found.group(1): html.unescape(found.group(2))}
 
 
 def state_of(page: str) -> str:
@@ -40,7 +48,7 @@ class DemoUserAgent:
         form = self.session.get(self.base + "signin", timeout=10).text
         reply = self.session.post(
             self.base + "signin",
-            data={"user": user, "password": password, "csrf_token": field(CSRF, form, "token")},
+            data={"user": user, "password": password, **csrf(form)},
             timeout=10,
         )
         assert reply.status_code == 200, reply.text[:2000]
@@ -51,7 +59,7 @@ class DemoUserAgent:
         """POST the flow's ``name`` route (factor, response, poll...) with the page's token."""
         reply = self.session.post(
             f"{self.flow_url}/{name}",
-            data={**data, "csrf_token": field(CSRF, self.page, "CSRF token")},
+            data={**data, **csrf(self.page)},
             timeout=10,
         )
         assert reply.status_code == 200, reply.text[:2000]
