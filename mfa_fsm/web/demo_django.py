@@ -7,7 +7,9 @@ session and calls ``mfa.begin(request, provider)``, an ``on_complete(request, vi
 the signed-in session and redirects home, and the control page's views. Django is configured
 in code, once per process (``settings.configure``): Django's CSRF middleware, sessions in a
 signed cookie (no database), a random ``SECRET_KEY`` per process. Each app built here routes by
-its own URLconf (``request.urlconf``), so tests can run several in one process.
+its own URLconf (``request.urlconf``, set before Django's middleware runs), so several can run
+in one process. Django's settings are global to a process: when something else configured
+them first, the demo runs with those (they need sessions and CsrfViewMiddleware).
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from mfa_fsm.core.snapshot import FlowView
     from mfa_fsm.testing.demo_idps import DemoIdp
 
-#: The WSGI environ key carrying an app's URLconf to :class:`DemoMiddleware`.
-URLCONF_KEY = "mfa_fsm.demo.urlconf"
 #: The hidden field Django's CsrfViewMiddleware reads in a form.
 DJANGO_CSRF_FIELD = "csrfmiddlewaretoken"
 
@@ -49,7 +49,6 @@ def configure() -> None:
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=["django.contrib.sessions", "mfa_fsm.web.django"],
         MIDDLEWARE=[
-            f"{__name__}.DemoMiddleware",
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.middleware.csrf.CsrfViewMiddleware",
         ],
@@ -64,26 +63,26 @@ def configure() -> None:
     django.setup()
 
 
-class DemoMiddleware:
-    """Route a request by the URLconf of the demo app that received it, and give the demo's
-    own pages the security headers the login pages carry."""
+def _handler(urls: types.ModuleType) -> Any:
+    """Django's WSGI handler for one demo app: its URLconf on every request (Django resolves by
+    ``request.urlconf`` when set), and the demo's security headers on its own pages."""
+    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415 - after configure()
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    class DemoHandler(WSGIHandler):  # type: ignore[misc]
+        def get_response(self, request: HttpRequest) -> HttpResponse:
+            request.urlconf = urls
+            response: HttpResponse = super().get_response(request)
+            for name, value in DEMO_HEADERS:
+                response.headers.setdefault(name, value)
+            return response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.urlconf = request.META[URLCONF_KEY]
-        response = self.get_response(request)
-        for name, value in DEMO_HEADERS:
-            response.headers.setdefault(name, value)
-        return response
+    return DemoHandler()
 
 
 def create_app(idps: Mapping[str, DemoIdp], engine: Any, *, throttle: Any) -> Callable[..., Any]:
     """The demo as a Django WSGI application over running emulators and ``engine``."""
     configure()
-    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415 - after configure()
-    from django.http import HttpResponse, JsonResponse  # noqa: PLC0415
+    from django.http import HttpResponse, JsonResponse  # noqa: PLC0415 - after configure()
     from django.middleware.csrf import get_token  # noqa: PLC0415
     from django.urls import path  # noqa: PLC0415
     from django.views.decorators.csrf import csrf_exempt  # noqa: PLC0415
@@ -172,10 +171,5 @@ def create_app(idps: Mapping[str, DemoIdp], engine: Any, *, throttle: Any) -> Ca
         path("emulator/<str:provider>/<str:user>/<str:action>", csrf_exempt(only("POST", act))),
         path("login/", mfa.urls),
     ]
-    handler = WSGIHandler()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        environ[URLCONF_KEY] = urls
-        return handler(environ, start_response)
-
-    return app
+    handler: Callable[..., Any] = _handler(urls)
+    return handler

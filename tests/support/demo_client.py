@@ -5,11 +5,18 @@ demo in this process or in another virtual environment."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import requests
+
+from tests.support.servers import free_port
 
 #: The form's CSRF field: the web core's own, or Django's (its middleware checks it).
 CSRF = re.compile(r'name="(csrf_token|csrfmiddlewaretoken)" value="([^"]+)"')
@@ -104,3 +111,33 @@ class DemoUserAgent:
         found = re.search(rf'data-code-for="{user}">(\d+)<', self.control_page())
         assert found, f"no code shown for {user}"
         return found.group(1)
+
+
+@contextlib.contextmanager
+def demo_process(*arguments: str) -> Iterator[str]:
+    """``mfa-fsm demo ARGUMENTS`` in a process of its own on a free loopback port (Django's
+    settings are global to a process); yields its URL, stops it with SIGTERM."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("mfa-fsm")), "demo", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the demo did not come up in 60 s"
+            try:
+                requests.get(url + "signin", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+        assert process.returncode == 0, output[-3000:]

@@ -14,7 +14,7 @@ from mfa_fsm.testing.demo_idps import NUMBER_CHOICES
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web import demo as demo_module
 from mfa_fsm.web.demo import Demo
-from tests.support.demo_client import DemoUserAgent
+from tests.support.demo_client import DemoUserAgent, demo_process
 
 
 @pytest.fixture(scope="module")
@@ -315,9 +315,8 @@ def test_demo_on_each_framework_completes_logins(framework: str) -> None:
     """`demo --framework X` serves the same demo: the application's sign-in (with X's CSRF),
     a push approved by tapping the number on the control page, a code read from it, the home
     page signed in, the demo's security headers on its own pages."""
-    with Demo(framework=framework, throttle=None) as running:
-        assert running.framework == framework
-        push = DemoUserAgent(running.url)
+    with demo_process("--framework", framework) as url:
+        push = DemoUserAgent(url)
         assert push.sign_in("pushmc", "pushmc-app-password") == "AwaitingSecondFactor"
         assert push.step("factor", factor="TOKENPUSH") == "OobPending"
         shown = NUMBER_SHOWN.search(push.page)
@@ -325,19 +324,19 @@ def test_demo_on_each_framework_completes_logins(framework: str) -> None:
         assert shown.group(1) in push.numbers_offered("pushmc")
         push.on_phone("entrust", "pushmc", "approve", number=shown.group(1))
         assert push.poll_until_settled() == "DemoHome"
-        code = DemoUserAgent(running.url)
+        code = DemoUserAgent(url)
         code.sign_in("jsmith", "jsmith-app-password")
         assert code.step("factor", factor="OTP", delivery="SMS") == "SecondFactorSelected"
         assert code.step("response", response=code.code_sent("jsmith")) == "DemoHome"
-        control = code.session.get(running.url + "emulator", timeout=5)
+        control = code.session.get(url + "emulator", timeout=5)
         assert control.headers["Content-Security-Policy"].startswith("default-src 'self'")
         assert control.headers["X-Content-Type-Options"] == "nosniff"
-        state = code.session.get(running.url + "emulator/state", timeout=5)
+        state = code.session.get(url + "emulator/state", timeout=5)
         assert set(state.json()) == {"fingerprint"}
-        wrong = DemoUserAgent(running.url)
-        wrong.session.get(running.url + "signin", timeout=5)
+        wrong = DemoUserAgent(url)
+        wrong.session.get(url + "signin", timeout=5)
         refused = wrong.session.post(
-            running.url + "signin",
+            url + "signin",
             data={"user": "jsmith", "password": "jsmith-app-password"},
             timeout=5,
         )

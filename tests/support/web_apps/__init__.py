@@ -39,6 +39,14 @@ if TYPE_CHECKING:
 #: The frameworks the browser suite runs on, in the order it runs them.
 FRAMEWORKS = ("flask", "fastapi", "django")
 
+# The adapter tests' apps (tests/web/test_frameworks.py): each module ``<name>_app`` has
+# ``make_engine(configs, *, sealed=False, throttle=None)`` and ``live(engine, **options)``,
+# a context manager serving the pages at PREFIX with a sign-in of its own (``POST
+# /app/signin``, password APP_PASSWORD) and ``GET /app/whoami``.
+PREFIX = "/login"
+APP_PASSWORD = "app-password"
+ADAPTER_APPS = ("flask", "starlette")
+
 Kind = Literal["wsgi", "asgi"]
 
 

@@ -1,0 +1,346 @@
+"""The login pages over real HTTP in every web framework: the same tests, parametrised over
+the Flask blueprint (Engine/SealedEngine, werkzeug's threaded server) and the Starlette
+router (AsyncEngine/AsyncSealedEngine, uvicorn on one event loop). The test applications
+are in tests/support/web_apps/.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+
+from mfa_fsm import EntrustConfig
+from mfa_fsm.core.retry import RetryPolicy
+from mfa_fsm.core.snapshot import FlowView
+from mfa_fsm.core.throttle import Throttle
+from mfa_fsm.testing import EntrustEmulator
+from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
+from tests.support.web import Client
+from tests.support.web_apps import ADAPTER_APPS as FRAMEWORKS
+from tests.support.web_apps import PREFIX
+
+SECURITY = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> ModuleType:
+    """The test application module of one framework (flask_app, starlette_app)."""
+    return importlib.import_module(f"tests.support.web_apps.{request.param}_app")
+
+
+Live = Callable[..., Any]
+
+
+@pytest.fixture
+def live(framework: ModuleType, entrust_emulator: EntrustEmulator) -> Iterator[Live]:
+    """Start the framework's app over the Entrust emulator: ``live(sealed=, throttle=,
+    **options)`` returns its base URL; every app is stopped after the test."""
+    yield from starter(framework, entrust_emulator)
+
+
+@pytest.fixture
+def starlette_live(entrust_emulator: EntrustEmulator) -> Iterator[Live]:
+    """``live`` for the Starlette application only."""
+    module = importlib.import_module("tests.support.web_apps.starlette_app")
+    yield from starter(module, entrust_emulator)
+
+
+def starter(framework: ModuleType, entrust_emulator: EntrustEmulator) -> Iterator[Live]:
+    stack: list[Any] = []
+
+    def start(*, sealed: bool = False, throttle: Throttle | None = None, **options: Any) -> str:
+        config = EntrustConfig(
+            base_url=entrust_emulator.base_url,
+            application_id=entrust_emulator.application_id,
+            retry=RetryPolicy(attempts=1),
+        )
+        engine = framework.make_engine([config], sealed=sealed, throttle=throttle)
+        options.setdefault("secure_cookies", False)  # plain-HTTP loopback
+        if throttle is None:
+            options.setdefault("throttle", None)
+        running = framework.live(engine, **options)
+        base: str = running.__enter__()
+        stack.append(running)
+        return base
+
+    yield start
+    for running in reversed(stack):
+        running.__exit__(None, None, None)
+
+
+def heading(reply: requests.Response) -> str:
+    """The text of the page's <h1>."""
+    found = re.search(r"<h1[^>]*>(.*?)</h1>", reply.text, re.S)
+    assert found, reply.text[:500]
+    return re.sub(r"\s+", " ", found.group(1)).strip()
+
+
+def state(reply: requests.Response) -> str:
+    """The state the page renders (its data-state)."""
+    found = re.search(r'data-state="([A-Za-z]+)"', reply.text)
+    assert found, reply.text[:500]
+    return found.group(1)
+
+
+def check_security_headers(reply: requests.Response) -> None:
+    for name, value in SECURITY.items():
+        assert reply.headers.get(name) == value, (name, reply.url)
+    assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_code_login_signs_the_app_in(live: Live, sealed: bool) -> None:
+    """The application's sign-in begins the second factor; a typed code completes it, and
+    on_complete's redirect (with its session cookie) lands the user in the application."""
+    calls: list[FlowView] = []
+    client = Client(live(sealed=sealed, calls=calls))
+    assert client.begin("entrust", "jsmith").status_code == 303
+    page = client.get(client.flow_url)
+    check_security_headers(page)
+    assert state(page) == "AwaitingSecondFactor"
+    assert client.step("factor", factor="TOKEN").status_code == 303
+    done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert done.status_code == 302
+    assert done.headers["Location"] == "/app/home"
+    check_security_headers(done)
+    assert client.get("/app/whoami").text == "signed in as jsmith"
+    assert len(calls) == 1 and calls[0].result is not None and calls[0].result.token
+
+
+def test_push_is_polled_to_completion_in_json(
+    live: Live, entrust_emulator: EntrustEmulator
+) -> None:
+    """The page's script polls a push: pending JSON with the times, then, once approved,
+    ``location`` where on_complete redirects and the application's session cookie."""
+    client = Client(live())
+    client.begin("entrust", "pushmc")
+    client.step("factor", factor="TOKENPUSH")
+    headers = {"Accept": "application/json", "X-CSRF-Token": client.csrf}
+    url = client.base + client.flow_url + "/poll"
+    pending = client.session.post(url, headers=headers, timeout=10)
+    assert pending.headers["Content-Type"].startswith("application/json")
+    body = pending.json()
+    assert body["state"] == "OobPending" and body["deadline"] > body["now"]
+    entrust_emulator.approve_push("pushmc")
+    time.sleep(max(0.0, body["next_poll_at"] - body["now"]) + 0.05)
+    done = client.session.post(url, headers=headers, timeout=10, allow_redirects=False)
+    assert done.status_code == 200
+    assert done.json() == {
+        "state": "Completed",
+        "location": "/app/home",
+        "message": "Approved. Signing you in.",
+    }
+    check_security_headers(done)
+    assert client.get("/app/whoami").text == "signed in as pushmc"
+
+
+def test_pushes_polled_at_once_hold_no_thread(
+    starlette_live: Live, entrust_emulator: EntrustEmulator
+) -> None:
+    """Eight pushes polled at once while the IdP takes a second to answer each: under
+    Starlette one event-loop thread serves them all side by side (the polls overlap: well
+    under eight seconds in all), and the app's process starts no thread for them (werkzeug's
+    server, by contrast, holds a thread per request: Starlette only)."""
+    base = starlette_live()
+    clients = []
+    for _ in range(8):
+        client = Client(base)
+        client.begin("entrust", "pushmc")
+        client.step("factor", factor="TOKENPUSH")
+        clients.append(client)
+    entrust_emulator.faults.inject("slow", path="complete", delay=1.0, times=None)
+    results: list[int] = []
+    before = threading.active_count()
+
+    def poll(client: Client) -> None:
+        headers = {"Accept": "application/json", "X-CSRF-Token": client.csrf}
+        reply = client.session.post(
+            client.base + client.flow_url + "/poll", headers=headers, timeout=30
+        )
+        results.append(reply.status_code)
+
+    started = time.monotonic()
+    pollers = [threading.Thread(target=poll, args=(c,)) for c in clients]
+    for thread in pollers:
+        thread.start()
+    during = threading.active_count() - len(pollers)
+    for thread in pollers:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert results == [200] * 8
+    assert elapsed < 4.0, elapsed  # eight one-second IdP calls, side by side
+    assert during <= before
+
+
+def test_csrf_is_required_and_nothing_changes(live: Live) -> None:
+    """A step without the page's CSRF token is refused (400) and the flow is as it was."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    refused = client.request("POST", f"{client.flow_url}/factor", factor="TOKEN")
+    assert refused.status_code == 400
+    check_security_headers(refused)
+    assert state(client.get(client.flow_url)) == "AwaitingSecondFactor"
+
+
+def test_errors_are_the_pages_with_their_headers(live: Live) -> None:
+    """An unknown flow says start again (410), an unknown page is 404, a wrong method 405
+    with Allow; the static files and every error carry the security headers."""
+    base = live()
+    client = Client(base)
+    lost = client.get(f"{PREFIX}/f/AAAAAAAAAAAA")
+    assert lost.status_code == 410 and heading(lost) == "Please start again"
+    missing = client.get(f"{PREFIX}/nowhere")
+    assert missing.status_code == 404
+    wrong = client.request("PUT", f"{PREFIX}/begin")
+    assert wrong.status_code == 405 and "POST" in wrong.headers["Allow"]
+    css = client.get(f"{PREFIX}/_mfa_fsm_static/mfa_fsm.css")
+    assert css.status_code == 200 and "text/css" in css.headers["Content-Type"]
+    for reply in (lost, missing, wrong):
+        check_security_headers(reply)
+    assert css.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in css.headers["Content-Security-Policy"]
+    json_lost = client.session.get(
+        base + f"{PREFIX}/f/AAAAAAAAAAAA", headers={"Accept": "application/json"}, timeout=10
+    )
+    assert json_lost.status_code == 410 and json_lost.json()["location"] == f"{PREFIX}/"
+
+
+def test_a_form_over_the_size_limit_is_refused(live: Live) -> None:
+    """A body over max_form_bytes is refused with 413, never echoed."""
+    client = Client(live(max_form_bytes=2048))
+    client.get(f"{PREFIX}/")
+    reply = client.post(f"{PREFIX}/", provider="entrust", user="x" * 4000, password="p")
+    assert reply.status_code == 413
+    assert "x" * 100 not in reply.text
+
+
+def test_throttled_answers_wait_with_retry_after(live: Live) -> None:
+    """Wrong codes past the rate answer 429 with Retry-After; no IdP call is made."""
+    client = Client(live(throttle=Throttle(answers_per_user="2/minute")))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    for _ in range(2):
+        client.post(f"{client.flow_url}/response", response="11111111")
+    throttled = client.post(f"{client.flow_url}/response", response="11111111")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+
+
+def test_templates_can_be_overridden(live: Live, tmp_path: Path) -> None:
+    """A template of the same name in template_dirs replaces the package's."""
+    folder = tmp_path / "mfa_fsm"
+    folder.mkdir()
+    (folder / "start.html").write_text(
+        "<!doctype html><title>{{ title }}</title><h1>Our own start</h1>"
+        '<form method="post" action="{{ begin_url }}"><input name="csrf_token" '
+        'value="{{ csrf }}"></form>'
+    )
+    client = Client(live(template_dirs=[tmp_path]))
+    assert heading(client.get(f"{PREFIX}/")) == "Our own start"
+
+
+# -- completion replay (issue 11, item 2) ------------------------------------------------
+
+
+def completed_with_lost_reply(client: Client) -> tuple[dict[str, str], requests.Response]:
+    """Submit the right code, keeping the cookies the browser had before: the reply (with
+    the application's session cookie) is then "lost" by restoring them."""
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    before = client.session.cookies.get_dict()
+    kept = list(client.session.cookies)
+    first = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    lose_reply(client, kept)
+    return before, first
+
+
+def lose_reply(client: Client, kept: list[Any]) -> None:
+    """Put back the cookies the browser had before the last answer (whose reply was lost)."""
+    client.session.cookies.clear()
+    for cookie in kept:
+        client.session.cookies.set_cookie(cookie)
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_a_repeated_completing_step_answers_on_completes_answer_again(
+    live: Live, entrust_emulator: EntrustEmulator, sealed: bool
+) -> None:
+    """The right code is accepted but its reply is lost; the browser sends it again with
+    the same cookies and CSRF token: on_complete's answer comes again (the same view), the
+    app's session is set, and the IdP is not asked twice."""
+    calls: list[FlowView] = []
+    client = Client(live(sealed=sealed, calls=calls))
+    _, first = completed_with_lost_reply(client)
+    assert first.status_code == 302
+    assert client.get("/app/whoami").status_code == 401  # the reply was lost
+    answered = len(entrust_emulator.calls_to("/complete"))
+    again = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert again.status_code == 302 and again.headers["Location"] == "/app/home"
+    check_security_headers(again)
+    assert client.get("/app/whoami").text == "signed in as jsmith"
+    assert len(calls) == 2 and calls[1] is calls[0]
+    assert len(entrust_emulator.calls_to("/complete")) == answered
+
+
+def test_a_lost_completing_poll_is_answered_again_in_json(
+    live: Live, entrust_emulator: EntrustEmulator
+) -> None:
+    """The poll that completed a push lost its reply: the next poll gets the same JSON
+    (``location`` and the application's cookie), not the library's own success page."""
+    client = Client(live())
+    client.begin("entrust", "pushmc")
+    client.step("factor", factor="TOKENPUSH")
+    entrust_emulator.approve_push("pushmc")
+    headers = {"Accept": "application/json", "X-CSRF-Token": client.csrf}
+    url = client.base + client.flow_url + "/poll"
+    for _ in range(20):
+        kept = list(client.session.cookies)
+        body = client.session.post(url, headers=headers, timeout=10).json()
+        if body["state"] != "OobPending":
+            break
+        time.sleep(max(0.0, body["next_poll_at"] - body["now"]) + 0.05)
+    assert body["location"] == "/app/home"
+    lose_reply(client, kept)
+    again = client.session.post(url, headers=headers, timeout=10)
+    assert again.json()["location"] == "/app/home"
+    assert client.get("/app/whoami").text == "signed in as pushmc"
+
+
+def test_replay_is_bounded_and_needs_the_same_browser(live: Live) -> None:
+    """At most replay_limit repeats; a request with the flow cookie but another browser's
+    CSRF cookie is refused; with replay_window=0 a repeat goes to the flow's page."""
+    calls: list[FlowView] = []
+    client = Client(live(calls=calls, replay_limit=1))
+    before, _ = completed_with_lost_reply(client)
+    thief = Client(client.base)
+    thief.get(f"{PREFIX}/")  # a CSRF cookie of its own
+    for name, value in before.items():
+        if "_flow_" in name:
+            thief.session.cookies.set(name, value)
+    stolen = thief.request(
+        "POST", f"{client.flow_url}/response", response=DEMO_TOKEN_CODE, csrf_token=client.csrf
+    )
+    assert stolen.status_code == 400
+    assert client.post(f"{client.flow_url}/response", response="1").status_code == 302
+    spent = client.post(f"{client.flow_url}/response", response="1")
+    assert spent.status_code == 303 and spent.headers["Location"] == client.flow_url
+    assert len(calls) == 2
+
+    off = Client(live(calls=calls, replay_window=0))
+    completed_with_lost_reply(off)
+    repeat = off.post(f"{off.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert repeat.status_code == 303 and len(calls) == 3
