@@ -38,7 +38,8 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -76,6 +77,13 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "django": ("mfa_fsm.web.django", "django"),
 }
 
+#: What each framework's demo imports besides the adapter (a missing one: which extra).
+FRAMEWORK_NEEDS: dict[str, tuple[str, ...]] = {
+    "flask": ("flask",),
+    "fastapi": ("fastapi", "uvicorn", "httpx"),
+    "django": ("django",),
+}
+
 __all__ = ["DEMO_CHECKED_BY", "FRAMEWORKS", "Demo", "check_framework", "create_app", "require"]
 _ = _diagram  # re-exported for tests and older callers: the live diagram beside a flow
 
@@ -101,14 +109,8 @@ def check_framework(framework: str) -> None:
             f"this mfa_fsm has no {framework} adapter ({adapter}) yet; "
             "run the demo with --framework flask or django"
         )
-    framework_module = {"flask": "flask", "fastapi": "fastapi", "django": "django"}[framework]
-    require(framework_module, extra, f"the demo on {framework}")
-    if framework == "fastapi":
-        # The Starlette adapter arrives on its own branch; the demo's glue follows it.
-        raise UsageError(
-            "the demo does not serve its pages with fastapi yet; "
-            "run it with --framework flask or django"
-        )
+    for module in FRAMEWORK_NEEDS[framework]:
+        require(module, extra, f"the demo on {framework}")
 
 
 def demo_idps() -> dict[str, type[DemoIdp]]:
@@ -277,6 +279,9 @@ class Demo:
         self._tmp: Path | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        #: the ASGI app's (FastAPI's) port and how to stop its server, while it runs
+        self._asgi_port = 0
+        self._asgi_stop: Callable[[], None] | None = None
 
     def emulator(self, provider: str) -> Any:
         """The running emulator of ``provider`` (its ``EmulatorServer``), for tests and scripts."""
@@ -285,22 +290,17 @@ class Demo:
     @property
     def url(self) -> str:
         """The start page's URL."""
+        if self._asgi_port:
+            return f"http://{self.host}:{self._asgi_port}/"
         if self._server is None:
             raise RuntimeError("the demo is not running; call start()")
         return f"http://{self.host}:{self._server.server_port}/"
 
-    @property
-    def store_description(self) -> str:
-        """Where flows are kept, for people."""
-        if self.sealed:
-            return "sealed client-side state, in the flow's cookie"
-        if self._tmp is not None:
-            return f"SQLite in {self._tmp}"
-        return type(self.store).__name__
-
     def start(self) -> Self:
         """Start the emulators, build the app, and serve it on a background thread."""
         check_framework(self.framework)
+        if self.framework == "fastapi":
+            return self._start_asgi()
         if not self.sealed and self.store is None:
             # SQLAlchemy comes with the web extra (older installs: the sql extra).
             require("sqlalchemy", "web", "the demo's embedded SQLite store")
@@ -334,8 +334,98 @@ class Demo:
         self._thread.start()
         return self
 
+    def _async_engine(self) -> tuple[Any, Any]:
+        """FastAPI's engine and the store it made (None for sealed state): an AsyncEngine on
+        SQLite through aiosqlite in a temporary directory, or an AsyncSealedEngine."""
+        from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine  # noqa: PLC0415
+        from mfa_fsm.stores.aio import AsyncMemoryStore, AsyncStoreLedger  # noqa: PLC0415
+
+        if self.store is not None:
+            raise UsageError(
+                "the fastapi demo keeps flows in SQLite (or --sealed); --store URL is for "
+                "--framework flask or django"
+            )
+        settings = self.options or {}
+        configs = [idp.config(**dict(settings.get(n, {}))) for n, idp in self.idps.items()]
+        if self.sealed:
+            require("cryptography", "sealed", "sealed client-side state (--sealed)")
+            from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
+
+            ledger = AsyncStoreLedger(AsyncMemoryStore())  # refuses old cookies
+            keys = {"demo": SealedState.generate_key()}
+            return AsyncSealedEngine(SealedState(keys, ledger=ledger), configs), None
+        require("aiosqlite", "fastapi", "the fastapi demo's SQLite store")
+        from mfa_fsm.stores.sql_async import AsyncSqlStore  # noqa: PLC0415
+
+        self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
+        store = AsyncSqlStore(f"sqlite+aiosqlite:///{self._tmp / 'flows.db'}")
+        return AsyncEngine(store, configs), store
+
+    def _start_asgi(self) -> Self:
+        """FastAPI's demo: the FastAPI app over :meth:`_async_engine`, served by uvicorn on a
+        thread with an event loop of its own; the engine (its httpx client) and the store are
+        closed in that loop when it stops."""
+        import asyncio  # noqa: PLC0415 - FastAPI's demo only
+        import socket  # noqa: PLC0415
+
+        import uvicorn  # noqa: PLC0415 - the fastapi extra
+
+        from mfa_fsm.web import demo_starlette  # noqa: PLC0415 - the fastapi extra
+
+        for idp in self.idps.values():
+            idp.start()  # before the engine: its configurations name their addresses
+        engine, store = self._async_engine()
+        app = demo_starlette.create_app(self.idps, engine, throttle=self.throttle)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        )
+
+        async def serve() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                await engine.aclose()
+                if store is not None:
+                    await store.close()
+
+        thread = threading.Thread(
+            target=lambda: asyncio.run(serve()), name="mfa_fsm-demo", daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                sock.close()
+                raise RuntimeError("uvicorn did not start the demo's FastAPI app")
+            time.sleep(0.01)
+        self._asgi_port = int(sock.getsockname()[1])
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+        self._asgi_stop = stop
+        return self
+
+    @property
+    def store_description(self) -> str:
+        """Where flows are kept, for people."""
+        if self.sealed:
+            return "sealed client-side state, in the flow's cookie"
+        if self._tmp is not None:
+            return f"SQLite in {self._tmp}"
+        return type(self.store).__name__
+
     def stop(self) -> None:
         """Stop serving, stop the emulators, and remove the temporary store."""
+        if self._asgi_stop is not None:
+            self._asgi_stop()
+            self._asgi_stop = None
+            self._asgi_port = 0
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

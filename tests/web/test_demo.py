@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from mfa_fsm.core.errors import UsageError
+from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing.demo_idps import NUMBER_CHOICES
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web import demo as demo_module
@@ -306,11 +307,11 @@ def test_demo_framework_choice_is_checked() -> None:
     UsageError that says to use flask, before anything starts."""
     with pytest.raises(UsageError, match="one of flask, fastapi, django"):
         Demo(framework="bottle").start()
-    with pytest.raises(UsageError, match="--framework flask or django"):
-        Demo(framework="fastapi").start()
+    with pytest.raises(UsageError, match="--store URL is for --framework flask or django"):
+        Demo(framework="fastapi", store=MemoryStore()).start()
 
 
-@pytest.mark.parametrize("framework", ["flask", "django"])
+@pytest.mark.parametrize("framework", ["flask", "fastapi", "django"])
 def test_demo_on_each_framework_completes_logins(framework: str) -> None:
     """`demo --framework X` serves the same demo: the application's sign-in (with X's CSRF),
     a push approved by tapping the number on the control page, a code read from it, the home
