@@ -23,7 +23,17 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[web]" 2>&1 \
+# --framework fastapi / django needs that framework's extra as well.
+EXTRAS=web
+previous=""
+for argument in "$@"; do
+  case "$previous $argument" in
+    "--framework fastapi" | *" --framework=fastapi") EXTRAS=web,fastapi ;;
+    "--framework django" | *" --framework=django") EXTRAS=web,django ;;
+  esac
+  previous=$argument
+done
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 \
   | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -c "import mfa_fsm.web.demo" # fail here, clearly, if the install did not work
 exec "$VENV/bin/mfa-fsm" demo --host 127.0.0.1 --port 8700 "$@"
