@@ -113,6 +113,12 @@ def check_framework(framework: str) -> None:
         require(module, extra, f"the demo on {framework}")
 
 
+def _aside(idps: Mapping[str, DemoIdp], view: FlowView | None) -> str:
+    """The login pages' aside for the demo (:meth:`DemoPages.aside`), for callers that pass
+    the emulators (the test apps of tests/support/web_apps)."""
+    return DemoPages(idps).aside(view)
+
+
 def demo_idps() -> dict[str, type[DemoIdp]]:
     """The emulator class of every registered provider that declares one, by provider name."""
     found: dict[str, type[DemoIdp]] = {}

@@ -127,6 +127,10 @@ def mfa_blueprint(
     """
     from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine  # noqa: PLC0415
 
+    if not all(hasattr(engine, attr) for attr in ("start", "send", "view", "throttled")):
+        raise UsageError(
+            "mfa_blueprint() takes an Engine or SealedEngine (mfa_fsm.Engine(store, configs))"
+        )
     if isinstance(engine, AsyncEngine | AsyncSealedEngine):
         raise UsageError(
             "mfa_blueprint() takes a blocking Engine or SealedEngine; an async engine goes "

@@ -18,8 +18,9 @@ import requests
 
 from mfa_fsm.core.errors import VerifiedUserRequired
 from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS
-from tests.support.web_apps import LiveApp, demo_pages
+from tests.support.web_apps import demo_pages
 from tests.support.web_apps.django_app import configure
+from tests.support.web_apps.live import LiveApp
 
 
 @pytest.fixture(scope="module", params=["sync", "async"])
@@ -49,22 +50,24 @@ def signed_in_to_the_app(live: LiveApp, user: str) -> tuple[requests.Session, st
 
 
 def test_a_step_without_djangos_csrf_token_is_refused(live: LiveApp) -> None:
-    """A step posted without the token (a cross-site form) gets Django's 403; the IdP is
-    not asked; the same step with the token goes through."""
+    """A step posted without Django's token (a cross-site form), or with a forged one, is
+    refused by Django's check: 400 with the pages' problem page; the IdP is not asked; the
+    same step with the token goes through."""
     browser, flow_url, csrf = signed_in_to_the_app(live, "jsmith")
     calls = len(live.emulator("entrust").calls)
     refused = browser.post(
         flow_url + "/factor", data={"factor": "TOKEN"}, timeout=10, allow_redirects=False
     )
-    assert refused.status_code == 403
-    assert "CSRF" in refused.text
+    assert refused.status_code == 400
+    assert "The form has expired" in refused.text
+    assert "frame-ancestors 'none'" in refused.headers["Content-Security-Policy"]
     forged = browser.post(
         flow_url + "/factor",
         data={"factor": "TOKEN", "csrfmiddlewaretoken": "x" * 64},
         timeout=10,
         allow_redirects=False,
     )
-    assert forged.status_code == 403
+    assert forged.status_code == 400
     assert len(live.emulator("entrust").calls) == calls
     accepted = browser.post(
         flow_url + "/factor",
@@ -90,7 +93,8 @@ def test_a_poll_completes_with_the_apps_redirect_and_session(live: LiveApp) -> N
     assert picked.status_code == 303
     json_headers = {"Accept": "application/json", "X-CSRF-Token": csrf}
     no_token = browser.post(flow_url + "/poll", headers={"Accept": "application/json"}, timeout=10)
-    assert no_token.status_code == 403
+    assert no_token.status_code == 400
+    assert "The form has expired" in no_token.json()["heading"]
     live.emulator("entrust").approve_push("pushmc")
     answer: dict[str, Any] = {}
     for _ in range(20):

@@ -25,8 +25,7 @@ from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from tests.support.web import Client
-from tests.support.web_apps import ADAPTER_APPS as FRAMEWORKS
-from tests.support.web_apps import PREFIX
+from tests.support.web_apps import FRAMEWORKS, PREFIX
 
 SECURITY = {
     "Cache-Control": "no-store",

@@ -5,13 +5,14 @@ Everything the pages do (which page each state gets, the flow cookie, throttles,
 JSON, recovery, errors, security headers) is :mod:`mfa_fsm.web.core`'s; what this module
 adds is Django's own conventions:
 
-* **CSRF is Django's.** Every view is checked by Django's ``CsrfViewMiddleware`` (through
-  ``csrf_protect``, so also in a project that left the middleware out; ``csrf_exempt`` keeps
-  the middleware from checking twice); the core's own check is off, and the forms carry
-  Django's token (``csrfmiddlewaretoken``, from ``get_token``). The pages' polling script
-  sends the token as ``X-CSRF-Token``; it is handed to Django's check as the header it reads
-  (``settings.CSRF_HEADER_NAME``, ``X-CSRFToken`` by default). A refused token is Django's
-  403 (``settings.CSRF_FAILURE_VIEW``).
+* **CSRF is Django's.** Every view is checked by Django's ``CsrfViewMiddleware`` (its
+  ``process_view``, run by the view as ``csrf_protect`` runs it, so also in a project that
+  left the middleware out; ``csrf_exempt`` keeps the middleware from checking twice); the
+  core's own check is off, and the forms carry Django's token (``csrfmiddlewaretoken``, from
+  ``get_token``). The pages' polling script sends the token as ``X-CSRF-Token``; it is handed
+  to Django's check as the header it reads (``settings.CSRF_HEADER_NAME``, ``X-CSRFToken``
+  by default). A refused token answers 400 with the pages' own problem page (JSON to the
+  script), as in the other frameworks, rather than ``settings.CSRF_FAILURE_VIEW``.
 * **The signed-in user is the application's**: ``current_user(request)`` reads it, from the
   session (``request.session``) or ``request.user``; it may return a
   :class:`~mfa_fsm.core.identity.VerifiedUser`, a user id, or ``None``.
@@ -44,10 +45,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
-from django.middleware.csrf import get_token
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.urls import URLPattern, path, re_path, reverse
 from django.utils.module_loading import import_string
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.csrf import csrf_exempt
 
 from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.plans import run, run_async
@@ -55,6 +56,7 @@ from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine
 from mfa_fsm.web.core import (
     ROUTES,
+    SECURITY_HEADERS,
     STATIC_DIR,
     STATIC_PATH,
     AppAnswer,
@@ -65,6 +67,11 @@ from mfa_fsm.web.core import (
 
 #: The hidden form field Django's CsrfViewMiddleware reads.
 CSRF_FIELD = "csrfmiddlewaretoken"
+#: The heading of the page (400) for a step Django's CSRF check refused.
+CSRF_REFUSED = "The form has expired: reload the page and try again"
+
+#: The methods each route takes (any other is the core's 405, an unknown path its 404).
+_METHODS = {route.name: route.methods for route in ROUTES}
 
 OnComplete = Callable[[HttpRequest, FlowView], Any]
 CurrentUser = Callable[[HttpRequest], Any]
@@ -85,7 +92,7 @@ class MfaUrls:
         self,
         engine: Any,
         *,
-        on_complete: OnComplete,
+        on_complete: OnComplete | None = None,
         current_user: CurrentUser | None = None,
         namespace: str = "mfa_fsm",
         **options: Any,
@@ -102,64 +109,71 @@ class MfaUrls:
         self._static: dict[str, tuple[bytes, str]] = {}
         #: The views are async (awaiting the engine) for an AsyncEngine / AsyncSealedEngine.
         self.is_async = isinstance(engine, AsyncEngine | AsyncSealedEngine)
+        # Django's CSRF check, run by the views themselves (see _checked).
+        self._csrf = CsrfViewMiddleware(_unused_get_response)
 
     def _guarded(self, route: str) -> Callable[..., Any]:
-        """The view of ``route``: a body over ``max_form_bytes`` refused (413) before anything
-        reads it, then Django's CSRF check (``csrf_protect``: Django's CsrfViewMiddleware,
-        also in a project that left the middleware out), which also takes the token the
-        pages' script sends as ``X-CSRF-Token``, then the core. An async view for an
-        AsyncEngine / AsyncSealedEngine, a blocking one otherwise."""
+        """The view of ``route``: :meth:`_checked` first, then the core; an async view for
+        an AsyncEngine / AsyncSealedEngine, a blocking one otherwise."""
         if self.is_async:
 
-            async def handled_async(request: HttpRequest, **params: str) -> HttpResponse:
-                page = self._page_request(request, route, params)
-                answer = await run_async(self.core.handle(page))
-                return await self._respond_async(request, answer)
-
-            protected_async = csrf_protect(handled_async)
-
             async def view_async(request: HttpRequest, **params: str) -> HttpResponse:
-                refused = self._before_csrf(request, route, params)
+                refused = self._checked(request, route, params)
                 if refused is not None:
                     return refused
-                response: HttpResponse = await protected_async(request, **params)
-                return response
+                page = self._page_request(request, route, params)
+                answer = await run_async(self.core.handle(page))
+                return self._csrf_cookie(request, await self._respond_async(request, answer))
 
-            # Checked above; the middleware would check before the header's copy.
+            # Checked by _checked; the middleware would check before the header's copy.
             return csrf_exempt(view_async)  # type: ignore[no-any-return]
 
-        def handled(request: HttpRequest, **params: str) -> HttpResponse:
-            page = self._page_request(request, route, params)
-            return self._respond(request, run(self.core.handle(page)))
-
-        protected = csrf_protect(handled)
-
         def view(request: HttpRequest, **params: str) -> HttpResponse:
-            refused = self._before_csrf(request, route, params)
+            refused = self._checked(request, route, params)
             if refused is not None:
                 return refused
-            response: HttpResponse = protected(request, **params)
-            return response
+            page = self._page_request(request, route, params)
+            return self._csrf_cookie(request, self._respond(request, run(self.core.handle(page))))
 
         return csrf_exempt(view)  # type: ignore[no-any-return]
 
-    def _before_csrf(
+    def _checked(
         self, request: HttpRequest, route: str, params: Mapping[str, str]
     ) -> HttpResponse | None:
-        """A 413 for a body over ``max_form_bytes`` (nothing has read it yet); else hands
-        the token of the pages' script (``X-CSRF-Token``) or of a form field named
-        ``csrf_token`` (an application's template override) to Django's check as the header
-        it reads (``settings.CSRF_HEADER_NAME``) and answers ``None``."""
+        """``None`` for a request the pages may handle, else the refusal: 413 for a body
+        over ``max_form_bytes`` (before anything reads it), 400 (the core's page; JSON to
+        the pages' script) when Django's CSRF check refuses it. A method the route does not
+        take, or a path that is none of the pages', goes to the core's 405 or 404 unchecked
+        (it changes nothing).
+
+        The check is Django's ``CsrfViewMiddleware`` (its ``process_view``, as
+        ``csrf_protect`` runs it, so also in a project that left the middleware out). The
+        token of the pages' script (``X-CSRF-Token``) or of a form field named
+        ``csrf_token`` (an application's template override) is handed to it as the header it
+        reads (``settings.CSRF_HEADER_NAME``)."""
         length = request.META.get("CONTENT_LENGTH") or "0"
         if not length.isdigit() or int(length) > self.core.max_form_bytes:
             page = self._page_request(request, route, params, form=False)
             return _response(self.core.refuse(page, 413))
+        if request.method not in _METHODS.get(route, ()):
+            return None  # the core answers 404 or 405 and does nothing else
         sent = request.META.get("HTTP_X_CSRF_TOKEN")
         if not sent and request.method == "POST" and CSRF_FIELD not in request.POST:
             sent = request.POST.get("csrf_token")
         if sent and settings.CSRF_HEADER_NAME not in request.META:
             request.META[settings.CSRF_HEADER_NAME] = sent
-        return None
+        if "CSRF_COOKIE" not in request.META:  # the middleware is not installed
+            self._csrf.process_request(request)
+        if self._csrf.process_view(request, None, (), {}) is None:
+            return None
+        page = self._page_request(request, route, params, form=False)
+        return self._csrf_cookie(request, _response(self.core.refuse(page, 400, CSRF_REFUSED)))
+
+    def _csrf_cookie(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Django's CSRF cookie on ``response`` when the page made a new token (what the
+        middleware's ``process_response`` does; it does nothing the second time)."""
+        result: HttpResponse = self._csrf.process_response(request, response)
+        return result
 
     @property
     def patterns(self) -> list[URLPattern]:
@@ -218,8 +232,9 @@ class MfaUrls:
             return _response(self.core.refuse(page, 404))
         body, kind = found
         response = HttpResponse(body, content_type=kind)
-        response["Cache-Control"] = "public, max-age=3600"
-        response["X-Content-Type-Options"] = "nosniff"
+        for name, value in SECURITY_HEADERS:
+            response[name] = value
+        response["Cache-Control"] = "public, max-age=3600"  # not no-store: never a secret
         return response
 
     # -- translation -------------------------------------------------------------------------
@@ -251,7 +266,7 @@ class MfaUrls:
     def _respond(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:
         if answer.complete is None:
             return _response(answer)
-        app = self.on_complete(request, answer.complete)
+        app = None if self.on_complete is None else self.on_complete(request, answer.complete)
         if inspect.isawaitable(app):
             if inspect.iscoroutine(app):
                 app.close()
@@ -264,7 +279,7 @@ class MfaUrls:
     async def _respond_async(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:
         if answer.complete is None:
             return _response(answer)
-        app = self.on_complete(request, answer.complete)
+        app = None if self.on_complete is None else self.on_complete(request, answer.complete)
         if inspect.isawaitable(app):
             app = await app
         return self._completed(answer, app)
@@ -275,6 +290,10 @@ class MfaUrls:
         if answer.use_app and app is not None:
             return _merged(app, answer)
         return _response(answer)
+
+
+def _unused_get_response(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("only the CSRF middleware's hooks are called")
 
 
 def _response(answer: PageAnswer) -> HttpResponse:
@@ -301,7 +320,7 @@ def _merged(response: HttpResponse, answer: PageAnswer, *, replace: bool = False
 def mfa_urls(
     engine: Any,
     *,
-    on_complete: OnComplete,
+    on_complete: OnComplete | None = None,
     current_user: CurrentUser | None = None,
     namespace: str = "mfa_fsm",
     **options: Any,
@@ -312,7 +331,8 @@ def mfa_urls(
         mfa = mfa_urls(engine, current_user=current_user, on_complete=signed_in)
         urlpatterns = [path("login/", mfa.urls)]
 
-    ``on_complete(request, view)`` answers a completed login with an ``HttpResponse``;
+    ``on_complete(request, view)`` answers a completed login with an ``HttpResponse`` (or
+    ``None``, or nothing given: the pages' own "you are signed in" page);
     ``current_user(request)`` returns the application's signed-in user (a VerifiedUser, a
     user id, or ``None``), required when a provider's first factor is the application's.
     ``namespace``: the URL namespace (``reverse("mfa_fsm:start_page")``); ``options`` are the
@@ -328,11 +348,12 @@ def mfa_urls(
 def from_settings() -> MfaUrls:
     """The pages configured by ``settings.MFA_FSM`` (see :mod:`mfa_fsm.web.django.urls`)."""
     config = getattr(settings, "MFA_FSM", None)
-    if not isinstance(config, Mapping) or "ENGINE" not in config or "ON_COMPLETE" not in config:
+    if not isinstance(config, Mapping) or "ENGINE" not in config:
         raise ImproperlyConfigured(
             "include('mfa_fsm.web.django.urls') reads settings.MFA_FSM = {'ENGINE': "
             "'<dotted path of an Engine>', 'ON_COMPLETE': '<dotted path of on_complete"
-            "(request, view)>'} (optional: 'CURRENT_USER', 'OPTIONS'); or build the URLs "
+            "(request, view)>', 'CURRENT_USER': '<dotted path of current_user(request)>', "
+            "'OPTIONS': {...}} (ENGINE is required, the others optional); or build the URLs "
             "with mfa_fsm.web.django.mfa_urls(engine, ...)"
         )
 
@@ -344,7 +365,7 @@ def from_settings() -> MfaUrls:
 
     return mfa_urls(
         load("ENGINE"),
-        on_complete=load("ON_COMPLETE"),
+        on_complete=load("ON_COMPLETE") if config.get("ON_COMPLETE") else None,
         current_user=load("CURRENT_USER") if config.get("CURRENT_USER") else None,
         **dict(config.get("OPTIONS", {})),
     )

@@ -13,20 +13,30 @@ and an ``on_complete(request, view)`` that makes the signed-in session and redir
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import secrets
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import django
 from django.conf import settings
+
+from mfa_fsm import Engine, MemoryStore, SealedEngine, StoreLedger
+from mfa_fsm.core.snapshot import FlowView
+from mfa_fsm.core.throttle import Throttle
+from mfa_fsm.stores.sealed import SealedState
+from mfa_fsm.web import demo
+from tests.support.web import serve
+from tests.support.web_apps import APP_PASSWORD, PREFIX
 
 from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
-    from . import Kind, LiveApp
+    from .live import Kind, LiveApp
 
 #: The WSGI environ key that carries a test app's URLconf to :class:`PerAppUrls`.
 URLCONF_KEY = "mfa_fsm.test.urlconf"
@@ -81,7 +91,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
     from asgiref.sync import sync_to_async  # noqa: PLC0415
     from django.core.handlers.asgi import ASGIHandler  # noqa: PLC0415 - after configure()
     from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415
-    from django.http import HttpResponse, HttpResponseNotAllowed  # noqa: PLC0415
+    from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse  # noqa: PLC0415
     from django.middleware.csrf import get_token  # noqa: PLC0415
     from django.urls import path  # noqa: PLC0415
     from django.views.decorators.csrf import csrf_exempt  # noqa: PLC0415
@@ -106,7 +116,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
         on_complete=on_complete_async if live.asynchronous else on_complete,
         throttle=live.throttle,
         secure_cookies=False,
-        aside=pages.aside,
+        aside=functools.partial(demo._aside, live.idps),
         title="mfa_fsm demo",
     )
 
@@ -157,11 +167,6 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
     def control(request: HttpRequest) -> HttpResponse:
         return html(pages.control_page(request.GET.get("done", "")))
 
-    def control_state(request: HttpRequest) -> HttpResponse:
-        from django.http import JsonResponse  # noqa: PLC0415 - after configure()
-
-        return JsonResponse({"fingerprint": pages.fingerprint()})
-
     @csrf_exempt  # the control page's forms carry a token of their own
     def act(request: HttpRequest, provider: str, user: str, action: str) -> HttpResponse:
         if request.method != "POST":
@@ -184,7 +189,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
         path("", home),
         path("signin", signin_async if live.asynchronous else signin),
         path("emulator", control),
-        path("emulator/state", control_state),
+        path("emulator/state", lambda request: JsonResponse({"fingerprint": pages.fingerprint()})),
         path("emulator/<str:provider>/<str:user>/<str:action>", act),
         path("login/", mfa.urls),
     ]
@@ -202,3 +207,91 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
         return handler(environ, start_response)
 
     return "wsgi", app
+
+
+# -- the test applications' common face (see the package docs; tests/web/test_frameworks.py) --
+
+SECRET = "test-secret-key-of-enough-length-0123456789"
+
+
+def make_engine(
+    configs: list[object], *, sealed: bool = False, throttle: Throttle | None = None
+) -> Engine | SealedEngine:
+    """The engine of the Django test app: blocking, as its views (under WSGI)."""
+    if sealed:
+        state = SealedState({"k1": SealedState.generate_key()}, ledger=StoreLedger(MemoryStore()))
+        return SealedEngine(state, configs, throttle=throttle)
+    return Engine(MemoryStore(), configs, throttle=throttle)
+
+
+def make_app(
+    engine: Engine | SealedEngine,
+    *,
+    complete: str = "redirect",
+    calls: list[FlowView] | None = None,
+    **options: Any,
+) -> Callable[..., Any]:
+    """The Django test app of the common face: a WSGI app with its own URLconf."""
+    configure()
+    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415 - after configure()
+    from django.http import HttpResponse, HttpResponseRedirect  # noqa: PLC0415
+    from django.urls import path  # noqa: PLC0415
+    from django.views.decorators.csrf import csrf_exempt  # noqa: PLC0415
+    from django.views.decorators.http import require_POST  # noqa: PLC0415
+
+    from mfa_fsm.web.django import mfa_urls  # noqa: PLC0415
+
+    seen = calls if calls is not None else []
+
+    def on_complete(request: HttpRequest, view: FlowView) -> HttpResponse | None:
+        seen.append(view)
+        assert view.result is not None
+        request.session.cycle_key()  # a new session key once both factors passed
+        request.session["signed_in"] = view.result.user_id
+        return HttpResponseRedirect("/app/home") if complete == "redirect" else None
+
+    def user_of(request: HttpRequest) -> str | None:
+        user = request.session.get("user")
+        return user if isinstance(user, str) else None
+
+    options.setdefault("current_user", user_of)
+    mfa = mfa_urls(engine, on_complete=on_complete, **options)
+
+    @csrf_exempt  # the test's sign-in, as the other frameworks' test apps
+    @require_POST
+    def signin(request: HttpRequest) -> HttpResponse:
+        if request.POST.get("password") != APP_PASSWORD:
+            return HttpResponse("wrong password", status=401, content_type="text/plain")
+        request.session.flush()
+        request.session["user"] = request.POST["user"]
+        return mfa.begin(request, request.POST.get("provider") or None)
+
+    def whoami(request: HttpRequest) -> HttpResponse:
+        user = request.session.get("signed_in")
+        if user:
+            return HttpResponse(f"signed in as {user}", content_type="text/plain")
+        return HttpResponse("not signed in", status=401, content_type="text/plain")
+
+    def home(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("home", content_type="text/plain")
+
+    urls = types.ModuleType(f"{__name__}.urls_{secrets.token_hex(4)}")
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        path("app/signin", signin),
+        path("app/whoami", whoami),
+        path("app/home", home),
+        path(PREFIX.strip("/") + "/", mfa.urls),
+    ]
+    handler = WSGIHandler()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ[URLCONF_KEY] = urls
+        return handler(environ, start_response)
+
+    return app
+
+
+@contextlib.contextmanager
+def live(engine: Engine | SealedEngine, **options: Any) -> Iterator[str]:
+    with serve(make_app(engine, **options)) as base:
+        yield base

@@ -9,22 +9,26 @@ Sheet), as the Flask demo's does.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hmac
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from mfa_fsm.web.starlette import mfa_router
 from starlette.middleware.sessions import SessionMiddleware
+
+from mfa_fsm.web import demo
+from mfa_fsm.web.starlette import mfa_router
 
 from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
-    from . import Kind, LiveApp
+    from .live import Kind, LiveApp
 
 FORM_EXPIRED = "The form has expired; please sign in again."
 
@@ -37,6 +41,11 @@ def _signin_token(request: Request) -> str:
     return token
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form (what the demo's pages send), without python-multipart."""
+    return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+
+
 def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
     """The FastAPI test app over ``live``'s emulators and a new AsyncEngine: an ASGI app."""
     pages = DemoPages(live.idps)
@@ -46,16 +55,24 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
         request.session["signed_in"] = signed_in(view)
         return RedirectResponse("/", status_code=303)
 
+    engine = live.async_engine()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.aclose()  # the engine's httpx client, in the loop that used it
+
     router = mfa_router(
-        live.async_engine(),
+        engine,
+        secret_key=secrets.token_bytes(32),
         current_user=lambda request: current_user(request.session.get("demo_user")),
         on_complete=on_complete,
         throttle=live.throttle,
         secure_cookies=False,
-        aside=pages.aside,
+        aside=functools.partial(demo._aside, live.idps),
         title="mfa_fsm demo",
     )
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.add_middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(32), https_only=False)
     app.mount("/login", router)
 
@@ -72,16 +89,16 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
 
     @app.post("/signin")
     async def signin(request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         expected = request.session.get("signin_csrf")
-        sent = str(form.get("csrf_token", ""))
+        sent = form.get("csrf_token", "")
         if not isinstance(expected, str) or not hmac.compare_digest(
             sent.encode(), expected.encode()
         ):
             body = pages.signin_page(_signin_token(request), FORM_EXPIRED)
             return HTMLResponse(body, status_code=400)
-        user = str(form.get("user", ""))
-        provider = pages.check_password(user, str(form.get("password", "")))
+        user = form.get("user", "")
+        provider = pages.check_password(user, form.get("password", ""))
         if provider is None:
             body = pages.signin_page(_signin_token(request), NOT_ACCEPTED)
             return HTMLResponse(body, status_code=401)
@@ -99,9 +116,10 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
 
     @app.post("/emulator/{provider}/{user}/{action}")
     async def act(request: Request, provider: str, user: str, action: str) -> Response:
-        form = await request.form()
-        number = str(form.get("number", "")) or None
-        status, done = pages.act(provider, user, action, str(form.get("token", "")), number)
+        form = await _form(request)
+        status, done = pages.act(
+            provider, user, action, form.get("token", ""), form.get("number") or None
+        )
         if status != 303:
             return PlainTextResponse(done, status_code=status)
         return RedirectResponse("/emulator?" + urlencode({"done": done}), status_code=303)
