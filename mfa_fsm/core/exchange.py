@@ -15,7 +15,9 @@ is a generator that *describes* its HTTP exchanges, in the shape of ``httpx.Auth
 
 It yields an :class:`~mfa_fsm.core.http.HttpRequest` and receives the
 :class:`~mfa_fsm.core.http.HttpResponse`, or yields a :class:`Pause` (a retry's back-off) and
-receives ``None``; its return value is the result. A driver runs it:
+receives ``None``, or yields other I/O with ``blocking()`` / ``awaited()`` methods (a
+throttle's count, :class:`~mfa_fsm.core.throttle.Count`) and receives its result; its
+return value is the result. A driver runs it:
 
 * :func:`drive` over a :class:`~mfa_fsm.core.http.Transport` (``requests``; pauses with
   ``time.sleep``);
@@ -33,13 +35,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import StoreError, UsageError
 from mfa_fsm.core.http import AsyncTransport, HttpRequest, HttpResponse, Transport
+from mfa_fsm.core.plans import Io
 
 __all__ = [
     "CallRecord",
@@ -70,7 +73,7 @@ class Pause:
 #: A generator that yields requests (or pauses), receives replies (or ``None`` after a
 #: pause), and returns a ``T``: one IdP conversation, driven by :func:`drive` or
 #: :func:`drive_async`.
-Exchange: TypeAlias = Generator[HttpRequest | Pause, HttpResponse | None, T]
+Exchange: TypeAlias = Generator[HttpRequest | Pause | Io, Any, T]
 
 
 @attrs.frozen
@@ -138,7 +141,7 @@ def drive(
     :class:`CallRecord` per request the transport took (a request refused before it left,
     with a :class:`~mfa_fsm.core.errors.StoreError` such as the engine's claim, is no call).
     """
-    reply: HttpResponse | None = None
+    reply: Any = None
     error: Exception | None = None
     try:
         while True:
@@ -157,7 +160,12 @@ def drive(
                 if seconds > 0:
                     sleep(seconds)
                 continue
-            _check_request(step)
+            if not isinstance(step, HttpRequest):
+                try:
+                    reply = _other_io(step).blocking()  # a throttle's count: not an IdP call
+                except Exception as exc:
+                    error = exc
+                continue
             started = time.perf_counter()
             status: int | None = None
             try:
@@ -188,12 +196,8 @@ async def drive_async(
     generator, and ``calls`` gets one :class:`CallRecord` per request the transport took.
     Cancelling the task closes the exchange (its ``finally`` blocks run) and propagates.
     """
-    if sleep is None:
-        # Imported here: a program that never drives asynchronously never loads asyncio.
-        import asyncio  # noqa: PLC0415
-
-        sleep = asyncio.sleep
-    reply: HttpResponse | None = None
+    sleep = sleep or _asyncio_sleep()
+    reply: Any = None
     error: Exception | None = None
     try:
         while True:
@@ -212,7 +216,12 @@ async def drive_async(
                 if seconds > 0:
                     await sleep(seconds)
                 continue
-            _check_request(step)
+            if not isinstance(step, HttpRequest):
+                try:
+                    reply = await _other_io(step).awaited()
+                except Exception as exc:
+                    error = exc
+                continue
             started = time.perf_counter()
             status: int | None = None
             try:
@@ -229,12 +238,22 @@ async def drive_async(
         exchange.close()
 
 
-def _check_request(step: object) -> None:
-    if not isinstance(step, HttpRequest):
-        raise UsageError(
-            f"an exchange yielded a {type(step).__name__}; it may yield only an HttpRequest "
-            "(use send()) or a Pause (use pause())"
-        )
+def _asyncio_sleep() -> Callable[[float], Awaitable[None]]:
+    # Imported here: a program that never drives asynchronously never loads asyncio.
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.sleep
+
+
+def _other_io(step: object) -> Io:
+    """``step``, I/O that is neither a request nor a pause (a throttle's count), or
+    UsageError for anything else. The error is thrown into the exchange like a transport's."""
+    if callable(getattr(step, "blocking", None)) and callable(getattr(step, "awaited", None)):
+        return step  # type: ignore[return-value]  # an Io by its methods
+    raise UsageError(
+        f"an exchange yielded a {type(step).__name__}; it may yield only an HttpRequest "
+        "(use send()), a Pause (use pause()) or I/O with blocking() and awaited()"
+    )
 
 
 def _record(request: HttpRequest, status: int | None, started: float) -> CallRecord:

@@ -539,9 +539,20 @@ class Flow:
 
     @classmethod
     def _check_start(cls, throttle: Throttle | None, user: str, client_ip: str | None) -> None:
-        """Count a start for ``throttle`` (raises Throttled before any IdP call)."""
+        """Count a start for ``throttle`` (raises Throttled before any IdP call), blocking;
+        an ``opening`` counts with ``yield from cls._count_start(...)``, which an async
+        driver awaits (a throttle on an asyncio storage)."""
         if throttle is not None:
             throttle.check("start", user=cls.throttle_user_key(user), client_ip=client_ip)
+
+    @classmethod
+    def _count_start(
+        cls, throttle: Throttle | None, user: str, client_ip: str | None
+    ) -> Exchange[None]:
+        """:meth:`_check_start` as part of an ``opening`` exchange."""
+        if throttle is not None:
+            user_key = cls.throttle_user_key(user)
+            yield from throttle.counting("start", user=user_key, client_ip=client_ip)
 
     @classmethod
     @checked
@@ -695,7 +706,7 @@ class Flow:
         if self.throttle is not None and action is not None:
             # Counted atomically before the IdP call, so parallel requests cannot all pass;
             # a step the IdP then refuses still counts (safe side).
-            self.throttle.check(
+            yield from self.throttle.counting(
                 action,
                 user=self.throttle_user_key(before.user_id),
                 client_ip=self.client_ip,

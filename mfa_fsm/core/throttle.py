@@ -23,6 +23,12 @@ counts, and cannot be given back (``limits`` has no way to remove one entry from
 window, only ``clear`` of the whole key). When several rates apply, the ones tested before
 the refusing one have counted too; both err on the safe side (fewer attempts, never more).
 
+The counter may live in a blocking ``limits`` storage (``memory://``, ``redis://``) or an
+asyncio one (``async+memory://``, ``async+redis://``: ``limits.aio``): a step's counts are
+yielded to the flow's driver as I/O (:meth:`Throttle.counting`), so the async engines await
+an async storage (a Redis round trip holds no thread) while the blocking engines call a
+blocking one. An async storage under a blocking engine is refused with UsageError.
+
 Each action has a rate per user and one per client address (the ``client_ip`` of the step,
 when the caller gives one). A refused step raises :class:`~mfa_fsm.core.errors.Throttled`
 with ``retry_after`` (seconds) *before* the IdP is called, so the flow is unchanged and the
@@ -44,16 +50,24 @@ per-address rates; IPv4 addresses are keyed whole.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import ipaddress
 import math
 import time
 import unicodedata
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
+import attrs
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from mfa_fsm.core.errors import Throttled, UsageError
+
+if TYPE_CHECKING:
+    from limits.aio.storage import Storage as AsyncStorage
+    from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
 
 #: The actions a step may count as.
 ACTIONS = ("start", "send", "answer")
@@ -85,7 +99,9 @@ class Throttle:
     """Counts starts, sends and answers per user and per client address (see module docs).
 
     ``storage`` is a ``limits`` storage URI (``"memory://"``, ``"redis://host:port/db"``,
-    ``"rediss://..."``) or a ``limits.storage.Storage``; every other argument is a rate
+    ``"rediss://..."``; ``"async+memory://"``, ``"async+redis://..."`` for the async
+    engines, the latter over redis-py's ``redis.asyncio``) or a ``limits`` storage
+    (``limits.storage`` or ``limits.aio.storage``); every other argument is a rate
     (``"N/period"``) overriding :data:`DEFAULT_RATES`. ``prefix`` keeps this application's
     counters apart from others in a shared Redis. Raises :class:`UsageError` for a
     malformed rate. Thread-safe; share one per process.
@@ -93,7 +109,7 @@ class Throttle:
 
     def __init__(
         self,
-        storage: str | Storage = "memory://",
+        storage: str | Storage | AsyncStorage = "memory://",
         *,
         starts_per_user: str = DEFAULT_RATES["starts_per_user"],
         starts_per_client: str = DEFAULT_RATES["starts_per_client"],
@@ -104,8 +120,22 @@ class Throttle:
         answers_per_client: str = DEFAULT_RATES["answers_per_client"],
         prefix: str = "mfa_fsm",
     ) -> None:
+        if isinstance(storage, str) and storage.startswith(("async+redis://", "async+rediss://")):
+            # redis-py's asyncio client (the "redis" extra) rather than limits' default,
+            # coredis: one Redis client library for the stores and the throttle.
+            storage = storage_from_string(storage, implementation="redispy")
         self.storage = storage_from_string(storage) if isinstance(storage, str) else storage
-        self._limiter = MovingWindowRateLimiter(self.storage)
+        #: Whether the storage is an asyncio one (``limits.aio``): only the async engines
+        #: can count in it.
+        # Asked by module so that a blocking program never imports limits.aio (asyncio).
+        self.is_async = type(self.storage).__module__.startswith("limits.aio.")
+        self._limiter: MovingWindowRateLimiter | AsyncMovingWindowRateLimiter
+        if self.is_async:
+            from limits.aio.strategies import MovingWindowRateLimiter as Async  # noqa: PLC0415
+
+            self._limiter = Async(self.storage)
+        else:
+            self._limiter = MovingWindowRateLimiter(self.storage)
         self._prefix = prefix
         per_user = {
             "start": [("starts_per_user", starts_per_user)],
@@ -126,10 +156,25 @@ class Throttle:
     def check(self, action: str, *, user: str, client_ip: str | None) -> None:
         """Count one ``action`` by ``user`` from ``client_ip`` (``None``: no per-address
         count) atomically, or raise :class:`Throttled` if a rate is spent (the rates tested
-        before the spent one have counted: see the module docs).
+        before the spent one have counted: see the module docs). Blocking: a throttle on an
+        async storage raises UsageError here (the flows count through :meth:`counting`).
 
         Raises :class:`UsageError` for an unknown action.
         """
+        counting = self.counting(action, user=user, client_ip=client_ip)
+        try:
+            count = next(counting)
+            while True:
+                count = counting.send(count.blocking())
+        except StopIteration:
+            return
+
+    def counting(
+        self, action: str, *, user: str, client_ip: str | None
+    ) -> Generator[Count, Any, None]:
+        """:meth:`check` as a plan (:mod:`mfa_fsm.core.plans`): it yields each storage
+        operation as a :class:`Count`, which a blocking driver calls and an async driver
+        awaits, so one flow step counts in a blocking or an asyncio storage alike."""
         rules = self._rules.get(action)
         if rules is None:
             raise UsageError(f"unknown throttle action {action!r}; one of {list(ACTIONS)}")
@@ -142,13 +187,44 @@ class Throttle:
             if key is None:
                 continue
             # hit() is the atomic test-and-count: False (nothing counted) when spent.
-            if not self._limiter.hit(item, self._prefix, name, key):
-                reset = self._limiter.get_window_stats(item, self._prefix, name, key).reset_time
-                raise Throttled(action, scope, float(max(1, math.ceil(reset - time.time()))))
+            passed = yield Count(self._limiter.hit, (item, self._prefix, name, key))
+            if not passed:
+                stats = yield Count(self._limiter.get_window_stats, (item, self._prefix, name, key))
+                wait = float(max(1, math.ceil(stats.reset_time - time.time())))
+                raise Throttled(action, scope, wait)
 
     def reset(self) -> None:
-        """Forget every count (tests, or after a configuration change)."""
-        self.storage.reset()
+        """Forget every count (tests, or after a configuration change). Blocking storages
+        only; for an async one ``await throttle.storage.reset()``."""
+        Count(self.storage.reset).blocking()
+
+
+@attrs.frozen
+class Count:
+    """One storage operation of a throttle: called by a blocking driver, awaited by an async
+    one (:class:`mfa_fsm.core.plans.Io`). A coroutine under a blocking driver (an async
+    storage given to a blocking engine) is refused with UsageError."""
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+    def blocking(self) -> Any:
+        result = self.function(*self.args)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise UsageError(
+                "this Throttle counts in an asyncio storage (async+...://), which only the "
+                "async engines (AsyncEngine, AsyncSealedEngine) can await; give a blocking "
+                "engine a blocking storage (memory://, redis://...)"
+            )
+        return result
+
+    async def awaited(self) -> Any:
+        result = self.function(*self.args)
+        if inspect.isawaitable(result):
+            return await result
+        return result  # a blocking storage (memory://) under an async engine: no I/O wait
 
 
 def user_key(user_id: str) -> str:

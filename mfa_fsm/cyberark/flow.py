@@ -375,7 +375,7 @@ class CyberArkFlow(Flow):
         if flow_id is not None:
             identifier("flow_id", flow_id)  # it is logged and stored: no control characters
         client_ip = client_address(client_ip)
-        cls._check_start(throttle, user, client_ip)
+        yield from cls._count_start(throttle, user, client_ip)
         now = clock()
         placeholder = Snapshot(
             provider=cls.provider,

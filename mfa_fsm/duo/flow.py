@@ -233,7 +233,7 @@ class DuoFlow(Flow):
         clock: Clock = time.time,
         throttle: Throttle | None = None,
         client_ip: str | None = None,
-    ) -> DuoFlow:
+    ) -> Exchange[DuoFlow]:
         """A flow for ``verified_user`` (its ``user_id`` is the Duo username), in
         ``AwaitingFirstFactor``.
 
@@ -270,7 +270,7 @@ class DuoFlow(Flow):
         if flow_id is not None:
             identifier("flow_id", flow_id)  # it is stored, and digested into log lines
         client_ip = client_address(client_ip)
-        cls._check_start(throttle, user, client_ip)
+        yield from cls._count_start(throttle, user, client_ip)
         if verified_user is None:
             raise VerifiedUserRequired(
                 "Duo checks only the second factor, so a Duo flow may only start for a user "

@@ -262,7 +262,7 @@ class EntrustFlow(Flow):
         if first_factor == EXTERNAL and vouched is None:
             raise _external_needs_verified_user()
         client_ip = client_address(client_ip)
-        cls._check_start(throttle, user_id, client_ip)
+        yield from cls._count_start(throttle, user_id, client_ip)
         now = clock()
         placeholder = Snapshot(
             provider=cls.provider,

@@ -51,19 +51,21 @@ only the flow id (or the sealed token), HttpOnly and SameSite=Lax, every answer 
 ``no-store``, a strict CSP and ``frame-ancestors 'none'``, throttles before any IdP call, and
 no secret in a page, log line or error.
 
-*Completion replay* (a lost reply must not lose the login). When a step completes a flow,
-the completed view (with the IdP's result) is kept **in this process's memory** for
-``replay_window`` seconds (60 by default), keyed by a SHA-256 digest of the flow's handle and
-the exact flow cookie the completing request carried. A later POST step to the same flow
-that carries that same cookie value *and* a valid CSRF token for the flow (the same browser
-repeating the request whose reply it never got: a submitted code, a poll) answers with
-``on_complete``'s answer again, called with the same view, instead of reaching the engine:
-the IdP is not called twice and the user is not stranded on "you are signed in" without the
-application's session. At most ``replay_limit`` (3) replays; nothing is kept past the
-window, and the record is dropped once spent. A stolen flow cookie alone cannot use it (the
-CSRF token is bound to the browser's CSRF cookie), and the window is that of the login it
-repeats. Replays are per process: a repeat that reaches another worker falls back to the
-flow's page. ``replay_window=0`` turns it off.
+*Completion replay* (a lost reply must not lose the login). When a step completes a flow
+and ``on_complete`` answers with a response of the application's own (a redirect with its
+session cookie), the completed view (with the IdP's result) is kept **in this process's
+memory** for ``replay_window`` seconds (60 by default), keyed by a SHA-256 digest of the
+flow's handle and the exact flow cookie the completing request carried. Within the window,
+a POST step to that flow carrying that same cookie value *and* a valid CSRF token for the
+flow (the same browser repeating the request whose reply it never got: a code resubmitted,
+the script's next poll) is answered with ``on_complete``'s answer again, ``on_complete``
+being called again with the same view, instead of reaching the engine: the IdP is not
+called twice and the user is not stranded on "you are signed in" without the application's
+session. At most ``replay_limit`` (3) replays; the record is dropped once spent or past the
+window. A stolen flow cookie alone cannot use it (the CSRF token is bound to the browser's
+CSRF cookie), and all a replay gives is the login that same browser just completed.
+``on_complete`` must be safe to call twice for one login. Replays are per process: a repeat
+that reaches another worker falls back to the flow's page. ``replay_window=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -351,6 +353,10 @@ class _Pending:
     view: FlowView = attrs.field(repr=False)
     landing: bool
     cookies: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
+    #: The flow cookie the completing request carried (the replay's key), and whether this
+    #: answer is itself a replay (then nothing is recorded again).
+    raw: str = attrs.field(default="", repr=False)
+    replay: bool = False
 
 
 @attrs.frozen
@@ -727,6 +733,10 @@ class WebCore:
             raise UsageError("finish() takes the PageAnswer whose complete is set")
         ctx = _Ctx(pending.request)
         handle, view = pending.handle, pending.view
+        if app is not None and not pending.replay:
+            # Kept for a repeat of this request whose answer gets lost (module docs); only
+            # an answer of the application's own is worth repeating.
+            self._remember(handle, pending.raw, view)
         out: _Out
         if app is not None and ctx.wants_json:
             if 300 <= app.status < 400 and app.location:
@@ -1014,8 +1024,8 @@ class WebCore:
         return (yield from self._started(ctx, view, carry))
 
     def _flow_page(self, ctx: _Ctx, handle: str) -> Plan[_Out]:
+        raw, carry = self._carry(ctx, handle)
         try:
-            raw, carry = self._carry(ctx, handle)
             view = yield from self.flows.view(carry)
         except SealedStateStale as exc:
             return self._superseded(ctx, handle, exc, reload=False)
@@ -1044,7 +1054,7 @@ class WebCore:
             # The same browser repeats the request that completed this flow (its answer was
             # lost): answer as then, with no engine or IdP call (module docs).
             log.info("mfa_fsm.web.completion_replayed", flow_event=event)
-            return self._completed_out(ctx, handle, replayed, landing=False)
+            return self._completed_out(ctx, handle, replayed, landing=False, raw=raw, replay=True)
         form: events.Form = lambda name: ctx.form.get(name, "")  # noqa: E731
         current: FlowView | None = None
         try:
@@ -1173,8 +1183,7 @@ class WebCore:
             # The store failed (an outage, a timeout): nothing was handed off, the flow is as
             # it was, and the flow's page (or the next poll) hands it off once it is back.
             return self._store_unavailable(ctx, handle, exc), carry
-        self._remember(handle, raw, view)
-        return self._completed_out(ctx, handle, view, landing=landing), carry
+        return self._completed_out(ctx, handle, view, landing=landing, raw=raw), carry
 
     def _finish_completed(
         self, ctx: _Ctx, handle: str, view: FlowView, carry: Carry, raw: str
@@ -1185,9 +1194,18 @@ class WebCore:
             out = _with_cookies(out, [("Set-Cookie", self.flow_cookie(handle, new_carry))])
         return out
 
-    def _completed_out(self, ctx: _Ctx, handle: str, view: FlowView, *, landing: bool) -> _Out:
+    def _completed_out(
+        self,
+        ctx: _Ctx,
+        handle: str,
+        view: FlowView,
+        *,
+        landing: bool,
+        raw: str,
+        replay: bool = False,
+    ) -> _Out:
         out = _Out(200, complete=view)
-        out.pending = _Pending(ctx.request, handle, view, landing)
+        out.pending = _Pending(ctx.request, handle, view, landing, raw=raw, replay=replay)
         return out
 
     def _superseded(self, ctx: _Ctx, handle: str, exc: SealedStateStale, *, reload: bool) -> _Out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -219,3 +220,78 @@ def test_flow_api_counts_starts_and_device_sends() -> None:
         assert sends.value.action == "send"
         assert len(emulator.calls) == calls
         assert second.version == 0
+
+
+@pytest.fixture(params=["memory", "redis"])
+def async_storage(request: pytest.FixtureRequest) -> str:
+    """The asyncio storages of ``limits.aio``: in this process, or a real Redis."""
+    if request.param == "memory":
+        return "async+memory://"
+    server: RunningServer = request.getfixturevalue("redis_service")
+    redis.Redis.from_url(server.url).flushdb()
+    return "async+" + server.url
+
+
+def test_an_asyncio_storage_is_awaited_by_the_async_driver(async_storage: str) -> None:
+    """``Throttle("async+...://")`` counts through ``counting``, which plans.run_async awaits:
+    the rate passes exactly, then Throttled with retry_after; a blocking check of it is
+    refused with UsageError (it would need the event loop)."""
+    from mfa_fsm.core.plans import run_async  # noqa: PLC0415
+
+    throttle = Throttle(async_storage, answers_per_user="3/minute")
+    assert throttle.is_async
+
+    async def count(times: int) -> list[float]:
+        """0 for each count that passed, retry_after for each refused one."""
+        seen = []
+        for _ in range(times):
+            try:
+                await run_async(throttle.counting("answer", user="jsmith", client_ip=None))
+                seen.append(0.0)
+            except Throttled as exc:
+                seen.append(exc.retry_after)
+        return seen
+
+    async def count_and_close() -> list[float]:
+        try:
+            return await count(5)
+        finally:
+            bridge = getattr(throttle.storage, "bridge", None)
+            if bridge is not None:  # limits' redis-py client: closed in the loop it used
+                await bridge.storage.aclose()
+
+    waits = asyncio.run(count_and_close())
+    assert waits[:3] == [0.0] * 3
+    assert all(wait >= 1 for wait in waits[3:])
+    with pytest.raises(UsageError, match="async engines"):
+        throttle.check("answer", user="someone", client_ip=None)
+
+
+def test_an_async_engine_counts_in_an_asyncio_storage() -> None:
+    """An AsyncEngine whose throttle lives in ``async+memory://``: the starts count, awaited
+    in the flow's step, until Throttled; a blocking Engine with it is refused at its first
+    start with UsageError, and nothing reaches the IdP."""
+    from mfa_fsm import AsyncEngine, Engine, MemoryStore  # noqa: PLC0415
+    from mfa_fsm.stores.aio import AsyncMemoryStore  # noqa: PLC0415
+
+    with CyberArkEmulator(pod_fqdn_as_url=True) as emulator:
+        config = CyberArkConfig(base_url=emulator.base_url, pod_scheme="http")
+        throttle = Throttle("async+memory://", starts_per_user="2/minute")
+
+        async def starts() -> list[str]:
+            async with AsyncEngine(AsyncMemoryStore(), [config], throttle=throttle) as engine:
+                seen = []
+                for _ in range(3):
+                    try:
+                        await engine.start("cyberark", user="jsmith@example.com")
+                        seen.append("started")
+                    except Throttled:
+                        seen.append("throttled")
+                return seen
+
+        assert asyncio.run(starts()) == ["started", "started", "throttled"]
+        calls = len(emulator.calls)
+        blocking = Engine(MemoryStore(), [config], throttle=Throttle("async+memory://"))
+        with pytest.raises(UsageError, match="async engines"):
+            blocking.start("cyberark", user="jsmith@example.com")
+        assert len(emulator.calls) == calls

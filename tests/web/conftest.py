@@ -20,7 +20,7 @@ import pytest
 
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.web.demo import Demo
-from tests.support.web_apps.live import FRAMEWORKS, LiveApp
+from tests.support.web_apps import FRAMEWORKS, LiveApp
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page

@@ -10,7 +10,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Response, expect
 
 from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS, DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
-from tests.support.web_apps.live import LiveApp
+from tests.support.web_apps import LiveApp
 from tests.web.conftest import Shot
 
 PROVIDERS = {"entrust": "Entrust Identity as a Service", "cyberark": "CyberArk Identity"}

@@ -13,7 +13,7 @@ from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing.cyberark import UserMechanism
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web.demo import Demo
-from tests.support.web_apps.live import LiveApp
+from tests.support.web_apps import LiveApp
 from tests.web.conftest import Shot
 from tests.web.test_browser import last_code, sign_in, start
 

@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 import requests
 
+from mfa_fsm import EntrustConfig
 from mfa_fsm.core.errors import VerifiedUserRequired
+from mfa_fsm.core.retry import RetryPolicy
+from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_APP_PASSWORDS
-from tests.support.web_apps import demo_pages
+from tests.support.web import Client, serve
+from tests.support.web_apps import LiveApp, demo_pages, django_app
 from tests.support.web_apps.django_app import configure
-from tests.support.web_apps.live import LiveApp
 
 
 @pytest.fixture(scope="module", params=["sync", "async"])
@@ -188,3 +191,33 @@ def test_configured_from_settings(live: LiveApp) -> None:
     without_user = {k: v for k, v in config.items() if k != "CURRENT_USER"}
     with override_settings(MFA_FSM=without_user), pytest.raises(VerifiedUserRequired):
         from_settings()
+
+
+def test_djangos_csrf_check_without_the_middleware(entrust_emulator: EntrustEmulator) -> None:
+    """A project that left CsrfViewMiddleware out still has every step checked by Django's
+    CSRF code (the views run it), and the pages still set Django's CSRF cookie."""
+    configure()
+    from django.conf import settings  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url,
+        application_id=entrust_emulator.application_id,
+        retry=RetryPolicy(attempts=1),
+    )
+    without = [m for m in settings.MIDDLEWARE if not m.endswith("CsrfViewMiddleware")]
+    assert len(without) == len(settings.MIDDLEWARE) - 1
+    with override_settings(MIDDLEWARE=without):
+        app = django_app.make_app(
+            django_app.make_engine([config]), secure_cookies=False, throttle=None
+        )
+    with serve(app) as base:
+        client = Client(base)
+        assert client.begin("entrust", "jsmith").status_code == 303
+        assert "csrftoken" in client.session.cookies
+        calls = len(entrust_emulator.calls)
+        refused = client.request("POST", f"{client.flow_url}/factor", factor="TOKEN")
+        assert refused.status_code == 400
+        assert len(entrust_emulator.calls) == calls
+        assert client.step("factor", factor="TOKEN").status_code == 303
+        assert len(entrust_emulator.calls) == calls + 1

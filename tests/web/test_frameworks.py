@@ -25,7 +25,8 @@ from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from tests.support.web import Client
-from tests.support.web_apps import FRAMEWORKS, PREFIX
+from tests.support.web_apps import ADAPTER_APPS as FRAMEWORKS
+from tests.support.web_apps import PREFIX
 
 SECURITY = {
     "Cache-Control": "no-store",
@@ -234,6 +235,21 @@ def test_throttled_answers_wait_with_retry_after(live: Live) -> None:
     client.step("factor", factor="TOKEN")
     for _ in range(2):
         client.post(f"{client.flow_url}/response", response="11111111")
+    throttled = client.post(f"{client.flow_url}/response", response="11111111")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+
+
+def test_an_asyncio_throttle_storage_under_starlette(starlette_live: Live) -> None:
+    """Under the async adapter the throttle may count in an asyncio ``limits`` storage
+    (``async+memory://`` here; ``async+redis://`` in production): awaited, and refusing
+    past the rate with 429 and Retry-After."""
+    throttle = Throttle("async+memory://", answers_per_user="2/minute")
+    client = Client(starlette_live(throttle=throttle))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    for _ in range(2):
+        assert client.post(f"{client.flow_url}/response", response="11111111").status_code != 429
     throttled = client.post(f"{client.flow_url}/response", response="11111111")
     assert throttled.status_code == 429
     assert int(throttled.headers["Retry-After"]) >= 1

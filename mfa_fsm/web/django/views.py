@@ -53,7 +53,7 @@ from django.views.decorators.csrf import csrf_exempt
 from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.plans import run, run_async
 from mfa_fsm.core.snapshot import FlowView
-from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine
+from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine, Engine, SealedEngine
 from mfa_fsm.web.core import (
     ROUTES,
     SECURITY_HEADERS,
@@ -90,7 +90,7 @@ class MfaUrls:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine | SealedEngine | AsyncEngine | AsyncSealedEngine,
         *,
         on_complete: OnComplete | None = None,
         current_user: CurrentUser | None = None,
@@ -318,7 +318,7 @@ def _merged(response: HttpResponse, answer: PageAnswer, *, replace: bool = False
 
 
 def mfa_urls(
-    engine: Any,
+    engine: Engine | SealedEngine | AsyncEngine | AsyncSealedEngine,
     *,
     on_complete: OnComplete | None = None,
     current_user: CurrentUser | None = None,

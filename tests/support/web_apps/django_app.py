@@ -26,6 +26,7 @@ from django.conf import settings
 from mfa_fsm import Engine, MemoryStore, SealedEngine, StoreLedger
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.core.throttle import Throttle
+from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine
 from mfa_fsm.stores.sealed import SealedState
 from mfa_fsm.web import demo
 from tests.support.web import serve
@@ -36,7 +37,7 @@ from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
-    from .live import Kind, LiveApp
+    from . import Kind, LiveApp
 
 #: The WSGI environ key that carries a test app's URLconf to :class:`PerAppUrls`.
 URLCONF_KEY = "mfa_fsm.test.urlconf"
@@ -110,8 +111,11 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
         await request.session.aset("signed_in", signed_in(view))
         return see_other("/")
 
+    engine = live.async_engine() if live.asynchronous else live.engine()
+    if isinstance(engine, AsyncEngine | AsyncSealedEngine):
+        live.async_closers.append(engine.aclose)
     mfa = mfa_urls(
-        live.async_engine() if live.asynchronous else live.engine(),
+        engine,
         current_user=lambda request: current_user(request.session.get("demo_user")),
         on_complete=on_complete_async if live.asynchronous else on_complete,
         throttle=live.throttle,

@@ -28,7 +28,7 @@ from .demo_pages import NOT_ACCEPTED, DemoPages, current_user, signed_in
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from .live import Kind, LiveApp
+    from . import Kind, LiveApp
 
 FORM_EXPIRED = "The form has expired; please sign in again."
 
