@@ -7,7 +7,8 @@ never cross) and the app's real server in separate processes:
 * ``flask``: gunicorn with worker processes and threads, serving ``bench.load_app:create()``
   (the Flask blueprint over ``Engine`` on ``RedisStore``);
 * ``fastapi``: uvicorn with worker processes, serving ``bench.load_app:create_asgi()`` (the
-  Starlette adapter's router in a FastAPI app, over ``AsyncEngine`` on ``AsyncRedisStore``).
+  Starlette adapter's router in a FastAPI app, over ``AsyncEngine`` on ``AsyncRedisStore``,
+  the throttles counted in the same Redis through limits' asyncio storage).
 
 Client threads here then run complete logins through the HTML pages, with CSRF tokens and
 cookies like a browser, for a bounded time: alternately with a token code (EXTERNAL, select

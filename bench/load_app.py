@@ -31,8 +31,10 @@ from mfa_fsm.web.blueprint import mfa_blueprint
 APP_PASSWORD = "load-app-password"  # noqa: S105 - the load run's own fixture
 
 
-def _setup() -> tuple[EntrustConfig, Throttle]:
-    """Logging, the Entrust configuration and the throttles, from the environment."""
+def _setup(storage_scheme: str = "") -> tuple[EntrustConfig, Throttle]:
+    """Logging, the Entrust configuration and the throttles, from the environment; the
+    throttles' storage is the same Redis, through ``storage_scheme`` (``"async+"``: limits'
+    asyncio storage, awaited by the async engine)."""
     # An application configures logging, the library never does: warnings only, as JSON.
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
@@ -46,7 +48,8 @@ def _setup() -> tuple[EntrustConfig, Throttle]:
     # A load run is automation by design: the throttles count in Redis (their cost is part of
     # the figures) at rates far above what the run reaches.
     many = "100000/minute"
-    throttle = Throttle(os.environ["MFA_LOAD_REDIS"], **dict.fromkeys(DEFAULT_RATES, many))
+    storage = storage_scheme + os.environ["MFA_LOAD_REDIS"]
+    throttle = Throttle(storage, **dict.fromkeys(DEFAULT_RATES, many))
     return config, throttle
 
 
@@ -88,7 +91,7 @@ def create_asgi() -> Any:
     from mfa_fsm.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
     from mfa_fsm.web.starlette import mfa_router  # noqa: PLC0415
 
-    config, throttle = _setup()
+    config, throttle = _setup("async+")  # counted in Redis without blocking the event loop
     secret = os.environ["MFA_LOAD_SECRET"]
     store = AsyncRedisStore(redis.asyncio.Redis.from_url(os.environ["MFA_LOAD_REDIS"]))
     login = mfa_router(
