@@ -63,6 +63,18 @@ class DemoUserAgent:
         self.flow_url, self.page = reply.url, reply.text
         return state_of(self.page)
 
+    def start(self, provider: str, user: str, password: str) -> str:
+        """The login start page's typed form (a first factor the IdP checks); the state."""
+        form = self.session.get(self.base + "login/", timeout=10).text
+        reply = self.session.post(
+            self.base + "login/",
+            data={"provider": provider, "user": user, "password": password, **csrf(form)},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text[:2000]
+        self.flow_url, self.page = reply.url, reply.text
+        return state_of(self.page)
+
     def step(self, name: str, **data: str) -> str:
         """POST the flow's ``name`` route (factor, response, poll...) with the page's token."""
         reply = self.session.post(

@@ -243,6 +243,25 @@ def test_number_matching_offers_the_page_number_among_decoys(unthrottled: Demo) 
     assert right.poll_until_settled() == "DemoHome"
 
 
+def test_cyberark_number_matching_on_the_phone(unthrottled: Demo) -> None:
+    """CyberArk's bob (passwordless: a push with GeneratedAuthValue) gets the same phone: the
+    page's number among decoys of two digits without a leading zero, as CyberArk's are; the
+    right tap signs him in."""
+    agent = DemoUserAgent(unthrottled.url)
+    assert agent.start("cyberark", "bob", "unused") == "AwaitingFirstFactor"
+    assert agent.step("first-factor") == "OobPending"
+    shown = NUMBER_SHOWN.search(agent.page)
+    assert shown
+    assert shown.group(1) == unthrottled.emulator("cyberark").number_shown("bob")
+    offered = agent.numbers_offered("bob")
+    assert len(set(offered)) == NUMBER_CHOICES
+    assert shown.group(1) in offered
+    assert all(len(number) == 2 and not number.startswith("0") for number in offered)
+    agent.on_phone("cyberark", "bob", "approve", number=shown.group(1))
+    assert agent.poll_until_settled() == "DemoHome"
+    assert unthrottled.emulator("cyberark").number_shown("bob") is None
+
+
 def test_number_matching_without_a_number_approves_nothing(unthrottled: Demo) -> None:
     """A plain approve (no number picked) of a push with a number leaves it waiting."""
     agent = DemoUserAgent(unthrottled.url)
