@@ -15,7 +15,8 @@ from playwright.sync_api import BrowserContext, Page, Route, expect
 from mfa_fsm import EntrustConfig
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.testing import EntrustEmulator
-from tests.support.web_apps import APP_PASSWORD, FRAMEWORKS
+from tests.support.web_apps import ADAPTER_APPS as FRAMEWORKS
+from tests.support.web_apps import APP_PASSWORD
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -1,5 +1,5 @@
-"""The README's Django project (section "Django"), run as written: ``python mysite.py
-runserver --noreload`` in a subprocess, then a login through it over real HTTP: the
+"""The README's Django project ("A complete app, Django"), run as written: ``python
+mysite.py runserver --noreload`` in a subprocess, then a login through it over real HTTP: the
 project's own sign-in, the second factor on the pages, on_complete's session and redirect."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from tests.web.conftest import ROOT
 
 
 def readme_project() -> str:
-    """The README's ``mysite.py``: the first Python block of its "### Django" section."""
+    """The README's ``mysite.py``: the first Python block of its Django section."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n### Django\n", 1)[1]
+    section = readme.split("\n### A complete app, Django\n", 1)[1]
     found = re.search(r"```python\n(# mysite\.py\n.*?)```", section, re.S)
     assert found, "the README's Django section has no mysite.py block"
     return found.group(1)
@@ -84,7 +84,7 @@ def test_the_readme_django_project_signs_in(mysite: str) -> None:
     assert wrong.status_code == 401
     begun = browser.post(
         mysite + "/signin",
-        data={"csrfmiddlewaretoken": token, "user": "jsmith", "password": "jsmith-app-password"},
+        data={"csrfmiddlewaretoken": token, "user": "jsmith", "password": "demo"},
         timeout=10,
         allow_redirects=False,
     )
@@ -93,7 +93,7 @@ def test_the_readme_django_project_signs_in(mysite: str) -> None:
     assert flow.startswith(mysite + "/login/f/")
     picker = browser.get(flow, timeout=10)
     assert "Choose a second factor" in picker.text
-    assert "checked by mysite password" in picker.text
+    assert "checked by the demo password" in picker.text
     csrf = hidden(picker.text, "(?:csrfmiddlewaretoken|csrf_token)")
     picked = browser.post(
         flow + "/factor",
@@ -112,4 +112,4 @@ def test_the_readme_django_project_signs_in(mysite: str) -> None:
     )
     assert done.status_code == 302, done.text[:800]
     assert done.headers["Location"] == "/"
-    assert browser.get(mysite + "/", timeout=10).text == "<p>Signed in as jsmith.</p>"
+    assert browser.get(mysite + "/", timeout=10).text == "Signed in as jsmith"
