@@ -151,3 +151,23 @@ def test_fresh_venv_demo_completes_an_entrust_code_login(
     agent.sign_in("jsmith", "jsmith-app-password")
     assert agent.step("factor", factor="OTP", delivery="SMS") == "SecondFactorSelected"
     assert agent.step("response", response=agent.code_sent("jsmith")) == "DemoHome"
+
+
+def test_fresh_venv_demo_says_which_extra_an_option_needs(
+    fresh_demo: tuple[str, Path, Path],
+) -> None:
+    """With the web extra alone, `--sealed` and another framework stop before anything starts
+    and name the extra to install (exit 2), instead of an ImportError."""
+    _, _, venv = fresh_demo
+    for option, extra in ((["--sealed"], "sealed"), (["--framework", "django"], "django")):
+        run = subprocess.run(
+            [str(venv / "bin" / "mfa-fsm"), "demo", "--port", "0", "--seconds", "0.1", *option],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        said = run.stdout + run.stderr
+        assert run.returncode == 2, said
+        assert f"pip install 'mfa_fsm[{extra}]'" in said
+        assert "Traceback" not in said

@@ -303,10 +303,20 @@ class Demo:
         return f"http://{self.host}:{self._server.server_port}/"
 
     def start(self) -> Self:
-        """Start the emulators, build the app, and serve it on a background thread."""
+        """Start the emulators, build the app, and serve it on a background thread. Raises
+        UsageError for a framework or option this install cannot serve (saying which extra
+        to install), with nothing left running."""
         check_framework(self.framework)
-        if self.framework == "fastapi":
-            return self._start_asgi()
+        try:
+            if self.framework == "fastapi":
+                return self._start_asgi()
+            return self._start_wsgi()
+        except BaseException:
+            self.stop()  # the emulators and the temporary store started so far
+            raise
+
+    def _start_wsgi(self) -> Self:
+        """Flask's or Django's demo: a WSGI app on werkzeug's threaded server."""
         if not self.sealed and self.store is None:
             # SQLAlchemy comes with the web extra (older installs: the sql extra).
             require("sqlalchemy", "web", "the demo's embedded SQLite store")

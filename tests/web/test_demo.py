@@ -326,8 +326,11 @@ def test_demo_framework_choice_is_checked() -> None:
     UsageError that says to use flask, before anything starts."""
     with pytest.raises(UsageError, match="one of flask, fastapi, django"):
         Demo(framework="bottle").start()
+    refused = Demo(framework="fastapi", store=MemoryStore())
     with pytest.raises(UsageError, match="--store URL is for --framework flask or django"):
-        Demo(framework="fastapi", store=MemoryStore()).start()
+        refused.start()
+    with pytest.raises(RuntimeError, match="emulator not started"):
+        refused.emulator("entrust").base_url  # noqa: B018 - stopped again: nothing left running
 
 
 @pytest.mark.parametrize("framework", ["flask", "fastapi", "django"])
