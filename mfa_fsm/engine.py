@@ -649,8 +649,10 @@ class AsyncEngine(_ServerSide):
     event loop that used it. The other arguments are :class:`Engine`'s. Share one engine
     between the requests of one event loop.
 
-    The throttle, if any, is called as in :class:`Engine` (its check is a single counter
-    update; with a Redis storage that is one blocking round trip in the event loop).
+    The throttle, if any, counts as in :class:`Engine`; its counts are awaited, so a throttle on
+    an asyncio storage (``Throttle("async+redis://...")``) holds no thread (a blocking
+    storage still works: ``memory://`` costs nothing, a blocking ``redis://`` waits in the
+    event loop).
     """
 
     @checked

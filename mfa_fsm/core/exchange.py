@@ -35,14 +35,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import attrs
 
 from mfa_fsm.core.deadline import step_time_left
 from mfa_fsm.core.errors import StoreError, UsageError
 from mfa_fsm.core.http import AsyncTransport, HttpRequest, HttpResponse, Transport
-from mfa_fsm.core.plans import Io
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.plans import Io  # by its methods: importing plans costs import time
 
 __all__ = [
     "CallRecord",
@@ -73,7 +75,7 @@ class Pause:
 #: A generator that yields requests (or pauses), receives replies (or ``None`` after a
 #: pause), and returns a ``T``: one IdP conversation, driven by :func:`drive` or
 #: :func:`drive_async`.
-Exchange: TypeAlias = Generator[HttpRequest | Pause | Io, Any, T]
+Exchange: TypeAlias = Generator["HttpRequest | Pause | Io", Any, T]
 
 
 @attrs.frozen

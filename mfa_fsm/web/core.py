@@ -7,41 +7,64 @@ How an adapter uses it
 ----------------------
 ::
 
-    core = WebCore(engine, secret_key=..., current_user=True, ...)
-    for route in ROUTES: ...                         # mount route.path (Starlette syntax)
-    answer = run(core.handle(page_request))          # Engine / SealedEngine: plans.run
-    answer = await run_async(core.handle(page_request))   # AsyncEngine: plans.run_async
-    if answer.complete is not None:                  # the step completed the flow
-        custom = on_complete(answer.complete)        # the application's answer, or None
-        answer = core.finish(answer, app_answer_or_None)
-        if answer.use_app: return the app's own response + answer.headers (merged)
-    return status, headers, body of answer
+    core = WebCore(engine, secret_key=..., current_user=True, template_dirs=[...], ...)
+    # mount every ROUTES entry (route.path is Starlette syntax, route.flask_rule werkzeug's)
+    # for every method, plus "/{rest:path}" as route "not_found", and serve STATIC_DIR at
+    # STATIC_PATH; then, per request:
+    page = run(core.handle(page_request))          # Engine / SealedEngine: plans.run
+    page = await run_async(core.handle(page_request))  # AsyncEngine...: plans.run_async
+    if page.complete is not None:                  # this request completed the flow
+        custom = on_complete(..., page.complete)   # the application's response, or None
+        page = core.finish(page, None if custom is None else AppAnswer(status, location,
+                                                                       set_cookie_values))
+        if page.use_app:                           # answer with the app's own response,
+            ...                                    # adding page.headers (Set-Cookie appended,
+                                                   # the others where it has none)
+    return status, headers, body of page
 
-* :class:`PageRequest` is what the core needs of a request: the route name (one of
-  :data:`ROUTES`) and its path parameters, the method, the form as (name, value) pairs,
-  the headers (lower-case names), the cookies, the end user's address, the mount (the URL
-  prefix the pages live under, e.g. ``"/login"``), whether it came over HTTPS, and a
-  zero-argument callable returning the application's signed-in user (its result may be
-  awaitable under ``run_async``). ``framework_csrf``: ``(field name, token)`` when the
-  framework checks CSRF itself (Django's ``CsrfViewMiddleware``): the core then skips its own
-  check and the templates get that field.
-* :class:`PageAnswer` is status, headers (a list of pairs: ``Set-Cookie`` may repeat) and a
-  body. ``complete`` is the completed view (full result: the IdP's token) when the request
-  completed a flow: the adapter calls ``on_complete`` and gives what it answered back to
-  :meth:`WebCore.finish` as an :class:`AppAnswer` (or ``None``): a page request then gets the
-  application's own response with the core's cookies and headers added (``use_app``), a
-  script request JSON ``{"location": ...}`` with the application's cookies.
-* Every handler is a *plan* (:mod:`mfa_fsm.core.plans`) over the engines' plan methods, so
-  :meth:`WebCore.handle` runs blocking under ``plans.run`` (Engine, SealedEngine) and awaited
-  under ``plans.run_async`` (AsyncEngine, AsyncSealedEngine): one code path.
+* :class:`PageRequest` is what the core needs of a request: ``method``; ``route`` (a
+  :data:`ROUTES` name, or ``"not_found"``) and its path ``params`` (``handle``, ``step``);
+  ``mount``, the URL prefix the pages live under (``"/login"``, no trailing slash); ``form``,
+  the urlencoded body's (name, value) pairs (the adapter bounds the body at
+  ``core.max_form_bytes`` and :data:`MAX_FORM_PARTS` fields, else :meth:`WebCore.refuse` with
+  413); ``headers`` (lower-case names), ``cookies``, ``client_ip``, ``secure`` (HTTPS);
+  ``user``, a zero-argument callable returning the application's signed-in user (a
+  VerifiedUser, a user id or ``None``; it may return an awaitable under ``run_async``), or
+  ``None`` without ``current_user``; ``framework_csrf``, ``(field name, token)`` when the
+  framework checks CSRF itself (Django's ``CsrfViewMiddleware``): the core then skips its
+  own signed double-submit check and sets no CSRF cookie, and every template gets the
+  framework's field as ``{{ csrf_field }}`` (and its parts as ``csrf_name``, ``csrf``).
+* :class:`PageAnswer`: ``status``, ``headers`` (pairs; ``Set-Cookie`` may repeat; security
+  headers and ``Content-Type`` included), ``body`` (bytes). ``complete``: the completed
+  view (full result: the IdP's token) when the request completed a flow; then call
+  ``on_complete`` and :meth:`WebCore.finish`, which answers a script request with JSON
+  ``{"location": ...}`` carrying the application's cookies, and a page request with the
+  application's own response (``use_app``) or, when ``on_complete`` returned nothing, the
+  flow's page.
+* :meth:`WebCore.begin` (a plan) starts a flow for ``request.user`` from the application's
+  own view (``MfaBlueprint.begin``, ``MfaRouter.begin``); :meth:`WebCore.refuse` answers an
+  error the framework found first (413, 400); :meth:`WebCore.server_error` a 500;
+  :data:`SECURITY_HEADERS` are for answers the core did not make (static files, the
+  framework's own errors under the mount).
+* Every handler is a *plan* (:mod:`mfa_fsm.core.plans`) whose engine calls are
+  :class:`~mfa_fsm.core.plans.Call` objects of the engine's own methods, so :meth:`WebCore.handle`
+  runs blocking under ``plans.run`` (Engine, SealedEngine) and awaited under
+  ``plans.run_async`` (AsyncEngine, AsyncSealedEngine): one code path. The throttle's counts
+  are I/O of the engine's step (:meth:`mfa_fsm.core.throttle.Throttle.counting`), awaited
+  under an async engine (a ``limits.aio`` storage).
 * The core renders with its own Jinja2 environment: ``template_dirs`` (the application's
-  overrides, searched first), then any ``loaders`` the adapter adds (Flask: the
-  application's own template lookup), then the package's ``templates/mfa_fsm/*.html``. An
-  application overrides a page by shipping a template of the same name (e.g.
-  ``mfa_fsm/approve.html``, or ``mfa_fsm/base.html`` for the frame of every page); the
-  context names each template gets are those of :meth:`WebCore._page` and the others below.
-  The static files (CSS, the polling script) are under ``STATIC_DIR``; adapters serve them
-  at ``<mount>/_mfa_fsm_static/<name>``.
+  overrides, searched first), then any loaders the adapter adds (:meth:`WebCore.add_loader`;
+  Flask: the application's own template lookup), then the package's
+  ``templates/mfa_fsm/*.html``. An application overrides a page by shipping a template of
+  the same name (``mfa_fsm/approve.html``, or ``mfa_fsm/base.html`` for the frame of every
+  page). Every template gets ``title``, ``csrf``, ``csrf_name``, ``csrf_field``,
+  ``start_url``, ``static(name)``, ``provider_label(provider)`` and ``aside``; the state
+  pages add the context of :meth:`WebCore._page` (``view``, ``challenge``, ``handle``,
+  ``who``, ``action(step)``, ``allowed``, ``can_choose``, ``takes_code``, ``can_resend``,
+  ``again``, ``notice``, ``error``, ``error_field``, ``failure_text``, ``next_steps``,
+  ``now``, ``clock``, ...), the start page ``providers``, ``chosen``, ``vouched``,
+  ``outside``, ``error``, ``begin_url``, the problem page ``heading``, ``message``,
+  ``retry_url``, ``retry_fields``, ``back_url``, ``restart``.
 
 Security notes
 --------------
@@ -1623,10 +1646,13 @@ class WebCore:
         handle = context.get("handle") or ""
         mount = ctx.request.mount
         csrf = self._form_token(ctx, handle)
+        csrf_name = ctx.request.framework_csrf[0] if ctx.request.framework_csrf else "csrf_token"
         html = self.jinja.get_template(template).render(
             title=self.title,
             csrf=csrf,
-            csrf_name=ctx.request.framework_csrf[0] if ctx.request.framework_csrf else "csrf_token",
+            csrf_name=csrf_name,
+            # The whole hidden field, for templates that write {{ csrf_field }} in a form.
+            csrf_field=Markup('<input type="hidden" name="{}" value="{}">').format(csrf_name, csrf),
             start_url=self.url(mount, "start_page"),
             static=lambda name: self.url(mount, "static", filename=name),
             provider_label=events.provider_label,

@@ -100,10 +100,16 @@ class MfaRouter(Router):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A static file keeps revalidated caching (as Flask serves it); all else no-store.
+        static = STATIC_PATH + "/" in scope.get("path", "")
+
         async def covered(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {k.lower() for k, _ in headers}
+                if static and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-cache"))
+                    names.add(b"cache-control")
                 headers += [(k, v) for k, v in _SECURITY if k not in names]
                 message = {**message, "headers": headers}
             await send(message)
@@ -156,8 +162,12 @@ class MfaRouter(Router):
             except _TooLarge:
                 page = self.core.refuse(self._request(request, route, form=()), 413)
                 return _response(page)
-            page = await run_async(self.core.handle(self._request(request, route, form=form)))
-            return await self._answer(request, page)
+            page_request = self._request(request, route, form=form)
+            page = await run_async(self.core.handle(page_request))
+            try:
+                return await self._answer(request, page)
+            except Exception as exc:  # on_complete failed: the pages' 500, logged
+                return _response(self.core.server_error(page_request, exc))
 
         return endpoint
 

@@ -181,6 +181,7 @@ def test_pushes_polled_at_once_hold_no_thread(
     for thread in pollers:
         thread.join()
     elapsed = time.monotonic() - started
+    print(f"\n8 polls, 1 s IdP delay each, one event loop: {elapsed:.2f} s in all")
     assert results == [200] * 8
     assert elapsed < 4.0, elapsed  # eight one-second IdP calls, side by side
     assert during <= before
@@ -217,6 +218,71 @@ def test_errors_are_the_pages_with_their_headers(live: Live) -> None:
         base + f"{PREFIX}/f/AAAAAAAAAAAA", headers={"Accept": "application/json"}, timeout=10
     )
     assert json_lost.status_code == 410 and json_lost.json()["location"] == f"{PREFIX}/"
+
+
+def test_idp_unavailable_offers_a_retry_and_keeps_the_flow(
+    live: Live, entrust_emulator: EntrustEmulator
+) -> None:
+    """The IdP fails a step: 503 with a retry form keeping the choice (no secret), and the
+    flow is where it was; the script gets JSON with retry_after."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    entrust_emulator.faults.inject("status", status=503, path="authenticate/OTP")
+    failed = client.post(f"{client.flow_url}/factor", factor="OTP", delivery="SMS")
+    assert failed.status_code == 503
+    check_security_headers(failed)
+    assert '<input type="hidden" name="delivery" value="SMS">' in failed.text
+    assert state(client.get(client.flow_url)) == "AwaitingSecondFactor"
+    entrust_emulator.faults.inject("status", status=503, path="authenticate/OTP")
+    scripted = client.session.post(
+        client.base + client.flow_url + "/factor",
+        data={"factor": "OTP", "delivery": "SMS"},
+        headers={"Accept": "application/json", "X-CSRF-Token": client.csrf},
+        timeout=10,
+    )
+    assert scripted.status_code in (429, 503)  # the refused send counted (cooldown)
+    assert scripted.json()["retry_after"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("user", "status"),
+    [("blocked", 401), ("bad user!", 401), ("jsmith", 401), ("otpuser", 401)],
+)
+def test_the_typed_start_form_refuses_alike(live: Live, user: str, status: int) -> None:
+    """A refused account, a malformed id, an EXTERNAL-only account: one refusal (401)."""
+    client = Client(live())
+    reply = client.start("entrust", user, "wrong-password")
+    assert reply.status_code == status
+    assert "The user id or password was not accepted." in reply.text
+
+
+def test_cancel_ends_the_flow_and_head_is_get(live: Live) -> None:
+    """Cancel ends the flow on its Failed page; HEAD answers as GET, without a body."""
+    base = live()
+    client = Client(base)
+    client.begin("entrust", "jsmith")
+    assert client.step("cancel").status_code == 303
+    assert state(client.get(client.flow_url)) == "Failed"
+    head = client.session.head(base + client.flow_url, timeout=10)
+    assert head.status_code == 200 and head.text == ""
+    check_security_headers(head)
+
+
+@pytest.mark.parametrize("complete", ["page", "raise"])
+def test_on_complete_returning_nothing_or_failing(live: Live, complete: str) -> None:
+    """on_complete returning nothing: the flow's own success page. on_complete raising: the
+    pages' 500, which shows nothing of the error."""
+    client = Client(live(complete=complete))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    check_security_headers(done)
+    if complete == "page":
+        assert done.status_code == 303 and done.headers["Location"] == client.flow_url
+        assert state(client.get(client.flow_url)) == "Completed"
+    else:
+        assert done.status_code == 500
+        assert "on_complete failed" not in done.text
 
 
 def test_a_form_over_the_size_limit_is_refused(live: Live) -> None:

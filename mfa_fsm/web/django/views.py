@@ -123,7 +123,11 @@ class MfaUrls:
                     return refused
                 page = self._page_request(request, route, params)
                 answer = await run_async(self.core.handle(page))
-                return self._csrf_cookie(request, await self._respond_async(request, answer))
+                try:
+                    response = await self._respond_async(request, answer)
+                except Exception as exc:  # on_complete failed: the pages' 500, logged
+                    response = _response(self.core.server_error(page, exc))
+                return self._csrf_cookie(request, response)
 
             # Checked by _checked; the middleware would check before the header's copy.
             return csrf_exempt(view_async)  # type: ignore[no-any-return]
@@ -133,7 +137,12 @@ class MfaUrls:
             if refused is not None:
                 return refused
             page = self._page_request(request, route, params)
-            return self._csrf_cookie(request, self._respond(request, run(self.core.handle(page))))
+            answer = run(self.core.handle(page))
+            try:
+                response = self._respond(request, answer)
+            except Exception as exc:  # on_complete failed: the pages' 500, logged
+                response = _response(self.core.server_error(page, exc))
+            return self._csrf_cookie(request, response)
 
         return csrf_exempt(view)  # type: ignore[no-any-return]
 
@@ -234,7 +243,7 @@ class MfaUrls:
         response = HttpResponse(body, content_type=kind)
         for name, value in SECURITY_HEADERS:
             response[name] = value
-        response["Cache-Control"] = "public, max-age=3600"  # not no-store: never a secret
+        response["Cache-Control"] = "no-cache"  # revalidated, as Flask and Starlette serve it
         return response
 
     # -- translation -------------------------------------------------------------------------

@@ -26,8 +26,9 @@ the user and begins their second factor, and ``GET /app/whoami`` (``signed in as
 once ``on_complete`` put the completed login in the session, else 401). ``options`` go to
 the framework's mount function (``mfa_blueprint`` / ``mfa_router`` / ``mfa_urls``) but for
 ``on_complete``: ``complete="redirect"`` (default: on_complete signs the user in and
-redirects to ``/app/home``) or ``complete="page"`` (it returns nothing: the library's success
-page). ``calls`` (a list) receives each view on_complete got.
+redirects to ``/app/home``), ``complete="page"`` (it returns nothing: the library's success
+page) or ``complete="raise"`` (it raises RuntimeError). ``calls`` (a list) receives each view
+on_complete got.
 """
 
 from __future__ import annotations

@@ -249,6 +249,8 @@ def make_app(
 
     def on_complete(request: HttpRequest, view: FlowView) -> HttpResponse | None:
         seen.append(view)
+        if complete == "raise":
+            raise RuntimeError("the application's on_complete failed")
         assert view.result is not None
         request.session.cycle_key()  # a new session key once both factors passed
         request.session["signed_in"] = view.result.user_id

@@ -43,6 +43,8 @@ def make_app(
 
     def on_complete(view: FlowView) -> Response | None:
         seen.append(view)
+        if complete == "raise":
+            raise RuntimeError("the application's on_complete failed")
         assert view.result is not None
         session["signed_in"] = view.result.user_id
         return redirect("/app/home") if complete == "redirect" else None

@@ -52,6 +52,8 @@ def make_app(
 
     async def on_complete(request: Request, view: FlowView) -> Response | None:
         seen.append(view)
+        if complete == "raise":
+            raise RuntimeError("the application's on_complete failed")
         assert view.result is not None
         request.session["signed_in"] = view.result.user_id
         return RedirectResponse("/app/home", 302) if complete == "redirect" else None
