@@ -1,24 +1,38 @@
-"""Load: complete logins through the web pages, under gunicorn, with the Redis store.
+"""Load: complete logins through the web pages on the Redis store, Flask and FastAPI side by side.
 
-This process starts a real ``redis-server`` and an Entrust emulator (with one user per
-client, so pushes never cross), then gunicorn serving ``bench.load_app`` (the mfa_fsm
-blueprint over an Engine on Redis) in separate worker processes. Client threads here then
-run complete logins through the HTML pages, with CSRF tokens and cookies like a browser, for
-a bounded time: alternately with a token code (EXTERNAL, select TOKEN, code) and with a push
-the emulator approves after a short wait (EXTERNAL, select TOKENPUSH, polls).
+This process starts a real ``redis-server``, then for each app in turn (``--apps``, by default
+every one of :data:`APPS`) an Entrust emulator of its own (with one user per client, so pushes
+never cross) and the app's real server in separate processes:
 
-It prints flows per second, p50/p99 latency of one page step, errors (must be 0), and lost
-or duplicated steps (must be 0): every query, first factor, select and answer the clients'
-completed steps imply is counted in the emulator's call log, and the counts must match
-exactly (push polls are not counted: how many a flow needs depends on timing).
+* ``flask``: gunicorn with worker processes and threads, serving ``bench.load_app:create()``
+  (the Flask blueprint over ``Engine`` on ``RedisStore``);
+* ``fastapi``: uvicorn with worker processes, serving ``bench.load_app:create_asgi()`` (the
+  Starlette adapter's router in a FastAPI app, over ``AsyncEngine`` on ``AsyncRedisStore``,
+  the throttles counted in the same Redis through limits' asyncio storage).
 
-Run: python bench/load.py [--seconds 15] [--clients 16] [--workers 2] [--threads 8]
-Traffic goes to 127.0.0.1 only.
+Client threads here then run complete logins through the HTML pages, with CSRF tokens and
+cookies like a browser, for a bounded time: alternately with a token code (EXTERNAL, select
+TOKEN, code) and with a push the emulator approves after a short wait (EXTERNAL, select
+TOKENPUSH, polls). Both apps get the same clients, the same time, and the same Redis.
+
+It prints, per app: complete logins per second, p50/p99 latency of one page step, errors (must
+be 0), lost or duplicated steps (must be 0: every query, first factor, select and answer the
+clients' completed steps imply is counted in the emulator's call log, and the counts must
+match exactly; push polls are not counted: how many a flow needs depends on timing), and the
+app's CPU time per page step (user + system time of the server's processes, read from
+``/proc`` before and after the clients ran, divided by the page steps served); then the apps
+side by side, and one JSON line.
+
+Run: python bench/load.py [--apps flask,fastapi] [--seconds 15] [--clients 16]
+     [--workers 2] [--threads 8]
+Traffic goes to 127.0.0.1 only. Linux only (``/proc``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import re
 import secrets
@@ -29,6 +43,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -150,48 +166,134 @@ def emulator_counts(emulator: EntrustEmulator) -> Counter[str]:
     return counts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class App:
+    """One app under load: how to serve it, and what it needs installed."""
 
+    title: str
+    #: (args, port) -> the server's command line
+    command: Callable[[argparse.Namespace, int], list[str]]
+    #: modules the server and the app import (a missing one: the app cannot run here)
+    needs: tuple[str, ...]
+
+
+def _gunicorn(args: argparse.Namespace, port: int) -> list[str]:
+    return [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--workers", str(args.workers),
+        "--threads", str(args.threads),
+        "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning",
+        "bench.load_app:create()",
+    ]  # fmt: skip
+
+
+def _uvicorn(args: argparse.Namespace, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn",
+        "--factory", "bench.load_app:create_asgi",
+        "--workers", str(args.workers),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--log-level", "warning",
+        "--no-access-log",
+    ]  # fmt: skip
+
+
+#: The apps, by name: Flask under gunicorn (threads), FastAPI under uvicorn (asyncio).
+APPS = {
+    "flask": App(
+        "Flask blueprint, gunicorn {workers} workers x {threads} threads, Engine",
+        _gunicorn,
+        ("gunicorn", "flask", "mfa_fsm.web.blueprint"),
+    ),
+    "fastapi": App(
+        "FastAPI + mfa_fsm.web.starlette, uvicorn {workers} workers, AsyncEngine",
+        _uvicorn,
+        ("uvicorn", "fastapi", "mfa_fsm.web.starlette"),
+    ),
+}
+
+
+def missing(app: App) -> list[str]:
+    """The modules ``app`` needs that cannot be imported here."""
+    gone = []
+    for module in app.needs:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            gone.append(module)
+    return gone
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every process below it, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            # Fields after the command name (which may hold spaces): utime and stime are the
+            # 14th and 15th of the whole line (proc(5)).
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile (a worker restarting): its time is lost either way
+    return total
+
+
+@dataclass
+class Result:
+    name: str
+    title: str
+    elapsed: float
+    flows: int
+    steps: int
+    p50_ms: float
+    p99_ms: float
+    errors: list[str]
+    mismatch: dict[str, tuple[int, int]]
+    cpu_seconds: float
+    counts: tuple[dict[str, int], dict[str, int]] = field(default_factory=lambda: ({}, {}))
+
+    @property
+    def lost(self) -> int:
+        return sum(abs(a - b) for a, b in self.mismatch.values())
+
+    @property
+    def cpu_ms_per_step(self) -> float:
+        return self.cpu_seconds * 1000 / self.steps if self.steps else float("nan")
+
+
+def run_app(name: str, args: argparse.Namespace, redis_url: str) -> Result:
+    """Serve ``name``'s app against a fresh emulator, run the clients, stop the server."""
+    app = APPS[name]
     users = [f"load{number}" for number in range(args.clients)]
-    with redis_server() as redis, EntrustEmulator(demo_users=False) as emulator:
+    with EntrustEmulator(demo_users=False) as emulator:
         for user in users:
             emulator.add_user(user, authenticators=("TOKEN", "TOKENPUSH"))
         port = free_port()
         env = {
             **os.environ,
             "MFA_LOAD_SECRET": secrets.token_hex(32),
-            "MFA_LOAD_REDIS": redis.url,
+            "MFA_LOAD_REDIS": redis_url,
             "MFA_LOAD_ENTRUST_URL": emulator.base_url,
             "MFA_LOAD_ENTRUST_APP": emulator.application_id,
             "PYTHONPATH": str(ROOT),
         }
-        gunicorn = Path(sys.executable).with_name("gunicorn")
         server = subprocess.Popen(  # noqa: S603 - our own app on loopback
-            [
-                str(gunicorn),
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "bench.load_app:create()",
-            ],
-            cwd=ROOT,
-            env=env,
+            app.command(args, port), cwd=ROOT, env=env
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_until_up(base)
+            wait_until_up(base, server)
             clients = [Client(base, user, emulator) for user in users]
+            cpu_before = process_tree_cpu(server.pid)
             started = time.monotonic()
             until = started + args.seconds
             threads = [threading.Thread(target=c.run, args=(until,)) for c in clients]
@@ -200,30 +302,59 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - started
+            cpu = process_tree_cpu(server.pid) - cpu_before
         finally:
             server.terminate()
             server.wait(timeout=15)
-        report(clients, emulator, elapsed, args)
+        title = app.title.format(**vars(args))
+        return result(name, title, clients=clients, emulator=emulator, elapsed=elapsed, cpu=cpu)
 
 
-def wait_until_up(base: str) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated: flask,fastapi")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    args = parser.parse_args()
+    names = [name.strip() for name in args.apps.split(",") if name.strip()]
+    unknown = [name for name in names if name not in APPS]
+    if unknown or not names:
+        raise SystemExit(f"--apps takes names of {', '.join(APPS)} (not {unknown})")
+    for name in names:
+        if gone := missing(APPS[name]):
+            raise SystemExit(
+                f"{name}: cannot run here, missing {', '.join(gone)} "
+                f"(pip install -e '.[dev]'; or leave it out with --apps)"
+            )
+    with redis_server() as redis:
+        results = [run_app(name, args, redis.url) for name in names]
+    report(results, args)
+
+
+def wait_until_up(base: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if requests.get(f"{base}/login/", timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise SystemExit("gunicorn did not come up")
+    raise SystemExit(f"the server at {base} did not come up")
 
 
-def report(
-    clients: list[Client], emulator: EntrustEmulator, elapsed: float, args: argparse.Namespace
-) -> None:
-    flows = sum(c.flows for c in clients)
+def result(
+    name: str,
+    title: str,
+    *,
+    clients: list[Client],
+    emulator: EntrustEmulator,
+    elapsed: float,
+    cpu: float,
+) -> Result:
     latencies = sorted(latency for c in clients for latency in c.latencies)
-    errors = [error for c in clients for error in c.errors]
     steps: Counter[str] = Counter()
     for client in clients:
         steps.update(client.steps)
@@ -234,20 +365,68 @@ def report(
         for kind in ("query", "external", "select", "answer")
         if steps[kind] != seen[kind]
     }
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(
-        f"gunicorn {args.workers} workers x {args.threads} threads, Redis store, "
-        f"{args.clients} clients, {elapsed:.1f} s on loopback"
+    return Result(
+        name=name,
+        title=title,
+        elapsed=elapsed,
+        flows=sum(c.flows for c in clients),
+        steps=len(latencies),
+        p50_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
+        p99_ms=latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000 if latencies else 0.0,
+        errors=[error for c in clients for error in c.errors],
+        mismatch=mismatch,
+        cpu_seconds=cpu,
+        counts=(dict(steps), dict(seen)),
     )
-    print(f"  complete logins:      {flows} ({flows / elapsed:.1f} flows/s)")
-    print(f"  page steps:           {len(latencies)} (p50 {p50:.1f} ms, p99 {p99:.1f} ms)")
-    print(f"  errors:               {len(errors)}" + (f"  first: {errors[0]}" if errors else ""))
+
+
+def report(results: list[Result], args: argparse.Namespace) -> None:
     print(
-        f"  lost or duplicated:   {sum(abs(a - b) for a, b in mismatch.values())} "
-        f"(IdP calls by kind, clients vs emulator: {dict(steps)} vs {dict(seen)})"
+        f"Redis store, {args.clients} clients, {args.seconds:g} s per app on loopback "
+        f"({os.cpu_count()} CPUs)"
     )
-    if errors or mismatch:
+    for r in results:
+        print(f"{r.name}: {r.title}")
+        print(f"  complete logins:      {r.flows} ({r.flows / r.elapsed:.1f} flows/s)")
+        print(f"  page steps:           {r.steps} (p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms)")
+        print(
+            f"  app CPU:              {r.cpu_seconds:.2f} s "
+            f"({r.cpu_ms_per_step:.2f} ms per page step)"
+        )
+        print(
+            f"  errors:               {len(r.errors)}"
+            + (f"  first: {r.errors[0]}" if r.errors else "")
+        )
+        print(
+            f"  lost or duplicated:   {r.lost} "
+            f"(IdP calls by kind, clients vs emulator: {r.counts[0]} vs {r.counts[1]})"
+        )
+    print()
+    print(
+        f"{'app':<9} {'logins/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/step':>12} "
+        f"{'errors':>7} {'lost':>5}"
+    )
+    for r in results:
+        print(
+            f"{r.name:<9} {r.flows / r.elapsed:>9.1f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
+            f"{r.cpu_ms_per_step:>12.2f} {len(r.errors):>7} {r.lost:>5}"
+        )
+    print(
+        json.dumps(
+            {
+                r.name: {
+                    "logins_per_s": round(r.flows / r.elapsed, 2),
+                    "p50_ms": round(r.p50_ms, 2),
+                    "p99_ms": round(r.p99_ms, 2),
+                    "cpu_ms_per_step": round(r.cpu_ms_per_step, 3),
+                    "errors": len(r.errors),
+                    "lost_or_duplicated": r.lost,
+                }
+                for r in results
+            }
+        )
+    )
+    if any(r.errors or r.mismatch or not r.flows for r in results):
         raise SystemExit(1)
 
 

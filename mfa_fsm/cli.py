@@ -658,8 +658,11 @@ def cmd_demo(args: argparse.Namespace, term: Terminal) -> int:
             "the emulator control page; the demo is meant for loopback"
         )
     store = open_store(args.store) if args.store else None
-    with Demo(args.host, args.port, store=store, sealed=args.sealed) as demo:
+    with Demo(
+        args.host, args.port, store=store, sealed=args.sealed, framework=args.framework
+    ) as demo:
         term.say(f"mfa_fsm demo: open {demo.url} in a browser")
+        term.say(f"  pages served by {demo.framework}")
         term.say(f"  emulator control page (your phone): {demo.url}emulator")
         width = max(len(idp.title) for idp in demo.idps.values()) + 1
         for idp in demo.idps.values():
@@ -968,6 +971,12 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=_port, default=8700)
     demo.add_argument("--store", help="store URL (default: SQLite in a temporary directory)")
     demo.add_argument("--sealed", action="store_true", help="keep flows in the cookie instead")
+    demo.add_argument(
+        "--framework",
+        choices=("flask", "fastapi", "django"),
+        default="flask",
+        help="the web framework serving the pages (default: flask)",
+    )
     demo.add_argument("--seconds", type=_positive, help="stop after SECONDS (for scripts)")
     demo.set_defaults(run=cmd_demo)
     login = commands.add_parser("login", help="log in from the terminal")

@@ -344,6 +344,17 @@ def test_demo_prints_the_url_and_the_demo_users() -> None:
         assert re.search(rf"^  \w+ +{user} ", text, re.M), user
 
 
+def test_demo_framework_option() -> None:
+    """`demo` serves the pages with Flask by default and says so; `--framework` takes only
+    the frameworks it knows (tests/web/test_demo.py runs each in a process of its own)."""
+    out = io.StringIO()
+    assert main(["demo", "--port", "0", "--seconds", "0.2"], stdout=out) == 0
+    assert "pages served by flask" in out.getvalue()
+    with pytest.raises(SystemExit) as refused:
+        main(["demo", "--framework", "bottle"], stdout=io.StringIO())
+    assert refused.value.code == 2
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_demo_serves_the_login_page_until_stopped(stop: signal.Signals) -> None:
     """The demo's URL serves the start page; Ctrl-C or `kill` stops it cleanly."""

@@ -355,6 +355,10 @@ class _HTTPServer(ThreadingHTTPServer):
     # We join handler threads ourselves, with a timeout, after closing their
     # sockets; the stdlib join would wait forever on idle keep-alive clients.
     block_on_close = False
+    # The listen backlog: socketserver's default of 5 drops the connections an async client
+    # opens at once beyond it (their SYNs are retried after 1 s, then 3 s), which measured the
+    # emulator, not the client, under load (bench/load.py). An IdP's front end takes far more.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
         self.emulator = emulator

@@ -549,6 +549,15 @@ class CyberArkEmulator(EmulatorServer):
         with self.lock:
             self._pending_oob(user).decision = "denied"
 
+    def number_shown(self, user: str) -> str | None:
+        """The number the user's running OOB challenge asks to match (the StartOOB reply's
+        ``GeneratedAuthValue``), or None: no number matching, or nothing pending."""
+        with self.lock:
+            try:
+                return self._pending_oob(user).number
+            except LookupError:
+                return None
+
     def last_code(self, user: str) -> str | None:
         """The code most recently generated for ``user`` at StartOOB/RetryOOB."""
         with self.lock:

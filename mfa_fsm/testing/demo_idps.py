@@ -9,6 +9,7 @@ the code last sent to a user, the approval of a push.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -28,6 +29,23 @@ from mfa_fsm.testing.entrust import (
     DEMO_TOKEN_CODE,
     EntrustEmulator,
 )
+
+#: How many numbers the demo's phone offers for number matching: the right one and decoys.
+NUMBER_CHOICES = 3
+
+
+@attrs.frozen
+class GridCard:
+    """A user's Entrust grid card as printed: ``rows[r][c]`` is the cell the login pages
+    call column ``c`` (A, B, ...) of row ``r + 1`` (the A1 style of Entrust's grid)."""
+
+    serial: str
+    rows: tuple[tuple[str, ...], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column letters, A first."""
+        return tuple(chr(ord("A") + c) for c in range(len(self.rows[0]) if self.rows else 0))
 
 
 @attrs.frozen
@@ -62,6 +80,8 @@ class DemoIdp:
     default_port: ClassVar[int] = 0
 
     emulator: EmulatorServer
+    #: (user, number shown) -> the numbers offered, for the latest push with a number
+    _choices: dict[tuple[str, str], tuple[str, ...]]
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, *, tls: bool = False, standalone: bool = False
@@ -80,8 +100,12 @@ class DemoIdp:
         """What the user's phone or token shows now for ``view``'s challenge, or ``None``."""
         return None
 
-    def approve(self, user: str) -> None:
-        """Approve the user's running push; LookupError when none is waiting."""
+    def approve(self, user: str, *, number: str | None = None) -> None:
+        """Approve the user's running push; LookupError when none is waiting.
+
+        ``number`` is the number the user picked when the push asks for number matching;
+        any other number than the one shown refuses the push (see :meth:`number_choices`).
+        """
         raise LookupError(user)
 
     def deny(self, user: str) -> None:
@@ -98,6 +122,39 @@ class DemoIdp:
 
     def number_shown(self, user: str) -> str | None:
         """The number a running push asks the user to match, if any."""
+        return None
+
+    def number_choices(self, user: str) -> tuple[str, ...]:
+        """The numbers the user's phone offers for a running push with number matching: the
+        one the login page shows among ``NUMBER_CHOICES - 1`` decoys, in ascending order (so
+        the position tells nothing), or ``()`` when no number is to be matched.
+
+        Phones make the user pick the page's number among others, so that approving takes
+        looking at the login page (Entrust's user guide, "Log in using mutual
+        authentication": tap the challenge that matches); a wrong pick refuses the push.
+        The decoys are drawn once per number shown, so a page that reloads offers the same.
+        """
+        number = self.number_shown(user)
+        if number is None:
+            return ()
+        key = (user, number)
+        offered: dict[tuple[str, str], tuple[str, ...]] = getattr(self, "_choices", {})
+        if key not in offered:
+            choices = {number}
+            while len(choices) < NUMBER_CHOICES:
+                choices.add(self._decoy(number))
+            # Kept per user, for each user's latest push only.
+            offered = {k: v for k, v in offered.items() if k[0] != user}
+            offered[key] = tuple(sorted(choices))
+            self._choices = offered
+        return offered[key]
+
+    def _decoy(self, number: str) -> str:
+        """A number that looks like ``number``: as many digits, zero-padded."""
+        return f"{secrets.randbelow(10 ** len(number)):0{len(number)}d}"
+
+    def grid_card(self, user: str) -> GridCard | None:
+        """The user's grid card (Entrust GRID), or None for a user or IdP without one."""
         return None
 
     @property
@@ -181,8 +238,8 @@ class EntrustDemo(DemoIdp):
             return f"the token shows {self.emulator.expected_response(user)}"
         return None
 
-    def approve(self, user: str) -> None:
-        self.emulator.approve_push(user)
+    def approve(self, user: str, *, number: str | None = None) -> None:
+        self.emulator.approve_push(user, number=number)
 
     def approve_route(self, user: str) -> str:
         return f"{self.emulator.base_url}/_emulator/push/{user}/approve"
@@ -194,7 +251,13 @@ class EntrustDemo(DemoIdp):
         return self.emulator.last_otp(user)
 
     def number_shown(self, user: str) -> str | None:
-        return self.emulator.push_mutual_challenge(user)
+        return self.emulator.pending_mutual_challenge(user)
+
+    def grid_card(self, user: str) -> GridCard | None:
+        entrust_user = self.emulator.users.get(user)
+        if entrust_user is None or "GRID" not in entrust_user.authenticators:
+            return None
+        return GridCard(entrust_user.grid_serial, entrust_user.grid)
 
 
 class CyberArkDemo(DemoIdp):
@@ -242,8 +305,16 @@ class CyberArkDemo(DemoIdp):
             return None if sent is None else f"the code sent is {sent}"
         return None
 
-    def approve(self, user: str) -> None:
-        self.emulator.approve(user)
+    def approve(self, user: str, *, number: str | None = None) -> None:
+        self.emulator.approve(user, number=number)
+
+    def number_shown(self, user: str) -> str | None:
+        return self.emulator.number_shown(user)
+
+    def _decoy(self, number: str) -> str:
+        # CyberArk's GeneratedAuthValue has no leading zero (10-99 in the emulator).
+        low = 10 ** (len(number) - 1)
+        return str(low + secrets.randbelow(10 ** len(number) - low))
 
     def approve_route(self, user: str) -> str:
         return f"{self.emulator.base_url}/_emulator/oob/{user}/approve"
@@ -346,8 +417,8 @@ class DuoDemo(DemoIdp):
             return f"Duo Mobile and the token show {self.emulator.passcode(user)}"
         return None
 
-    def approve(self, user: str) -> None:
-        self.emulator.answer(user, "approve")
+    def approve(self, user: str, *, number: str | None = None) -> None:
+        self.emulator.answer(user, "approve")  # Duo's Auth API shows no number to match
 
     def approve_route(self, user: str) -> str:
         return f"{self.emulator.base_url}/_emulator/push/{user}/approve"
@@ -363,4 +434,4 @@ class DuoDemo(DemoIdp):
         return unused[0] if unused else None
 
 
-__all__ = ["CyberArkDemo", "DemoIdp", "DemoUser", "DuoDemo", "EntrustDemo"]
+__all__ = ["CyberArkDemo", "DemoIdp", "DemoUser", "DuoDemo", "EntrustDemo", "GridCard"]

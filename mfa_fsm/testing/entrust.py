@@ -552,10 +552,22 @@ class EntrustEmulator(EmulatorServer):
         with self.lock:
             return self._user(user_id).grid[row][column]
 
-    def approve_push(self, user_id: str) -> None:
-        """Approve the user's pending push, as if tapped on the phone."""
+    def approve_push(self, user_id: str, *, number: str | None = None) -> None:
+        """Approve the user's pending push, as if tapped on the phone.
+
+        ``number`` is the mutual challenge the user tapped, for a push that shows one
+        (Entrust's user guide, "Log in using mutual authentication": the user taps the
+        challenge that matches the one on the login screen). Tapping another number refuses
+        the push, as a denial does (status ``CANCEL`` on the next poll): the vendor documents
+        do not say what the IdP answers then, so the emulator reads the wrong tap as the user
+        saying "not me". Raises LookupError when no push is pending.
+        """
         with self.lock:
-            self._pending_push(user_id).state = "approved"
+            push = self._pending_push(user_id)
+            if number is not None and push.mutual_challenge not in (None, number):
+                push.state, push.deny_reply = "denied", "CANCEL"
+            else:
+                push.state = "approved"
 
     def deny_push(
         self, user_id: str, *, reply: Literal["no_transaction", "CANCEL"] = "CANCEL"
@@ -590,6 +602,15 @@ class EntrustEmulator(EmulatorServer):
         with self.lock:
             push = self._pushes.get(user_id)
             return push.mutual_challenge if push else None
+
+    def pending_mutual_challenge(self, user_id: str) -> str | None:
+        """The mutual challenge of the user's push while it waits for the phone, or None (no
+        push pending, none shown, or no such user)."""
+        with self.lock:
+            try:
+                return self._pending_push(user_id).mutual_challenge
+            except LookupError:
+                return None
 
     def remaining_attempts(self, user_id: str, authenticator: str) -> int:
         """Wrong answers the user may still give before ``authenticator`` locks."""

@@ -5,14 +5,20 @@
     with Demo(port=8700) as demo:       # emulators, engine, Flask app, HTTP server
         print(demo.url)                 # http://127.0.0.1:8700/ : the start page
 
-The demo runs the real library end to end: the blueprint of :mod:`mfa_fsm.web.blueprint`
+The demo runs the real library end to end: the login pages (by default Flask's blueprint of
+:mod:`mfa_fsm.web.blueprint`; ``framework=`` picks another of :data:`FRAMEWORKS`)
 over an :class:`~mfa_fsm.engine.Engine` whose store is SQLite in a temporary directory (the
 embedded default; any store URL, or sealed client-side state, on request), talking HTTP to
 the emulator of every registered provider that declares one (``Flow.emulator``, a
 :class:`~mfa_fsm.testing.demo_idps.DemoIdp`), found through the provider registry.
 Beside every page it shows the flow's diagram with the current state filled in. The emulator
 control page (``/emulator``) plays the user's phone: approve or deny a push, read the last
-code sent. The demo is for loopback only: its control page would let anyone approve a push.
+code sent, pick the number to match, read a grid card. The demo is for loopback only: its
+control page would let anyone approve a push.
+
+The demo application's own pages (sign-in, home, control page) are framework-neutral, in
+:mod:`mfa_fsm.web.demo_pages`; this module holds the Flask glue (its session, redirects, the
+blueprint) and :class:`Demo`, which runs it all.
 
 The demo shows the pattern an application follows for an EXTERNAL first factor: its own
 sign-in page (``/signin``) checks the user's *application* password (each emulator's
@@ -26,39 +32,91 @@ demo's home (``/``), which says who is signed in, as an application's would.
 
 from __future__ import annotations
 
-import functools
-import hmac
+import importlib
 import importlib.util
 import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
-from markupsafe import Markup, escape
+from flask import Flask, Response, abort, jsonify, redirect, request, session, url_for
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response as BaseResponse
 
-from mfa_fsm import diagrams
 from mfa_fsm.core.errors import UsageError
-from mfa_fsm.core.identity import VerifiedUser
-from mfa_fsm.core.registry import provider_flow, provider_flows
+from mfa_fsm.core.registry import provider_flows
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.engine import Engine, SealedEngine
 from mfa_fsm.stores.base import FlowStore, StoreLedger
 from mfa_fsm.stores.memory import MemoryStore
 from mfa_fsm.testing.demo_idps import DemoIdp
-from mfa_fsm.web import events
-from mfa_fsm.web.flask import MfaBlueprint, mfa_blueprint
+from mfa_fsm.web import demo_pages
+from mfa_fsm.web.demo_pages import (
+    DEMO_CHECKED_BY,
+    DEMO_HEADERS,
+    FORM_EXPIRED,
+    LOGIN,
+    NOT_ACCEPTED,
+    DemoPages,
+)
+from mfa_fsm.web.demo_pages import diagram as _diagram
+from mfa_fsm.web.flask import mfa_blueprint
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
 
-#: Who checked an EXTERNAL user's first factor, as the pages say it.
-DEMO_CHECKED_BY = "the mfa_fsm demo application (not the identity provider)"
+#: The web frameworks the demo can serve its pages with (``mfa-fsm demo --framework``):
+#: name -> (the mfa_fsm adapter module it needs, the extra that installs the framework).
+FRAMEWORKS: dict[str, tuple[str, str]] = {
+    "flask": ("mfa_fsm.web.flask", "web"),
+    "fastapi": ("mfa_fsm.web.starlette", "fastapi"),
+    "django": ("mfa_fsm.web.django", "django"),
+}
+
+#: What each framework's demo imports besides the adapter (a missing one: which extra).
+FRAMEWORK_NEEDS: dict[str, tuple[str, ...]] = {
+    "flask": ("flask",),
+    "fastapi": ("fastapi", "uvicorn", "httpx"),
+    "django": ("django",),
+}
+
+__all__ = ["DEMO_CHECKED_BY", "FRAMEWORKS", "Demo", "check_framework", "create_app", "require"]
+_ = _diagram  # re-exported for tests and older callers: the live diagram beside a flow
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """Raise UsageError saying which extra to install when ``module`` cannot be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"{what} needs the {extra} extra: pip install 'mfa_fsm[{extra}]'")
+
+
+def check_framework(framework: str) -> None:
+    """Raise UsageError unless the demo can serve its pages with ``framework`` here: a name of
+    :data:`FRAMEWORKS` whose mfa_fsm adapter this build has."""
+    if framework not in FRAMEWORKS:
+        raise UsageError(f"the demo's framework is one of {', '.join(FRAMEWORKS)}")
+    adapter, extra = FRAMEWORKS[framework]
+    try:
+        found = importlib.util.find_spec(adapter) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    if not found:
+        raise UsageError(
+            f"this mfa_fsm has no {framework} adapter ({adapter}) yet; "
+            "run the demo with --framework flask or django"
+        )
+    for module in FRAMEWORK_NEEDS[framework]:
+        require(module, extra, f"the demo on {framework}")
+
+
+def _aside(idps: Mapping[str, DemoIdp], view: FlowView | None) -> str:
+    """The login pages' aside for the demo (:meth:`DemoPages.aside`), for callers that pass
+    the emulators (the test apps of tests/support/web_apps)."""
+    return DemoPages(idps).aside(view)
 
 
 def demo_idps() -> dict[str, type[DemoIdp]]:
@@ -69,6 +127,32 @@ def demo_idps() -> dict[str, type[DemoIdp]]:
             module, _, attribute = flow.emulator.partition(":")
             found[name] = getattr(importlib.import_module(module), attribute)
     return found
+
+
+def demo_engine(
+    idps: Mapping[str, DemoIdp],
+    *,
+    store: FlowStore | None = None,
+    sealed: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Engine | SealedEngine:
+    """The demo's engine over running emulators: on ``store``, or on sealed client-side
+    state with a key made for this run (the replay ledger in memory). ``options`` maps a
+    provider name to extra settings of its configuration (tests shorten the push lifetime).
+    Raises ValueError with neither a store nor ``sealed``."""
+    settings = options or {}
+    configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in idps.items()]
+    if sealed:
+        require("cryptography", "sealed", "sealed client-side state (--sealed)")
+        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
+
+        # The replay ledger (one version number per flow) refuses old cookies.
+        ledger = StoreLedger(MemoryStore())
+        keys = {"demo": SealedState.generate_key()}
+        return SealedEngine(SealedState(keys, ledger=ledger), configs)
+    if store is None:
+        raise ValueError("give the demo a store, or sealed=True")
+    return Engine(store, configs)
 
 
 def create_app(
@@ -82,240 +166,95 @@ def create_app(
     """The demo's Flask application, over running emulators (provider name -> its DemoIdp).
 
     ``throttle`` is the blueprint's (by default its default rates, in this process).
-
-    ``store`` keeps the flows (required unless ``sealed``, which seals them into the cookie
-    with a key made for this run); ``options`` maps a provider name to extra settings of its
-    configuration (tests shorten the push lifetime).
+    ``store``, ``sealed`` and ``options`` are :func:`demo_engine`'s.
     """
-    settings = options or {}
-    configs = [idp.config(**dict(settings.get(name, {}))) for name, idp in idps.items()]
-    engine: Engine | SealedEngine
-    if sealed:
-        from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
-
-        # The replay ledger (one version number per flow) refuses old cookies.
-        ledger = StoreLedger(MemoryStore())
-        keys = {"demo": SealedState.generate_key()}
-        engine = SealedEngine(SealedState(keys, ledger=ledger), configs)
-    else:
-        if store is None:
-            raise ValueError("give the demo a store, or sealed=True")
-        engine = Engine(store, configs)
-
+    engine = demo_engine(idps, store=store, sealed=sealed, options=options)
+    pages = DemoPages(idps, static=lambda name: url_for("mfa_fsm.static", filename=name))
     app = Flask(__name__)
     # A new key per run: cookies of an earlier run are refused, and nothing needs keeping.
     app.secret_key = secrets.token_bytes(32)
     login = mfa_blueprint(
         engine,
-        current_user=_current_user,
+        current_user=lambda: demo_pages.current_user(session.get("demo_user")),
         on_complete=_signed_in,
         throttle=throttle,
         secure_cookies=False,
-        aside=functools.partial(_aside, idps),
+        aside=pages.aside,
         title="mfa_fsm demo",
     )
-    app.register_blueprint(login, url_prefix="/login")
-    control = _Control(idps, app.secret_key)
-    signin = _SignIn(login, idps)
-    app.add_url_rule("/", "home", _home)
-    app.add_url_rule("/signin", "signin", signin.page, methods=["GET"])
-    app.add_url_rule("/signin", "signin_post", signin.check, methods=["POST"])
-    app.add_url_rule("/emulator", "emulator", control.page, methods=["GET"])
+    app.register_blueprint(login, url_prefix=LOGIN)
+
+    def home() -> BaseResponse | str:
+        signed_in = session.get("signed_in")
+        if not isinstance(signed_in, dict):
+            return redirect(url_for("signin"))
+        return pages.home_page(signed_in)
+
+    def signin(error: str | None = None, status: int = 200) -> tuple[str, int]:
+        token = session.get("signin_csrf")
+        if not isinstance(token, str):
+            token = session["signin_csrf"] = demo_pages.new_csrf_token()
+        return pages.signin_page(token, error), status
+
+    def signin_post() -> BaseResponse | tuple[str, int]:
+        if not demo_pages.same_token(
+            request.form.get("csrf_token", ""), session.get("signin_csrf")
+        ):
+            return signin(FORM_EXPIRED, 400)
+        user = request.form.get("user", "")
+        provider = pages.check_password(user, request.form.get("password", ""))
+        if provider is None:
+            return signin(NOT_ACCEPTED, 401)
+        session.clear()  # a new session for the signed-in user (no session fixation)
+        session["demo_user"] = user
+        return login.begin(provider)
+
+    def control(provider: str, user: str, action: str) -> BaseResponse:
+        status, done = pages.act(
+            provider,
+            user,
+            action,
+            request.form.get("token", ""),
+            request.form.get("number") or None,
+        )
+        if status != 303:
+            abort(status)
+        return redirect(url_for("emulator", done=done), code=303)
+
+    app.add_url_rule("/", "home", home)
+    app.add_url_rule("/signin", "signin", signin, methods=["GET"])
+    app.add_url_rule("/signin", "signin_post", signin_post, methods=["POST"])
     app.add_url_rule(
-        "/emulator/<provider>/<user>/<action>", "emulator_act", control.act, methods=["POST"]
+        "/emulator", "emulator", lambda: pages.control_page(request.args.get("done", ""))
+    )
+    app.add_url_rule(
+        "/emulator/state", "emulator_state", lambda: jsonify(fingerprint=pages.fingerprint())
+    )
+    app.add_url_rule(
+        "/emulator/<provider>/<user>/<action>", "emulator_act", control, methods=["POST"]
     )
     app.after_request(_headers)
     return app
 
 
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers.setdefault(
-        "Content-Security-Policy", "default-src 'self'; form-action 'self'; frame-ancestors 'none'"
-    )
+    for name, value in DEMO_HEADERS:
+        response.headers.setdefault(name, value)
     return response
-
-
-def _current_user() -> VerifiedUser | None:
-    """The user the demo's own sign-in page checked, from the demo's session."""
-    user = session.get("demo_user")
-    return VerifiedUser(user, checked_by=DEMO_CHECKED_BY) if isinstance(user, str) else None
 
 
 def _signed_in(view: FlowView) -> BaseResponse:
     """The demo's ``on_complete``: a new session for the user the IdP confirmed, then home."""
-    result = view.result
-    assert result is not None  # noqa: S101 - on_complete sees a Completed view
     session.clear()  # a new session for the signed-in user (no session fixation)
-    session["signed_in"] = {
-        "user": result.user_id,
-        "name": result.display_name or result.user_id,
-        "provider": events.provider_label(view.provider),
-    }
+    session["signed_in"] = demo_pages.signed_in(view)
     return redirect(url_for("home"), code=303)
 
 
-def _home() -> BaseResponse | str:
-    """The demo application's home: who is signed in, or its sign-in page."""
-    signed_in = session.get("signed_in")
-    if not isinstance(signed_in, dict):
-        return redirect(url_for("signin"))
-    return render_template(
-        "mfa_fsm/demo/home.html", signed_in=signed_in, login_url=url_for("mfa_fsm.start_page")
-    )
-
-
-def _csrf_token() -> str:
-    """The demo sign-in form's CSRF token: a random value kept in the (signed) session and
-    repeated in the form (OWASP CSRF Prevention Cheat Sheet, "synchronizer token")."""
-    token = session.get("signin_csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["signin_csrf"] = token
-    return token
-
-
-class _SignIn:
-    """The demo application's own sign-in page: it checks an EXTERNAL user's *application*
-    password, then begins the second factor at that user's IdP."""
-
-    def __init__(self, login: MfaBlueprint, idps: Mapping[str, DemoIdp]) -> None:
-        self.login = login
-        #: user -> (their IdP's provider name, the demo application's password)
-        self.passwords = {
-            user: (name, password)
-            for name, idp in idps.items()
-            for user, password in idp.app_passwords.items()
-        }
-
-    def page(self, error: str | None = None, status: int = 200) -> tuple[str, int]:
-        users = [(user, self.passwords[user][1]) for user in sorted(self.passwords)]
-        html = render_template(
-            "mfa_fsm/demo/signin.html",
-            users=users,
-            error=error,
-            checked_by=DEMO_CHECKED_BY,
-            login_url=url_for("mfa_fsm.start_page"),
-            csrf_token=_csrf_token(),
-        )
-        return html, status
-
-    def check(self) -> BaseResponse | tuple[str, int]:
-        expected_token = session.get("signin_csrf")
-        sent_token = request.form.get("csrf_token", "")
-        if not isinstance(expected_token, str) or not hmac.compare_digest(
-            sent_token.encode(), expected_token.encode()
-        ):
-            return self.page("The form has expired; please sign in again.", 400)
-        user = request.form.get("user", "")
-        password = request.form.get("password", "")
-        provider, expected = self.passwords.get(user, (None, None))
-        # Compared in constant time, as any application's password check should be.
-        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
-            return self.page("The user id or password was not accepted.", 401)
-        session.clear()  # a new session for the signed-in user (no session fixation)
-        session["demo_user"] = user
-        return self.login.begin(provider)
-
-
-class _Control:
-    """The emulator control page: the demo user's phone and inbox."""
-
-    def __init__(self, idps: Mapping[str, DemoIdp], key: bytes) -> None:
-        self.idps = idps
-        # One token per run, in the page's forms: a cross-site page cannot read it.
-        self.token = hmac.new(key, b"mfa_fsm.demo.control", "sha256").hexdigest()
-
-    def page(self) -> str:
-        rows = [
-            (demo, idp.last_code(demo.user)) for idp in self.idps.values() for demo in idp.users
-        ]
-        numbers = {
-            (demo.provider, demo.user): number
-            for idp in self.idps.values()
-            for demo in idp.users
-            if (number := idp.number_shown(demo.user))
-        }
-        return render_template(
-            "mfa_fsm/demo/emulator.html",
-            rows=rows,
-            token=self.token,
-            done=request.args.get("done", ""),
-            answers=[idp.answers for idp in self.idps.values() if idp.answers],
-            number=numbers,
-        )
-
-    def act(self, provider: str, user: str, action: str) -> BaseResponse:
-        sent = request.form.get("token", "")
-        if not hmac.compare_digest(sent.encode(), self.token.encode()):
-            abort(400)
-        idp = self.idps.get(provider)
-        if idp is None or user not in {demo.user for demo in idp.users}:
-            abort(404)
-        if action not in ("approve", "deny"):
-            abort(404)
-        try:
-            if action == "approve":
-                idp.approve(user)
-            else:
-                idp.deny(user)
-            done = f"{action}d the request for {user}"
-        except LookupError:
-            done = f"no request is waiting for {user}"
-        return redirect(url_for("emulator", done=done), code=303)
-
-
-@functools.lru_cache(maxsize=64)
-def _diagram(provider: str, state: str) -> Markup:
-    """A flow's diagram with ``state`` filled: inline SVG with Graphviz, else Mermaid text."""
-    try:
-        flow = provider_flow(provider)
-    except UsageError:
-        return Markup("")
-    source = escape(diagrams.mermaid(flow, current_state=state))
-    # SVG needs Graphviz's dot and pydot (the diagrams extra); Mermaid text needs neither.
-    if shutil.which("dot") and importlib.util.find_spec("pydot") is not None:
-        svg = diagrams.svg(flow, current_state=state).decode("utf-8")
-        drawing = Markup(svg[svg.index("<svg") :])  # noqa: S704 - Graphviz's output of our machine
-        return Markup(
-            '<div role="img" aria-label="Diagram of the {p} flow; the current state, {s}, is '
-            'filled">{d}</div><details><summary>Mermaid source</summary><pre>{m}</pre></details>'
-        ).format(p=provider, s=state, d=drawing, m=source)
-    return Markup("<pre>{m}</pre>").format(m=source)
-
-
-def _aside(idps: Mapping[str, DemoIdp], view: FlowView | None) -> str:
-    control = Markup(
-        '<p><a href="/emulator" target="_blank" rel="noopener">Open the emulator control '
-        "page</a> (your phone: approve or deny a push, read the code sent).</p>"
-    )
-    if view is None:
-        rows = Markup("").join(
-            Markup("<tr><td>{p}</td><td><code>{u}</code></td><td>{h}</td></tr>").format(
-                p=d.provider, u=d.user, h=d.how
-            )
-            for idp in idps.values()
-            for d in idp.users
-        )
-        answers = Markup("").join(
-            Markup("<p>{a}.</p>").format(a=idp.answers) for idp in idps.values() if idp.answers
-        )
-        return Markup(
-            "<h2>Demo users</h2><p>EXTERNAL users (those with a demo sign-in "
-            'password) sign in on the <a href="/signin">demo application\'s sign-in page</a> '
-            "first; the others type the password their identity provider checks here.</p>"
-            "<table><thead><tr><th>provider</th><th>user id</th>"
-            "<th>how to sign in</th></tr></thead><tbody>{rows}</tbody></table>"
-            "{answers}{control}"
-        ).format(rows=rows, answers=answers, control=control)
-    return Markup(
-        "<h2>The flow, live</h2><p>Current state: <strong>{s}</strong> (step {v})</p>{d}{control}"
-    ).format(s=view.state, v=view.version, d=_diagram(view.provider, view.state), control=control)
-
-
 class Demo:
-    """The demo running: both emulators, the app and its HTTP server, on loopback.
+    """The demo running: the emulators, the app and its HTTP server, on loopback.
+
+    ``framework`` names the web framework serving the pages (:data:`FRAMEWORKS`; Flask by
+    default); :meth:`start` raises UsageError for one this build cannot serve.
 
     ``store`` keeps the flows; by default SQLite in a temporary directory, removed on
     :meth:`stop`. ``sealed=True`` keeps them in the flow's cookie instead. Use as a context
@@ -331,8 +270,11 @@ class Demo:
         sealed: bool = False,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         throttle: Throttle | Literal["default"] | None = "default",
+        framework: str = "flask",
     ) -> None:
         self.host = host
+        #: the web framework serving the pages: a name of :data:`FRAMEWORKS`
+        self.framework = framework
         self.throttle = throttle
         self.port = port
         self.store = store
@@ -343,6 +285,9 @@ class Demo:
         self._tmp: Path | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        #: the ASGI app's (FastAPI's) port and how to stop its server, while it runs
+        self._asgi_port = 0
+        self._asgi_stop: Callable[[], None] | None = None
 
     def emulator(self, provider: str) -> Any:
         """The running emulator of ``provider`` (its ``EmulatorServer``), for tests and scripts."""
@@ -351,9 +296,136 @@ class Demo:
     @property
     def url(self) -> str:
         """The start page's URL."""
+        if self._asgi_port:
+            return f"http://{self.host}:{self._asgi_port}/"
         if self._server is None:
             raise RuntimeError("the demo is not running; call start()")
         return f"http://{self.host}:{self._server.server_port}/"
+
+    def start(self) -> Self:
+        """Start the emulators, build the app, and serve it on a background thread. Raises
+        UsageError for a framework or option this install cannot serve (saying which extra
+        to install), with nothing left running."""
+        check_framework(self.framework)
+        try:
+            if self.framework == "fastapi":
+                return self._start_asgi()
+            return self._start_wsgi()
+        except BaseException:
+            self.stop()  # the emulators and the temporary store started so far
+            raise
+
+    def _start_wsgi(self) -> Self:
+        """Flask's or Django's demo: a WSGI app on werkzeug's threaded server."""
+        if not self.sealed and self.store is None:
+            # SQLAlchemy comes with the web extra (older installs: the sql extra).
+            require("sqlalchemy", "web", "the demo's embedded SQLite store")
+            from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the web extra
+
+            self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
+            self.store = SqlStore(f"sqlite:///{self._tmp / 'flows.db'}")
+        for idp in self.idps.values():
+            idp.start()
+        app: Any
+        if self.framework == "django":
+            from mfa_fsm.web import demo_django  # noqa: PLC0415 - the django extra
+
+            engine = demo_engine(
+                self.idps, store=self.store, sealed=self.sealed, options=self.options
+            )
+            app = demo_django.create_app(self.idps, engine, throttle=self.throttle)
+        else:
+            app = create_app(
+                self.idps,
+                store=self.store,
+                sealed=self.sealed,
+                options=self.options,
+                throttle=self.throttle,
+            )
+        # Both are WSGI apps: werkzeug's threaded server serves either.
+        self._server = make_server(self.host, self.port, app, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="mfa_fsm-demo", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _async_engine(self) -> tuple[Any, Any]:
+        """FastAPI's engine and the store it made (None for sealed state): an AsyncEngine on
+        SQLite through aiosqlite in a temporary directory, or an AsyncSealedEngine."""
+        from mfa_fsm.engine import AsyncEngine, AsyncSealedEngine  # noqa: PLC0415
+        from mfa_fsm.stores.aio import AsyncMemoryStore, AsyncStoreLedger  # noqa: PLC0415
+
+        if self.store is not None:
+            raise UsageError(
+                "the fastapi demo keeps flows in SQLite (or --sealed); --store URL is for "
+                "--framework flask or django"
+            )
+        settings = self.options or {}
+        configs = [idp.config(**dict(settings.get(n, {}))) for n, idp in self.idps.items()]
+        if self.sealed:
+            require("cryptography", "sealed", "sealed client-side state (--sealed)")
+            from mfa_fsm.stores.sealed import SealedState  # noqa: PLC0415 - the sealed extra
+
+            ledger = AsyncStoreLedger(AsyncMemoryStore())  # refuses old cookies
+            keys = {"demo": SealedState.generate_key()}
+            return AsyncSealedEngine(SealedState(keys, ledger=ledger), configs), None
+        require("aiosqlite", "fastapi", "the fastapi demo's SQLite store")
+        from mfa_fsm.stores.sql_async import AsyncSqlStore  # noqa: PLC0415
+
+        self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
+        store = AsyncSqlStore(f"sqlite+aiosqlite:///{self._tmp / 'flows.db'}")
+        return AsyncEngine(store, configs), store
+
+    def _start_asgi(self) -> Self:
+        """FastAPI's demo: the FastAPI app over :meth:`_async_engine`, served by uvicorn on a
+        thread with an event loop of its own; the engine (its httpx client) and the store are
+        closed in that loop when it stops."""
+        import asyncio  # noqa: PLC0415 - FastAPI's demo only
+        import socket  # noqa: PLC0415
+
+        import uvicorn  # noqa: PLC0415 - the fastapi extra
+
+        from mfa_fsm.web import demo_starlette  # noqa: PLC0415 - the fastapi extra
+
+        for idp in self.idps.values():
+            idp.start()  # before the engine: its configurations name their addresses
+        engine, store = self._async_engine()
+        app = demo_starlette.create_app(self.idps, engine, throttle=self.throttle)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        )
+
+        async def serve() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                await engine.aclose()
+                if store is not None:
+                    await store.close()
+
+        thread = threading.Thread(
+            target=lambda: asyncio.run(serve()), name="mfa_fsm-demo", daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                sock.close()
+                raise RuntimeError("uvicorn did not start the demo's FastAPI app")
+            time.sleep(0.01)
+        self._asgi_port = int(sock.getsockname()[1])
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+        self._asgi_stop = stop
+        return self
 
     @property
     def store_description(self) -> str:
@@ -364,31 +436,12 @@ class Demo:
             return f"SQLite in {self._tmp}"
         return type(self.store).__name__
 
-    def start(self) -> Self:
-        """Start the emulators, build the app, and serve it on a background thread."""
-        if not self.sealed and self.store is None:
-            from mfa_fsm.stores.sql import SqlStore  # noqa: PLC0415 - the sql extra
-
-            self._tmp = Path(tempfile.mkdtemp(prefix="mfa_fsm_demo_"))
-            self.store = SqlStore(f"sqlite:///{self._tmp / 'flows.db'}")
-        for idp in self.idps.values():
-            idp.start()
-        app = create_app(
-            self.idps,
-            store=self.store,
-            sealed=self.sealed,
-            options=self.options,
-            throttle=self.throttle,
-        )
-        self._server = make_server(self.host, self.port, app, threaded=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="mfa_fsm-demo", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stop serving, stop the emulators, and remove the temporary store."""
+        if self._asgi_stop is not None:
+            self._asgi_stop()
+            self._asgi_stop = None
+            self._asgi_port = 0
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

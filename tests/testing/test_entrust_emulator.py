@@ -494,6 +494,24 @@ def test_push_mutual_challenge(emu: EntrustEmulator, api: Api, factor: str) -> N
     assert api.ok(api.complete(factor, sel["token"]))["status"] == "CONFIRM"
 
 
+def test_push_mutual_challenge_tapped_on_the_phone(emu: EntrustEmulator, api: Api) -> None:
+    """approve_push(number=...) is the user tapping a number: the one shown approves, any
+    other refuses the push (CANCEL on the next poll); pending_mutual_challenge shows the
+    number only while the push waits."""
+    for tapped_right in (False, True):
+        t1 = api.ok(api.query("pushmc"))["token"]
+        t2 = api.ok(api.complete("EXTERNAL", t1))["token"]
+        sel = api.ok(api.select("TOKENPUSH", authToken=t2))
+        shown = sel["tokenPushMutualChallenge"]
+        assert emu.pending_mutual_challenge("pushmc") == shown
+        other = f"{(int(shown) + 1) % 100:02d}"
+        emu.approve_push("pushmc", number=shown if tapped_right else other)
+        assert emu.pending_mutual_challenge("pushmc") is None
+        status = api.ok(api.complete("TOKENPUSH", sel["token"]))["status"]
+        assert status == ("CONFIRM" if tapped_right else "CANCEL")
+    assert emu.pending_mutual_challenge("nobody") is None
+
+
 def test_push_deny_as_no_transaction(emu: EntrustEmulator, api: Api) -> None:
     """deny_push(reply="no_transaction") answers the vendor guide's ErrorInfo, on this and
     later polls."""

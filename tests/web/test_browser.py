@@ -37,13 +37,26 @@ def heading(page: Page) -> object:
     return expect(page.get_by_role("heading", level=1))
 
 
-def phone(context: BrowserContext, demo: Demo, provider: str, user: str, action: str) -> Page:
-    """Approve or deny a push on the emulator control page, in another tab."""
+def phone(
+    context: BrowserContext,
+    demo: Demo,
+    provider: str,
+    user: str,
+    action: str,
+    number: str | None = None,
+) -> Page:
+    """Approve or deny a push on the emulator control page, in another tab; ``number``
+    approves a push with number matching by tapping that number, as on a phone."""
     control = context.new_page()
     control.goto(demo.url + "emulator")
-    name = f"{action.capitalize()} {user}'s {provider} request"
-    control.get_by_role("button", name=name).click()
-    expect(control.get_by_role("status")).to_contain_text(f"{action}d the request for {user}")
+    if number is not None:
+        group = control.get_by_role("group", name=f"{user}'s {provider} push")
+        group.get_by_role("button", name=number, exact=True).click()
+    else:
+        name = f"{action.capitalize()} {user}'s {provider} request"
+        control.get_by_role("button", name=name).click()
+    done = {"approve": "approved", "deny": "denied"}[action]
+    expect(control.get_by_role("status")).to_contain_text(f"{done} the request for {user}")
     return control
 
 
@@ -136,7 +149,7 @@ def test_entrust_push_approved_with_number(
     expect(page.get_by_role("status")).to_contain_text("Waiting for your approval")
     polls = demo.emulator("entrust").poll_count("pushmc")
     shot(page, "approve-on-device")
-    control = phone(context, demo, "entrust", "pushmc", "approve")
+    control = phone(context, demo, "entrust", "pushmc", "approve", number=number)
     shot(control, "emulator-approved")
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
     assert demo.emulator("entrust").poll_count("pushmc") > polls  # the page's script polled
@@ -173,7 +186,8 @@ def test_push_approved_while_polling_lands_on_the_apps_page(
     sign_in(page, running, "pushmc")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("status")).to_contain_text("Waiting for your approval")
-    phone(context, running, "entrust", "pushmc", "approve")
+    number = page.locator("#mfa-number").inner_text()
+    phone(context, running, "entrust", "pushmc", "approve", number=number)
     expect(page).to_have_url(running.url, timeout=4_000)  # no 5 s "cannot reach" detour
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
     expect(page.get_by_role("status")).to_contain_text("signed you in as pushmc")

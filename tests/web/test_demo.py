@@ -9,14 +9,25 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from mfa_fsm.core.errors import UsageError
+from mfa_fsm.stores.memory import MemoryStore
+from mfa_fsm.testing.demo_idps import NUMBER_CHOICES
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 from mfa_fsm.web import demo as demo_module
 from mfa_fsm.web.demo import Demo
+from tests.support.demo_client import DemoUserAgent, demo_process
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
     with Demo() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def unthrottled() -> Iterator[Demo]:
+    """A demo without throttles: one person may ask for several pushes in a row here."""
+    with Demo(throttle=None) as running:
         yield running
 
 
@@ -194,3 +205,163 @@ def test_demo_on_complete_signs_in_and_lands_home(sealed: bool) -> None:
             "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application"
             in completed.text
         )
+
+
+NUMBER_SHOWN = re.compile(r'id="mfa-number">(\d+)<')
+
+
+def test_number_matching_offers_the_page_number_among_decoys(unthrottled: Demo) -> None:
+    """The control page offers the number the login page shows among two decoys, as phones
+    do; tapping a decoy refuses the push (the login fails as denied), tapping the right one
+    signs the user in."""
+    wrong = DemoUserAgent(unthrottled.url)
+    assert wrong.sign_in("pushmc", "pushmc-app-password") == "AwaitingSecondFactor"
+    assert wrong.step("factor", factor="TOKENPUSH") == "OobPending"
+    shown = NUMBER_SHOWN.search(wrong.page)
+    assert shown
+    offered = wrong.numbers_offered("pushmc")
+    assert len(offered) == NUMBER_CHOICES
+    assert len(set(offered)) == NUMBER_CHOICES
+    assert shown.group(1) in offered
+    assert offered == sorted(offered)  # the position tells nothing
+    assert wrong.numbers_offered("pushmc") == offered  # a reload offers the same numbers
+    assert "Approve pushmc" not in wrong.control_page()  # no plain approve: pick a number
+    decoy = next(number for number in offered if number != shown.group(1))
+    done = wrong.on_phone("entrust", "pushmc", "approve", number=decoy)
+    assert "is not the number the login page shows" in done
+    assert wrong.poll_until_settled() == "Failed"
+    assert unthrottled.emulator("entrust").pending_mutual_challenge("pushmc") is None
+
+    right = DemoUserAgent(unthrottled.url)
+    right.sign_in("pushmc", "pushmc-app-password")
+    right.step("factor", factor="TOKENPUSH")
+    shown = NUMBER_SHOWN.search(right.page)
+    assert shown
+    assert shown.group(1) in right.numbers_offered("pushmc")
+    done = right.on_phone("entrust", "pushmc", "approve", number=shown.group(1))
+    assert "approved the request for pushmc" in done
+    assert right.poll_until_settled() == "DemoHome"
+
+
+def test_cyberark_number_matching_on_the_phone(unthrottled: Demo) -> None:
+    """CyberArk's bob (passwordless: a push with GeneratedAuthValue) gets the same phone: the
+    page's number among decoys of two digits without a leading zero, as CyberArk's are; the
+    right tap signs him in."""
+    agent = DemoUserAgent(unthrottled.url)
+    assert agent.start("cyberark", "bob", "unused") == "AwaitingFirstFactor"
+    assert agent.step("first-factor") == "OobPending"
+    shown = NUMBER_SHOWN.search(agent.page)
+    assert shown
+    assert shown.group(1) == unthrottled.emulator("cyberark").number_shown("bob")
+    offered = agent.numbers_offered("bob")
+    assert len(set(offered)) == NUMBER_CHOICES
+    assert shown.group(1) in offered
+    assert all(len(number) == 2 and not number.startswith("0") for number in offered)
+    agent.on_phone("cyberark", "bob", "approve", number=shown.group(1))
+    assert agent.poll_until_settled() == "DemoHome"
+    assert unthrottled.emulator("cyberark").number_shown("bob") is None
+
+
+def test_number_matching_without_a_number_approves_nothing(unthrottled: Demo) -> None:
+    """A plain approve (no number picked) of a push with a number leaves it waiting."""
+    agent = DemoUserAgent(unthrottled.url)
+    agent.sign_in("pushmc", "pushmc-app-password")
+    agent.step("factor", factor="TOKENPUSH")
+    done = agent.on_phone("entrust", "pushmc", "approve")
+    assert "tap the number the login page shows" in done
+    assert unthrottled.emulator("entrust").pending_mutual_challenge("pushmc") is not None
+    agent.on_phone("entrust", "pushmc", "deny")
+    assert agent.poll_until_settled() == "Failed"
+
+
+def test_control_page_shows_the_grid_card_and_a_grid_login_uses_it(unthrottled: Demo) -> None:
+    """jsmith's grid card is on the control page, A1-style with headers; the cells the login
+    page asks for, read from it, sign jsmith in."""
+    agent = DemoUserAgent(unthrottled.url)
+    page = agent.control_page()
+    assert 'id="grid-jsmith"' in page
+    assert "serial GRID-0001" in page
+    emulator = unthrottled.emulator("entrust")
+    assert f'data-cell="A1">{emulator.grid_value("jsmith", 0, 0)}<' in page
+    assert f'data-cell="J5">{emulator.grid_value("jsmith", 4, 9)}<' in page
+    assert '<th scope="col">J</th>' in page
+    assert 'id="grid-pwuser"' not in page  # no GRID authenticator
+    agent.sign_in("jsmith", "jsmith-app-password")
+    assert agent.step("factor", factor="GRID") == "SecondFactorSelected"
+    cells = re.findall(r"<strong>([A-J][1-5])</strong>", agent.page)
+    assert len(cells) == 3
+    answer = " ".join(
+        re.search(rf'data-cell="{cell}">(\w+)<', page).group(1)  # type: ignore[union-attr]
+        for cell in cells
+    )
+    assert agent.step("response", response=answer) == "DemoHome"
+
+
+def test_control_page_refreshes_itself_when_a_code_is_sent(unthrottled: Demo) -> None:
+    """The page loads its same-origin script (and a meta refresh without scripts); the state
+    route's fingerprint changes when a code is sent, and never carries the code."""
+    agent = DemoUserAgent(unthrottled.url)
+    page = agent.control_page()
+    script = re.search(r'<script src="([^"]+)" defer>', page)
+    assert script
+    served = agent.session.get(unthrottled.url.rstrip("/") + script.group(1), timeout=5)
+    assert served.status_code == 200
+    assert "emulator-pause" in served.text
+    assert '<noscript><meta http-equiv="refresh"' in page
+    assert 'aria-pressed="false"' in page
+    state_url = unthrottled.url + "emulator/state"
+    before = agent.session.get(state_url, timeout=5).json()["fingerprint"]
+    assert f'data-fingerprint="{before}"' in page
+    agent.sign_in("jsmith", "jsmith-app-password")
+    assert agent.step("factor", factor="OTP", delivery="SMS") == "SecondFactorSelected"
+    after = agent.session.get(state_url, timeout=5)
+    assert after.json()["fingerprint"] != before
+    code = agent.code_sent("jsmith")
+    assert code not in after.text
+    assert agent.step("response", response=code) == "DemoHome"
+
+
+def test_demo_framework_choice_is_checked() -> None:
+    """`--framework` takes flask, fastapi or django; one this build cannot serve is a
+    UsageError that says to use flask, before anything starts."""
+    with pytest.raises(UsageError, match="one of flask, fastapi, django"):
+        Demo(framework="bottle").start()
+    refused = Demo(framework="fastapi", store=MemoryStore())
+    with pytest.raises(UsageError, match="--store URL is for --framework flask or django"):
+        refused.start()
+    with pytest.raises(RuntimeError, match="emulator not started"):
+        refused.emulator("entrust").base_url  # noqa: B018 - stopped again: nothing left running
+
+
+@pytest.mark.parametrize("framework", ["flask", "fastapi", "django"])
+def test_demo_on_each_framework_completes_logins(framework: str) -> None:
+    """`demo --framework X` serves the same demo: the application's sign-in (with X's CSRF),
+    a push approved by tapping the number on the control page, a code read from it, the home
+    page signed in, the demo's security headers on its own pages."""
+    with demo_process("--framework", framework) as url:
+        push = DemoUserAgent(url)
+        assert push.sign_in("pushmc", "pushmc-app-password") == "AwaitingSecondFactor"
+        assert push.step("factor", factor="TOKENPUSH") == "OobPending"
+        shown = NUMBER_SHOWN.search(push.page)
+        assert shown
+        assert shown.group(1) in push.numbers_offered("pushmc")
+        push.on_phone("entrust", "pushmc", "approve", number=shown.group(1))
+        assert push.poll_until_settled() == "DemoHome"
+        code = DemoUserAgent(url)
+        code.sign_in("jsmith", "jsmith-app-password")
+        assert code.step("factor", factor="OTP", delivery="SMS") == "SecondFactorSelected"
+        assert code.step("response", response=code.code_sent("jsmith")) == "DemoHome"
+        control = code.session.get(url + "emulator", timeout=5)
+        assert control.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert control.headers["X-Content-Type-Options"] == "nosniff"
+        state = code.session.get(url + "emulator/state", timeout=5)
+        assert set(state.json()) == {"fingerprint"}
+        wrong = DemoUserAgent(url)
+        wrong.session.get(url + "signin", timeout=5)
+        refused = wrong.session.post(
+            url + "signin",
+            data={"user": "jsmith", "password": "jsmith-app-password"},
+            timeout=5,
+        )
+        assert refused.status_code in (400, 403)  # no CSRF token: the core's, or Django's
+        assert "AwaitingSecondFactor" not in refused.text

@@ -92,7 +92,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
     from asgiref.sync import sync_to_async  # noqa: PLC0415
     from django.core.handlers.asgi import ASGIHandler  # noqa: PLC0415 - after configure()
     from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415
-    from django.http import HttpResponse, HttpResponseNotAllowed  # noqa: PLC0415
+    from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse  # noqa: PLC0415
     from django.middleware.csrf import get_token  # noqa: PLC0415
     from django.urls import path  # noqa: PLC0415
     from django.views.decorators.csrf import csrf_exempt  # noqa: PLC0415
@@ -175,7 +175,13 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
     def act(request: HttpRequest, provider: str, user: str, action: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        status, done = pages.act(provider, user, action, request.POST.get("token", ""))
+        status, done = pages.act(
+            provider,
+            user,
+            action,
+            request.POST.get("token", ""),
+            request.POST.get("number") or None,
+        )
         if status != 303:
             return HttpResponse(done, status=status, content_type="text/plain")
         from urllib.parse import urlencode  # noqa: PLC0415
@@ -187,6 +193,7 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:  # noqa: PLR0915 - 
         path("", home),
         path("signin", signin_async if live.asynchronous else signin),
         path("emulator", control),
+        path("emulator/state", lambda request: JsonResponse({"fingerprint": pages.fingerprint()})),
         path("emulator/<str:provider>/<str:user>/<str:action>", act),
         path("login/", mfa.urls),
     ]

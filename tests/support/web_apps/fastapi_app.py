@@ -110,10 +110,16 @@ def build(live: LiveApp) -> tuple[Kind, Callable[..., Any]]:
     async def control(request: Request) -> Response:
         return HTMLResponse(pages.control_page(request.query_params.get("done", "")))
 
+    @app.get("/emulator/state")
+    async def control_state() -> dict[str, str]:
+        return {"fingerprint": pages.fingerprint()}
+
     @app.post("/emulator/{provider}/{user}/{action}")
     async def act(request: Request, provider: str, user: str, action: str) -> Response:
         form = await _form(request)
-        status, done = pages.act(provider, user, action, form.get("token", ""))
+        status, done = pages.act(
+            provider, user, action, form.get("token", ""), form.get("number") or None
+        )
         if status != 303:
             return PlainTextResponse(done, status_code=status)
         return RedirectResponse("/emulator?" + urlencode({"done": done}), status_code=303)
