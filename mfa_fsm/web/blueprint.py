@@ -131,7 +131,7 @@ from mfa_fsm.core.errors import (
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.snapshot import FlowView
 from mfa_fsm.engine import Engine, SealedEngine
-from mfa_fsm.web import events
+from mfa_fsm.web import events, wording
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -213,12 +213,13 @@ CurrentUser = Callable[[], "VerifiedUser | str | None"]
 
 @attrs.frozen
 class _Carry:
-    """What a flow cookie carries: the flow id, the sealed token for a SealedEngine, and who
-    checked the first factor (shown on the pages)."""
+    """What a flow cookie carries: the flow id, the sealed token for a SealedEngine, who
+    checked the first factor and the user id signing in (both shown on the pages)."""
 
     flow_id: str = attrs.field(repr=False)
     token: str | None = attrs.field(default=None, repr=False)
     who: str | None = None
+    user: str | None = None
 
 
 class _Flows(Protocol):
@@ -553,7 +554,9 @@ class _Web:
         if provider not in self.flows.providers:
             return self._start_page(error="Choose one of the identity providers.", status=422)
         if not user or not password:
-            return self._start_page(error="Type your user id and password.", status=422)
+            return self._start_page(
+                error="Type your user id and password.", status=422, provider=provider
+            )
         ip = request.remote_addr
         options = {"user": user}
         carry: _Carry | None = None
@@ -585,7 +588,7 @@ class _Web:
             return self._not_accepted(provider, None, carry)
         if view.state != "AwaitingFirstFactor":
             label = events.provider_label(provider)
-            carry = attrs.evolve(carry, who=f"{user}'s password, checked by {label}")
+            carry = attrs.evolve(carry, who=f"{user}'s password, checked by {label}", user=user)
         return self._started(view, carry)
 
     def begin_here(self) -> ResponseReturnValue:
@@ -627,7 +630,9 @@ class _Web:
         try:
             view, carry = self.flows.start(provider, {"verified_user": user, **options}, ip)
             carry = attrs.evolve(
-                carry, who=f"{user.user_id}'s password, checked by {user.checked_by}"
+                carry,
+                who=f"{user.user_id}'s password, checked by {user.checked_by}",
+                user=user.user_id,
             )
             if view.challenge is not None and view.challenge.kind == "external":
                 # The application vouched: confirming EXTERNAL needs nobody's click.
@@ -681,7 +686,7 @@ class _Web:
             return self._finish_completed(handle, view, carry, wants_json=wants_json)
         if wants_json:
             return self._poll_json(handle, view)
-        return self._page(handle, view, who=carry.who)
+        return self._page(handle, view, who=carry.who, user=carry.user)
 
     def step(self, handle: str, step: str) -> ResponseReturnValue:
         if not _HANDLE.fullmatch(handle):
@@ -777,7 +782,12 @@ class _Web:
             response.status_code = 409
             return response
         return self._page(
-            handle, self.flows.view(carry), notice=RESEND_REFUSED, status=409, who=carry.who
+            handle,
+            self.flows.view(carry),
+            notice=RESEND_REFUSED,
+            status=409,
+            who=carry.who,
+            user=carry.user,
         )
 
     def _invalid(
@@ -797,7 +807,7 @@ class _Web:
             response.status_code = 422
             return response
         view_now = current or self.flows.view(carry)
-        return self._page(handle, view_now, error=exc, status=422, who=carry.who)
+        return self._page(handle, view_now, error=exc, status=422, who=carry.who, user=carry.user)
 
     def method_not_allowed(self, allowed: list[str]) -> Callable[..., ResponseReturnValue]:
         def answer(**_: Any) -> ResponseReturnValue:
@@ -947,7 +957,7 @@ class _Web:
         if wants_json:
             return self._poll_json(handle, view), carry
         if landing:
-            return self._page(handle, view, who=carry.who), carry
+            return self._page(handle, view, who=carry.who, user=carry.user), carry
         return redirect(self._url("flow", handle=handle), code=303), carry
 
     def _finish_completed(
@@ -1137,6 +1147,7 @@ class _Web:
         status: int = 200,
         who: str | None = None,
         notice: str | None = None,
+        user: str | None = None,
     ) -> Response:
         challenge = view.challenge
         context = {
@@ -1144,6 +1155,8 @@ class _Web:
             "challenge": challenge,
             "handle": handle,
             "who": who,
+            # "Signing in as <user id> - not you?" while the flow runs.
+            "signing_in_as": user if not view.is_final else None,
             "action": lambda step: self._url("step", handle=handle, step=step),
             "allowed": events.allowed_events(view),
             "typed_first_factor": events.typed_first_factor(view),
@@ -1320,6 +1333,7 @@ class _Web:
             start_url=self._url("start_page"),
             static=lambda name: self._url("static", filename=name),
             provider_label=events.provider_label,
+            wording=wording,  # the pages' words per factor kind (mfa_fsm.web.wording)
             aside=Markup(aside) if aside else None,  # noqa: S704 - the app's own trusted HTML
             **context,
         )
@@ -1419,8 +1433,9 @@ class _Web:
             and isinstance(data.get("f"), str)
             and isinstance(data.get("t"), str | None)
             and isinstance(data.get("w"), str | None)
+            and isinstance(data.get("u"), str | None)
         ):
-            return _Carry(data["f"], data.get("t"), data.get("w"))
+            return _Carry(data["f"], data.get("t"), data.get("w"), data.get("u"))
         if raw is None and self.secure and not request.is_secure:
             # The usual cause: a browser (or client) never sends a Secure cookie back over
             # plain HTTP. Say it to the operator; the page says only "start again".
@@ -1438,6 +1453,8 @@ class _Web:
             payload["t"] = carry.token
         if carry.who is not None:
             payload["w"] = carry.who
+        if carry.user is not None:
+            payload["u"] = carry.user
         name, value = self.flow_cookie_prefix + handle, self._signer("flow").dumps(payload)
         options: dict[str, Any] = {
             "max_age": self.max_age,
