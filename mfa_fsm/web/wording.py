@@ -158,7 +158,15 @@ class Ask:
 
 
 def ask(challenge: Challenge) -> Ask:
-    """The wording of the page that answers ``challenge`` (a code, questions, a device)."""
+    """The wording of the page that answers ``challenge`` (a code, questions, a device); the
+    IdP's prompt is its hint only where it says something the page's own words do not."""
+    asked = _ask(challenge)
+    if asked.hint and _words(asked.hint) <= _words(f"{asked.heading} {asked.lead} {asked.label}"):
+        return attrs.evolve(asked, hint="")
+    return asked
+
+
+def _ask(challenge: Challenge) -> Ask:
     kind, prompt = challenge.kind, challenge.prompt
     channel = DELIVERIES.get(challenge.delivery or "", "")
     if challenge.questions:

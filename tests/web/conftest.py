@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
@@ -45,7 +45,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-Shot = Callable[["Page", str], None]
+
+class Shot(Protocol):
+    """``shot(page, label)``; ``scripts=False`` for a page whose context runs no scripts."""
+
+    def __call__(self, page: Page, label: str, *, scripts: bool = True) -> None: ...
 
 
 @pytest.fixture(scope="session")
@@ -93,13 +97,32 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-def axe_violations(page: Page) -> list[str]:
+def axe_violations(page: Page, *, scripts: bool = True) -> list[str]:
     """axe-core's violations on ``page`` as it is now, one line each (rule, impact, the
     elements); empty when there is none. Every rule axe-core runs by default (WCAG 2.x A
-    and AA, and its best practices)."""
+    and AA, and its best practices).
+
+    ``scripts=False``: ``page``'s context runs no scripts, axe-core included, so its DOM as it
+    is now is served at the same URL to a tab of a scripted context of the same browser (the
+    stylesheets load from the application as before), and checked there."""
     from axe_playwright_python.sync_playwright import Axe  # noqa: PLC0415 - browser tests only
 
-    results = Axe().run(page)
+    if scripts:
+        results = Axe().run(page)
+    else:
+        assert page.context.browser is not None
+        html, url = page.content(), page.url
+        size = page.viewport_size
+        twin = page.context.browser.new_context(java_script_enabled=True, viewport=size)
+        try:
+            copy = twin.new_page()
+            copy.route(url, lambda route: route.fulfill(body=html, content_type="text/html"))
+            # The page's own scripts must not run in the copy: it shows the no-script DOM.
+            copy.route("**/*.js", lambda route: route.abort())
+            copy.goto(url)
+            results = Axe().run(copy)
+        finally:
+            twin.close()
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at "
         + ", ".join(str(node["target"]) for node in v["nodes"])
@@ -115,9 +138,9 @@ def shot(request: pytest.FixtureRequest) -> Shot:
     test = re.sub(r"[^\w.-]+", "-", re.sub(r"^test_", "", request.node.name)).strip("-")
     taken = [0]
 
-    def take(page: Page, label: str) -> None:
+    def take(page: Page, label: str, *, scripts: bool = True) -> None:
         taken[0] += 1
-        found = axe_violations(page)
+        found = axe_violations(page, scripts=scripts)
         assert not found, f"axe-core on {page.url} ({label}):\n" + "\n".join(found)
         size = page.viewport_size or {"width": 1280, "height": 900}
         try:

@@ -324,7 +324,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
             "Approve the sign-in on your device"
         )
         expect(page.get_by_text("cannot check by itself with scripts turned off")).to_be_visible()
-        shot(page, "approve-no-script")
+        shot(page, "approve-no-script", scripts=False)
         page.get_by_role("button", name="Check now").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(
             "Approve the sign-in on your device"
@@ -333,7 +333,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
         page.wait_for_timeout(1100)  # the next poll is due after the poll interval
         page.get_by_role("button", name="Check now").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
-        shot(page, "completed-no-script")
+        shot(page, "completed-no-script", scripts=False)
     finally:
         context.close()
 
