@@ -586,9 +586,10 @@ class _Web:
             and view.challenge.rejected
         ):
             return self._not_accepted(provider, None, carry)
+        carry = attrs.evolve(carry, user=user)  # "Signing in as <user>" on every page
         if view.state != "AwaitingFirstFactor":
             label = events.provider_label(provider)
-            carry = attrs.evolve(carry, who=f"{user}'s password, checked by {label}", user=user)
+            carry = attrs.evolve(carry, who=f"{user}'s password, checked by {label}")
         return self._started(view, carry)
 
     def begin_here(self) -> ResponseReturnValue:
