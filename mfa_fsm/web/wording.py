@@ -48,11 +48,11 @@ KINDS: dict[str, tuple[str, str]] = {
 
 #: A one-time code sent by a known channel: (title, what it asks of the person).
 SENT_BY = {
-    "SMS": ("Get a code by text message", "A code is sent to your phone."),
-    "EMAIL": ("Get a code by e-mail", "A code is sent to your inbox."),
-    "VOICE": ("Get a code by phone call", "A code is read to you on a call."),
-    "WECHAT": ("Get a code on WeChat", "A code is sent to your WeChat account."),
-    "WHATSAPP": ("Get a code on WhatsApp", "A code is sent to your WhatsApp account."),
+    "SMS": ("Get a code by text message", "A one-time code is sent to your phone."),
+    "EMAIL": ("Get a code by e-mail", "A one-time code is sent to your inbox."),
+    "VOICE": ("Get a code by phone call", "A one-time code is read to you on a call."),
+    "WECHAT": ("Get a code on WeChat", "A one-time code is sent to your WeChat account."),
+    "WHATSAPP": ("Get a code on WhatsApp", "A one-time code is sent to your WhatsApp account."),
 }
 
 
@@ -129,7 +129,10 @@ def options(choice: Choice) -> list[Option]:
                     kind=f"otp-{delivery.lower()}",
                     title=sent_title,
                     description=sent_description,
-                    detail=_detail(choice.detail, said=f"{sent_title} {sent_description}"),
+                    # the IdP's label names the device when there are several (Duo)
+                    detail=_detail(
+                        choice.label, choice.detail, said=f"{sent_title} {sent_description}"
+                    ),
                     delivery=delivery,
                 )
             )

@@ -91,3 +91,23 @@ def test_every_failure_has_a_next_step() -> None:
     for reason in FAILURES:
         assert wording.next_step(reason) == wording.NEXT_STEPS[reason]
     assert wording.next_step(None).startswith("Start again")
+
+
+def test_a_delivery_option_keeps_the_device_the_idp_names() -> None:
+    """Duo's SMS choice names its device: each of several phones stays recognisable."""
+    (sms,) = wording.options(
+        Choice(
+            id="sms:D1",
+            kind="otp",
+            label="Text message passcodes to iOS (XXX-XXX-0142)",
+            deliveries=("SMS",),
+            detail="XXX-XXX-0142",
+        )
+    )
+    assert sms.title == "Get a code by text message"
+    assert sms.detail == "Text message passcodes to iOS (XXX-XXX-0142)"
+    # Entrust's generic OTP label says nothing more: not repeated under each delivery.
+    made = wording.options(
+        Choice(id="OTP", kind="otp", label="One-time code sent to you", deliveries=("SMS",))
+    )
+    assert made[0].detail == ""
