@@ -1,0 +1,137 @@
+"""The redesigned pages in a real browser (Debian's Chromium through Playwright): the push
+page's time left (an m:ss countdown, a progress bar, the deadline in the browser's own time
+zone), its pulse stopped under prefers-reduced-motion, the pages of every code-like factor,
+and the start page of an application with one provider. Every page photographed is checked
+with axe-core (the ``shot`` fixture)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from mfa_fsm import Engine, EntrustConfig, MemoryStore
+from mfa_fsm.testing import EntrustEmulator
+from mfa_fsm.web.demo import Demo
+from tests.support.web import PREFIX, make_app, serve
+from tests.web.conftest import Shot
+from tests.web.test_browser import sign_in
+
+#: A time zone far from the server's (the tests' machine runs in UTC), with a half hour.
+ZONE = "Asia/Kolkata"
+
+
+@pytest.fixture
+def kolkata(browser: Browser) -> Iterator[BrowserContext]:
+    """A browser profile in India's time zone, 24-hour clock, British English."""
+    made = browser.new_context(
+        viewport={"width": 1280, "height": 900}, timezone_id=ZONE, locale="en-GB"
+    )
+    yield made
+    made.close()
+
+
+def pulse_animation(page: Page) -> str:
+    return str(
+        page.evaluate(
+            "getComputedStyle(document.querySelector('.mfa-pulse'), '::after').animationName"
+        )
+    )
+
+
+def test_push_page_counts_down_in_the_browsers_own_time(
+    kolkata: BrowserContext, demo: Demo, shot: Shot
+) -> None:
+    """The deadline reads in the browser's time zone, the time left as m:ss counting down,
+    with a progress bar; the pulse runs (motion allowed)."""
+    page = kolkata.new_page()
+    sign_in(page, demo, "jsmith")
+    page.get_by_role("button", name="Approve on the Entrust mobile app").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
+    deadline = float(page.locator("[data-mfa-deadline]").get_attribute("data-mfa-deadline") or 0)
+    local = datetime.fromtimestamp(deadline, ZoneInfo(ZONE)).strftime("%H:%M")
+    expect(page.locator("#mfa-deadline")).to_have_text(local)
+    countdown = page.locator("#mfa-countdown")
+    expect(countdown).to_have_text(re.compile(r"^, in [0-9]+:[0-5][0-9]$"))
+    first = countdown.inner_text()
+    page.wait_for_timeout(2_100)
+    assert countdown.inner_text() != first  # it counts down by itself
+    progress = page.get_by_role("progressbar", name="Time left to approve")
+    expect(progress).to_be_visible()
+    assert (
+        0 < float(progress.get_attribute("value") or 0) <= float(progress.get_attribute("max") or 0)
+    )
+    assert pulse_animation(page) == "mfa-pulse"
+    shot(page, "push-local-time")
+    page.get_by_role("button", name="Cancel sign-in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
+
+
+def test_reduced_motion_stops_the_pulse(browser: Browser, demo: Demo) -> None:
+    """With prefers-reduced-motion the push page's pulse does not move."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, reduced_motion="reduce")
+    try:
+        page = context.new_page()
+        sign_in(page, demo, "jsmith")
+        page.get_by_role("button", name="Approve on the Entrust mobile app").click()
+        expect(page.locator(".mfa-pulse")).to_be_visible()
+        assert pulse_animation(page) == "none"
+        page.get_by_role("button", name="Cancel sign-in").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
+    finally:
+        context.close()
+
+
+def test_the_pages_of_each_code_factor(page: Page, demo: Demo, shot: Shot) -> None:
+    """Grid card, security questions, temporary access code: each page in its own words,
+    reached through "Try another way"."""
+    sign_in(page, demo, "jsmith")
+    page.get_by_role("button", name="Use your grid card").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
+    expect(page.get_by_role("list", name="Cells of your grid card, in order")).to_be_visible()
+    expect(page.get_by_label("Values from your grid card")).to_be_focused()
+    shot(page, "grid")
+    page.get_by_text("Try another way").click()
+    page.get_by_role("button", name="Answer your security questions").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Answer your security questions")
+    shot(page, "security-questions")
+    page.get_by_text("Try another way").click()
+    page.get_by_role("button", name="Use a temporary access code").click()
+    expect(page.get_by_label("Temporary access code")).to_be_focused()
+    page.get_by_label("Temporary access code").fill("TAC-4242")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
+
+
+def test_one_provider_start_page(
+    browser: Browser, entrust_emulator: EntrustEmulator, shot: Shot
+) -> None:
+    """An application with one provider: its start page has no provider picker."""
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+    )
+    app = make_app(Engine(MemoryStore(), [config]), secure_cookies=False, title="Acme")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        with serve(app) as base:
+            page = context.new_page()
+            page.goto(f"{base}{PREFIX}/")
+            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+            expect(page.get_by_role("radio")).to_have_count(0)
+            expect(
+                page.get_by_text("Entrust Identity as a Service checks this password.")
+            ).to_be_visible()
+            shot(page, "one-provider-start")
+            page.get_by_label("User id").fill("pwuser")
+            page.get_by_label("Password", exact=True).fill("wrong")
+            page.get_by_role("button", name="Continue", exact=True).click()
+            expect(page.get_by_role("alert")).to_have_text(
+                "The user id or password was not accepted."
+            )
+            shot(page, "one-provider-refused")
+    finally:
+        context.close()
