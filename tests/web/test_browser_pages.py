@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -133,5 +134,51 @@ def test_one_provider_start_page(
                 "The user id or password was not accepted."
             )
             shot(page, "one-provider-refused")
+    finally:
+        context.close()
+
+
+BRAND_CSS = """:root {
+  --mfa-brand: #6b1fb1; --mfa-radius: 4px; --mfa-bg: #f4f0fa;
+  --mfa-logo: url(/static/logo.svg); --mfa-logo-width: 7rem; --mfa-logo-text: none;
+}
+"""
+LOGO_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 112 36"><rect width="36" height="36" '
+    'rx="8" fill="#6b1fb1"/><text x="44" y="25" font-family="sans-serif" font-size="20" '
+    'font-weight="700" fill="#1b1f24">Acme</text></svg>'
+)
+
+
+def test_a_theme_restyles_the_pages(
+    browser: Browser, entrust_emulator: EntrustEmulator, shot: Shot, tmp_path: Path
+) -> None:
+    """The application's own mfa_fsm/_theme.html links its stylesheet, whose custom
+    properties recolour the pages and put its logo in the card's logo slot."""
+    (tmp_path / "mfa_fsm").mkdir()
+    (tmp_path / "mfa_fsm" / "_theme.html").write_text(
+        '<link rel="stylesheet" href="/static/brand.css">'
+    )
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "brand.css").write_text(BRAND_CSS)
+    (tmp_path / "static" / "logo.svg").write_text(LOGO_SVG)
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+    )
+    app = make_app(Engine(MemoryStore(), [config]), secure_cookies=False, title="Acme")
+    app.template_folder = str(tmp_path)
+    app.static_folder = str(tmp_path / "static")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        with serve(app) as base:
+            page = context.new_page()
+            page.goto(f"{base}{PREFIX}/")
+            button = page.get_by_role("button", name="Continue", exact=True)
+            colour = button.evaluate("b => getComputedStyle(b).backgroundColor")
+            assert colour == "rgb(107, 31, 177)"
+            expect(page.locator(".mfa-logo-name")).to_be_hidden()
+            logo = page.locator(".mfa-logo-image")
+            assert "logo.svg" in logo.evaluate("e => getComputedStyle(e).backgroundImage")
+            shot(page, "themed-start")
     finally:
         context.close()
