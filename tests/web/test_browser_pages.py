@@ -16,11 +16,22 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from mfa_fsm import Engine, EntrustConfig, MemoryStore
+from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.web.demo import Demo
 from tests.support.web import PREFIX, make_app, serve
 from tests.web.conftest import Shot
 from tests.web.test_browser import sign_in
+
+
+@pytest.fixture(scope="module")
+def pages_demo() -> Iterator[Demo]:
+    """A demo of this module's own: the suite's shared one has had many of jsmith's sends
+    and wrong answers by now (its throttles and lockouts would answer instead)."""
+    throttle = Throttle(send_cooldown="10/second", sends_per_user="100/15 minutes")
+    with Demo(throttle=throttle) as running:
+        yield running
+
 
 #: A time zone far from the server's (the tests' machine runs in UTC), with a half hour.
 ZONE = "Asia/Kolkata"
@@ -45,12 +56,12 @@ def pulse_animation(page: Page) -> str:
 
 
 def test_push_page_counts_down_in_the_browsers_own_time(
-    kolkata: BrowserContext, demo: Demo, shot: Shot
+    kolkata: BrowserContext, pages_demo: Demo, shot: Shot
 ) -> None:
     """The deadline reads in the browser's time zone, the time left as m:ss counting down,
     with a progress bar; the pulse runs (motion allowed)."""
     page = kolkata.new_page()
-    sign_in(page, demo, "jsmith")
+    sign_in(page, pages_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     deadline = float(page.locator("[data-mfa-deadline]").get_attribute("data-mfa-deadline") or 0)
@@ -72,12 +83,12 @@ def test_push_page_counts_down_in_the_browsers_own_time(
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
 
 
-def test_reduced_motion_stops_the_pulse(browser: Browser, demo: Demo) -> None:
+def test_reduced_motion_stops_the_pulse(browser: Browser, pages_demo: Demo) -> None:
     """With prefers-reduced-motion the push page's pulse does not move."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, reduced_motion="reduce")
     try:
         page = context.new_page()
-        sign_in(page, demo, "jsmith")
+        sign_in(page, pages_demo, "jsmith")
         page.get_by_role("button", name="Approve on the Entrust mobile app").click()
         expect(page.locator(".mfa-pulse")).to_be_visible()
         assert pulse_animation(page) == "none"
@@ -87,10 +98,10 @@ def test_reduced_motion_stops_the_pulse(browser: Browser, demo: Demo) -> None:
         context.close()
 
 
-def test_the_pages_of_each_code_factor(page: Page, demo: Demo, shot: Shot) -> None:
+def test_the_pages_of_each_code_factor(page: Page, pages_demo: Demo, shot: Shot) -> None:
     """Grid card, security questions, temporary access code: each page in its own words,
     reached through "Try another way"."""
-    sign_in(page, demo, "jsmith")
+    sign_in(page, pages_demo, "jsmith")
     page.get_by_role("button", name="Use your grid card").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     expect(page.get_by_role("list", name="Cells of your grid card, in order")).to_be_visible()
