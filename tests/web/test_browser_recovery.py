@@ -49,7 +49,7 @@ def test_entrust_send_a_new_code(
     """Entrust OTP by SMS: "Send a new code" re-issues the select; the first code is spent
     and the new one signs in."""
     sign_in(page, quick_demo, "jsmith")
-    page.get_by_role("button", name="Send a code by text message (SMS)").click()
+    page.get_by_role("button", name="Get a code by text message").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     first = last_code(context, quick_demo, "jsmith")
     shot(page, "code-with-resend")
@@ -58,7 +58,7 @@ def test_entrust_send_a_new_code(
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     second = last_code(context, quick_demo, "jsmith")
     assert second != first
-    page.get_by_label("Type the code sent by SMS").fill(second)
+    page.get_by_label("Verification code").fill(second)
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
 
@@ -102,7 +102,7 @@ def test_resend_inside_the_cooldown_says_when(page: Page, demo: Demo, shot: Shot
     """With the default 30 s cooldown, the page says when a new code may be asked for, and
     asking at once answers 429 saying nothing was sent, with a way back to the code page."""
     sign_in(page, demo, "jsmith")
-    page.get_by_role("button", name="Send a code by text message (SMS)").click()
+    page.get_by_role("button", name="Get a code by text message").click()
     expect(page.locator(".mfa-resend .mfa-hint")).to_contain_text("available at")
     calls = len(demo.emulator("entrust").calls)
     with page.expect_response(lambda r: r.url.endswith("/resend")) as answer:
@@ -118,7 +118,7 @@ def test_a_malformed_code_is_refused_before_the_idp(page: Page, demo: Demo, shot
     """A 5-digit token code: the page says it must be 6 to 8 digits; IDaaS is not asked and
     no attempt is lost."""
     sign_in(page, demo, "jsmith")
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    page.get_by_role("button", name="Use your authenticator app or token").click()
     calls = len(demo.emulator("entrust").calls)
     page.get_by_label("Code from your token or authenticator app").fill("12345")
     page.get_by_role("button", name="Verify").click()
@@ -181,7 +181,7 @@ def test_entrust_pending_push_then_the_token_code_instead(
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
     page.get_by_text("Try another way").click()
     shot(page, "push-another-way")
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    page.get_by_role("button", name="Use your authenticator app or token").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     page.get_by_role("button", name="Verify").click()
