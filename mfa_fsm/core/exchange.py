@@ -183,6 +183,20 @@ def _pause_length(pause: Pause) -> float:
     return seconds
 
 
+def _recorded(
+    step: HttpRequest,
+    status: int | None,
+    error: Exception | None,
+    started: float,
+    calls: list[CallRecord] | None,
+) -> None:
+    """Record one IdP call: in ``calls`` (when given) and as a trace span (when tracing)."""
+    if calls is not None:
+        calls.append(_record(step, status, started))
+    if tracing is not None:
+        tracing.call(step, status, error, started)
+
+
 def drive(
     exchange: Exchange[T],
     transport: Transport,
@@ -233,10 +247,7 @@ def drive(
                 continue
             except Exception as exc:
                 error = exc
-            if calls is not None:
-                calls.append(_record(step, status, started))
-            if tracing is not None:
-                tracing.call(step, status, error, started)
+            _recorded(step, status, error, started, calls)
     finally:
         exchange.close()
 
@@ -291,10 +302,7 @@ async def drive_async(
                 continue
             except Exception as exc:
                 error = exc
-            if calls is not None:
-                calls.append(_record(step, status, started))
-            if tracing is not None:
-                tracing.call(step, status, error, started)
+            _recorded(step, status, error, started, calls)
     finally:
         exchange.close()
 

@@ -1666,7 +1666,7 @@ class WebCore:
             "url": self._url(ctx, "step", handle=handle, step="again"),
             "csrf": self._form_token(ctx, handle),
             "provider": view.provider,
-            "label": "Send another push" if view.failure == "expired" else "Try again",
+            "label": "Send another push" if _push_expired(view) else "Try again",
         }
 
     def _page(
@@ -1912,6 +1912,12 @@ def _without_io(plan: Plan[_Out]) -> _Out:
 def _awaits_hand_off(view: FlowView) -> bool:
     """Whether ``view`` is a completed flow whose result the application has not had yet."""
     return view.state == "Completed" and view.result is not None and not view.result.handed_off
+
+
+def _push_expired(view: FlowView) -> bool:
+    """Whether ``view`` ended because a push (or other device request) went unanswered."""
+    challenge = view.challenge
+    return view.failure == "expired" and challenge is not None and challenge.kind == "push"
 
 
 def _vouched_who(user: VerifiedUser) -> str:

@@ -200,16 +200,16 @@ def impatient_demo() -> Iterator[Demo]:
 def test_after_an_expired_push_try_again_goes_straight_to_the_picker(
     page: Page, impatient_demo: Demo, shot: Shot
 ) -> None:
-    """A push nobody answered ends Failed(expired); "Try again" begins a fresh flow for the
-    application's signed-in user, straight to the picker (no password asked again), and a
-    new push there signs in."""
+    """A push nobody answered ends Failed(expired); "Send another push" (the engine's again)
+    begins a fresh flow for the application's signed-in user, straight to the picker (no
+    password asked again), and a new push there signs in."""
     sign_in(page, impatient_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
     expect(page.locator(".mfa-reason")).to_have_attribute("data-reason", "expired")
-    expect(page.get_by_role("button", name="Try again")).to_be_focused()
+    expect(page.get_by_role("button", name="Send another push")).to_be_focused()
     shot(page, "expired-try-again")
-    page.get_by_role("button", name="Try again").click()
+    page.get_by_role("button", name="Send another push").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
