@@ -174,14 +174,19 @@ def test_a_security_key_only_account_gets_the_typed_forms_one_refusal(
 def test_entrust_pending_push_then_the_token_code_instead(
     page: Page, quick_demo: Demo, shot: Shot
 ) -> None:
-    """While an Entrust push is pending, "Try another way" offers the other authenticators;
-    the token code typed instead signs in (the select carries the current token)."""
+    """While an Entrust push (TOKENPUSH) is pending, the page offers the token code (TOKEN)
+    at once, and "Try another way" the other authenticators; the token code typed instead
+    signs in (the select carries the current token)."""
     sign_in(page, quick_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
+    instead = page.get_by_role(
+        "button", name="Type the code from your token or authenticator app instead"
+    )
+    expect(instead).to_be_visible()
     page.get_by_text("Try another way").click()
     shot(page, "push-another-way")
-    page.get_by_role("button", name="Use your authenticator app or token").click()
+    instead.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     page.get_by_role("button", name="Verify").click()
