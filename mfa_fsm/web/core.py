@@ -57,12 +57,15 @@ How an adapter uses it
   Flask: the application's own template lookup), then the package's
   ``templates/mfa_fsm/*.html``. An application overrides a page by shipping a template of
   the same name (``mfa_fsm/approve.html``, or ``mfa_fsm/base.html`` for the frame of every
-  page). Every template gets ``title``, ``csrf``, ``csrf_name``, ``csrf_field``,
-  ``start_url``, ``static(name)``, ``provider_label(provider)`` and ``aside``; the state
-  pages add the context of :meth:`WebCore._page` (``view``, ``challenge``, ``handle``,
-  ``who``, ``action(step)``, ``allowed``, ``can_choose``, ``takes_code``, ``can_resend``,
-  ``again``, ``notice``, ``error``, ``error_field``, ``failure_text``, ``next_steps``,
-  ``now``, ``clock``, ...), the start page ``providers``, ``chosen``, ``vouched``,
+  page). Every template gets ``title``, ``csrf``, ``csrf_name``, ``csrf_field`` (the
+  whole hidden field: write ``{{ csrf_field }}`` in every form, so the field name the
+  framework checks is used), ``start_url``, ``static(name)``, ``provider_label(provider)``,
+  ``aside`` and the global ``wording`` (:mod:`mfa_fsm.web.wording`, the pages' words per
+  factor kind); the state pages add the context of :meth:`WebCore._page` (``view``,
+  ``challenge``, ``handle``, ``who``, ``signing_in_as`` (the user id, while the flow runs),
+  ``action(step)``, ``allowed``, ``can_choose``, ``takes_code``, ``token_instead``,
+  ``can_resend``, ``again``, ``notice``, ``error``, ``error_field``, ``failure_text``,
+  ``next_steps``, ``now``, ``clock``, ...), the start page ``providers``, ``chosen``, ``vouched``,
   ``outside``, ``error``, ``begin_url``, the problem page ``heading``, ``message``,
   ``retry_url``, ``retry_fields``, ``back_url``, ``restart``.
 
@@ -133,10 +136,11 @@ from mfa_fsm.core.errors import (
     UsageError,
     VerifiedUserRequired,
 )
+from mfa_fsm.core.flow import can_start_again, vouched_first_factor_due
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.plans import Call, Plan
 from mfa_fsm.core.snapshot import FlowView
-from mfa_fsm.web import events
+from mfa_fsm.web import events, wording
 
 if TYPE_CHECKING:
     from mfa_fsm.core.throttle import Throttle
@@ -384,12 +388,13 @@ class _Pending:
 
 @attrs.frozen
 class Carry:
-    """What a flow cookie carries: the flow id, the sealed token for a sealed engine, and who
-    checked the first factor (shown on the pages)."""
+    """What a flow cookie carries: the flow id, the sealed token for a sealed engine, who
+    checked the first factor and the user id signing in (both shown on the pages)."""
 
     flow_id: str = attrs.field(repr=False)
     token: str | None = attrs.field(default=None, repr=False)
     who: str | None = None
+    user: str | None = None
 
 
 # -- I/O the plans yield -------------------------------------------------------------------
@@ -433,6 +438,10 @@ class _Flows(Protocol):
         self, carry: Carry, event: str, data: Mapping[str, Any], client_ip: str | None
     ) -> Plan[tuple[FlowView, Carry]]: ...
 
+    def again(
+        self, carry: Carry, verified_user: VerifiedUser, client_ip: str | None
+    ) -> Plan[tuple[FlowView, Carry]]: ...
+
     def view(self, carry: Carry) -> Plan[FlowView]: ...
 
     def discard(self, carry: Carry) -> Plan[None]: ...
@@ -463,6 +472,13 @@ class _StoredFlows:
         args = (carry.flow_id, event)
         view = yield Call(self.engine.send, args, {**data, "client_ip": client_ip})
         return view, carry
+
+    def again(
+        self, carry: Carry, verified_user: VerifiedUser, client_ip: str | None
+    ) -> Plan[tuple[FlowView, Carry]]:
+        options = {"verified_user": verified_user, "client_ip": client_ip}
+        view = yield Call(self.engine.again, (carry.flow_id,), options)
+        return view, Carry(view.flow_id)
 
     def view(self, carry: Carry) -> Plan[FlowView]:
         view: FlowView = yield Call(self.engine.view, (carry.flow_id,))
@@ -500,6 +516,14 @@ class _SealedFlows:
         args = (_token(carry), carry.flow_id, event)
         view, token = yield Call(self.engine.send, args, {**data, "client_ip": client_ip})
         return view, attrs.evolve(carry, token=token)
+
+    def again(
+        self, carry: Carry, verified_user: VerifiedUser, client_ip: str | None
+    ) -> Plan[tuple[FlowView, Carry]]:
+        options = {"verified_user": verified_user, "client_ip": client_ip}
+        args = (_token(carry), carry.flow_id)
+        view, token = yield Call(self.engine.again, args, options)
+        return view, Carry(view.flow_id, token)
 
     def view(self, carry: Carry) -> Plan[FlowView]:
         view: FlowView = yield Call(self.engine.view, (_token(carry), carry.flow_id))
@@ -707,6 +731,8 @@ class WebCore:
             loader=jinja2.ChoiceLoader([*self.loaders, jinja2.FileSystemLoader(str(TEMPLATE_DIR))]),
             autoescape=jinja2.select_autoescape(["html", "htm", "xml"]),
         )
+        # The pages' words per factor kind, for every template (the application's too).
+        self.jinja.globals["wording"] = wording
 
     def add_loader(self, loader: jinja2.BaseLoader) -> None:
         """Search ``loader`` for templates after ``template_dirs``, before the package."""
@@ -816,6 +842,8 @@ class WebCore:
             payload["t"] = carry.token
         if carry.who is not None:
             payload["w"] = carry.who
+        if carry.user is not None:
+            payload["u"] = carry.user
         name, value = self.flow_cookie_prefix + handle, self._signer("flow").dumps(payload)
         header = cookie_header(name, value, max_age=self.max_age, secure=self.secure)
         if len(header) > MAX_COOKIE_BYTES:
@@ -931,7 +959,7 @@ class WebCore:
         if not user or not password:
             return (
                 yield from self._start_page(
-                    ctx, error="Type your user id and password.", status=422
+                    ctx, error="Type your user id and password.", status=422, provider=provider
                 )
             )
         ip = ctx.request.client_ip
@@ -962,6 +990,7 @@ class WebCore:
             and view.challenge.rejected
         ):
             return (yield from self._not_accepted(ctx, provider, None, carry))
+        carry = attrs.evolve(carry, user=user)  # "Signing in as <user>" on every page
         if view.state != "AwaitingFirstFactor":
             label = events.provider_label(provider)
             carry = attrs.evolve(carry, who=f"{user}'s password, checked by {label}")
@@ -1009,10 +1038,8 @@ class WebCore:
             view, carry = yield from self.flows.start(
                 provider, {"verified_user": user, **options}, ip
             )
-            carry = attrs.evolve(
-                carry, who=f"{user.user_id}'s password, checked by {user.checked_by}"
-            )
-            if view.challenge is not None and view.challenge.kind == "external":
+            carry = attrs.evolve(carry, who=_vouched_who(user), user=user.user_id)
+            if vouched_first_factor_due(view):
                 # The application vouched: confirming EXTERNAL needs nobody's click.
                 view, carry = yield from self.flows.send(carry, "submit_first_factor", {}, ip)
         except Throttled as exc:
@@ -1062,9 +1089,11 @@ class WebCore:
             return (yield from self._finish_completed(ctx, handle, view, carry, raw))
         if ctx.wants_json:
             return self._poll_json(ctx, handle, view)
-        return (yield from self._page(ctx, handle, view, who=carry.who))
+        return (yield from self._page(ctx, handle, view, who=carry.who, user=carry.user))
 
     def _step(self, ctx: _Ctx, handle: str, step: str) -> Plan[_Out]:
+        if step == "again":
+            return (yield from self._again_step(ctx, handle))
         built = events.EVENTS.get(step)
         if built is None:
             return self._problem(ctx, "Page not found", "There is no such step.", status=404)
@@ -1107,6 +1136,51 @@ class WebCore:
             return (yield from self._current(ctx, handle, carry, raw))
         return (yield from self._stepped(ctx, handle, view, carry, new_carry=new_carry, raw=raw))
 
+    def _again_step(self, ctx: _Ctx, handle: str) -> Plan[_Out]:
+        """The failed page's "Try again": the engine's ``again`` for this flow, for the
+        application's signed-in user (who must be the flow's user: the engine refuses
+        another), then the new flow's page under a new handle."""
+        self._check_csrf(ctx, handle)
+        self._check_fields(ctx)
+        raw, carry = self._carry(ctx, handle)
+        user = yield from self._vouched(ctx)
+        if user is None:
+            return self._problem(
+                ctx,
+                "Sign in first",
+                "Nobody is signed in to the application, so there is no one to try again for.",
+                status=403,
+                restart=True,
+            )
+        ip = ctx.request.client_ip
+        try:
+            view, new_carry = yield from self.flows.again(carry, user, ip)
+        except (EventNotAllowed, FlowConflict):
+            # The flow has not ended (a stale page): show where it is now.
+            return (yield from self._current(ctx, handle, carry, raw))
+        except SealedStateStale as exc:
+            return self._superseded(ctx, handle, exc, reload=True)
+        except (FlowNotFound, SnapshotError, SealedStateError) as exc:
+            return self._start_again(ctx, handle, exc)
+        except Throttled as exc:
+            return self._throttled(ctx, exc, handle=handle)
+        except (IdpError, TransportError) as exc:
+            return self._unavailable(ctx, exc, handle, "again", {})
+        except StoreUnavailable as exc:
+            return self._store_unavailable(ctx, handle, exc, step="again")
+        except (UsageError, StoreError) as exc:
+            # Another signed-in user than the flow's, or an ending a new flow would repeat.
+            log.info("mfa_fsm.web.again_refused", error=type(exc).__name__)
+            return self._problem(
+                ctx,
+                "This sign-in cannot be tried again",
+                "It cannot be tried again from here. Please start again.",
+                status=403,
+                restart=True,
+            )
+        new_carry = attrs.evolve(new_carry, who=_vouched_who(user), user=user.user_id)
+        return (yield from self._started(ctx, view, new_carry))
+
     def _stepped(
         self, ctx: _Ctx, handle: str, view: FlowView, carry: Carry, *, new_carry: Carry, raw: str
     ) -> Plan[_Out]:
@@ -1148,7 +1222,13 @@ class WebCore:
             view = yield from self.flows.view(carry)
             return (
                 yield from self._page(
-                    ctx, handle, view, notice=RESEND_REFUSED, status=409, who=carry.who
+                    ctx,
+                    handle,
+                    view,
+                    notice=RESEND_REFUSED,
+                    status=409,
+                    who=carry.who,
+                    user=carry.user,
                 )
             )
         keep = {} if step in _SECRET_STEPS else {k: form(k) for k in ("factor", "delivery")}
@@ -1166,7 +1246,11 @@ class WebCore:
                 location=self._url(ctx, "flow", handle=handle),
             )
         view_now = current or (yield from self.flows.view(carry))
-        return (yield from self._page(ctx, handle, view_now, error=exc, status=422, who=carry.who))
+        return (
+            yield from self._page(
+                ctx, handle, view_now, error=exc, status=422, who=carry.who, user=carry.user
+            )
+        )
 
     # -- after a step -----------------------------------------------------------------------
 
@@ -1566,17 +1650,23 @@ class WebCore:
 
     # -- pages ------------------------------------------------------------------------------
 
-    def _again(self, ctx: _Ctx, view: FlowView) -> Plan[Mapping[str, str] | None]:
-        """The failed page's "try again" form (``POST /begin``, the start page's CSRF token)
-        when the application has a signed-in user to begin a new flow for; else ``None``."""
-        if view.state != "Failed" or view.failure == "unavailable":
+    def _again(
+        self, ctx: _Ctx, handle: str, view: FlowView, user: str | None
+    ) -> Plan[Mapping[str, str] | None]:
+        """The failed page's "Try again" / "Send another push" form (``POST
+        /f/<handle>/again``: the engine's ``again`` for this flow, so the same provider
+        and the same user) when the flow may start again (``can_start_again``) and the
+        application has a signed-in user who is this flow's user; else ``None``."""
+        if not can_start_again(view):
             return None
-        if (yield from self._vouched(ctx)) is None:
+        vouched = yield from self._vouched(ctx)
+        if vouched is None or (user is not None and vouched.user_id != user):
             return None
         return {
-            "url": self._url(ctx, "begin"),
-            "csrf": self._form_token(ctx, ""),
+            "url": self._url(ctx, "step", handle=handle, step="again"),
+            "csrf": self._form_token(ctx, handle),
             "provider": view.provider,
+            "label": "Send another push" if _push_expired(view) else "Try again",
         }
 
     def _page(
@@ -1589,19 +1679,25 @@ class WebCore:
         status: int = 200,
         who: str | None = None,
         notice: str | None = None,
+        user: str | None = None,
     ) -> Plan[_Out]:
         challenge = view.challenge
-        again = yield from self._again(ctx, view)
+        again = yield from self._again(ctx, handle, view, user)
         context = {
             "view": view,
             "challenge": challenge,
             "handle": handle,
             "who": who,
+            # "Signing in as <user id> - not you?" while the flow runs.
+            "signing_in_as": user if not view.is_final else None,
             "action": lambda step: self._url(ctx, "step", handle=handle, step=step),
             "allowed": events.allowed_events(view),
             "typed_first_factor": events.typed_first_factor(view),
             "can_choose": events.can_choose(view),
             "takes_code": events.takes_code(view),
+            # A pending push (Entrust TOKENPUSH) that takes no code: switch to the code of
+            # the user's token app (Entrust TOKEN) instead, without opening "another way".
+            "token_instead": events.token_instead(view),
             "can_resend": events.can_resend(view),
             "notice": notice,
             # A fresh flow for the application's signed-in user, straight to the picker:
@@ -1769,8 +1865,9 @@ class WebCore:
             and isinstance(data.get("f"), str)
             and isinstance(data.get("t"), str | None)
             and isinstance(data.get("w"), str | None)
+            and isinstance(data.get("u"), str | None)
         ):
-            return raw, Carry(data["f"], data.get("t"), data.get("w"))
+            return raw, Carry(data["f"], data.get("t"), data.get("w"), data.get("u"))
         if raw is None and self.secure and not ctx.request.secure:
             # The usual cause: a browser (or client) never sends a Secure cookie back over
             # plain HTTP. Say it to the operator; the page says only "start again".
@@ -1815,6 +1912,17 @@ def _without_io(plan: Plan[_Out]) -> _Out:
 def _awaits_hand_off(view: FlowView) -> bool:
     """Whether ``view`` is a completed flow whose result the application has not had yet."""
     return view.state == "Completed" and view.result is not None and not view.result.handed_off
+
+
+def _push_expired(view: FlowView) -> bool:
+    """Whether ``view`` ended because a push (or other device request) went unanswered."""
+    challenge = view.challenge
+    return view.failure == "expired" and challenge is not None and challenge.kind == "push"
+
+
+def _vouched_who(user: VerifiedUser) -> str:
+    """The pages' "checked by" line for a user the application vouched for."""
+    return f"{user.user_id}'s password, checked by {user.checked_by}"
 
 
 def _digest(value: str) -> str:

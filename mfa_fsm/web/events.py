@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.registry import provider_flow
-from mfa_fsm.core.snapshot import Challenge, FlowView
+from mfa_fsm.core.snapshot import Challenge, Choice, FlowView
 
 #: Challenge kinds answered by typing (a password, security questions, a new password); any
 #: other first challenge is confirmed (Entrust EXTERNAL) or started (a push) with no data.
@@ -89,6 +89,22 @@ def can_choose(view: FlowView) -> bool:
     return "select_second_factor" in allowed_events(view) and any(
         choice.supported for choice in view.choices
     )
+
+
+def token_instead(view: FlowView) -> Choice | None:
+    """The choice of a code from a token or authenticator app (kind ``token``: Entrust
+    TOKEN) to offer while a request that takes no code is pending (Entrust TOKENPUSH), where
+    the flow takes a new choice; ``None`` when a code can already be typed (``takes_code``)
+    or there is no such choice."""
+    challenge = view.challenge
+    if view.state != "OobPending" or challenge is None or takes_code(view):
+        return None
+    if not can_choose(view):
+        return None
+    for choice in view.choices:
+        if choice.supported and choice.kind == "token" and choice.id != challenge.factor:
+            return choice
+    return None
 
 
 def takes_code(view: FlowView) -> bool:

@@ -122,9 +122,15 @@ def test_sms_wrong_then_right_through_the_pages(
 
 
 def test_typed_passcode_through_the_pages(visitor: Visitor) -> None:
-    """A Duo Mobile / token passcode signs in."""
+    """A Duo Mobile / token passcode signs in; its field asks a phone for the digit keypad
+    and the browser for 6 to 9 digits (Duo's passcode lengths)."""
     to_picker(visitor)
     visitor.step("factor", factor="passcode")
+    field = re.search(r"<input id=\"response\"[^>]*>", visitor.page().get_data(as_text=True))
+    assert field is not None
+    assert 'inputmode="numeric"' in field.group(0)
+    assert 'pattern="[0-9]{6,9}"' in field.group(0)
+    assert field.group(0).count("inputmode=") == 1
     visitor.step("response", response=DEMO_PASSCODE)
     assert state(visitor.page()) == "Completed"
 

@@ -232,8 +232,10 @@ def test_entrust_login_page_by_page(visitor: Visitor, entrust_emulator: EntrustE
     assert state(picker) == "AwaitingSecondFactor"
     body = picker.get_data(as_text=True)
     assert "First factor: jsmith&#39;s password, checked by the application." in body
-    assert 'value="SMS">Send a code by text message (SMS)</button>' in body
-    assert "Send a code by voice call" in body
+    assert '<input type="hidden" name="delivery" value="SMS">' in body
+    assert "Get a code by text message" in body
+    assert '<input type="hidden" name="delivery" value="VOICE">' in body
+    assert "Get a code by phone call" in body
     visitor.step("factor", factor="OTP", delivery="VOICE")
     code = visitor.page()
     assert heading(code) == "Enter your code"
@@ -553,9 +555,11 @@ def test_cyberark_try_another_way(visitor: Visitor, cyberark_emulator: CyberArkE
     """While an SMS is pending, "Try another way" picks the e-mail instead (after the send
     cooldown: a second device send within it is throttled, 429)."""
     visitor.start("cyberark", "alice", "alice-password")
+    # Each option's button shows CyberArk's own label as its secondary line.
     choices = re.findall(
-        r'name="factor" value="([^"]+)">\s*<button type="submit">([^<]+)</button>',
+        r'name="factor" value="([^"]+)">(?:(?!</form>).)*?class="mfa-option-detail">([^<]+)<',
         visitor.page().get_data(as_text=True),
+        re.S,
     )
     by_label = {label: factor for factor, label in choices}
     visitor.step("factor", factor=by_label["SMS... XXX-6789"])
@@ -689,7 +693,11 @@ def test_no_secret_reaches_a_page_or_a_log(
     assert heading(visitor.page()) == "You are signed in"
     visitor.start("cyberark", "alice", "alice-password")
     picker = visitor.page().get_data(as_text=True)
-    sms = re.search(r'name="factor" value="([^"]+)">\s*<button type="submit">SMS', picker)
+    sms = re.search(
+        r'name="factor" value="([^"]+)">(?:(?!</form>).)*?class="mfa-option-detail">SMS',
+        picker,
+        re.S,
+    )
     assert sms
     visitor.step("factor", factor=sms.group(1))
     visitor.page()

@@ -104,15 +104,15 @@ def test_entrust_otp_by_sms(page: Page, context: BrowserContext, demo: Demo, sho
     sign_in(page, demo, "jsmith")
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     shot(page, "choose-factor")
-    page.get_by_role("button", name="Send a code by text message (SMS)").click()
+    page.get_by_role("button", name="Get a code by text message").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
-    expect(page.get_by_label("Type the code sent by SMS")).to_be_focused()
+    expect(page.get_by_label("Verification code")).to_be_focused()
     shot(page, "code")
     control = context.new_page()
     control.goto(demo.url + "emulator")
     shot(control, "emulator-control")
     code = control.locator("[data-code-for=jsmith]").inner_text()
-    page.get_by_label("Type the code sent by SMS").fill(code)
+    page.get_by_label("Verification code").fill(code)
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
     expect(page.get_by_role("status")).to_contain_text("Welcome, John Smith")
@@ -128,7 +128,7 @@ def test_entrust_password_then_token(page: Page, demo: Demo, shot: Shot) -> None
     expect(page.locator("p.mfa-who")).to_have_text(
         "First factor: pwuser's password, checked by Entrust Identity as a Service."
     )
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    page.get_by_role("button", name="Use your authenticator app or token").click()
     page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     shot(page, "token")
     page.get_by_role("button", name="Verify").click()
@@ -231,7 +231,7 @@ def test_cyberark_password_then_sms_code(
 def test_wrong_code_is_asked_again(page: Page, demo: Demo, shot: Shot) -> None:
     """Entrust: a wrong code stays on the code page, says so, and counts the attempts."""
     sign_in(page, demo, "jsmith")
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    page.get_by_role("button", name="Use your authenticator app or token").click()
     page.get_by_label("Code from your token or authenticator app").fill("00000000")
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
@@ -296,11 +296,11 @@ def test_reload_resumes_the_flow(page: Page, context: BrowserContext, demo: Demo
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
-    page.get_by_role("button", name="Send a code by e-mail").click()
+    page.get_by_role("button", name="Get a code by e-mail").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
-    page.get_by_label("Type the code sent by EMAIL").fill(last_code(context, demo, "jsmith"))
+    page.get_by_label("Verification code").fill(last_code(context, demo, "jsmith"))
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
 
@@ -314,7 +314,7 @@ def test_two_tabs_run_two_flows(context: BrowserContext, demo: Demo, shot: Shot)
     shot(cyberark, "security-questions")
     entrust.reload()
     expect(entrust.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
-    entrust.get_by_role("button", name="Code from your token or authenticator app").click()
+    entrust.get_by_role("button", name="Use your authenticator app or token").click()
     entrust.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     entrust.get_by_role("button", name="Verify").click()
     expect(entrust.get_by_role("heading", level=1)).to_have_text("You are signed in")
@@ -339,7 +339,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
             "Approve the sign-in on your device"
         )
         expect(page.get_by_text("cannot check by itself with scripts turned off")).to_be_visible()
-        shot(page, "approve-no-script")
+        shot(page, "approve-no-script", scripts=False)
         page.get_by_role("button", name="Check now").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(
             "Approve the sign-in on your device"
@@ -348,7 +348,7 @@ def test_without_scripts_polling_is_a_button(browser: Browser, demo: Demo, shot:
         page.wait_for_timeout(1100)  # the next poll is due after the poll interval
         page.get_by_role("button", name="Check now").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
-        shot(page, "completed-no-script")
+        shot(page, "completed-no-script", scripts=False)
     finally:
         context.close()
 
@@ -366,7 +366,7 @@ def test_idp_unavailable_then_try_again(page: Page, demo: Demo, shot: Shot) -> N
     """An IdP outage shows "unavailable" with a Try again button that carries on the flow."""
     sign_in(page, demo, "jsmith")
     demo.emulator("entrust").faults.inject("status", status=503, path="authenticate/TOKEN")
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    page.get_by_role("button", name="Use your authenticator app or token").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "The identity provider is unavailable"
     )

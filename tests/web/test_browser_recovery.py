@@ -50,7 +50,7 @@ def test_entrust_send_a_new_code(
     """Entrust OTP by SMS: "Send a new code" re-issues the select; the first code is spent
     and the new one signs in."""
     sign_in(page, quick_demo, "jsmith")
-    page.get_by_role("button", name="Send a code by text message (SMS)").click()
+    page.get_by_role("button", name="Get a code by text message").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     first = last_code(context, quick_demo, "jsmith")
     shot(page, "code-with-resend")
@@ -59,7 +59,7 @@ def test_entrust_send_a_new_code(
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     second = last_code(context, quick_demo, "jsmith")
     assert second != first
-    page.get_by_label("Type the code sent by SMS").fill(second)
+    page.get_by_label("Verification code").fill(second)
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
 
@@ -103,7 +103,7 @@ def test_resend_inside_the_cooldown_says_when(page: Page, demo: Demo, shot: Shot
     """With the default 30 s cooldown, the page says when a new code may be asked for, and
     asking at once answers 429 saying nothing was sent, with a way back to the code page."""
     sign_in(page, demo, "jsmith")
-    page.get_by_role("button", name="Send a code by text message (SMS)").click()
+    page.get_by_role("button", name="Get a code by text message").click()
     expect(page.locator(".mfa-resend .mfa-hint")).to_contain_text("available at")
     calls = len(demo.emulator("entrust").calls)
     with page.expect_response(lambda r: r.url.endswith("/resend")) as answer:
@@ -119,7 +119,7 @@ def test_a_malformed_code_is_refused_before_the_idp(page: Page, demo: Demo, shot
     """A 5-digit token code: the page says it must be 6 to 8 digits; IDaaS is not asked and
     no attempt is lost."""
     sign_in(page, demo, "jsmith")
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    page.get_by_role("button", name="Use your authenticator app or token").click()
     calls = len(demo.emulator("entrust").calls)
     page.get_by_label("Code from your token or authenticator app").fill("12345")
     page.get_by_role("button", name="Verify").click()
@@ -175,14 +175,19 @@ def test_a_security_key_only_account_gets_the_typed_forms_one_refusal(
 def test_entrust_pending_push_then_the_token_code_instead(
     page: Page, quick_demo: Demo, shot: Shot
 ) -> None:
-    """While an Entrust push is pending, "Try another way" offers the other authenticators;
-    the token code typed instead signs in (the select carries the current token)."""
+    """While an Entrust push (TOKENPUSH) is pending, the page offers the token code (TOKEN)
+    at once, and "Try another way" the other authenticators; the token code typed instead
+    signs in (the select carries the current token)."""
     sign_in(page, quick_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")
+    instead = page.get_by_role(
+        "button", name="Type the code from your token or authenticator app instead"
+    )
+    expect(instead).to_be_visible()
     page.get_by_text("Try another way").click()
     shot(page, "push-another-way")
-    page.get_by_role("button", name="Code from your token or authenticator app").click()
+    instead.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     page.get_by_label("Code from your token or authenticator app").fill(DEMO_TOKEN_CODE)
     page.get_by_role("button", name="Verify").click()
@@ -203,16 +208,16 @@ def impatient_demo(framework: str) -> Iterator[Demo]:
 def test_after_an_expired_push_try_again_goes_straight_to_the_picker(
     page: Page, impatient_demo: Demo, shot: Shot
 ) -> None:
-    """A push nobody answered ends Failed(expired); "Try again" begins a fresh flow for the
-    application's signed-in user, straight to the picker (no password asked again), and a
-    new push there signs in."""
+    """A push nobody answered ends Failed(expired); "Send another push" (the engine's again)
+    begins a fresh flow for the application's signed-in user, straight to the picker (no
+    password asked again), and a new push there signs in."""
     sign_in(page, impatient_demo, "jsmith")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in failed")
     expect(page.locator(".mfa-reason")).to_have_attribute("data-reason", "expired")
-    expect(page.get_by_role("button", name="Try again")).to_be_focused()
+    expect(page.get_by_role("button", name="Send another push")).to_be_focused()
     shot(page, "expired-try-again")
-    page.get_by_role("button", name="Try again").click()
+    page.get_by_role("button", name="Send another push").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     page.get_by_role("button", name="Approve on the Entrust mobile app").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Approve the sign-in on your device")

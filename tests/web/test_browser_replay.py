@@ -53,8 +53,10 @@ def test_a_lost_completing_poll_still_signs_the_user_in(
         )
         assert signed.status == 303
         page.goto(base + signed.headers["location"])
-        page.locator('form:has(input[name="factor"][value="TOKENPUSH"]) button').click()
+        # Routed before the push starts: a poll sent before the route was set could
+        # otherwise complete the flow unseen on a loaded machine.
         page.route("**/poll", lose_the_completing_reply)
+        page.locator('form:has(input[name="factor"][value="TOKENPUSH"]) button').click()
         completions = len(entrust_emulator.calls_to("/complete"))
         entrust_emulator.approve_push("pushmc")
         expect(page).to_have_url(f"{base}/app/home", timeout=15_000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import random
 import secrets
 import string
 import uuid
@@ -52,6 +53,9 @@ COOKIE_LIMIT = 4093
 TOKEN_CHARS = 600
 #: mfa_fsm's own bound on user ids (``mfa_fsm.core.inputs.MAX_ID``): the longest a start takes.
 USER_ID_CHARS = 255
+#: A user id of that length that does not compress (the flow cookie is zlib-compressed
+#: before it is signed): fixed, so the figures printed stay comparable.
+USER_ID = "".join(random.Random(USER_ID_CHARS).choices(string.ascii_letters, k=USER_ID_CHARS))  # noqa: S311 - test data
 
 # -- Entrust IDaaS Authentication API v5.46 (entrust-idaas-authentication-openapi.json) --------
 #: UserAuthenticateQueryResponse.availableSecondFactor: every value of its enum.
@@ -250,7 +254,7 @@ def maximal(provider: str, state: str, *, qr_image: bool = False) -> Snapshot:
     result = None
     if state == "Completed":
         result = Result(
-            user_id="u" * USER_ID_CHARS,
+            user_id=USER_ID,
             display_name=words(LABEL_CHARS),
             token=text(TOKEN_CHARS * 2),
             expires_at=NOW + 3600,
@@ -259,7 +263,7 @@ def maximal(provider: str, state: str, *, qr_image: bool = False) -> Snapshot:
     return Snapshot(
         provider=provider,
         flow_id=uuid.uuid4().hex,  # what start() makes
-        user_id="u" * USER_ID_CHARS,
+        user_id=USER_ID,
         state=state,
         version=7,
         created_at=NOW,
@@ -284,14 +288,16 @@ def app() -> Flask:
 def flow_cookie_header(app: Flask, snapshot: Snapshot, expected_version: int | None = None) -> str:
     """The Set-Cookie value the blueprint sends for ``snapshot``: sealed by the engine's
     SealedState, carried with the longest "who checked the first factor" line a user id
-    makes. Raises SealedStateTooLarge where the blueprint refuses it."""
+    makes and that user id itself ("Signing in as ..."). Raises SealedStateTooLarge where
+    the blueprint refuses it."""
     web = app.blueprints["mfa_fsm"].core  # type: ignore[attr-defined]
     sealed: SealedState = web.flows.engine.sealed
     token = sealed.seal(snapshot, expected_version=expected_version)
     who = f"{snapshot.user_id}'s password, checked by example.com password"
     handle = secrets.token_urlsafe(9)
     with app.test_request_context(f"/login/f/{handle}/response", method="POST"):
-        header = web.flow_cookie(handle, Carry(snapshot.flow_id, token, who))
+        carry = Carry(snapshot.flow_id, token, who, user=snapshot.user_id)
+        header = web.flow_cookie(handle, carry)
     return str(header)
 
 

@@ -111,3 +111,45 @@ def test_a_framework_that_checks_csrf_itself(core: WebCore) -> None:
     )
     assert 'value="django-token"' in start.body.decode()
     assert not [v for k, v in start.headers if k == "Set-Cookie" and "_csrf=" in v]
+
+
+def test_every_form_carries_the_frameworks_csrf_field(core: WebCore) -> None:
+    """Under a framework that checks CSRF itself (Django's CsrfViewMiddleware), every form of
+    every page (start, picker, code with "another way", resend and cancel, failed with "Try
+    again") carries the framework's field, never the core's ``csrf_token``."""
+    csrf = ("csrfmiddlewaretoken", "django-token")
+
+    def ask(method: str, route: str, cookies: dict[str, str], **params: str) -> PageAnswer:
+        form = [(k, v) for k, v in params.items() if k not in ("handle", "step")]
+        path = {k: v for k, v in params.items() if k in ("handle", "step")}
+        request = PageRequest(
+            method,
+            route,
+            "/login",
+            params=path,
+            form=form,
+            cookies=cookies,
+            user=lambda: "jsmith",
+            framework_csrf=csrf,
+        )
+        return run(core.handle(request))
+
+    def check_forms(answer: PageAnswer) -> int:
+        body = answer.body.decode()
+        forms = re.findall(r"<form [^>]*method=\"post\".*?</form>", body, re.S)
+        for form in forms:
+            assert '<input type="hidden" name="csrfmiddlewaretoken" value="django-token">' in form
+        assert 'name="csrf_token"' not in body
+        return len(forms)
+
+    assert check_forms(ask("GET", "start_page", {})) >= 2  # "Continue as", the typed form
+    begun = ask("POST", "begin", {}, provider="entrust")
+    cookies = cookies_of(begun)
+    handle = begun.header("Location").rsplit("/", 1)[-1]  # type: ignore[union-attr]
+    assert check_forms(ask("GET", "flow", cookies, handle=handle)) >= 3  # picker, cancel
+    ask("POST", "step", cookies, handle=handle, step="factor", factor="TOKEN")
+    assert check_forms(ask("GET", "flow", cookies, handle=handle)) >= 3  # code, ways, cancel
+    ask("POST", "step", cookies, handle=handle, step="cancel")
+    failed = ask("GET", "flow", cookies, handle=handle)
+    assert "/again" in failed.body.decode()
+    assert check_forms(failed) == 1  # "Try again"

@@ -425,3 +425,67 @@ def test_replay_is_bounded_and_needs_the_same_browser(live: Live) -> None:
     completed_with_lost_reply(off)
     repeat = off.post(f"{off.flow_url}/response", response=DEMO_TOKEN_CODE)
     assert repeat.status_code == 303 and len(calls) == 3
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_try_again_keeps_the_flows_provider_and_user(live: Live, sealed: bool) -> None:
+    """The failed page's "Try again" is the engine's ``again`` for that flow and the signed-in
+    user: a new flow (new handle, new cookie) of the same provider, straight to the picker,
+    "Signing in as" the same user; a user id typed at the start page is no one to vouch for,
+    so a flow started there offers no "Try again"."""
+    client = Client(live(sealed=sealed))
+    client.begin("entrust", "jsmith")
+    client.step("cancel")
+    failed = client.get(client.flow_url)
+    assert state(failed) == "Failed"
+    again_url = f"{client.flow_url}/again"
+    assert f'action="{again_url}"' in failed.text and "Try again</button>" in failed.text
+    assert "Signing in as" not in failed.text  # the flow has ended
+    old_url = client.flow_url
+    moved = client.post(again_url)
+    assert moved.status_code == 303
+    client.flow_url = moved.headers["Location"].removeprefix(client.base)
+    assert client.flow_url != old_url and client.flow_url.startswith(f"{PREFIX}/f/")
+    assert "mfa_fsm_flow_" in moved.headers["Set-Cookie"]
+    page = client.get(client.flow_url)
+    assert state(page) == "AwaitingSecondFactor"  # the app vouched: no first factor asked
+    assert "Signing in as <strong>jsmith</strong>" in page.text
+    assert client.step("factor", factor="TOKEN").status_code == 303
+    done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert done.status_code == 302 and done.headers["Location"] == "/app/home"
+    # The new flow's CSRF token is bound to its own handle: not good for the old page.
+    assert client.post(again_url).status_code == 400
+    # The old, failed flow's page still offers "Try again": another new flow, not an error.
+    assert state(client.get(old_url)) == "Failed"
+    assert client.post(again_url).status_code == 303
+
+
+def test_try_again_needs_the_flows_own_user(live: Live) -> None:
+    """A flow typed at the start page, the application signing nobody in: its failed page
+    offers "Start again" only, and a forced ``again`` POST is refused (403) with no flow."""
+    client = Client(live())
+    client.start("entrust", "pwuser", "Passw0rd!")
+    client.step("cancel")
+    failed = client.get(client.flow_url)
+    assert state(failed) == "Failed" and "/again" not in failed.text
+    refused = client.post(f"{client.flow_url}/again")
+    assert refused.status_code == 403
+    assert heading(refused) == "Sign in first"
+
+
+def test_a_pending_push_offers_the_token_code_instead(live: Live) -> None:
+    """While an Entrust TOKENPUSH is pending (it takes no code), the page offers the code of
+    the user's token app (TOKEN) at once; choosing it asks for the code, which signs in."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKENPUSH")
+    pending = client.get(client.flow_url)
+    assert state(pending) == "OobPending"
+    assert "Type the code from your token or authenticator app instead" in pending.text
+    assert 'name="response"' not in pending.text  # a push takes no code itself
+    assert client.step("factor", factor="TOKEN").status_code == 303
+    asked = client.get(client.flow_url)
+    assert state(asked) == "SecondFactorSelected"
+    assert "Type the code from your token" not in asked.text
+    done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert done.status_code == 302 and done.headers["Location"] == "/app/home"

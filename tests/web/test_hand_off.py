@@ -28,7 +28,11 @@ def sign_in_with_sms(visitor: Visitor, emulator: CyberArkEmulator) -> None:
     """alice: password, then the SMS code; ends on the Completed step."""
     visitor.start("cyberark", "alice", "alice-password")
     picker = visitor.page().get_data(as_text=True)
-    sms = re.search(r'name="factor" value="([^"]+)">\s*<button type="submit">SMS', picker)
+    sms = re.search(
+        r'name="factor" value="([^"]+)">(?:(?!</form>).)*?class="mfa-option-detail">SMS',
+        picker,
+        re.S,
+    )
     assert sms
     visitor.step("factor", factor=sms.group(1))
     visitor.page()

@@ -5,6 +5,8 @@
 // browser once signed in) is followed; one with "retry_after" is polled again after it. What it is doing is said in
 // the page's aria-live region, once per change, so a screen reader is not flooded.
 // Without scripts the page still works: its "Check now" button sends the same poll.
+// It also shows the time left: an m:ss countdown, a progress bar (no animation of its own, so
+// it needs no prefers-reduced-motion exception) and the deadline in this browser's local time.
 (function () {
   "use strict";
   var box = document.querySelector("[data-mfa-poll-url]");
@@ -16,9 +18,13 @@
   var status = document.getElementById("mfa-poll-status");
   var countdown = document.getElementById("mfa-countdown");
   var prompt = document.getElementById("mfa-prompt");
+  var progress = document.getElementById("mfa-progress");
+  var deadlineText = document.getElementById("mfa-deadline");
   var deadline = parseFloat(box.getAttribute("data-mfa-deadline"));
   // Server clock minus this browser's: next_poll_at and the deadline are the server's times.
   var skew = parseFloat(box.getAttribute("data-mfa-now")) - Date.now() / 1000;
+  // The progress bar's whole: the time left when the page was rendered (at least a second).
+  var span = Math.max(1, deadline - parseFloat(box.getAttribute("data-mfa-now")));
   var note = document.getElementById("mfa-no-script");
   if (note) {
     note.hidden = true;
@@ -66,8 +72,10 @@
           window.location.assign(data.location);
           return;
         }
-        if (typeof data.deadline === "number") {
-          deadline = data.deadline;
+        if (typeof data.deadline === "number" && data.deadline !== deadline) {
+          deadline = data.deadline;  // a new request was sent: a new deadline
+          span = Math.max(span, deadline - now());
+          showDeadline();
         }
         // The IdP's own words while it waits (its status message), as text, never markup.
         if (prompt && typeof data.prompt === "string" && data.prompt) {
@@ -82,10 +90,31 @@
       });
   }
 
+  // The deadline (server epoch seconds) as this browser's local time of day.
+  function showDeadline() {
+    if (!deadlineText || !isFinite(deadline)) {
+      return;
+    }
+    var local = new Date((deadline - skew) * 1000);
+    deadlineText.setAttribute("datetime", local.toISOString());
+    deadlineText.textContent = local.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // Seconds as m:ss ("4:05").
+  function clock(seconds) {
+    var s = seconds % 60;
+    return Math.floor(seconds / 60) + ":" + (s < 10 ? "0" : "") + s;
+  }
+
   function tick() {
     var left = Math.max(0, Math.round(deadline - now()));
     if (countdown) {
-      countdown.textContent = " (in " + left + " s)";
+      countdown.textContent = ", in " + clock(left);
+    }
+    if (progress) {
+      progress.hidden = false;
+      progress.max = span;
+      progress.value = Math.min(left, span);
     }
     // Once a minute is often enough for a screen reader to hear how long is left.
     var minute = Math.ceil(left / 60);
@@ -96,6 +125,7 @@
   }
 
   announce("Waiting for your approval. This page checks automatically.");
+  showDeadline();
   tick();
   window.setInterval(tick, 1000);
   schedule(parseFloat(box.getAttribute("data-mfa-next-poll-at")));
