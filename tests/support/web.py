@@ -54,7 +54,9 @@ def flow_csrf(body: str) -> str | None:
         action = re.match(r'[^>]*action="([^"]*)"', form)
         if action and action.group(1).endswith("/begin"):
             continue
-        found = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        # The core's own field, or the framework's (Django: csrfmiddlewaretoken), which the
+        # Django adapter also takes under the core's name.
+        found = re.search(r'name="(?:csrf_token|csrfmiddlewaretoken)" value="([^"]+)"', form)
         if found:
             return found.group(1)
     return None

@@ -288,7 +288,7 @@ def test_control_page_shows_the_grid_card_and_a_grid_login_uses_it(unthrottled: 
     assert 'id="grid-pwuser"' not in page  # no GRID authenticator
     agent.sign_in("jsmith", "jsmith-app-password")
     assert agent.step("factor", factor="GRID") == "SecondFactorSelected"
-    cells = re.findall(r"<strong>([A-J][1-5])</strong>", agent.page)
+    cells = re.findall(r"<li>([A-J][1-5])</li>", agent.page)
     assert len(cells) == 3
     answer = " ".join(
         re.search(rf'data-cell="{cell}">(\w+)<', page).group(1)  # type: ignore[union-attr]
