@@ -700,7 +700,8 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
         view = walk(flow, term, hint)
         while view.state == "Failed":
             _say_failed(view, term)
-            if not _again_wanted(view, term, user):
+            again = pending[0] if view.failure == "expired" else None
+            if not _again_wanted(view, term, user, resend=again is not None):
                 return 1
             # A fresh flow for the same user (Flow.again): straight to the factors when the
             # first factor was vouched for, as the web pages' "Try again" does; after an
@@ -710,7 +711,6 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
                 flow = flow.again(
                     verified_user=vouched if isinstance(vouched, VerifiedUser) else None
                 )
-            again = pending[0] if view.failure == "expired" else None
             view = walk(flow, term, hint, again=again)
     result = view.result
     if result is None:  # pragma: no cover - a Completed view always holds its result
@@ -751,13 +751,14 @@ def _say_failed(view: FlowView, term: Terminal) -> None:
         term.say(f"{shown(label)}: {shown(url)}")
 
 
-def _again_wanted(view: FlowView, term: Terminal, user: str) -> bool:
+def _again_wanted(view: FlowView, term: Terminal, user: str, *, resend: bool) -> bool:
     """Whether the person wants a fresh flow after ``view`` failed: "send another request"
-    after one expired, "start again" after any other ending that a new flow may get past
+    when ``resend`` (a request to the device expired, and the fresh flow sends it again),
+    "start again" after any other ending that a new flow may get past
     (:func:`~mfa_fsm.core.flow.can_start_again`); no when input has ended."""
     if not can_start_again(view):
         return False
-    if view.failure == "expired":
+    if resend:
         return term.confirm(f"Send another request to {user}'s device? [y/N]: ")
     return term.confirm(f"Start again for {user}? [y/N]: ")
 
