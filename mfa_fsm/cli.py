@@ -673,7 +673,7 @@ def _who(args: argparse.Namespace, target: _Target, term: Terminal, user: str) -
         idp = target.flow_class.label
         term.say(
             f"{idp} does not check {user}'s first factor: the application vouches for it, "
-            f"here with the demo application's own password ({idp} never sees it)."
+            "here with the demo application's own password, which the IdP never sees."
         )
         password = term.ask("Demo application password: ", secret=True)
         if not hmac.compare_digest(password.encode(), app_passwords[user].encode()):
