@@ -27,6 +27,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import select
 import signal
 import sys
@@ -43,10 +44,12 @@ import structlog
 from mfa_fsm import diagrams, verify
 from mfa_fsm.core.driver import wait_while_pending
 from mfa_fsm.core.errors import (
+    EventNotAllowed,
     IdpError,
     InvalidInput,
     MfaError,
     ResendTooSoon,
+    Throttled,
     UsageError,
     VerifiedUserRequired,
 )
@@ -179,13 +182,25 @@ class Terminal:
             self.say(f"Please type a number from 1 to {len(options)}.")
 
 
-def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = None) -> FlowView:
+def walk(
+    flow: Flow,
+    term: Terminal,
+    hint: Callable[[FlowView], None] | None = None,
+    *,
+    again: tuple[str, str | None] | None = None,
+) -> FlowView:
     """Drive ``flow`` to its end, asking the person at ``term`` for each input.
 
     Works for every provider: what to ask is read from the view (see
     :mod:`mfa_fsm.web.events`, which the web pages use too). Everything the IdP sent is
     printed through :func:`shown`. Ctrl-C ends the flow at the IdP too (see
-    :func:`_cancel_at_idp`) and goes on as KeyboardInterrupt.
+    :func:`_cancel_at_idp`) and goes on as KeyboardInterrupt. ``again`` is a factor and
+    delivery to select by itself the first time the flow shows the factor menu (another
+    request after one expired), when the IdP still offers that factor.
+
+    An event the flow refuses before any IdP call (a resend inside its cooldown, a throttle,
+    a malformed code, an event the state no longer takes) is said, and the walk goes on from
+    the flow as it is (:func:`_send`): it never ends the login.
     """
     steps = {
         "AwaitingFirstFactor": _first_factor,
@@ -198,11 +213,109 @@ def walk(flow: Flow, term: Terminal, hint: Callable[[FlowView], None] | None = N
         while not view.is_final:
             if hint is not None:
                 hint(view)
+            if again is not None and view.state == "AwaitingSecondFactor":
+                view, again = _select_again(flow, view, term, again), None
+                continue
             view = steps[view.state](flow, view, term)
     except KeyboardInterrupt:
         _cancel_at_idp(flow, term)
         raise
     return view
+
+
+def _select_again(
+    flow: Flow, view: FlowView, term: Terminal, again: tuple[str, str | None]
+) -> FlowView:
+    """Select the factor (and delivery) of the request that expired, if still offered."""
+    factor, delivery = again
+    choice = next((c for c in view.choices if c.supported and c.id == factor), None)
+    if choice is None:
+        term.say("That way is no longer offered; choose another.")
+        return view
+    if delivery not in choice.deliveries:
+        delivery = None
+    term.say(f"Sending another request: {shown(choice.label)}.")
+    return _send(flow, term, "select_second_factor", **events.select_data(choice.id, delivery))
+
+
+def _send(flow: Flow, term: Terminal, event: str, **data: Any) -> FlowView:
+    """``flow.send(event, **data)``; a refusal made before any IdP call (the flow is then
+    exactly as it was) is said in plain words, and the flow's view returned, so the walk asks
+    again instead of ending the login: :class:`ResendTooSoon` (a code or request went out
+    less than the cooldown ago), :class:`Throttled`, :class:`InvalidInput` (a malformed
+    code: no attempt spent) and :class:`EventNotAllowed` (the flow moved on meanwhile)."""
+    try:
+        return flow.send(event, **data)
+    except REFUSALS as exc:
+        return _refused(flow, term, exc)
+
+
+#: What :meth:`Flow.send` raises before any IdP call, the flow unchanged, that a person can
+#: get past by waiting or typing something else.
+REFUSALS = (Throttled, InvalidInput, EventNotAllowed)
+
+
+def _refused(flow: Flow, term: Terminal, exc: MfaError) -> FlowView:
+    """Say why ``flow`` refused an event (one of :data:`REFUSALS`); the flow's view."""
+    if isinstance(exc, ResendTooSoon):
+        term.say(_too_soon(flow, exc))
+    elif isinstance(exc, Throttled):
+        wait = max(math.ceil(exc.retry_after), 1)
+        term.say(
+            f"Too many tries in a short time, so nothing was sent; wait {wait} s and try again."
+        )
+    elif isinstance(exc, InvalidInput):
+        term.say(_invalid(exc))
+    else:
+        term.say("That cannot be done at this step any more; here is where the login is now.")
+    return flow.view()
+
+
+def _too_soon(flow: Flow, exc: ResendTooSoon) -> str:
+    """A resend (or the same factor chosen again) inside the cooldown: how long ago the last
+    code or request went out, when the configuration says its cooldown, and how long to wait."""
+    view = flow.view()
+    challenge = view.challenge
+    sent = "A code" if challenge is not None and challenge.accepts_code else "A request"
+    wait = max(math.ceil(exc.retry_after), 1)
+    cooldown = getattr(flow.config, "resend_cooldown", None)
+    if isinstance(cooldown, int | float):
+        # resend_at is rounded up to a whole second: up to 1 s more than the cooldown left
+        ago = max(math.floor(cooldown - exc.retry_after), 0)
+        when = "just now" if ago < 1 else f"{ago} s ago"
+        return f"{sent} was already sent {when}; wait {wait} s before asking for another."
+    return f"{sent} was already sent; wait {wait} s before asking for another."
+
+
+#: What the library's code-format message names as its source, in the person's words.
+_CODE_SOURCES = {
+    "the tenant's otpLength": "your organisation's setting",
+    "RFC 4226": "the usual length of one-time codes",
+    "the length of Duo's passcodes": "the length of Duo passcodes",
+}
+_CODE_RULE = re.compile(r"must be (\d+(?: to \d+)?) digits \(([^)]*)\)")
+
+
+def _invalid(exc: InvalidInput) -> str:
+    """An event's field refused before any IdP call, for the person at the terminal: a typed
+    code of the wrong length or with letters in plain words (the library's message names
+    the configuration field it comes from, for developers); anything else as the library
+    says it, without the field's name."""
+    text = str(exc)
+    prefix = f"{exc.field}: "
+    problem = text[len(prefix) :] if text.startswith(prefix) else text
+    rule = _CODE_RULE.search(problem) if exc.field == "answer" else None
+    if rule is None:
+        return f"Not sent: {problem}."
+    count, source = rule.groups()
+    return (
+        f"The code must be {count} digits ({_CODE_SOURCES.get(source, source)}). Nothing was "
+        "sent, so no attempt was used; check the code and type it again."
+    )
+
+
+#: Plain words for the deliveries a factor offers (``Choice.deliveries``).
+DELIVERY_WORDS = {"SMS": "text message", "EMAIL": "e-mail", "VOICE": "voice call"}
 
 
 def _cancel_at_idp(flow: Flow, term: Terminal) -> None:
@@ -240,11 +353,12 @@ def _first_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
             typed = _ask_questions(challenge.questions, term)
         else:
             typed = [term.ask(f"{prefix}{shown(challenge.prompt) or 'Password'}: ", secret=True)]
-        return flow.send("submit_first_factor", **events.first_factor_data(view, typed))
+        return _send(flow, term, "submit_first_factor", **events.first_factor_data(view, typed))
     if challenge.kind == "external":
         term.say("First factor checked by the application; asking the IdP what next.")
     else:
         term.say(shown(challenge.prompt))
+    # Nothing typed: a refusal here would be refused again at once, so it ends the login.
     return flow.send("submit_first_factor")
 
 
@@ -259,8 +373,9 @@ def _pick_second_factor(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     choice = usable[term.choose("Second factor", [c.label for c in usable])]
     delivery = None
     if len(choice.deliveries) > 1:
-        delivery = choice.deliveries[term.choose("Send the code by", choice.deliveries)]
-    return flow.send("select_second_factor", **events.select_data(choice.id, delivery))
+        words = [DELIVERY_WORDS.get(d, d) for d in choice.deliveries]
+        delivery = choice.deliveries[term.choose("Send the code by", words)]
+    return _send(flow, term, "select_second_factor", **events.select_data(choice.id, delivery))
 
 
 def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -288,31 +403,24 @@ def _answer(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
 
 def _submit(flow: Flow, view: FlowView, term: Terminal, data: dict[str, Any]) -> FlowView:
     """``submit_response``; a code refused locally (wrong length or characters: nothing was
-    sent to the IdP, no attempt spent) is said and asked again."""
-    try:
-        return flow.send("submit_response", **data)
-    except InvalidInput as exc:
-        term.say(f"Not sent: {exc}.")
-        return flow.view()
+    sent to the IdP, no attempt spent) is said and asked again (:func:`_send`)."""
+    return _send(flow, term, "submit_response", **data)
 
 
 def _resend(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
     """``resend``: a new code or request; a cooldown not yet over, or an IdP that refuses,
     is said, and the flow carries on as it was."""
     try:
-        view = flow.send("resend")
-    except ResendTooSoon as exc:
-        sent = "code" if view.state == "SecondFactorSelected" else "request"
-        wait = math.ceil(exc.retry_after)
-        term.say(f"A new {sent} was sent a moment ago; ask again in {wait} s.")
-        return view
+        after = flow.send("resend")
+    except REFUSALS as exc:
+        return _refused(flow, term, exc)
     except IdpError as exc:
         if exc.transient:
             raise
         term.say(f"{exc}.")
-        return view
+        return flow.view()
     term.say("Sent again.")
-    return view
+    return after
 
 
 def _wait(flow: Flow, view: FlowView, term: Terminal) -> FlowView:
@@ -388,6 +496,8 @@ def _typed_while_pending(flow: Flow, view: FlowView, term: Terminal, line: str) 
     if token is not None and word.replace(" ", "").isdigit():
         try:  # Entrust re-selects with the current token (the push ends); Duo calls nothing
             switched = flow.send("select_second_factor", **events.select_data(token.id))
+        except REFUSALS as exc:
+            return _refused(flow, term, exc)
         except IdpError as exc:
             if exc.transient:
                 raise
@@ -560,9 +670,10 @@ def _who(args: argparse.Namespace, target: _Target, term: Terminal, user: str) -
         # checked elsewhere: the tool's equivalent of an application's verified session.
         checked_by = args.first_factor_checked_by
     elif user in app_passwords:
+        idp = target.flow_class.label
         term.say(
-            f"{user} signs in with EXTERNAL: the application checks the first factor, here "
-            "the demo application's own password (the IdP never sees it)."
+            f"{idp} does not check {user}'s first factor: the application vouches for it, "
+            "here with the demo application's own password, which the IdP never sees."
         )
         password = term.ask("Demo application password: ", secret=True)
         if not hmac.compare_digest(password.encode(), app_passwords[user].encode()):
@@ -583,31 +694,53 @@ def cmd_login(args: argparse.Namespace, term: Terminal) -> int:
     with _target(args, term) as target:
         user = args.user or term.ask("User id: ").strip()
         who = _who(args, target, term, user)
-        hint = _emulator_hint(args, target, term, user)
+        hint, pending = _pending_recorder(_emulator_hint(args, target, term, user))
         with _cli_advice(args, target, user):
             flow = target.flow_class.start(config=target.config, **who)
         view = walk(flow, term, hint)
         while view.state == "Failed":
             _say_failed(view, term)
-            if not _again_wanted(view, term, user):
+            again = pending[0] if view.failure == "expired" else None
+            if not _again_wanted(view, term, user, resend=again is not None):
                 return 1
             # A fresh flow for the same user (Flow.again): straight to the factors when the
-            # first factor was vouched for, as the web pages' "Try again" does.
+            # first factor was vouched for, as the web pages' "Try again" does; after an
+            # expired request ("send another request?") the same factor is selected again.
             with _cli_advice(args, target, user):
                 vouched = who.get("verified_user")
                 flow = flow.again(
                     verified_user=vouched if isinstance(vouched, VerifiedUser) else None
                 )
-            view = walk(flow, term, hint)
+            view = walk(flow, term, hint, again=again)
     result = view.result
     if result is None:  # pragma: no cover - a Completed view always holds its result
         raise UsageError("the flow completed without a result")
-    name = shown(result.display_name or result.user_id)
+    # The name the person typed (CyberArk's user_id is a UUID); the IdP's display name after.
+    name = shown(user)
+    if result.display_name and result.display_name != user:
+        name += f" ({shown(result.display_name)})"
     # Only a result that holds a token says so: Duo's Auth API hands back none (its
     # trusted_device_token only where the application remembers devices).
     held = f" (the result holds a token of {len(result.token)} characters)" if result.token else ""
     term.say(f"Authenticated as {name}{held}.")
     return 0
+
+
+def _pending_recorder(
+    hint: Callable[[FlowView], None] | None,
+) -> tuple[Callable[[FlowView], None], list[tuple[str, str | None] | None]]:
+    """``hint`` (if any), also noting, in a one-item list, the factor and delivery of the
+    request the walk last waited for, or ``None`` once it moved to anything else: the
+    request to send again when the flow then expired."""
+    pending: list[tuple[str, str | None] | None] = [None]
+
+    def noting(view: FlowView) -> None:
+        challenge = view.challenge if view.state == "OobPending" else None
+        pending[0] = (challenge.factor, challenge.delivery) if challenge is not None else None
+        if hint is not None:
+            hint(view)
+
+    return noting, pending
 
 
 def _say_failed(view: FlowView, term: Terminal) -> None:
@@ -618,13 +751,14 @@ def _say_failed(view: FlowView, term: Terminal) -> None:
         term.say(f"{shown(label)}: {shown(url)}")
 
 
-def _again_wanted(view: FlowView, term: Terminal, user: str) -> bool:
+def _again_wanted(view: FlowView, term: Terminal, user: str, *, resend: bool) -> bool:
     """Whether the person wants a fresh flow after ``view`` failed: "send another request"
-    after one expired, "start again" after any other ending that a new flow may get past
+    when ``resend`` (a request to the device expired, and the fresh flow sends it again),
+    "start again" after any other ending that a new flow may get past
     (:func:`~mfa_fsm.core.flow.can_start_again`); no when input has ended."""
     if not can_start_again(view):
         return False
-    if view.failure == "expired":
+    if resend:
         return term.confirm(f"Send another request to {user}'s device? [y/N]: ")
     return term.confirm(f"Start again for {user}? [y/N]: ")
 
@@ -966,7 +1100,10 @@ def parser() -> argparse.ArgumentParser:
         "terminal login shows only its walk-through)",
     )
     commands = top.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="the web login demo, with both IdP emulators")
+    emulators = ", ".join(flow.label for flow in _emulated().values())
+    demo = commands.add_parser(
+        "demo", help=f"the web login demo, with the IdP emulators ({emulators})".replace("%", "%%")
+    )
     demo.add_argument("--host", default="127.0.0.1", help="loopback only: see the docs")
     demo.add_argument("--port", type=_port, default=8700)
     demo.add_argument("--store", help="store URL (default: SQLite in a temporary directory)")

@@ -28,6 +28,10 @@ from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
+#: What the walk-through says for a resend (or the same factor again) inside its cooldown.
+TOO_SOON = r"already sent (?:just now|\d+ s ago); wait \d+ s before asking for another\."
+TOO_SOON_CODE = "A code was " + TOO_SOON
+TOO_SOON_REQUEST = "A request was " + TOO_SOON
 
 
 class Terminal:
@@ -82,12 +86,14 @@ def test_login_with_otp_by_sms() -> None:
     term.expect("First factor: jsmith's password, checked by mfa-fsm login")
     term.expect(r"Second factor \[1-6\]: ")
     term.type("3")
-    term.expect(r"Send the code by \[1-3\]: ")
+    menu = term.expect(r"Send the code by \[1-3\]: ")
+    assert re.search(r"1\. text message\s+2\. e-mail\s+3\. voice call", menu.string)
+    assert not re.search(r"\d\. (SMS|EMAIL|VOICE)\b", menu.string)
     term.type("1")
     code = term.expect(r"the code sent is (\d+)").group(1)
     term.expect(r"Type the code sent by SMS[^:]*: ")
     term.type(code)
-    term.expect("Authenticated as John Smith")
+    term.expect(r"Authenticated as jsmith \(John Smith\)")
     assert term.close() == 0
 
 
@@ -106,7 +112,7 @@ def test_another_way_from_the_code_prompt() -> None:
     term.type("2")
     term.expect(r"Code from your token or authenticator app[^:]*: ")
     term.type(DEMO_TOKEN_CODE)
-    term.expect("Authenticated as John Smith")
+    term.expect(r"Authenticated as jsmith \(John Smith\)")
     assert term.close() == 0
 
 
@@ -124,13 +130,13 @@ def test_a_malformed_code_and_an_early_resend_are_said_and_asked_again() -> None
     code = term.expect(r"the code sent is (\d+)").group(1)
     term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type("12")
-    term.expect(r"Not sent: answer: must be 4 to 16 digits")
+    term.expect(r"The code must be 4 to 16 digits \(your organisation's setting\)\. Nothing")
     term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type("")
-    term.expect(r"A new code was sent a moment ago; ask again in \d+ s\.")
+    term.expect(TOO_SOON_CODE)
     term.expect(r"Type the code sent by SMS \(or press Enter alone to send a new code[^)]*\): ")
     term.type(code)
-    term.expect("Authenticated as John Smith")
+    term.expect(r"Authenticated as jsmith \(John Smith\)")
     assert term.close() == 0
 
 
@@ -152,7 +158,7 @@ def test_login_with_push_approved_by_flag() -> None:
     term.expect(r"Second factor \[1-6\]: ")
     term.type("1")
     term.expect(r"waiting for approval on your device: +\d+s elapsed, expires in +\d+s")
-    term.expect("Authenticated as John Smith")
+    term.expect(r"Authenticated as jsmith \(John Smith\)")
     assert term.close() == 0
 
 
@@ -170,7 +176,7 @@ def test_login_with_password_hides_it_and_retries() -> None:
     token = term.expect(r"the token shows (\d+)").group(1)
     term.expect(r"Code from your token or authenticator app[^:]*: ")
     term.type(token)
-    term.expect("Authenticated as Pat")
+    term.expect(r"Authenticated as pwuser \(Pat")
     assert "Passw0rd!" not in term.transcript
     assert "wrong-password" not in term.transcript
     assert term.close() == 0
@@ -275,7 +281,7 @@ def test_cyberark_login_with_password_and_sms_code() -> None:
     code = term.expect(r"the code sent is (\d+)").group(1)
     term.expect(r"Type the code \(or press Enter to wait[^)]*\): ")
     term.type(code)
-    term.expect("Authenticated as Alice")
+    term.expect(r"Authenticated as alice \(Alice")
     assert "alice-password" not in term.transcript
     assert term.close() == 0
 
@@ -290,7 +296,7 @@ def test_cyberark_login_with_push_shows_the_wait() -> None:
     term.expect(r"Second factor \[1-4\]: ")
     term.type("1")
     term.expect(r"waiting for approval on your device: +\d+s elapsed, expires in +\d+s")
-    term.expect("Authenticated as Alice")
+    term.expect(r"Authenticated as alice \(Alice")
     assert term.close() == 0
 
 
@@ -574,8 +580,8 @@ def test_a_token_code_typed_on_the_terminal_while_a_push_is_pending() -> None:
     term.expect(r'While you wait, type "new" to send another request; or "other" to try another')
     term.expect(r"waiting for approval on your device")
     term.type("new")
-    term.expect(r"A new request was sent a moment ago; ask again in \d+ s\.")
+    term.expect(TOO_SOON_REQUEST)
     term.expect(r"waiting for approval on your device")
     term.type(DEMO_TOKEN_CODE)
-    term.expect("Authenticated as John Smith")
+    term.expect(r"Authenticated as jsmith \(John Smith\)")
     assert term.close() == 0

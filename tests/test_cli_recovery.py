@@ -20,15 +20,20 @@ import attrs
 import pytest
 import requests
 
-from mfa_fsm import cli
+from mfa_fsm import EntrustConfig, EntrustFlow, UsageError, VerifiedUser, cli
 from mfa_fsm.cli import main, printable, shown
 from mfa_fsm.core.flow import Flow
+from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing import EntrustEmulator
 from mfa_fsm.testing.duo import DEMO_PASSCODE, DuoEmulator, DuoEmulatorDevice
 from mfa_fsm.testing.entrust import DEMO_TOKEN_CODE
 
 CHECKED = ["--first-factor-checked-by", "a test's own check"]
 ROOT = Path(__file__).resolve().parent.parent
+#: What the walk-through says for a resend (or the same factor again) inside its cooldown.
+TOO_SOON = r"already sent (?:just now|\d+ s ago); wait \d+ s before asking for another\."
+TOO_SOON_CODE = "A code was " + TOO_SOON
+TOO_SOON_REQUEST = "A request was " + TOO_SOON
 
 #: What the person types: text, or a callable given the screen so far that returns the
 #: text, or ``None`` to type nothing (it acted instead: answered a push on the "phone").
@@ -147,13 +152,13 @@ def test_a_pending_entrust_push_takes_the_soft_token_code_instead(
         [
             (PICK, lambda screen: option(screen, PUSH_ENTRUST)),
             (PENDING, "new"),
-            (r"A new request was sent a moment ago; ask again in \d+ s\.", DEMO_TOKEN_CODE),
+            (TOO_SOON_REQUEST, DEMO_TOKEN_CODE),
         ],
     )
     assert status == 0, out
     assert 'While you wait, type "new" to send another request; or "other"' in out
     assert "the code from your token or authenticator app instead" in out
-    assert "Authenticated as John Smith" in out
+    assert "Authenticated as jsmith (John Smith)" in out
     paths = [c.path for c in entrust_emulator.calls if "/authenticate/" in c.path]
     assert paths[-2:] == [
         "/api/web/v2/authentication/users/authenticate/TOKEN",
@@ -186,7 +191,7 @@ def test_a_pending_push_sends_another_request_after_the_cooldown(
         ],
     )
     assert status == 0, out
-    assert "Authenticated as John Smith" in out
+    assert "Authenticated as jsmith (John Smith)" in out
     selects = [c for c in entrust_emulator.calls if c.path.endswith("/authenticate/TOKENPUSH")]
     assert len(selects) == 2
 
@@ -203,7 +208,7 @@ def test_other_while_a_push_is_pending_lists_the_factors(entrust_emulator: Entru
     )
     assert status == 0, out
     assert out.count("Second factor [1-") == 2
-    assert "Authenticated as John Smith" in out
+    assert "Authenticated as jsmith (John Smith)" in out
 
 
 def test_send_another_push_after_one_timed_out(duo: DuoEmulator) -> None:
@@ -223,13 +228,16 @@ def test_send_another_push_after_one_timed_out(duo: DuoEmulator) -> None:
             (PICK, lambda screen: option(screen, "Duo Push to")),
             (PENDING, answer("timeout")),
             (r"\[y/N\]: ", "y"),
-            (PICK, lambda screen: option(screen, "Duo Push to")),
+            (r"Sending another request: Duo Push to[^\n]*\n", lambda screen: None),
             (PENDING, answer("approve")),
         ],
     )
     assert status == 0, out
     assert "Login failed (expired)" in out
     assert "Send another request to jsmith's device? [y/N]: " in out
+    # "y" sent the push again by itself: the factor menu was shown once, before the first
+    assert out.count("Second factor [1-") == 1
+    assert len([c for c in duo.calls if c.path.endswith("/v2/auth")]) == 2
     assert out.count("First factor: jsmith's password, checked by a test's own check.") == 1
     assert len(duo.calls_to("/preauth")) == 2
     assert "Authenticated as jsmith." in out  # Duo hands back no token: none is claimed
@@ -270,13 +278,13 @@ def test_a_malformed_duo_passcode_is_refused_before_duo(duo: DuoEmulator) -> Non
         [
             (PICK, lambda screen: option(screen, "Passcode from Duo Mobile")),
             (CODE, count("12345")),
-            ("Not sent", count("1234567890")),
-            ("Not sent", count("12a456")),
-            ("Not sent", count(DEMO_PASSCODE)),
+            ("The code must be", count("1234567890")),
+            ("The code must be", count("12a456")),
+            ("The code must be", count(DEMO_PASSCODE)),
         ],
     )
     assert status == 0, out
-    assert out.count("Not sent: answer: must be 6 to 9 digits") == 3
+    assert out.count("The code must be 6 to 9 digits (the length of Duo passcodes).") == 3
     assert len(set(counted)) == 1  # no request to Duo between the malformed codes
     assert len(duo.calls) == counted[0] + 1
 
@@ -340,8 +348,8 @@ def test_a_terminal_login_writes_log_lines_only_when_asked(
         args, input=typed, capture_output=True, text=True, cwd=ROOT, check=False, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Not sent: answer: must be 6 to 8 digits" in done.stdout
-    assert "Authenticated as John Smith" in done.stdout
+    assert "The code must be 6 to 8 digits (the usual length of one-time codes)." in done.stdout
+    assert "Authenticated as jsmith (John Smith)" in done.stdout
     assert "step_failed" not in done.stdout and "warning" not in done.stdout
     if logged is None:
         assert done.stderr == ""
@@ -365,10 +373,141 @@ def test_the_emulator_approves_the_push_of_a_flow_started_again() -> None:
             (PICK, lambda screen: option(screen, "Duo Push to")),
             (PENDING, time_out),
             (r"\[y/N\]: ", "y"),
-            (PICK, lambda screen: option(screen, "Duo Push to")),
         ],
     )
     assert status == 0, out
     assert "Login failed (expired)" in out
     assert out.count("[emulator] approving the push in 2s") == 2
+    assert out.count("Second factor [1-") == 1  # "y" selected the push again by itself
     assert "Authenticated as dsmith." in out
+
+
+# -- refusals before the IdP never end the login ----------------------------------------------
+
+OTP_ENTRUST = "One-time code sent to you"
+OTHER = r"try another way\): "
+DELIVERY = r"Send the code by \[1-3\]: "
+
+
+def first_code(screen: str) -> str:
+    """The first one-time code the emulated phone received."""
+    return str(re.findall(r"the code sent is (\d+)", screen)[0])
+
+
+@pytest.mark.parametrize("delivery", ["1", "2"])
+def test_the_same_code_factor_again_inside_the_cooldown_is_said_and_the_code_still_works(
+    delivery: str,
+) -> None:
+    """The new user's report: "other" at the code prompt, then the one-time code again (by
+    the same or another delivery) within the resend cooldown was ResendTooSoon, which ended
+    the login (exit 2) and abandoned the SMS sent. Now it is said, in plain words, and the
+    code prompt comes back with the flow as it was: the first code still signs in, and no
+    second code was sent."""
+    status, out = login(
+        ["login", "--provider", "entrust", "--emulator", "--user", "jsmith"],
+        [
+            ("Demo application password: ", "jsmith-app-password"),
+            (PICK, lambda screen: option(screen, OTP_ENTRUST)),
+            (DELIVERY, "1"),
+            (OTHER, "other"),
+            (PICK, lambda screen: option(screen, OTP_ENTRUST)),
+            (DELIVERY, delivery),
+            (r"A code was already sent (?:just now|\d+ s ago); wait \d+ s before asking", None),
+            (OTHER, first_code),
+        ],
+    )
+    assert status == 0, out
+    assert "error:" not in out
+    assert "Authenticated as jsmith (John Smith)" in out
+    assert len(set(re.findall(r"the code sent is (\d+)", out))) == 1  # nothing sent again
+    assert "moment ago" not in out
+
+
+def test_the_same_push_again_while_it_is_pending_is_said_and_the_wait_goes_on(
+    entrust_emulator: EntrustEmulator,
+) -> None:
+    """ "other" while a push is pending, then the same push again inside the cooldown: said,
+    the wait for the first push goes on, and approving it signs in (one push sent)."""
+    status, out = login(
+        entrust_args(entrust_emulator),
+        [
+            (PICK, lambda screen: option(screen, PUSH_ENTRUST)),
+            (PENDING, "other"),
+            (PICK, lambda screen: option(screen, PUSH_ENTRUST)),
+            (
+                r"A request was already sent (?:just now|\d+ s ago); wait \d+ s before asking",
+                lambda screen: entrust_emulator.approve_push("jsmith"),
+            ),
+        ],
+    )
+    assert status == 0, out
+    assert "Authenticated as jsmith (John Smith)" in out
+    selects = [c for c in entrust_emulator.calls if c.path.endswith("/authenticate/TOKENPUSH")]
+    assert len(selects) == 1
+
+
+def test_a_throttled_answer_is_said_and_asked_again(entrust_emulator: EntrustEmulator) -> None:
+    """An answer refused by the throttle (one answer a minute here) is said with the wait,
+    the code is asked again and the flow is unchanged; the login ends only when input does."""
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+    )
+    flow = EntrustFlow.start(
+        config=config,
+        verified_user=VerifiedUser("jsmith", checked_by="a test's own check"),
+        throttle=Throttle(answers_per_user="1/minute"),
+    )
+    flow.send("submit_first_factor")
+    flow.send("select_second_factor", factor="TOKEN")
+    out = io.StringIO()
+    term = cli.Terminal(io.StringIO(f"000000\n{DEMO_TOKEN_CODE}\n"), out)
+    with pytest.raises(UsageError, match="input ended"):
+        cli.walk(flow, term)
+    screen = out.getvalue()
+    assert "That was not right." in screen
+    assert re.search(r"Too many tries in a short time, so nothing was sent; wait \d+ s", screen)
+    assert screen.count("Code from your token or authenticator app") == 3
+    assert flow.view().state == "SecondFactorSelected"
+    answers = [c for c in entrust_emulator.calls if c.path.endswith("/TOKEN/complete")]
+    assert len(answers) == 1  # the throttled one never reached IDaaS
+
+
+def test_an_event_the_state_no_longer_takes_is_said_and_the_flow_kept(
+    entrust_emulator: EntrustEmulator,
+) -> None:
+    config = EntrustConfig(
+        base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+    )
+    flow = EntrustFlow.start(
+        config=config, verified_user=VerifiedUser("jsmith", checked_by="a test's own check")
+    )
+    flow.send("submit_first_factor")
+    before = flow.snapshot()
+    out = io.StringIO()
+    view = cli._send(flow, cli.Terminal(io.StringIO(), out), "resend")
+    assert view.state == "AwaitingSecondFactor"
+    assert flow.snapshot() == before
+    assert "That cannot be done at this step any more" in out.getvalue()
+
+
+def test_the_cyberark_login_names_the_typed_user_not_the_idp_s_id() -> None:
+    """CyberArk's user id is a UUID: the walk-through ends with the name typed."""
+    status, out = login(
+        ["login", "--provider", "cyberark", "--emulator", "--user", "alice"],
+        [
+            ("Enter Password: ", "alice-password"),
+            (PICK, "2"),
+            (r"Type the code \(or press Enter to wait[^)]*\): ", first_code),
+        ],
+    )
+    assert status == 0, out
+    assert re.search(r"Authenticated as alice \(Alice[^)]*\)", out)
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out)
+
+
+def test_help_names_every_emulator_of_the_demo() -> None:
+    text = cli.parser().format_help()
+    line = " ".join(text.split())
+    assert "both" not in line
+    for flow in cli._emulated().values():
+        assert flow.label in line

@@ -63,6 +63,9 @@ def test_emulator_login_with_a_passcode() -> None:
     )
     assert status == 0, out
     assert "First factor: dsmith's password, checked by mfa-fsm login" in out
+    # What Duo does, in Duo's terms (Entrust's EXTERNAL is not Duo's word)
+    assert "Duo does not check dsmith's first factor: the application vouches for it" in out
+    assert "EXTERNAL" not in out
     assert f"[emulator] Duo Mobile and the token show {DEMO_PASSCODE}" in out
     assert "Authenticated as dsmith" in out
     assert "dsmith-app-password" not in out
