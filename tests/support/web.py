@@ -54,7 +54,7 @@ def flow_csrf(body: str) -> str | None:
         action = re.match(r'[^>]*action="([^"]*)"', form)
         if action and action.group(1).endswith("/begin"):
             continue
-        found = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        found = re.search(r'name="(?:csrf_token|csrfmiddlewaretoken)" value="([^"]+)"', form)
         if found:
             return found.group(1)
     return None
