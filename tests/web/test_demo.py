@@ -365,3 +365,22 @@ def test_demo_on_each_framework_completes_logins(framework: str) -> None:
         )
         assert refused.status_code in (400, 403)  # no CSRF token: the core's, or Django's
         assert "AwaitingSecondFactor" not in refused.text
+
+
+def test_the_fastapi_demo_takes_no_x_forwarded_for() -> None:
+    """uvicorn trusts X-Forwarded-For from loopback by default; the FastAPI demo turns that
+    off, so a client naming another address in each request still counts as one address:
+    the per-client start throttle refuses its third start (429)."""
+    from mfa_fsm.core.throttle import Throttle  # noqa: PLC0415
+    from tests.support.web import Client  # noqa: PLC0415
+
+    throttle = Throttle(starts_per_client="2/minute")
+    with Demo(framework="fastapi", throttle=throttle) as running:
+        client = Client(running.url.rstrip("/"))
+        statuses = []
+        for number in range(3):
+            client.session.headers["X-Forwarded-For"] = f"198.51.100.{number + 1}"
+            statuses.append(
+                client.start("entrust", f"user{number}", "not-the-password").status_code
+            )
+    assert statuses == [401, 401, 429]
