@@ -807,7 +807,7 @@ class WebCore:
             self._remember(handle, pending.raw, self._browser(ctx), view)
         out: _Out
         if app is not None and ctx.wants_json:
-            cookies = pending.cookies
+            cookies: Sequence[tuple[str, str]] = pending.cookies
             if 300 <= app.status < 400 and app.location:
                 location = app.location
                 cookies = self._expire_flow(handle, cookies)
