@@ -416,7 +416,9 @@ def test_replay_is_bounded_and_needs_the_same_browser(live: Live) -> None:
         "POST", f"{client.flow_url}/response", response=DEMO_TOKEN_CODE, csrf_token=client.csrf
     )
     assert stolen.status_code == 400
+    kept = list(client.session.cookies)
     assert client.post(f"{client.flow_url}/response", response="1").status_code == 302
+    lose_reply(client, kept)  # the replay's reply (expiring the flow cookie) is lost too
     spent = client.post(f"{client.flow_url}/response", response="1")
     assert spent.status_code == 303 and spent.headers["Location"] == client.flow_url
     assert len(calls) == 2
