@@ -509,13 +509,14 @@ def set_cookie_headers(reply: requests.Response) -> list[str]:
     return list(reply.raw.headers.getlist("Set-Cookie"))
 
 
-def test_a_stolen_flow_cookie_with_its_own_csrf_gets_no_replay(live: Live) -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_a_stolen_flow_cookie_with_its_own_csrf_gets_no_replay(live: Live, sealed: bool) -> None:
     """Another browser holding the flow's cookie and a valid CSRF token of its own (it loaded
     the flow's page before the completion; under Django any token of Django's works) repeats
     the completing step: no on_complete (the replay is bound to the browser that completed),
     just the flow's page; the browser that completed still gets its replay."""
     calls: list[FlowView] = []
-    client = Client(live(calls=calls))
+    client = Client(live(sealed=sealed, calls=calls))
     client.begin("entrust", "jsmith")
     client.step("factor", factor="TOKEN")
     thief = Client(client.base)
@@ -536,12 +537,13 @@ def test_a_stolen_flow_cookie_with_its_own_csrf_gets_no_replay(live: Live) -> No
     assert client.get("/app/whoami").text == "signed in as jsmith"
 
 
-def test_the_completing_answer_expires_the_flow_cookie(live: Live) -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_the_completing_answer_expires_the_flow_cookie(live: Live, sealed: bool) -> None:
     """on_complete's answer expires the flow's cookie (Max-Age=0), and so does a replay's:
     after the application's logout, Back and resubmit finds no flow ("start again", 410)
     and signs nobody in again."""
     calls: list[FlowView] = []
-    client = Client(live(calls=calls))
+    client = Client(live(sealed=sealed, calls=calls))
     client.begin("entrust", "jsmith")
     client.step("factor", factor="TOKEN")
     name, _ = flow_cookie_of(client)
