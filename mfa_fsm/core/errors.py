@@ -17,7 +17,8 @@
     │   │   ├── SealedStateStale  a sealed token another request has already replaced
     │   │   └── SealedStateTooLarge  the flow's state would not fit in a browser cookie
     │   └── StoreUnavailable      the store's database or Redis failed or did not answer
-    │       └── StepNotSaved      ... after the IdP accepted the step, for longer than save_retry
+    │       ├── StepNotSaved      ... after the IdP accepted the step, for longer than save_retry
+    │       └── ThrottleUnavailable  the throttle's storage failed (nothing was done)
     ├── Throttled                 too many starts, sends or answers: wait ``retry_after`` s
     │   └── ResendTooSoon         a resend inside the challenge's cooldown: wait ``retry_after`` s
     ├── UnmodelledOutcome         a provider's handler returned an outcome its table has no
@@ -218,6 +219,25 @@ class StoreUnavailable(StoreError):
         super().__init__(
             f"the flow store ({backend}) failed during {operation} ({error}); check that its "
             "database or Redis server is up and reachable, then reload the flow and retry"
+        )
+
+
+class ThrottleUnavailable(StoreUnavailable):
+    """The throttle's ``limits`` storage (``redis://``, ``async+redis://``) failed or did not
+    answer while counting a step (:meth:`mfa_fsm.core.throttle.Throttle.counting`).
+
+    Raised before the IdP is called, so the flow is exactly as it was and nothing was sent:
+    retry the step once the storage is back. ``backend`` names the storage class,
+    ``operation`` is ``"count"``, ``error`` the storage exception's class name (its message is
+    never repeated). The login pages answer it, as any StoreUnavailable, with 503 and
+    ``Retry-After``.
+    """
+
+    def __init__(self, backend: str, error: str) -> None:
+        super().__init__(backend, "count", error)
+        self.args = (
+            f"the throttle's storage ({backend}) failed while counting ({error}); check that "
+            "its Redis server is up and reachable, then retry the step (nothing was done)",
         )
 
 

@@ -60,10 +60,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from limits import RateLimitItem, parse
+from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from mfa_fsm.core.errors import Throttled, UsageError
+from mfa_fsm.core.errors import MfaError, Throttled, ThrottleUnavailable, UsageError
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as AsyncStorage
@@ -137,6 +138,13 @@ class Throttle:
         else:
             self._limiter = MovingWindowRateLimiter(self.storage)
         self._prefix = prefix
+        base = self.storage.base_exceptions
+        # The storage's own errors (redis-py's RedisError: connection refused, timeout) and
+        # limits' wrapper; not the memory storage's placeholder, ValueError (a bug there).
+        self._storage_errors: tuple[type[Exception], ...] = (
+            StorageError,
+            *(e for e in (base if isinstance(base, tuple) else (base,)) if e is not ValueError),
+        )
         per_user = {
             "start": [("starts_per_user", starts_per_user)],
             "send": [("send_cooldown", send_cooldown), ("sends_per_user", sends_per_user)],
@@ -159,13 +167,19 @@ class Throttle:
         before the spent one have counted: see the module docs). Blocking: a throttle on an
         async storage raises UsageError here (the flows count through :meth:`counting`).
 
-        Raises :class:`UsageError` for an unknown action.
+        Raises :class:`UsageError` for an unknown action, :class:`ThrottleUnavailable` when
+        the storage fails.
         """
         counting = self.counting(action, user=user, client_ip=client_ip)
         try:
             count = next(counting)
             while True:
-                count = counting.send(count.blocking())
+                try:
+                    result = count.blocking()
+                except Exception as exc:  # counting() turns a storage error into its own
+                    count = counting.throw(exc)
+                else:
+                    count = counting.send(result)
         except StopIteration:
             return
 
@@ -174,7 +188,11 @@ class Throttle:
     ) -> Generator[Count, Any, None]:
         """:meth:`check` as a plan (:mod:`mfa_fsm.core.plans`): it yields each storage
         operation as a :class:`Count`, which a blocking driver calls and an async driver
-        awaits, so one flow step counts in a blocking or an asyncio storage alike."""
+        awaits, so one flow step counts in a blocking or an asyncio storage alike.
+
+        Raises :class:`Throttled` past a rate, :class:`ThrottleUnavailable` (a
+        StoreUnavailable) when the storage fails (a Redis server down or timing out): nothing
+        else was done, so the step may be retried once the storage is back."""
         rules = self._rules.get(action)
         if rules is None:
             raise UsageError(f"unknown throttle action {action!r}; one of {list(ACTIONS)}")
@@ -187,11 +205,25 @@ class Throttle:
             if key is None:
                 continue
             # hit() is the atomic test-and-count: False (nothing counted) when spent.
-            passed = yield Count(self._limiter.hit, (item, self._prefix, name, key))
+            passed = yield from self._counted(
+                Count(self._limiter.hit, (item, self._prefix, name, key))
+            )
             if not passed:
-                stats = yield Count(self._limiter.get_window_stats, (item, self._prefix, name, key))
+                stats = yield from self._counted(
+                    Count(self._limiter.get_window_stats, (item, self._prefix, name, key))
+                )
                 wait = float(max(1, math.ceil(stats.reset_time - time.time())))
                 raise Throttled(action, scope, wait)
+
+    def _counted(self, count: Count) -> Generator[Count, Any, Any]:
+        """``count`` yielded, its storage's failure raised as ThrottleUnavailable (its class
+        name only: a driver's message may quote the key or the server's address)."""
+        try:
+            return (yield count)
+        except MfaError:
+            raise
+        except self._storage_errors as exc:
+            raise ThrottleUnavailable(type(self.storage).__name__, type(exc).__name__) from None
 
     def reset(self) -> None:
         """Forget every count (tests, or after a configuration change). Blocking storages

@@ -26,14 +26,18 @@ How an adapter uses it
   :data:`ROUTES` name, or ``"not_found"``) and its path ``params`` (``handle``, ``step``);
   ``mount``, the URL prefix the pages live under (``"/login"``, no trailing slash); ``form``,
   the urlencoded body's (name, value) pairs (the adapter bounds the body at
-  ``core.max_form_bytes`` and :data:`MAX_FORM_PARTS` fields, else :meth:`WebCore.refuse` with
-  413); ``headers`` (lower-case names), ``cookies``, ``client_ip``, ``secure`` (HTTPS);
+  ``core.max_form_bytes``, else :meth:`WebCore.refuse` with 413; a form of more than
+  :data:`MAX_FORM_PARTS` fields is refused with 413 by the core itself, and an adapter may
+  refuse it earlier); ``headers`` (lower-case names), ``cookies``, ``client_ip``,
+  ``secure`` (HTTPS);
   ``user``, a zero-argument callable returning the application's signed-in user (a
   VerifiedUser, a user id or ``None``; it may return an awaitable under ``run_async``), or
   ``None`` without ``current_user``; ``framework_csrf``, ``(field name, token)`` when the
   framework checks CSRF itself (Django's ``CsrfViewMiddleware``): the core then skips its
   own signed double-submit check and sets no CSRF cookie, and every template gets the
-  framework's field as ``{{ csrf_field }}`` (and its parts as ``csrf_name``, ``csrf``).
+  framework's field as ``{{ csrf_field }}`` (and its parts as ``csrf_name``, ``csrf``);
+  ``browser``, with ``framework_csrf``: the framework's CSRF cookie secret as the request
+  sent it (binds a completion replay to the browser, see below).
 * :class:`PageAnswer`: ``status``, ``headers`` (pairs; ``Set-Cookie`` may repeat; security
   headers and ``Content-Type`` included), ``body`` (bytes). ``complete``: the completed
   view (full result: the IdP's token) when the request completed a flow; then call
@@ -81,17 +85,27 @@ no secret in a page, log line or error.
 and ``on_complete`` answers with a response of the application's own (a redirect with its
 session cookie), the completed view (with the IdP's result) is kept **in this process's
 memory** for ``replay_window`` seconds (60 by default), keyed by a SHA-256 digest of the
-flow's handle and the exact flow cookie the completing request carried. Within the window,
-a POST step to that flow carrying that same cookie value *and* a valid CSRF token for the
-flow (the same browser repeating the request whose reply it never got: a code resubmitted,
-the script's next poll) is answered with ``on_complete``'s answer again, ``on_complete``
-being called again with the same view, instead of reaching the engine: the IdP is not
-called twice and the user is not stranded on "you are signed in" without the application's
-session. At most ``replay_limit`` (3) replays; the record is dropped once spent or past the
-window. A stolen flow cookie alone cannot use it (the CSRF token is bound to the browser's
-CSRF cookie), and all a replay gives is the login that same browser just completed.
-``on_complete`` must be safe to call twice for one login. Replays are per process: a repeat
-that reaches another worker falls back to the flow's page. ``replay_window=0`` turns it off.
+flow's handle, the exact flow cookie the completing request carried and the completing
+*browser's* CSRF cookie secret (the core's own; under a framework that checks CSRF itself,
+the framework's cookie as that request sent it, :attr:`PageRequest.browser`). Within the
+window, a POST step to that flow from that same browser (the same flow cookie and CSRF
+cookie, and a valid CSRF token: a code resubmitted after a lost reply, the script's next
+poll) is answered with ``on_complete``'s answer again, ``on_complete`` being called again
+with the same view, instead of reaching the engine: the IdP is not called twice and the
+user is not stranded on "you are signed in" without the application's session. At most
+``replay_limit`` (3) replays; the record is dropped once spent or past the window. Another
+browser holding a stolen flow cookie, even with a valid CSRF token of its own, gets no
+replay (its request reaches the engine, which finds the flow already handed off: the flow's
+page), and a request with no CSRF cookie records or replays nothing. ``on_complete`` must be
+safe to call twice for one login. Replays are per process: a repeat that reaches another
+worker falls back to the flow's page. ``replay_window=0`` turns it off.
+
+The answer carrying ``on_complete``'s response (and every replay of it) also *expires the
+flow's cookie* (``Max-Age=0``), so a browser that received the login no longer holds the
+flow: after the application's logout, Back and resubmit finds no flow ("start again")
+instead of replaying the login. Only a browser whose reply was lost still holds the cookie,
+which is the replay's case. (Where ``on_complete`` returns nothing, or a script is sent to
+the flow's own page, the cookie stays: that page shows the success from it.)
 """
 
 from __future__ import annotations
@@ -296,7 +310,11 @@ class PageRequest:
     ``user``: returns the application's signed-in user (a VerifiedUser, a user id or
     ``None``; awaitable under ``run_async``), or ``None`` when the application gave no
     ``current_user``; ``framework_csrf``: ``(field name, token)`` when the framework checks
-    CSRF itself.
+    CSRF itself; ``browser``: what binds a completion replay to this browser, for an
+    adapter that sets ``framework_csrf``: the framework's CSRF cookie secret *as this
+    request sent it* (Django: ``request.META["CSRF_COOKIE"]`` read before the view runs,
+    so a token rotated at login does not change it), ``None`` when it sent none. Without
+    ``framework_csrf`` the core binds to its own CSRF cookie's secret and ignores it.
     """
 
     method: str
@@ -310,6 +328,7 @@ class PageRequest:
     secure: bool = True
     user: Callable[[], Any] | None = attrs.field(default=None, repr=False)
     framework_csrf: tuple[str, str] | None = attrs.field(default=None, repr=False)
+    browser: str | None = attrs.field(default=None, repr=False)
 
     def wants_json(self) -> bool:
         """Whether the request asks for JSON (the page's polling script sends
@@ -785,20 +804,24 @@ class WebCore:
         if app is not None and not pending.replay:
             # Kept for a repeat of this request whose answer gets lost (module docs); only
             # an answer of the application's own is worth repeating.
-            self._remember(handle, pending.raw, view)
+            self._remember(handle, pending.raw, self._browser(ctx), view)
         out: _Out
         if app is not None and ctx.wants_json:
+            cookies: Sequence[tuple[str, str]] = pending.cookies
             if 300 <= app.status < 400 and app.location:
                 location = app.location
+                cookies = self._expire_flow(handle, cookies)
             else:  # a page, not a redirect: the flow's own page shows the success
                 location = self._url(ctx, "flow", handle=handle)
             out = _json(state="Completed", location=location, message="Approved. Signing you in.")
             out.headers += [("Set-Cookie", cookie) for cookie in app.set_cookies]
-        elif app is not None:
+            out.headers.extend(cookies)
+            return self._done(ctx, out)
+        if app is not None:
             out = _Out(app.status)
-            out.headers.extend(pending.cookies)
+            out.headers.extend(self._expire_flow(handle, pending.cookies))
             return PageAnswer(app.status, (*out.headers, *SECURITY_HEADERS), use_app=True)
-        elif ctx.wants_json:
+        if ctx.wants_json:
             out = self._poll_json(ctx, handle, view)
         elif pending.landing:
             out = _without_io(self._page(ctx, handle, view))
@@ -1101,7 +1124,7 @@ class WebCore:
         self._check_csrf(ctx, handle)
         self._check_fields(ctx)
         raw, carry = self._carry(ctx, handle)
-        replayed = self._replayed(handle, raw)
+        replayed = self._replayed(handle, raw, self._browser(ctx))
         if replayed is not None:
             # The same browser repeats the request that completed this flow (its answer was
             # lost): answer as then, with no engine or IdP call (module docs).
@@ -1373,22 +1396,39 @@ class WebCore:
 
     # -- completion replay ------------------------------------------------------------------
 
-    def _replay_key(self, handle: str, raw: str) -> str:
-        return hashlib.sha256(f"{handle}\x00{raw}".encode()).hexdigest()
+    def _browser(self, ctx: _Ctx) -> str | None:
+        """What binds a replay to the browser: its CSRF cookie's secret, the core's own or
+        (when the framework checks CSRF) the framework's as the adapter read it."""
+        if ctx.request.framework_csrf is not None:
+            return ctx.request.browser or None
+        return self._csrf_from_cookie(ctx)
 
-    def _remember(self, handle: str, raw: str, view: FlowView) -> None:
-        if self.replay_window <= 0 or self.replay_limit <= 0 or not raw:
+    def _replay_key(self, handle: str, raw: str, browser: str) -> str:
+        return hashlib.sha256(f"{handle}\x00{raw}\x00{browser}".encode()).hexdigest()
+
+    def _expire_flow(
+        self, handle: str, cookies: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """``cookies`` (Set-Cookie pairs) with the flow's own cookie expired instead of set:
+        a browser that got the login keeps no flow to resubmit (module docs)."""
+        name = self.flow_cookie_prefix + handle
+        kept = [(k, v) for k, v in cookies if not v.startswith(f"{name}=")]
+        return [*kept, ("Set-Cookie", self._delete_cookie(name))]
+
+    def _remember(self, handle: str, raw: str, browser: str | None, view: FlowView) -> None:
+        if self.replay_window <= 0 or self.replay_limit <= 0 or not raw or not browser:
             return
         now = time.monotonic()
+        key = self._replay_key(handle, raw, browser)
         with self._replay_lock:
-            for key in [k for k, (until, _, _) in self._replays.items() if until <= now]:
-                del self._replays[key]
-            self._replays[self._replay_key(handle, raw)] = (now + self.replay_window, 0, view)
+            for old in [k for k, (until, _, _) in self._replays.items() if until <= now]:
+                del self._replays[old]
+            self._replays[key] = (now + self.replay_window, 0, view)
 
-    def _replayed(self, handle: str, raw: str) -> FlowView | None:
-        if not self._replays:
+    def _replayed(self, handle: str, raw: str, browser: str | None) -> FlowView | None:
+        if not self._replays or not browser:
             return None
-        key = self._replay_key(handle, raw)
+        key = self._replay_key(handle, raw, browser)
         with self._replay_lock:
             found = self._replays.get(key)
             if found is None:
@@ -1763,7 +1803,20 @@ class WebCore:
     # -- requests ---------------------------------------------------------------------------
 
     def _check_fields(self, ctx: _Ctx) -> None:
-        """Refuse a form field over ``max_field_chars`` (413), without repeating it."""
+        """Refuse a form of more than :data:`MAX_FORM_PARTS` fields or with a field over
+        ``max_field_chars`` (413), without repeating it."""
+        if len(ctx.request.form) > MAX_FORM_PARTS:
+            log.warning("mfa_fsm.web.too_many_fields", route=ctx.request.route)
+            raise _Refused(
+                self._problem(
+                    ctx,
+                    "Too much data",
+                    f"The form has more than {MAX_FORM_PARTS} fields, more than a sign-in "
+                    "needs, so nothing was done with it. Go back and try again.",
+                    status=413,
+                    restart=True,
+                )
+            )
         for name, value in ctx.request.form:
             if len(value) > self.max_field_chars or len(name) > 64:
                 log.warning("mfa_fsm.web.field_too_long", route=ctx.request.route)

@@ -396,7 +396,12 @@ class Demo:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+            # proxy_headers=False: uvicorn's default trusts X-Forwarded-For from loopback
+            # (forwarded_allow_ips), which would let any local client pick the address the
+            # per-client throttles count; the demo sits behind no proxy.
+            uvicorn.Config(
+                app, log_level="warning", lifespan="off", access_log=False, proxy_headers=False
+            )
         )
 
         async def serve() -> None:

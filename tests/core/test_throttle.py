@@ -295,3 +295,62 @@ def test_an_async_engine_counts_in_an_asyncio_storage() -> None:
         with pytest.raises(UsageError, match="async engines"):
             blocking.start("cyberark", user="jsmith@example.com")
         assert len(emulator.calls) == calls
+
+
+@pytest.fixture(scope="module")
+def stopped_redis() -> str:
+    """The URL of a real redis-server that has been started and stopped: nothing listens."""
+    from tests.support.servers import redis_server  # noqa: PLC0415
+
+    with redis_server() as server:
+        url: str = server.url
+    return url  # read after the with: the server has stopped
+
+
+def test_a_storage_that_is_down_is_throttle_unavailable(stopped_redis: str) -> None:
+    """The throttle's Redis is down: the engine raises ThrottleUnavailable (a
+    StoreUnavailable) at a start and at a step, before any IdP call; the flow stays exactly
+    as it was (same version and state) and carries on once the throttle counts again. The
+    error names the storage and the exception class, never the server's address."""
+    from mfa_fsm import Engine, MemoryStore, StoreUnavailable, ThrottleUnavailable  # noqa: PLC0415
+
+    down = Throttle(stopped_redis)
+    with pytest.raises(ThrottleUnavailable) as direct:
+        down.check("answer", user="jsmith", client_ip="192.0.2.1")
+    assert isinstance(direct.value, StoreUnavailable)
+    assert "RedisStorage" in str(direct.value) and "ConnectionError" in str(direct.value)
+    assert "127.0.0.1" not in str(direct.value) and stopped_redis not in str(direct.value)
+    with CyberArkEmulator() as emulator:
+        config = CyberArkConfig(base_url=emulator.base_url)
+        engine = Engine(MemoryStore(), [config])
+        calls = len(emulator.calls)
+        with pytest.raises(ThrottleUnavailable):
+            engine.throttled(down).start("cyberark", user="bob", client_ip="192.0.2.1")
+        assert len(emulator.calls) == calls
+        view = engine.start("cyberark", user="bob")
+        calls = len(emulator.calls)
+        with pytest.raises(ThrottleUnavailable):
+            engine.throttled(down).send(view.flow_id, "submit_first_factor")
+        assert len(emulator.calls) == calls
+        after = engine.view(view.flow_id)
+        assert (after.state, after.version) == (view.state, view.version)
+        assert engine.send(view.flow_id, "submit_first_factor").state == "OobPending"
+
+
+def test_an_async_storage_that_is_down_is_throttle_unavailable(stopped_redis: str) -> None:
+    """``async+redis://`` down: the AsyncEngine raises ThrottleUnavailable, no IdP call."""
+    from mfa_fsm import AsyncEngine, ThrottleUnavailable  # noqa: PLC0415
+    from mfa_fsm.stores.aio import AsyncMemoryStore  # noqa: PLC0415
+
+    with CyberArkEmulator(pod_fqdn_as_url=True) as emulator:
+        config = CyberArkConfig(base_url=emulator.base_url, pod_scheme="http")
+        down = Throttle("async+" + stopped_redis)
+
+        async def start() -> None:
+            async with AsyncEngine(AsyncMemoryStore(), [config], throttle=down) as engine:
+                await engine.start("cyberark", user="jsmith@example.com")
+
+        calls = len(emulator.calls)
+        with pytest.raises(ThrottleUnavailable):
+            asyncio.run(start())
+        assert len(emulator.calls) == calls

@@ -595,9 +595,9 @@ def test_on_complete_runs_once_and_may_redirect(
     engine: Engine, entrust_emulator: EntrustEmulator
 ) -> None:
     """on_complete gets the view with the IdP's token, once per completion; its redirect is
-    what the user sees. With the completion replay off (``replay_window=0``) a repeat of the
-    completing step goes to the flow's page and on_complete is not called again (the
-    replay itself: tests/web/test_replay.py)."""
+    what the user sees, and it expires the flow's cookie: a repeat of the completing step
+    from this browser finds no flow (410, start again) and on_complete is not called again
+    (the replay of a lost reply: tests/web/test_frameworks.py)."""
     seen: list[FlowView] = []
 
     def sign_in(view: FlowView) -> Any:
@@ -613,7 +613,7 @@ def test_on_complete_runs_once_and_may_redirect(
     assert len(seen) == 1
     assert seen[0].result is not None
     assert seen[0].result.token
-    assert visitor.step("response", response=DEMO_TOKEN_CODE).status_code == 303
+    assert visitor.step("response", response=DEMO_TOKEN_CODE).status_code == 410
     assert len(seen) == 1
 
 

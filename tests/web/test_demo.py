@@ -173,8 +173,10 @@ def test_demo_sign_in_needs_its_csrf_token(demo: Demo) -> None:
 @pytest.mark.parametrize("sealed", [False, True])
 def test_demo_on_complete_signs_in_and_lands_home(sealed: bool) -> None:
     """The demo's on_complete makes its own session and lands on its home, which says who is
-    signed in; the flow's page afterwards still says who checked the first factor (sealed
-    mode too)."""
+    signed in; its answer expires the flow's cookie, so the flow's page afterwards says
+    start again, while a browser whose reply was lost (it still holds the cookie) sees the
+    completed page, which says who checked the first factor (sealed: "out of date", 409, as
+    the hand-off superseded that cookie's sealed token)."""
     with Demo(sealed=sealed) as running:
         session = requests.Session()
         token = signin_token(session, running.url + "signin")
@@ -191,6 +193,8 @@ def test_demo_on_complete_signs_in_and_lands_home(sealed: bool) -> None:
         )
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert csrf
+        lost = requests.Session()  # the same browser, had the completing reply been lost
+        lost.cookies.update(session.cookies)
         home = session.post(
             flow_url + "/response",
             data={"response": DEMO_TOKEN_CODE, "csrf_token": csrf.group(1)},
@@ -199,7 +203,11 @@ def test_demo_on_complete_signs_in_and_lands_home(sealed: bool) -> None:
         assert home.url == running.url
         assert 'data-state="DemoHome"' in home.text
         assert "signed you in as\n  <code>jsmith</code>" in home.text
-        completed = session.get(flow_url, timeout=5)
+        assert session.get(flow_url, timeout=5).status_code == 410
+        completed = lost.get(flow_url, timeout=5)
+        if sealed:  # the lost cookie's sealed token was superseded by the hand-off's
+            assert completed.status_code == 409
+            return
         assert 'data-state="Completed"' in completed.text
         assert (
             "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application"
@@ -365,3 +373,22 @@ def test_demo_on_each_framework_completes_logins(framework: str) -> None:
         )
         assert refused.status_code in (400, 403)  # no CSRF token: the core's, or Django's
         assert "AwaitingSecondFactor" not in refused.text
+
+
+def test_the_fastapi_demo_takes_no_x_forwarded_for() -> None:
+    """uvicorn trusts X-Forwarded-For from loopback by default; the FastAPI demo turns that
+    off, so a client naming another address in each request still counts as one address:
+    the per-client start throttle refuses its third start (429)."""
+    from mfa_fsm.core.throttle import Throttle  # noqa: PLC0415
+    from tests.support.web import Client  # noqa: PLC0415
+
+    throttle = Throttle(starts_per_client="2/minute")
+    with Demo(framework="fastapi", throttle=throttle) as running:
+        client = Client(running.url.rstrip("/"))
+        statuses = []
+        for number in range(3):
+            client.session.headers["X-Forwarded-For"] = f"198.51.100.{number + 1}"
+            statuses.append(
+                client.start("entrust", f"user{number}", "not-the-password").status_code
+            )
+    assert statuses == [401, 401, 429]

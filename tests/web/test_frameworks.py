@@ -416,7 +416,9 @@ def test_replay_is_bounded_and_needs_the_same_browser(live: Live) -> None:
         "POST", f"{client.flow_url}/response", response=DEMO_TOKEN_CODE, csrf_token=client.csrf
     )
     assert stolen.status_code == 400
+    kept = list(client.session.cookies)
     assert client.post(f"{client.flow_url}/response", response="1").status_code == 302
+    lose_reply(client, kept)  # the replay's reply (expiring the flow cookie) is lost too
     spent = client.post(f"{client.flow_url}/response", response="1")
     assert spent.status_code == 303 and spent.headers["Location"] == client.flow_url
     assert len(calls) == 2
@@ -493,3 +495,116 @@ def test_a_pending_push_offers_the_token_code_instead(live: Live) -> None:
     assert "Type the code from your token" not in asked.text
     done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
     assert done.status_code == 302 and done.headers["Location"] == "/app/home"
+
+
+# -- found by the security review of the pages ---------------------------------------------
+
+
+def flow_cookie_of(client: Client) -> tuple[str, str]:
+    """The (name, value) of the client's flow cookie."""
+    return next((c.name, c.value or "") for c in client.session.cookies if "_flow_" in c.name)
+
+
+def set_cookie_headers(reply: requests.Response) -> list[str]:
+    """Every Set-Cookie header of ``reply``, one per cookie."""
+    return list(reply.raw.headers.getlist("Set-Cookie"))
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_a_stolen_flow_cookie_with_its_own_csrf_gets_no_replay(live: Live, sealed: bool) -> None:
+    """Another browser holding the flow's cookie and a valid CSRF token of its own (it loaded
+    the flow's page before the completion; under Django any token of Django's works) repeats
+    the completing step: no on_complete (the replay is bound to the browser that completed),
+    just the flow's page; the browser that completed still gets its replay."""
+    calls: list[FlowView] = []
+    client = Client(live(sealed=sealed, calls=calls))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    thief = Client(client.base)
+    name, value = flow_cookie_of(client)
+    thief.session.cookies.set(name, value)
+    assert state(thief.get(client.flow_url)) == "SecondFactorSelected"
+    assert thief.csrf and thief.csrf != client.csrf
+    kept = list(client.session.cookies)
+    first = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert first.status_code == 302 and len(calls) == 1
+    lose_reply(client, kept)
+    stolen = thief.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert stolen.status_code == 303 and stolen.headers["Location"] == client.flow_url
+    assert len(calls) == 1
+    assert thief.get("/app/whoami").status_code == 401
+    again = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert again.status_code == 302 and len(calls) == 2
+    assert client.get("/app/whoami").text == "signed in as jsmith"
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["stored", "sealed"])
+def test_the_completing_answer_expires_the_flow_cookie(live: Live, sealed: bool) -> None:
+    """on_complete's answer expires the flow's cookie (Max-Age=0), and so does a replay's:
+    after the application's logout, Back and resubmit finds no flow ("start again", 410)
+    and signs nobody in again."""
+    calls: list[FlowView] = []
+    client = Client(live(sealed=sealed, calls=calls))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKEN")
+    name, _ = flow_cookie_of(client)
+    kept = list(client.session.cookies)
+    done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert done.status_code == 302
+    expired = [c for c in set_cookie_headers(done) if c.startswith(f"{name}=")]
+    assert len(expired) == 1 and "max-age=0" in expired[0].lower(), expired
+    assert name not in client.session.cookies.get_dict()
+    for cookie in list(client.session.cookies):  # the application's logout: no session
+        if not cookie.name.startswith(("mfa_fsm_", "csrftoken")):
+            client.session.cookies.clear(cookie.domain, cookie.path, cookie.name)
+    assert client.get("/app/whoami").status_code == 401
+    resubmitted = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert resubmitted.status_code == 410 and len(calls) == 1
+    assert client.get("/app/whoami").status_code == 401
+    lose_reply(client, kept)  # a browser whose reply was lost still holds it: the replay
+    again = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert again.status_code == 302 and len(calls) == 2
+    expired = [c for c in set_cookie_headers(again) if c.startswith(f"{name}=")]
+    assert len(expired) == 1 and "max-age=0" in expired[0].lower(), expired
+    assert name not in client.session.cookies.get_dict()
+
+
+def test_a_form_with_too_many_fields_is_refused(live: Live) -> None:
+    """A form of more than MAX_FORM_PARTS fields is refused with 413 (with a valid CSRF
+    token), and the flow is as it was."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    padding = {f"extra{i}": "x" for i in range(70)}
+    reply = client.post(f"{client.flow_url}/factor", factor="TOKEN", **padding)
+    assert reply.status_code == 413
+    check_security_headers(reply)
+    assert state(client.get(client.flow_url)) == "AwaitingSecondFactor"
+
+
+def test_a_throttle_storage_that_goes_down_answers_503(
+    live: Live, framework: ModuleType, entrust_emulator: EntrustEmulator
+) -> None:
+    """The throttle counts in a real Redis (``redis://``; ``async+redis://`` under Starlette)
+    that stops while a flow runs: the next step answers 503 with Retry-After (JSON with
+    ``retry_after`` to the script), the IdP is not called and the flow is as it was."""
+    from tests.support.servers import redis_server  # noqa: PLC0415
+
+    asynchronous = framework.__name__.endswith("starlette_app")
+    with redis_server() as server:
+        client = Client(live(throttle=Throttle(("async+" if asynchronous else "") + server.url)))
+        assert client.begin("entrust", "jsmith").status_code == 303
+        client.step("factor", factor="TOKEN")  # no count: nothing is sent or answered
+    calls = len(entrust_emulator.calls)
+    failed = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
+    assert failed.status_code == 503 and int(failed.headers["Retry-After"]) >= 1
+    check_security_headers(failed)
+    scripted = client.session.post(
+        client.base + client.flow_url + "/response",
+        data={"response": DEMO_TOKEN_CODE},
+        headers={"Accept": "application/json", "X-CSRF-Token": client.csrf},
+        timeout=10,
+    )
+    assert scripted.status_code == 503 and scripted.json()["retry_after"] >= 1
+    assert len(entrust_emulator.calls) == calls
+    assert state(client.get(client.flow_url)) == "SecondFactorSelected"
+    assert client.begin("entrust", "jsmith").status_code == 503  # a start counts too

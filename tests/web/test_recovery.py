@@ -214,8 +214,9 @@ def test_store_failing_during_hand_off_is_recovered_on_the_next_request(
     assert completions.seen[0].result.token
     token = completions.seen[0].result.token
     assert token not in repr(store._records)  # handed off: the store keeps no IdP token
-    # Afterwards the page is the success page, and on_complete is not called again.
-    assert visitor.page().status_code == 200
+    # on_complete's answer expired the flow's cookie: the flow's page now says start again
+    # (a Back and resubmit finds no flow), and on_complete is not called again.
+    assert visitor.page().status_code == 410
     assert len(completions.seen) == 1
 
 

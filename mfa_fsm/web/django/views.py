@@ -258,6 +258,10 @@ class MfaUrls:
         self, request: HttpRequest, route: str, params: Mapping[str, str], *, form: bool = True
     ) -> PageRequest:
         current_user = self.current_user
+        # The browser's CSRF secret as it sent it (the middleware's process_request read it),
+        # before get_token() below can make one, and before on_complete's login() rotates
+        # it: a browser repeating the request whose reply it lost still sends this one.
+        browser = request.META.get("CSRF_COOKIE")
         return PageRequest(
             method=request.method or "GET",
             route=route,
@@ -270,6 +274,7 @@ class MfaUrls:
             secure=request.is_secure(),
             user=None if current_user is None else functools.partial(current_user, request),
             framework_csrf=(CSRF_FIELD, get_token(request)),
+            browser=browser if isinstance(browser, str) else None,
         )
 
     def _respond(self, request: HttpRequest, answer: PageAnswer) -> HttpResponse:

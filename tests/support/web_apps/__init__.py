@@ -172,7 +172,9 @@ class LiveApp(Demo):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         # Lifespan "auto": FastAPI closes its engine at shutdown; Django has no lifespan.
-        config = uvicorn.Config(app, log_level="warning", lifespan="auto", access_log=False)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="auto", access_log=False, proxy_headers=False
+        )
         server = uvicorn.Server(config)
 
         async def serve() -> None:
