@@ -489,3 +489,55 @@ def test_a_pending_push_offers_the_token_code_instead(live: Live) -> None:
     assert "Type the code from your token" not in asked.text
     done = client.post(f"{client.flow_url}/response", response=DEMO_TOKEN_CODE)
     assert done.status_code == 302 and done.headers["Location"] == "/app/home"
+
+
+def test_another_way_sends_at_once_and_the_running_one_is_shown_again(live: Live) -> None:
+    """With the default throttle, "Try another way" sends another channel or factor at once
+    (a push, then an SMS code, then the code by e-mail, within seconds); picking the one
+    running again shows its page, nothing sent; an early "Send a new code" is a notice on
+    the same page."""
+    client = Client(live(throttle=Throttle()))
+    client.begin("entrust", "jsmith")
+    for factor, delivery, expected in [
+        ("TOKENPUSH", "", "OobPending"),
+        ("OTP", "SMS", "SecondFactorSelected"),
+        ("OTP", "EMAIL", "SecondFactorSelected"),
+    ]:
+        form = {"factor": factor, **({"delivery": delivery} if delivery else {})}
+        assert client.step("factor", **form).status_code == 303, (factor, delivery)
+        assert state(client.get(client.flow_url)) == expected
+    # The running factor picked again: its page, no send (a send would be ResendTooSoon).
+    again = client.step("factor", factor="OTP", delivery="EMAIL")
+    assert again.status_code == 303
+    assert again.headers["Location"].endswith(client.flow_url)
+    # "Send a new code" before resend_at: the code page again, with an inline notice.
+    early = client.step("resend")
+    assert early.status_code == 429 and int(early.headers["Retry-After"]) >= 1
+    assert state(early) == "SecondFactorSelected"
+    assert 'id="mfa-notice"' in early.text and "Nothing was sent" in early.text
+    assert 'name="response"' in early.text  # the code already sent still works
+
+
+def test_a_throttled_switch_is_a_notice_on_the_same_page(live: Live) -> None:
+    """Past the per-user send rate, another factor is refused on the running challenge's
+    own page (429, Retry-After), not a separate error page."""
+    client = Client(live(throttle=Throttle(sends_per_user="1/15 minutes")))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="OTP", delivery="SMS")
+    refused = client.step("factor", factor="OTP", delivery="EMAIL")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert state(refused) == "SecondFactorSelected"
+    assert "Too many requests were sent to your device" not in heading(refused)
+    assert "Nothing was sent" in refused.text
+
+
+def test_resend_button_waits_for_the_script(live: Live) -> None:
+    """Before resend_at the button says how long to wait (in seconds, no server clock) and
+    carries the wait for the page's script, which disables and then enables it."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="OTP", delivery="SMS")
+    page = client.get(client.flow_url)
+    found = re.search(r'id="mfa-resend"[^>]*data-mfa-resend-in="(\d+)"', page.text)
+    assert found and 1 <= int(found.group(1)) <= 31  # resend_at is rounded up
+    assert "available in" in page.text and "mfa_fsm.js" in page.text
