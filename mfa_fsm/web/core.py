@@ -500,7 +500,9 @@ class _StoredFlows:
         return bool(self.engine.first_factor_outside(provider))
 
     def idp_checks_password(self, provider: str) -> bool:
-        return bool(self.engine.idp_checks_password(provider))
+        # An engine of the application's own (a wrapper) may not say: then the IdP checks.
+        checks = getattr(self.engine, "idp_checks_password", None)
+        return True if checks is None else bool(checks(provider))
 
 
 class _SealedFlows:
@@ -550,7 +552,9 @@ class _SealedFlows:
         return bool(self.engine.first_factor_outside(provider))
 
     def idp_checks_password(self, provider: str) -> bool:
-        return bool(self.engine.idp_checks_password(provider))
+        # An engine of the application's own (a wrapper) may not say: then the IdP checks.
+        checks = getattr(self.engine, "idp_checks_password", None)
+        return True if checks is None else bool(checks(provider))
 
 
 def _token(carry: Carry) -> str:
@@ -1780,7 +1784,9 @@ class WebCore:
             providers=providers,
             # The typed form's choices: providers whose IdP checks the typed password.
             typed_providers=[
-                (p, label) for p, label in providers if self.flows.idp_checks_password(p)
+                (p, events.provider_label(p))
+                for p in self.flows.providers
+                if self.flows.idp_checks_password(p)
             ],
             chosen=provider,
             vouched=vouched,
@@ -1989,7 +1995,7 @@ def _push_expired(view: FlowView) -> bool:
 
 def _vouched_who(user: VerifiedUser) -> str:
     """The pages' "checked by" line for a user the application vouched for."""
-    return f"{user.user_id} — first factor checked by {user.checked_by}"
+    return f"{user.user_id}, checked by {user.checked_by}"
 
 
 def _digest(value: str) -> str:

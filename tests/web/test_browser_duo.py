@@ -28,7 +28,7 @@ def to_picker(page: Page, demo: Demo, user: str = "dsmith") -> None:
     duo_sign_in(page, demo, user)
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     expect(page.locator("p.mfa-who")).to_have_text(
-        f"First factor: {user}'s password, checked by the mfa_fsm demo application "
+        f"First factor: {user}, checked by the mfa_fsm demo application "
         "(not the identity provider)."
     )
 
