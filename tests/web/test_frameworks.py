@@ -541,3 +541,28 @@ def test_resend_button_waits_for_the_script(live: Live) -> None:
     found = re.search(r'id="mfa-resend"[^>]*data-mfa-resend-in="(\d+)"', page.text)
     assert found and 1 <= int(found.group(1)) <= 31  # resend_at is rounded up
     assert "available in" in page.text and "mfa_fsm.js" in page.text
+
+
+def test_the_failed_page_says_it_once_with_one_primary(
+    live: Live, entrust_emulator: EntrustEmulator
+) -> None:
+    """A push declined on the device: the failed page gives the reason once (not again in
+    the IdP's words), one next step, one primary button ("Try again", for the signed-in
+    user) and "Start over" as a plain link; it does not say the user is signed in."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKENPUSH")
+    entrust_emulator.deny_push("jsmith")
+    deadline = time.monotonic() + 10
+    failed = client.get(client.flow_url)
+    while state(failed) == "OobPending" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        client.post(f"{client.flow_url}/poll")  # "Check now" (a poll before it is due waits)
+        failed = client.get(client.flow_url)
+    assert state(failed) == "Failed"
+    text = re.sub(r"<[^>]+>", " ", failed.text).lower()
+    assert text.count("declined") == 1, text
+    assert "signed in to the application" not in text
+    assert len(re.findall(r'class="[^"]*mfa-primary', failed.text)) == 1
+    assert "Try again</button>" in failed.text
+    assert ">Start over from the sign-in page</a>" in failed.text
