@@ -23,7 +23,7 @@ def test_control_page_shows_a_new_code_by_itself(
     expect(pause).to_have_attribute("aria-pressed", "false")
     before = control.locator("[data-code-for=jsmith]").inner_text()
     sign_in(page, demo, "jsmith")
-    page.get_by_role("button", name="Send a code by text message (SMS)").click()
+    page.get_by_role("button", name="Get a code by text message").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
     sent = demo.emulator("entrust").last_otp("jsmith")
     assert sent and sent != before
