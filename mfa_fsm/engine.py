@@ -300,6 +300,13 @@ class _Facade:
         flow_class, _ = self._flow_class(provider)
         return flow_class.first_factor_outside
 
+    def idp_checks_password(self, provider: str) -> bool:
+        """Whether ``provider``'s IdP can check a typed user id and password itself (false
+        for Duo: its flows start only for a ``VerifiedUser``). Raises :class:`UsageError`
+        for a provider this engine does not run."""
+        flow_class, _ = self._flow_class(provider)
+        return flow_class.idp_checks_password
+
     @property
     def providers(self) -> tuple[str, ...]:
         """The providers this engine runs flows of, sorted."""

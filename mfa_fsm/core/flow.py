@@ -361,6 +361,10 @@ class Flow:
     #: such a flow starts only for a ``VerifiedUser``, and the web integration refuses to
     #: mount for it without the application's ``current_user``
     first_factor_outside: ClassVar[bool] = False
+    #: whether the IdP itself can check a typed first factor (a user id and password): false
+    #: for a flow whose first factor is only ever the application's (Duo's Auth API), which
+    #: a typed ``user=`` never starts (the web start page lists it only under "Continue as")
+    idp_checks_password: ClassVar[bool] = True
     #: events only the engine sends (never accepted from a caller)
     internal_events: ClassVar[frozenset[str]] = frozenset({"expire"})
     #: wall-clock seconds one ``send`` may spend on IdP calls, retries included, unless the
@@ -1057,13 +1061,19 @@ def _check_resend(snapshot: Snapshot, now: float) -> None:
 
 def _same_factor_again(snapshot: Snapshot, data: Mapping[str, Any]) -> bool:
     """Whether ``select_second_factor`` names the factor whose challenge is running and has
-    sent something (``resend_at`` set): a re-send by another name."""
+    sent something (``resend_at`` set), over the same channel: a re-send by another name.
+
+    Another factor, or the same factor over another ``delivery`` (the code by e-mail after
+    SMS), is a different request and is not held back by the resend cooldown (the
+    throttle's per-user ``send`` rates still count it). A pick without ``delivery`` is the
+    same request as the running one when the factor matches (safe side)."""
     challenge = snapshot.challenge
-    return (
-        challenge is not None
-        and challenge.resend_at is not None
-        and data.get("factor") == challenge.factor
-    )
+    if challenge is None or challenge.resend_at is None or data.get("factor") != challenge.factor:
+        return False
+    delivery = data.get("delivery")
+    if not isinstance(delivery, str) or not delivery or challenge.delivery is None:
+        return True
+    return delivery.upper() == challenge.delivery.upper()
 
 
 class _Prepared(NamedTuple):

@@ -12,7 +12,10 @@ call):
 
 * ``start``: a new flow (a query or StartAuthentication at the IdP);
 * ``send``: a step that makes the IdP reach the user's device (a push, an SMS, e-mail or
-  voice code, a phone call): a *cooldown* per user (``send_cooldown``) and a cap per window;
+  voice code, a phone call): a short burst cap per user (``send_cooldown``) and a cap per
+  window. Asking the *same* factor again is held back by the flow's own resend cooldown
+  (``Challenge.resend_at``); the burst cap only stops a script, so a person may switch at
+  once from a push to an SMS code to an e-mail code;
 * ``answer``: a typed password, code or answer: guesses per window.
 
 Every step counts *before* the IdP is asked, atomically (``limits``' ``hit`` takes an entry in
@@ -79,7 +82,9 @@ ACTIONS = ("start", "send", "answer")
 DEFAULT_RATES: dict[str, str] = {
     "starts_per_user": "10/10 minutes",
     "starts_per_client": "30/10 minutes",
-    "send_cooldown": "1/10 seconds",
+    # Three sends a minute: switching factors (push, then SMS, then e-mail) passes at once;
+    # re-sending one factor waits for its resend_at; a bomber stops at sends_per_user.
+    "send_cooldown": "3/minute",
     "sends_per_user": "5/15 minutes",
     "sends_per_client": "20/15 minutes",
     "answers_per_user": "10/15 minutes",

@@ -229,6 +229,7 @@ class DuoFlow(Flow):
 
     #: Duo never sees the first factor: ``submit_first_factor`` is the application's word
     first_factor_outside: ClassVar[bool] = True
+    idp_checks_password: ClassVar[bool] = False  # the Auth API checks no password
 
     @classmethod
     def opening(

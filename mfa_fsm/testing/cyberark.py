@@ -549,6 +549,15 @@ class CyberArkEmulator(EmulatorServer):
         with self.lock:
             self._pending_oob(user).decision = "denied"
 
+    def oob_pending(self, user: str) -> bool:
+        """Whether the user's latest out-of-band challenge (push, link, call) still waits
+        for an answer (:meth:`approve` or :meth:`deny` would act on it)."""
+        with self.lock:
+            try:
+                return self._pending_oob(user).decision == "pending"
+            except LookupError:
+                return False
+
     def number_shown(self, user: str) -> str | None:
         """The number the user's running OOB challenge asks to match (the StartOOB reply's
         ``GeneratedAuthValue``), or None: no number matching, or nothing pending."""

@@ -116,6 +116,11 @@ class DemoIdp:
         """The last code the emulator sent to ``user`` (SMS, e-mail, voice), if any."""
         return None
 
+    def pending(self, user: str) -> bool:
+        """Whether ``user`` has a request (a push, a call) waiting for :meth:`approve` or
+        :meth:`deny`: the control page offers those buttons only then."""
+        return False
+
     def approve_route(self, user: str) -> str | None:
         """The emulator's control route (HTTP POST) approving the user's push, if it has one."""
         return None
@@ -247,6 +252,9 @@ class EntrustDemo(DemoIdp):
     def deny(self, user: str) -> None:
         self.emulator.deny_push(user)
 
+    def pending(self, user: str) -> bool:
+        return self.emulator.push_pending(user)
+
     def last_code(self, user: str) -> str | None:
         return self.emulator.last_otp(user)
 
@@ -321,6 +329,9 @@ class CyberArkDemo(DemoIdp):
 
     def deny(self, user: str) -> None:
         self.emulator.deny(user)
+
+    def pending(self, user: str) -> bool:
+        return self.emulator.oob_pending(user)
 
     def last_code(self, user: str) -> str | None:
         return self.emulator.last_code(user)
@@ -425,6 +436,9 @@ class DuoDemo(DemoIdp):
 
     def deny(self, user: str) -> None:
         self.emulator.answer(user, "deny")
+
+    def pending(self, user: str) -> bool:
+        return self.emulator.waiting(user)
 
     def last_code(self, user: str) -> str | None:
         try:

@@ -315,6 +315,13 @@ class DuoEmulator(EmulatorServer):
 
     # -- helpers for tests (thread-safe) -------------------------------------
 
+    def waiting(self, username: str) -> bool:
+        """Whether the user's latest push or phone call still waits for an answer (not
+        answered, not timed out): :meth:`answer` would act on it."""
+        with self.lock:
+            txn = self._latest.get(username)
+            return txn is not None and self._state(txn) == "waiting"
+
     def answer(self, username: str, answer: Answer) -> None:
         """Answer the user's latest push or phone call (``approve``, ``deny``, ``fraud``,
         ``timeout``). Raises :class:`LookupError` when none is waiting."""

@@ -603,6 +603,16 @@ class EntrustEmulator(EmulatorServer):
             push = self._pushes.get(user_id)
             return push.mutual_challenge if push else None
 
+    def push_pending(self, user_id: str) -> bool:
+        """Whether the user has a push waiting for the phone (not answered, not expired);
+        False for an unknown user."""
+        with self.lock:
+            try:
+                self._pending_push(user_id)
+            except LookupError:
+                return False
+            return True
+
     def pending_mutual_challenge(self, user_id: str) -> str | None:
         """The mutual challenge of the user's push while it waits for the phone, or None (no
         push pending, none shown, or no such user)."""

@@ -69,8 +69,9 @@ How an adapter uses it
   ``challenge``, ``handle``, ``who``, ``signing_in_as`` (the user id, while the flow runs),
   ``action(step)``, ``allowed``, ``can_choose``, ``takes_code``, ``token_instead``,
   ``can_resend``, ``again``, ``notice``, ``error``, ``error_field``, ``failure_text``,
-  ``next_steps``, ``now``, ``clock``, ...), the start page ``providers``, ``chosen``, ``vouched``,
-  ``outside``, ``error``, ``begin_url``, the problem page ``heading``, ``message``,
+  ``next_steps``, ``now``, ``clock``, ...), the start page ``providers`` (begin()'s default
+  first), ``typed_providers`` (those whose IdP checks a typed password), ``chosen``,
+  ``vouched``, ``outside``, ``error``, ``begin_url``, the problem page ``heading``, ``message``,
   ``retry_url``, ``retry_fields``, ``back_url``, ``restart``.
 
 Security notes
@@ -266,6 +267,8 @@ MAX_COOKIE_BYTES = 4093
 
 #: Steps whose data is built from the current view (the challenge's kind and questions).
 _NEEDS_VIEW = frozenset({"first-factor", "factor", "response"})
+#: Steps that ask the IdP to reach the user's device: a refusal is a notice on their page.
+_SENDING_STEPS = frozenset({"factor", "resend"})
 #: Steps whose form carries a secret: their retry button goes back to the form instead of
 #: re-sending (a page never holds a typed secret).
 _SECRET_STEPS = frozenset({"first-factor", "response"})
@@ -469,6 +472,8 @@ class _Flows(Protocol):
 
     def first_factor_outside(self, provider: str) -> bool: ...
 
+    def idp_checks_password(self, provider: str) -> bool: ...
+
 
 class _StoredFlows:
     """Flows in a server-side store (Engine, AsyncEngine): the cookie carries the flow id.
@@ -512,6 +517,11 @@ class _StoredFlows:
 
     def first_factor_outside(self, provider: str) -> bool:
         return bool(self.engine.first_factor_outside(provider))
+
+    def idp_checks_password(self, provider: str) -> bool:
+        # An engine of the application's own (a wrapper) may not say: then the IdP checks.
+        checks = getattr(self.engine, "idp_checks_password", None)
+        return True if checks is None else bool(checks(provider))
 
 
 class _SealedFlows:
@@ -559,6 +569,11 @@ class _SealedFlows:
 
     def first_factor_outside(self, provider: str) -> bool:
         return bool(self.engine.first_factor_outside(provider))
+
+    def idp_checks_password(self, provider: str) -> bool:
+        # An engine of the application's own (a wrapper) may not say: then the IdP checks.
+        checks = getattr(self.engine, "idp_checks_password", None)
+        return True if checks is None else bool(checks(provider))
 
 
 def _token(carry: Carry) -> str:
@@ -973,7 +988,7 @@ class WebCore:
         provider = ctx.form.get("provider", "")
         user = ctx.form.get("user", "").strip()
         password = ctx.form.get("password", "")
-        if provider not in self.flows.providers:
+        if provider not in self.flows.providers or not self.flows.idp_checks_password(provider):
             return (
                 yield from self._start_page(
                     ctx, error="Choose one of the identity providers.", status=422
@@ -1133,9 +1148,16 @@ class WebCore:
         form: events.Form = lambda name: ctx.form.get(name, "")  # noqa: E731
         current: FlowView | None = None
         try:
-            if step in _NEEDS_VIEW:
-                current = yield from self.flows.view(carry)
+            current = (yield from self.flows.view(carry)) if step in _NEEDS_VIEW else None
             data = build(current, form) if current is not None else {}
+            if current is not None and step == "factor" and _running_again(current, data):
+                # The running factor picked again ("Try another way", same row): show its
+                # challenge again; nothing is sent, nothing refused.
+                return (
+                    self._poll_json(ctx, handle, current)
+                    if ctx.wants_json
+                    else _redirect(self._url(ctx, "flow", handle=handle))
+                )
             view, new_carry = yield from self.flows.send(carry, event, data, ctx.request.client_ip)
         except (EventNotAllowed, FlowConflict):
             # Another request moved the flow, or this page was stale: show where it is now.
@@ -1149,7 +1171,7 @@ class WebCore:
         except (FlowNotFound, SnapshotError, SealedStateError) as exc:
             return self._start_again(ctx, handle, exc)
         except Throttled as exc:
-            return self._throttled(ctx, exc, handle=handle)
+            return (yield from self._throttled_here(ctx, handle, carry, exc, step))
         except (IdpError, TransportError) as exc:
             return (yield from self._idp_failed(ctx, exc, handle, step, carry=carry, form=form))
         except StoreUnavailable as exc:
@@ -1482,6 +1504,36 @@ class WebCore:
             ctx, 429, wait, heading, message, back_url=back_url, restart=handle is None
         )
 
+    def _throttled_here(
+        self, ctx: _Ctx, handle: str, carry: Carry, exc: Throttled, step: str
+    ) -> Plan[_Out]:
+        """A send ("Send a new code", another factor) refused by a cooldown or throttle: the
+        flow's own page again, with an inline notice saying when to ask again (429); nothing
+        was sent and the running challenge still works. Other steps, and a script's
+        request, get :meth:`_throttled`'s answer."""
+        if step not in _SENDING_STEPS or ctx.wants_json:
+            return self._throttled(ctx, exc, handle=handle)
+        log.warning(
+            "mfa_fsm.web.throttled", action=exc.action, scope=exc.scope, retry_after=exc.retry_after
+        )
+        wait = max(1, round(exc.retry_after))
+        if isinstance(exc, ResendTooSoon):
+            notice = (
+                "Nothing was sent: a new code or request was sent a moment ago and still "
+                f"works. You can ask for another in {wait} seconds"
+            )
+        else:
+            notice = (
+                f"Nothing was sent: {THROTTLED.get(exc.action, 'Too many attempts').lower()} "
+                f"in a short time. Use the one already sent, or try again in {wait} seconds"
+            )
+        view = yield from self.flows.view(carry)
+        out = yield from self._page(
+            ctx, handle, view, notice=notice, status=429, who=carry.who, user=carry.user
+        )
+        out.headers.append(("Retry-After", str(wait)))
+        return out
+
     def _unavailable(
         self,
         ctx: _Ctx,
@@ -1760,13 +1812,22 @@ class WebCore:
     ) -> Plan[_Out]:
         if error is not None and ctx.wants_json:
             return _json(status, message=error)
-        providers = [(p, events.provider_label(p)) for p in self.flows.providers]
+        # begin()'s default provider (the first whose first factor may be the application's)
+        # first: the "Continue as" button that gets the focus.
+        ordered = sorted(self.flows.providers, key=lambda p: not self.flows.first_factor_outside(p))
+        providers = [(p, events.provider_label(p)) for p in ordered]
         vouched = yield from self._vouched(ctx)
         html = self._render(
             ctx,
             "mfa_fsm/start.html",
             aside_for=None,
             providers=providers,
+            # The typed form's choices: providers whose IdP checks the typed password.
+            typed_providers=[
+                (p, events.provider_label(p))
+                for p in self.flows.providers
+                if self.flows.idp_checks_password(p)
+            ],
             chosen=provider,
             vouched=vouched,
             outside=[p for p, _ in providers if self.flows.first_factor_outside(p)],
@@ -1967,6 +2028,18 @@ def _awaits_hand_off(view: FlowView) -> bool:
     return view.state == "Completed" and view.result is not None and not view.result.handed_off
 
 
+def _running_again(view: FlowView, data: Mapping[str, Any]) -> bool:
+    """Whether a ``select_second_factor`` pick names the challenge already running (same
+    factor, and the same delivery when the pick gives one): nothing to send."""
+    challenge = view.challenge
+    if view.state not in ("SecondFactorSelected", "OobPending") or challenge is None:
+        return False
+    if data.get("factor") != challenge.factor:
+        return False
+    delivery = data.get("delivery")
+    return not delivery or challenge.delivery is None or delivery == challenge.delivery
+
+
 def _push_expired(view: FlowView) -> bool:
     """Whether ``view`` ended because a push (or other device request) went unanswered."""
     challenge = view.challenge
@@ -1975,7 +2048,7 @@ def _push_expired(view: FlowView) -> bool:
 
 def _vouched_who(user: VerifiedUser) -> str:
     """The pages' "checked by" line for a user the application vouched for."""
-    return f"{user.user_id}'s password, checked by {user.checked_by}"
+    return f"{user.user_id}, checked by {user.checked_by}"
 
 
 def _digest(value: str) -> str:

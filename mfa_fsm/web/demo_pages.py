@@ -32,7 +32,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup, escape
@@ -42,9 +42,12 @@ from mfa_fsm.core.errors import UsageError
 from mfa_fsm.core.identity import VerifiedUser
 from mfa_fsm.core.registry import provider_flow
 from mfa_fsm.core.snapshot import FlowView
-from mfa_fsm.testing.demo_idps import DemoIdp
+from mfa_fsm.testing.demo_idps import DemoIdp, DemoUser
 from mfa_fsm.web import events
 from mfa_fsm.web.core import STATIC_PATH
+
+if TYPE_CHECKING:
+    from mfa_fsm.core.flow import Flow
 
 #: Who checked an EXTERNAL user's first factor, as the pages say it.
 DEMO_CHECKED_BY = "the mfa_fsm demo application (not the identity provider)"
@@ -198,6 +201,7 @@ class DemoPages:
                 "user": demo.user,
                 "code": idp.last_code(demo.user),
                 "choices": idp.number_choices(demo.user),
+                "pending": idp.pending(demo.user),
                 "approve_url": url_for(
                     "emulator_act", provider=demo.provider, user=demo.user, action="approve"
                 ),
@@ -227,10 +231,16 @@ class DemoPages:
 
     def fingerprint(self) -> str:
         """A digest of what the control page shows that changes by itself (codes sent,
-        numbers to match): its script reloads the page when this changes. A digest, so the
-        state route that serves it never carries a code."""
+        numbers to match, requests waiting): its script reloads the page when this changes.
+        A digest, so the state route that serves it never carries a code."""
         seen = [
-            (demo.provider, demo.user, idp.last_code(demo.user), idp.number_shown(demo.user))
+            (
+                demo.provider,
+                demo.user,
+                idp.last_code(demo.user),
+                idp.number_shown(demo.user),
+                idp.pending(demo.user),
+            )
             for idp in self.idps.values()
             for demo in idp.users
         ]
@@ -278,12 +288,21 @@ class DemoPages:
             "page</a> (your phone: approve or deny a push, read the code sent).</p>"
         )
         if view is None:
+            # One closed <details> per provider, its users named in the summary: short at
+            # a phone's width, each user's way in one click away.
             rows = Markup("").join(
-                Markup("<tr><td>{p}</td><td><code>{u}</code></td><td>{h}</td></tr>").format(
-                    p=d.provider, u=d.user, h=d.how
+                Markup(
+                    "<details><summary><strong>{label}</strong>: {names}</summary><dl>{users}</dl>"
+                    "</details>"
+                ).format(
+                    label=events.provider_label(provider),
+                    names=", ".join(d.user for d in users),
+                    users=Markup("").join(
+                        Markup("<dt><code>{u}</code></dt><dd>{h}</dd>").format(u=d.user, h=d.how)
+                        for d in users
+                    ),
                 )
-                for idp in self.idps.values()
-                for d in idp.users
+                for provider, users in _users_by_provider(self.idps)
             )
             answers = Markup("").join(
                 Markup("<p>{a}.</p>").format(a=idp.answers)
@@ -294,8 +313,7 @@ class DemoPages:
                 "<h2>Demo users</h2><p>EXTERNAL users (those with a demo sign-in "
                 'password) sign in on the <a href="/signin">demo application\'s sign-in page</a> '
                 "first; the others type the password their identity provider checks here.</p>"
-                "<table><thead><tr><th>provider</th><th>user id</th>"
-                "<th>how to sign in</th></tr></thead><tbody>{rows}</tbody></table>"
+                '<div class="mfa-demo-users">{rows}</div>'
                 "{answers}{control}"
             ).format(rows=rows, answers=answers, control=control)
         return Markup(
@@ -308,7 +326,8 @@ class DemoPages:
 
 @functools.lru_cache(maxsize=64)
 def diagram(provider: str, state: str) -> Markup:
-    """A flow's diagram with ``state`` filled: inline SVG with Graphviz, else Mermaid text."""
+    """A flow's diagram with ``state`` filled: inline SVG with Graphviz (its Mermaid source
+    below it), else the state's next events as a short list (:func:`next_events`)."""
     try:
         flow = provider_flow(provider)
     except UsageError:
@@ -322,4 +341,40 @@ def diagram(provider: str, state: str) -> Markup:
             '<div role="img" aria-label="Diagram of the {p} flow; the current state, {s}, is '
             'filled">{d}</div><details><summary>Mermaid source</summary><pre>{m}</pre></details>'
         ).format(p=provider, s=state, d=drawing, m=source)
-    return Markup("<pre>{m}</pre>").format(m=source)
+    return next_events(flow, state)
+
+
+def next_events(flow: type[Flow], state: str) -> Markup:
+    """Without Graphviz: the current state and, one line per arrow leaving it, its events
+    (with their outcome) and the state they lead to, from the flow's own table."""
+    arrows = [
+        arrow
+        for arrow in diagrams.arrows(flow)
+        if arrow.source == state
+        or (arrow.source == diagrams.ANY_LIVE_STATE and state in _live_states(flow))
+    ]
+    items = Markup("").join(
+        Markup("<li>{events} → <strong>{target}</strong></li>").format(
+            events="; ".join(line for line in arrow.lines if " [" in line), target=arrow.target
+        )
+        for arrow in arrows
+    )
+    if not items:
+        return Markup("<p>{s} is a final state: the flow has ended.</p>").format(s=state)
+    return Markup(
+        "<p>Next events from {s} (the diagram needs Graphviz's <code>dot</code>):</p>"
+        '<ul class="mfa-flow-next">{i}</ul>'
+    ).format(s=state, i=items)
+
+
+def _live_states(flow: type[Flow]) -> set[str]:
+    return {str(s.id) for s in flow.machine.states if not s.final}
+
+
+def _users_by_provider(idps: Mapping[str, DemoIdp]) -> list[tuple[str, list[DemoUser]]]:
+    """The demo users grouped by provider, in the emulators' order."""
+    grouped: dict[str, list[DemoUser]] = {}
+    for idp in idps.values():
+        for user in idp.users:
+            grouped.setdefault(user.provider, []).append(user)
+    return list(grouped.items())

@@ -221,13 +221,13 @@ def waiting(challenge: Challenge | None) -> str:
 
 #: What to do after each ending (``FlowView.failure``): the failed page's one next step.
 NEXT_STEPS = {
-    "rejected": "Start again, and check the code or answers before you send them.",
-    "denied": "If it was you, start again and approve the request. If it was not you, "
+    "rejected": "Try again, and check the code or answers before you send them.",
+    "denied": "If it was you, try again and approve the request. If it was not you, "
     "tell your IT help desk.",
-    "expired": "Start again, and approve the request or type the code before the time runs out.",
+    "expired": "Try again, and approve the request or type the code before the time runs out.",
     "locked": "Wait a while or ask your IT help desk to unlock it, or choose another way.",
-    "cancelled": "Start again whenever you are ready.",
-    "idp_error": "Start again. If it happens again, contact your IT help desk.",
+    "cancelled": "Try again whenever you are ready.",
+    "idp_error": "Try again. If it happens again, contact your IT help desk.",
     "unavailable": "Ask your IT help desk to set up a method this site supports.",
 }
 

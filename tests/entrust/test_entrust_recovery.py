@@ -267,6 +267,29 @@ def test_resend_and_another_way_over_both_drivers(
     assert view.state == "Completed"
 
 
+def test_another_channel_or_factor_is_sent_at_once(
+    entrust_emulator: EntrustEmulator, clock: Clock
+) -> None:
+    """The resend cooldown holds back only the same factor over the same channel: the OTP
+    by e-mail right after it went by SMS, then a push, are different requests, sent at once
+    (each a new IDaaS select), with the default throttle counting them."""
+    flow = started(entrust_emulator, clock, "OTP", throttle=Throttle())
+    first = flow.view().challenge
+    assert first is not None and first.delivery == "SMS"
+    sent = selects(entrust_emulator)
+    with pytest.raises(ResendTooSoon):  # SMS again, named: held back
+        flow.send("select_second_factor", factor="OTP", delivery="sms")
+    clock.advance(1.0)
+    view = flow.send("select_second_factor", factor="OTP", delivery="EMAIL")
+    assert view.challenge is not None and view.challenge.delivery == "EMAIL"
+    clock.advance(1.0)
+    view = flow.send("select_second_factor", factor="TOKENPUSH")
+    assert view.state == "OobPending"
+    assert selects(entrust_emulator) == sent + 2
+    with pytest.raises(ResendTooSoon):  # the same channel again is still held back
+        flow.send("select_second_factor", factor="TOKENPUSH")
+
+
 @pytest.mark.parametrize("factor", ["OTP", "TOKENPUSH"])
 def test_picking_the_running_factor_again_keeps_the_cooldown(
     entrust_emulator: EntrustEmulator, clock: Clock, factor: str

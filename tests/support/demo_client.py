@@ -21,7 +21,7 @@ from tests.support.servers import free_port
 
 #: The form's CSRF field: the web core's own, or Django's (its middleware checks it).
 CSRF = re.compile(r'name="(csrf_token|csrfmiddlewaretoken)" value="([^"]+)"')
-CONTROL_TOKEN = re.compile(r'name="token" value="([^"]+)"')
+CONTROL_TOKEN = re.compile(r'data-control-token="([^"]+)"')
 STATE = re.compile(r'data-state="([A-Za-z]+)"')
 
 
@@ -115,8 +115,8 @@ class DemoUserAgent:
     def numbers_offered(self, user: str) -> list[str]:
         """The numbers the control page offers for ``user``'s push with number matching."""
         page = self.control_page()
-        row = page[page.index(f'<th scope="row"><code>{user}</code>') :]
-        row = row[: row.index("</tr>")]
+        row = page[page.index(f'<p class="emulator-who"><code>{user}</code>') :]
+        row = row[: row.index("</li>")]
         return re.findall(r'name="number" value="(\d+)"', row)
 
     def code_sent(self, user: str) -> str:

@@ -88,8 +88,7 @@ def test_external_user_only_after_the_demo_password(page: Page, demo: Demo, shot
     sign_in(page, demo, "jsmith")
     expect(page.get_by_role("heading", level=1)).to_have_text("Choose a second factor")
     expect(page.locator("p.mfa-who")).to_have_text(
-        "First factor: jsmith's password, checked by the mfa_fsm demo application "
-        "(not the identity provider)."
+        "First factor: jsmith, checked by the mfa_fsm demo application (not the identity provider)."
     )
     page.goto(demo.url + "login/")
     expect(page.get_by_role("heading", level=2, name="Continue as jsmith")).to_be_visible()

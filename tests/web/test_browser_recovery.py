@@ -4,10 +4,11 @@ malformed code refused before the IdP, and a CyberArk challenge nothing can answ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from mfa_fsm.core.throttle import Throttle
 from mfa_fsm.testing.cyberark import UserMechanism
@@ -99,20 +100,48 @@ def test_cyberark_send_a_new_code(page: Page, context: BrowserContext, quick_dem
     expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in")
 
 
-def test_resend_inside_the_cooldown_says_when(page: Page, demo: Demo, shot: Shot) -> None:
-    """With the default 30 s cooldown, the page says when a new code may be asked for, and
-    asking at once answers 429 saying nothing was sent, with a way back to the code page."""
+def test_resend_inside_the_cooldown_waits_in_the_page(
+    page: Page, browser: Browser, demo: Demo, shot: Shot
+) -> None:
+    """With the default 30 s cooldown the page's script keeps "Send a new code" disabled and
+    names the moment in the browser's local time. Without scripts the button is usable, and
+    an early click comes back on the code page as a notice (429): nothing was sent."""
     sign_in(page, demo, "jsmith")
     page.get_by_role("button", name="Get a code by text message").click()
-    expect(page.locator(".mfa-resend .mfa-hint")).to_contain_text("available at")
-    calls = len(demo.emulator("entrust").calls)
-    with page.expect_response(lambda r: r.url.endswith("/resend")) as answer:
-        page.get_by_role("button", name="Send a new code").click()
-    assert answer.value.status == 429
-    expect(page.get_by_role("heading", level=1)).to_have_text("Please wait before trying again")
-    expect(page.get_by_text("A new code or request was sent a moment ago")).to_be_visible()
-    assert len(demo.emulator("entrust").calls) == calls
-    shot(page, "resend-too-soon")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
+    expect(page.get_by_role("button", name="Send a new code")).to_be_disabled()
+    wait = page.locator("#mfa-resend-wait")
+    expect(wait).to_contain_text("available at")
+    expect(wait.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-.*Z$"))
+    shot(page, "resend-waits")
+
+    # The same flow (its cookies) in a browser without scripts: no new start, no new code.
+    plain = browser.new_context(
+        java_script_enabled=False, storage_state=page.context.storage_state()
+    )
+    try:
+        no_script = plain.new_page()
+        no_script.goto(page.url)
+        expect(no_script.get_by_text("(available in")).to_be_visible()
+        calls = len(demo.emulator("entrust").calls)
+        with no_script.expect_response(lambda r: r.url.endswith("/resend")) as answer:
+            no_script.get_by_role("button", name="Send a new code").click()
+        assert answer.value.status == 429
+        expect(no_script.get_by_role("heading", level=1)).to_have_text("Enter your code")
+        expect(no_script.get_by_role("alert")).to_contain_text("Nothing was sent")
+        expect(no_script.get_by_label("Verification code")).to_be_visible()
+        assert len(demo.emulator("entrust").calls) == calls
+        shot(no_script, "resend-too-soon", scripts=False)
+    finally:
+        plain.close()
+
+
+def test_resend_is_enabled_when_due(page: Page, quick_demo: Demo) -> None:
+    """The script enables "Send a new code" once resend_at has come, and drops the wait."""
+    sign_in(page, quick_demo, "jsmith")
+    page.get_by_role("button", name="Get a code by text message").click()
+    expect(page.get_by_role("button", name="Send a new code")).to_be_enabled(timeout=3_000)
+    expect(page.locator("#mfa-resend-wait")).to_be_hidden()
 
 
 def test_a_malformed_code_is_refused_before_the_idp(page: Page, demo: Demo, shot: Shot) -> None:

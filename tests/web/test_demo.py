@@ -33,7 +33,7 @@ def unthrottled() -> Iterator[Demo]:
 
 def control_token(session: requests.Session, demo: Demo) -> str:
     page = session.get(demo.url + "emulator", timeout=5).text
-    found = re.search(r'name="token" value="([^"]+)"', page)
+    found = re.search(r'data-control-token="([^"]+)"', page)
     assert found
     return found.group(1)
 
@@ -78,7 +78,7 @@ def test_demo_sign_in_vouches_only_after_its_password(demo: Demo) -> None:
     assert right.status_code == 200
     assert 'data-state="AwaitingSecondFactor"' in right.text
     assert (
-        "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application "
+        "First factor: jsmith, checked by the mfa_fsm demo application "
         "(not the identity provider)." in right.text
     )
 
@@ -110,8 +110,9 @@ def test_control_page_needs_its_token_and_known_users(demo: Demo) -> None:
     assert session.post(flag, data={"token": token}, timeout=5).status_code == 404
 
 
-def test_live_diagram_is_drawn_with_graphviz_or_mermaid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Beside a flow the demo draws its diagram with the state filled: SVG, else Mermaid."""
+def test_live_diagram_is_drawn_with_graphviz_or_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside a flow the demo draws its diagram with the state filled: SVG; without
+    Graphviz, the state's next events as a list (never Mermaid source text)."""
     assert shutil.which("dot"), "Graphviz's dot is missing: run scripts/setup.sh"
     drawn = demo_module._diagram("entrust", "OobPending")
     assert drawn.startswith('<div role="img"')
@@ -120,9 +121,13 @@ def test_live_diagram_is_drawn_with_graphviz_or_mermaid(monkeypatch: pytest.Monk
     demo_module._diagram.cache_clear()
     monkeypatch.setattr(demo_module.shutil, "which", lambda name: None)
     try:
-        text = demo_module._diagram("cyberark", "Failed")
-        assert text.startswith("<pre>")
-        assert "class Failed current" in text
+        ended = demo_module._diagram("cyberark", "Failed")
+        assert ended == "<p>Failed is a final state: the flow has ended.</p>"
+        listed = demo_module._diagram("entrust", "OobPending")
+        assert '<ul class="mfa-flow-next">' in listed
+        assert "poll [completed] → <strong>Completed</strong>" in listed
+        assert "cancel [cancelled]; expire [expired] → <strong>Failed</strong>" in listed
+        assert "<pre>" not in listed and "&lt;br" not in listed and "classDef" not in listed
         assert demo_module._diagram("okta", "Failed") == ""
     finally:
         demo_module._diagram.cache_clear()
@@ -209,10 +214,7 @@ def test_demo_on_complete_signs_in_and_lands_home(sealed: bool) -> None:
             assert completed.status_code == 409
             return
         assert 'data-state="Completed"' in completed.text
-        assert (
-            "First factor: jsmith&#39;s password, checked by the mfa_fsm demo application"
-            in completed.text
-        )
+        assert "First factor: jsmith, checked by the mfa_fsm demo application" in completed.text
 
 
 NUMBER_SHOWN = re.compile(r'id="mfa-number">(\d+)<')
@@ -392,3 +394,34 @@ def test_the_fastapi_demo_takes_no_x_forwarded_for() -> None:
                 client.start("entrust", f"user{number}", "not-the-password").status_code
             )
     assert statuses == [401, 401, 429]
+
+
+def test_control_page_offers_approve_and_deny_only_while_a_request_waits(
+    unthrottled: Demo,
+) -> None:
+    """Approve and Deny are on the control page only beside a user whose push waits (and
+    Deny alone beside the numbers of a push with number matching); once answered they go."""
+    agent = DemoUserAgent(unthrottled.url)
+    idle = agent.control_page()
+    assert "Approve jsmith" not in idle and "Deny jsmith" not in idle
+    assert "Approve alice" not in idle and "Deny dsmith" not in idle
+    agent.sign_in("jsmith", "jsmith-app-password")
+    assert agent.step("factor", factor="TOKENPUSH") == "OobPending"
+    waiting = agent.control_page()
+    assert "Approve jsmith's entrust request" in waiting
+    assert "Deny jsmith's entrust request" in waiting
+    assert "Approve pwuser" not in waiting  # nobody else has a request
+    agent.on_phone("entrust", "jsmith", "approve")
+    assert agent.poll_until_settled() == "DemoHome"
+    assert "Approve jsmith" not in agent.control_page()
+
+
+def test_start_page_lists_the_demo_users_by_provider(unthrottled: Demo) -> None:
+    """Beside the start page, one closed details per provider names its users; each user's
+    way in is a definition inside it (no wide table)."""
+    start = requests.get(unthrottled.url + "login/", timeout=5).text
+    assert "<table" not in start
+    assert re.search(r"<summary><strong>Duo</strong>: dsmith, dcall", start) or re.search(
+        r"<summary><strong>[^<]*Duo[^<]*</strong>: dsmith", start
+    )
+    assert "<dt><code>pwuser</code></dt><dd>password Passw0rd!" in start

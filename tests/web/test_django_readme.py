@@ -93,7 +93,7 @@ def test_the_readme_django_project_signs_in(mysite: str) -> None:
     assert flow.startswith(mysite + "/login/f/")
     picker = browser.get(flow, timeout=10)
     assert "Choose a second factor" in picker.text
-    assert "checked by the demo password" in picker.text
+    assert "First factor: jsmith, checked by this app&#39;s password check." in picker.text
     csrf = hidden(picker.text, "(?:csrfmiddlewaretoken|csrf_token)")
     picked = browser.post(
         flow + "/factor",

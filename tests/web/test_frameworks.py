@@ -608,3 +608,80 @@ def test_a_throttle_storage_that_goes_down_answers_503(
     assert len(entrust_emulator.calls) == calls
     assert state(client.get(client.flow_url)) == "SecondFactorSelected"
     assert client.begin("entrust", "jsmith").status_code == 503  # a start counts too
+
+
+def test_another_way_sends_at_once_and_the_running_one_is_shown_again(live: Live) -> None:
+    """With the default throttle, "Try another way" sends another channel or factor at once
+    (a push, then an SMS code, then the code by e-mail, within seconds); picking the one
+    running again shows its page, nothing sent; an early "Send a new code" is a notice on
+    the same page."""
+    client = Client(live(throttle=Throttle()))
+    client.begin("entrust", "jsmith")
+    for factor, delivery, expected in [
+        ("TOKENPUSH", "", "OobPending"),
+        ("OTP", "SMS", "SecondFactorSelected"),
+        ("OTP", "EMAIL", "SecondFactorSelected"),
+    ]:
+        form = {"factor": factor, **({"delivery": delivery} if delivery else {})}
+        assert client.step("factor", **form).status_code == 303, (factor, delivery)
+        assert state(client.get(client.flow_url)) == expected
+    # The running factor picked again: its page, no send (a send would be ResendTooSoon).
+    again = client.step("factor", factor="OTP", delivery="EMAIL")
+    assert again.status_code == 303
+    assert again.headers["Location"].endswith(client.flow_url)
+    # "Send a new code" before resend_at: the code page again, with an inline notice.
+    early = client.step("resend")
+    assert early.status_code == 429 and int(early.headers["Retry-After"]) >= 1
+    assert state(early) == "SecondFactorSelected"
+    assert 'id="mfa-notice"' in early.text and "Nothing was sent" in early.text
+    assert 'name="response"' in early.text  # the code already sent still works
+
+
+def test_a_throttled_switch_is_a_notice_on_the_same_page(live: Live) -> None:
+    """Past the per-user send rate, another factor is refused on the running challenge's
+    own page (429, Retry-After), not a separate error page."""
+    client = Client(live(throttle=Throttle(sends_per_user="1/15 minutes")))
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="OTP", delivery="SMS")
+    refused = client.step("factor", factor="OTP", delivery="EMAIL")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert state(refused) == "SecondFactorSelected"
+    assert "Too many requests were sent to your device" not in heading(refused)
+    assert "Nothing was sent" in refused.text
+
+
+def test_resend_button_waits_for_the_script(live: Live) -> None:
+    """Before resend_at the button says how long to wait (in seconds, no server clock) and
+    carries the wait for the page's script, which disables and then enables it."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="OTP", delivery="SMS")
+    page = client.get(client.flow_url)
+    found = re.search(r'id="mfa-resend"[^>]*data-mfa-resend-in="(\d+)"', page.text)
+    assert found and 1 <= int(found.group(1)) <= 31  # resend_at is rounded up
+    assert "available in" in page.text and "mfa_fsm.js" in page.text
+
+
+def test_the_failed_page_says_it_once_with_one_primary(
+    live: Live, entrust_emulator: EntrustEmulator
+) -> None:
+    """A push declined on the device: the failed page gives the reason once (not again in
+    the IdP's words), one next step, one primary button ("Try again", for the signed-in
+    user) and "Start over" as a plain link; it does not say the user is signed in."""
+    client = Client(live())
+    client.begin("entrust", "jsmith")
+    client.step("factor", factor="TOKENPUSH")
+    entrust_emulator.deny_push("jsmith")
+    deadline = time.monotonic() + 10
+    failed = client.get(client.flow_url)
+    while state(failed) == "OobPending" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        client.post(f"{client.flow_url}/poll")  # "Check now" (a poll before it is due waits)
+        failed = client.get(client.flow_url)
+    assert state(failed) == "Failed"
+    text = re.sub(r"<[^>]+>", " ", failed.text).lower()
+    assert text.count("declined") == 1, text
+    assert "signed in to the application" not in text
+    assert len(re.findall(r'class="[^"]*mfa-primary', failed.text)) == 1
+    assert "Try again</button>" in failed.text
+    assert ">Start over from the sign-in page</a>" in failed.text

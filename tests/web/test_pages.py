@@ -9,9 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, session
 
-from mfa_fsm import CyberArkConfig, Engine, EntrustConfig, MemoryStore
+from mfa_fsm import (
+    CyberArkConfig,
+    DuoConfig,
+    DuoCredentials,
+    Engine,
+    EntrustConfig,
+    MemoryStore,
+    VerifiedUser,
+)
 from mfa_fsm.testing import CyberArkEmulator, EntrustEmulator
 from mfa_fsm.web import wording
 from mfa_fsm.web.blueprint import FAILURES
@@ -129,3 +137,49 @@ def test_theme_and_logo_templates_can_be_overridden(
 @pytest.mark.parametrize("reason", sorted(FAILURES))
 def test_every_failure_reason_has_its_own_next_step(reason: str) -> None:
     assert wording.next_step(reason) == wording.NEXT_STEPS[reason]
+
+
+def test_start_page_typed_form_and_continue_order(
+    entrust_emulator: EntrustEmulator, cyberark_emulator: CyberArkEmulator
+) -> None:
+    """The typed user id + password form lists only providers whose IdP checks a password
+    (Entrust and CyberArk, not Duo), and a typed Duo start is refused as no provider; the
+    "Continue as" buttons put begin()'s default (the first provider whose first factor may
+    be the application's) first, with the focus, under a line in the app's own words."""
+    configs = [
+        EntrustConfig(
+            base_url=entrust_emulator.base_url, application_id=entrust_emulator.application_id
+        ),
+        CyberArkConfig(base_url=cyberark_emulator.base_url, pod_scheme="http"),
+        DuoConfig(
+            DuoCredentials("DIWJ8X6AEYOR5OMC6TQ1", "s" * 40, "api-xxxxxxxx.duosecurity.com"),
+            base_url="http://127.0.0.1:9/",
+        ),
+    ]
+    app = make_app(
+        Engine(MemoryStore(), configs),
+        current_user=lambda: (
+            VerifiedUser(session["user"], checked_by="this app's password check")
+            if "user" in session
+            else None
+        ),
+    )
+    client = app.test_client()
+    anonymous = client.get(f"{PREFIX}/").get_data(as_text=True)
+    assert re.findall(r'name="provider" value="(\w+)" required', anonymous) == [
+        "cyberark",
+        "entrust",
+    ]
+    visitor = Visitor(client)
+    visitor.get(f"{PREFIX}/")
+    refused = visitor.post(f"{PREFIX}/", provider="duo", user="dsmith", password="x")
+    assert refused.status_code == 422
+    with client.session_transaction() as kept:
+        kept["user"] = "jsmith"
+    page = client.get(f"{PREFIX}/").get_data(as_text=True)
+    buttons = re.findall(
+        r'value="(\w+)">\s*<button type="submit" class="([^"]+)" ?(autofocus)?', page
+    )
+    assert [name for name, _, _ in buttons] == ["duo", "entrust", "cyberark"]
+    assert buttons[0][2] == "autofocus" and not buttons[1][2]
+    assert "jsmith — first factor checked by this app&#39;s password check." in page

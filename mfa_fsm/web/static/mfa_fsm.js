@@ -7,6 +7,37 @@
 // Without scripts the page still works: its "Check now" button sends the same poll.
 // It also shows the time left: an m:ss countdown, a progress bar (no animation of its own, so
 // it needs no prefers-reduced-motion exception) and the deadline in this browser's local time.
+// On any page with "Send a new code" / "Send another request" not yet allowed, the button is
+// disabled until the server's wait (data-mfa-resend-in, seconds) has passed, its hint names
+// that moment in this browser's local time, and it is enabled then. Without scripts the
+// button stays usable and an early click comes back as a notice on the page.
+(function () {
+  "use strict";
+  var button = document.querySelector("[data-mfa-resend-in]");
+  var hint = document.getElementById("mfa-resend-wait");
+  var wait = button ? parseFloat(button.getAttribute("data-mfa-resend-in")) : NaN;
+  if (!button || !isFinite(wait) || wait <= 0) {
+    return;
+  }
+  var at = new Date(Date.now() + wait * 1000);
+  button.disabled = true;
+  if (hint) {
+    hint.textContent = "(available at ";
+    var time = document.createElement("time");
+    time.setAttribute("datetime", at.toISOString());
+    time.textContent = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    hint.appendChild(time);
+    hint.appendChild(document.createTextNode(")"));
+  }
+  window.setTimeout(function () {
+    button.disabled = false;
+    button.removeAttribute("aria-describedby");
+    if (hint) {
+      hint.hidden = true;
+    }
+  }, wait * 1000);
+})();
+
 (function () {
   "use strict";
   var box = document.querySelector("[data-mfa-poll-url]");
