@@ -237,3 +237,11 @@ def next_step(failure: str | None) -> str:
     return NEXT_STEPS.get(
         failure or "", "Start again. If it happens again, contact your IT help desk."
     )
+
+
+def adds_to(detail: str | None, said: str) -> bool:
+    """Whether the IdP's ``detail`` of a failure says more than ``said`` (the page's own
+    sentence for it): "the request was declined on the device" repeats "The request was
+    declined on your device."; "... reported as fraudulent ..." or an enrolment link's
+    instruction does not."""
+    return bool(detail) and not _words(detail or "") <= _words(said)
